@@ -1,0 +1,157 @@
+"""Shipped weights: safetensors files pinned by sha256 in `models/weights/manifest.json`.
+
+A manifest entry carries everything a stage needs to use the weights: the architecture and its
+arguments, the tiling it expects, how it was trained and what it scored. The safetensors file also
+holds the architecture and arguments in its metadata, so the one file rebuilds the network.
+Weights are never unpickled.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+MANIFEST_PATH = WEIGHTS_DIR / "manifest.json"
+
+
+class WeightsError(RuntimeError):
+    """Weights missing, unknown, or not matching their manifest digest."""
+
+
+@dataclass(frozen=True)
+class Tiling:
+    """How the network expects its input: tile side, halo, channels and value range."""
+
+    tile: int
+    halo: int
+    channels: int = 3
+    value_range: tuple[float, float] = (0.0, 1.0)
+    multiple_of: int = 32
+
+
+@dataclass(frozen=True)
+class WeightsEntry:
+    name: str
+    file: str
+    sha256: str
+    architecture: str
+    arch_args: dict[str, Any]
+    tiling: Tiling
+    training: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    date: str = ""
+
+    def path(self, weights_dir: Path = WEIGHTS_DIR) -> Path:
+        return weights_dir / self.file
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["tiling"]["value_range"] = list(self.tiling.value_range)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> WeightsEntry:
+        tiling = dict(data["tiling"])
+        tiling["value_range"] = tuple(tiling.get("value_range", (0.0, 1.0)))
+        return cls(**{**data, "tiling": Tiling(**tiling)})
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_manifest(manifest_path: Path = MANIFEST_PATH) -> dict[str, WeightsEntry]:
+    """All manifest entries by name; an absent manifest is empty."""
+    if not manifest_path.exists():
+        return {}
+    try:
+        raw = json.loads(manifest_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise WeightsError(f"{manifest_path}: not valid JSON ({exc})") from exc
+    return {item["name"]: WeightsEntry.from_json(item) for item in raw.get("weights", [])}
+
+
+def get_entry(name: str, manifest_path: Path = MANIFEST_PATH) -> WeightsEntry:
+    entries = load_manifest(manifest_path)
+    if name not in entries:
+        known = ", ".join(sorted(entries)) or "none"
+        raise WeightsError(f"{manifest_path}: no weights named {name!r} (known: {known})")
+    return entries[name]
+
+
+def save_weights(
+    model: torch.nn.Module,
+    *,
+    name: str,
+    architecture: str,
+    arch_args: dict[str, Any],
+    tiling: Tiling,
+    training: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+    manifest_path: Path = MANIFEST_PATH,
+) -> WeightsEntry:
+    """Write `model` as `<name>.safetensors` beside the manifest and record (or replace) its entry."""
+    weights_dir = manifest_path.parent
+    weights_dir.mkdir(parents=True, exist_ok=True)
+    file_name = f"{name}.safetensors"
+    target = weights_dir / file_name
+    tmp = target.with_suffix(".safetensors.tmp")
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(tmp), metadata={"architecture": architecture, "arch_args": json.dumps(arch_args)})
+    tmp.replace(target)
+    entry = WeightsEntry(
+        name=name,
+        file=file_name,
+        sha256=sha256_file(target),
+        architecture=architecture,
+        arch_args=arch_args,
+        tiling=tiling,
+        training=training or {},
+        metrics=metrics or {},
+        date=dt.date.today().isoformat(),
+    )
+    entries = load_manifest(manifest_path)
+    entries[name] = entry
+    payload = {"weights": [e.to_json() for e in sorted(entries.values(), key=lambda e: e.name)]}
+    tmp_manifest = manifest_path.with_suffix(".json.tmp")
+    tmp_manifest.write_text(json.dumps(payload, indent=2) + "\n")
+    tmp_manifest.replace(manifest_path)
+    return entry
+
+
+def load_state(entry: WeightsEntry, weights_dir: Path | None = None) -> dict[str, torch.Tensor]:
+    """The verified state dict of `entry`: refuses a missing file or a sha256 mismatch."""
+    path = entry.path(weights_dir or WEIGHTS_DIR)
+    if not path.exists():
+        raise WeightsError(f"{path}: weights file for {entry.name!r} is missing")
+    actual = sha256_file(path)
+    if actual != entry.sha256:
+        raise WeightsError(
+            f"{path}: sha256 {actual[:16]}… does not match the manifest's {entry.sha256[:16]}… "
+            f"for {entry.name!r}; refusing to load (re-train or restore the file)"
+        )
+    return load_file(str(path))
+
+
+def load_model(
+    name: str, manifest_path: Path = MANIFEST_PATH, device: str | torch.device = "cpu"
+) -> tuple[torch.nn.Module, WeightsEntry]:
+    """Rebuild the network of manifest entry `name`, load its verified weights, put it in eval mode."""
+    from models.registry import create_model
+
+    entry = get_entry(name, manifest_path)
+    model = create_model(entry.architecture, **entry.arch_args)
+    model.load_state_dict(load_state(entry, manifest_path.parent))
+    return model.to(device).eval(), entry
