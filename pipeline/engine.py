@@ -1,0 +1,115 @@
+"""Run a stage's chunk tasks with Dask: threads by default, or a Dask cluster given its address.
+
+A stage builds one `dask.delayed` task per chunk (or tile batch); `run_tasks` computes them with a rich
+progress bar. `Ledger` records each finished task under `<store>/_progress/<stage>/` so that a stage
+killed halfway resumes with only the missing tasks.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import dask
+from dask.callbacks import Callback
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from pipeline.store import fs_and_path, join
+
+DASK_ADDRESS_ENV = "RETOUCH_DASK_ADDRESS"
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How tasks run: `workers` threads locally (0 = all cores), or on the cluster at `address`."""
+
+    workers: int = 0
+    address: str | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.workers < 0:
+            raise ValueError(f"workers must be >= 0, got {self.workers}")
+
+    @property
+    def n_workers(self) -> int:
+        return self.workers or (os.cpu_count() or 1)
+
+    def resolved_address(self) -> str | None:
+        return self.address or os.environ.get(DASK_ADDRESS_ENV) or None
+
+
+class _ProgressCallback(Callback):
+    def __init__(self, advance: Callable[[], None], names: set[str]) -> None:
+        super().__init__()
+        self._advance = advance
+        self._names = names
+
+    def _posttask(self, key: Any, result: Any, dsk: Any, state: Any, id: Any) -> None:  # noqa: A002
+        name = key[0] if isinstance(key, tuple) else key
+        if name in self._names:
+            self._advance()
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        disable=not enabled,
+        transient=False,
+    )
+
+
+def run_tasks(tasks: Sequence[Any], label: str, config: EngineConfig) -> list[Any]:
+    """Compute delayed `tasks` in parallel with a progress bar; results in task order."""
+    if not tasks:
+        return []
+    address = config.resolved_address()
+    with _progress(config.progress) as bar:
+        job = bar.add_task(label, total=len(tasks))
+        if address:
+            from distributed import Client, as_completed
+
+            with Client(address, set_as_default=False) as client:
+                futures = client.compute(list(tasks))
+                for _ in as_completed(futures):
+                    bar.advance(job)
+                return client.gather(futures)
+        names = {t.key[0] if isinstance(t.key, tuple) else t.key for t in tasks}
+        with _ProgressCallback(lambda: bar.advance(job), names):
+            return list(dask.compute(*tasks, scheduler="threads", num_workers=config.n_workers))
+
+
+class Ledger:
+    """Per-task completion records of one stage run, keyed so a changed run starts afresh."""
+
+    def __init__(self, store_url: str, stage: str, key: str) -> None:
+        self.url = join(store_url, "_progress", stage)
+        self.key = key
+        self.fs, self.path = fs_and_path(self.url)
+
+    def start(self) -> dict[str, str]:
+        """Records of finished tasks (empty, and old records cleared, if the key changed)."""
+        key_file = f"{self.path}/key"
+        if self.fs.exists(key_file) and self.fs.cat_file(key_file).decode() == self.key:
+            done: dict[str, str] = {}
+            for entry in self.fs.ls(self.path, detail=False):
+                name = entry.rstrip("/").rsplit("/", 1)[-1]
+                if name.endswith(".done"):
+                    done[name[: -len(".done")]] = self.fs.cat_file(entry).decode()
+            return done
+        self.clear()
+        self.fs.makedirs(self.path, exist_ok=True)
+        self.fs.pipe_file(key_file, self.key.encode())
+        return {}
+
+    def record(self, task_id: str, value: str) -> None:
+        self.fs.pipe_file(f"{self.path}/{task_id}.done", value.encode())
+
+    def clear(self) -> None:
+        if self.fs.exists(self.path):
+            self.fs.rm(self.path, recursive=True)

@@ -1,0 +1,244 @@
+"""Open a scan file lazily as a channel-last array, checking it before any pixel is read.
+
+TIFF (striped, tiled, BigTIFF, pyramidal, OME-TIFF) is read through tifffile's Zarr interface, so only
+the regions asked for are decoded. PNG and JPEG have no random access: they are decoded whole (they are
+limited to what those formats hold; gigapixel scans come as TIFF).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tifffile
+import zarr
+from PIL import Image, UnidentifiedImageError
+
+from pipeline.errors import InputError
+
+MAX_SIDE = 1 << 20  # 1,048,576 px: larger than any painting scan
+MAX_PIXELS = 1 << 37  # ~137 gigapixels
+TIFF_SUFFIXES = {".tif", ".tiff", ".btf", ".tf8"}
+PIL_SUFFIXES = {".png", ".jpg", ".jpeg"}
+SUPPORTED_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16))
+
+
+@dataclass
+class ScanSource:
+    """A lazily readable scan: `array[y0:y1, x0:x1]` gives (h, w, C) in the source dtype."""
+
+    path: Path
+    array: Any  # zarr.Array (TIFF) or np.ndarray (PNG/JPEG), channel-last (H, W, C)
+    format: str
+    striped: bool = False
+    metadata: dict[str, Any] = field(default_factory=dict)
+    _handle: Any = None
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(int(s) for s in self.array.shape)  # type: ignore[return-value]
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self.array.dtype)
+
+    def read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        """Pixels [y0:y1, x0:x1] as (C, h, w); a decoding failure names the file."""
+        try:
+            block = np.asarray(self.array[y0:y1, x0:x1])
+        except Exception as exc:  # codec errors come in many types
+            raise InputError(self.path, f"corrupt image data near y={y0}, x={x0} ({exc})") from exc
+        return np.ascontiguousarray(np.moveaxis(block, -1, 0))
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+
+def _check_size_and_dtype(path: Path, height: int, width: int, channels: int, dtype: np.dtype) -> None:
+    if height <= 0 or width <= 0:
+        raise InputError(path, f"image has zero size ({width}x{height})")
+    if height > MAX_SIDE or width > MAX_SIDE or height * width > MAX_PIXELS:
+        raise InputError(
+            path, f"header claims absurd dimensions {width}x{height}; the limit is {MAX_SIDE} px per side"
+        )
+    if channels not in (1, 2, 3, 4):
+        raise InputError(path, f"{channels} channels; Retouch reads grey, grey+alpha, RGB and RGBA")
+    if np.dtype(dtype) not in SUPPORTED_DTYPES:
+        raise InputError(
+            path, f"unsupported pixel type {np.dtype(dtype)}; Retouch reads 8- and 16-bit unsigned integers"
+        )
+
+
+def _tiff_metadata(page: tifffile.TiffPage) -> dict[str, Any]:
+    """ICC profile (hex) and resolution tags of the first page."""
+    meta: dict[str, Any] = {}
+    icc = page.tags.get("InterColorProfile")
+    if icc is not None:
+        meta["icc_profile_hex"] = bytes(icc.value).hex()
+    for name in ("XResolution", "YResolution"):
+        tag = page.tags.get(name)
+        if tag is not None:
+            num, den = tag.value
+            meta[name] = [int(num), int(den)]
+    unit = page.tags.get("ResolutionUnit")
+    if unit is not None:
+        meta["ResolutionUnit"] = int(unit.value)
+    meta["photometric"] = str(page.photometric.name) if page.photometric is not None else None
+    return meta
+
+
+def _check_tiff_offsets(path: Path, page: tifffile.TiffPage) -> None:
+    """A truncated file has strips/tiles that point past its end: refuse before streaming."""
+    size = path.stat().st_size
+    offsets = np.asarray(page.dataoffsets, dtype=np.int64)
+    counts = np.asarray(page.databytecounts, dtype=np.int64)
+    if offsets.size == 0 or counts.size == 0:
+        raise InputError(path, "TIFF has no image data (no strips or tiles)")
+    if np.any(counts <= 0) or np.any(offsets + counts > size):
+        raise InputError(path, f"truncated TIFF: image data points past the end of the file ({size} bytes)")
+
+
+def _channel_last(path: Path, axes: str, array: Any) -> Any:
+    """Map tifffile series axes to (H, W, C); singleton extra axes are dropped."""
+    shape = dict(zip(axes, array.shape, strict=True))
+    extra = [a for a in axes if a not in "YXSC" and shape[a] > 1]
+    if extra or ("S" in axes and "C" in axes and shape["C"] > 1 and shape["S"] > 1):
+        raise InputError(path, f"unsupported TIFF layout {axes} {tuple(array.shape)}; expected one 2-D image")
+    if "Y" not in axes or "X" not in axes:
+        raise InputError(path, f"TIFF layout {axes} has no Y/X image plane")
+    return _LazyAxes(array, axes)
+
+
+class _LazyAxes:
+    """View of a tifffile zarr array as (H, W, C) without reading it."""
+
+    def __init__(self, array: Any, axes: str) -> None:
+        self._array = array
+        self._axes = axes
+        dims = dict(zip(axes, array.shape, strict=True))
+        channel_axis = "S" if dims.get("S", 1) > 1 else ("C" if dims.get("C", 1) > 1 else None)
+        self._channel_axis = channel_axis
+        self.shape = (dims["Y"], dims["X"], dims[channel_axis] if channel_axis else 1)
+        self.dtype = array.dtype
+        self.chunks = _chunks_of(array, axes)
+
+    def __getitem__(self, key: tuple[slice, slice]) -> np.ndarray:
+        ys, xs = key
+        index = []
+        order = []
+        for axis in self._axes:
+            if axis == "Y":
+                index.append(ys)
+                order.append("Y")
+            elif axis == "X":
+                index.append(xs)
+                order.append("X")
+            elif axis == self._channel_axis:
+                index.append(slice(None))
+                order.append("C")
+            else:
+                index.append(0)
+        block = np.asarray(self._array[tuple(index)])
+        if "C" not in order:
+            block = block[..., None]
+            order.append("C")
+        return np.transpose(block, [order.index(a) for a in "YXC"])
+
+
+def _chunks_of(array: Any, axes: str) -> tuple[int, int]:
+    chunks = getattr(array, "chunks", None) or array.shape
+    dims = dict(zip(axes, chunks, strict=True))
+    return int(dims["Y"]), int(dims["X"])
+
+
+def _open_tiff(path: Path) -> ScanSource:
+    try:
+        tif = tifffile.TiffFile(path)
+    except (tifffile.TiffFileError, ValueError, OSError, struct.error) as exc:
+        raise InputError(path, f"not a readable TIFF ({exc})") from exc
+    try:
+        if not tif.series:
+            raise InputError(path, "TIFF holds no image series")
+        series = tif.series[0]
+        page = series.pages[0] if series.pages else None
+        if page is None or not hasattr(page, "dataoffsets"):
+            raise InputError(path, "TIFF has no readable first page")
+        height = series.shape[series.axes.index("Y")] if "Y" in series.axes else 0
+        width = series.shape[series.axes.index("X")] if "X" in series.axes else 0
+        dims = dict(zip(series.axes, series.shape, strict=True))
+        channels = dims.get("S", 1) if dims.get("S", 1) > 1 else dims.get("C", 1)
+        _check_size_and_dtype(path, height, width, channels, series.dtype)
+        _check_tiff_offsets(path, page)
+        store = series.aszarr(level=0)
+        array = zarr.open(store, mode="r")
+        if isinstance(array, zarr.Group):
+            array = array["0"]
+        lazy = _channel_last(path, series.axes, array)
+        striped = not page.is_tiled
+        meta = _tiff_metadata(page)
+        meta["levels_in_source"] = len(series.levels)
+        meta["is_ome"] = bool(tif.is_ome)
+        meta["bigtiff"] = bool(tif.is_bigtiff)
+        return ScanSource(path, lazy, "ome-tiff" if tif.is_ome else "tiff", striped, meta, _handle=tif)
+    except InputError:
+        tif.close()
+        raise
+    except Exception as exc:
+        tif.close()
+        raise InputError(path, f"corrupt TIFF ({exc})") from exc
+
+
+def _open_pil(path: Path) -> ScanSource:
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+    try:
+        with Image.open(path) as im:
+            width, height = im.size
+            _check_size_and_dtype(path, height, width, 1, np.uint8)
+            meta: dict[str, Any] = {}
+            if im.info.get("icc_profile"):
+                meta["icc_profile_hex"] = bytes(im.info["icc_profile"]).hex()
+            if im.info.get("dpi"):
+                meta["dpi"] = [float(v) for v in im.info["dpi"]]
+            if im.mode == "P":
+                im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+            elif im.mode in ("1", "CMYK", "YCbCr"):
+                im = im.convert("L" if im.mode == "1" else "RGB")
+            array = np.asarray(im)
+            if im.mode.startswith("I;16") or array.dtype == np.int32:
+                array = array.astype(np.uint16)
+    except InputError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
+        raise InputError(path, f"not a readable image ({exc})") from exc
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise InputError(path, f"corrupt or truncated image ({exc})") from exc
+    if array.ndim == 2:
+        array = array[:, :, None]
+    _check_size_and_dtype(path, array.shape[0], array.shape[1], array.shape[2], array.dtype)
+    return ScanSource(path, array, path.suffix.lower().lstrip(".").replace("jpg", "jpeg"), False, meta)
+
+
+def open_source(path: str | Path) -> ScanSource:
+    """Open a scan lazily; InputError names the file and says what is wrong with it."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "file not found")
+    if path.is_dir():
+        raise InputError(path, "is a directory, not an image file")
+    if path.stat().st_size == 0:
+        raise InputError(path, "file is empty (0 bytes)")
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    if magic[:2] in (b"II", b"MM"):
+        return _open_tiff(path)
+    if magic == b"\x89PNG" or magic[:3] == b"\xff\xd8\xff":
+        return _open_pil(path)
+    suffix = path.suffix.lower()
+    if suffix in TIFF_SUFFIXES | PIL_SUFFIXES:
+        raise InputError(path, f"not a {suffix.lstrip('.').upper()} image (file signature {magic!r})")
+    raise InputError(path, f"not an image Retouch reads (TIFF, PNG, JPEG); signature {magic!r}")
