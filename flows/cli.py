@@ -73,12 +73,13 @@ def catalog_list(
     file: Annotated[Path | None, typer.Argument(help="catalog YAML (default: the bundled catalog)")] = None,
 ) -> None:
     """List the scans in a catalog."""
-    from rich.table import Table
+    from rich.table import Column, Table
 
     from data_catalog.schema import default_catalog_path, load_catalog
 
     path = file or default_catalog_path()
-    table = Table("id", "title", "creator", "date", "institution", "source")
+    table = Table("title", "creator", "date", "institution", "source")
+    table.columns.insert(0, Column("id", no_wrap=True))
     for entry in load_catalog(path):
         table.add_row(entry.id, entry.title, entry.creator, entry.date, entry.institution,
                       entry.resolved_source(path))

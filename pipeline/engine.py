@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,8 +81,13 @@ def run_tasks(tasks: Sequence[Any], label: str, config: EngineConfig) -> list[An
                     bar.advance(job)
                 return client.gather(futures)
         names = {t.key[0] if isinstance(t.key, tuple) else t.key for t in tasks}
-        with _ProgressCallback(lambda: bar.advance(job), names):
-            return list(dask.compute(*tasks, scheduler="threads", num_workers=config.n_workers))
+        # our own pool, joined before returning or raising: no task still writes after a failure
+        pool = ThreadPoolExecutor(max_workers=config.n_workers)
+        try:
+            with _ProgressCallback(lambda: bar.advance(job), names):
+                return list(dask.compute(*tasks, scheduler="threads", pool=pool))
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 class Ledger:
