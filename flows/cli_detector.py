@@ -1,0 +1,94 @@
+"""`retouch train detector`, `retouch train baseline` and `retouch evaluate detect`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def register(train_app: typer.Typer, evaluate_app: typer.Typer) -> None:
+    """Add the detector commands to the `train` and `evaluate` command groups."""
+    train_app.command("detector")(train_detector_command)
+    train_app.command("baseline")(train_baseline_command)
+    evaluate_app.command("detect")(evaluate_detect_command)
+    evaluate_app.command("make-detect-set")(make_detect_set_command)
+
+
+def train_detector_command(
+    steps: Annotated[int | None, typer.Option(help="optimizer steps (default 1800)")] = None,
+    tile: Annotated[int | None, typer.Option(help="training tile side, multiple of 32")] = None,
+    batch: Annotated[int | None, typer.Option(help="tiles per step")] = None,
+    encoder: Annotated[str | None, typer.Option(help="resnet18 or resnet34")] = None,
+    lr: Annotated[float | None, typer.Option(help="peak learning rate")] = None,
+    threads: Annotated[int | None, typer.Option(help="torch threads")] = None,
+    max_minutes: Annotated[float | None, typer.Option(help="stop and ship after this many minutes")] = None,
+    run_dir: Annotated[str | None, typer.Option(help="checkpoints and logs (resumes from here)")] = None,
+    weights_name: Annotated[str | None, typer.Option(help="manifest name of the shipped weights")] = None,
+    no_flow: Annotated[bool, typer.Option("--no-flow", help="run without Prefect")] = False,
+) -> None:
+    """Train the damage detector (resumable) and ship the best weights to the manifest."""
+    overrides = {k: v for k, v in {
+        "steps": steps, "tile": tile, "batch": batch, "encoder": encoder, "lr": lr, "threads": threads,
+        "max_minutes": max_minutes, "run_dir": run_dir, "weights_name": weights_name}.items() if v is not None}
+    if no_flow:
+        from models.train_detector import config_from_overrides, train_detector
+
+        summary = train_detector(config_from_overrides(**overrides))
+    else:
+        from flows.train import train_detector_flow
+
+        summary = train_detector_flow(overrides)
+    typer.echo(json.dumps({k: summary[k] for k in ("steps", "minutes", "shipped") if k in summary}, indent=2))
+
+
+def train_baseline_command(
+    tiles: Annotated[int, typer.Option(help="damaged training tiles for the grid search")] = 24,
+    out: Annotated[Path | None, typer.Option(help="parameter file (default models/weights/baseline.json)")] = None,
+) -> None:
+    """Tune the classical baseline's parameters by grid search on TRAIN paintings only."""
+    from pipeline.baseline import BASELINE_PATH, tune_baseline
+
+    result = tune_baseline(n_tiles=tiles, out=out or BASELINE_PATH)
+    typer.echo(json.dumps(result, indent=2))
+
+
+def evaluate_detect_command(
+    images: Annotated[Path, typer.Option(help="folder of images (PNG/TIFF/JPEG, 8/16 bit, grey or colour)")],
+    masks: Annotated[Path, typer.Option(help="folder of masks with the same file stems")],
+    classes: Annotated[str, typer.Option(help="classes to score, comma-separated")] = "craquelure,paint_loss",
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the figures here")] = None,
+    save: Annotated[Path | None, typer.Option(help="write predicted 0/255 maps per class here")] = None,
+    tolerance: Annotated[float, typer.Option(help="also score with this distance tolerance (px)")] = 2.0,
+    weights: Annotated[str, typer.Option(help="manifest name of the detector weights")] = "detector-resunet18",
+    bf16: Annotated[bool, typer.Option(help="bf16 autocast inference")] = False,
+    mask_value: Annotated[int | None, typer.Option(help="only this mask value is damage (e.g. 255)")] = None,
+    no_baseline: Annotated[bool, typer.Option("--no-baseline", help="skip the classical baseline")] = False,
+) -> None:
+    """Score the shipped detector and the classical baseline against masks (strict and tolerant)."""
+    from pipeline.detect_eval import EvalOptions, evaluate_detect, format_report
+
+    opts = EvalOptions(classes=tuple(c.strip() for c in classes.split(",") if c.strip()),
+                       tolerance=tolerance, weights=weights, bf16=bf16, mask_value=mask_value,
+                       baseline=not no_baseline, save_dir=save)
+    report = evaluate_detect(images, masks, opts)
+    typer.echo(format_report(report))
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(report, indent=2) + "\n")
+        typer.echo(f"wrote {json_out}")
+
+
+def make_detect_set_command(
+    out: Annotated[Path, typer.Argument(help="folder to write images/ and masks/ into")],
+    split: Annotated[str, typer.Option(help="paintings to damage: val (held out) or train")] = "val",
+    copies: Annotated[int, typer.Option(help="damaged versions of each painting")] = 3,
+    seed: Annotated[int, typer.Option(help="seed (the training never uses seeds >= 10**9)")] = 1_000_000_007,
+) -> None:
+    """Write a held-out synthetic evaluation set: damaged paintings + 0/1/2 label masks."""
+    from pipeline.detect_eval import make_synthetic_set
+
+    paths = make_synthetic_set(out, split=split, copies=copies, seed=seed)
+    typer.echo(f"wrote {len(paths)} images to {out}/images and label masks to {out}/masks")

@@ -1,0 +1,72 @@
+"""Res-UNet damage detector: a segmentation-models-pytorch U-Net with a ResNet encoder.
+
+Two output channels (craquelure, paint loss) are independent sigmoid logits, so a pixel can be both.
+Input is RGB in [0, 1]; the network normalises it itself, so callers never need the training statistics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import segmentation_models_pytorch as smp
+import torch
+import torch.nn as nn
+
+import models  # noqa: F401  (torchvision import fix before smp)
+
+ENCODERS = ("resnet18", "resnet34")
+DEFAULT_DECODER = (128, 64, 48, 32, 16)
+MULTIPLE_OF = 32  # five stride-2 stages
+
+
+class ResUNet(nn.Module):
+    """U-Net with a ResNet encoder; `forward` gives (B, classes, H, W) logits."""
+
+    def __init__(
+        self,
+        encoder_name: str = "resnet18",
+        classes: int = 2,
+        in_channels: int = 3,
+        decoder_channels: Sequence[int] = DEFAULT_DECODER,
+    ) -> None:
+        super().__init__()
+        if encoder_name not in ENCODERS:
+            raise ValueError(f"unknown encoder {encoder_name!r}; choose one of {', '.join(ENCODERS)}")
+        if len(decoder_channels) != 5:
+            raise ValueError(f"decoder_channels needs 5 widths (one per stage), got {list(decoder_channels)}")
+        self.in_channels = in_channels
+        self.net = smp.Unet(
+            encoder_name=encoder_name,
+            encoder_weights=None,
+            in_channels=in_channels,
+            classes=classes,
+            decoder_channels=tuple(int(c) for c in decoder_channels),
+        )
+
+    @property
+    def encoder(self) -> nn.Module:
+        """The ResNet encoder (e.g. a fixed feature network for a perceptual loss)."""
+        return self.net.encoder
+
+    def _check(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"expected a (B, {self.in_channels}, H, W) tensor, got {tuple(x.shape)}")
+        h, w = x.shape[-2:]
+        if h % MULTIPLE_OF or w % MULTIPLE_OF:
+            ph = (h + MULTIPLE_OF - 1) // MULTIPLE_OF * MULTIPLE_OF
+            pw = (w + MULTIPLE_OF - 1) // MULTIPLE_OF * MULTIPLE_OF
+            raise ValueError(
+                f"input height and width must be multiples of {MULTIPLE_OF}, got {h}x{w}; "
+                f"consider padding your images to shape ({ph}, {pw})"
+            )
+        return (x - 0.5) / 0.25  # (B, C, H, W) roughly zero-mean, unit-variance
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Encoder feature maps for x (B, C, H, W) in [0, 1]: strides 1, 2, 4, 8, 16, 32."""
+        return list(self.net.encoder(self._check(x)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self._check(x)  # (B, 3, H, W)
+        feats = self.net.encoder(x)  # [(B, C_i, H / 2^i, W / 2^i) for i in 0..5]
+        dec = self.net.decoder(feats)  # (B, decoder_channels[-1], H, W)
+        return self.net.segmentation_head(dec)  # (B, classes, H, W) logits

@@ -1,0 +1,330 @@
+"""Train the Res-UNet damage detector on synthetic damage over the TRAIN paintings; ship the best weights.
+
+Tiles are cut from the training paintings, damaged on the fly (seeded by step) and augmented. Every
+`eval_every` steps ("epoch") the model is scored on a fixed set of damaged tiles from the VALIDATION
+paintings (loss and F1 per class), logged to `<run_dir>/train.log` and `<run_dir>/metrics.jsonl`, and a
+checkpoint (model + AdamW state, safetensors) is written so that a killed run resumes where it stopped.
+At the end the best weights (by mean validation F1) go into the weights manifest.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import datetime as dt
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+import models  # noqa: F401  (torchvision import fix before smp)
+from models.checkpoint import load_checkpoint, save_checkpoint
+from models.detector_data import AugmentConfig, load_paintings, make_batch
+from models.resunet import DEFAULT_DECODER, ResUNet
+from models.weights import MANIFEST_PATH, Tiling, WeightsEntry, save_weights
+from pipeline.metrics import Counts, confusion
+from pipeline.paintings import paintings
+from pipeline.synthetic_damage import CLASS_NAMES, DamageConfig
+
+LOSSES = ("dice+bce", "dice+focal")
+
+
+@dataclass(frozen=True)
+class DetectorTrainConfig:
+    """Everything that decides a detector training run."""
+
+    encoder: str = "resnet18"
+    decoder_channels: tuple[int, ...] = DEFAULT_DECODER
+    tile: int = 256
+    batch: int = 8
+    steps: int = 1800
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup: int = 50
+    eval_every: int = 150
+    checkpoint_every: int = 50
+    val_tiles: int = 48
+    loss: str = "dice+bce"
+    seed: int = 0
+    threads: int = 1
+    bf16: bool = True  # bf16 autocast for the forward pass (weights and optimizer stay fp32)
+    max_minutes: float = 0.0  # stop early (and ship the best so far) after this wall time; 0 = no limit
+    run_dir: str = "runs/detector"
+    weights_name: str = "detector-resunet18"
+    ship: bool = True
+    store_half: bool = True  # store shipped weights as fp16 (loaded back to fp32): half the file size
+    damage: DamageConfig = field(default_factory=DamageConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def __post_init__(self) -> None:
+        if self.tile % 32:
+            raise ValueError(f"tile must be a multiple of 32, got {self.tile}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        for name in ("batch", "steps", "eval_every", "checkpoint_every", "val_tiles", "threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+
+    def arch_args(self) -> dict[str, Any]:
+        return {"encoder_name": self.encoder, "classes": 2, "decoder_channels": list(self.decoder_channels)}
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["decoder_channels"] = list(self.decoder_channels)
+        return data
+
+
+def lr_at(step: int, cfg: DetectorTrainConfig) -> float:
+    """Linear warm-up, then cosine decay to 2% of the peak."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def make_loss(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Dice + BCE or Dice + focal, on (B, 2, H, W) logits and targets."""
+    import segmentation_models_pytorch as smp  # after `import models` (torchvision fix)
+
+    dice = smp.losses.DiceLoss("multilabel", from_logits=True)
+    other = (torch.nn.BCEWithLogitsLoss() if name == "dice+bce"
+             else smp.losses.FocalLoss("multilabel"))
+
+    def loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return dice(logits, target) + other(logits, target)
+
+    return loss
+
+
+@torch.inference_mode()
+def evaluate_tiles(
+    model: torch.nn.Module,
+    images: np.ndarray,
+    targets: np.ndarray,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    batch: int = 8,
+    bf16: bool = False,
+) -> dict[str, Any]:
+    """Loss and per-class scores (threshold 0.5) over (N, 3, T, T) images and (N, 2, T, T) targets."""
+    model.eval()
+    counts = [Counts() for _ in CLASS_NAMES]
+    losses = []
+    for i in range(0, len(images), batch):
+        x = torch.from_numpy(images[i : i + batch])
+        y = torch.from_numpy(targets[i : i + batch])
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = model(x)
+        logits = logits.float()
+        losses.append(float(loss_fn(logits, y)) * len(x))
+        pred = (logits > 0).numpy()
+        for c in range(len(CLASS_NAMES)):
+            counts[c] += confusion(pred[:, c], targets[i : i + batch, c] > 0.5)
+    result: dict[str, Any] = {"loss": sum(losses) / len(images)}
+    for name, count in zip(CLASS_NAMES, counts, strict=True):
+        result[name] = count.scores()
+    result["mean_f1"] = float(np.mean([result[n]["f1"] for n in CLASS_NAMES]))
+    return result
+
+
+class _Log:
+    def __init__(self, path: Path, echo: Callable[[str], None] | None) -> None:
+        self.path = path
+        self.echo = echo
+
+    def __call__(self, message: str) -> None:
+        line = f"{dt.datetime.now().isoformat(timespec='seconds')} {message}"
+        with open(self.path, "a") as fh:
+            fh.write(line + "\n")
+        if self.echo:
+            self.echo(line)
+
+
+def _config_key(cfg: DetectorTrainConfig) -> dict[str, Any]:
+    """The fields that must match for a checkpoint to be resumed (not run length or shipping options)."""
+    data = cfg.to_json()
+    for name in ("steps", "max_minutes", "ship", "weights_name", "run_dir", "threads", "eval_every",
+                 "checkpoint_every"):
+        data.pop(name)
+    return json.loads(json.dumps(data))  # tuples -> lists, as stored in the checkpoint
+
+
+def train_detector(
+    cfg: DetectorTrainConfig | None = None,
+    *,
+    train_paths: list[Path] | None = None,
+    val_paths: list[Path] | None = None,
+    manifest_path: Path = MANIFEST_PATH,
+    echo: Callable[[str], None] | None = print,
+) -> dict[str, Any]:
+    """Train (resuming from `<run_dir>/checkpoint.safetensors` if present); returns the summary."""
+    cfg = cfg or DetectorTrainConfig()
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log = _Log(run_dir / "train.log", echo)
+    train_paths = train_paths if train_paths is not None else paintings("train")
+    val_paths = val_paths if val_paths is not None else paintings("val")
+    if not train_paths or not val_paths:
+        raise FileNotFoundError("no training or validation paintings found (is ../shared/data present?)")
+    overlap = {p.name for p in train_paths} & {p.name for p in val_paths}
+    if overlap:
+        raise ValueError(f"paintings in both train and val: {sorted(overlap)}")
+    train_images = load_paintings(train_paths)
+    val_images = load_paintings(val_paths)
+    val_x, val_y = make_batch(val_images, cfg.tile, cfg.val_tiles, 1_000_003 + cfg.seed, cfg.damage, None)
+
+    model = ResUNet(**cfg.arch_args())
+    model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    loss_fn = make_loss(cfg.loss)
+    ckpt_path, best_path = run_dir / "checkpoint.safetensors", run_dir / "best.safetensors"
+    step, extra = 0, {"best": None, "history": [], "seconds": 0.0}
+    if ckpt_path.exists():
+        step, extra = load_checkpoint(ckpt_path, model, optimizer)
+        if extra.get("config_key") != _config_key(cfg):
+            raise ValueError(f"{ckpt_path}: checkpoint was made with another configuration; "
+                             f"delete {run_dir} or use another --run-dir to start afresh")
+        log(f"resumed at step {step}")
+    extra["config_key"] = _config_key(cfg)
+    log(f"config {json.dumps(cfg.to_json())}")
+    log(f"train paintings {len(train_paths)}, val paintings {len(val_paths)} "
+        f"({', '.join(p.stem[:40] for p in val_paths)})")
+    start, seconds_before = time.perf_counter(), float(extra.get("seconds", 0.0))
+    running, t_last = [], time.perf_counter()
+    while step < cfg.steps:
+        model.train()
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        x, y = make_batch(train_images, cfg.tile, cfg.batch, cfg.seed * 1_000_003 + step, cfg.damage,
+                          cfg.augment)
+        x_t = torch.from_numpy(x).to(memory_format=torch.channels_last)  # (B, 3, T, T)
+        y_t = torch.from_numpy(y)  # (B, 2, T, T)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+            logits = model(x_t)
+        loss = loss_fn(logits.float(), y_t)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        running.append(float(loss.detach()))
+        step += 1
+        elapsed = seconds_before + time.perf_counter() - start
+        if step % 10 == 0:
+            now = time.perf_counter()
+            log(f"step {step}/{cfg.steps} loss {np.mean(running):.4f} lr {lr_at(step - 1, cfg):.2e} "
+                f"{(now - t_last) / 10:.2f}s/step elapsed {elapsed / 60:.1f}min")
+            running, t_last = [], now
+        out_of_time = cfg.max_minutes > 0 and elapsed > cfg.max_minutes * 60
+        if step % cfg.eval_every == 0 or step == cfg.steps or out_of_time:
+            val = evaluate_tiles(model, val_x, val_y, loss_fn)
+            record = {"step": step, "minutes": round(elapsed / 60, 2), **val}
+            extra["history"].append(record)
+            with open(run_dir / "metrics.jsonl", "a") as fh:
+                fh.write(json.dumps(record) + "\n")
+            log(f"val step {step} loss {val['loss']:.4f} " + " ".join(
+                f"{n} F1 {val[n]['f1']:.4f} P {val[n]['precision']:.3f} R {val[n]['recall']:.3f}"
+                for n in CLASS_NAMES))
+            if extra["best"] is None or val["mean_f1"] > extra["best"]["mean_f1"]:
+                extra["best"] = record
+                save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(best_path))
+                log(f"new best mean F1 {val['mean_f1']:.4f} at step {step}")
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps or out_of_time:
+            extra["seconds"] = elapsed
+            save_checkpoint(ckpt_path, model, optimizer, step, extra)
+        if out_of_time:
+            log(f"stopping at step {step}: max_minutes {cfg.max_minutes} reached")
+            break
+    summary: dict[str, Any] = {"steps": step, "minutes": round(extra["seconds"] / 60, 2), "best": extra["best"]}
+    if cfg.ship:
+        model.load_state_dict(load_file(str(best_path)))
+        entry = ship_detector(model, cfg, train_paths, val_paths, summary, val_x, val_y, manifest_path, log)
+        summary["shipped"] = {"name": entry.name, "file": entry.file, "sha256": entry.sha256,
+                              "metrics": entry.metrics}
+    return summary
+
+
+def ship_detector(
+    model: torch.nn.Module,
+    cfg: DetectorTrainConfig,
+    train_paths: list[Path],
+    val_paths: list[Path],
+    summary: dict[str, Any],
+    val_x: np.ndarray,
+    val_y: np.ndarray,
+    manifest_path: Path,
+    log: Callable[[str], None],
+) -> WeightsEntry:
+    """Store `model` (fp16 if `store_half`) in the manifest, with validation scores of what was stored."""
+    stored = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
+    if cfg.store_half:
+        stored = stored.half()
+    # Score the weights exactly as they will load: fp16-rounded, back in an fp32 network.
+    check = ResUNet(**cfg.arch_args())
+    check.load_state_dict(stored.state_dict())
+    val = evaluate_tiles(check, val_x, val_y, make_loss(cfg.loss))
+    training = {
+        "config": cfg.to_json(),
+        "data": {
+            "train_paintings": [p.name for p in train_paths],
+            "val_paintings": [p.name for p in val_paths],
+            "damage": "pipeline.synthetic_damage (synthetic craquelure + paint loss, seeded per step)",
+        },
+        "steps": summary["steps"],
+        "minutes": summary["minutes"],
+        "selected": f"best mean validation F1, step {summary['best']['step']}",
+        "stored_dtype": "float16" if cfg.store_half else "float32",
+        "date": dt.datetime.now().isoformat(timespec="seconds"),
+    }
+    metrics = {
+        "validation": {"tiles": cfg.val_tiles, "tile": cfg.tile, "threshold": 0.5, **val},
+    }
+    entry = save_weights(
+        stored,
+        name=cfg.weights_name,
+        architecture="resunet",
+        arch_args=cfg.arch_args(),
+        tiling=Tiling(tile=512, halo=64, channels=3, value_range=(0.0, 1.0), multiple_of=32),
+        training=training,
+        metrics=metrics,
+        manifest_path=manifest_path,
+    )
+    log(f"shipped {entry.file} sha256 {entry.sha256[:16]} val " + " ".join(
+        f"{n} F1 {val[n]['f1']:.4f}" for n in CLASS_NAMES))
+    return entry
+
+
+def config_from_overrides(**overrides: Any) -> DetectorTrainConfig:
+    """A config with the given fields replaced (unknown names raise a TypeError naming them)."""
+    names = {f.name for f in dataclasses.fields(DetectorTrainConfig)}
+    unknown = set(overrides) - names
+    if unknown:
+        raise TypeError(f"unknown training option(s) {sorted(unknown)}")
+    return DetectorTrainConfig(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m models.train_detector [--steps N] [--max-minutes M] [--run-dir D]` (no Prefect)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--steps", type=int)
+    parser.add_argument("--max-minutes", type=float)
+    parser.add_argument("--run-dir")
+    parser.add_argument("--threads", type=int)
+    args = parser.parse_args(argv)
+    summary = train_detector(config_from_overrides(steps=args.steps, max_minutes=args.max_minutes,
+                                                   run_dir=args.run_dir, threads=args.threads))
+    print(json.dumps({k: summary[k] for k in ("steps", "minutes", "shipped") if k in summary}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
