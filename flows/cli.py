@@ -152,7 +152,7 @@ def run_command(
     console.print("[yellow]detect, inpaint and export are not built yet: this run stopped after ingest.[/]")
 
 
-DEFAULT_SAMPLE_ID = "leyster-self-portrait"
+DEFAULT_SAMPLE_ID = "leyster-self-portrait-simulated-damage"
 
 
 def entrypoint() -> None:  # pragma: no cover - console script alternative
