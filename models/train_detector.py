@@ -83,11 +83,17 @@ class DetectorTrainConfig:
         return data
 
 
-def lr_at(step: int, cfg: DetectorTrainConfig) -> float:
-    """Linear warm-up, then cosine decay to 2% of the peak."""
+def lr_at(step: int, cfg: DetectorTrainConfig, elapsed_s: float = 0.0) -> float:
+    """Linear warm-up, then cosine decay to 2% of the peak over the steps or the time budget.
+
+    With `max_minutes` set, progress is the larger of the step fraction and the time fraction, so the
+    schedule completes whichever budget runs out first (the machine is shared; step times vary).
+    """
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
     progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    if cfg.max_minutes > 0:
+        progress = max(progress, elapsed_s / (cfg.max_minutes * 60))
     return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
@@ -203,8 +209,9 @@ def train_detector(
     running, t_last = [], time.perf_counter()
     while step < cfg.steps:
         model.train()
+        lr = lr_at(step, cfg, seconds_before + time.perf_counter() - start)
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, cfg)
+            group["lr"] = lr
         x, y = make_batch(train_images, cfg.tile, cfg.batch, cfg.seed * 1_000_003 + step, cfg.damage,
                           cfg.augment)
         x_t = torch.from_numpy(x).to(memory_format=torch.channels_last)  # (B, 3, T, T)
@@ -220,7 +227,7 @@ def train_detector(
         elapsed = seconds_before + time.perf_counter() - start
         if step % 10 == 0:
             now = time.perf_counter()
-            log(f"step {step}/{cfg.steps} loss {np.mean(running):.4f} lr {lr_at(step - 1, cfg):.2e} "
+            log(f"step {step}/{cfg.steps} loss {np.mean(running):.4f} lr {lr:.2e} "
                 f"{(now - t_last) / 10:.2f}s/step elapsed {elapsed / 60:.1f}min")
             running, t_last = [], now
         out_of_time = cfg.max_minutes > 0 and elapsed > cfg.max_minutes * 60
