@@ -19,3 +19,30 @@ def train_detector_task(overrides: dict[str, Any]) -> dict[str, Any]:
 def train_detector_flow(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train the Res-UNet damage detector on synthetic damage; resumes from its checkpoint."""
     return train_detector_task(overrides or {})
+
+
+def run_inpainter_training(overrides: dict[str, Any], ship: bool = True) -> dict[str, Any]:
+    """Train (or resume) the PConv inpainter on TRAIN paintings; ship the final weights if asked."""
+    from models.train_inpainter import InpainterTrainConfig, export_weights, train
+    from pipeline.paintings import paintings
+
+    cfg = InpainterTrainConfig(**overrides)
+    ckpt = train(cfg, paintings("train"), paintings("val"))
+    summary: dict[str, Any] = {"checkpoint": str(ckpt)}
+    if ship:
+        data = {"train_paintings": [p.name for p in paintings("train")],
+                "val_paintings": [p.name for p in paintings("val")]}
+        entry = export_weights(ckpt, data=data)
+        summary.update(shipped=entry.name, sha256=entry.sha256, metrics=entry.metrics)
+    return summary
+
+
+@task(name="train-inpainter")
+def train_inpainter_task(overrides: dict[str, Any], ship: bool) -> dict[str, Any]:
+    return run_inpainter_training(overrides, ship)
+
+
+@flow(name="train-inpainter")
+def train_inpainter_flow(overrides: dict[str, Any] | None = None, ship: bool = True) -> dict[str, Any]:
+    """Train the partial-convolution U-Net inpainter; resumes from its checkpoint."""
+    return train_inpainter_task(overrides or {}, ship)

@@ -1,0 +1,105 @@
+"""`retouch train inpainter` and `retouch evaluate inpaint`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import torch
+import typer
+
+
+def register(train_app: typer.Typer, evaluate_app: typer.Typer) -> None:
+    """Add the inpainter commands to the `train` and `evaluate` command groups."""
+    train_app.command("inpainter")(train_inpainter_command)
+    evaluate_app.command("inpaint")(evaluate_inpaint_command)
+
+
+def train_inpainter_command(
+    phase1_steps: Annotated[int | None, typer.Option(help="steps with batch norm training (default 3000)")] = None,
+    phase2_steps: Annotated[int | None, typer.Option(help="fine-tune steps, encoder BN frozen (default 1000)")] = None,
+    tile: Annotated[int | None, typer.Option(help="training tile side, multiple of 2**depth")] = None,
+    batch: Annotated[int | None, typer.Option(help="tiles per step")] = None,
+    depth: Annotated[int | None, typer.Option(help="U-Net depth (encoder layers)")] = None,
+    base_channels: Annotated[int | None, typer.Option(help="channels of the first layer")] = None,
+    feature_net: Annotated[
+        str | None, typer.Option(help="'random' (default), 'none' or 'vgg16:/path/vgg16.safetensors'")
+    ] = None,
+    threads: Annotated[int | None, typer.Option(help="torch threads")] = None,
+    run_dir: Annotated[str | None, typer.Option(help="checkpoints and log (resumes from here)")] = None,
+    ship: Annotated[bool, typer.Option(help="save the final weights to the manifest as inpainter-pconv")] = True,
+    no_flow: Annotated[bool, typer.Option("--no-flow", help="run without Prefect")] = False,
+) -> None:
+    """Train the partial-convolution U-Net inpainter (resumable) and ship its weights."""
+    overrides = {
+        k: v
+        for k, v in {
+            "phase1_steps": phase1_steps, "phase2_steps": phase2_steps, "tile": tile, "batch": batch,
+            "depth": depth, "base_channels": base_channels, "feature_net": feature_net, "threads": threads,
+            "run_dir": run_dir,
+        }.items()
+        if v is not None
+    }
+    if no_flow:
+        from flows.train import run_inpainter_training
+
+        summary = run_inpainter_training(overrides, ship)
+    else:
+        from flows.train import train_inpainter_flow
+
+        summary = train_inpainter_flow(overrides, ship)
+    typer.echo(json.dumps(summary, indent=2))
+
+
+def _load_model(name: str) -> torch.nn.Module:
+    from pipeline.inpaint import load_inpainter
+
+    return load_inpainter(name)
+
+
+def evaluate_inpaint_command(
+    images: Annotated[Path, typer.Option(help="folder of clean images (PNG/TIFF/JPEG)")],
+    masks: Annotated[
+        Path | None, typer.Option(help="folder of hole masks paired by file stem (default: seeded masks)")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="seed of the generated masks")] = 0,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the figures here")] = None,
+    save: Annotated[Path | None, typer.Option(help="write the model's composites (PNG, by stem) here")] = None,
+    weights: Annotated[str, typer.Option(help="manifest name of the inpainter weights")] = "inpainter-pconv",
+    long_side: Annotated[int, typer.Option(help="downscale images to this long side first (px)")] = 512,
+    tile: Annotated[int, typer.Option(help="inference tile side")] = 256,
+    overlap: Annotated[int, typer.Option(help="overlap of inference tiles")] = 64,
+    kinds: Annotated[str, typer.Option(help="mask kinds, comma-separated")] = "irregular,craquelure,paint_loss",
+) -> None:
+    """Score the inpainter against OpenCV Telea/NS and scikit-image biharmonic per mask kind and hole bin."""
+    from flows.cli import clean_errors
+    from pipeline.inpaint_eval import EvalConfig, compare, evaluate, list_images, write_json
+
+    @clean_errors
+    def run() -> None:
+        torch.set_num_threads(max(1, torch.get_num_threads()))
+        cfg = EvalConfig(seed=seed, long_side=long_side, tile=tile, overlap=overlap,
+                         kinds=tuple(k.strip() for k in kinds.split(",") if k.strip()))
+        result = evaluate(list_images(images), _load_model(weights), cfg, masks_dir=masks, save_dir=save)
+        typer.echo(format_table(result, compare(result)))
+        if json_out:
+            write_json(result, json_out)
+            typer.echo(f"wrote {json_out}")
+
+    run()
+
+
+def format_table(result: dict, margins: dict) -> str:
+    """One line per kind/bin: PSNR / SSIM / L1-hole of each method and the model's margin over the best."""
+    methods = [m for m in ("model", "telea", "ns", "biharmonic") if m in result]
+    lines = [f"{'kind/bin':<22}" + "".join(f"{m:>24}" for m in methods) + "   margin dPSNR  dSSIM"]
+    for key in result[methods[0]]:
+        row = f"{key:<22}"
+        for m in methods:
+            f = result[m][key]
+            row += f"{f['psnr']:>9.2f} {f['ssim']:.4f} {f['l1_hole']:.4f}"
+        if key in margins:
+            row += f"   {margins[key]['psnr']:+8.2f} {margins[key]['ssim']:+.4f}"
+        lines.append(row)
+    return "\n".join(lines)

@@ -1,0 +1,169 @@
+"""The PConv loss (Liu et al. 2018) and the fixed feature networks its perceptual and style terms need.
+
+    L = L_valid + 6 L_hole + 0.05 L_perceptual + 120 (L_style_out + L_style_comp) + 0.1 L_tv
+
+All L1 terms are size-averaged (NVIDIA/partialconv #9). Perceptual and style terms compare features of a
+fixed (never trained) network at three pooling stages, like VGG16's pool1..pool3 in the paper.
+
+Feature network. ImageNet VGG16 weights cannot be downloaded here, so:
+- `feature_net="vgg16:/path/vgg16.safetensors"` loads a local VGG16 state dict (torchvision's key names,
+  `features.*` at least) into torchvision's vgg16 architecture and uses pool1..pool3 (no download ever);
+- the default `feature_net="random"` is a fixed, seeded, randomly initialised VGG-style net
+  (`RandomFeatures`). Random-weight conv features are known to carry texture/style statistics well
+  (Ulyanov et al. 2018 "Deep Image Prior"; He, Wang & Hopcroft 2016 "A powerful generative model using random
+  weights for the deep image representation"), the net is deterministic from its seed, so a run is
+  reproducible, and it does not couple the inpainter to whatever detector weights exist at the time.
+  Its effect is measured, not assumed: see `feature_net="none"` (perceptual and style terms off) and the
+  ablation in the report of issue 4.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    valid: float = 1.0
+    hole: float = 6.0
+    perceptual: float = 0.05
+    style: float = 120.0
+    tv: float = 0.1
+
+
+class RandomFeatures(nn.Module):
+    """A fixed VGG-style net with seeded random weights: three conv-ReLU(-conv-ReLU)-maxpool stages.
+
+    Widths (32, 64, 128); Kaiming-normal weights from `torch.Generator().manual_seed(seed)`; zero bias.
+    Returns the three pooled feature maps (like VGG16 pool1..pool3).
+    """
+
+    def __init__(self, seed: int = 0, widths: tuple[int, int, int] = (32, 64, 128)) -> None:
+        super().__init__()
+        gen = torch.Generator().manual_seed(seed)
+        layers: list[nn.Sequential] = []
+        cin = 3
+        for cout in widths:
+            conv = nn.Conv2d(cin, cout, 3, padding=1)
+            with torch.no_grad():
+                conv.weight.copy_(torch.randn(conv.weight.shape, generator=gen) * (2.0 / (cin * 9)) ** 0.5)
+                conv.bias.zero_()
+            layers.append(nn.Sequential(conv, nn.ReLU(), nn.MaxPool2d(2)))
+            cin = cout
+        self.stages = nn.ModuleList(layers)
+        self.requires_grad_(False)
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        h = (x - 0.5) / 0.25  # (B, 3, H, W) roughly centred
+        feats = []
+        for stage in self.stages:
+            h = stage(h)
+            feats.append(h)
+        return feats  # [(B, 32, H/2, W/2), (B, 64, H/4, W/4), (B, 128, H/8, W/8)]
+
+
+class VGG16Features(nn.Module):
+    """torchvision's VGG16 `features` up to pool3, weights from a local safetensors file (no download)."""
+
+    def __init__(self, weights_path: str | Path) -> None:
+        super().__init__()
+        from safetensors.torch import load_file
+        from torchvision.models import vgg16
+
+        import models  # noqa: F401  (torchvision import fix)
+
+        path = Path(weights_path)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: VGG16 weight file not found")
+        state = load_file(str(path))
+        feats = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
+        net = vgg16(weights=None).features[:17]
+        missing = [k for k in net.state_dict() if k not in feats]
+        if missing:
+            raise ValueError(f"{path}: not a torchvision VGG16 state dict (missing features.{missing[0]} ...)")
+        net.load_state_dict({k: feats[k] for k in net.state_dict()})
+        self.slices = nn.ModuleList([net[:5], net[5:10], net[10:17]])
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.requires_grad_(False)
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        h = (x - self.mean) / self.std
+        feats = []
+        for s in self.slices:
+            h = s(h)
+            feats.append(h)
+        return feats
+
+
+def build_feature_net(spec: str, seed: int = 0) -> nn.Module | None:
+    """'random' (default, seeded), 'vgg16:<file.safetensors>', or 'none' (no perceptual/style terms)."""
+    if spec == "none":
+        return None
+    if spec == "random":
+        return RandomFeatures(seed=seed)
+    if spec.startswith("vgg16:"):
+        return VGG16Features(spec.split(":", 1)[1])
+    raise ValueError(f"unknown feature net {spec!r}; use 'random', 'none' or 'vgg16:/path/to/vgg16.safetensors'")
+
+
+def gram(f: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, C), normalised by C*H*W as in the paper."""
+    b, c, h, w = f.shape
+    f = f.reshape(b, c, h * w).float()
+    return torch.bmm(f, f.transpose(1, 2)) / (c * h * w)
+
+
+def total_variation(comp: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
+    """Size-averaged TV of the composite over the 1-px dilation of the hole region."""
+    region = F.max_pool2d(hole, 3, stride=1, padding=1)  # (B, 1, H, W)
+    dx = (comp[..., :, 1:] - comp[..., :, :-1]).abs() * (region[..., :, 1:] * region[..., :, :-1])
+    dy = (comp[..., 1:, :] - comp[..., :-1, :]).abs() * (region[..., 1:, :] * region[..., :-1, :])
+    return dx.mean() + dy.mean()
+
+
+class InpaintingLoss(nn.Module):
+    """The paper's loss; `forward` returns the total and each term (detached) for logging."""
+
+    def __init__(self, feature_net: nn.Module | None, weights: LossWeights = LossWeights()) -> None:
+        super().__init__()
+        self.features = feature_net
+        self.w = weights
+
+    def forward(
+        self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        # pred, target: (B, 3, H, W); mask: (B, 1, H, W), 1 = valid
+        hole = 1.0 - mask
+        comp = mask * target + hole * pred
+        terms = {
+            "valid": (mask * (pred - target)).abs().mean(),
+            "hole": (hole * (pred - target)).abs().mean(),
+            "tv": total_variation(comp, hole),
+        }
+        total = self.w.valid * terms["valid"] + self.w.hole * terms["hole"] + self.w.tv * terms["tv"]
+        if self.features is not None:
+            n = pred.shape[0]
+            feats = self.features(torch.cat([pred, comp, target], dim=0))
+            perc = pred.new_zeros(())
+            style_out = pred.new_zeros(())
+            style_comp = pred.new_zeros(())
+            for f in feats:
+                f_out, f_comp, f_gt = f[:n], f[n : 2 * n], f[2 * n :].detach()
+                perc = perc + (f_out - f_gt).abs().mean() + (f_comp - f_gt).abs().mean()
+                g_gt = gram(f_gt)
+                style_out = style_out + (gram(f_out) - g_gt).abs().mean()
+                style_comp = style_comp + (gram(f_comp) - g_gt).abs().mean()
+            terms.update(perceptual=perc, style_out=style_out, style_comp=style_comp)
+            total = total + self.w.perceptual * perc + self.w.style * (style_out + style_comp)
+        return total, {k: float(v.detach()) for k, v in terms.items()}

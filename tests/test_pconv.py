@@ -1,0 +1,138 @@
+"""Partial convolution properties, PConv U-Net shapes, the loss, and short training runs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from models.inpaint_loss import InpaintingLoss, RandomFeatures, build_feature_net
+from models.pconv import PartialConv2d, PConvUNet
+
+
+def _layer(cin: int = 2, cout: int = 3, k: int = 3, stride: int = 1) -> PartialConv2d:
+    torch.manual_seed(0)
+    layer = PartialConv2d(cin, cout, k, stride=stride)
+    with torch.no_grad():
+        layer.bias.normal_()
+    return layer
+
+
+def test_output_ignores_masked_input_values() -> None:
+    layer = _layer()
+    x = torch.randn(1, 2, 9, 9)
+    mask = (torch.rand(1, 1, 9, 9) > 0.4).float()
+    y1, m1 = layer(x, mask)
+    x2 = x + (1 - mask) * torch.randn_like(x) * 100  # change only masked pixels
+    y2, m2 = layer(x2, mask)
+    assert torch.equal(y1, y2) and torch.equal(m1, m2)
+
+
+def test_renormalisation_and_mask_update_rule() -> None:
+    layer = _layer(k=3)
+    x = torch.randn(1, 2, 6, 7)
+    mask = (torch.rand(1, 1, 6, 7) > 0.5).float()
+    y, new_mask = layer(x, mask)
+    ones = torch.ones(1, 1, 3, 3)
+    valid = F.conv2d(mask, ones, padding=1)  # padding counts as invalid (image borders)
+    expected_mask = (valid > 0).float()
+    raw = F.conv2d(x * mask, layer.conv.weight, padding=1)
+    expected = torch.where(valid > 0, raw * 9 / valid.clamp(min=1) + layer.bias.view(1, -1, 1, 1), 0.0)
+    assert torch.equal(new_mask, expected_mask)
+    torch.testing.assert_close(y, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_border_window_renormalised_by_valid_count() -> None:
+    layer = _layer(cin=1, cout=1, k=3)
+    with torch.no_grad():
+        layer.conv.weight.fill_(0.1)
+    x = torch.ones(1, 1, 5, 5)
+    y, m = layer(x, torch.ones(1, 1, 5, 5))
+    # a constant image gives the same output at the corner (4 valid of 9) as in the centre (9 of 9)
+    torch.testing.assert_close(y[0, 0, 0, 0], y[0, 0, 2, 2])
+    assert m.min() == 1
+
+
+def test_fully_masked_window_gives_zero_output_and_zero_mask() -> None:
+    layer = _layer(k=3)
+    x = torch.randn(1, 2, 9, 9)
+    mask = torch.ones(1, 1, 9, 9)
+    mask[..., 2:7, 2:7] = 0  # the 3x3 window around (4, 4) is entirely masked
+    y, m = layer(x, mask)
+    assert m[0, 0, 4, 4] == 0 and torch.all(y[0, :, 4, 4] == 0)
+    assert m[0, 0, 2, 2] == 1  # windows that touch a valid pixel stay valid
+
+
+def test_multichannel_mask_counts_each_channel() -> None:
+    layer = _layer(cin=2, cout=1, k=1)
+    x = torch.ones(1, 2, 1, 1)
+    mask = torch.tensor([1.0, 0.0]).view(1, 2, 1, 1)
+    y, m = layer(x, mask)
+    expected = layer.conv.weight[0, 0, 0, 0] * 2 + layer.bias[0]  # 1 valid of 2 -> ratio 2
+    torch.testing.assert_close(y[0, 0, 0, 0], expected)
+    assert m.item() == 1
+
+
+@pytest.mark.parametrize("depth,base", [(3, 8), (5, 4)])
+def test_unet_shapes_backward_and_bad_size(depth: int, base: int) -> None:
+    model = PConvUNet(base_channels=base, depth=depth, max_channels=32)
+    side = 2**depth * 2
+    x = torch.rand(2, 3, side, side + 2**depth)
+    m = (torch.rand(2, 1, side, side + 2**depth) > 0.3).float()
+    out = model(x * m, m)
+    assert out.shape == x.shape
+    out.mean().backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+    with pytest.raises(ValueError, match=f"multiples of {2**depth}.*consider padding"):
+        model(torch.rand(1, 3, side + 1, side), torch.ones(1, 1, side + 1, side))
+
+
+def test_unet_kernels_and_norms_follow_the_paper() -> None:
+    model = PConvUNet(base_channels=4, depth=6, max_channels=16)
+    assert [b.pconv.kernel_size for b in model.encoder] == [7, 5, 5, 3, 3, 3]
+    assert model.encoder[0].bn is None and all(b.bn is not None for b in model.encoder[1:])
+    assert model.decoder[-1].bn is None and model.decoder[-1].pconv.conv.out_channels == 3
+
+
+def test_freeze_encoder_bn_survives_train() -> None:
+    model = PConvUNet(base_channels=4, depth=3, max_channels=16)
+    model.freeze_encoder_bn()
+    model.train()
+    assert all(not b.bn.training for b in model.encoder[1:])
+    assert all(b.bn.training for b in model.decoder[:-1])
+    assert all(not p.requires_grad for b in model.encoder[1:] for p in b.bn.parameters())
+
+
+def test_random_feature_net_is_deterministic() -> None:
+    a, b = RandomFeatures(seed=3), RandomFeatures(seed=3)
+    x = torch.rand(1, 3, 16, 16)
+    assert all(torch.equal(fa, fb) for fa, fb in zip(a(x), b(x), strict=True))
+    assert build_feature_net("none") is None
+    with pytest.raises(ValueError, match="unknown feature net"):
+        build_feature_net("resnet")
+    with pytest.raises(FileNotFoundError, match="VGG16 weight file not found"):
+        build_feature_net("vgg16:/nonexistent/vgg16.safetensors")
+
+
+@pytest.mark.parametrize("feature_net", ["random", "none"])
+def test_tiny_training_lowers_the_loss(feature_net: str) -> None:
+    torch.manual_seed(0)
+    model = PConvUNet(base_channels=8, depth=3, max_channels=32)
+    features = RandomFeatures(seed=0, widths=(8, 16, 32)) if feature_net == "random" else None
+    criterion = InpaintingLoss(features)
+    x = torch.rand(4, 3, 32, 32)
+    x = F.avg_pool2d(x, 5, stride=1, padding=2)  # some structure to learn
+    m = (torch.rand(4, 1, 32, 32) > 0.3).float()
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    losses = []
+    for _ in range(25):
+        loss, terms = criterion(model(x * m, m), x, m)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.7 * losses[0]
+    assert ("style_out" in terms) == (feature_net == "random")
+    json.dumps(terms)  # logged terms are plain floats
