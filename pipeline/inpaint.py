@@ -30,7 +30,7 @@ from pipeline.errors import InputError
 class InpaintConfig:
     """Tiling of the inpaint stage. `tile` and `overlap` in pixels; `dilate` grows the hole by that many px."""
 
-    tile: int = 256
+    tile: int = 512
     overlap: int = 64
     dilate: int = 0
     weights: str = "inpainter-pconv"
@@ -139,7 +139,7 @@ def inpaint_image(
     hole: np.ndarray,
     model: torch.nn.Module,
     *,
-    tile: int = 256,
+    tile: int = 512,
     overlap: int = 64,
     dilate: int = 0,
 ) -> np.ndarray:

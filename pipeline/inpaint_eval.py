@@ -39,7 +39,7 @@ CV2_RADIUS = 3
 class EvalConfig:
     seed: int = 0
     long_side: int = 512
-    tile: int = 256
+    tile: int = 512
     overlap: int = 64
     kinds: tuple[str, ...] = KINDS
     methods: tuple[str, ...] = METHODS
