@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -86,35 +85,128 @@ def catalog_list(
     console.print(table)
 
 
+EngineOpt = Annotated[int, typer.Option("--workers", help="parallel chunk tasks (0 = one per core)")]
+AddressOpt = Annotated[str | None, typer.Option("--dask-address", envvar="RETOUCH_DASK_ADDRESS",
+                                                help="run the chunk tasks on this Dask scheduler")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="recompute even when inputs, parameters and weights "
+                                                        "are unchanged")]
+DeviceOpt = Annotated[str, typer.Option(help="'cpu' or 'cuda'")]
+
+
+def _engine(workers: int, dask_address: str | None) -> Any:
+    from flows.params import EngineParams
+
+    return EngineParams(workers=workers, dask_address=dask_address)
+
+
+def _state_line(result: dict[str, Any]) -> str:
+    return "unchanged, skipped" if result["skipped"] else f"{result['seconds']:.1f} s"
+
+
 @app.command("ingest")
 @clean_errors
 def ingest_command(
     source: Annotated[Path, typer.Argument(help="scan file: TIFF/BigTIFF/OME-TIFF/pyramidal TIFF, PNG, JPEG")],
     store: Annotated[str, typer.Argument(help="output store: a local folder or an fsspec URL")],
     chunk: Annotated[int, typer.Option(help="chunk side in pixels")] = 1024,
-    workers: Annotated[int, typer.Option(help="parallel tasks (0 = all cores)")] = 0,
-    dask_address: Annotated[str | None, typer.Option(envvar="RETOUCH_DASK_ADDRESS",
-                                                     help="run on this Dask scheduler")] = None,
-    force: Annotated[bool, typer.Option(help="replace a store that holds something else")] = False,
+    pixel_size_um: Annotated[float | None, typer.Option(help="physical pixel size (micrometres)")] = None,
+    workers: EngineOpt = 0,
+    dask_address: AddressOpt = None,
+    force: ForceOpt = False,
 ) -> None:
     """Stream a scan into a chunked OME-Zarr pyramid (never the whole image in memory)."""
     from pipeline.sources import open_source
 
     open_source(source).close()  # bad input fails here, in one line, before any run starts
     from flows.ingest import ingest_flow
+    from flows.params import IngestParams
 
-    result = ingest_flow(str(source), store, chunk=chunk, workers=workers, force=force,
-                         dask_address=dask_address)
+    result = ingest_flow(str(source), store, IngestParams(chunk=chunk, pixel_size_um=pixel_size_um),
+                         _engine(workers, dask_address), force)
     _print_ingest(result)
 
 
 def _print_ingest(result: dict[str, Any]) -> None:
-    state = "unchanged, skipped" if result["skipped"] else f"{result['seconds']:.1f} s"
     c, h, w = result["shape"]
-    console.print(f"scan: {result['store']}/scan  ({w}x{h}, {c} channel(s), {result['dtype']}, "
-                  f"{result['levels']} levels; {state})")
-    if result.get("provenance"):
-        console.print(f"provenance: {result['provenance']}")
+    console.print(f"scan:       {result['store']}/scan  ({w}x{h}, {c} channel(s), {result['dtype']}, "
+                  f"{result['levels']} levels; {_state_line(result)})")
+
+
+@app.command("detect")
+@clean_errors
+def detect_command(
+    store: Annotated[str, typer.Argument(help="an ingested store")],
+    weights: Annotated[str, typer.Option(help="detector weights name (manifest)")] = "detector-resunet18",
+    threshold: Annotated[float, typer.Option(help="probability threshold for the label mask")] = 0.5,
+    tile: Annotated[int, typer.Option(help="model tile side (multiple of 32)")] = 512,
+    bf16: Annotated[bool, typer.Option(help="bfloat16 autocast")] = False,
+    device: DeviceOpt = "cpu",
+    workers: EngineOpt = 0,
+    dask_address: AddressOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Find craquelure and paint loss: writes `damage/` (probabilities + label mask pyramids)."""
+    from flows.detect import detect_flow
+    from flows.params import DetectParams
+
+    params = DetectParams(weights=weights, threshold=threshold, tile=tile, bf16=bf16, device=device)
+    _print_detect(detect_flow(store, params, _engine(workers, dask_address), force))
+
+
+def _print_detect(result: dict[str, Any]) -> None:
+    area = ", ".join(f"{k} {v:.2f} %" for k, v in result["summary"]["area_percent"].items())
+    console.print(f"damage:     {result['store']}/damage  ({area}; {_state_line(result)})")
+
+
+@app.command("inpaint")
+@clean_errors
+def inpaint_command(
+    store: Annotated[str, typer.Argument(help="a store with scan/ (and damage/ unless --mask)")],
+    mask: Annotated[Path | None, typer.Option(help="edited mask (PNG/TIFF/Zarr, the scan's size; "
+                                                   "nonzero = fill) instead of the detected damage")] = None,
+    weights: Annotated[str, typer.Option(help="inpainter weights name (manifest)")] = "inpainter-pconv",
+    dilate: Annotated[int, typer.Option(help="grow the mask by this many px")] = 2,
+    device: DeviceOpt = "cpu",
+    workers: EngineOpt = 0,
+    dask_address: AddressOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Fill the damage: writes `restored/`, equal to the scan bit for bit outside the mask."""
+    from flows.inpaint import inpaint_flow
+    from flows.params import InpaintParams
+
+    params = InpaintParams(weights=weights, mask=str(mask) if mask else None, dilate=dilate, device=device)
+    _print_inpaint(inpaint_flow(store, params, _engine(workers, dask_address), force))
+
+
+def _print_inpaint(result: dict[str, Any]) -> None:
+    s = result["summary"]
+    console.print(f"restored:   {result['store']}/restored  ({s['chunks_inpainted']} of {s['chunks_total']} chunks "
+                  f"inpainted, {s['hole_pixels']} px filled; {_state_line(result)})")
+
+
+@app.command("export")
+@clean_errors
+def export_command(
+    store: Annotated[str, typer.Argument(help="a store with scan/, damage/ and restored/")],
+    outdir: Annotated[Path, typer.Argument(help="folder for the TIFF, previews, page and summary")],
+    preview_max_side: Annotated[int, typer.Option(help="longest side of the PNG previews")] = 2048,
+    force: ForceOpt = False,
+) -> None:
+    """Write the restored pyramidal TIFF, PNG previews, a before/after page and the damage summary."""
+    from flows.export import export_flow
+    from flows.params import ExportParams
+
+    params = ExportParams(out_dir=str(outdir), preview_max_side=preview_max_side)
+    _print_export(export_flow(store, params, force))
+
+
+def _print_export(result: dict[str, Any]) -> None:
+    out = Path(result["out_dir"])
+    console.print(f"export:     {out}  ({_state_line(result)})")
+    for name in result["digests"]:
+        console.print(f"            {out / name}")
+    console.print(f"summary:    {out / 'summary.json'}")
 
 
 @app.command("run")
@@ -124,9 +216,9 @@ def run_command(
     catalog: Annotated[Path | None, typer.Option(help="catalog YAML to take --id from")] = None,
     id: Annotated[str | None, typer.Option("--id", help="catalog entry id")] = None,  # noqa: A002
     out: Annotated[Path | None, typer.Option(help="output folder (default: ./retouch-out)")] = None,
-    dask_address: Annotated[str | None, typer.Option(envvar="RETOUCH_DASK_ADDRESS",
-                                                     help="run on this Dask scheduler")] = None,
-    force: Annotated[bool, typer.Option(help="recompute stages even when unchanged")] = False,
+    workers: EngineOpt = 0,
+    dask_address: AddressOpt = None,
+    force: ForceOpt = False,
 ) -> None:
     """Restore a scan end to end (no argument: the bundled sample) and print where each output is."""
     from data_catalog.schema import find_entry
@@ -134,10 +226,10 @@ def run_command(
 
     if source is not None and (catalog or id):
         raise typer.BadParameter("give either SOURCE or --catalog/--id, not both")
+    title = None
     if source is None:
-        entry_id = id or DEFAULT_SAMPLE_ID
-        entry, catalog_path = find_entry(entry_id, catalog)
-        source_str, name = entry.resolved_source(catalog_path), entry.id
+        entry, catalog_path = find_entry(id or DEFAULT_SAMPLE_ID, catalog)
+        source_str, name, title = entry.resolved_source(catalog_path), entry.id, f"{entry.creator}, {entry.title}"
     else:
         source_str, name = str(source), source.stem
     open_source(source_str).close()
@@ -145,15 +237,26 @@ def run_command(
     out_dir.mkdir(parents=True, exist_ok=True)
     store = str(out_dir / f"{name}.zarr")
     console.print(f"[bold]Restoring[/] {source_str}")
-    from flows.ingest import ingest_flow
+    from flows.params import ExportParams
+    from flows.restore import restore_flow
 
-    result = ingest_flow(source_str, store, force=force, dask_address=dask_address)
-    _print_ingest(result)
-    console.print("[yellow]detect, inpaint and export are not built yet: this run stopped after ingest.[/]")
+    results = restore_flow(source_str, store, export=ExportParams(out_dir=str(out_dir / f"{name}-export")),
+                           engine=_engine(workers, dask_address), force=force, title=title)
+    _print_ingest(results["ingest"])
+    _print_detect(results["detect"])
+    _print_inpaint(results["inpaint"])
+    _print_export(results["export"])
+    console.print(f"provenance: {store}/provenance/")
 
 
 DEFAULT_SAMPLE_ID = "leyster-self-portrait-simulated-damage"
 
 
-def entrypoint() -> None:  # pragma: no cover - console script alternative
-    sys.exit(app())
+def _register_model_commands() -> None:
+    from flows import cli_detector, cli_inpainter
+
+    cli_detector.register(train_app, evaluate_app)
+    cli_inpainter.register(train_app, evaluate_app)
+
+
+_register_model_commands()

@@ -59,7 +59,10 @@ def _load_model(name: str) -> torch.nn.Module:
 
 
 def evaluate_inpaint_command(
-    images: Annotated[Path, typer.Option(help="folder of clean images (PNG/TIFF/JPEG)")],
+    images: Annotated[Path | None, typer.Option(help="folder of clean images (PNG/TIFF/JPEG)")] = None,
+    split: Annotated[
+        str | None, typer.Option(help="instead of --images: the 'val' (held-out) or 'train' paintings")
+    ] = None,
     masks: Annotated[
         Path | None, typer.Option(help="folder of hole masks paired by file stem (default: seeded masks)")
     ] = None,
@@ -68,26 +71,43 @@ def evaluate_inpaint_command(
     save: Annotated[Path | None, typer.Option(help="write the model's composites (PNG, by stem) here")] = None,
     weights: Annotated[str, typer.Option(help="manifest name of the inpainter weights")] = "inpainter-pconv",
     long_side: Annotated[int, typer.Option(help="downscale images to this long side first (px)")] = 512,
-    tile: Annotated[int, typer.Option(help="inference tile side")] = 256,
+    tile: Annotated[int, typer.Option(help="inference tile side")] = 512,
     overlap: Annotated[int, typer.Option(help="overlap of inference tiles")] = 64,
     kinds: Annotated[str, typer.Option(help="mask kinds, comma-separated")] = "irregular,craquelure,paint_loss",
+    methods: Annotated[str, typer.Option(help="methods, comma-separated")] = "model,telea,ns,biharmonic",
 ) -> None:
     """Score the inpainter against OpenCV Telea/NS and scikit-image biharmonic per mask kind and hole bin."""
     from flows.cli import clean_errors
-    from pipeline.inpaint_eval import EvalConfig, compare, evaluate, list_images, write_json
+    from pipeline.inpaint_eval import EvalConfig, compare, evaluate, write_json
 
     @clean_errors
     def run() -> None:
         torch.set_num_threads(max(1, torch.get_num_threads()))
         cfg = EvalConfig(seed=seed, long_side=long_side, tile=tile, overlap=overlap,
-                         kinds=tuple(k.strip() for k in kinds.split(",") if k.strip()))
-        result = evaluate(list_images(images), _load_model(weights), cfg, masks_dir=masks, save_dir=save)
+                         kinds=tuple(k.strip() for k in kinds.split(",") if k.strip()),
+                         methods=tuple(m.strip() for m in methods.split(",") if m.strip()))
+        model = _load_model(weights) if "model" in cfg.methods else None
+        result = evaluate(_image_list(images, split), model, cfg, masks_dir=masks, save_dir=save)
         typer.echo(format_table(result, compare(result)))
         if json_out:
             write_json(result, json_out)
             typer.echo(f"wrote {json_out}")
 
     run()
+
+
+def _image_list(images: Path | None, split: str | None) -> list[Path]:
+    from pipeline.inpaint_eval import list_images
+    from pipeline.paintings import paintings
+
+    if (images is None) == (split is None):
+        raise typer.BadParameter("give exactly one of --images DIR and --split val|train")
+    if images is not None:
+        return list_images(images)
+    files = paintings(split)
+    if not files:
+        raise typer.BadParameter(f"no {split!r} paintings found (is ../shared/data there?)")
+    return files
 
 
 def format_table(result: dict, margins: dict) -> str:

@@ -38,10 +38,16 @@ DAMAGE_GROUP = "damage"
 CLASSES = ("craquelure", "paint_loss")
 
 
+MANIFEST_ENV = "RETOUCH_WEIGHTS_MANIFEST"
+
+
 def default_manifest() -> str:
+    """The shipped weights manifest, or the one $RETOUCH_WEIGHTS_MANIFEST names (a lab's own weights)."""
+    import os
+
     from models.weights import MANIFEST_PATH
 
-    return str(MANIFEST_PATH)
+    return os.environ.get(MANIFEST_ENV) or str(MANIFEST_PATH)
 
 
 @dataclass(frozen=True)

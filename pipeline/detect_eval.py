@@ -37,6 +37,7 @@ class EvalOptions:
     tile: int = 512
     overlap: int = 64
     threshold: float = 0.5
+    manifest: Path | None = None  # default: models/weights/manifest.json
 
     def __post_init__(self) -> None:
         unknown = [c for c in self.classes if c not in CLASS_NAMES]
@@ -80,10 +81,12 @@ def truth_maps(mask: np.ndarray, opts: EvalOptions, path: Path) -> dict[str, np.
 
 
 def _load_model(opts: EvalOptions) -> tuple[Any, dict[str, Any]]:
-    from models.weights import load_model
+    import torch
 
-    model, entry = load_model(opts.weights)
-    model = model.to(memory_format=__import__("torch").channels_last)
+    from models.weights import MANIFEST_PATH, load_model
+
+    model, entry = load_model(opts.weights, manifest_path=opts.manifest or MANIFEST_PATH)
+    model = model.to(memory_format=torch.channels_last)
     return model, {"name": entry.name, "file": entry.file, "sha256": entry.sha256}
 
 

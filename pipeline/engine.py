@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from pipeline.store import fs_and_path, join
 
 DASK_ADDRESS_ENV = "RETOUCH_DASK_ADDRESS"
+
+# Someone watching (a Prefect flow's progress artifact): called with (label, done, total) as tasks finish.
+ProgressListener = Callable[[str, int, int], None]
+progress_listener: ContextVar[ProgressListener | None] = ContextVar("progress_listener", default=None)
 
 
 @dataclass(frozen=True)
@@ -70,21 +75,29 @@ def run_tasks(tasks: Sequence[Any], label: str, config: EngineConfig) -> list[An
     if not tasks:
         return []
     address = config.resolved_address()
+    listener = progress_listener.get()
     with _progress(config.progress) as bar:
         job = bar.add_task(label, total=len(tasks))
+        finished = [0]
+
+        def advance() -> None:
+            bar.advance(job)
+            finished[0] += 1
+            if listener is not None:
+                listener(label, finished[0], len(tasks))
         if address:
             from distributed import Client, as_completed
 
             with Client(address, set_as_default=False) as client:
                 futures = client.compute(list(tasks))
                 for _ in as_completed(futures):
-                    bar.advance(job)
+                    advance()
                 return client.gather(futures)
         names = {t.key[0] if isinstance(t.key, tuple) else t.key for t in tasks}
         # our own pool, joined before returning or raising: no task still writes after a failure
         pool = ThreadPoolExecutor(max_workers=config.n_workers)
         try:
-            with _ProgressCallback(lambda: bar.advance(job), names):
+            with _ProgressCallback(advance, names):
                 return list(dask.compute(*tasks, scheduler="threads", pool=pool))
         finally:
             pool.shutdown(wait=True, cancel_futures=True)

@@ -186,7 +186,8 @@ def inpaint_store(store: str, config: InpaintStageConfig | None = None, engine: 
     prov = record.write(store)
     mark_complete(group, {"stage": "inpaint", "key": key, "digests": digests, "summary": summary,
                           "weights": entry.name, "weights_sha256": entry.sha256, "mask": mask_name,
-                          "mask_digest": mask_digest, "provenance": prov})
+                          "mask_digest": mask_digest, "provenance": prov,
+                          "params": {k: v for k, v in asdict(config).items() if k != "manifest"}})
     ledger.clear()
     ModelCache.clear()
     resumed = sum(1 for task_id in done if task_id.startswith("0-"))

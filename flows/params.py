@@ -1,0 +1,73 @@
+"""Typed flow parameters: the Prefect UI shows each model as a form with defaults and descriptions."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pipeline.detect import DetectConfig
+from pipeline.engine import EngineConfig
+from pipeline.export import ExportConfig
+from pipeline.ingest import IngestConfig
+from pipeline.inpaint_stage import InpaintStageConfig
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EngineParams(_Params):
+    workers: int = Field(0, ge=0, description="parallel chunk tasks on this machine (0 = one per core)")
+    dask_address: str | None = Field(None, description="address of an existing Dask scheduler to run on")
+    progress: bool = Field(True, description="show progress bars in the terminal")
+
+    def config(self) -> EngineConfig:
+        return EngineConfig(workers=self.workers, address=self.dask_address, progress=self.progress)
+
+
+class IngestParams(_Params):
+    chunk: int = Field(1024, ge=64, le=8192, description="Zarr chunk side in pixels (y and x)")
+    pixel_size_um: float | None = Field(None, gt=0, description="physical pixel size, if known (micrometres)")
+
+    def config(self) -> IngestConfig:
+        return IngestConfig(chunk=self.chunk, pixel_size_um=self.pixel_size_um)
+
+
+class DetectParams(_Params):
+    weights: str = Field("detector-resunet18", description="detector weights (name in the weights manifest)")
+    threshold: float = Field(0.5, gt=0, lt=1, description="probability above which a pixel is labelled damaged")
+    tile: int = Field(512, ge=64, description="model tile side in px (multiple of 32)")
+    overlap: int = Field(64, ge=0, description="overlap between model tiles, blended with a Gaussian window")
+    halo: int = Field(64, ge=0, description="context read from neighbouring chunks, px")
+    device: str = Field("cpu", description="'cpu' or 'cuda'")
+    bf16: bool = Field(False, description="bfloat16 autocast (faster on CPUs with AVX512-BF16 and on GPUs)")
+
+    def config(self) -> DetectConfig:
+        return DetectConfig(**self.model_dump())
+
+
+class InpaintParams(_Params):
+    weights: str = Field("inpainter-pconv", description="inpainter weights (name in the weights manifest)")
+    mask: str | None = Field(None, description="an edited mask (PNG/TIFF/Zarr of the scan's size) to use "
+                                               "instead of the detected damage; nonzero = fill")
+    tile: int = Field(256, ge=32, description="model tile side in px")
+    overlap: int = Field(64, ge=0, description="overlap between model tiles, blended")
+    dilate: int = Field(2, ge=0, le=32, description="grow the mask by this many px before filling")
+    halo: int = Field(64, ge=0, description="context read from neighbouring chunks, px")
+    device: str = Field("cpu", description="'cpu' or 'cuda'")
+
+    def config(self) -> InpaintStageConfig:
+        return InpaintStageConfig(**self.model_dump(exclude={"mask"}))
+
+
+class ExportParams(_Params):
+    out_dir: str | None = Field(None, description="folder for the TIFF, previews and summary "
+                                                  "(default: beside the store, '<store>-export')")
+    preview_max_side: int = Field(2048, ge=64, description="longest side of the PNG previews")
+    compression: str = Field("zlib", description="TIFF compression: zlib, zstd, lzw or none")
+
+    def config(self) -> ExportConfig:
+        return ExportConfig(preview_max_side=self.preview_max_side, compression=self.compression)
+
+
+def default_export_dir(store: str) -> str:
+    return f"{store.rstrip('/').removesuffix('.zarr')}-export"
