@@ -58,6 +58,15 @@ def _load_model(name: str) -> torch.nn.Module:
     return load_inpainter(name)
 
 
+def _checkpoint_model(path: Path) -> torch.nn.Module:
+    from models.train_inpainter import model_from_checkpoint
+    from pipeline.errors import InputError
+
+    if not path.exists():
+        raise InputError(path, "checkpoint not found")
+    return model_from_checkpoint(path)
+
+
 def evaluate_inpaint_command(
     images: Annotated[Path | None, typer.Option(help="folder of clean images (PNG/TIFF/JPEG)")] = None,
     split: Annotated[
@@ -70,6 +79,9 @@ def evaluate_inpaint_command(
     json_out: Annotated[Path | None, typer.Option("--json", help="write the figures here")] = None,
     save: Annotated[Path | None, typer.Option(help="write the model's composites (PNG, by stem) here")] = None,
     weights: Annotated[str, typer.Option(help="manifest name of the inpainter weights")] = "inpainter-pconv",
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="evaluate a training checkpoint (safetensors) instead of --weights")
+    ] = None,
     long_side: Annotated[int, typer.Option(help="downscale images to this long side first (px)")] = 512,
     tile: Annotated[int, typer.Option(help="inference tile side")] = 512,
     overlap: Annotated[int, typer.Option(help="overlap of inference tiles")] = 64,
@@ -86,7 +98,9 @@ def evaluate_inpaint_command(
         cfg = EvalConfig(seed=seed, long_side=long_side, tile=tile, overlap=overlap,
                          kinds=tuple(k.strip() for k in kinds.split(",") if k.strip()),
                          methods=tuple(m.strip() for m in methods.split(",") if m.strip()))
-        model = _load_model(weights) if "model" in cfg.methods else None
+        model = None
+        if "model" in cfg.methods:
+            model = _checkpoint_model(checkpoint) if checkpoint else _load_model(weights)
         result = evaluate(_image_list(images, split), model, cfg, masks_dir=masks, save_dir=save)
         typer.echo(format_table(result, compare(result)))
         if json_out:

@@ -28,6 +28,8 @@ from models.weights import Tiling, WeightsEntry, save_weights
 from pipeline.masks import BINS, KINDS, mask_in_bin
 
 WEIGHTS_NAME = "inpainter-pconv"
+# the schedule may be shortened or extended on resume; everything else must match the checkpoint
+RESUMABLE_CHANGES = ("phase1_steps", "phase2_steps", "threads", "run_dir")
 
 
 @dataclass(frozen=True)
@@ -221,18 +223,21 @@ def train(cfg: InpainterTrainConfig, paintings_train: list[Path], paintings_val:
     (run / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
 
     model = build_model(cfg)
-    step, log = 0, []
+    step, log, meta = 0, [], {}
     opt_state: dict[int, dict[str, torch.Tensor]] = {}
     if ckpt.exists():
         meta, opt_state = load_checkpoint(ckpt, model)
-        if meta["config"] != json.loads(json.dumps(asdict(cfg))):
-            raise ValueError(f"{ckpt}: checkpoint was made with another config; use a new run_dir")
+        theirs, ours = meta["config"], json.loads(json.dumps(asdict(cfg)))
+        changed = sorted(k for k in ours if theirs.get(k) != ours[k] and k not in RESUMABLE_CHANGES)
+        if changed:
+            raise ValueError(f"{ckpt}: checkpoint was made with other {', '.join(changed)}; use a new run_dir")
         step, log = meta["step"], meta["log"]
         print(f"resuming {ckpt} at step {step}", flush=True)
-    if step >= cfg.phase1_steps:
+    phase = 1 if step < cfg.phase1_steps else 2
+    if phase == 2:
         model.freeze_encoder_bn()
-    opt = _optimizer(model, cfg.lr_phase1 if step < cfg.phase1_steps else cfg.lr_phase2)
-    if opt_state:
+    opt = _optimizer(model, cfg.lr_phase1 if phase == 1 else cfg.lr_phase2)
+    if opt_state and meta.get("phase", 1) == phase:  # a phase change starts a fresh optimizer
         sd = opt.state_dict()
         sd["state"] = opt_state
         opt.load_state_dict(sd)
@@ -274,9 +279,20 @@ def train(cfg: InpainterTrainConfig, paintings_train: list[Path], paintings_val:
             with open(log_path, "a") as fh:
                 fh.write(json.dumps(entry) + "\n")
             print(json.dumps(entry), flush=True)
-            save_checkpoint(ckpt, model, opt, {"step": step, "config": asdict(cfg), "log": log})
+            phase_now = 2 if getattr(model, "_encoder_bn_frozen", False) else 1
+            meta_out = {"step": step, "phase": phase_now, "config": asdict(cfg), "log": log}
+            save_checkpoint(ckpt, model, opt, meta_out)
             sums, n_in_epoch, t_epoch = {}, 0, time.time()
     return ckpt
+
+
+def model_from_checkpoint(ckpt: Path) -> PConvUNet:
+    """The network of a training checkpoint (e.g. for evaluating a run that is not shipped), in eval mode."""
+    with safe_open(str(ckpt), framework="pt") as f:
+        config = json.loads(f.metadata()["meta"])["config"]
+    model = build_model(InpainterTrainConfig(**{**config, "scales": tuple(config["scales"])}))
+    load_checkpoint(ckpt, model)
+    return model.eval()
 
 
 def export_weights(

@@ -1,0 +1,42 @@
+"""The inpainter training loop: resumes from its safetensors checkpoint to the same weights, and ships."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from models.train_inpainter import InpainterTrainConfig, build_model, export_weights, load_checkpoint, train
+from models.weights import load_state
+
+
+def _cfg(run_dir: Path, phase1: int, phase2: int) -> InpainterTrainConfig:
+    return InpainterTrainConfig(
+        tile=32, batch=2, depth=3, base_channels=4, max_channels=16, phase1_steps=phase1, phase2_steps=phase2,
+        steps_per_epoch=1, scales=(0.1,), masks_per_bin=1, val_tile=32, val_tiles_per_painting=1,
+        val_long_side=64, run_dir=str(run_dir), feature_net="none",
+    )
+
+
+def test_resumed_training_equals_uninterrupted_and_ships(shared_data: Path, tmp_path: Path) -> None:
+    from pipeline.paintings import paintings
+
+    train_set, val_set = paintings("train")[:2], paintings("val")[:1]
+    assert not set(train_set) & set(val_set)
+    straight = train(_cfg(tmp_path / "a", 3, 1), train_set, val_set)
+    train(_cfg(tmp_path / "b", 2, 0), train_set, val_set)  # stopped early ...
+    resumed = train(_cfg(tmp_path / "b", 3, 1), train_set, val_set)  # ... and resumed with the full schedule
+    a, b = build_model(_cfg(tmp_path, 3, 1)), build_model(_cfg(tmp_path, 3, 1))
+    meta, _ = load_checkpoint(straight, a)
+    load_checkpoint(resumed, b)
+    assert meta["step"] == 4 and meta["phase"] == 2 and len(meta["log"]) == 4
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(pa, pb), name
+    with pytest.raises(ValueError, match="other tile"):
+        train(replace(_cfg(tmp_path / "b", 3, 1), tile=64), train_set, val_set)
+    entry = export_weights(straight, data={"train": [p.name for p in train_set]},
+                           manifest_path=tmp_path / "w" / "manifest.json")
+    assert entry.architecture == "pconvunet" and "val_psnr" in entry.metrics
+    assert set(load_state(entry, tmp_path / "w")) == set(a.state_dict())
