@@ -1,0 +1,115 @@
+"""Res-UNet shapes, backward, bad input size; training lowers the loss and resumes; weights refuse tampering."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import models  # noqa: F401
+from models.checkpoint import load_checkpoint, save_checkpoint
+from models.registry import create_model
+from models.resunet import ResUNet
+from models.train_detector import DetectorTrainConfig, make_loss, train_detector
+from models.weights import Tiling, WeightsError, load_model, save_weights
+
+TINY = {"decoder_channels": (16, 16, 8, 8, 8)}
+
+
+@pytest.mark.parametrize("encoder", ["resnet18", "resnet34"])
+def test_forward_shape_and_backward(encoder: str) -> None:
+    model = create_model("resunet", encoder_name=encoder, **TINY)
+    x = torch.rand(2, 3, 64, 96, requires_grad=True)
+    out = model(x)
+    assert out.shape == (2, 2, 64, 96)
+    out.mean().backward()
+    assert x.grad is not None and all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_bad_input_size_proposes_padding() -> None:
+    model = ResUNet(**TINY)
+    with pytest.raises(ValueError, match=r"multiples of 32.*\(64, 96\)"):
+        model(torch.rand(1, 3, 50, 70))
+    with pytest.raises(ValueError, match="expected a"):
+        model(torch.rand(1, 1, 64, 64))
+    with pytest.raises(ValueError, match="unknown encoder"):
+        ResUNet(encoder_name="vgg11")
+
+
+def test_encoder_features_are_exposed() -> None:
+    model = ResUNet(**TINY)
+    feats = model.features(torch.rand(1, 3, 64, 64))
+    assert [f.shape[-1] for f in feats] == [64, 32, 16, 8, 4, 2]
+    assert model.encoder is model.net.encoder
+
+
+def test_a_few_steps_lower_the_loss() -> None:
+    torch.manual_seed(0)
+    model = ResUNet(**TINY)
+    x = torch.rand(2, 3, 64, 64)
+    y = torch.zeros(2, 2, 64, 64)
+    y[:, 0, :, 30:33] = 1  # a vertical crack
+    y[:, 1, 10:20, 10:20] = 1  # a square loss
+    x[:, :, :, 30:33] *= 0.2
+    x[:, :, 10:20, 10:20] = 0.95
+    loss_fn = make_loss("dice+bce")
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(10):
+        loss = loss_fn(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.8 * losses[0]
+
+
+def test_checkpoint_round_trip_restores_model_and_optimizer(tmp_path: Path) -> None:
+    model = ResUNet(**TINY)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model(torch.rand(2, 3, 64, 64)).mean().backward()
+    opt.step()
+    save_checkpoint(tmp_path / "c.safetensors", model, opt, 7, {"best": 0.5})
+    model2 = ResUNet(**TINY)
+    opt2 = torch.optim.AdamW(model2.parameters(), lr=1e-3)
+    step, extra = load_checkpoint(tmp_path / "c.safetensors", model2, opt2)
+    assert step == 7 and extra == {"best": 0.5}
+    for a, b in zip(model.state_dict().values(), model2.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    s1, s2 = opt.state_dict()["state"][0], opt2.state_dict()["state"][0]
+    assert torch.equal(s1["exp_avg"], s2["exp_avg"])
+
+
+def test_manifest_refuses_a_tampered_file(tmp_path: Path) -> None:
+    manifest = tmp_path / "manifest.json"
+    model = ResUNet(**TINY)
+    args = {"encoder_name": "resnet18", "classes": 2, "decoder_channels": list(TINY["decoder_channels"])}
+    entry = save_weights(model.half(), name="tiny", architecture="resunet", arch_args=args,
+                         tiling=Tiling(tile=64, halo=8), manifest_path=manifest)
+    loaded, _ = load_model("tiny", manifest_path=manifest)
+    assert next(loaded.parameters()).dtype == torch.float32  # fp16 file, fp32 network
+    path = tmp_path / entry.file
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match="sha256"):
+        load_model("tiny", manifest_path=manifest)
+
+
+def test_tiny_training_run_resumes_and_ships(shared_data: Path, tmp_path: Path) -> None:
+    run_dir, manifest = tmp_path / "run", tmp_path / "w" / "manifest.json"
+    common = dict(tile=64, batch=2, eval_every=4, checkpoint_every=2, val_tiles=2, warmup=1,
+                  run_dir=str(run_dir), decoder_channels=TINY["decoder_channels"])
+    train_detector(DetectorTrainConfig(steps=4, ship=False, **common), manifest_path=manifest, echo=None)
+    summary = train_detector(DetectorTrainConfig(steps=6, **common), manifest_path=manifest, echo=None)
+    assert summary["steps"] == 6
+    assert "resumed at step 4" in (run_dir / "train.log").read_text()
+    entry = json.loads(manifest.read_text())["weights"][0]
+    assert entry["name"] == "detector-resunet18" and entry["training"]["data"]["val_paintings"]
+    assert set(entry["metrics"]["validation"]["craquelure"]) >= {"precision", "recall", "f1", "iou"}
+    assert not set(entry["training"]["data"]["train_paintings"]) & set(entry["training"]["data"]["val_paintings"])
+    model, _ = load_model("detector-resunet18", manifest_path=manifest)
+    assert model(torch.from_numpy(np.zeros((1, 3, 32, 32), np.float32))).shape == (1, 2, 32, 32)

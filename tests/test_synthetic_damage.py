@@ -1,0 +1,99 @@
+"""Synthetic damage: labels match what is drawn, seeded determinism, 8/16-bit and 1/3/4 channels."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from pipeline.synthetic_damage import (
+    CRAQUELURE,
+    PAINT_LOSS,
+    DamageConfig,
+    craquelure_mask,
+    paint_loss_mask,
+    synthesize_damage,
+)
+
+ALWAYS = DamageConfig(p_craquelure=1.0, p_paint_loss=1.0, loss_amount=(1.0, 2.0))
+
+
+def _painting(h: int = 192, w: int = 224, c: int = 3, dtype=np.uint8) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    top = np.iinfo(dtype).max
+    base = np.full((h, w, c), 0.5, np.float32) + rng.normal(0, 0.01, (h, w, c))
+    return np.clip(base * top, 0, top).astype(dtype)
+
+
+def test_same_seed_gives_same_damage_and_other_seed_differs() -> None:
+    image = _painting()
+    a_img, a_lab = synthesize_damage(image, 5, ALWAYS)
+    b_img, b_lab = synthesize_damage(image, 5, ALWAYS)
+    c_img, c_lab = synthesize_damage(image, 6, ALWAYS)
+    assert np.array_equal(a_img, b_img) and np.array_equal(a_lab, b_lab)
+    assert not np.array_equal(a_lab, c_lab)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_keeps_shape_dtype_and_alpha(dtype, channels) -> None:
+    image = _painting(c=channels, dtype=dtype)
+    damaged, labels = synthesize_damage(image, 3, ALWAYS)
+    assert damaged.shape == image.shape and damaged.dtype == image.dtype
+    assert labels.shape == image.shape[:2] and labels.dtype == np.uint8
+    assert set(np.unique(labels)) <= {0, 1, 2}
+    if channels == 4:
+        assert np.array_equal(damaged[:, :, 3], image[:, :, 3])
+
+
+def test_labels_match_the_drawn_damage() -> None:
+    image = _painting(256, 256)
+    for seed in range(4):
+        damaged, labels = synthesize_damage(image, seed, ALWAYS)
+        change = np.abs(damaged.astype(np.float32) - image.astype(np.float32)).max(axis=2) / 255
+        damage = labels > 0
+        assert (labels == CRAQUELURE).any() and (labels == PAINT_LOSS).any()
+        # Labelled pixels are visibly changed ...
+        assert np.mean(change[damage] > 0.08) > 0.9
+        # ... and strongly changed pixels are labelled or touch a label (soft edges, cup highlights).
+        near = ndimage.binary_dilation(damage, iterations=3)
+        assert np.mean(near[change > 0.15]) > 0.99
+
+
+def test_craquelure_is_a_connected_network_of_thin_cracks() -> None:
+    mask = craquelure_mask((256, 256), seed=11, cell=40.0, keep=1.0, partial=0.0)
+    assert mask.dtype == bool and 0.02 < mask.mean() < 0.35
+    labels, n = ndimage.label(mask, structure=np.ones((3, 3)))
+    largest = np.bincount(labels.ravel())[1:].max()
+    assert largest > 0.8 * mask.sum()
+    # Thin: eroding by 4 px removes nearly everything (cracks are at most 6 px wide).
+    assert ndimage.binary_erosion(mask, iterations=4).sum() < 0.02 * mask.sum()
+    assert np.array_equal(mask, craquelure_mask((256, 256), seed=11, cell=40.0, keep=1.0, partial=0.0))
+
+
+def test_paint_loss_sits_mostly_on_cracks() -> None:
+    cracks = craquelure_mask((256, 256), seed=2)
+    loss = paint_loss_mask((256, 256), seed=3, cracks=cracks)
+    assert loss.any()
+    near_cracks = ndimage.binary_dilation(cracks, iterations=15)
+    assert np.mean(near_cracks[loss]) > 0.6
+
+
+def test_bad_inputs_are_refused() -> None:
+    with pytest.raises(ValueError, match="p_craquelure"):
+        DamageConfig(p_craquelure=1.5)
+    with pytest.raises(ValueError, match="loss_amount"):
+        DamageConfig(loss_amount=(2.0, 1.0))
+    with pytest.raises(ValueError, match="uint8 or uint16"):
+        synthesize_damage(np.zeros((8, 8, 3), np.float32), 0)
+    with pytest.raises(TypeError, match="unknown craquelure option"):
+        craquelure_mask((32, 32), 0, nonsense=1.0)
+
+
+def test_a_megapixel_image_is_damaged_quickly() -> None:
+    image = np.full((1024, 1024, 3), 128, np.uint8)
+    start = time.perf_counter()
+    synthesize_damage(image, 1, ALWAYS)
+    assert time.perf_counter() - start < 5.0  # ~0.3 s alone on one core; loose for a shared machine
