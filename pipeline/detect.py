@@ -28,7 +28,7 @@ from pipeline.store import (
     combine_digests,
     create_pyramid,
     group_info,
-    level_shapes,
+    levels_like,
     mark_complete,
     open_complete,
 )
@@ -153,8 +153,8 @@ def detect(store: str, config: DetectConfig | None = None, engine: EngineConfig 
         group = root[DAMAGE_GROUP]
     else:
         group = root.create_group(DAMAGE_GROUP, overwrite=True)
-        create_pyramid(group, "probabilities", level_shapes(height, width, 2), np.uint8, chunk)
-        create_pyramid(group, "labels", level_shapes(height, width, 1), np.uint8, chunk)
+        create_pyramid(group, "probabilities", levels_like(scan, 2), np.uint8, chunk)
+        create_pyramid(group, "labels", levels_like(scan, 1), np.uint8, chunk)
     probs, labels = group["probabilities"], group["labels"]
     record = StageRecord("detect", {**asdict(config), "weights_sha256": entry.sha256}, run_id=run_id)
     record.used("scan/0", path="scan/0", sha256_chunks=scan_info["digests"]["0"], shape=list(level0.shape))
@@ -169,7 +169,7 @@ def detect(store: str, config: DetectConfig | None = None, engine: EngineConfig 
         "labels/0": combine_digests({cid: r["digests"][1] for cid, r in records.items()}),
     }
     for name, mode in (("probabilities", "mean"), ("labels", "max")):
-        levels = level_shapes(height, width, probs["0"].shape[0] if name == "probabilities" else 1)
+        levels = levels_like(scan, 2 if name == "probabilities" else 1)
         for path, chunk_digests in build_pyramid_levels(group[name], levels, chunk, ledger, done, engine,
                                                         f"detect {name}", mode, prefix=name).items():
             digests[f"{name}/{path}"] = combine_digests(chunk_digests)

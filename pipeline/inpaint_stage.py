@@ -29,7 +29,7 @@ from pipeline.store import (
     combine_digests,
     create_pyramid,
     group_info,
-    level_shapes,
+    levels_like,
     mark_complete,
     open_complete,
 )
@@ -88,7 +88,7 @@ def write_edited_mask(store: str, mask_path: Path, height: int, width: int, chun
 
     hole = load_edited_mask(mask_path, (height, width))  # InputError names the file on a bad mask
     root = zarr.open_group(store, mode="a")
-    levels = level_shapes(height, width, 1)
+    levels = levels_like(open_complete(store, "scan"), 1)
     group = create_pyramid(root, EDITED_MASK_GROUP, levels, np.uint8, chunk)
     level0 = group["0"]
     digests = {}
@@ -152,7 +152,7 @@ def inpaint_store(store: str, config: InpaintStageConfig | None = None, engine: 
     ledger = Ledger(store, "inpaint", key)
     done = ledger.start()
     root = zarr.open_group(store, mode="a")
-    levels = level_shapes(height, width, c)
+    levels = levels_like(scan, c)
     if done and RESTORED_GROUP in root:
         group = root[RESTORED_GROUP]
     else:

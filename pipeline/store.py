@@ -65,6 +65,12 @@ def level_shapes(height: int, width: int, channels: int, max_side: int = 1024) -
     return levels
 
 
+def levels_like(group: zarr.Group, channels: int) -> list[LevelSpec]:
+    """The level layout of an existing pyramid group, with another channel count (outputs follow the scan)."""
+    paths = sorted(group.array_keys(), key=int)
+    return [LevelSpec(p, (channels, *group[p].shape[1:]), 2 ** int(p)) for p in paths]
+
+
 def downsample2(block: np.ndarray, mode: str = "mean") -> np.ndarray:
     """(C, h, w) -> (C, ceil(h/2), ceil(w/2)): rounded 2x2 mean, or max for label maps; edges replicated."""
     c, h, w = block.shape

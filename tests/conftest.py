@@ -25,3 +25,27 @@ def shared_data() -> Path:
     if not root.is_dir():
         pytest.skip(f"shared data not found at {root}")
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A weights manifest with small untrained networks under the shipped names (fast stage tests)."""
+    from models.registry import create_model
+    from models.weights import Tiling, save_weights
+
+    manifest = tmp_path_factory.mktemp("weights") / "manifest.json"
+    torch.manual_seed(0)
+    det_args = {"decoder_channels": [16, 16, 16, 16, 8]}
+    inp_args = {"base_channels": 8, "depth": 4, "max_channels": 32}
+    save_weights(create_model("resunet", **det_args), name="detector-resunet18", architecture="resunet",
+                 arch_args=det_args, tiling=Tiling(256, 32), manifest_path=manifest)
+    save_weights(create_model("pconvunet", **inp_args), name="inpainter-pconv", architecture="pconvunet",
+                 arch_args=inp_args, tiling=Tiling(128, 32), manifest_path=manifest)
+    return manifest
+
+
+@pytest.fixture()
+def tiny_weights(tiny_manifest: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Stages use the tiny manifest (through $RETOUCH_WEIGHTS_MANIFEST) for this test."""
+    monkeypatch.setenv("RETOUCH_WEIGHTS_MANIFEST", str(tiny_manifest))
+    return tiny_manifest

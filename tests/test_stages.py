@@ -1,0 +1,201 @@
+"""Detect, inpaint and export over a store: outputs, composites, skipping, resume after kill -9, locking."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import zarr
+
+from pipeline.detect import DetectConfig, detect
+from pipeline.engine import EngineConfig
+from pipeline.errors import InputError
+from pipeline.export import export
+from pipeline.ingest import IngestConfig, ingest
+from pipeline.inpaint import dilate_hole
+from pipeline.inpaint_stage import InpaintStageConfig, inpaint_store
+from pipeline.locking import StoreBusyError, store_lock
+from pipeline.store import StoreError
+from pipeline.tiling import read_with_halo, regions_with_coverage
+
+QUIET = EngineConfig(workers=2, progress=False)
+REPO = Path(__file__).resolve().parents[1]
+
+
+def damaged_scan(shape: tuple[int, int], dtype: type, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    from pipeline.synthetic_damage import synthesize_damage
+
+    rng = np.random.default_rng(seed)
+    top = np.iinfo(dtype).max
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]] / max(shape)
+    base = np.stack([0.5 + 0.3 * np.sin(5 * yy + c) * np.cos(4 * xx) for c in range(3)], axis=-1)
+    clean = np.clip((base + rng.normal(0, 0.02, base.shape)) * top, 0, top).astype(dtype)
+    return synthesize_damage(clean, seed=seed)
+
+
+def make_store(tmp_path: Path, image: np.ndarray, chunk: int = 128, name: str = "s") -> str:
+    src = tmp_path / f"{name}.tif"
+    tifffile.imwrite(src, image, photometric="rgb", tile=(64, 64), iccprofile=b"\x00\x00\x01\x00icc" * 20)
+    store = str(tmp_path / f"{name}.zarr")
+    ingest(src, store, IngestConfig(chunk=chunk, top_level_max_side=128), QUIET)
+    return store
+
+
+def test_read_with_halo_takes_neighbours_inside_and_reflects_at_border() -> None:
+    array = np.arange(3 * 10 * 12, dtype=np.uint16).reshape(3, 10, 12)
+    inner = read_with_halo(array, (4, 8, 4, 8), 2)
+    assert np.array_equal(inner, array[:, 2:10, 2:10])
+    corner = read_with_halo(array, (0, 4, 0, 4), 2)
+    assert np.array_equal(corner, np.pad(array[:, :6, :6], ((0, 0), (2, 0), (2, 0)), mode="reflect"))
+    tiny = read_with_halo(array[:, :3, :3], (0, 3, 0, 3), 5)  # halo larger than the image
+    assert tiny.shape == (3, 13, 13)
+
+
+def test_coverage_selects_exactly_the_chunks_holding_damage() -> None:
+    coverage = np.zeros((8, 8), np.uint8)  # a level downsampled by 16 of a 128x128 mask, chunks of 32
+    coverage[1, 1] = 1
+    coverage[5, 7] = 2
+    hit, miss = regions_with_coverage(coverage, 16, (1, 128, 128), 32)
+    assert sorted(hit) == [(0, 32, 0, 32), (64, 96, 96, 128)]
+    assert len(miss) == 14
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_restored_equals_scan_outside_mask_bit_for_bit(tmp_path: Path, tiny_weights: Path, dtype: type) -> None:
+    image, _ = damaged_scan((300, 260), dtype)
+    store = make_store(tmp_path, image)
+    detect(store, DetectConfig(tile=256), QUIET)
+    result = inpaint_store(store, InpaintStageConfig(tile=128, overlap=32, dilate=2), QUIET)
+    root = zarr.open_group(store, mode="r")
+    scan, restored = root["scan/0"][:], root["restored/0"][:]
+    hole = dilate_hole(root["damage/labels/0"][0] > 0, 2)
+    assert restored.dtype == dtype
+    assert np.array_equal(scan[:, ~hole], restored[:, ~hole])
+    assert result.summary["hole_pixels"] == int((root["damage/labels/0"][0] > 0).sum())
+    assert [restored.shape for restored in (root[f"restored/{i}"] for i in range(2))] == [(3, 300, 260),
+                                                                                             (3, 150, 130)]
+
+
+def test_only_damaged_chunks_run_and_clean_chunks_are_copies(tmp_path: Path, tiny_weights: Path) -> None:
+    image, _ = damaged_scan((256, 256), np.uint8)
+    store = make_store(tmp_path, image, chunk=64)
+    mask = np.zeros((256, 256), np.uint8)
+    mask[10:20, 10:30] = 255  # one chunk (0, 0) only
+    tifffile.imwrite(tmp_path / "mask.tif", mask)
+    result = inpaint_store(store, InpaintStageConfig(tile=64, overlap=16, dilate=0, halo=16), QUIET,
+                           mask=tmp_path / "mask.tif")
+    assert result.summary["chunks_inpainted"] == 1 and result.summary["chunks_copied"] == 15
+    root = zarr.open_group(store, mode="r")
+    scan, restored = root["scan/0"][:], root["restored/0"][:]
+    assert np.array_equal(scan[:, 64:, :], restored[:, 64:, :])
+    assert not np.array_equal(scan[:, 10:20, 10:30], restored[:, 10:20, 10:30])
+
+
+def test_edited_mask_of_wrong_size_is_refused_naming_the_file(tmp_path: Path, tiny_weights: Path) -> None:
+    image, _ = damaged_scan((128, 128), np.uint8)
+    store = make_store(tmp_path, image)
+    tifffile.imwrite(tmp_path / "mask.tif", np.zeros((100, 128), np.uint8))
+    with pytest.raises(InputError, match=r"mask\.tif.*scan is 128x128"):
+        inpaint_store(store, InpaintStageConfig(), QUIET, mask=tmp_path / "mask.tif")
+
+
+def test_stage_needs_complete_inputs(tmp_path: Path, tiny_weights: Path) -> None:
+    image, _ = damaged_scan((128, 128), np.uint8)
+    store = make_store(tmp_path, image)
+    with pytest.raises(StoreError, match="damage.*missing or incomplete"):
+        inpaint_store(store, InpaintStageConfig(), QUIET)
+    with pytest.raises(StoreError, match="no Retouch store|missing or incomplete"):
+        detect(str(tmp_path / "nothing.zarr"), DetectConfig(), QUIET)
+
+
+def test_unchanged_stage_is_skipped_and_force_or_new_parameters_recompute(tmp_path: Path,
+                                                                          tiny_weights: Path) -> None:
+    image, _ = damaged_scan((200, 200), np.uint8)
+    store = make_store(tmp_path, image)
+    first = detect(store, DetectConfig(tile=256), QUIET)
+    again = detect(store, DetectConfig(tile=256), QUIET)
+    assert again.skipped and again.key == first.key and again.digests == first.digests
+    forced = detect(store, DetectConfig(tile=256), QUIET, force=True)
+    assert not forced.skipped and forced.digests == first.digests
+    other = detect(store, DetectConfig(tile=256, threshold=0.3), QUIET)
+    assert not other.skipped and other.key != first.key
+
+
+def test_export_writes_pyramidal_tiff_with_icc_previews_and_summary(tmp_path: Path, tiny_weights: Path) -> None:
+    image, _ = damaged_scan((300, 260), np.uint8)
+    store = make_store(tmp_path, image)
+    detect(store, DetectConfig(tile=256), QUIET)
+    inpaint_store(store, InpaintStageConfig(tile=128, overlap=32), QUIET)
+    result = export(store, tmp_path / "out")
+    with tifffile.TiffFile(tmp_path / "out" / "restored.tif") as tif:
+        series = tif.series[0]
+        assert series.shape == (300, 260, 3) and len(series.levels) == 3 and tif.pages[0].is_tiled
+        assert tif.pages[0].tags["InterColorProfile"].value == b"\x00\x00\x01\x00icc" * 20
+        restored = series.asarray()
+    assert np.array_equal(restored, np.moveaxis(zarr.open_group(store, mode="r")["restored/0"][:], 0, -1))
+    for name in ("preview-scan.png", "preview-overlay.png", "preview-restored.png", "before-after.html"):
+        assert (tmp_path / "out" / name).stat().st_size > 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert set(summary["damage"]["area_percent"]) == {"craquelure", "paint_loss"}
+    assert summary["files_sha256"] == result.digests
+    assert export(store, tmp_path / "out").skipped
+
+
+def test_a_second_writer_of_a_store_fails_clearly(tmp_path: Path) -> None:
+    store = str(tmp_path / "s.zarr")
+    code = f"from pipeline.locking import store_lock\nimport time\nwith store_lock({store!r}):\n    time.sleep(30)\n"
+    holder = subprocess.Popen([sys.executable, "-c", code], cwd=REPO)
+    try:
+        deadline = time.time() + 20
+        while not Path(f"{store}.lock").exists() or not Path(f"{store}.lock").read_text():
+            assert time.time() < deadline
+            time.sleep(0.1)
+        with pytest.raises(StoreBusyError, match="another Retouch run is writing this store"):
+            with store_lock(store, timeout=0.5, poll=0.1):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with store_lock(store, timeout=5):  # the OS released the dead holder's lock
+        pass
+
+
+KILLABLE = """
+import sys
+from pipeline.detect import DetectConfig, detect
+from pipeline.engine import EngineConfig
+detect(sys.argv[1], DetectConfig(tile=64, overlap=16, halo=16), EngineConfig(workers=1, progress=False))
+"""
+
+
+def test_detect_killed_halfway_resumes_missing_chunks_to_the_same_bytes(tmp_path: Path, tiny_weights: Path) -> None:
+    image, _ = damaged_scan((512, 512), np.uint8)
+    store = make_store(tmp_path, image, chunk=64, name="killed")
+    clean_store = make_store(tmp_path, image, chunk=64, name="clean")
+    config = DetectConfig(tile=64, overlap=16, halo=16)
+    one = EngineConfig(workers=1, progress=False)
+    reference = detect(clean_store, config, one)
+    env = {**os.environ, "RETOUCH_WEIGHTS_MANIFEST": str(tiny_weights)}
+    child = subprocess.Popen([sys.executable, "-c", KILLABLE, store], cwd=REPO, env=env)
+    ledger = Path(store) / "_progress" / "detect"
+    deadline = time.time() + 120
+    while len(list(ledger.glob("0-*.done"))) < 8:
+        assert child.poll() is None, "the stage finished before it could be killed; use a larger image"
+        assert time.time() < deadline
+        time.sleep(0.05)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    from pipeline.store import group_info
+
+    assert group_info(store, "damage") is None  # a killed stage never looks complete
+    resumed = detect(store, config, one)
+    assert resumed.chunks_resumed >= 8 and resumed.chunks_run + resumed.chunks_resumed == 64
+    assert resumed.digests == reference.digests
