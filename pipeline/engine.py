@@ -90,7 +90,7 @@ def run_tasks(tasks: Sequence[Any], label: str, config: EngineConfig) -> list[An
 
             with Client(address, set_as_default=False) as client:
                 futures = client.compute(list(tasks))
-                for _ in as_completed(futures):
+                for _ in as_completed(futures, loop=client.loop):
                     advance()
                 return client.gather(futures)
         names = {t.key[0] if isinstance(t.key, tuple) else t.key for t in tasks}

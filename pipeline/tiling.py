@@ -75,6 +75,7 @@ class ModelCache:
         key = (name, manifest, device)
         with cls._lock:
             if key not in cls._models:
+                threads = threads or _cluster_worker_threads()
                 if threads > 0:
                     torch.set_num_threads(threads)
                 cls._models[key] = load_model(name, Path(manifest), device=device)
@@ -84,6 +85,16 @@ class ModelCache:
     def clear(cls) -> None:
         with cls._lock:
             cls._models.clear()
+
+
+def _cluster_worker_threads() -> int:
+    """On a Dask cluster worker, its thread count (torch then shares the worker's cores); else 0."""
+    try:
+        from distributed import get_worker
+
+        return int(get_worker().state.nthreads)
+    except (ImportError, ValueError, AttributeError):
+        return 0
 
 
 @dataclass(frozen=True)
