@@ -34,10 +34,11 @@ class EngineConfig:
     workers: int = 0
     address: str | None = None
     progress: bool = True
+    torch_threads: int = 0  # per worker; 0 = the cores shared out among the workers
 
     def __post_init__(self) -> None:
-        if self.workers < 0:
-            raise ValueError(f"workers must be >= 0, got {self.workers}")
+        if self.workers < 0 or self.torch_threads < 0:
+            raise ValueError(f"workers and torch_threads must be >= 0, got {self.workers}, {self.torch_threads}")
 
     @property
     def n_workers(self) -> int:

@@ -91,11 +91,12 @@ def inpaint_tile(tile: np.ndarray, hole: np.ndarray, model: torch.nn.Module) -> 
         mode = "reflect" if h > ph and w > pw else "edge"
         rgb = np.pad(rgb, ((0, ph), (0, pw), (0, 0)), mode=mode)
         valid = np.pad(valid, ((0, ph), (0, pw)), mode=mode)
-    x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None]  # (1, 3, H, W)
-    m = torch.from_numpy(np.ascontiguousarray(valid))[None, None]  # (1, 1, H, W), 1 = valid
+    device = next(model.parameters()).device
+    x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None].to(device)  # (1, 3, H, W)
+    m = torch.from_numpy(np.ascontiguousarray(valid))[None, None].to(device)  # (1, 1, H, W), 1 = valid
     was_training = model.training
     model.eval()
-    pred = model(x * m, m)[0, :, :h, :w].clamp(0, 1)  # (3, h, w)
+    pred = model(x * m, m)[0, :, :h, :w].clamp(0, 1).cpu()  # (3, h, w)
     model.train(was_training)
     fill = pred.permute(1, 2, 0).numpy().astype(np.float32)
     return fill.mean(axis=2, keepdims=True) if c == 1 else fill

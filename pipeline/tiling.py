@@ -55,6 +55,8 @@ def chunk_id(region: Region, chunk: int) -> str:
 
 def torch_threads_per_worker(engine: EngineConfig) -> int:
     """Cores shared out among local worker threads (a cluster worker uses its own core count)."""
+    if engine.torch_threads:
+        return engine.torch_threads
     if engine.resolved_address():
         return 0  # decided on the worker
     return max(1, (os.cpu_count() or 1) // engine.n_workers)
