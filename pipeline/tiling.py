@@ -160,3 +160,18 @@ def regions_with_coverage(coverage: np.ndarray, scale: int, shape: tuple[int, in
         footprint = coverage[y0 // scale : -(-y1 // scale), x0 // scale : -(-x1 // scale)]
         (hit if footprint.any() else miss).append(region)
     return hit, miss
+
+
+def seam_score(prob: np.ndarray, chunk: int) -> float:
+    """Mean jump across chunk borders divided by the mean jump between any two neighbouring pixels.
+
+    prob: (..., y, x). About 1 for a seamless map; a visible seam makes the borders jump more than the rest.
+    """
+    p = prob.astype(np.float64)
+    dy = np.abs(np.diff(p, axis=-2))  # jump between rows y-1 and y, at index y-1
+    dx = np.abs(np.diff(p, axis=-1))
+    rows = [y - 1 for y in range(chunk, p.shape[-2], chunk)]
+    cols = [x - 1 for x in range(chunk, p.shape[-1], chunk)]
+    border = np.concatenate([dy[..., rows, :].ravel(), dx[..., :, cols].ravel()])
+    overall = np.concatenate([dy.ravel(), dx.ravel()]).mean()
+    return float(border.mean() / overall) if overall > 0 else 1.0
