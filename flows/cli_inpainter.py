@@ -24,7 +24,7 @@ def train_inpainter_command(
     depth: Annotated[int | None, typer.Option(help="U-Net depth (encoder layers)")] = None,
     base_channels: Annotated[int | None, typer.Option(help="channels of the first layer")] = None,
     feature_net: Annotated[
-        str | None, typer.Option(help="'random' (default), 'none' or 'vgg16:/path/vgg16.safetensors'")
+        str | None, typer.Option(help="'none' (default: L1 + TV only), 'random' or 'vgg16:FILE.safetensors'")
     ] = None,
     threads: Annotated[int | None, typer.Option(help="torch threads")] = None,
     run_dir: Annotated[str | None, typer.Option(help="checkpoints and log (resumes from here)")] = None,
