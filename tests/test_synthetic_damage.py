@@ -94,6 +94,6 @@ def test_bad_inputs_are_refused() -> None:
 
 def test_a_megapixel_image_is_damaged_quickly() -> None:
     image = np.full((1024, 1024, 3), 128, np.uint8)
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: robust to other jobs on a shared machine
     synthesize_damage(image, 1, ALWAYS)
-    assert time.perf_counter() - start < 5.0  # ~0.3 s alone on one core; loose for a shared machine
+    assert time.process_time() - start < 3.0  # ~0.3 s on one core
