@@ -260,3 +260,12 @@ def _register_model_commands() -> None:
 
 
 _register_model_commands()
+
+
+def _register_ops_commands() -> None:
+    from flows import cli_ops
+
+    cli_ops.register(app)
+
+
+_register_ops_commands()

@@ -112,3 +112,29 @@ def report_previews(out_dir: Path) -> None:
 
 def result_dict(result: StageResult) -> dict[str, Any]:
     return asdict(result)
+
+
+def report_sweep(outcomes: dict[str, str], items: dict[str, Any]) -> None:
+    """A catalog sweep's table: per scan, what happened, the source digest and the store."""
+    rows = [{"scan": scan_id, "outcome": outcome,
+             "source sha256": items[scan_id].source_sha256[:16] if scan_id in items else "",
+             "store": items[scan_id].store if scan_id in items else ""} for scan_id, outcome in outcomes.items()]
+    create_table_artifact(rows, key="catalog-sweep", description="catalog sweep: restored, skipped, failed")
+
+
+def metric_rows(metrics: dict[str, Any], prefix: str = "") -> list[dict[str, Any]]:
+    """Nested metrics flattened to rows {metric: 'best.craquelure.f1', value: 0.81} (numbers only)."""
+    rows: list[dict[str, Any]] = []
+    for name, value in metrics.items():
+        path = f"{prefix}{name}"
+        if isinstance(value, dict):
+            rows += metric_rows(value, f"{path}.")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            rows.append({"metric": path, "value": round(float(value), 6)})
+    return rows
+
+
+def report_metrics(name: str, summary: dict[str, Any]) -> None:
+    """A training flow's final metrics as a table artifact `<name>-metrics`."""
+    create_table_artifact(metric_rows(summary), key=artifact_key(name, "metrics"),
+                          description=f"{name}: final metrics")

@@ -18,7 +18,7 @@ def train_detector_task(overrides: dict[str, Any]) -> dict[str, Any]:
 @flow(name="train-detector")
 def train_detector_flow(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train the Res-UNet damage detector on synthetic damage; resumes from its checkpoint."""
-    return train_detector_task(overrides or {})
+    return _with_metrics_artifact("train-detector", train_detector_task(overrides or {}))
 
 
 def run_inpainter_training(overrides: dict[str, Any], ship: bool = True) -> dict[str, Any]:
@@ -45,4 +45,12 @@ def train_inpainter_task(overrides: dict[str, Any], ship: bool) -> dict[str, Any
 @flow(name="train-inpainter")
 def train_inpainter_flow(overrides: dict[str, Any] | None = None, ship: bool = True) -> dict[str, Any]:
     """Train the partial-convolution U-Net inpainter; resumes from its checkpoint."""
-    return train_inpainter_task(overrides or {}, ship)
+    return _with_metrics_artifact("train-inpainter", train_inpainter_task(overrides or {}, ship))
+
+
+def _with_metrics_artifact(name: str, summary: dict[str, Any]) -> dict[str, Any]:
+    """Publish the final metrics as a table artifact `<name>-metrics` (shown with the flow run in the UI)."""
+    from flows.reporting import report_metrics
+
+    report_metrics(name, summary)
+    return summary

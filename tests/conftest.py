@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -49,3 +50,12 @@ def tiny_weights(tiny_manifest: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Stages use the tiny manifest (through $RETOUCH_WEIGHTS_MANIFEST) for this test."""
     monkeypatch.setenv("RETOUCH_WEIGHTS_MANIFEST", str(tiny_manifest))
     return tiny_manifest
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """One temporary Prefect server and database for all flow tests of the session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=None):
+        yield

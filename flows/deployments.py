@@ -1,0 +1,135 @@
+"""Deployments served from this machine (`retouch serve`): a nightly catalog sweep and on-demand re-runs.
+
+    catalog-sweep/catalog-sweep   cron (default nightly): restore every catalog scan whose file changed
+    rerun-detect/rerun-detect     detect again with another threshold or other weights
+    rerun-inpaint/rerun-inpaint   inpaint again, e.g. with a conservator's edited mask
+    export/export                 write the deliverables again
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from prefect import flow, task
+
+from flows.common import RETRY_DELAYS, is_transient
+from flows.detect import detect_flow
+from flows.export import export_flow
+from flows.inpaint import inpaint_flow
+from flows.params import DetectParams, EngineParams, ExportParams, IngestParams, InpaintParams
+from flows.reporting import report_sweep
+from flows.restore import restore_flow
+from pipeline.sweep import SweepItem, plan_item
+
+if TYPE_CHECKING:
+    from prefect.deployments.runner import RunnerDeployment
+
+NIGHTLY = "0 2 * * *"
+
+
+class SweepError(RuntimeError):
+    """Some scans of a sweep failed (the others were still restored)."""
+
+
+@task(name="check-source", retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS,
+      retry_condition_fn=is_transient)
+def check_source(scan_id: str, source: str, out_dir: str) -> SweepItem:
+    """The source file's sha256 against the one its store was last made from."""
+    return plan_item(scan_id, source, Path(out_dir))
+
+
+@flow(name="catalog-sweep", log_prints=True)
+def catalog_sweep_flow(catalog: str | None = None, out: str | None = None, ingest: IngestParams = IngestParams(),
+                       detect: DetectParams = DetectParams(), inpaint: InpaintParams = InpaintParams(),
+                       export: ExportParams = ExportParams(), engine: EngineParams = EngineParams()) -> dict[str, str]:
+    """Restore every catalog scan whose source file changed (sha256) since its last run; skip the others.
+
+    Args:
+        catalog: catalog YAML (default: the bundled catalog)
+        out: folder of the stores `<id>.zarr` and exports `<id>-export` (default: ./retouch-out)
+    """
+    from data_catalog.schema import default_catalog_path, load_catalog
+
+    catalog_path = Path(catalog) if catalog else default_catalog_path()
+    out_dir = Path(out) if out else Path.cwd() / "retouch-out"
+    outcomes: dict[str, str] = {}
+    items: dict[str, SweepItem] = {}
+    for entry in load_catalog(catalog_path):
+        checked = check_source.with_options(task_run_name=f"check-{entry.id}")(
+            entry.id, entry.resolved_source(catalog_path), str(out_dir), return_state=True)
+        item = checked.result(raise_on_failure=False)
+        if not isinstance(item, SweepItem):
+            outcomes[entry.id] = f"failed: {item}"
+            continue
+        items[entry.id] = item
+        if not item.changed:
+            outcomes[entry.id] = "unchanged, skipped"
+            continue
+        run = restore_flow.with_options(flow_run_name=f"restore-{entry.id}")(
+            item.source, item.store, ingest, detect, inpaint, export.model_copy(update={"out_dir": item.export_dir}),
+            engine, force=item.needs_force, title=f"{entry.creator}, {entry.title}", return_state=True)
+        failure = None if run.is_completed() else run.result(raise_on_failure=False)
+        outcomes[entry.id] = f"restored ({item.reason})" if failure is None else f"failed: {failure}"
+    report_sweep(outcomes, items)
+    failed = {k: v for k, v in outcomes.items() if v.startswith("failed")}
+    if failed:
+        raise SweepError(f"{len(failed)} of {len(outcomes)} scans failed: "
+                         + "; ".join(f"{k}: {v.removeprefix('failed: ')}" for k, v in failed.items()))
+    return outcomes
+
+
+@flow(name="rerun-detect", log_prints=True)
+def rerun_detect_flow(store: str, threshold: float = DetectParams().threshold, weights: str = DetectParams().weights,
+                      force: bool = False, engine: EngineParams = EngineParams()) -> Any:
+    """Detect damage again in an ingested store, with another threshold or other weights.
+
+    Args:
+        store: the store (absolute path or fsspec URL) holding scan/
+        threshold: probability above which a pixel is labelled damaged
+        weights: detector weights (name in the weights manifest)
+        force: recompute even when scan, parameters and weights are unchanged
+    """
+    return detect_flow(store, DetectParams(threshold=threshold, weights=weights), engine, force)
+
+
+@flow(name="rerun-inpaint", log_prints=True)
+def rerun_inpaint_flow(store: str, mask: str | None = None, weights: str = InpaintParams().weights,
+                       dilate: int = InpaintParams().dilate, force: bool = False,
+                       engine: EngineParams = EngineParams()) -> Any:
+    """Fill the damage again, e.g. with a conservator's edited mask instead of the detected one.
+
+    Args:
+        store: the store (absolute path or fsspec URL) holding scan/ and damage/
+        mask: an edited mask (PNG/TIFF/Zarr of the scan's size, nonzero = fill); empty: the detected damage
+        weights: inpainter weights (name in the weights manifest)
+        dilate: grow the mask by this many px before filling
+        force: recompute even when scan, mask, parameters and weights are unchanged
+    """
+    return inpaint_flow(store, InpaintParams(mask=mask or None, weights=weights, dilate=dilate), engine, force)
+
+
+def build_deployments(cron: str = NIGHTLY, catalog: str | None = None, out: str | None = None,
+                      timezone: str = "UTC") -> list[RunnerDeployment]:
+    """The four deployments; the sweep's catalog and output folder are fixed here as absolute paths."""
+    from prefect.schedules import Cron
+    from prefect.types.entrypoint import EntrypointType
+
+    sweep_params = {"catalog": str(Path(catalog).resolve()) if catalog else None,
+                    "out": str(Path(out or "retouch-out").resolve())}
+    common: dict[str, Any] = {"entrypoint_type": EntrypointType.MODULE_PATH, "tags": ["retouch"]}
+    return [
+        catalog_sweep_flow.to_deployment("catalog-sweep", schedules=[Cron(cron, timezone=timezone)],
+                                         parameters=sweep_params, concurrency_limit=1, **common),
+        rerun_detect_flow.to_deployment("rerun-detect", **common),
+        rerun_inpaint_flow.to_deployment("rerun-inpaint", **common),
+        export_flow.to_deployment("export", **common),
+    ]
+
+
+def serve_deployments(cron: str = NIGHTLY, catalog: str | None = None, out: str | None = None,
+                      timezone: str = "UTC", limit: int | None = None) -> None:
+    """Serve the deployments until interrupted (runs execute in subprocesses of this one)."""
+    from prefect import serve
+
+    serve(*build_deployments(cron, catalog, out, timezone), limit=limit)
