@@ -103,6 +103,10 @@ def serve_command(
         Cron(cron)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--cron") from None
+    if api not in (None, "(profile)") and not healthy(api):
+        typer.echo(f"error: no Prefect API answers at {api} (PREFECT_API_URL); start `retouch server` first",
+                   err=True)
+        raise typer.Exit(2)
     if api is None:
         typer.echo("warning: no Prefect server configured (PREFECT_API_URL) and none at "
                    f"{local}: serving against a temporary one that ends with this command. "

@@ -268,11 +268,14 @@ def test_rerun_cli_refuses_bad_parameters_with_the_valid_ones(args: list[str], m
     assert result.exit_code == 2 and message in " ".join(re.sub("[│╭╮╰╯─]", " ", result.output).split())
 
 
-def test_serve_refuses_a_bad_cron_before_serving() -> None:
+def test_serve_refuses_a_bad_cron_or_an_unreachable_server_before_serving(monkeypatch: pytest.MonkeyPatch) -> None:
     from flows.cli import app
 
     result = CliRunner().invoke(app, ["serve", "--cron", "every night"])
     assert result.exit_code == 2 and "--cron" in result.output
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")
+    result = CliRunner().invoke(app, ["serve"])
+    assert result.exit_code == 2 and "no Prefect API answers at http://127.0.0.1:9/api" in result.output
 
 
 def test_training_flow_publishes_its_final_metrics(prefect_harness: None, monkeypatch: pytest.MonkeyPatch) -> None:
