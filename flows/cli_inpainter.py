@@ -87,6 +87,7 @@ def evaluate_inpaint_command(
     overlap: Annotated[int, typer.Option(help="overlap of inference tiles")] = 64,
     kinds: Annotated[str, typer.Option(help="mask kinds, comma-separated")] = "irregular,craquelure,paint_loss",
     methods: Annotated[str, typer.Option(help="methods, comma-separated")] = "model,telea,ns,biharmonic",
+    threads: Annotated[int, typer.Option(help="torch threads for the model (0: torch's default)")] = 0,
 ) -> None:
     """Score the inpainter against OpenCV Telea/NS and scikit-image biharmonic per mask kind and hole bin."""
     from flows.cli import clean_errors
@@ -94,7 +95,8 @@ def evaluate_inpaint_command(
 
     @clean_errors
     def run() -> None:
-        torch.set_num_threads(max(1, torch.get_num_threads()))
+        if threads > 0:
+            torch.set_num_threads(threads)
         cfg = EvalConfig(seed=seed, long_side=long_side, tile=tile, overlap=overlap,
                          kinds=tuple(k.strip() for k in kinds.split(",") if k.strip()),
                          methods=tuple(m.strip() for m in methods.split(",") if m.strip()))

@@ -17,6 +17,15 @@ from pipeline.inpaint_eval import METHODS, EvalConfig, classical_fill, compare, 
 from pipeline.masks import BINS, KINDS, bin_name, mask_in_bin
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny tensors: one thread is faster, and two spin badly when the cores are shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _image(h: int = 48, w: int = 64) -> np.ndarray:
     yy, xx = np.mgrid[0:h, 0:w]
     return np.stack([xx * 3, yy * 4, (xx + yy) * 2], axis=2).clip(0, 255).astype(np.uint8)

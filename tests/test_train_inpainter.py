@@ -12,6 +12,15 @@ from models.train_inpainter import InpainterTrainConfig, build_model, export_wei
 from models.weights import load_state
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny tensors: one thread is faster, and two spin badly when the cores are shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _cfg(run_dir: Path, phase1: int, phase2: int) -> InpainterTrainConfig:
     return InpainterTrainConfig(
         tile=32, batch=2, depth=3, base_channels=4, max_channels=16, phase1_steps=phase1, phase2_steps=phase2,
