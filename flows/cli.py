@@ -226,10 +226,11 @@ def run_command(
 
     if source is not None and (catalog or id):
         raise typer.BadParameter("give either SOURCE or --catalog/--id, not both")
-    title = None
+    title, pixel_size_um = None, None
     if source is None:
         entry, catalog_path = find_entry(id or DEFAULT_SAMPLE_ID, catalog)
         source_str, name, title = entry.resolved_source(catalog_path), entry.id, f"{entry.creator}, {entry.title}"
+        pixel_size_um = entry.pixel_size_um
     else:
         source_str, name = str(source), source.stem
     open_source(source_str).close()
@@ -237,10 +238,11 @@ def run_command(
     out_dir.mkdir(parents=True, exist_ok=True)
     store = str(out_dir / f"{name}.zarr")
     console.print(f"[bold]Restoring[/] {source_str}")
-    from flows.params import ExportParams
+    from flows.params import ExportParams, IngestParams
     from flows.restore import restore_flow
 
-    results = restore_flow(source_str, store, export=ExportParams(out_dir=str(out_dir / f"{name}-export")),
+    results = restore_flow(source_str, store, ingest=IngestParams(pixel_size_um=pixel_size_um),
+                           export=ExportParams(out_dir=str(out_dir / f"{name}-export")),
                            engine=_engine(workers, dask_address), force=force, title=title)
     _print_ingest(results["ingest"])
     _print_detect(results["detect"])

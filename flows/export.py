@@ -7,10 +7,11 @@ from typing import Any
 
 from prefect import flow, task
 
-from flows.common import RETRY_DELAYS, finish, is_transient
+from flows.common import LOCK_WAIT_SECONDS, RETRY_DELAYS, finish, is_transient
 from flows.params import ExportParams, default_export_dir
 from flows.reporting import report_previews, report_stage, result_dict
 from flows.settings import current_run_id
+from pipeline.locking import store_lock
 
 
 @task(name="export-deliverables", retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS,
@@ -19,7 +20,8 @@ def export_task(store: str, params: ExportParams, force: bool, title: str | None
     from pipeline.export import export
 
     out_dir = Path(params.out_dir or default_export_dir(store))
-    result = export(store, out_dir, params.config(), force=force, run_id=current_run_id(), title=title)
+    with store_lock(store, timeout=LOCK_WAIT_SECONDS):  # export writes its provenance into the store
+        result = export(store, out_dir, params.config(), force=force, run_id=current_run_id(), title=title)
     outputs = [str(out_dir / name) for name in result.digests]
     report_stage(result, outputs=outputs)
     report_previews(out_dir)

@@ -184,7 +184,8 @@ def detect(store: str, config: DetectConfig | None = None, engine: EngineConfig 
     prov = record.write(store)
     mark_complete(group, {"stage": "detect", "key": key, "digests": digests, "summary": summary,
                           "weights": entry.name, "weights_sha256": entry.sha256, "provenance": prov,
-                          "scan_digest": scan_info["digests"]["0"], "classes": list(CLASSES)})
+                          "scan_digest": scan_info["digests"]["0"], "classes": list(CLASSES),
+                          "params": {k: v for k, v in asdict(config).items() if k != "manifest"}})
     ledger.clear()
     ModelCache.clear()
     return StageResult("detect", store, False, key, digests, summary, prov, time.perf_counter() - started,
