@@ -187,7 +187,9 @@ def evaluate(
 def compare(result: dict[str, Any]) -> dict[str, dict[str, float]]:
     """Per 'kind/bin': model minus the best classical method on PSNR and SSIM (positive = model wins)."""
     classical = [m for m in ("telea", "ns", "biharmonic") if m in result]
-    out = {}
+    out: dict[str, dict[str, float]] = {}
+    if not classical:
+        return out
     for key, fig in result.get("model", {}).items():
         out[key] = {
             metric: fig[metric] - max(result[m][key][metric] for m in classical) for metric in ("psnr", "ssim")
