@@ -82,7 +82,7 @@ class VGG16Features(nn.Module):
     def __init__(self, weights_path: str | Path) -> None:
         super().__init__()
         from safetensors.torch import load_file
-        from torchvision.models import vgg16
+        from torchvision.models.vgg import cfgs, make_layers
 
         import models  # noqa: F401  (torchvision import fix)
 
@@ -91,7 +91,7 @@ class VGG16Features(nn.Module):
             raise FileNotFoundError(f"{path}: VGG16 weight file not found")
         state = load_file(str(path))
         feats = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
-        net = vgg16(weights=None).features[:17]
+        net = make_layers(cfgs["D"][:10], batch_norm=False)  # torchvision's vgg16().features[:17], up to pool3
         missing = [k for k in net.state_dict() if k not in feats]
         if missing:
             raise ValueError(f"{path}: not a torchvision VGG16 state dict (missing features.{missing[0]} ...)")

@@ -327,7 +327,7 @@ def export_weights(
             "log_last": last,
             "epochs": len(meta["log"]),
         },
-        metrics=metrics or {k: last[k] for k in ("val_psnr", "val_ssim", "val_l1_hole") if k in last},
+        metrics={**{k: last[k] for k in ("val_psnr", "val_ssim", "val_l1_hole") if k in last}, **(metrics or {})},
         **kwargs,
     )
 

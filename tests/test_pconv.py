@@ -125,6 +125,24 @@ def test_random_feature_net_is_deterministic() -> None:
         build_feature_net("vgg16:/nonexistent/vgg16.safetensors")
 
 
+def test_local_vgg16_file_is_loaded_into_torchvision_vgg16(tmp_path) -> None:
+    from safetensors.torch import save_file
+    from torchvision.models.vgg import cfgs, make_layers
+
+    torch.manual_seed(0)
+    reference = make_layers(cfgs["D"][:10], batch_norm=False)  # vgg16 features up to pool3
+    save_file({f"features.{k}": v for k, v in reference.state_dict().items()}, str(tmp_path / "vgg16.safetensors"))
+    net = build_feature_net(f"vgg16:{tmp_path / 'vgg16.safetensors'}")
+    x = torch.rand(1, 3, 32, 32)
+    feats = net(x)
+    assert [f.shape[1] for f in feats] == [64, 128, 256]
+    expected = reference((x - net.mean) / net.std)
+    torch.testing.assert_close(feats[-1], expected)
+    save_file({"classifier.0.weight": torch.zeros(1)}, str(tmp_path / "bad.safetensors"))
+    with pytest.raises(ValueError, match="not a torchvision VGG16 state dict"):
+        build_feature_net(f"vgg16:{tmp_path / 'bad.safetensors'}")
+
+
 @pytest.mark.parametrize("feature_net", ["random", "none"])
 def test_tiny_training_lowers_the_loss(feature_net: str) -> None:
     torch.manual_seed(0)
