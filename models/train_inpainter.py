@@ -236,6 +236,8 @@ def train(cfg: InpainterTrainConfig, paintings_train: list[Path], paintings_val:
             raise ValueError(f"{ckpt}: checkpoint was made with other {', '.join(changed)}; use a new run_dir")
         step, log = meta["step"], meta["log"]
         print(f"resuming {ckpt} at step {step}", flush=True)
+    if step >= cfg.total_steps:
+        return ckpt
     phase = 1 if step < cfg.phase1_steps else 2
     if phase == 2:
         model.freeze_encoder_bn()
@@ -346,16 +348,38 @@ def main(argv: list[str] | None = None) -> None:
         else:
             parser.add_argument(f"--{key}", type=type(val), default=val)
     parser.add_argument("--export", action="store_true", help="save_weights from the final checkpoint")
+    parser.add_argument("--eval-json", type=Path, default=None, help="`retouch evaluate inpaint --json` output "
+                        "to record in the manifest metrics (with --export)")
     args = vars(parser.parse_args(argv))
-    export = args.pop("export")
+    export, eval_json = args.pop("export"), args.pop("eval_json")
     cfg = InpainterTrainConfig(**{**args, "scales": tuple(args["scales"])})
     ckpt = train(cfg, paintings("train"), paintings("val"))
     if export:
         data = {
+            "source": "../shared/data/nga_paintings (NGA open access, CC0)",
             "train_paintings": [p.name for p in paintings("train")],
-            "val_paintings": [p.name for p in paintings("val")],
+            "val_paintings_held_out": [p.name for p in paintings("val")],
         }
-        print(export_weights(ckpt, data=data))
+        metrics = eval_metrics(json.loads(eval_json.read_text())) if eval_json else None
+        entry = export_weights(ckpt, data=data, metrics=metrics)
+        print(f"shipped {entry.name}: {entry.file} sha256 {entry.sha256}")
+
+
+def eval_metrics(result: dict[str, Any]) -> dict[str, Any]:
+    """Manifest metrics from an evaluation result: the model's figures and its margin over the best classical."""
+    from pipeline.inpaint_eval import compare
+
+    margins = compare(result)
+    wins = sum(m["psnr"] > 0 and m["ssim"] > 0 for m in margins.values())
+    return {
+        "eval": {
+            "settings": result.get("settings", {}),
+            "model": result.get("model", {}),
+            "margin_over_best_classical": margins,
+            "bins_beating_best_classical_on_psnr_and_ssim": wins,
+            "bins": len(margins),
+        }
+    }
 
 
 if __name__ == "__main__":
