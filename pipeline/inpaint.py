@@ -98,7 +98,7 @@ def inpaint_tile(tile: np.ndarray, hole: np.ndarray, model: torch.nn.Module) -> 
     model.eval()
     pred = model(x * m, m)[0, :, :h, :w].clamp(0, 1).cpu()  # (3, h, w)
     model.train(was_training)
-    fill = pred.permute(1, 2, 0).numpy().astype(np.float32)
+    fill = pred.float().permute(1, 2, 0).numpy()
     return fill.mean(axis=2, keepdims=True) if c == 1 else fill
 
 
