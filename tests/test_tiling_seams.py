@@ -34,20 +34,26 @@ def test_tiled_detect_equals_untiled_and_has_no_seams(tmp_path: Path) -> None:
     from models.weights import load_model
     from pipeline.detect_infer import predict_probabilities
 
-    image = read_image(SAMPLE / "leyster-self-portrait-simulated-damage.png")[256:640, 320:704]  # 384 x 384
+    painting = read_image(SAMPLE / "leyster-self-portrait-simulated-damage.png")
+    image = painting[256:640, 320:704]  # 384 x 384
     tifffile.imwrite(tmp_path / "crop.tif", image, photometric="rgb")
     store = str(tmp_path / "crop.zarr")
     ingest(tmp_path / "crop.tif", store, IngestConfig(chunk=128), EngineConfig(progress=False))
     detect(store, DetectConfig(tile=512, overlap=64, halo=64), EngineConfig(workers=2, progress=False))
     tiled = zarr.open_group(store, mode="r")["damage/probabilities/0"][:].astype(np.int16)
     model, _ = load_model("detector-resunet18")
-    whole = predict_probabilities(model, image, tile=512, overlap=64)  # the whole crop in one pass
-    untiled = np.rint(whole * 255).astype(np.int16)
+
+    def levels(prob: np.ndarray) -> np.ndarray:
+        return np.rint(prob * 255).astype(np.int16)
+
+    untiled = levels(predict_probabilities(model, image, tile=512, overlap=64))  # the whole crop in one pass
+    # The tolerance is the model's own sensitivity to context: the same crop, untiled, seen with 64 px more
+    # of the painting around it. Tiling (chunks with a 64-px halo) must not change the answer more than that.
+    wider = levels(predict_probabilities(model, painting[192:704, 256:768], tile=512, overlap=64))[:, 64:448, 64:448]
+    context = np.abs(wider - untiled)
     diff = np.abs(tiled - untiled)
-    # Chunks see 64 px of real context; what lies further out can still nudge a probability slightly.
-    # Allowed: a mean difference under 1 of 255 levels, 99.9 % of pixels within 8 levels, and the same
-    # decision (p >= 0.5) on 99.5 % of pixels.
-    assert diff.mean() < 1.0
-    assert np.percentile(diff, 99.9) <= 8
-    assert ((tiled >= 128) == (untiled >= 128)).mean() > 0.995
-    assert seam_score(tiled, 128) < 1.25 * seam_score(untiled, 128) + 0.05
+    assert diff.mean() <= context.mean()
+    assert np.percentile(diff, 99.9) <= np.percentile(context, 99.9)
+    assert ((tiled >= 128) == (untiled >= 128)).mean() >= ((wider >= 128) == (untiled >= 128)).mean()
+    # No seam: jumps across chunk borders are no larger than in the untiled map (where borders mean nothing).
+    assert seam_score(tiled, 128) < 1.1 * seam_score(untiled, 128)
