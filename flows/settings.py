@@ -19,6 +19,9 @@ EPHEMERAL_DEFAULTS = {
 
 def configure_prefect() -> None:
     """Fill in offline defaults for settings the user has not set (environment or active profile)."""
+    home = os.environ.get("PREFECT_HOME")
+    if home:  # Prefect's temporary server cannot open its database in a folder that does not exist
+        os.makedirs(os.path.expanduser(home), exist_ok=True)
     profile = _active_profile_settings()
     for name, value in EPHEMERAL_DEFAULTS.items():
         if name not in os.environ and name not in profile:
