@@ -59,3 +59,12 @@ def prefect_harness() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=None):
         yield
+
+
+@pytest.fixture()
+def one_torch_thread():
+    """Tiny tensors: one thread is faster, and two spin badly when the cores are shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -15,14 +15,7 @@ from pipeline.errors import InputError
 from pipeline.image_io import write_png
 from pipeline.inpaint import dilate_hole, inpaint_image, inpaint_tile, load_edited_mask, tiles_to_run
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny tensors: one thread is faster, and two spin badly when the cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

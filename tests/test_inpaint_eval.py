@@ -16,14 +16,7 @@ from pipeline.image_io import read_image, write_png
 from pipeline.inpaint_eval import METHODS, EvalConfig, classical_fill, compare, evaluate, score
 from pipeline.masks import BINS, KINDS, bin_name, mask_in_bin
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny tensors: one thread is faster, and two spin badly when the cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _image(h: int = 48, w: int = 64) -> np.ndarray:

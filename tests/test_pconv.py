@@ -11,14 +11,7 @@ import torch.nn.functional as F
 from models.inpaint_loss import InpaintingLoss, RandomFeatures, build_feature_net
 from models.pconv import PartialConv2d, PConvUNet
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny tensors: one thread is faster, and two spin badly when the cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _layer(cin: int = 2, cout: int = 3, k: int = 3, stride: int = 1) -> PartialConv2d:

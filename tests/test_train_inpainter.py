@@ -11,14 +11,7 @@ import torch
 from models.train_inpainter import InpainterTrainConfig, build_model, export_weights, load_checkpoint, train
 from models.weights import load_state
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny tensors: one thread is faster, and two spin badly when the cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _cfg(run_dir: Path, phase1: int, phase2: int) -> InpainterTrainConfig:
