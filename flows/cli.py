@@ -138,8 +138,9 @@ def detect_command(
     store: Annotated[str, typer.Argument(help="an ingested store")],
     weights: Annotated[str, typer.Option(help="detector weights name (manifest)")] = "detector-resunet18",
     threshold: Annotated[float, typer.Option(help="probability threshold for the label mask")] = 0.5,
-    tile: Annotated[int, typer.Option(help="model tile side (multiple of 32)")] = 512,
-    bf16: Annotated[bool, typer.Option(help="bfloat16 autocast")] = False,
+    tile: Annotated[int, typer.Option(help="largest model tile side (multiple of 32)")] = 1216,
+    precision: Annotated[str, typer.Option(help="auto (bf16 where native), fp32 or bf16")] = "auto",
+    batch: Annotated[int, typer.Option(help="model tiles per forward pass (GPU)")] = 1,
     device: DeviceOpt = "cpu",
     workers: EngineOpt = 0,
     dask_address: AddressOpt = None,
@@ -149,7 +150,8 @@ def detect_command(
     from flows.detect import detect_flow
     from flows.params import DetectParams
 
-    params = DetectParams(weights=weights, threshold=threshold, tile=tile, bf16=bf16, device=device)
+    params = DetectParams(weights=weights, threshold=threshold, tile=tile, precision=precision, batch=batch,
+                          device=device)
     _print_detect(detect_flow(store, params, _engine(workers, dask_address), force))
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.detect import DetectConfig
@@ -35,11 +37,15 @@ class IngestParams(_Params):
 class DetectParams(_Params):
     weights: str = Field("detector-resunet18", description="detector weights (name in the weights manifest)")
     threshold: float = Field(0.5, gt=0, lt=1, description="probability above which a pixel is labelled damaged")
-    tile: int = Field(512, ge=64, description="model tile side in px (multiple of 32)")
+    tile: int = Field(1216, ge=64, description="largest model tile side in px (multiple of 32); the default "
+                                               "takes a 1024-px chunk and its 96-px halo in one pass")
     overlap: int = Field(64, ge=0, description="overlap between model tiles, blended with a Gaussian window")
-    halo: int = Field(64, ge=0, description="context read from neighbouring chunks, px")
+    halo: int = Field(96, ge=0, description="context read from neighbouring chunks, px")
     device: str = Field("cpu", description="'cpu' or 'cuda'")
-    bf16: bool = Field(False, description="bfloat16 autocast (faster on CPUs with AVX512-BF16 and on GPUs)")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="auto: bf16 on GPUs and CPUs with native bf16 (same held-out F1), else fp32")
+    batch: int = Field(1, ge=1, le=256,
+                       description="model tiles per forward pass (use > 1 on a GPU with a smaller tile)")
 
     def config(self) -> DetectConfig:
         return DetectConfig(**self.model_dump())

@@ -186,7 +186,7 @@ def _write_scan(src: ScanSource, source: Path, work: str, key: str, file_sha: st
             continue
         tasks.append(dask.delayed(_copy_level0, pure=False)(
             str(source), group["0"], region, config.chunk, ledger, task_id, dask_key_name=f"copy-{task_id}"))
-    for result in run_tasks(tasks, f"ingest {source.name}", engine):
+    for result in run_tasks(tasks, f"ingest {source.name}", engine, cleanup=_close_cached_sources):
         level0.update(result)
     digests = {"0": level0, **build_pyramid_levels(group, levels, config.chunk, ledger, done, engine,
                                                    f"ingest {source.name}")}

@@ -20,7 +20,7 @@ import numpy as np
 import zarr
 
 from pipeline import __version__
-from pipeline.detect import StageResult, default_manifest
+from pipeline.detect import StageResult, check_device, default_manifest
 from pipeline.engine import EngineConfig, Ledger
 from pipeline.provenance import StageRecord, file_entity
 from pipeline.pyramid import build_pyramid_levels
@@ -129,6 +129,7 @@ def inpaint_store(store: str, config: InpaintStageConfig | None = None, engine: 
     from models.weights import get_entry
 
     config = config or InpaintStageConfig()
+    check_device(config.device)
     engine = engine or EngineConfig()
     started = time.perf_counter()
     scan = open_complete(store, "scan")

@@ -11,6 +11,9 @@ import pytest
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+# Stages run on an in-process thread pool in tests (no cluster start-up per test); the local-cluster
+# default is tested on its own in test_cluster_and_object_store.py.
+os.environ.setdefault("RETOUCH_DASK_SCHEDULER", "threads")
 
 import torch  # noqa: E402
 

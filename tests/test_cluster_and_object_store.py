@@ -90,6 +90,30 @@ def test_restore_on_a_dask_cluster_gives_the_same_bytes_as_local(tmp_path: Path,
     assert remote == local
 
 
+def test_default_local_cluster_gives_the_same_bytes_as_threads(tmp_path: Path, tiny_weights: Path) -> None:
+    from pipeline.engine import close_local_clusters
+
+    source = scan_file(tmp_path)
+    threads = restore_digests(source, str(tmp_path / "threads.zarr"),
+                              EngineConfig(workers=1, progress=False, scheduler="threads"))
+    try:  # the default without an address: a LocalCluster of worker processes, started once and reused
+        cluster = restore_digests(source, str(tmp_path / "cluster.zarr"),
+                                  EngineConfig(workers=2, progress=False, scheduler="cluster"))
+    finally:
+        close_local_clusters()
+    assert cluster == threads
+
+
+def test_engine_scheduler_default_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RETOUCH_DASK_SCHEDULER", raising=False)
+    assert EngineConfig().scheduler == "cluster"
+    monkeypatch.setenv("RETOUCH_DASK_SCHEDULER", "threads")
+    assert EngineConfig().scheduler == "threads"
+    monkeypatch.setenv("RETOUCH_DASK_SCHEDULER", "processes")
+    with pytest.raises(ValueError, match="RETOUCH_DASK_SCHEDULER"):
+        EngineConfig()
+
+
 @pytest.fixture()
 def s3_endpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A moto S3 server on loopback with a bucket `scans`; fsspec/s3fs find it through the environment."""
