@@ -37,15 +37,24 @@ def clean_errors(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from pydantic import ValidationError
+
         from data_catalog.schema import CatalogError
         from models.weights import WeightsError
-        from pipeline.errors import InputError
+        from pipeline.engine import close_local_clusters
+        from pipeline.errors import ConfigError, InputError
 
         try:
             return func(*args, **kwargs)
-        except (InputError, CatalogError, WeightsError) as exc:
+        except (InputError, CatalogError, WeightsError, ConfigError) as exc:
             err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            err_console.print(f"[bold red]error:[/] {problems}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        finally:
+            close_local_clusters()  # the stages' Dask workers, if any were started
 
     return wrapper  # type: ignore[return-value]
 
@@ -152,6 +161,9 @@ def detect_command(
 
     params = DetectParams(weights=weights, threshold=threshold, tile=tile, precision=precision, batch=batch,
                           device=device)
+    from pipeline.detect import check_device
+
+    check_device(device)  # before Prefect starts: one line, no flow-run traceback
     _print_detect(detect_flow(store, params, _engine(workers, dask_address), force))
 
 
@@ -178,6 +190,9 @@ def inpaint_command(
     from flows.params import InpaintParams
 
     params = InpaintParams(weights=weights, mask=str(mask) if mask else None, dilate=dilate, device=device)
+    from pipeline.detect import check_device
+
+    check_device(device)
     _print_inpaint(inpaint_flow(store, params, _engine(workers, dask_address), force))
 
 

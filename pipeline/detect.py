@@ -98,12 +98,14 @@ def check_device(device: str) -> None:
     """Refuse a device torch cannot use here, in one line (before any chunk runs)."""
     if device == "cpu":
         return
+    from pipeline.errors import ConfigError
+
     if not device.startswith("cuda"):
-        raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {device!r}")
+        raise ConfigError(f"device must be 'cpu' or 'cuda[:N]', got {device!r}")
     import torch
 
     if not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} asked for, but this torch build sees no CUDA GPU")
+        raise ConfigError(f"device {device!r} asked for, but this torch build sees no CUDA GPU")
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,8 @@ def fit_tiles(length: int, max_tile: int, overlap: int) -> tuple[int, list[int]]
     Returns the tile side and the start of each tile. With n tiles of side t, n*t - (n-1)*overlap >= length,
     so a 1152-px block at max_tile 512 / overlap 64 takes three 448-px tiles instead of three 512-px ones.
     """
+    if not 0 <= overlap < max_tile:
+        raise ValueError(f"overlap must be in [0, {max_tile}), got {overlap}")
     if length <= max_tile:
         return _ceil_to(length, MULTIPLE_OF), [0]
     n = -(-(length - overlap) // (max_tile - overlap))

@@ -148,6 +148,7 @@ def local_cluster(config: EngineConfig) -> Any:
     with _clusters_lock:
         cluster = _clusters.get(key)
         if cluster is None or cluster.status.name != "running":
+            logging.getLogger("distributed").setLevel(logging.WARNING)  # no per-worker INFO lines in the log
             cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
                                    silence_logs=logging.WARNING)
             _clusters[key] = cluster

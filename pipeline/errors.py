@@ -12,3 +12,7 @@ class InputError(ValueError):
         self.path = str(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
+
+
+class ConfigError(ValueError):
+    """A setting this machine cannot honour (e.g. a GPU device where torch sees none)."""

@@ -268,6 +268,23 @@ def test_rerun_cli_refuses_bad_parameters_with_the_valid_ones(args: list[str], m
     assert result.exit_code == 2 and message in " ".join(re.sub("[│╭╮╰╯─]", " ", result.output).split())
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    (["--precision", "fp64"], "precision: Input should be 'auto', 'fp32' or 'bf16'"),
+    (["--device", "cuda"], "device 'cuda' asked for, but this torch build sees no CUDA GPU"),
+    (["--device", "tpu"], "device must be 'cpu' or 'cuda[:N]'"),
+])
+def test_detect_cli_refuses_a_bad_precision_or_an_absent_gpu_in_one_line(args: list[str], message: str) -> None:
+    import torch
+
+    from flows.cli import app
+
+    if "cuda" in args and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    result = CliRunner().invoke(app, ["detect", "s.zarr", *args])
+    assert result.exit_code == 2 and message in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+
+
 def test_serve_refuses_a_bad_cron_or_an_unreachable_server_before_serving(monkeypatch: pytest.MonkeyPatch) -> None:
     from flows.cli import app
 
