@@ -5,10 +5,11 @@ progress bar. Where they run:
 
 - `address` (or $RETOUCH_DASK_ADDRESS): the Dask cluster there.
 - else scheduler 'cluster' (the default): one `distributed.LocalCluster` per process, started on first use
-  and reused by every later stage: `workers` worker processes (0 = one per core) of one thread each, so
-  each worker loads a model once and torch gets one core per worker.
-- scheduler 'threads' ($RETOUCH_DASK_SCHEDULER=threads): a thread pool in this process; no start-up cost
-  (the tests use it), but numpy/zarr work shares one interpreter.
+  and reused by every later stage: `workers` single-threaded workers (0 = one per core) inside this
+  process, so the model is loaded once and torch gets one core per worker. It runs the same futures code
+  path as a remote cluster (`--dask-address`).
+- scheduler 'threads' ($RETOUCH_DASK_SCHEDULER=threads): dask's thread pool, no scheduler at all and no
+  start-up cost (the tests use it).
 
 `Ledger` records each finished task under `<store>/_progress/<stage>/` so that a stage killed halfway
 resumes with only the missing tasks.
@@ -149,7 +150,9 @@ def local_cluster(config: EngineConfig) -> Any:
         cluster = _clusters.get(key)
         if cluster is None or cluster.status.name != "running":
             logging.getLogger("distributed").setLevel(logging.WARNING)  # no per-worker INFO lines in the log
-            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+            # Workers are threads of this process (one loaded model for all of them): measured on a 9-MP
+            # detect here, 17.0 s and 1.45 GB peak RSS against 25.7 s and 1.72 GB with worker processes.
+            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=False, dashboard_address=None,
                                    silence_logs=logging.WARNING)
             _clusters[key] = cluster
             if len(_clusters) == 1:

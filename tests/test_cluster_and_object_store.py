@@ -96,7 +96,7 @@ def test_default_local_cluster_gives_the_same_bytes_as_threads(tmp_path: Path, t
     source = scan_file(tmp_path)
     threads = restore_digests(source, str(tmp_path / "threads.zarr"),
                               EngineConfig(workers=1, progress=False, scheduler="threads"))
-    try:  # the default without an address: a LocalCluster of worker processes, started once and reused
+    try:  # the default without an address: a LocalCluster (worker threads), started once and reused
         cluster = restore_digests(source, str(tmp_path / "cluster.zarr"),
                                   EngineConfig(workers=2, progress=False, scheduler="cluster"))
     finally:
