@@ -165,3 +165,23 @@ def test_cli_commands_register(tmp_path: Path) -> None:
     assert result.exit_code == 0 and "--tolerance" in result.output
     assert runner.invoke(train_app, ["detector", "--help"]).exit_code == 0
     assert runner.invoke(train_app, ["baseline", "--help"]).exit_code == 0
+
+
+def test_eval_record_keeps_the_command_and_refuses_results_of_other_weights(tmp_path: Path,
+                                                                            tiny_manifest: Path) -> None:
+    import json
+
+    from models.eval_record import record
+    from models.weights import get_entry
+
+    sha = get_entry("detector-resunet18", tiny_manifest).sha256
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps({"model": {"craquelure": {"f1": 0.5}}, "weights": {"sha256": sha}}))
+    out = record("detector-resunet18", "set_a", good, "retouch evaluate detect ...", tiny_manifest)
+    data = json.loads(out.read_text())
+    assert data["sha256"] == sha and data["runs"]["set_a"]["command"] == "retouch evaluate detect ..."
+    assert data["runs"]["set_a"]["result"]["model"]["craquelure"]["f1"] == 0.5
+    stale = tmp_path / "stale.json"
+    stale.write_text(json.dumps({"model": {}, "weights": {"sha256": "0" * 64}}))
+    with pytest.raises(ValueError, match="stale.json"):
+        record("detector-resunet18", "set_b", stale, "x", tiny_manifest)
