@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import torch
 import typer
+
+if TYPE_CHECKING:
+    import torch
 
 
 def register(train_app: typer.Typer, evaluate_app: typer.Typer) -> None:
@@ -96,6 +98,8 @@ def evaluate_inpaint_command(
     @clean_errors
     def run() -> None:
         if threads > 0:
+            import torch
+
             torch.set_num_threads(threads)
         cfg = EvalConfig(seed=seed, long_side=long_side, tile=tile, overlap=overlap,
                          kinds=tuple(k.strip() for k in kinds.split(",") if k.strip()),
