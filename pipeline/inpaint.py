@@ -17,13 +17,12 @@ changed (also not inside the hole).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
-from pipeline.errors import InputError
+from pipeline.edited_mask import load_edited_mask  # noqa: F401  (re-exported)
 
 
 @dataclass(frozen=True)
@@ -179,62 +178,6 @@ def inpaint_image(
     filled = acc[hole] / wsum[hole][:, None]  # (N, c); every hole pixel lies in a run tile
     out[:, :, :c][hole] = np.clip(np.rint(filled * top), 0, top).astype(image.dtype)
     return out
-
-
-def load_edited_mask(path: str | Path, expected_shape: tuple[int, int]) -> np.ndarray:
-    """A conservator's mask (PNG/TIFF image, or a Zarr array) as an (H, W) bool hole array.
-
-    Non-zero = hole. Grey masks: the grey value; colour masks: any colour channel; an alpha channel, if
-    present, must also be non-zero. A label mask (1 = craquelure, 2 = paint loss) works as is.
-    Raises InputError naming the file for a missing/unreadable file, a wrong size or a wrong type.
-    """
-    if len(expected_shape) != 2:
-        raise ValueError(f"expected_shape must be the scan's (height, width), got {expected_shape}")
-    path = Path(path)
-    if not path.exists():
-        raise InputError(path, "mask file not found")
-    if path.is_dir() or path.suffix.lower() == ".zarr":
-        array = _read_zarr_mask(path)
-    else:
-        from pipeline.image_io import read_image
-
-        array = read_image(path)
-    array = np.asarray(array)
-    if array.dtype != bool and not np.issubdtype(array.dtype, np.integer):
-        raise InputError(path, f"mask has pixel type {array.dtype}; use an 8/16-bit integer or bool mask")
-    if array.ndim == 3 and array.shape[0] in (1, 2, 3, 4) and array.shape[2] not in (1, 2, 3, 4):
-        array = np.moveaxis(array, 0, -1)  # channel-first Zarr (c, y, x) -> (y, x, c)
-    if array.ndim == 2:
-        array = array[:, :, None]
-    if array.ndim != 3 or array.shape[2] > 4:
-        raise InputError(path, f"mask has shape {array.shape}; expected (H, W) or (H, W, 1..4)")
-    if array.shape[:2] != tuple(expected_shape):
-        eh, ew = expected_shape
-        raise InputError(
-            path,
-            f"mask is {array.shape[0]}x{array.shape[1]} (HxW) but the scan is {eh}x{ew}; "
-            "an edited mask must have exactly the scan's size",
-        )
-    colour = colour_channels(array.shape[2])
-    hole = (array[:, :, :colour] != 0).any(axis=2)
-    if array.shape[2] in (2, 4):
-        hole &= array[:, :, -1] != 0
-    return hole
-
-
-def _read_zarr_mask(path: Path) -> np.ndarray:
-    import zarr
-
-    try:
-        node = zarr.open(str(path), mode="r")
-    except Exception as exc:  # zarr raises several types for a non-store
-        raise InputError(path, f"not a readable Zarr array ({exc})") from exc
-    if isinstance(node, zarr.Group):
-        arrays = sorted(node.array_keys())
-        if not arrays:
-            raise InputError(path, "Zarr group holds no array")
-        node = node[arrays[0]]
-    return np.asarray(node[...])
 
 
 def load_inpainter(name: str = "inpainter-pconv") -> torch.nn.Module:

@@ -84,19 +84,22 @@ def _copy_chunk(scan: np.ndarray, mask: np.ndarray) -> tuple[list[np.ndarray], d
 def write_edited_mask(store: str, mask_path: Path, height: int, width: int, chunk: int,
                       engine: EngineConfig) -> str:
     """Store a conservator's mask as `mask_edited/` (labels pyramid, nonzero = fill); returns its digest."""
-    from pipeline.inpaint import load_edited_mask
+    from pipeline.edited_mask import EditedMask
 
-    hole = load_edited_mask(mask_path, (height, width))  # InputError names the file on a bad mask
+    mask = EditedMask(mask_path, (height, width))  # InputError names the file on a bad mask
     root = zarr.open_group(store, mode="a")
     levels = levels_like(open_complete(store, "scan"), 1)
     group = create_pyramid(root, EDITED_MASK_GROUP, levels, np.uint8, chunk)
     level0 = group["0"]
     digests = {}
-    for y0 in range(0, height, chunk):
-        for x0 in range(0, width, chunk):
-            block = hole[None, y0 : y0 + chunk, x0 : x0 + chunk].astype(np.uint8)
-            level0[:, y0 : y0 + block.shape[1], x0 : x0 + block.shape[2]] = block
-            digests[f"{y0 // chunk}-{x0 // chunk}"] = block_digest(block)
+    try:
+        for y0 in range(0, height, chunk):  # one band of chunk rows at a time: memory ~ chunk x width
+            band = mask.hole(y0, min(y0 + chunk, height), 0, width)[None].astype(np.uint8)
+            level0[:, y0 : y0 + band.shape[1], :] = band
+            for x0 in range(0, width, chunk):
+                digests[f"{y0 // chunk}-{x0 // chunk}"] = block_digest(band[:, :, x0 : x0 + chunk])
+    finally:
+        mask.close()
     ledger = Ledger(store, "mask-edited", "pyramid")
     build_pyramid_levels(group, levels, chunk, ledger, ledger.start(), engine, "edited mask", "max")
     ledger.clear()

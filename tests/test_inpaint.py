@@ -106,6 +106,25 @@ def test_edited_mask_png_tiff_and_zarr(tmp_path: Path) -> None:
         assert np.array_equal(load_edited_mask(tmp_path / name, (20, 30)), hole)
 
 
+def test_edited_mask_reads_blocks_of_tiled_tiff_and_channel_first_zarr(tmp_path: Path) -> None:
+    import zarr
+
+    from pipeline.edited_mask import EditedMask
+
+    rng = np.random.default_rng(1)
+    labels = (rng.random((300, 200)) < 0.1).astype(np.uint8) * 2
+    tifffile.imwrite(tmp_path / "tiled.tif", labels, tile=(64, 64))
+    z = zarr.create_array(str(tmp_path / "cf.zarr"), shape=(2, 300, 200), dtype="uint8", chunks=(2, 64, 64))
+    z[0] = labels
+    z[1] = 255  # an alpha channel that lets everything through
+    for name in ("tiled.tif", "cf.zarr"):
+        mask = EditedMask(tmp_path / name, (300, 200))
+        blocks = np.concatenate([mask.hole(y, min(y + 70, 300), 0, 200) for y in range(0, 300, 70)])
+        assert np.array_equal(blocks, labels > 0)
+        assert np.array_equal(mask.hole(10, 20, 150, 200), labels[10:20, 150:200] > 0)
+        mask.close()
+
+
 def test_edited_mask_wrong_size_or_type_is_a_clear_error(tmp_path: Path) -> None:
     write_png(tmp_path / "small.png", np.zeros((10, 10), np.uint8))
     with pytest.raises(InputError, match=r"small.png: mask is 10x10 \(HxW\) but the scan is 20x30"):
