@@ -52,13 +52,16 @@ class ExportConfig:
 
 
 def _tiles(array: Any, tile: int) -> Iterator[np.ndarray]:
-    """(tile, tile, C) tiles of a (c, y, x) array in TIFF order (rows of tiles), edge tiles zero-padded."""
+    """(tile, tile, C) tiles of a (c, y, x) array in TIFF order (rows of tiles), edge tiles zero-padded.
+
+    Each tile is read on its own, so memory does not grow with the image's width (a row of tiles of a
+    40,000-px-wide scan would be 60 MB per 512 rows).
+    """
     c, h, w = array.shape
     for y0 in range(0, h, tile):
-        band = np.asarray(array[:, y0 : y0 + tile, :])  # (c, <=tile, w): one row of tiles
         for x0 in range(0, w, tile):
-            block = np.zeros((tile, tile, c), band.dtype)
-            part = np.moveaxis(band[:, :, x0 : x0 + tile], 0, -1)
+            part = np.moveaxis(np.asarray(array[:, y0 : y0 + tile, x0 : x0 + tile]), 0, -1)
+            block = np.zeros((tile, tile, c), part.dtype)
             block[: part.shape[0], : part.shape[1]] = part
             yield block
 
