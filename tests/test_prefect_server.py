@@ -65,7 +65,12 @@ def api_get(server: Server, path: str) -> Any:
 def api_post(server: Server, path: str, body: dict[str, Any]) -> Any:
     import httpx
 
-    response = httpx.post(f"{server.api}{path}", json=body, timeout=30)
+    # A busy server (SQLite) answers 503 for a moment; Prefect's own client retries those, so do we.
+    for attempt in range(6):
+        response = httpx.post(f"{server.api}{path}", json=body, timeout=30)
+        if response.status_code != 503:
+            break
+        time.sleep(0.5 * 2**attempt)
     response.raise_for_status()
     return response.json()
 
