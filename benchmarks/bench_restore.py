@@ -202,11 +202,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
-    parser.add_argument("--monai", action="store_true", help="detect vs MONAI on the first size")
+    parser.add_argument("--monai", action="store_true", help="detect vs MONAI (on --monai-side)")
+    parser.add_argument("--monai-side", type=int, default=None, help="size for --monai (default: the first)")
     parser.add_argument("--efficiency", action="store_true", help="detect with 1 and 2 workers on the first size")
     parser.add_argument("--inpaint-scaling", action="store_true",
                         help="inpaint time for 2/4/8 damaged blocks at the first size, and 4 at 2.5x the side")
     parser.add_argument("--dir", type=Path, default=None)
+    parser.add_argument("--json", type=Path, default=None, help="also write the rows and notes here")
     args = parser.parse_args()
     precision = resolved_precision(args.precision, args.device)
     scratch = Path(tempfile.mkdtemp(dir=args.dir, prefix="bench-restore-"))
@@ -222,6 +224,8 @@ def main() -> None:
                                  ("export", [str(scratch / f"export-{side}")])):
                 r = run_stage(stage, store, *extra, **stage_opts)
                 rows.append({"stage": stage, "mp": mp, "damage %": 100 * damaged, **r})
+                if stage == "detect":
+                    ours = r
             if args.efficiency and side == args.sides[0]:
                 one = run_stage("detect", store, workers=1, threads=1, precision=precision)
                 two = run_stage("detect", store, workers=2, threads=1, precision=precision)
@@ -229,8 +233,7 @@ def main() -> None:
                              f"{one['seconds']:.1f} s, 2 workers {two['seconds']:.1f} s -> speed-up "
                              f"{one['seconds'] / two['seconds']:.2f}, efficiency "
                              f"{one['seconds'] / (2 * two['seconds']):.2f}")
-            if args.monai and side == args.sides[0]:
-                ours = run_stage("detect", store, **stage_opts)
+            if args.monai and side == (args.monai_side or args.sides[0]):
                 theirs = run_monai(store, os.cpu_count() or 1, precision)
                 t_ratio = ours["seconds"] / theirs["seconds"]
                 m_ratio = ours["peak_rss_mb"] / theirs["peak_rss_mb"]
@@ -257,6 +260,9 @@ def main() -> None:
               f"{r['mp'] / r['seconds']:>7.2f} {r['peak_rss_mb']:>12.0f}  {note}")
     for note in notes:
         print(note)
+    if args.json:
+        args.json.write_text(json.dumps({"cores": os.cpu_count(), "device": args.device, "precision": precision,
+                                         "rows": rows, "notes": notes}, indent=1) + "\n")
 
 
 def inpaint_scaling(scratch: Path, side: int, stage_opts: dict) -> list[str]:
