@@ -37,7 +37,7 @@ class EvalOptions:
     tile: int = 512
     overlap: int = 64
     threshold: float = 0.5
-    manifest: Path | None = None  # default: models/weights/manifest.json
+    manifest: Path | None = None  # default: $RETOUCH_WEIGHTS_MANIFEST or models/weights/manifest.json
 
     def __post_init__(self) -> None:
         unknown = [c for c in self.classes if c not in CLASS_NAMES]
@@ -83,9 +83,10 @@ def truth_maps(mask: np.ndarray, opts: EvalOptions, path: Path) -> dict[str, np.
 def _load_model(opts: EvalOptions) -> tuple[Any, dict[str, Any]]:
     import torch
 
-    from models.weights import MANIFEST_PATH, load_model
+    from models.weights import load_model
+    from pipeline.detect import default_manifest  # $RETOUCH_WEIGHTS_MANIFEST, as the stages use
 
-    model, entry = load_model(opts.weights, manifest_path=opts.manifest or MANIFEST_PATH)
+    model, entry = load_model(opts.weights, manifest_path=opts.manifest or Path(default_manifest()))
     model = model.to(memory_format=torch.channels_last)
     return model, {"name": entry.name, "file": entry.file, "sha256": entry.sha256}
 

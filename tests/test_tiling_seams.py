@@ -58,5 +58,8 @@ def test_tiled_detect_equals_untiled_and_has_no_seams(tmp_path: Path) -> None:
     assert diff.mean() <= context.mean()
     assert np.percentile(diff, 99.9) <= np.percentile(context, 99.9)
     assert ((tiled >= 128) == (untiled >= 128)).mean() >= ((wider >= 128) == (untiled >= 128)).mean()
-    # No seam: jumps across chunk borders are no larger than in the untiled map (where borders mean nothing).
-    assert seam_score(tiled, 128) < 1.1 * seam_score(untiled, 128)
+    # No seam: the jump across chunk borders, in units of the map's mean neighbour jump, stays below 1 and
+    # within 0.1 of the untiled map's at the same rows/columns (where borders mean nothing). Measured with
+    # the shipped weights: 0.469 vs 0.433 at the default 96-px halo; a 32-px halo gives 0.669 vs 0.458.
+    assert seam_score(tiled, 128) < 1.0
+    assert seam_score(tiled, 128) - seam_score(untiled, 128) < 0.1
