@@ -121,7 +121,7 @@ def run_tasks(tasks: Sequence[Any], label: str, config: EngineConfig,
                     for _ in as_completed(futures, loop=client.loop):
                         advance()
                     return client.gather(futures)
-                finally:  # on a failure, no task of this stage goes on writing after we return
+                finally:  # on a failure, the tasks not yet started never start (a running one finishes its chunk)
                     client.cancel(futures)
                     if cleanup is not None:
                         client.run(cleanup)
