@@ -33,7 +33,8 @@ def main() -> None:
 
 
 def clean_errors(func: F) -> F:
-    """Turn the errors users cause (bad files, bad catalog, bad weights) into one line and exit code 2."""
+    """Turn the errors users cause (bad or missing files, bad catalog, weights, settings or parameters) into one
+    line and exit code 2; every command uses it (the model and operations commands too)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -46,7 +47,7 @@ def clean_errors(func: F) -> F:
 
         try:
             return func(*args, **kwargs)
-        except (InputError, CatalogError, WeightsError, ConfigError) as exc:
+        except (InputError, CatalogError, WeightsError, ConfigError, FileNotFoundError) as exc:
             err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except ValidationError as exc:

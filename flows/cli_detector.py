@@ -2,38 +2,21 @@
 
 from __future__ import annotations
 
-import functools
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 
 def register(train_app: typer.Typer, evaluate_app: typer.Typer) -> None:
     """Add the detector commands to the `train` and `evaluate` command groups."""
-    train_app.command("detector")(_one_line_errors(train_detector_command))
-    train_app.command("baseline")(_one_line_errors(train_baseline_command))
-    evaluate_app.command("detect")(_one_line_errors(evaluate_detect_command))
-    evaluate_app.command("make-detect-set")(_one_line_errors(make_detect_set_command))
+    from flows.cli import clean_errors
 
-
-def _one_line_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Bad files, missing weights or data: one line naming the file, exit code 2."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from models.weights import WeightsError
-        from pipeline.errors import InputError
-
-        try:
-            return func(*args, **kwargs)
-        except (InputError, WeightsError, FileNotFoundError) as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from None
-
-    return wrapper
+    train_app.command("detector")(clean_errors(train_detector_command))
+    train_app.command("baseline")(clean_errors(train_baseline_command))
+    evaluate_app.command("detect")(clean_errors(evaluate_detect_command))
+    evaluate_app.command("make-detect-set")(clean_errors(make_detect_set_command))
 
 
 def train_detector_command(

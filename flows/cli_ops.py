@@ -5,9 +5,7 @@ Imports stay inside the commands: `retouch --help` loads no Prefect.
 
 from __future__ import annotations
 
-import functools
 import os
-from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -30,28 +28,12 @@ class Stage(StrEnum):
 
 def register(app: typer.Typer) -> None:
     """Add the serve, server and rerun commands to the `retouch` app."""
-    app.command("serve")(_one_line_errors(serve_command))
-    app.command("server")(_one_line_errors(server_command))
+    from flows.cli import clean_errors
+
+    app.command("serve")(clean_errors(serve_command))
+    app.command("server")(clean_errors(server_command))
     app.command("rerun", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(
-        _one_line_errors(rerun_command))
-
-
-def _one_line_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Bad files, catalog or weights: one line naming the file, exit code 2."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from data_catalog.schema import CatalogError
-        from models.weights import WeightsError
-        from pipeline.errors import InputError
-
-        try:
-            return func(*args, **kwargs)
-        except (InputError, CatalogError, WeightsError) as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from None
-
-    return wrapper
+        clean_errors(rerun_command))
 
 
 def healthy(api_url: str, timeout: float = 2.0) -> bool:
