@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.errors import InputError
+from pipeline.image_io import colour_channels
 
 
 class EditedMask:
@@ -55,19 +56,19 @@ class EditedMask:
 
     def hole(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
         """The hole over [y0:y1, x0:x1] as (h, w) bool."""
-        try:
-            if self.channel_first:
-                block = np.moveaxis(np.asarray(self.array[:, y0:y1, x0:x1]), 0, -1)
-            else:
-                block = np.asarray(self.array[y0:y1, x0:x1])
-        except Exception as exc:  # codec errors come in many types
-            raise InputError(self.path, f"corrupt mask data near y={y0}, x={x0} ({exc})") from exc
-        if block.ndim == 2:
-            block = block[:, :, None]
-        colour = 1 if self.channels <= 2 else 3
-        hole = (block[:, :, :colour] != 0).any(axis=2)
+        if self._source is not None:
+            block = self._source.read(y0, y1, x0, x1)  # (C, h, w); a decoding failure names the file
+        else:
+            try:
+                block = np.asarray(self.array[..., y0:y1, x0:x1] if self.channel_first
+                                   else self.array[y0:y1, x0:x1])
+            except Exception as exc:  # codec errors come in many types
+                raise InputError(self.path, f"corrupt mask data near y={y0}, x={x0} ({exc})") from exc
+            block = block[None] if block.ndim == 2 else block if self.channel_first else np.moveaxis(block, -1, 0)
+        colour = colour_channels(self.channels)
+        hole = (block[:colour] != 0).any(axis=0)
         if self.channels in (2, 4):
-            hole &= block[:, :, -1] != 0
+            hole &= block[-1] != 0
         return hole
 
     def close(self) -> None:

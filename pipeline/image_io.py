@@ -55,3 +55,10 @@ def write_png(path: str | Path, image: np.ndarray) -> None:
 
     tmp.write_bytes(imagecodecs.png_encode(np.ascontiguousarray(array)))
     tmp.replace(path)
+
+
+def colour_channels(n_channels: int) -> int:
+    """How many leading channels are colour (the rest is alpha): 1 -> 1, 2 -> 1, 3 -> 3, 4 -> 3."""
+    if n_channels not in (1, 2, 3, 4):
+        raise ValueError(f"images must have 1 to 4 channels, got {n_channels}")
+    return 1 if n_channels <= 2 else 3

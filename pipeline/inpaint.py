@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from pipeline.edited_mask import load_edited_mask  # noqa: F401  (re-exported)
+from pipeline.image_io import colour_channels
 
 
 @dataclass(frozen=True)
@@ -41,13 +42,6 @@ class InpaintConfig:
             raise ValueError(f"overlap must be in [0, tile), got {self.overlap} for tile {self.tile}")
         if self.dilate < 0:
             raise ValueError(f"dilate must be >= 0, got {self.dilate}")
-
-
-def colour_channels(n_channels: int) -> int:
-    """How many leading channels are colour (the rest is alpha): 1 -> 1, 2 -> 1, 3 -> 3, 4 -> 3."""
-    if n_channels not in (1, 2, 3, 4):
-        raise ValueError(f"images must have 1 to 4 channels, got {n_channels}")
-    return 1 if n_channels <= 2 else 3
 
 
 def _to_unit(array: np.ndarray) -> np.ndarray:
