@@ -189,12 +189,6 @@ def run_monai(store: Path, threads: int, precision: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def resolved_precision(precision: str, device: str) -> str:
-    from pipeline.detect_infer import resolve_precision
-
-    return resolve_precision(precision, device)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sides", type=int, nargs="+", default=[4000, 10000, 20000])
@@ -210,7 +204,9 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None, help="also write the rows and notes here")
     args = parser.parse_args()
-    precision = resolved_precision(args.precision, args.device)
+    from pipeline.detect_infer import resolve_precision
+
+    precision = resolve_precision(args.precision, args.device)
     scratch = Path(tempfile.mkdtemp(dir=args.dir, prefix="bench-restore-"))
     rows, notes = [], []
     stage_opts = {"workers": args.workers, "device": args.device, "precision": precision}
