@@ -88,10 +88,10 @@ def evaluate_inpaint_command(
     tile: Annotated[int, typer.Option(help="inference tile side")] = 512,
     overlap: Annotated[int, typer.Option(help="overlap of inference tiles")] = 64,
     kinds: Annotated[str, typer.Option(help="mask kinds, comma-separated")] = "irregular,craquelure,paint_loss",
-    methods: Annotated[str, typer.Option(help="methods, comma-separated")] = "model,telea,ns,biharmonic",
+    methods: Annotated[str, typer.Option(help="methods, comma-separated")] = "model,telea,ns,biharmonic,harmonic",
     threads: Annotated[int, typer.Option(help="torch threads for the model (0: torch's default)")] = 0,
 ) -> None:
-    """Score the inpainter against OpenCV Telea/NS and scikit-image biharmonic per mask kind and hole bin."""
+    """Score the inpainter against Telea/NS (OpenCV), biharmonic (scikit-image) and a harmonic fill, per kind/bin."""
     from flows.cli import clean_errors
     from pipeline.inpaint_eval import EvalConfig, compare, evaluate, write_json
 
@@ -132,7 +132,9 @@ def _image_list(images: Path | None, split: str | None) -> list[Path]:
 
 def format_table(result: dict, margins: dict) -> str:
     """One line per kind/bin: PSNR / SSIM / L1-hole of each method and the model's margin over the best."""
-    methods = [m for m in ("model", "telea", "ns", "biharmonic") if m in result]
+    from pipeline.inpaint_eval import METHODS
+
+    methods = [m for m in METHODS if m in result]
     lines = [f"{'kind/bin':<22}" + "".join(f"{m:>24}" for m in methods) + "   margin dPSNR  dSSIM"]
     for key in result[methods[0]]:
         row = f"{key:<22}"

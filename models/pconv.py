@@ -12,6 +12,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from models.smooth_fill import harmonic_fill
+
+PREFILLS = ("none", "harmonic")
+
 
 class PartialConv2d(nn.Module):
     """Convolution over valid pixels only, re-normalised per window, with the updated mask.
@@ -108,16 +112,30 @@ class PConvUNet(nn.Module):
     at 256 px / 8 at 512 px). Input (B, in_channels, H, W) in [0, 1] with H and W multiples of 2**depth;
     mask (B, 1, H, W), 1 = valid. Returns the raw prediction (B, in_channels, H, W) on the same scale;
     callers composite it with the known pixels (`composite`).
+
+    `prefill="harmonic"` (Retouch's variant; "none" is the paper's network): the hole is first filled by
+    `models.smooth_fill.harmonic_fill`, the last decoder layer receives that fill beside the input image as
+    its skip (with a mask of ones: every fill value is defined), and the network's output is added to the
+    fill. The encoder and every other layer are unchanged. The last layer starts at zero, so an untrained
+    network returns the harmonic fill, and training learns the correction (texture, edges carried across
+    the hole) that a smooth interpolation cannot give.
     """
 
     def __init__(
-        self, in_channels: int = 3, base_channels: int = 64, depth: int = 7, max_channels: int = 512
+        self,
+        in_channels: int = 3,
+        base_channels: int = 64,
+        depth: int = 7,
+        max_channels: int = 512,
+        prefill: str = "none",
     ) -> None:
         super().__init__()
         if depth < 1:
             raise ValueError(f"depth must be >= 1, got {depth}")
+        if prefill not in PREFILLS:
+            raise ValueError(f"prefill must be one of {', '.join(PREFILLS)}, got {prefill!r}")
         self.in_channels, self.depth = in_channels, depth
-        self.base_channels, self.max_channels = base_channels, max_channels
+        self.base_channels, self.max_channels, self.prefill = base_channels, max_channels, prefill
         widths = [min(base_channels * 2**i, max_channels) for i in range(depth)]
         kernels = encoder_kernels(depth)
         self.encoder = nn.ModuleList(
@@ -126,23 +144,36 @@ class PConvUNet(nn.Module):
         )
         decoder = []
         for i in range(depth - 1, -1, -1):  # from the bottleneck up
-            c_skip = in_channels if i == 0 else widths[i - 1]
+            c_skip = widths[i - 1] if i else in_channels * (2 if prefill != "none" else 1)
             cout = in_channels if i == 0 else widths[i - 1]
             decoder.append(_DecoderBlock(widths[i], c_skip, cout, last=i == 0))
         self.decoder = nn.ModuleList(decoder)
+        if prefill != "none":
+            self.zero_last_layer()
+
+    def zero_last_layer(self) -> None:
+        """Set the last layer's weights and bias to 0 (with a prefill: the network returns the fill)."""
+        last = self.decoder[-1].pconv
+        with torch.no_grad():
+            last.conv.weight.zero_()
+            if last.bias is not None:
+                last.bias.zero_()
 
     @property
     def multiple(self) -> int:
         """Input sides must be multiples of this (2**depth)."""
         return 2**self.depth
 
-    def arch_args(self) -> dict[str, int]:
-        return {
+    def arch_args(self) -> dict[str, int | str]:
+        args: dict[str, int | str] = {
             "in_channels": self.in_channels,
             "base_channels": self.base_channels,
             "depth": self.depth,
             "max_channels": self.max_channels,
         }
+        if self.prefill != "none":
+            args["prefill"] = self.prefill
+        return args
 
     def check_size(self, height: int, width: int) -> None:
         k = self.multiple
@@ -160,6 +191,12 @@ class PConvUNet(nn.Module):
         self.check_size(image.shape[-2], image.shape[-1])
         x = image * 2.0 - 1.0  # centred input; the mask zeroes the hole anyway
         skips: list[tuple[torch.Tensor, torch.Tensor]] = [(x, mask)]
+        fill = None
+        if self.prefill != "none":
+            fill = harmonic_fill(image, mask)  # (B, C, H, W), known pixels unchanged
+            ones = torch.ones_like(fill)
+            skips[0] = (torch.cat([x, fill * 2.0 - 1.0], dim=1),
+                        torch.cat([mask.expand_as(fill), ones], dim=1))  # (B, 2C, H, W) each
         h, m = x, mask
         for block in self.encoder:
             h, m = block(h, m)  # level i: (B, widths[i], H/2^(i+1), W/2^(i+1))
@@ -168,6 +205,8 @@ class PConvUNet(nn.Module):
         for block in self.decoder:
             skip, skip_m = skips.pop()
             h, m = block(h, m, skip, skip_m)  # up one level
+        if fill is not None:
+            return fill + h * 0.5  # the correction, on the [0, 1] scale, added to the smooth fill
         return h * 0.5 + 0.5  # (B, C, H, W) on the input's [0, 1] scale
 
     def freeze_encoder_bn(self) -> None:

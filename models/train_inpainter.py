@@ -57,6 +57,8 @@ class InpainterTrainConfig:
     val_long_side: int = 512  # validation paintings are downscaled to this, as in the evaluation
     threads: int = 1
     run_dir: str = "runs/inpainter"
+    prefill: str = "none"  # 'harmonic': predict a correction to a smooth fill (see models.pconv.PConvUNet)
+    init_weights: str = ""  # safetensors file to start from (layers whose shapes differ keep their init)
 
     def __post_init__(self) -> None:
         if self.tile % 2**self.depth or self.val_tile % 2**self.depth:
@@ -213,7 +215,21 @@ def load_checkpoint(path: Path, model: PConvUNet) -> tuple[dict[str, Any], dict[
 
 
 def build_model(cfg: InpainterTrainConfig) -> PConvUNet:
-    return PConvUNet(in_channels=3, base_channels=cfg.base_channels, depth=cfg.depth, max_channels=cfg.max_channels)
+    return PConvUNet(in_channels=3, base_channels=cfg.base_channels, depth=cfg.depth,
+                     max_channels=cfg.max_channels, prefill=cfg.prefill)
+
+
+def init_from(model: PConvUNet, path: Path) -> list[str]:
+    """Copy every tensor of a weights file whose name and shape match; returns the names left at their init."""
+    from safetensors.torch import load_file
+
+    theirs = load_file(str(path))
+    own = model.state_dict()
+    take = {k: v.to(own[k].dtype) for k, v in theirs.items() if k in own and own[k].shape == v.shape}
+    if not take:
+        raise ValueError(f"{path}: no tensor matches this network; is it a PConv U-Net of the same widths?")
+    model.load_state_dict(take, strict=False)
+    return sorted(k for k in own if k not in take)
 
 
 def train(cfg: InpainterTrainConfig, paintings_train: list[Path], paintings_val: list[Path]) -> Path:
@@ -236,6 +252,11 @@ def train(cfg: InpainterTrainConfig, paintings_train: list[Path], paintings_val:
             raise ValueError(f"{ckpt}: checkpoint was made with other {', '.join(changed)}; use a new run_dir")
         step, log = meta["step"], meta["log"]
         print(f"resuming {ckpt} at step {step}", flush=True)
+    elif cfg.init_weights:
+        fresh = init_from(model, Path(cfg.init_weights))
+        if cfg.prefill != "none" and any(k.startswith(f"decoder.{cfg.depth - 1}.") for k in fresh):
+            model.zero_last_layer()  # a new last layer starts at 0: the network begins as the smooth fill
+        print(f"started from {cfg.init_weights}; left at their init: {', '.join(fresh) or 'none'}", flush=True)
     if step >= cfg.total_steps:
         return ckpt
     phase = 1 if step < cfg.phase1_steps else 2

@@ -32,7 +32,7 @@ def test_masks_land_in_their_bin_and_are_seeded(kind: str) -> None:
     assert np.array_equal(mask_in_bin(kind, (64, 64), 0.2, 0.3, 5), mask_in_bin(kind, (64, 64), 0.2, 0.3, 5))
 
 
-@pytest.mark.parametrize("method", ["telea", "ns", "biharmonic"])
+@pytest.mark.parametrize("method", ["telea", "ns", "biharmonic", "harmonic"])
 def test_classical_baselines_run_and_keep_known_pixels(method: str) -> None:
     image = _image()
     hole = mask_in_bin("irregular", image.shape[:2], 0.1, 0.2, seed=1)

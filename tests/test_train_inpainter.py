@@ -42,3 +42,26 @@ def test_resumed_training_equals_uninterrupted_and_ships(shared_data: Path, tmp_
                            manifest_path=tmp_path / "w" / "manifest.json")
     assert entry.architecture == "pconvunet" and "val_psnr" in entry.metrics
     assert set(load_state(entry, tmp_path / "w")) == set(a.state_dict())
+
+
+def test_prefill_run_starts_from_weights_and_ships_a_loadable_model(shared_data: Path, tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    from models.smooth_fill import harmonic_fill
+    from models.weights import load_model
+    from pipeline.paintings import paintings
+
+    train_set, val_set = paintings("train")[:1], paintings("val")[:1]
+    plain = build_model(_cfg(tmp_path, 1, 0))
+    save_file({k: v.contiguous() for k, v in plain.state_dict().items()}, str(tmp_path / "plain.safetensors"))
+    cfg = replace(_cfg(tmp_path / "h", 0, 0), prefill="harmonic", init_weights=str(tmp_path / "plain.safetensors"))
+    untrained = train(cfg, train_set, val_set)  # no steps: the checkpoint holds the starting network
+    assert not untrained.exists()  # nothing to save without a step
+    ckpt = train(replace(cfg, phase1_steps=2), train_set, val_set)
+    entry = export_weights(ckpt, manifest_path=tmp_path / "w" / "manifest.json")
+    assert entry.arch_args["prefill"] == "harmonic"
+    model, _ = load_model(entry.name, tmp_path / "w" / "manifest.json")
+    x, m = torch.rand(1, 3, 32, 32), (torch.rand(1, 1, 32, 32) > 0.4).float()
+    with torch.inference_mode():
+        out = model(x * m, m)
+    assert out.shape == x.shape and not torch.equal(out, harmonic_fill(x, m))  # two steps moved the last layer

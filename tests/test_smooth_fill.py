@@ -1,0 +1,88 @@
+"""The harmonic fill and the PConv U-Net built on it (`prefill="harmonic"`)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from models.pconv import PConvUNet
+from models.smooth_fill import harmonic_fill
+from models.train_inpainter import init_from
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _hole(side: int = 64) -> torch.Tensor:
+    mask = torch.ones(1, 1, side, side)
+    mask[:, :, 20:40, 10:50] = 0  # a wide block
+    mask[:, :, 5:60, 30:32] = 0  # a 2-px crack across it
+    return mask
+
+
+def test_known_pixels_unchanged_and_hole_values_ignored() -> None:
+    torch.manual_seed(0)
+    x, mask = torch.rand(2, 3, 64, 64), _hole().expand(2, -1, -1, -1)
+    filled = harmonic_fill(x, mask)
+    assert torch.equal(filled * mask, x * mask)
+    garbage = x + (1 - mask) * 100 * torch.randn_like(x)
+    assert torch.equal(harmonic_fill(garbage, mask), filled)
+
+
+def test_reproduces_a_linear_ramp_and_a_constant() -> None:
+    ramp = torch.linspace(0, 1, 64).view(1, 1, 1, 64).expand(1, 3, 64, 64).contiguous()
+    filled = harmonic_fill(ramp, _hole(), iterations=200)
+    assert (filled - ramp).abs().max() < 2e-3  # a linear function is harmonic: the exact answer
+    flat = torch.full((1, 3, 64, 64), 0.3)
+    torch.testing.assert_close(harmonic_fill(flat, _hole()), flat)
+
+
+def test_fill_stays_within_the_known_range_and_empty_tile_is_grey() -> None:
+    torch.manual_seed(1)
+    x = torch.rand(1, 3, 48, 80) * 0.5 + 0.25
+    mask = (torch.rand(1, 1, 48, 80) > 0.7).float()
+    filled = harmonic_fill(x, mask)
+    assert filled.min() >= 0.25 - 1e-5 and filled.max() <= 0.75 + 1e-5  # maximum principle
+    torch.testing.assert_close(harmonic_fill(x, torch.zeros_like(mask)), torch.full_like(x, 0.5))
+
+
+def test_beats_a_constant_fill_on_a_smooth_image() -> None:
+    yy, xx = torch.meshgrid(torch.linspace(0, 3, 64), torch.linspace(0, 3, 64), indexing="ij")
+    img = (0.5 + 0.4 * torch.sin(yy) * torch.cos(xx)).expand(1, 3, 64, 64)
+    mask = _hole()
+    hole = mask == 0
+    err = (harmonic_fill(img, mask) - img).abs().expand(1, 3, 64, 64)[hole.expand(1, 3, 64, 64)].mean()
+    mean_fill = (img * mask).sum() / (3 * mask.sum())
+    err_const = (mean_fill - img)[hole.expand(1, 3, 64, 64)].abs().mean()
+    assert err < 0.25 * err_const
+
+
+def test_untrained_prefill_network_returns_the_fill_and_ignores_hole_values() -> None:
+    torch.manual_seed(0)
+    model = PConvUNet(base_channels=4, depth=3, max_channels=16, prefill="harmonic").eval()
+    x, mask = torch.rand(1, 3, 64, 64), _hole()
+    out = model(x * mask, mask)
+    torch.testing.assert_close(out, harmonic_fill(x, mask))
+    with torch.no_grad():
+        model.decoder[-1].pconv.conv.weight.normal_()  # a "trained" last layer
+    a = model(x * mask, mask)
+    b = model(x * mask + (1 - mask) * 7.0, mask)
+    torch.testing.assert_close(a, b)
+    assert model.arch_args()["prefill"] == "harmonic"
+    assert "prefill" not in PConvUNet(base_channels=4, depth=3, max_channels=16).arch_args()
+    with pytest.raises(ValueError, match="prefill must be one of"):
+        PConvUNet(prefill="telea")
+
+
+def test_init_from_copies_matching_layers(tmp_path) -> None:
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    plain = PConvUNet(base_channels=4, depth=3, max_channels=16)
+    save_file({k: v.contiguous() for k, v in plain.state_dict().items()}, str(tmp_path / "w.safetensors"))
+    model = PConvUNet(base_channels=4, depth=3, max_channels=16, prefill="harmonic")
+    fresh = init_from(model, tmp_path / "w.safetensors")
+    assert fresh == ["decoder.2.pconv.conv.weight"]  # the last layer has 3 more input channels
+    torch.testing.assert_close(model.encoder[0].pconv.conv.weight, plain.encoder[0].pconv.conv.weight)
+    save_file({"other": torch.zeros(2)}, str(tmp_path / "bad.safetensors"))
+    with pytest.raises(ValueError, match="no tensor matches"):
+        init_from(model, tmp_path / "bad.safetensors")
