@@ -8,6 +8,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+# pipeline.inpaint_eval.METHODS, spelled out so that `--help` does not import torch (a test keeps them equal)
+DEFAULT_METHODS = "model,telea,ns,biharmonic,harmonic,fast_biharmonic"
+
 if TYPE_CHECKING:
     import torch
 
@@ -28,6 +31,13 @@ def train_inpainter_command(
     feature_net: Annotated[
         str | None, typer.Option(help="'none' (default: L1 + TV only), 'random' or 'vgg16:FILE.safetensors'")
     ] = None,
+    prefill: Annotated[
+        str | None, typer.Option(help="'none' (the paper's network), 'harmonic' or 'biharmonic' (predict a "
+                                      "correction to that smooth fill)")
+    ] = None,
+    init_weights: Annotated[
+        str | None, typer.Option(help="safetensors file to start from (tensors of matching name and shape)")
+    ] = None,
     threads: Annotated[int | None, typer.Option(help="torch threads")] = None,
     run_dir: Annotated[str | None, typer.Option(help="checkpoints and log (resumes from here)")] = None,
     ship: Annotated[bool, typer.Option(help="save the final weights to the manifest as inpainter-pconv")] = True,
@@ -38,20 +48,29 @@ def train_inpainter_command(
         k: v
         for k, v in {
             "phase1_steps": phase1_steps, "phase2_steps": phase2_steps, "tile": tile, "batch": batch,
-            "depth": depth, "base_channels": base_channels, "feature_net": feature_net, "threads": threads,
-            "run_dir": run_dir,
+            "depth": depth, "base_channels": base_channels, "feature_net": feature_net, "prefill": prefill,
+            "init_weights": init_weights, "threads": threads, "run_dir": run_dir,
         }.items()
         if v is not None
     }
-    if no_flow:
-        from flows.train import run_inpainter_training
+    from flows.cli import clean_errors
 
-        summary = run_inpainter_training(overrides, ship)
-    else:
-        from flows.train import train_inpainter_flow
+    @clean_errors
+    def run() -> None:
+        from models.train_inpainter import InpainterTrainConfig
 
-        summary = train_inpainter_flow(overrides, ship)
-    typer.echo(json.dumps(summary, indent=2))
+        InpainterTrainConfig(**overrides)  # a bad setting fails here, in one line, before Prefect starts
+        if no_flow:
+            from flows.train import run_inpainter_training
+
+            summary = run_inpainter_training(overrides, ship)
+        else:
+            from flows.train import train_inpainter_flow
+
+            summary = train_inpainter_flow(overrides, ship)
+        typer.echo(json.dumps(summary, indent=2))
+
+    run()
 
 
 def _load_model(name: str) -> torch.nn.Module:
@@ -88,7 +107,7 @@ def evaluate_inpaint_command(
     tile: Annotated[int, typer.Option(help="inference tile side")] = 512,
     overlap: Annotated[int, typer.Option(help="overlap of inference tiles")] = 64,
     kinds: Annotated[str, typer.Option(help="mask kinds, comma-separated")] = "irregular,craquelure,paint_loss",
-    methods: Annotated[str, typer.Option(help="methods, comma-separated")] = "model,telea,ns,biharmonic,harmonic",
+    methods: Annotated[str, typer.Option(help="methods, comma-separated")] = DEFAULT_METHODS,
     threads: Annotated[int, typer.Option(help="torch threads for the model (0: torch's default)")] = 0,
 ) -> None:
     """Score the inpainter against Telea/NS (OpenCV), biharmonic (scikit-image) and a harmonic fill, per kind/bin."""

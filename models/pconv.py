@@ -12,9 +12,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.smooth_fill import harmonic_fill
+from models.smooth_fill import biharmonic_fill, harmonic_fill
 
-PREFILLS = ("none", "harmonic")
+PREFILLS = ("none", "harmonic", "biharmonic")
+_FILLS = {"harmonic": harmonic_fill, "biharmonic": biharmonic_fill}
 
 
 class PartialConv2d(nn.Module):
@@ -113,12 +114,12 @@ class PConvUNet(nn.Module):
     mask (B, 1, H, W), 1 = valid. Returns the raw prediction (B, in_channels, H, W) on the same scale;
     callers composite it with the known pixels (`composite`).
 
-    `prefill="harmonic"` (Retouch's variant; "none" is the paper's network): the hole is first filled by
-    `models.smooth_fill.harmonic_fill`, the last decoder layer receives that fill beside the input image as
-    its skip (with a mask of ones: every fill value is defined), and the network's output is added to the
-    fill. The encoder and every other layer are unchanged. The last layer starts at zero, so an untrained
-    network returns the harmonic fill, and training learns the correction (texture, edges carried across
-    the hole) that a smooth interpolation cannot give.
+    `prefill="harmonic"` or `"biharmonic"` (Retouch's variant; "none" is the paper's network): the hole is
+    first filled by that function of `models.smooth_fill`; the last decoder layer receives the fill beside
+    the input image as its skip (with a mask of ones: every fill value is defined), and the network's output
+    is added to the fill. The encoder and every other layer are unchanged. The last layer starts at zero, so
+    an untrained network returns the fill, and training learns the correction (texture, edges carried
+    across the hole) that a smooth interpolation cannot give.
     """
 
     def __init__(
@@ -193,7 +194,7 @@ class PConvUNet(nn.Module):
         skips: list[tuple[torch.Tensor, torch.Tensor]] = [(x, mask)]
         fill = None
         if self.prefill != "none":
-            fill = harmonic_fill(image, mask)  # (B, C, H, W), known pixels unchanged
+            fill = _FILLS[self.prefill](image, mask)  # (B, C, H, W), known pixels unchanged
             ones = torch.ones_like(fill)
             skips[0] = (torch.cat([x, fill * 2.0 - 1.0], dim=1),
                         torch.cat([mask.expand_as(fill), ones], dim=1))  # (B, 2C, H, W) each

@@ -1,10 +1,14 @@
-"""A fast smooth fill of holes (harmonic interpolation, coarse to fine), in torch.
+"""Fast smooth fills of holes (harmonic and biharmonic interpolation), in torch.
 
-Used as the starting point of the PConv U-Net's prediction when it is built with `prefill="harmonic"`: the
-network then predicts a correction to this fill instead of the whole hole. The fill solves Laplace's equation
-in the hole with the known pixels as boundary values (what `skimage.restoration.inpaint_biharmonic` does with
-the biharmonic equation), by Jacobi iterations on an image pyramid: each level starts from the solution of the
-level below, so wide holes converge in a few iterations per level. Batched, runs on any device, no gradients.
+Used as the starting point of the PConv U-Net's prediction when it is built with a `prefill`: the network
+then predicts a correction to this fill instead of the whole hole.
+- `harmonic_fill` solves Laplace's equation in the hole with the known pixels as boundary values, by Jacobi
+  iterations on an image pyramid: each level starts from the solution of the level below, so wide holes
+  converge in a few iterations per level.
+- `biharmonic_fill` starts from the harmonic fill and relaxes it towards the biharmonic equation (what
+  `skimage.restoration.inpaint_biharmonic` solves exactly, with a sparse solver per hole region), which
+  carries the slope of the paint across thin holes instead of only its value.
+Batched, on any device, no gradients.
 """
 
 from __future__ import annotations
@@ -45,4 +49,31 @@ def harmonic_fill(image: torch.Tensor, mask: torch.Tensor, iterations: int = 24,
             u = F.interpolate(u, size=s.shape[-2:], mode="bilinear", align_corners=False)
         for _ in range(iterations):
             u = c * known + (1.0 - c) * _neighbour_mean(u)
+    return u.to(image.dtype)
+
+
+def _bilaplacian(u: torch.Tensor) -> torch.Tensor:
+    """The 13-point biharmonic stencil (Laplacian of the Laplacian), borders replicated. Same shape as u."""
+    p = F.pad(u, (2, 2, 2, 2), mode="replicate")
+    c = p[:, :, 2:-2, 2:-2]
+    n4 = p[:, :, 1:-3, 2:-2] + p[:, :, 3:-1, 2:-2] + p[:, :, 2:-2, 1:-3] + p[:, :, 2:-2, 3:-1]
+    d4 = p[:, :, 1:-3, 1:-3] + p[:, :, 1:-3, 3:-1] + p[:, :, 3:-1, 1:-3] + p[:, :, 3:-1, 3:-1]
+    f4 = p[:, :, :-4, 2:-2] + p[:, :, 4:, 2:-2] + p[:, :, 2:-2, :-4] + p[:, :, 2:-2, 4:]
+    return 20.0 * c - 8.0 * n4 + 2.0 * d4 + f4
+
+
+@torch.no_grad()
+def biharmonic_fill(image: torch.Tensor, mask: torch.Tensor, iterations: int = 16, omega: float = 0.6) -> torch.Tensor:
+    """The harmonic fill relaxed by `iterations` damped Jacobi steps of the biharmonic equation.
+
+    Same arguments and result as `harmonic_fill`. `omega` < 0.625 keeps the iteration stable (the stencil's
+    largest eigenvalue is 64 against its centre weight 20). Measured on the held-out evaluation paintings
+    (512 px, craquelure masks): 16 steps recover most of the gap between the harmonic fill and scikit-image's
+    exact biharmonic solution at a small fraction of its cost.
+    """
+    known = mask.float().expand(-1, 1, -1, -1)
+    x = image.float()
+    u = harmonic_fill(image, mask).float()
+    for _ in range(iterations):
+        u = known * x + (1.0 - known) * (u - omega * _bilaplacian(u) / 20.0)
     return u.to(image.dtype)

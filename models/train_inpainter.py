@@ -23,8 +23,9 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from models.inpaint_loss import InpaintingLoss, build_feature_net
-from models.pconv import PConvUNet, composite
+from models.pconv import PREFILLS, PConvUNet, composite
 from models.weights import Tiling, WeightsEntry, save_weights
+from pipeline.errors import ConfigError
 from pipeline.masks import BINS, KINDS, mask_in_bin
 
 WEIGHTS_NAME = "inpainter-pconv"
@@ -62,9 +63,13 @@ class InpainterTrainConfig:
 
     def __post_init__(self) -> None:
         if self.tile % 2**self.depth or self.val_tile % 2**self.depth:
-            raise ValueError(f"tile {self.tile} and val_tile {self.val_tile} must be multiples of 2**depth")
+            raise ConfigError(f"tile {self.tile} and val_tile {self.val_tile} must be multiples of 2**depth")
         if self.phase1_steps < 0 or self.phase2_steps < 0 or self.steps_per_epoch < 1:
-            raise ValueError("step counts must be >= 0 and steps_per_epoch >= 1")
+            raise ConfigError("step counts must be >= 0 and steps_per_epoch >= 1")
+        if self.prefill not in PREFILLS:
+            raise ConfigError(f"prefill must be one of {', '.join(PREFILLS)}, got {self.prefill!r}")
+        if self.init_weights and not Path(self.init_weights).is_file():
+            raise ConfigError(f"{self.init_weights}: init_weights file not found")
 
     @property
     def total_steps(self) -> int:

@@ -4,8 +4,8 @@ For every image and every mask (seeded masks of each kind and hole-ratio bin, or
 stem), each method fills the hole and is scored on the composite against the clean image:
 PSNR and SSIM (scikit-image, whole image, 8-bit, as the papers score) and L1 over the hole (mean absolute
 error on the [0, 1] scale). Methods: the PConv model, OpenCV Telea and Navier-Stokes (radius 3),
-scikit-image `inpaint_biharmonic`, and the harmonic fill of `models.smooth_fill` (the starting point of a
-model built with `prefill="harmonic"`, so the table shows what the network adds to it).
+scikit-image `inpaint_biharmonic`, and the two fills of `models.smooth_fill`: `harmonic` and `fast_biharmonic`
+(the starting points of a model built with that `prefill`, so the table shows what the network adds).
 Images are downscaled (INTER_AREA) so the long side is at most `long_side` px (default 512): biharmonic
 solves a sparse system per hole region, and at full size it would take minutes per image; all methods see
 the same downscaled image and mask.
@@ -27,14 +27,14 @@ import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from skimage.restoration import inpaint_biharmonic
 
-from models.smooth_fill import harmonic_fill
+from models.smooth_fill import biharmonic_fill, harmonic_fill
 from pipeline.errors import InputError
 from pipeline.image_io import read_image, write_png
 from pipeline.inpaint import inpaint_image, load_edited_mask
 from pipeline.masks import BINS, KINDS, bin_name, mask_in_bin
 from pipeline.paintings import IMAGE_SUFFIXES
 
-CLASSICAL = ("telea", "ns", "biharmonic", "harmonic")
+CLASSICAL = ("telea", "ns", "biharmonic", "harmonic", "fast_biharmonic")
 METHODS = ("model", *CLASSICAL)
 CV2_RADIUS = 3
 
@@ -75,10 +75,11 @@ def classical_fill(method: str, image: np.ndarray, hole: np.ndarray) -> np.ndarr
     elif method == "biharmonic":
         result = inpaint_biharmonic(image.astype(np.float64) / 255.0, hole, channel_axis=-1)
         filled = np.clip(np.rint(result * 255.0), 0, 255).astype(np.uint8)
-    elif method == "harmonic":
+    elif method in ("harmonic", "fast_biharmonic"):
+        fill = harmonic_fill if method == "harmonic" else biharmonic_fill
         x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0  # (1, 3, H, W)
         known = torch.from_numpy(~hole)[None, None].float()  # (1, 1, H, W)
-        result = harmonic_fill(x, known)[0].permute(1, 2, 0).numpy()
+        result = fill(x, known)[0].permute(1, 2, 0).numpy()
         filled = np.clip(np.rint(result * 255.0), 0, 255).astype(np.uint8)
     else:
         raise ValueError(f"unknown classical method {method!r}; use {', '.join(CLASSICAL)}")

@@ -32,7 +32,7 @@ def test_masks_land_in_their_bin_and_are_seeded(kind: str) -> None:
     assert np.array_equal(mask_in_bin(kind, (64, 64), 0.2, 0.3, 5), mask_in_bin(kind, (64, 64), 0.2, 0.3, 5))
 
 
-@pytest.mark.parametrize("method", ["telea", "ns", "biharmonic", "harmonic"])
+@pytest.mark.parametrize("method", ["telea", "ns", "biharmonic", "harmonic", "fast_biharmonic"])
 def test_classical_baselines_run_and_keep_known_pixels(method: str) -> None:
     image = _image()
     hole = mask_in_bin("irregular", image.shape[:2], 0.1, 0.2, seed=1)
@@ -80,3 +80,9 @@ def test_cli_with_given_masks_pairs_by_stem(tmp_path: Path, monkeypatch: pytest.
     assert list(result["biharmonic"]) == ["given/0-10"]
     filled = read_image(tmp_path / "filled" / "a.png")
     assert np.array_equal(filled[hole == 0], _image()[hole == 0])
+
+
+def test_cli_default_methods_are_all_methods() -> None:
+    from flows.cli_inpainter import DEFAULT_METHODS
+
+    assert tuple(DEFAULT_METHODS.split(",")) == METHODS

@@ -1,4 +1,4 @@
-"""The harmonic fill and the PConv U-Net built on it (`prefill="harmonic"`)."""
+"""The harmonic and biharmonic fills and the PConv U-Net built on them (`prefill=...`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from models.pconv import PConvUNet
-from models.smooth_fill import harmonic_fill
+from models.smooth_fill import biharmonic_fill, harmonic_fill
 from models.train_inpainter import init_from
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -86,3 +86,30 @@ def test_init_from_copies_matching_layers(tmp_path) -> None:
     save_file({"other": torch.zeros(2)}, str(tmp_path / "bad.safetensors"))
     with pytest.raises(ValueError, match="no tensor matches"):
         init_from(model, tmp_path / "bad.safetensors")
+
+
+def test_biharmonic_fill_keeps_known_pixels_and_carries_slopes() -> None:
+    torch.manual_seed(0)
+    x, mask = torch.rand(1, 3, 64, 64), _hole()
+    filled = biharmonic_fill(x, mask)
+    assert torch.equal(filled * mask, x * mask)
+    assert torch.equal(biharmonic_fill(x + (1 - mask) * 50, mask), filled)
+    # a quadratic is biharmonic but not harmonic: converged, the biharmonic fill of a band is exact
+    band = torch.ones(1, 1, 48, 48)
+    band[:, :, 20:26, 8:40] = 0
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 48), torch.linspace(0, 1, 48), indexing="ij")
+    bowl = (0.2 + 0.6 * ((xx - 0.5) ** 2 + (yy - 0.5) ** 2)).expand(1, 3, 48, 48).contiguous()
+    hole = (band == 0).expand(1, 3, 48, 48)
+    err_harm = (harmonic_fill(bowl, band) - bowl).abs()[hole].max()
+    err_16 = (biharmonic_fill(bowl, band) - bowl).abs()[hole].max()
+    err_converged = (biharmonic_fill(bowl, band, iterations=1500) - bowl).abs()[hole].max()
+    assert err_converged < 5e-4 < err_16 <= err_harm
+
+
+@pytest.mark.parametrize("prefill", ["harmonic", "biharmonic"])
+def test_each_prefill_network_starts_as_its_fill(prefill: str) -> None:
+    torch.manual_seed(0)
+    model = PConvUNet(base_channels=4, depth=3, max_channels=16, prefill=prefill).eval()
+    x, mask = torch.rand(1, 3, 64, 64), _hole()
+    fill = harmonic_fill if prefill == "harmonic" else biharmonic_fill
+    torch.testing.assert_close(model(x * mask, mask), fill(x, mask))

@@ -65,3 +65,18 @@ def test_prefill_run_starts_from_weights_and_ships_a_loadable_model(shared_data:
     with torch.inference_mode():
         out = model(x * m, m)
     assert out.shape == x.shape and not torch.equal(out, harmonic_fill(x, m))  # two steps moved the last layer
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--prefill", "telea"], "prefill must be one of none, harmonic, biharmonic"),
+    (["--init-weights", "/nonexistent/w.safetensors"], "/nonexistent/w.safetensors: init_weights file not found"),
+    (["--tile", "100"], "must be multiples of 2**depth"),
+])
+def test_train_command_refuses_bad_settings_in_one_line(args: list[str], message: str) -> None:
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    result = CliRunner().invoke(app, ["train", "inpainter", "--no-flow", *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
