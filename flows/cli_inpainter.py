@@ -35,6 +35,9 @@ def train_inpainter_command(
         str | None, typer.Option(help="'none' (the paper's network), 'harmonic' or 'biharmonic' (predict a "
                                       "correction to that smooth fill)")
     ] = None,
+    prefill_iterations: Annotated[
+        int | None, typer.Option(help="iterations of the prefill (default: the fill's own, 16 for biharmonic)")
+    ] = None,
     init_weights: Annotated[
         str | None, typer.Option(help="safetensors file to start from (tensors of matching name and shape)")
     ] = None,
@@ -49,7 +52,8 @@ def train_inpainter_command(
         for k, v in {
             "phase1_steps": phase1_steps, "phase2_steps": phase2_steps, "tile": tile, "batch": batch,
             "depth": depth, "base_channels": base_channels, "feature_net": feature_net, "prefill": prefill,
-            "init_weights": init_weights, "threads": threads, "run_dir": run_dir,
+            "prefill_iterations": prefill_iterations, "init_weights": init_weights, "threads": threads,
+            "run_dir": run_dir,
         }.items()
         if v is not None
     }

@@ -115,11 +115,12 @@ class PConvUNet(nn.Module):
     callers composite it with the known pixels (`composite`).
 
     `prefill="harmonic"` or `"biharmonic"` (Retouch's variant; "none" is the paper's network): the hole is
-    first filled by that function of `models.smooth_fill`; the last decoder layer receives the fill beside
-    the input image as its skip (with a mask of ones: every fill value is defined), and the network's output
-    is added to the fill. The encoder and every other layer are unchanged. The last layer starts at zero, so
-    an untrained network returns the fill, and training learns the correction (texture, edges carried
-    across the hole) that a smooth interpolation cannot give.
+    first filled by that function of `models.smooth_fill` (`prefill_iterations`: its `iterations`, None for
+    its default); the last decoder layer receives the fill beside the input image as its skip (with a mask
+    of ones: every fill value is defined), and the network's output is added to the fill. The encoder and
+    every other layer are unchanged. The last layer starts at zero, so an untrained network returns the
+    fill, and training learns the correction (texture, edges carried across the hole) that a smooth
+    interpolation cannot give.
     """
 
     def __init__(
@@ -129,6 +130,7 @@ class PConvUNet(nn.Module):
         depth: int = 7,
         max_channels: int = 512,
         prefill: str = "none",
+        prefill_iterations: int | None = None,
     ) -> None:
         super().__init__()
         if depth < 1:
@@ -136,7 +138,10 @@ class PConvUNet(nn.Module):
         if prefill not in PREFILLS:
             raise ValueError(f"prefill must be one of {', '.join(PREFILLS)}, got {prefill!r}")
         self.in_channels, self.depth = in_channels, depth
+        if prefill_iterations is not None and prefill_iterations < 0:
+            raise ValueError(f"prefill_iterations must be >= 0, got {prefill_iterations}")
         self.base_channels, self.max_channels, self.prefill = base_channels, max_channels, prefill
+        self.prefill_iterations = prefill_iterations
         widths = [min(base_channels * 2**i, max_channels) for i in range(depth)]
         kernels = encoder_kernels(depth)
         self.encoder = nn.ModuleList(
@@ -174,6 +179,8 @@ class PConvUNet(nn.Module):
         }
         if self.prefill != "none":
             args["prefill"] = self.prefill
+        if self.prefill != "none" and self.prefill_iterations is not None:
+            args["prefill_iterations"] = self.prefill_iterations
         return args
 
     def check_size(self, height: int, width: int) -> None:
@@ -194,7 +201,8 @@ class PConvUNet(nn.Module):
         skips: list[tuple[torch.Tensor, torch.Tensor]] = [(x, mask)]
         fill = None
         if self.prefill != "none":
-            fill = _FILLS[self.prefill](image, mask)  # (B, C, H, W), known pixels unchanged
+            its = {} if self.prefill_iterations is None else {"iterations": self.prefill_iterations}
+            fill = _FILLS[self.prefill](image, mask, **its)  # (B, C, H, W), known pixels unchanged
             ones = torch.ones_like(fill)
             skips[0] = (torch.cat([x, fill * 2.0 - 1.0], dim=1),
                         torch.cat([mask.expand_as(fill), ones], dim=1))  # (B, 2C, H, W) each

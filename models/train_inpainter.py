@@ -30,7 +30,8 @@ from pipeline.masks import BINS, KINDS, mask_in_bin
 
 WEIGHTS_NAME = "inpainter-pconv"
 # the schedule may be shortened or extended on resume; everything else must match the checkpoint
-RESUMABLE_CHANGES = ("phase1_steps", "phase2_steps", "threads", "run_dir")
+# (and the prefill's iteration count: a closer fill for fine-tuning changes no weight)
+RESUMABLE_CHANGES = ("phase1_steps", "phase2_steps", "threads", "run_dir", "prefill_iterations")
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,8 @@ class InpainterTrainConfig:
     val_long_side: int = 512  # validation paintings are downscaled to this, as in the evaluation
     threads: int = 1
     run_dir: str = "runs/inpainter"
-    prefill: str = "none"  # 'harmonic': predict a correction to a smooth fill (see models.pconv.PConvUNet)
+    prefill: str = "none"  # 'harmonic'/'biharmonic': predict a correction to a smooth fill (models.pconv.PConvUNet)
+    prefill_iterations: int | None = None  # iterations of that fill (None: the fill function's default)
     init_weights: str = ""  # safetensors file to start from (layers whose shapes differ keep their init)
 
     def __post_init__(self) -> None:
@@ -221,7 +223,8 @@ def load_checkpoint(path: Path, model: PConvUNet) -> tuple[dict[str, Any], dict[
 
 def build_model(cfg: InpainterTrainConfig) -> PConvUNet:
     return PConvUNet(in_channels=3, base_channels=cfg.base_channels, depth=cfg.depth,
-                     max_channels=cfg.max_channels, prefill=cfg.prefill)
+                     max_channels=cfg.max_channels, prefill=cfg.prefill,
+                     prefill_iterations=cfg.prefill_iterations)
 
 
 def init_from(model: PConvUNet, path: Path) -> list[str]:
@@ -317,11 +320,16 @@ def train(cfg: InpainterTrainConfig, paintings_train: list[Path], paintings_val:
     return ckpt
 
 
+def _config(stored: dict[str, Any]) -> InpainterTrainConfig:
+    """The config stored in a checkpoint (fields added since keep their defaults)."""
+    return InpainterTrainConfig(**{**stored, "scales": tuple(stored["scales"])})
+
+
 def model_from_checkpoint(ckpt: Path) -> PConvUNet:
     """The network of a training checkpoint (e.g. for evaluating a run that is not shipped), in eval mode."""
     with safe_open(str(ckpt), framework="pt") as f:
         config = json.loads(f.metadata()["meta"])["config"]
-    model = build_model(InpainterTrainConfig(**{**config, "scales": tuple(config["scales"])}))
+    model = build_model(_config(config))
     load_checkpoint(ckpt, model)
     return model.eval()
 
@@ -337,7 +345,7 @@ def export_weights(
     """Ship a checkpoint's model through `models.weights.save_weights` with config, data and metrics."""
     with safe_open(str(ckpt), framework="pt") as f:
         meta = json.loads(f.metadata()["meta"])
-    cfg = InpainterTrainConfig(**{**meta["config"], "scales": tuple(meta["config"]["scales"])})
+    cfg = _config(meta["config"])
     model = build_model(cfg)
     load_checkpoint(ckpt, model)
     last = meta["log"][-1] if meta["log"] else {}
@@ -372,7 +380,7 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(val, tuple):
             parser.add_argument(f"--{key}", type=float, nargs="+", default=val)
         else:
-            parser.add_argument(f"--{key}", type=type(val), default=val)
+            parser.add_argument(f"--{key}", type=int if val is None else type(val), default=val)  # None: an int
     parser.add_argument("--export", action="store_true", help="save_weights from the final checkpoint")
     parser.add_argument("--eval-json", type=Path, default=None, help="`retouch evaluate inpaint --json` output "
                         "to record in the manifest metrics (with --export)")

@@ -113,3 +113,15 @@ def test_each_prefill_network_starts_as_its_fill(prefill: str) -> None:
     x, mask = torch.rand(1, 3, 64, 64), _hole()
     fill = harmonic_fill if prefill == "harmonic" else biharmonic_fill
     torch.testing.assert_close(model(x * mask, mask), fill(x, mask))
+
+
+def test_prefill_iterations_are_used_and_recorded() -> None:
+    torch.manual_seed(0)
+    model = PConvUNet(base_channels=4, depth=3, max_channels=16, prefill="biharmonic", prefill_iterations=40)
+    x, mask = torch.rand(1, 3, 64, 64), _hole()
+    torch.testing.assert_close(model.eval()(x * mask, mask), biharmonic_fill(x, mask, iterations=40))
+    assert model.arch_args()["prefill_iterations"] == 40
+    assert "prefill_iterations" not in PConvUNet(base_channels=4, depth=3, max_channels=16,
+                                                 prefill="biharmonic").arch_args()
+    with pytest.raises(ValueError, match="prefill_iterations must be >= 0"):
+        PConvUNet(prefill="biharmonic", prefill_iterations=-1)
