@@ -114,7 +114,7 @@ def evaluate_inpaint_command(
     methods: Annotated[str, typer.Option(help="methods, comma-separated")] = DEFAULT_METHODS,
     threads: Annotated[int, typer.Option(help="torch threads for the model (0: torch's default)")] = 0,
 ) -> None:
-    """Score the inpainter against Telea/NS (OpenCV), biharmonic (scikit-image) and a harmonic fill, per kind/bin."""
+    """Score the inpainter against Telea/NS (OpenCV), biharmonic (scikit-image) and our two fast fills, per kind/bin."""
     from flows.cli import clean_errors
     from pipeline.inpaint_eval import EvalConfig, compare, evaluate, write_json
 

@@ -179,8 +179,8 @@ class PConvUNet(nn.Module):
         }
         if self.prefill != "none":
             args["prefill"] = self.prefill
-        if self.prefill != "none" and self.prefill_iterations is not None:
-            args["prefill_iterations"] = self.prefill_iterations
+            if self.prefill_iterations is not None:
+                args["prefill_iterations"] = self.prefill_iterations
         return args
 
     def check_size(self, height: int, width: int) -> None:

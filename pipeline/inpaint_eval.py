@@ -29,7 +29,7 @@ from skimage.restoration import inpaint_biharmonic
 
 from models.smooth_fill import biharmonic_fill, harmonic_fill
 from pipeline.errors import InputError
-from pipeline.image_io import read_image, write_png
+from pipeline.image_io import from_float, read_image, write_png
 from pipeline.inpaint import inpaint_image, load_edited_mask
 from pipeline.masks import BINS, KINDS, bin_name, mask_in_bin
 from pipeline.paintings import IMAGE_SUFFIXES
@@ -73,14 +73,12 @@ def classical_fill(method: str, image: np.ndarray, hole: np.ndarray) -> np.ndarr
         flag = cv2.INPAINT_TELEA if method == "telea" else cv2.INPAINT_NS
         filled = cv2.inpaint(image, hole.astype(np.uint8) * 255, CV2_RADIUS, flag)
     elif method == "biharmonic":
-        result = inpaint_biharmonic(image.astype(np.float64) / 255.0, hole, channel_axis=-1)
-        filled = np.clip(np.rint(result * 255.0), 0, 255).astype(np.uint8)
+        filled = from_float(inpaint_biharmonic(image.astype(np.float64) / 255.0, hole, channel_axis=-1), np.uint8)
     elif method in ("harmonic", "fast_biharmonic"):
         fill = harmonic_fill if method == "harmonic" else biharmonic_fill
         x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0  # (1, 3, H, W)
         known = torch.from_numpy(~hole)[None, None].float()  # (1, 1, H, W)
-        result = fill(x, known)[0].permute(1, 2, 0).numpy()
-        filled = np.clip(np.rint(result * 255.0), 0, 255).astype(np.uint8)
+        filled = from_float(fill(x, known)[0].permute(1, 2, 0).numpy(), np.uint8)
     else:
         raise ValueError(f"unknown classical method {method!r}; use {', '.join(CLASSICAL)}")
     out = image.copy()
