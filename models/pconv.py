@@ -12,10 +12,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.smooth_fill import biharmonic_fill, harmonic_fill
+from models.smooth_fill import biharmonic_cg, biharmonic_fill, harmonic_fill
 
-PREFILLS = ("none", "harmonic", "biharmonic")
-_FILLS = {"harmonic": harmonic_fill, "biharmonic": biharmonic_fill}
+PREFILLS = ("none", "harmonic", "biharmonic", "biharmonic-cg")
+_FILLS = {"harmonic": harmonic_fill, "biharmonic": biharmonic_fill, "biharmonic-cg": biharmonic_cg}
 
 
 class PartialConv2d(nn.Module):
