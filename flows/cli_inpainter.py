@@ -32,11 +32,12 @@ def train_inpainter_command(
         str | None, typer.Option(help="'none' (default: L1 + TV only), 'random' or 'vgg16:FILE.safetensors'")
     ] = None,
     prefill: Annotated[
-        str | None, typer.Option(help="'none' (the paper's network), 'harmonic' or 'biharmonic' (predict a "
-                                      "correction to that smooth fill)")
+        str | None, typer.Option(help="'none' (the paper's network), or 'harmonic', 'biharmonic' (Jacobi) or "
+                                      "'biharmonic-cg' (conjugate gradients): predict a correction to that fill")
     ] = None,
     prefill_iterations: Annotated[
-        int | None, typer.Option(help="iterations of the prefill (default: the fill's own, 16 for biharmonic)")
+        int | None,
+        typer.Option(help="iterations of the prefill (default: the fill's own: 16 biharmonic, 32 biharmonic-cg)"),
     ] = None,
     init_weights: Annotated[
         str | None, typer.Option(help="safetensors file to start from (tensors of matching name and shape)")
