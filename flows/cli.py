@@ -10,6 +10,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
+from flows.cli_detector import TtaOpt, check_tta
 from flows.settings import configure_prefect
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -151,6 +152,7 @@ def detect_command(
     tile: Annotated[int, typer.Option(help="largest model tile side (multiple of 32)")] = 1216,
     precision: Annotated[str, typer.Option(help="auto (bf16 where native), fp32 or bf16")] = "auto",
     batch: Annotated[int, typer.Option(help="model tiles per forward pass (GPU)")] = 1,
+    tta: TtaOpt = 1,
     device: DeviceOpt = "cpu",
     workers: EngineOpt = 0,
     dask_address: AddressOpt = None,
@@ -161,7 +163,7 @@ def detect_command(
     from flows.params import DetectParams
 
     params = DetectParams(weights=weights, threshold=threshold, tile=tile, precision=precision, batch=batch,
-                          device=device)
+                          tta=check_tta(tta), device=device)
     from pipeline.detect import check_device
 
     check_device(device)  # before Prefect starts: one line, no flow-run traceback
@@ -234,6 +236,7 @@ def run_command(
     catalog: Annotated[Path | None, typer.Option(help="catalog YAML to take --id from")] = None,
     id: Annotated[str | None, typer.Option("--id", help="catalog entry id")] = None,  # noqa: A002
     out: Annotated[Path | None, typer.Option(help="output folder (default: ./retouch-out)")] = None,
+    tta: TtaOpt = 1,
     workers: EngineOpt = 0,
     dask_address: AddressOpt = None,
     force: ForceOpt = False,
@@ -242,6 +245,7 @@ def run_command(
     from data_catalog.schema import find_entry
     from pipeline.sources import open_source
 
+    check_tta(tta)
     if source is not None and (catalog or id):
         raise typer.BadParameter("give either SOURCE or --catalog/--id, not both")
     title, pixel_size_um = None, None
@@ -256,10 +260,11 @@ def run_command(
     out_dir.mkdir(parents=True, exist_ok=True)
     store = str(out_dir / f"{name}.zarr")
     console.print(f"[bold]Restoring[/] {source_str}")
-    from flows.params import ExportParams, IngestParams
+    from flows.params import DetectParams, ExportParams, IngestParams
     from flows.restore import restore_flow
 
     results = restore_flow(source_str, store, ingest=IngestParams(pixel_size_um=pixel_size_um),
+                           detect=DetectParams(tta=check_tta(tta)),
                            export=ExportParams(out_dir=str(out_dir / f"{name}-export")),
                            engine=_engine(workers, dask_address), force=force, title=title)
     _print_ingest(results["ingest"])

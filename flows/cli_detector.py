@@ -8,6 +8,17 @@ from typing import Annotated
 
 import typer
 
+TTA_VIEWS = (1, 2, 4, 8)  # pipeline.detect_infer.VIEWS, spelled out so that `--help` does not import torch
+TtaOpt = Annotated[int, typer.Option(help="test-time augmentation: run every tile in 1, 2, 4 or 8 flipped "
+                                          "orientations and average (that many times slower)")]
+
+
+def check_tta(tta: int) -> int:
+    """The --tta value, or a one-line usage error before anything starts."""
+    if tta not in TTA_VIEWS:
+        raise typer.BadParameter(f"--tta must be one of {', '.join(map(str, TTA_VIEWS))}, got {tta}")
+    return tta
+
 
 def register(train_app: typer.Typer, evaluate_app: typer.Typer) -> None:
     """Add the detector commands to the `train` and `evaluate` command groups."""
@@ -68,13 +79,14 @@ def evaluate_detect_command(
     bf16: Annotated[bool, typer.Option(help="bf16 autocast inference")] = False,
     mask_value: Annotated[int | None, typer.Option(help="only this mask value is damage (e.g. 255)")] = None,
     no_baseline: Annotated[bool, typer.Option("--no-baseline", help="skip the classical baseline")] = False,
+    tta: TtaOpt = 1,
 ) -> None:
     """Score the shipped detector and the classical baseline against masks (strict and tolerant)."""
     from pipeline.detect_eval import EvalOptions, evaluate_detect, format_report
 
     opts = EvalOptions(classes=tuple(c.strip() for c in classes.split(",") if c.strip()),
                        tolerance=tolerance, weights=weights, bf16=bf16, mask_value=mask_value,
-                       baseline=not no_baseline, save_dir=save)
+                       baseline=not no_baseline, save_dir=save, tta=check_tta(tta))
     report = evaluate_detect(images, masks, opts)
     typer.echo(format_report(report))
     if json_out:

@@ -46,6 +46,9 @@ class DetectParams(_Params):
         "auto", description="auto: bf16 on GPUs and CPUs with native bf16 (same held-out F1), else fp32")
     batch: int = Field(1, ge=1, le=256,
                        description="model tiles per forward pass (use > 1 on a GPU with a smaller tile)")
+    tta: Literal[1, 2, 4, 8] = Field(1, description="test-time augmentation: run every tile in this many flipped "
+                                                    "orientations and average (slower by that factor, steadier "
+                                                    "thin-crack maps)")
 
     def config(self) -> DetectConfig:
         return DetectConfig(**self.model_dump())

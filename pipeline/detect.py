@@ -60,7 +60,8 @@ def default_manifest() -> str:
 
 @dataclass(frozen=True)
 class DetectConfig:
-    """Weights, decision threshold per class, model tile/overlap, chunk halo, device and precision."""
+    """Weights, decision threshold per class, model tile/overlap, chunk halo, device, precision and
+    test-time augmentation (`tta` orientations of every tile, averaged: 1, 2, 4 or 8)."""
 
     weights: str = "detector-resunet18"
     threshold: float = 0.5
@@ -70,6 +71,7 @@ class DetectConfig:
     device: str = "cpu"
     precision: str = "auto"
     batch: int = 1
+    tta: int = 1
     manifest: str = field(default_factory=default_manifest)
 
     def __post_init__(self) -> None:
@@ -83,10 +85,12 @@ class DetectConfig:
             raise ValueError(f"halo must be >= 0, got {self.halo}")
         if self.batch < 1:
             raise ValueError(f"batch must be >= 1, got {self.batch}")
-        from pipeline.detect_infer import PRECISIONS
+        from pipeline.detect_infer import PRECISIONS, VIEWS
 
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.tta not in VIEWS:
+            raise ValueError(f"tta must be one of {VIEWS}, got {self.tta}")
 
     def resolved(self) -> DetectConfig:
         """This config with device checked and precision 'auto' decided for this machine."""
@@ -141,7 +145,7 @@ class _DetectChunk:
         image = np.moveaxis(block, 0, -1)  # (h, w, C) in the scan's dtype
         prob = predict_probabilities(model, image, tile=self.config.tile, overlap=self.config.overlap,
                                      bf16=self.config.precision == "bf16", margin=0 if self.config.halo else None,
-                                     batch=self.config.batch)  # (2, h, w) float32
+                                     batch=self.config.batch, views=self.config.tta)  # (2, h, w) float32
         return probabilities_and_labels(prob, self.config.threshold, self.config.halo)
 
 
@@ -213,7 +217,8 @@ def detect(store: str, config: DetectConfig | None = None, engine: EngineConfig 
     total = height * width
     summary = {"pixels": total, "counts": counts,
                "area_percent": {k: 100.0 * v / total for k, v in counts.items()},
-               "threshold": config.threshold, "precision": config.precision, "device": config.device}
+               "threshold": config.threshold, "precision": config.precision, "device": config.device,
+               "tta": config.tta}
     for name in ("probabilities/0", "labels/0"):
         record.generated(f"damage/{name}", derived_from=["scan/0", f"weights/{entry.name}"],
                          path=f"damage/{name}", sha256_chunks=digests[name],

@@ -37,6 +37,7 @@ class EvalOptions:
     tile: int = 512
     overlap: int = 64
     threshold: float = 0.5
+    tta: int = 1  # flipped orientations averaged per tile (pipeline.detect_infer.VIEWS)
     manifest: Path | None = None  # default: $RETOUCH_WEIGHTS_MANIFEST or models/weights/manifest.json
 
     def __post_init__(self) -> None:
@@ -111,7 +112,7 @@ def evaluate_detect(images: Path, masks: Path, opts: EvalOptions | None = None) 
                                         f"{image_path.name} is {image.shape[1]}x{image.shape[0]}")
         truth = truth_maps(mask, opts, mask_path)
         prob = predict_probabilities(model, to_float(image), tile=opts.tile, overlap=opts.overlap,
-                                     bf16=opts.bf16)
+                                     bf16=opts.bf16, views=opts.tta)
         preds = {"model": {c: prob[CLASS_NAMES.index(c)] > opts.threshold for c in opts.classes}}
         if base_params is not None:
             base = baseline_predict(image, base_params)
@@ -132,6 +133,7 @@ def evaluate_detect(images: Path, masks: Path, opts: EvalOptions | None = None) 
     report["images"] = len(pairs)
     report["weights"] = weights_info
     report["bf16"] = opts.bf16
+    report["tta"] = opts.tta
     report["threshold"] = opts.threshold
     if base_params is not None:
         report["baseline_params"] = str(BASELINE_PATH.name)

@@ -5,6 +5,8 @@ tile borders; 0 when the caller already supplies real context) and covered by th
 most `tile` px (multiples of 32) that overlap by at least `overlap` px. Each tile's probabilities are
 weighted by a Gaussian window (sigma = tile / 8, clamped at 1e-3, as MONAI's sliding window) and the sum is
 divided by the summed weights. An image that fits in one tile gives exactly the untiled result.
+With `views` > 1 each tile is also run flipped (and, at 8, transposed), the probabilities flipped back and
+averaged (test-time augmentation): `views` times the compute for steadier thin-crack maps.
 """
 
 from __future__ import annotations
@@ -15,6 +17,35 @@ import numpy as np
 import torch
 
 MULTIPLE_OF = 32
+VIEWS = (1, 2, 4, 8)  # test-time augmentation: identity, + horizontal flip, + vertical flips, + transposes
+
+
+def _view(x: torch.Tensor, k: int) -> torch.Tensor:
+    """The k-th of the 8 flips/transposes of (B, C, H, W) tiles (k < 4: flips only); `_unview` undoes it."""
+    if k >= 4:
+        x = x.transpose(-2, -1)
+    dims = [(), (-1,), (-2,), (-2, -1)][k % 4]
+    return x.flip(dims) if dims else x
+
+
+def _unview(y: torch.Tensor, k: int) -> torch.Tensor:
+    dims = [(), (-1,), (-2,), (-2, -1)][k % 4]
+    y = y.flip(dims) if dims else y
+    return y.transpose(-2, -1) if k >= 4 else y
+
+
+def tile_probabilities(model: torch.nn.Module, x: torch.Tensor, bf16: bool = False, views: int = 1) -> torch.Tensor:
+    """Sigmoid probabilities (B, K, H, W) float32 of (B, 3, H, W) tiles, averaged over `views` flips."""
+    if views not in VIEWS:
+        raise ValueError(f"views must be one of {VIEWS}, got {views}")
+    total = None
+    for k in range(views):
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = model(_view(x, k))
+        prob = _unview(torch.sigmoid(logits.float()), k)
+        total = prob if total is None else total + prob
+    assert total is not None
+    return total / views
 
 
 def _ceil_to(n: int, m: int) -> int:
@@ -111,12 +142,13 @@ def predict_probabilities(
     channels_last: bool = True,
     margin: int | None = None,
     batch: int = 1,
+    views: int = 1,
 ) -> np.ndarray:
     """(2, H, W) float32 per-class probabilities for an (H, W, C) image in [0, 1] (C 1..4).
 
     `margin` px of reflection are added on every side first (default overlap // 2, so the image border is
     no tile border); a block that already carries real context (the detect stage's halo) passes 0. Tiles
-    are fitted to the padded image (`fit_tiles`) and run `batch` at a time.
+    are fitted to the padded image (`fit_tiles`) and run `batch` at a time, each in `views` orientations.
     """
     if tile % MULTIPLE_OF or tile <= 0:
         raise ValueError(f"tile must be a positive multiple of {MULTIPLE_OF}, got {tile}")
@@ -124,6 +156,8 @@ def predict_probabilities(
         raise ValueError(f"overlap must be in [0, tile), got {overlap} for tile {tile}")
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
+    if views not in VIEWS:
+        raise ValueError(f"views must be one of {VIEWS}, got {views}")
     image = as_rgb_float(image_float_hwc)  # (H, W, 3)
     h, w = image.shape[:2]
     margin = overlap // 2 if margin is None else margin
@@ -141,9 +175,7 @@ def predict_probabilities(
         x_t = torch.from_numpy(patches).to(device)  # (b, 3, th, tw)
         if channels_last:
             x_t = x_t.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            logits = model(x_t)  # (b, K, th, tw)
-        prob = torch.sigmoid(logits.float()).cpu().numpy()
+        prob = tile_probabilities(model, x_t, bf16, views).cpu().numpy()  # (b, K, th, tw)
         if out is None:
             out = np.zeros((prob.shape[1], ph, pw), np.float32)
             weight = np.zeros((ph, pw), np.float32)

@@ -8,7 +8,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.detect_infer import fit_tiles, predict_probabilities, resolve_precision
+from pipeline.detect_infer import fit_tiles, predict_probabilities, resolve_precision, tile_probabilities
 
 
 @given(length=st.integers(1, 5000), max_tile=st.sampled_from([64, 96, 512, 1216]),
@@ -56,3 +56,50 @@ def test_precision_auto_is_bf16_only_where_the_hardware_has_it(monkeypatch) -> N
     monkeypatch.setattr(infer, "cpu_has_native_bf16", lambda: True)
     assert resolve_precision("auto", "cpu") == "bf16"
     assert resolve_precision("auto", "cuda") == "bf16"
+
+
+def _conv_net() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(),
+                               torch.nn.Conv2d(8, 2, 3, padding=1)).eval()
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (64, 96)])
+def test_tta_averages_the_flipped_predictions_mapped_back(shape: tuple[int, int]) -> None:
+    model = _conv_net()
+    x = torch.rand(2, 3, *shape)
+    with torch.inference_mode():
+        views = [model(x), model(x.flip(-1)).flip(-1), model(x.flip(-2)).flip(-2), model(x.flip(-2, -1)).flip(-2, -1)]
+        views += [model(x.transpose(-2, -1).flip(d)).flip(d).transpose(-2, -1) for d in [(-1,), (-2,), (-2, -1)]]
+        views.insert(4, model(x.transpose(-2, -1)).transpose(-2, -1))
+        probs = [torch.sigmoid(v) for v in views]
+        for n in (1, 2, 4, 8):
+            torch.testing.assert_close(tile_probabilities(model, x, views=n), sum(probs[:n]) / n)
+    assert not torch.allclose(probs[0], probs[1])  # the net is not flip-invariant: the views differ
+
+
+def test_tta_keeps_a_pointwise_model_unchanged_through_the_tiling() -> None:
+    model = torch.nn.Conv2d(3, 2, 1).eval()  # a per-pixel model gives the same answer in every orientation
+    image = np.random.default_rng(0).random((150, 210, 3), dtype=np.float32)
+    one = predict_probabilities(model, image, tile=64, overlap=16)
+    for n in (2, 8):
+        np.testing.assert_allclose(predict_probabilities(model, image, tile=64, overlap=16, views=n), one, atol=1e-6)
+    with pytest.raises(ValueError, match="views must be one of"):
+        predict_probabilities(model, image, views=3)
+
+
+def test_tta_setting_is_checked_everywhere(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+    from flows.cli_detector import TTA_VIEWS
+    from pipeline.detect import DetectConfig
+    from pipeline.detect_infer import VIEWS
+
+    assert TTA_VIEWS == VIEWS
+    with pytest.raises(ValueError, match="tta must be one of"):
+        DetectConfig(tta=3)
+    for args in (["detect", str(tmp_path / "x.zarr"), "--tta", "3"],
+                 ["evaluate", "detect", "--images", str(tmp_path), "--masks", str(tmp_path), "--tta", "5"]):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 2 and "--tta must be one of 1, 2, 4, 8" in result.output
