@@ -59,7 +59,7 @@ class InpainterTrainConfig:
     val_long_side: int = 512  # validation paintings are downscaled to this, as in the evaluation
     threads: int = 1
     run_dir: str = "runs/inpainter"
-    prefill: str = "none"  # 'harmonic'/'biharmonic': predict a correction to a smooth fill (models.pconv.PConvUNet)
+    prefill: str = "none"  # else a smooth fill to correct (models.pconv.PREFILLS, models.pconv.PConvUNet)
     prefill_iterations: int | None = None  # iterations of that fill (None: the fill function's default)
     init_weights: str = ""  # safetensors file to start from (layers whose shapes differ keep their init)
 
@@ -70,6 +70,8 @@ class InpainterTrainConfig:
             raise ConfigError("step counts must be >= 0 and steps_per_epoch >= 1")
         if self.prefill not in PREFILLS:
             raise ConfigError(f"prefill must be one of {', '.join(PREFILLS)}, got {self.prefill!r}")
+        if self.prefill_iterations is not None and self.prefill_iterations < 0:
+            raise ConfigError(f"prefill_iterations must be >= 0, got {self.prefill_iterations}")
         if self.init_weights and not Path(self.init_weights).is_file():
             raise ConfigError(f"{self.init_weights}: init_weights file not found")
 

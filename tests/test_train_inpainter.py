@@ -68,7 +68,8 @@ def test_prefill_run_starts_from_weights_and_ships_a_loadable_model(shared_data:
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--prefill", "telea"], "prefill must be one of none, harmonic, biharmonic"),
+    (["--prefill", "telea"], "prefill must be one of none, harmonic, biharmonic, biharmonic-cg"),
+    (["--prefill", "biharmonic-cg", "--prefill-iterations", "-1"], "prefill_iterations must be >= 0, got -1"),
     (["--init-weights", "/nonexistent/w.safetensors"], "/nonexistent/w.safetensors: init_weights file not found"),
     (["--tile", "100"], "must be multiples of 2**depth"),
 ])
