@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from prefect import flow, task
 
@@ -81,16 +81,18 @@ def catalog_sweep_flow(catalog: str | None = None, out: str | None = None, inges
 
 @flow(name="rerun-detect", log_prints=True)
 def rerun_detect_flow(store: str, threshold: float = DetectParams().threshold, weights: str = DetectParams().weights,
-                      force: bool = False, engine: EngineParams = EngineParams()) -> Any:
-    """Detect damage again in an ingested store, with another threshold or other weights.
+                      tta: Literal[1, 2, 4, 8] = DetectParams().tta, force: bool = False,
+                      engine: EngineParams = EngineParams()) -> Any:
+    """Detect damage again in an ingested store, with another threshold, other weights or more views.
 
     Args:
         store: the store (absolute path or fsspec URL) holding scan/
         threshold: probability above which a pixel is labelled damaged
         weights: detector weights (name in the weights manifest)
+        tta: test-time augmentation: every tile in this many flipped orientations, averaged (that many times slower)
         force: recompute even when scan, parameters and weights are unchanged
     """
-    return detect_flow(store, DetectParams(threshold=threshold, weights=weights), engine, force)
+    return detect_flow(store, DetectParams(threshold=threshold, weights=weights, tta=tta), engine, force)
 
 
 @flow(name="rerun-inpaint", log_prints=True)

@@ -127,6 +127,9 @@ def test_unchanged_stage_is_skipped_and_force_or_new_parameters_recompute(tmp_pa
     assert not forced.skipped and forced.digests == first.digests
     other = detect(store, DetectConfig(tile=256, threshold=0.3), QUIET)
     assert not other.skipped and other.key != first.key
+    views = detect(store, DetectConfig(tile=256, tta=4), QUIET)
+    assert not views.skipped and views.key not in (first.key, other.key) and views.summary["tta"] == 4
+    assert first.summary["tta"] == 1
 
 
 def test_export_writes_pyramidal_tiff_with_icc_previews_and_summary(tmp_path: Path, tiny_weights: Path) -> None:
