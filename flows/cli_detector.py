@@ -40,12 +40,17 @@ def train_detector_command(
     max_minutes: Annotated[float | None, typer.Option(help="stop and ship after this many minutes")] = None,
     run_dir: Annotated[str | None, typer.Option(help="checkpoints and logs (resumes from here)")] = None,
     weights_name: Annotated[str | None, typer.Option(help="manifest name of the shipped weights")] = None,
+    refine: Annotated[int | None, typer.Option(help="channels of the full-resolution refinement branch "
+                                                     "(0 = none)")] = None,
+    init_weights: Annotated[str | None, typer.Option(help="weights file or training checkpoint to start from "
+                                                           "(tensors of matching name and shape)")] = None,
     no_flow: Annotated[bool, typer.Option("--no-flow", help="run without Prefect")] = False,
 ) -> None:
     """Train the damage detector (resumable) and ship the best weights to the manifest."""
     overrides = {k: v for k, v in {
         "steps": steps, "tile": tile, "batch": batch, "encoder": encoder, "lr": lr, "threads": threads,
-        "max_minutes": max_minutes, "run_dir": run_dir, "weights_name": weights_name}.items() if v is not None}
+        "max_minutes": max_minutes, "run_dir": run_dir, "weights_name": weights_name, "refine": refine,
+        "init_weights": init_weights}.items() if v is not None}
     if no_flow:
         from models.train_detector import config_from_overrides, train_detector
 

@@ -51,3 +51,20 @@ def load_checkpoint(
     if optimizer is not None and opt_state:
         optimizer.load_state_dict({"state": opt_state, "param_groups": json.loads(meta["param_groups"])})
     return int(meta.get("step", 0)), json.loads(meta.get("extra", "{}"))
+
+
+def init_from(model: torch.nn.Module, path: Path) -> list[str]:
+    """Copy every tensor of a weights file (or a training checkpoint's `model/...` tensors) whose name and
+    shape match `model`'s; returns the names left at their init. Refuses a file that matches nothing."""
+    from safetensors.torch import load_file
+
+    theirs = load_file(str(path))
+    if any(k.startswith("model/") for k in theirs):
+        theirs = {k.removeprefix("model/"): v for k, v in theirs.items() if k.startswith("model/")}
+    own = model.state_dict()
+    take = {k: v.to(own[k].dtype) for k, v in theirs.items() if k in own and own[k].shape == v.shape}
+    if not take:
+        raise ValueError(f"{path}: no tensor matches this network ({type(model).__name__}); "
+                         "is it the same architecture and widths?")
+    model.load_state_dict(take, strict=False)
+    return sorted(k for k in own if k not in take)

@@ -25,7 +25,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import models  # noqa: F401  (torchvision import fix before smp)
-from models.checkpoint import load_checkpoint, save_checkpoint
+from models.checkpoint import init_from, load_checkpoint, save_checkpoint
 from models.detector_data import AugmentConfig, load_paintings, make_batch
 from models.resunet import DEFAULT_DECODER, ResUNet
 from models.weights import MANIFEST_PATH, Tiling, WeightsEntry, save_weights
@@ -42,6 +42,7 @@ class DetectorTrainConfig:
 
     encoder: str = "resnet18"
     decoder_channels: tuple[int, ...] = DEFAULT_DECODER
+    refine: int = 0  # channels of the full-resolution refinement branch (models.resunet.ResUNet); 0 = none
     tile: int = 256
     batch: int = 8
     steps: int = 1800
@@ -62,6 +63,7 @@ class DetectorTrainConfig:
     store_half: bool = True  # store shipped weights as fp16 (loaded back to fp32): half the file size
     damage: DamageConfig = field(default_factory=DamageConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    init_weights: str = ""  # weights file or training checkpoint to start from (matching tensors are copied)
 
     def __post_init__(self) -> None:
         if self.tile % 32:
@@ -73,9 +75,14 @@ class DetectorTrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.refine < 0:
+            raise ValueError(f"refine must be >= 0, got {self.refine}")
+        if self.init_weights and not Path(self.init_weights).is_file():
+            raise ValueError(f"{self.init_weights}: init_weights file not found")
 
     def arch_args(self) -> dict[str, Any]:
-        return {"encoder_name": self.encoder, "classes": 2, "decoder_channels": list(self.decoder_channels)}
+        args = {"encoder_name": self.encoder, "classes": 2, "decoder_channels": list(self.decoder_channels)}
+        return args | ({"refine": self.refine} if self.refine else {})
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -158,7 +165,7 @@ def _config_key(cfg: DetectorTrainConfig) -> dict[str, Any]:
     """The fields that must match for a checkpoint to be resumed (not run length or shipping options)."""
     data = cfg.to_json()
     for name in ("steps", "max_minutes", "ship", "weights_name", "run_dir", "threads", "eval_every",
-                 "checkpoint_every"):
+                 "checkpoint_every", "init_weights"):
         data.pop(name)
     return json.loads(json.dumps(data))  # tuples -> lists, as stored in the checkpoint
 
@@ -201,6 +208,9 @@ def train_detector(
             raise ValueError(f"{ckpt_path}: checkpoint was made with another configuration; "
                              f"delete {run_dir} or use another --run-dir to start afresh")
         log(f"resumed at step {step}")
+    elif cfg.init_weights:
+        fresh = init_from(model, Path(cfg.init_weights))
+        log(f"started from {cfg.init_weights}; left at their init: {', '.join(fresh) or 'none'}")
     extra["config_key"] = _config_key(cfg)
     log(f"config {json.dumps(cfg.to_json())}")
     log(f"train paintings {len(train_paths)}, val paintings {len(val_paths)} "
@@ -319,7 +329,8 @@ def config_from_overrides(**overrides: Any) -> DetectorTrainConfig:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m models.train_detector [--steps N] [--max-minutes M] [--run-dir D]` (no Prefect)."""
+    """`python -m models.train_detector [--steps N] [--max-minutes M] [--run-dir D] [--refine C --init-weights F]`
+    (no Prefect)."""
     import argparse
 
     parser = argparse.ArgumentParser(description=main.__doc__)
@@ -327,9 +338,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-minutes", type=float)
     parser.add_argument("--run-dir")
     parser.add_argument("--threads", type=int)
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--refine", type=int)
+    parser.add_argument("--init-weights")
     args = parser.parse_args(argv)
     summary = train_detector(config_from_overrides(steps=args.steps, max_minutes=args.max_minutes,
-                                                   run_dir=args.run_dir, threads=args.threads))
+                                                   run_dir=args.run_dir, threads=args.threads, lr=args.lr,
+                                                   refine=args.refine, init_weights=args.init_weights))
     print(json.dumps({k: summary[k] for k in ("steps", "minutes", "shipped") if k in summary}, indent=2))
 
 

@@ -22,6 +22,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from models.checkpoint import init_from
 from models.inpaint_loss import InpaintingLoss, build_feature_net
 from models.pconv import PREFILLS, PConvUNet, composite
 from models.weights import Tiling, WeightsEntry, save_weights
@@ -227,19 +228,6 @@ def build_model(cfg: InpainterTrainConfig) -> PConvUNet:
     return PConvUNet(in_channels=3, base_channels=cfg.base_channels, depth=cfg.depth,
                      max_channels=cfg.max_channels, prefill=cfg.prefill,
                      prefill_iterations=cfg.prefill_iterations)
-
-
-def init_from(model: PConvUNet, path: Path) -> list[str]:
-    """Copy every tensor of a weights file whose name and shape match; returns the names left at their init."""
-    from safetensors.torch import load_file
-
-    theirs = load_file(str(path))
-    own = model.state_dict()
-    take = {k: v.to(own[k].dtype) for k, v in theirs.items() if k in own and own[k].shape == v.shape}
-    if not take:
-        raise ValueError(f"{path}: no tensor matches this network; is it a PConv U-Net of the same widths?")
-    model.load_state_dict(take, strict=False)
-    return sorted(k for k in own if k not in take)
 
 
 def train(cfg: InpainterTrainConfig, paintings_train: list[Path], paintings_val: list[Path]) -> Path:

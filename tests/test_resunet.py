@@ -113,3 +113,61 @@ def test_tiny_training_run_resumes_and_ships(shared_data: Path, tmp_path: Path) 
     assert not set(entry["training"]["data"]["train_paintings"]) & set(entry["training"]["data"]["val_paintings"])
     model, _ = load_model("detector-resunet18", manifest_path=manifest)
     assert model(torch.from_numpy(np.zeros((1, 3, 32, 32), np.float32))).shape == (1, 2, 32, 32)
+
+
+def test_refine_branch_starts_as_the_plain_network_and_learns(tmp_path: Path) -> None:
+    from models.checkpoint import init_from
+
+    torch.manual_seed(0)
+    plain = ResUNet(**TINY).eval()
+    opt = torch.optim.AdamW(plain.parameters())
+    save_checkpoint(tmp_path / "c.safetensors", plain, opt, 3, {})  # a training checkpoint: model/... tensors
+    refined = ResUNet(refine=8, **TINY)
+    fresh = init_from(refined, tmp_path / "c.safetensors")
+    assert fresh and all(k.startswith("refine.") for k in fresh)
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(refined.eval()(x), plain(x))  # zero last layer: the same answer
+    refined.train()
+    y = torch.zeros(2, 2, 64, 64)
+    y[:, 0, :, 31] = 1  # a 1-px crack, dark in the image
+    x[:, :, :, 31] *= 0.1
+    loss_fn = make_loss("dice+bce")
+    opt = torch.optim.AdamW(refined.refine.parameters(), lr=1e-2)  # only the branch learns
+    first = None
+    for _ in range(15):
+        loss = loss_fn(refined(x), y)
+        first = first if first is not None else float(loss.detach())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(loss.detach()) < 0.9 * first
+    with pytest.raises(ValueError, match="refine must be >= 0"):
+        ResUNet(refine=-1)
+    with pytest.raises(ValueError, match="no tensor matches"):
+        init_from(refined, _other_file(tmp_path))
+
+
+def _other_file(tmp_path: Path) -> Path:
+    from safetensors.torch import save_file
+
+    save_file({"x": torch.zeros(1)}, str(tmp_path / "other.safetensors"))
+    return tmp_path / "other.safetensors"
+
+
+def test_refined_detector_trains_from_weights_and_loads_from_the_manifest(shared_data: Path, tmp_path: Path) -> None:
+    manifest = tmp_path / "w" / "manifest.json"
+    common = dict(tile=64, batch=2, eval_every=2, checkpoint_every=2, val_tiles=2, warmup=1,
+                  decoder_channels=TINY["decoder_channels"])
+    train_detector(DetectorTrainConfig(steps=2, ship=False, run_dir=str(tmp_path / "a"), **common),
+                   manifest_path=manifest, echo=None)
+    cfg = DetectorTrainConfig(steps=2, refine=8, init_weights=str(tmp_path / "a" / "checkpoint.safetensors"),
+                              run_dir=str(tmp_path / "b"), **common)
+    train_detector(cfg, manifest_path=manifest, echo=None)
+    assert "left at their init: refine." in (tmp_path / "b" / "train.log").read_text()
+    entry = json.loads(manifest.read_text())["weights"][0]
+    assert entry["arch_args"]["refine"] == 8
+    model, _ = load_model("detector-resunet18", manifest_path=manifest)
+    assert model.refine is not None and model(torch.zeros(1, 3, 32, 32)).shape == (1, 2, 32, 32)
+    with pytest.raises(ValueError, match="init_weights file not found"):
+        DetectorTrainConfig(init_weights=str(tmp_path / "missing.safetensors"))
