@@ -1,10 +1,10 @@
 """Inference speed of the shipped detector on one 1024x1024 tile: fp32, channels_last, bf16 autocast.
 
-    .venv/bin/python benchmarks/bench_detector.py [--threads 2] [--runs 5] [--weights detector-resunet18]
+    .venv/bin/python benchmarks/bench_detector.py [--threads 2] [--runs 5] [--weights detector-resunet18] [--json F]
 
 Prints the median (and min/max) of N timed runs after one warm-up, plus the tiled whole-image path
-(`predict_probabilities`, 512-px tiles, 64-px overlap) on a 1024x1024 image. Timings on a shared machine
-vary: the load average is printed with them.
+(`predict_probabilities`, 512-px tiles, 64-px overlap) on a 1024x1024 image, also with 8-view test-time
+augmentation (`--tta 8`). Timings on a shared machine vary: the load average is printed with them.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import json
 import os
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -40,6 +41,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--weights", default="detector-resunet18")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model, entry = load_model(args.weights)
@@ -63,9 +65,14 @@ def main() -> None:
         "tiled_512_overlap64_fp32": _time(lambda: predict_probabilities(model_cl, image, 512, 64), args.runs),
         "tiled_512_overlap64_bf16": _time(lambda: predict_probabilities(model_cl, image, 512, 64, bf16=True),
                                           args.runs),
+        "tiled_512_overlap64_fp32_tta8": _time(lambda: predict_probabilities(model_cl, image, 512, 64, views=8),
+                                               max(1, args.runs // 2)),
         "load_average_after": os.getloadavg()[0],
     }
     print(json.dumps(results, indent=2))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":
