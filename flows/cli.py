@@ -264,7 +264,7 @@ def run_command(
     from flows.restore import restore_flow
 
     results = restore_flow(source_str, store, ingest=IngestParams(pixel_size_um=pixel_size_um),
-                           detect=DetectParams(tta=check_tta(tta)),
+                           detect=DetectParams(tta=tta),
                            export=ExportParams(out_dir=str(out_dir / f"{name}-export")),
                            engine=_engine(workers, dask_address), force=force, title=title)
     _print_ingest(results["ingest"])

@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from prefect import flow, task
 
@@ -17,7 +17,7 @@ from flows.common import RETRY_DELAYS, is_transient
 from flows.detect import detect_flow
 from flows.export import export_flow
 from flows.inpaint import inpaint_flow
-from flows.params import DetectParams, EngineParams, ExportParams, IngestParams, InpaintParams
+from flows.params import DetectParams, EngineParams, ExportParams, IngestParams, InpaintParams, Tta
 from flows.reporting import report_sweep
 from flows.restore import restore_flow
 from pipeline.sweep import SweepItem, plan_item
@@ -81,7 +81,7 @@ def catalog_sweep_flow(catalog: str | None = None, out: str | None = None, inges
 
 @flow(name="rerun-detect", log_prints=True)
 def rerun_detect_flow(store: str, threshold: float = DetectParams().threshold, weights: str = DetectParams().weights,
-                      tta: Literal[1, 2, 4, 8] = DetectParams().tta, force: bool = False,
+                      tta: Tta = DetectParams().tta, force: bool = False,
                       engine: EngineParams = EngineParams()) -> Any:
     """Detect damage again in an ingested store, with another threshold, other weights or more views.
 

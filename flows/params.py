@@ -12,6 +12,8 @@ from pipeline.export import ExportConfig
 from pipeline.ingest import IngestConfig
 from pipeline.inpaint_stage import InpaintStageConfig
 
+Tta = Literal[1, 2, 4, 8]  # test-time augmentation views (pipeline.detect_infer.VIEWS)
+
 
 class _Params(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -46,7 +48,7 @@ class DetectParams(_Params):
         "auto", description="auto: bf16 on GPUs and CPUs with native bf16 (same held-out F1), else fp32")
     batch: int = Field(1, ge=1, le=256,
                        description="model tiles per forward pass (use > 1 on a GPU with a smaller tile)")
-    tta: Literal[1, 2, 4, 8] = Field(1, description="test-time augmentation: run every tile in this many flipped "
+    tta: Tta = Field(1, description="test-time augmentation: run every tile in this many flipped "
                                                     "orientations and average (slower by that factor, steadier "
                                                     "thin-crack maps)")
 

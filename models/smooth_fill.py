@@ -19,10 +19,15 @@ import torch
 import torch.nn.functional as F
 
 
+def _neighbour_sum(u: torch.Tensor) -> torch.Tensor:
+    """Sum of the 4 neighbours of every pixel, borders replicated. (B, C, H, W) -> (B, C, H, W)."""
+    p = F.pad(u, (1, 1, 1, 1), mode="replicate")
+    return p[:, :, :-2, 1:-1] + p[:, :, 2:, 1:-1] + p[:, :, 1:-1, :-2] + p[:, :, 1:-1, 2:]
+
+
 def _neighbour_mean(u: torch.Tensor) -> torch.Tensor:
     """Mean of the 4 neighbours of every pixel, borders replicated. (B, C, H, W) -> (B, C, H, W)."""
-    p = F.pad(u, (1, 1, 1, 1), mode="replicate")
-    return 0.25 * (p[:, :, :-2, 1:-1] + p[:, :, 2:, 1:-1] + p[:, :, 1:-1, :-2] + p[:, :, 1:-1, 2:])
+    return 0.25 * _neighbour_sum(u)
 
 
 @torch.no_grad()
@@ -81,11 +86,9 @@ def biharmonic_fill(image: torch.Tensor, mask: torch.Tensor, iterations: int = 1
     return u.to(image.dtype)
 
 
-
 def _laplacian(u: torch.Tensor) -> torch.Tensor:
     """The grid graph's Laplacian (4 neighbours inside the image, none outside): symmetric. Same shape as u."""
-    p = F.pad(u, (1, 1, 1, 1), mode="replicate")  # a replicated border pixel adds (u - u) = 0
-    return p[:, :, :-2, 1:-1] + p[:, :, 2:, 1:-1] + p[:, :, 1:-1, :-2] + p[:, :, 1:-1, 2:] - 4.0 * u
+    return _neighbour_sum(u) - 4.0 * u  # a replicated border pixel adds (u - u) = 0
 
 
 def _ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:

@@ -18,18 +18,19 @@ import torch
 
 MULTIPLE_OF = 32
 VIEWS = (1, 2, 4, 8)  # test-time augmentation: identity, + horizontal flip, + vertical flips, + transposes
+_FLIPS = ((), (-1,), (-2,), (-2, -1))  # the flipped dims of views k and k + 4
 
 
 def _view(x: torch.Tensor, k: int) -> torch.Tensor:
     """The k-th of the 8 flips/transposes of (B, C, H, W) tiles (k < 4: flips only); `_unview` undoes it."""
     if k >= 4:
         x = x.transpose(-2, -1)
-    dims = [(), (-1,), (-2,), (-2, -1)][k % 4]
+    dims = _FLIPS[k % 4]
     return x.flip(dims) if dims else x
 
 
 def _unview(y: torch.Tensor, k: int) -> torch.Tensor:
-    dims = [(), (-1,), (-2,), (-2, -1)][k % 4]
+    dims = _FLIPS[k % 4]
     y = y.flip(dims) if dims else y
     return y.transpose(-2, -1) if k >= 4 else y
 
@@ -156,8 +157,6 @@ def predict_probabilities(
         raise ValueError(f"overlap must be in [0, tile), got {overlap} for tile {tile}")
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
-    if views not in VIEWS:
-        raise ValueError(f"views must be one of {VIEWS}, got {views}")
     image = as_rgb_float(image_float_hwc)  # (H, W, 3)
     h, w = image.shape[:2]
     margin = overlap // 2 if margin is None else margin
