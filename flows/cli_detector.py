@@ -44,6 +44,10 @@ def train_detector_command(
                                                      "(0 = none)")] = None,
     init_weights: Annotated[str | None, typer.Option(help="weights file or training checkpoint to start from "
                                                            "(tensors of matching name and shape)")] = None,
+    free_cracks: Annotated[float | None, typer.Option(help="share of tiles whose cracks are isolated meandering "
+                                                          "cracks instead of a network (default 0)")] = None,
+    texture: Annotated[float | None, typer.Option(help="share of tiles overlaid with a grainy surface "
+                                                      "texture first (default 0)")] = None,
     no_flow: Annotated[bool, typer.Option("--no-flow", help="run without Prefect")] = False,
 ) -> None:
     """Train the damage detector (resumable) and ship the best weights to the manifest."""
@@ -51,6 +55,10 @@ def train_detector_command(
         "steps": steps, "tile": tile, "batch": batch, "encoder": encoder, "lr": lr, "threads": threads,
         "max_minutes": max_minutes, "run_dir": run_dir, "weights_name": weights_name, "refine": refine,
         "init_weights": init_weights}.items() if v is not None}
+    from models.train_detector import damage_overrides
+
+    if damage := damage_overrides(free_cracks, texture):
+        overrides["damage"] = damage
     if no_flow:
         from models.train_detector import config_from_overrides, train_detector
 

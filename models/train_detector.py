@@ -325,12 +325,20 @@ def config_from_overrides(**overrides: Any) -> DetectorTrainConfig:
     unknown = set(overrides) - names
     if unknown:
         raise TypeError(f"unknown training option(s) {sorted(unknown)}")
+    if isinstance(overrides.get("damage"), dict):  # JSON form (Prefect flow parameters): DamageConfig fields
+        overrides = {**overrides, "damage": DamageConfig(**overrides["damage"])}
     return DetectorTrainConfig(**{k: v for k, v in overrides.items() if v is not None})
 
 
+def damage_overrides(free_cracks: float | None = None, texture: float | None = None) -> dict[str, float] | None:
+    """DamageConfig fields for the opt-in styles that were given (JSON-able), or None to keep the default."""
+    extra = {k: v for k, v in (("p_free_cracks", free_cracks), ("p_texture", texture)) if v is not None}
+    return extra or None
+
+
 def main(argv: list[str] | None = None) -> None:
-    """`python -m models.train_detector [--steps N] [--max-minutes M] [--run-dir D] [--refine C --init-weights F]`
-    (no Prefect)."""
+    """`python -m models.train_detector [--steps N] [--max-minutes M] [--run-dir D] [--init-weights F]
+    [--free-cracks P] [--texture P] [--refine C] [--no-ship]` (no Prefect)."""
     import argparse
 
     parser = argparse.ArgumentParser(description=main.__doc__)
@@ -341,10 +349,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float)
     parser.add_argument("--refine", type=int)
     parser.add_argument("--init-weights")
+    parser.add_argument("--free-cracks", type=float, help="DamageConfig.p_free_cracks (isolated cracks)")
+    parser.add_argument("--texture", type=float, help="DamageConfig.p_texture (grainy surfaces)")
+    parser.add_argument("--no-ship", action="store_true", help="keep the best weights in the run folder only")
     args = parser.parse_args(argv)
-    summary = train_detector(config_from_overrides(steps=args.steps, max_minutes=args.max_minutes,
-                                                   run_dir=args.run_dir, threads=args.threads, lr=args.lr,
-                                                   refine=args.refine, init_weights=args.init_weights))
+    summary = train_detector(config_from_overrides(
+        steps=args.steps, max_minutes=args.max_minutes, run_dir=args.run_dir, threads=args.threads, lr=args.lr,
+        refine=args.refine, init_weights=args.init_weights, ship=False if args.no_ship else None,
+        damage=damage_overrides(args.free_cracks, args.texture)))
     print(json.dumps({k: summary[k] for k in ("steps", "minutes", "shipped") if k in summary}, indent=2))
 
 

@@ -196,6 +196,57 @@ def _polylines(canvas: np.ndarray, path: np.ndarray, width: np.ndarray, visible:
                      int(pts[r, j + 1, 1])), 255, th, cv2.LINE_8)
 
 
+def _draw_free_cracks(shape: tuple[int, int], rng: np.random.Generator) -> _CrackDrawing:
+    """A few isolated, meandering, branching cracks (no closed network), 1-6 px wide, tapering at the ends.
+
+    The look of single drying or impact cracks in a paint layer, and of cracks in plaster, stone or asphalt.
+    """
+    h, w = shape
+    ss = SUPERSAMPLE
+    canvas = np.zeros((h * ss, w * ss), np.uint8)
+    diag = float(np.hypot(h, w))
+    k = 48
+    t = np.linspace(0, 1, k)
+    for _ in range(int(rng.integers(1, 5))):
+        length = diag * float(rng.uniform(0.3, 1.3))
+        # Heading wanders as a random walk; a smooth width profile tapers at both ends.
+        heading = rng.uniform(0, 2 * np.pi) + np.cumsum(rng.normal(0, float(rng.uniform(0.05, 0.3)), k))
+        steps = np.stack([np.cos(heading), np.sin(heading)], 1) * (length / (k - 1))
+        path = np.concatenate([[[0.0, 0.0]], np.cumsum(steps[:-1], 0)])
+        path += rng.uniform([0, 0], [w, h]) - path[int(rng.integers(k // 4, k - k // 4))]  # crosses the image
+        width_max = float(rng.uniform(1.0, 6.0))
+        profile = 0.75 + 0.25 * np.sin(2 * np.pi * (t * rng.uniform(0.5, 3.0) + rng.uniform(0, 1)))
+        ends = np.clip(np.minimum(t, 1 - t) / float(rng.uniform(0.05, 0.25)), 0.25, 1.0)
+        width = np.maximum(width_max * profile * ends, 1.0)
+        _polylines(canvas, path[None], width[None], np.ones((1, k), bool), ss)
+        for _ in range(int(rng.poisson(2.0))):  # branches leave the main crack and taper to nothing
+            j = int(rng.integers(k // 8, k - k // 8))
+            kb = int(rng.integers(6, 20))
+            turn = rng.choice([-1, 1]) * rng.uniform(0.4, 1.2)
+            bh = heading[j] + turn + np.cumsum(rng.normal(0, 0.15, kb))
+            bsteps = np.stack([np.cos(bh), np.sin(bh)], 1) * (length / (k - 1))
+            bpath = path[j] + np.concatenate([[[0.0, 0.0]], np.cumsum(bsteps[:-1], 0)])
+            bw = np.maximum(width[j] * 0.7 * (1 - np.linspace(0, 0.9, kb)), 0.8)
+            _polylines(canvas, bpath[None], bw[None], np.ones((1, kb), bool), ss)
+    alpha = cv2.resize(canvas, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+    alpha = np.clip(cv2.GaussianBlur(alpha, (0, 0), 0.45) * 1.15, 0, 1)
+    return _CrackDrawing(alpha=alpha, cells=[])
+
+
+def _surface_texture(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """(H, W, 3) float32 grainy, low-saturation surface: rough ground, stone, concrete or asphalt grain."""
+    h, w = shape
+    level = float(rng.uniform(0.25, 0.75))
+    t = level + _smooth_noise(shape, float(rng.uniform(1.2, 3.0)), rng) * float(rng.uniform(0.03, 0.12))
+    t += _smooth_noise(shape, float(rng.uniform(15, 60)), rng) * float(rng.uniform(0.02, 0.08))
+    specks = rng.random((h, w)).astype(np.float32)
+    p = float(rng.uniform(0.005, 0.05))
+    t += np.where(specks < p, -0.25, 0.0) + np.where(specks > 1 - p, 0.2, 0.0)  # dark and light aggregate
+    t = cv2.GaussianBlur(t.astype(np.float32), (0, 0), float(rng.uniform(0.4, 1.0)))
+    tint = 1.0 + rng.normal(0, 0.04, 3)
+    return np.clip(t[..., None] * tint[None, None, :], 0, 1).astype(np.float32)
+
+
 def craquelure_mask(shape: tuple[int, int], seed: int, **opts: float) -> np.ndarray:
     """(H, W) bool crack network; `opts` override `CrackStyle` fields of the seeded random style."""
     rng = np.random.default_rng(seed)
@@ -294,9 +345,12 @@ class DamageConfig:
     p_canvas: float = 0.3  # paint loss shows canvas weave instead of a ground layer
     crack_contrast: tuple[float, float] = (0.55, 0.95)  # how strongly a crack replaces the paint
     cup_highlight: tuple[float, float] = (0.0, 0.25)  # light caught by lifted crack edges
+    # Off by default (the held-out set is drawn without them); training may opt in:
+    p_free_cracks: float = 0.0  # cracks are a few isolated meandering cracks instead of a network
+    p_texture: float = 0.0  # the surface is first overlaid with a grainy texture (stone, plaster, asphalt)
 
     def __post_init__(self) -> None:
-        for name in ("p_craquelure", "p_paint_loss", "p_dark_cracks", "p_canvas"):
+        for name in ("p_craquelure", "p_paint_loss", "p_dark_cracks", "p_canvas", "p_free_cracks", "p_texture"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"DamageConfig.{name} must be in [0, 1], got {value}")
@@ -346,6 +400,12 @@ def synthesize_damage(
     top = float(np.iinfo(image.dtype).max)
     colour = image[:, :, : min(c, 3)].astype(np.float32) / top  # (H, W, 1|3); alpha channel untouched
     grey = colour.shape[2] == 1
+    # Opt-in draws happen only when enabled, so the default random stream (and the held-out set) is unchanged.
+    if cfg.p_texture > 0 and rng.random() < cfg.p_texture:
+        texture = _surface_texture((h, w), rng)
+        blend = float(rng.uniform(0.5, 1.0))
+        colour = colour * (1 - blend) + (texture.mean(-1, keepdims=True) if grey else texture) * blend
+    free_cracks = cfg.p_free_cracks > 0 and rng.random() < cfg.p_free_cracks
 
     def tint(rgb: np.ndarray) -> np.ndarray:  # (..., 3) -> matching channel count
         return rgb.mean(-1, keepdims=True) if grey else rgb
@@ -354,7 +414,7 @@ def synthesize_damage(
     cells: list[np.ndarray] = []
     out = colour.copy()
     if rng.random() < cfg.p_craquelure:
-        drawing = _draw_cracks((h, w), _sample_style(rng), rng)
+        drawing = _draw_free_cracks((h, w), rng) if free_cracks else _draw_cracks((h, w), _sample_style(rng), rng)
         crack_alpha, cells = drawing.alpha, drawing.cells
         a = crack_alpha[..., None]
         # Cup edges: lifted paint beside a crack catches the light on one side.
@@ -375,7 +435,8 @@ def synthesize_damage(
     loss_alpha = np.zeros((h, w), np.float32)
     if rng.random() < cfg.p_paint_loss:
         amount = float(rng.uniform(*cfg.loss_amount))
-        loss_alpha = _loss_alpha((h, w), rng, crack_alpha >= 0.5 if cells else None, cells, amount)
+        cracks = crack_alpha >= 0.5 if cells or free_cracks else None
+        loss_alpha = _loss_alpha((h, w), rng, cracks, cells, amount)
         ground = _ground_texture((h, w), c, rng, canvas=rng.random() < cfg.p_canvas)
         ground = ground.mean(-1, keepdims=True) if grey else ground
         # The paint layer's broken edge throws a thin shadow onto the exposed ground.

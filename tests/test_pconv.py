@@ -156,3 +156,17 @@ def test_tiny_training_lowers_the_loss(feature_net: str) -> None:
     assert losses[-1] < 0.7 * losses[0]
     assert ("style_out" in terms) == (feature_net == "random")
     json.dumps(terms)  # logged terms are plain floats
+
+
+def test_hole_norm_weighs_every_image_by_its_own_hole() -> None:
+    target = torch.zeros(2, 3, 16, 16)
+    pred = torch.full_like(target, 0.5)  # the same error everywhere
+    mask = torch.ones(2, 1, 16, 16)
+    mask[0, :, :2, :] = 0  # 12.5 % hole
+    mask[1, :, :8, :] = 0  # 50 % hole
+    _, paper = InpaintingLoss(None)(pred, target, mask)
+    _, per_hole = InpaintingLoss(None, hole_norm="hole")(pred, target, mask)
+    assert paper["hole"] == pytest.approx(0.5 * (0.125 + 0.5) / 2)
+    assert per_hole["hole"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="hole_norm"):
+        InpaintingLoss(None, hole_norm="pixel")

@@ -171,3 +171,17 @@ def test_refined_detector_trains_from_weights_and_loads_from_the_manifest(shared
     assert model.refine is not None and model(torch.zeros(1, 3, 32, 32)).shape == (1, 2, 32, 32)
     with pytest.raises(ValueError, match="init_weights file not found"):
         DetectorTrainConfig(init_weights=str(tmp_path / "missing.safetensors"))
+
+
+def test_command_line_opts_into_real_crack_styles_and_can_skip_shipping(monkeypatch: pytest.MonkeyPatch) -> None:
+    import models.train_detector as td
+
+    seen = {}
+    monkeypatch.setattr(td, "train_detector", lambda cfg: seen.setdefault("cfg", cfg) and {"steps": 0})
+    td.main(["--steps", "3", "--free-cracks", "0.3", "--texture", "0.2", "--no-ship"])
+    cfg = seen["cfg"]
+    assert (cfg.damage.p_free_cracks, cfg.damage.p_texture, cfg.ship, cfg.steps) == (0.3, 0.2, False, 3)
+    assert cfg.damage.p_craquelure == DetectorTrainConfig().damage.p_craquelure
+    seen.clear()
+    td.main(["--steps", "3"])
+    assert seen["cfg"].damage == DetectorTrainConfig().damage and seen["cfg"].ship

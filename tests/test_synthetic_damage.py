@@ -97,3 +97,41 @@ def test_a_megapixel_image_is_damaged_quickly() -> None:
     start = time.process_time()  # CPU time: robust to other jobs on a shared machine
     synthesize_damage(image, 1, ALWAYS)
     assert time.process_time() - start < 3.0  # ~0.3 s on one core
+
+
+def test_opt_in_styles_leave_the_default_stream_unchanged() -> None:
+    image = _painting()
+    default = synthesize_damage(image, 9, ALWAYS)
+    zeroed = synthesize_damage(image, 9, DamageConfig(**{**ALWAYS.__dict__, "p_free_cracks": 0.0, "p_texture": 0.0}))
+    free = synthesize_damage(image, 9, DamageConfig(**{**ALWAYS.__dict__, "p_free_cracks": 1.0}))
+    assert all(np.array_equal(a, b) for a, b in zip(default, zeroed, strict=True))
+    assert not np.array_equal(default[1], free[1])
+
+
+def test_free_cracks_are_isolated_thin_labelled_cracks() -> None:
+    image = _painting(256, 256)
+    cfg = DamageConfig(p_craquelure=1.0, p_paint_loss=0.0, p_free_cracks=1.0)
+    networks = DamageConfig(p_craquelure=1.0, p_paint_loss=0.0)
+    for seed in range(4):
+        damaged, labels = synthesize_damage(image, seed, cfg)
+        cracks = labels == CRAQUELURE
+        assert cracks.any() and not (labels == PAINT_LOSS).any()
+        change = np.abs(damaged.astype(np.float32) - image.astype(np.float32)).max(axis=2) / 255
+        assert np.mean(change[cracks] > 0.08) > 0.9
+        assert np.mean(ndimage.binary_dilation(cracks, iterations=3)[change > 0.15]) > 0.99
+        assert ndimage.binary_erosion(cracks, iterations=4).sum() < 0.02 * cracks.sum()  # <= 6 px wide
+        # A few cracks, far sparser than a network over the same image.
+        assert cracks.mean() < 0.5 * (synthesize_damage(image, seed, networks)[1] == CRAQUELURE).mean()
+
+
+def test_texture_changes_the_surface_but_labels_no_damage() -> None:
+    image = _painting()
+    damaged, labels = synthesize_damage(image, 4, DamageConfig(p_craquelure=0.0, p_paint_loss=0.0, p_texture=1.0))
+    assert not labels.any()
+    assert damaged.astype(np.float32).std() > 3 * image.astype(np.float32).std()  # grain, specks, mottling
+
+
+def test_opt_in_probabilities_are_checked() -> None:
+    for name in ("p_free_cracks", "p_texture"):
+        with pytest.raises(ValueError, match=name):
+            DamageConfig(**{name: -0.1})
