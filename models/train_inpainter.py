@@ -2,10 +2,11 @@
 
 Phase 1: Adam at `lr_phase1` with batch norm everywhere. Phase 2: Adam at `lr_phase2` with encoder batch
 norm frozen (Liu et al. 2018). Holes: irregular strokes/blobs, craquelure and paint loss
-(`pipeline.masks`), hole ratios uniform over the bins 0-10 ... 50-60%. Every `steps_per_epoch` steps the run
-logs the mean loss terms and the PSNR/SSIM of the composite on fixed tiles of the VALIDATION paintings
-(never trained on), and writes a resumable checkpoint (safetensors only, model + Adam state; the step's
-randomness is derived from (seed, step), so a resumed run draws the same batches).
+(`pipeline.masks`), hole ratios uniform over the bins 0-10 ... 50-60%. `hole_norm="hole"` averages the hole
+L1 per image over its own hole (models.inpaint_loss.InpaintingLoss), so small holes count. Every
+`steps_per_epoch` steps the run logs the mean loss terms and the PSNR/SSIM of the composite on fixed tiles
+of the VALIDATION paintings (never trained on), and writes a resumable checkpoint (safetensors only, model +
+Adam state; the step's randomness is derived from (seed, step), so a resumed run draws the same batches).
 """
 
 from __future__ import annotations

@@ -72,6 +72,7 @@ def test_prefill_run_starts_from_weights_and_ships_a_loadable_model(shared_data:
     (["--prefill", "biharmonic-cg", "--prefill-iterations", "-1"], "prefill_iterations must be >= 0, got -1"),
     (["--init-weights", "/nonexistent/w.safetensors"], "/nonexistent/w.safetensors: init_weights file not found"),
     (["--tile", "100"], "must be multiples of 2**depth"),
+    (["--hole-norm", "pixel"], "hole_norm must be one of image, hole, got 'pixel'"),
 ])
 def test_train_command_refuses_bad_settings_in_one_line(args: list[str], message: str) -> None:
     from typer.testing import CliRunner
