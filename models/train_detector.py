@@ -33,7 +33,7 @@ from pipeline.metrics import Counts, confusion
 from pipeline.paintings import paintings
 from pipeline.synthetic_damage import CLASS_NAMES, DamageConfig
 
-LOSSES = ("dice+bce", "dice+focal")
+LOSSES = ("dice+bce", "dice+focal", "lovasz+bce")
 
 
 @dataclass(frozen=True)
@@ -105,15 +105,15 @@ def lr_at(step: int, cfg: DetectorTrainConfig, elapsed_s: float = 0.0) -> float:
 
 
 def make_loss(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """Dice + BCE or Dice + focal, on (B, 2, H, W) logits and targets."""
+    """Dice + BCE, Dice + focal, or Lovasz hinge (a surrogate of IoU itself) + BCE, on (B, 2, H, W) logits."""
     import segmentation_models_pytorch as smp  # after `import models` (torchvision fix)
 
-    dice = smp.losses.DiceLoss("multilabel", from_logits=True)
-    other = (torch.nn.BCEWithLogitsLoss() if name == "dice+bce"
-             else smp.losses.FocalLoss("multilabel"))
+    first = (smp.losses.LovaszLoss("multilabel", from_logits=True) if name == "lovasz+bce"
+             else smp.losses.DiceLoss("multilabel", from_logits=True))
+    other = (smp.losses.FocalLoss("multilabel") if name == "dice+focal" else torch.nn.BCEWithLogitsLoss())
 
     def loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return dice(logits, target) + other(logits, target)
+        return first(logits, target) + other(logits, target)
 
     return loss
 
@@ -351,11 +351,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--init-weights")
     parser.add_argument("--free-cracks", type=float, help="DamageConfig.p_free_cracks (isolated cracks)")
     parser.add_argument("--texture", type=float, help="DamageConfig.p_texture (grainy surfaces)")
+    parser.add_argument("--loss", choices=LOSSES)
     parser.add_argument("--no-ship", action="store_true", help="keep the best weights in the run folder only")
     args = parser.parse_args(argv)
     summary = train_detector(config_from_overrides(
         steps=args.steps, max_minutes=args.max_minutes, run_dir=args.run_dir, threads=args.threads, lr=args.lr,
-        refine=args.refine, init_weights=args.init_weights, ship=False if args.no_ship else None,
+        refine=args.refine, init_weights=args.init_weights, loss=args.loss, ship=False if args.no_ship else None,
         damage=damage_overrides(args.free_cracks, args.texture)))
     print(json.dumps({k: summary[k] for k in ("steps", "minutes", "shipped") if k in summary}, indent=2))
 

@@ -46,7 +46,8 @@ def test_encoder_features_are_exposed() -> None:
     assert model.encoder is model.net.encoder
 
 
-def test_a_few_steps_lower_the_loss() -> None:
+@pytest.mark.parametrize("loss_name", ["dice+bce", "lovasz+bce"])
+def test_a_few_steps_lower_the_loss(loss_name: str) -> None:
     torch.manual_seed(0)
     model = ResUNet(**TINY)
     x = torch.rand(2, 3, 64, 64)
@@ -55,7 +56,7 @@ def test_a_few_steps_lower_the_loss() -> None:
     y[:, 1, 10:20, 10:20] = 1  # a square loss
     x[:, :, :, 30:33] *= 0.2
     x[:, :, 10:20, 10:20] = 0.95
-    loss_fn = make_loss("dice+bce")
+    loss_fn = make_loss(loss_name)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     losses = []
     for _ in range(8):
@@ -171,6 +172,15 @@ def test_refined_detector_trains_from_weights_and_loads_from_the_manifest(shared
     assert model.refine is not None and model(torch.zeros(1, 3, 32, 32)).shape == (1, 2, 32, 32)
     with pytest.raises(ValueError, match="init_weights file not found"):
         DetectorTrainConfig(init_weights=str(tmp_path / "missing.safetensors"))
+
+
+def test_perfect_logits_score_near_zero_and_wrong_ones_high() -> None:
+    target = torch.zeros(1, 2, 16, 16)
+    target[:, 0, :, 7:9] = 1
+    for name in ("dice+bce", "dice+focal", "lovasz+bce"):
+        loss_fn = make_loss(name)
+        assert float(loss_fn(target * 20 - 10, target)) < 0.01
+        assert float(loss_fn(10 - target * 20, target)) > 1.0
 
 
 def test_command_line_opts_into_real_crack_styles_and_can_skip_shipping(monkeypatch: pytest.MonkeyPatch) -> None:
