@@ -44,6 +44,11 @@ def train_detector_command(
                                                      "(0 = none)")] = None,
     init_weights: Annotated[str | None, typer.Option(help="weights file or training checkpoint to start from "
                                                            "(tensors of matching name and shape)")] = None,
+    loss: Annotated[str | None, typer.Option(help="dice+bce (default), dice+focal or lovasz+bce")] = None,
+    snapshot_every: Annotated[int | None, typer.Option(help="keep the weights every N steps in "
+                                                            "<run-dir>/snapshots (0 = none)")] = None,
+    average_from: Annotated[int | None, typer.Option(help="ship the uniform average of the snapshots from "
+                                                          "this step on, not the best (with --snapshot-every)")] = None,
     free_cracks: Annotated[float | None, typer.Option(help="share of tiles whose cracks are isolated meandering "
                                                           "cracks instead of a network (default 0)")] = None,
     texture: Annotated[float | None, typer.Option(help="share of tiles overlaid with a grainy surface "
@@ -54,15 +59,23 @@ def train_detector_command(
     overrides = {k: v for k, v in {
         "steps": steps, "tile": tile, "batch": batch, "encoder": encoder, "lr": lr, "threads": threads,
         "max_minutes": max_minutes, "run_dir": run_dir, "weights_name": weights_name, "refine": refine,
-        "init_weights": init_weights}.items() if v is not None}
+        "init_weights": init_weights, "loss": loss, "snapshot_every": snapshot_every,
+        "average_from": average_from}.items() if v is not None}
     from models.train_detector import damage_overrides
 
     if damage := damage_overrides(free_cracks, texture):
         overrides["damage"] = damage
-    if no_flow:
-        from models.train_detector import config_from_overrides, train_detector
+    from models.train_detector import config_from_overrides
+    from pipeline.errors import ConfigError
 
-        summary = train_detector(config_from_overrides(**overrides))
+    try:  # refuse bad settings in one line before any work (or flow run) starts
+        cfg = config_from_overrides(**overrides)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(str(exc)) from None
+    if no_flow:
+        from models.train_detector import train_detector
+
+        summary = train_detector(cfg)
     else:
         from flows.train import train_detector_flow
 

@@ -25,6 +25,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import models  # noqa: F401  (torchvision import fix before smp)
+from models.average_weights import average_state_dicts
 from models.checkpoint import init_from, load_checkpoint, save_checkpoint
 from models.detector_data import AugmentConfig, load_paintings, make_batch
 from models.resunet import DEFAULT_DECODER, ResUNet
@@ -51,6 +52,8 @@ class DetectorTrainConfig:
     warmup: int = 50
     eval_every: int = 150
     checkpoint_every: int = 50
+    snapshot_every: int = 0  # also keep the weights every N steps in <run_dir>/snapshots/ (0 = none)
+    average_from: int = 0  # ship the uniform average of the snapshots from this step on, not the best (0 = best)
     val_tiles: int = 48
     loss: str = "dice+bce"
     seed: int = 0
@@ -75,6 +78,10 @@ class DetectorTrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.snapshot_every < 0 or self.average_from < 0:
+            raise ValueError("snapshot_every and average_from must be >= 0")
+        if self.average_from and not self.snapshot_every:
+            raise ValueError("average_from needs snapshot_every (the snapshots to average)")
         if self.refine < 0:
             raise ValueError(f"refine must be >= 0, got {self.refine}")
         if self.init_weights and not Path(self.init_weights).is_file():
@@ -165,7 +172,7 @@ def _config_key(cfg: DetectorTrainConfig) -> dict[str, Any]:
     """The fields that must match for a checkpoint to be resumed (not run length or shipping options)."""
     data = cfg.to_json()
     for name in ("steps", "max_minutes", "ship", "weights_name", "run_dir", "threads", "eval_every",
-                 "checkpoint_every", "init_weights"):
+                 "checkpoint_every", "init_weights", "snapshot_every", "average_from"):
         data.pop(name)
     return json.loads(json.dumps(data))  # tuples -> lists, as stored in the checkpoint
 
@@ -254,6 +261,10 @@ def train_detector(
                 extra["best"] = record
                 save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(best_path))
                 log(f"new best mean F1 {val['mean_f1']:.4f} at step {step}")
+        if cfg.snapshot_every and step % cfg.snapshot_every == 0:
+            snap = run_dir / "snapshots" / f"step-{step:06d}.safetensors"
+            snap.parent.mkdir(exist_ok=True)
+            save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(snap))
         if step % cfg.checkpoint_every == 0 or step == cfg.steps or out_of_time:
             extra["seconds"] = elapsed
             save_checkpoint(ckpt_path, model, optimizer, step, extra)
@@ -262,11 +273,27 @@ def train_detector(
             break
     summary: dict[str, Any] = {"steps": step, "minutes": round(extra["seconds"] / 60, 2), "best": extra["best"]}
     if cfg.ship:
-        model.load_state_dict(load_file(str(best_path)))
+        if cfg.average_from:
+            snaps = averaged_snapshots(run_dir, cfg.average_from)
+            model.load_state_dict(average_state_dicts(snaps))
+            summary["selected"] = (f"uniform average of {len(snaps)} snapshots, steps {cfg.average_from}-"
+                                   f"{int(snaps[-1].stem.split('-')[1])} every {cfg.snapshot_every}")
+        else:
+            model.load_state_dict(load_file(str(best_path)))
+            summary["selected"] = f"best mean validation F1, step {summary['best']['step']}"
         entry = ship_detector(model, cfg, train_paths, val_paths, summary, val_x, val_y, manifest_path, log)
         summary["shipped"] = {"name": entry.name, "file": entry.file, "sha256": entry.sha256,
                               "metrics": entry.metrics}
     return summary
+
+
+def averaged_snapshots(run_dir: Path, from_step: int) -> list[Path]:
+    """The run's snapshot files at or after `from_step`, in step order (refuses none)."""
+    snaps = sorted(p for p in (run_dir / "snapshots").glob("step-*.safetensors")
+                   if int(p.stem.split("-")[1]) >= from_step)
+    if not snaps:
+        raise FileNotFoundError(f"{run_dir / 'snapshots'}: no snapshots from step {from_step} on to average")
+    return snaps
 
 
 def ship_detector(
@@ -297,7 +324,7 @@ def ship_detector(
         },
         "steps": summary["steps"],
         "minutes": summary["minutes"],
-        "selected": f"best mean validation F1, step {summary['best']['step']}",
+        "selected": summary["selected"],
         "stored_dtype": "float16" if cfg.store_half else "float32",
         "date": dt.datetime.now().isoformat(timespec="seconds"),
     }
@@ -352,11 +379,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--free-cracks", type=float, help="DamageConfig.p_free_cracks (isolated cracks)")
     parser.add_argument("--texture", type=float, help="DamageConfig.p_texture (grainy surfaces)")
     parser.add_argument("--loss", choices=LOSSES)
+    parser.add_argument("--snapshot-every", type=int, help="keep the weights every N steps in <run-dir>/snapshots")
+    parser.add_argument("--average-from", type=int, help="ship the average of the snapshots from this step on")
     parser.add_argument("--no-ship", action="store_true", help="keep the best weights in the run folder only")
     args = parser.parse_args(argv)
     summary = train_detector(config_from_overrides(
         steps=args.steps, max_minutes=args.max_minutes, run_dir=args.run_dir, threads=args.threads, lr=args.lr,
-        refine=args.refine, init_weights=args.init_weights, loss=args.loss, ship=False if args.no_ship else None,
+        refine=args.refine, init_weights=args.init_weights, loss=args.loss,
+        snapshot_every=args.snapshot_every, average_from=args.average_from, ship=False if args.no_ship else None,
         damage=damage_overrides(args.free_cracks, args.texture)))
     print(json.dumps({k: summary[k] for k in ("steps", "minutes", "shipped") if k in summary}, indent=2))
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file as load_file_
 
 import models  # noqa: F401
 from models.checkpoint import load_checkpoint, save_checkpoint
@@ -116,6 +117,44 @@ def test_tiny_training_run_resumes_and_ships(shared_data: Path, tmp_path: Path) 
     assert model(torch.from_numpy(np.zeros((1, 3, 32, 32), np.float32))).shape == (1, 2, 32, 32)
 
 
+def test_snapshots_are_kept_and_their_average_is_shipped(shared_data: Path, tmp_path: Path) -> None:
+    from models.average_weights import average_state_dicts
+    from models.weights import get_entry, load_state
+
+    run_dir, manifest = tmp_path / "run", tmp_path / "w" / "manifest.json"
+    cfg = DetectorTrainConfig(steps=6, tile=64, batch=2, eval_every=3, checkpoint_every=3, val_tiles=2, warmup=1,
+                              run_dir=str(run_dir), decoder_channels=TINY["decoder_channels"], snapshot_every=2,
+                              average_from=4, store_half=False)
+    summary = train_detector(cfg, manifest_path=manifest, echo=None)
+    snaps = sorted((run_dir / "snapshots").glob("*.safetensors"))
+    assert [p.stem for p in snaps] == ["step-000002", "step-000004", "step-000006"]
+    assert summary["selected"] == "uniform average of 2 snapshots, steps 4-6 every 2"
+    shipped = load_state(get_entry("detector-resunet18", manifest), manifest.parent)
+    expected = average_state_dicts(snaps[1:])
+    name = next(k for k, v in expected.items() if v.dtype.is_floating_point and v.ndim == 4)
+    assert torch.allclose(shipped[name], expected[name])
+    a, b = (load_file_(p)[name] for p in snaps[1:])
+    assert torch.allclose(expected[name], (a + b) / 2) and not torch.equal(a, b)
+    with pytest.raises(ValueError, match="needs snapshot_every"):
+        DetectorTrainConfig(average_from=4)
+
+
+def test_averaging_refuses_snapshots_of_different_networks(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    from models.average_weights import average_state_dicts
+
+    save_file({"w": torch.ones(2, 2)}, str(tmp_path / "a.safetensors"))
+    save_file({"w": torch.ones(3, 2)}, str(tmp_path / "b.safetensors"))
+    save_file({"v": torch.ones(2, 2)}, str(tmp_path / "c.safetensors"))
+    with pytest.raises(ValueError, match="shape"):
+        average_state_dicts([tmp_path / "a.safetensors", tmp_path / "b.safetensors"])
+    with pytest.raises(ValueError, match="tensors differ"):
+        average_state_dicts([tmp_path / "a.safetensors", tmp_path / "c.safetensors"])
+    with pytest.raises(ValueError, match="no snapshots"):
+        average_state_dicts([])
+
+
 def test_refine_branch_starts_as_the_plain_network_and_learns(tmp_path: Path) -> None:
     from models.checkpoint import init_from
 
@@ -195,3 +234,18 @@ def test_command_line_opts_into_real_crack_styles_and_can_skip_shipping(monkeypa
     seen.clear()
     td.main(["--steps", "3"])
     assert seen["cfg"].damage == DetectorTrainConfig().damage and seen["cfg"].ship
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--average-from", "5"], "average_from needs snapshot_every"),
+    (["--loss", "l2"], "loss must be one of"),
+    (["--free-cracks", "1.5"], "p_free_cracks must be in [0, 1]"),
+])
+def test_train_detector_command_refuses_bad_settings_in_one_line(args: list[str], message: str) -> None:
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    result = CliRunner().invoke(app, ["train", "detector", "--no-flow", *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
