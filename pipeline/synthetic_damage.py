@@ -8,6 +8,10 @@ crack-bounded islands) that expose a textured ground (gesso colours) or a canvas
 Labels follow what is drawn: a pixel is craquelure (1) where the crack coverage is >= 0.5 and paint loss
 (2) where the loss coverage is >= 0.5 (paint loss is composited on top, so 2 wins). Everything is a pure
 function of the seed.
+
+Two opt-in styles (DamageConfig.p_free_cracks, p_texture; both 0 by default, so the default random stream and the
+held-out evaluation set are unchanged) widen what training sees: a few isolated, meandering, branching cracks
+instead of a network, and a grainy low-saturation surface (rough ground, stone, plaster, asphalt) under the damage.
 """
 
 from __future__ import annotations
