@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -71,3 +71,19 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture()
+def refused_in_one_line() -> Callable[[list[str], str], None]:
+    """Check that `retouch ARGS` exits 2 with `message` on one line and no traceback."""
+
+    def check(args: list[str], message: str) -> None:
+        from typer.testing import CliRunner
+
+        from flows.cli import app
+
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 2, result.output
+        assert message in result.output and "Traceback" not in result.output
+
+    return check
