@@ -61,12 +61,11 @@ def train_detector_command(
         "max_minutes": max_minutes, "run_dir": run_dir, "weights_name": weights_name, "refine": refine,
         "init_weights": init_weights, "loss": loss, "snapshot_every": snapshot_every,
         "average_from": average_from}.items() if v is not None}
-    from models.train_detector import damage_overrides
+    from models.train_detector import config_from_overrides, damage_overrides
+    from pipeline.errors import ConfigError
 
     if damage := damage_overrides(free_cracks, texture):
         overrides["damage"] = damage
-    from models.train_detector import config_from_overrides
-    from pipeline.errors import ConfigError
 
     try:  # refuse bad settings in one line before any work (or flow run) starts
         cfg = config_from_overrides(**overrides)

@@ -15,18 +15,15 @@ def average_state_dicts(paths: list[Path]) -> dict[str, torch.Tensor]:
     """The uniform average of the safetensors state dicts in `paths` (refuses differing keys or shapes)."""
     if not paths:
         raise ValueError("no snapshots to average")
-    total: dict[str, torch.Tensor] = {}
     first = load_file(str(paths[0]))
-    for path in paths:
+    total = {k: v.double() if v.dtype.is_floating_point else v for k, v in first.items()}
+    for path in paths[1:]:
         state = load_file(str(path))
         if state.keys() != first.keys():
             raise ValueError(f"{path}: tensors differ from {paths[0].name}'s; snapshots of one run only")
         for name, tensor in state.items():
             if tensor.shape != first[name].shape:
                 raise ValueError(f"{path}: {name} has shape {tuple(tensor.shape)}, not {tuple(first[name].shape)}")
-            if tensor.dtype.is_floating_point:
-                total[name] = total.get(name, 0.0) + tensor.double()
-            else:
-                total[name] = tensor
+            total[name] = total[name] + tensor.double() if tensor.dtype.is_floating_point else tensor
     return {k: (v / len(paths)).to(first[k].dtype) if first[k].dtype.is_floating_point else v
             for k, v in total.items()}

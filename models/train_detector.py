@@ -259,12 +259,11 @@ def train_detector(
                 for n in CLASS_NAMES))
             if extra["best"] is None or val["mean_f1"] > extra["best"]["mean_f1"]:
                 extra["best"] = record
-                save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(best_path))
+                _save_state(model, best_path)
                 log(f"new best mean F1 {val['mean_f1']:.4f} at step {step}")
         if cfg.snapshot_every and step % cfg.snapshot_every == 0:
-            snap = run_dir / "snapshots" / f"step-{step:06d}.safetensors"
-            snap.parent.mkdir(exist_ok=True)
-            save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(snap))
+            (run_dir / "snapshots").mkdir(exist_ok=True)
+            _save_state(model, run_dir / "snapshots" / f"step-{step:06d}.safetensors")
         if step % cfg.checkpoint_every == 0 or step == cfg.steps or out_of_time:
             extra["seconds"] = elapsed
             save_checkpoint(ckpt_path, model, optimizer, step, extra)
@@ -277,7 +276,7 @@ def train_detector(
             snaps = averaged_snapshots(run_dir, cfg.average_from)
             model.load_state_dict(average_state_dicts(snaps))
             summary["selected"] = (f"uniform average of {len(snaps)} snapshots, steps {cfg.average_from}-"
-                                   f"{int(snaps[-1].stem.split('-')[1])} every {cfg.snapshot_every}")
+                                   f"{_snapshot_step(snaps[-1])} every {cfg.snapshot_every}")
         else:
             model.load_state_dict(load_file(str(best_path)))
             summary["selected"] = f"best mean validation F1, step {summary['best']['step']}"
@@ -287,10 +286,17 @@ def train_detector(
     return summary
 
 
+def _save_state(model: torch.nn.Module, path: Path) -> None:
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+
+
+def _snapshot_step(path: Path) -> int:
+    return int(path.stem.split("-")[1])  # step-000150.safetensors -> 150
+
+
 def averaged_snapshots(run_dir: Path, from_step: int) -> list[Path]:
     """The run's snapshot files at or after `from_step`, in step order (refuses none)."""
-    snaps = sorted(p for p in (run_dir / "snapshots").glob("step-*.safetensors")
-                   if int(p.stem.split("-")[1]) >= from_step)
+    snaps = sorted(p for p in (run_dir / "snapshots").glob("step-*.safetensors") if _snapshot_step(p) >= from_step)
     if not snaps:
         raise FileNotFoundError(f"{run_dir / 'snapshots'}: no snapshots from step {from_step} on to average")
     return snaps

@@ -169,9 +169,7 @@ def _draw_cracks(shape: tuple[int, int], style: CrackStyle, rng: np.random.Gener
                      + bend[..., None] * bnorm[:, None, :])
             bw = (rng.uniform(style.width_min, style.width_max, n_br) * 0.8)[:, None] * (1 - tb * 0.85)
             _polylines(canvas, bpath, bw, np.ones_like(bw, bool), ss)
-    alpha = cv2.resize(canvas, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
-    alpha = cv2.GaussianBlur(alpha, (0, 0), 0.45)
-    alpha = np.clip(alpha * 1.15, 0, 1)  # keeps 1-px cracks' cores at full coverage after the blur
+    alpha = _crack_coverage(canvas, (h, w))
     cells = []
     for region_index in rng.permutation(len(vor.regions))[:400]:
         region = vor.regions[region_index]
@@ -181,6 +179,14 @@ def _draw_cracks(shape: tuple[int, int], style: CrackStyle, rng: np.random.Gener
             if 0 <= c[0] < w and 0 <= c[1] < h:
                 cells.append(poly)
     return _CrackDrawing(alpha=alpha, cells=cells)
+
+
+def _crack_coverage(canvas: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(H, W) float32 coverage in [0, 1] of cracks drawn on the supersampled canvas: area-downsampled, softened."""
+    h, w = shape
+    alpha = cv2.resize(canvas, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+    alpha = cv2.GaussianBlur(alpha, (0, 0), 0.45)
+    return np.clip(alpha * 1.15, 0, 1)  # keeps 1-px cracks' cores at full coverage after the blur
 
 
 def _polylines(canvas: np.ndarray, path: np.ndarray, width: np.ndarray, visible: np.ndarray, ss: int) -> None:
@@ -232,9 +238,7 @@ def _draw_free_cracks(shape: tuple[int, int], rng: np.random.Generator) -> _Crac
             bpath = path[j] + np.concatenate([[[0.0, 0.0]], np.cumsum(bsteps[:-1], 0)])
             bw = np.maximum(width[j] * 0.7 * (1 - np.linspace(0, 0.9, kb)), 0.8)
             _polylines(canvas, bpath[None], bw[None], np.ones((1, kb), bool), ss)
-    alpha = cv2.resize(canvas, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
-    alpha = np.clip(cv2.GaussianBlur(alpha, (0, 0), 0.45) * 1.15, 0, 1)
-    return _CrackDrawing(alpha=alpha, cells=[])
+    return _CrackDrawing(alpha=_crack_coverage(canvas, (h, w)), cells=[])
 
 
 def _surface_texture(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
@@ -404,15 +408,16 @@ def synthesize_damage(
     top = float(np.iinfo(image.dtype).max)
     colour = image[:, :, : min(c, 3)].astype(np.float32) / top  # (H, W, 1|3); alpha channel untouched
     grey = colour.shape[2] == 1
+
+    def tint(rgb: np.ndarray) -> np.ndarray:  # (..., 3) -> matching channel count
+        return rgb.mean(-1, keepdims=True) if grey else rgb
+
     # Opt-in draws happen only when enabled, so the default random stream (and the held-out set) is unchanged.
     if cfg.p_texture > 0 and rng.random() < cfg.p_texture:
         texture = _surface_texture((h, w), rng)
         blend = float(rng.uniform(0.5, 1.0))
-        colour = colour * (1 - blend) + (texture.mean(-1, keepdims=True) if grey else texture) * blend
+        colour = colour * (1 - blend) + tint(texture) * blend
     free_cracks = cfg.p_free_cracks > 0 and rng.random() < cfg.p_free_cracks
-
-    def tint(rgb: np.ndarray) -> np.ndarray:  # (..., 3) -> matching channel count
-        return rgb.mean(-1, keepdims=True) if grey else rgb
 
     crack_alpha = np.zeros((h, w), np.float32)
     cells: list[np.ndarray] = []
@@ -432,7 +437,7 @@ def synthesize_damage(
             fill = tint(DIRT_COLOUR * rng.uniform(0.6, 2.5))[None, None, :] + 0.25 * out * (1 - strength)
         else:
             ground = _ground_texture((h, w), c, rng, canvas=False)
-            fill = ground if not grey else ground.mean(-1, keepdims=True)
+            fill = tint(ground)
             fill = 0.85 * fill + 0.15 * out
         # Keep the contrast visible: the crack fill must differ from the paint it replaces.
         out = out * (1 - strength * a) + fill * (strength * a)
@@ -442,7 +447,7 @@ def synthesize_damage(
         cracks = crack_alpha >= 0.5 if cells or free_cracks else None
         loss_alpha = _loss_alpha((h, w), rng, cracks, cells, amount)
         ground = _ground_texture((h, w), c, rng, canvas=rng.random() < cfg.p_canvas)
-        ground = ground.mean(-1, keepdims=True) if grey else ground
+        ground = tint(ground)
         # The paint layer's broken edge throws a thin shadow onto the exposed ground.
         dy, dx = rng.choice([-2, -1, 1, 2]), rng.choice([-2, -1, 1, 2])
         rim = np.clip(loss_alpha - _shifted(loss_alpha, dy, dx), 0, 1)
