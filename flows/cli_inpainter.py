@@ -46,6 +46,9 @@ def train_inpainter_command(
         str | None, typer.Option(help="'image' (the paper's L_hole) or 'hole' (each image's hole L1 averaged over "
                                       "its own hole, so small holes and thin cracks weigh as much as large ones)")
     ] = None,
+    psnr_weight: Annotated[
+        float | None, typer.Option(help="weight of minus each composite's PSNR (dB) in the loss (default 0: off)")
+    ] = None,
     threads: Annotated[int | None, typer.Option(help="torch threads")] = None,
     run_dir: Annotated[str | None, typer.Option(help="checkpoints and log (resumes from here)")] = None,
     ship: Annotated[bool, typer.Option(help="save the final weights to the manifest as inpainter-pconv")] = True,
@@ -58,7 +61,7 @@ def train_inpainter_command(
             "phase1_steps": phase1_steps, "phase2_steps": phase2_steps, "tile": tile, "batch": batch,
             "depth": depth, "base_channels": base_channels, "feature_net": feature_net, "prefill": prefill,
             "prefill_iterations": prefill_iterations, "init_weights": init_weights, "threads": threads,
-            "run_dir": run_dir, "hole_norm": hole_norm,
+            "run_dir": run_dir, "hole_norm": hole_norm, "psnr_weight": psnr_weight,
         }.items()
         if v is not None
     }

@@ -42,6 +42,7 @@ class LossWeights:
     perceptual: float = 0.05
     style: float = 120.0
     tv: float = 0.1
+    psnr: float = 0.0  # Retouch's option: weight of minus the composite's PSNR in dB (see InpaintingLoss)
 
 
 class RandomFeatures(nn.Module):
@@ -129,6 +130,15 @@ def gram(f: torch.Tensor) -> torch.Tensor:
     return torch.bmm(f, f.transpose(1, 2)) / (c * h * w)
 
 
+def composite_psnr(comp: torch.Tensor, target: torch.Tensor, floor: float = 1e-6) -> torch.Tensor:
+    """PSNR in dB of each (B, C, H, W) composite against its target on the [0, 1] scale, as (B,).
+
+    `floor` is added to the mean squared error, so a perfect fill scores 60 dB, not infinity.
+    """
+    mse = (comp - target).square().mean(dim=(1, 2, 3))
+    return -10.0 * torch.log10(mse + floor)
+
+
 def total_variation(comp: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
     """Size-averaged TV of the composite over the 1-px dilation of the hole region."""
     region = F.max_pool2d(hole, 3, stride=1, padding=1)  # (B, 1, H, W)
@@ -147,6 +157,10 @@ class InpaintingLoss(nn.Module):
     which an image with a 5 % hole weighs a tenth of one with a 50 % hole. `"hole"` averages each image's L1
     over its own hole pixels, then over the batch, so that small holes and thin cracks count as much as
     large holes (Retouch's option; the evaluation scores every hole-ratio bin separately).
+    `weights.psnr` > 0 adds that weight times minus the PSNR (dB) of each composite against its target,
+    averaged over the batch: the evaluation's own figure. L1 trains towards the median; this term pulls
+    towards the mean, and its gradient grows as an image's error shrinks, so thin cracks and small holes,
+    where an L1-trained correction is noise around the smooth fill, are not drowned by large holes.
     """
 
     def __init__(
@@ -177,6 +191,9 @@ class InpaintingLoss(nn.Module):
             "tv": total_variation(comp, hole),
         }
         total = self.w.valid * terms["valid"] + self.w.hole * terms["hole"] + self.w.tv * terms["tv"]
+        if self.w.psnr:
+            terms["psnr"] = composite_psnr(comp, target).mean()
+            total = total - self.w.psnr * terms["psnr"]
         if self.features is not None:
             n = pred.shape[0]
             feats = self.features(torch.cat([pred, comp, target], dim=0))

@@ -24,7 +24,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from models.checkpoint import init_from
-from models.inpaint_loss import HOLE_NORMS, InpaintingLoss, build_feature_net
+from models.inpaint_loss import HOLE_NORMS, InpaintingLoss, LossWeights, build_feature_net
 from models.pconv import PREFILLS, PConvUNet, composite
 from models.weights import Tiling, WeightsEntry, save_weights
 from pipeline.errors import ConfigError
@@ -54,6 +54,7 @@ class InpainterTrainConfig:
     feature_net: str = "none"
     feature_seed: int = 0
     hole_norm: str = "image"  # models.inpaint_loss.HOLE_NORMS: the paper's L_hole, or averaged per image's hole
+    psnr_weight: float = 0.0  # weight of minus each composite's PSNR (dB) in the loss (LossWeights.psnr)
     seed: int = 0
     scales: tuple[float, ...] = (0.4, 0.5, 0.6, 0.75, 1.0)  # painting down-scalings tiles are cut from
     masks_per_bin: int = 40  # bank of masks per kind and bin (augmented by the 8 flips/rotations)
@@ -79,6 +80,8 @@ class InpainterTrainConfig:
             raise ConfigError(f"{self.init_weights}: init_weights file not found")
         if self.hole_norm not in HOLE_NORMS:
             raise ConfigError(f"hole_norm must be one of {', '.join(HOLE_NORMS)}, got {self.hole_norm!r}")
+        if self.psnr_weight < 0:
+            raise ConfigError(f"psnr_weight must be >= 0, got {self.psnr_weight}")
 
     @property
     def total_steps(self) -> int:
@@ -272,7 +275,8 @@ def train(cfg: InpainterTrainConfig, paintings_train: list[Path], paintings_val:
 
     sampler = TileSampler(cfg, paintings_train)
     val_x, val_m = validation_set(cfg, paintings_val)
-    criterion = InpaintingLoss(build_feature_net(cfg.feature_net, cfg.feature_seed), hole_norm=cfg.hole_norm)
+    criterion = InpaintingLoss(build_feature_net(cfg.feature_net, cfg.feature_seed),
+                               LossWeights(psnr=cfg.psnr_weight), hole_norm=cfg.hole_norm)
     model.train()
     sums: dict[str, float] = {}
     n_in_epoch = 0

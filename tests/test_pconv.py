@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from models.inpaint_loss import InpaintingLoss, RandomFeatures, build_feature_net
+from models.inpaint_loss import InpaintingLoss, LossWeights, RandomFeatures, build_feature_net, composite_psnr
 from models.pconv import PartialConv2d, PConvUNet
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -170,3 +171,21 @@ def test_hole_norm_weighs_every_image_by_its_own_hole() -> None:
     assert per_hole["hole"] == pytest.approx(0.5)
     with pytest.raises(ValueError, match="hole_norm"):
         InpaintingLoss(None, hole_norm="pixel")
+
+
+def test_psnr_term_is_minus_the_composites_psnr() -> None:
+    target = torch.zeros(2, 3, 8, 8)
+    pred = torch.full_like(target, 0.1)
+    mask = torch.ones(2, 1, 8, 8)
+    mask[0, :, :4, :] = 0  # half the image: MSE 0.005, PSNR 23.01 dB
+    mask[1, :, :, :] = 1  # no hole: the composite is the target, PSNR capped at 60 dB
+    psnr = composite_psnr(mask * target + (1 - mask) * pred, target)
+    assert psnr.tolist() == pytest.approx([-10 * math.log10(0.005 + 1e-6), 60.0], abs=1e-4)
+    plain, plain_terms = InpaintingLoss(None, hole_norm="hole")(pred, target, mask)
+    total, terms = InpaintingLoss(None, LossWeights(psnr=0.05), hole_norm="hole")(pred, target, mask)
+    assert "psnr" not in plain_terms and terms["psnr"] == pytest.approx(float(psnr.mean()))
+    assert float(total) == pytest.approx(float(plain) - 0.05 * terms["psnr"], abs=1e-5)
+    pred.requires_grad_(True)
+    loss, _ = InpaintingLoss(None, LossWeights(valid=0, hole=0, tv=0, psnr=1.0))(pred, target, mask)
+    loss.backward()
+    assert pred.grad[0, :, :4].gt(0).all() and pred.grad[1].eq(0).all()  # pushes the hole towards the target

@@ -74,6 +74,7 @@ def test_prefill_run_starts_from_weights_and_ships_a_loadable_model(shared_data:
     (["--init-weights", "/nonexistent/w.safetensors"], "/nonexistent/w.safetensors: init_weights file not found"),
     (["--tile", "100"], "must be multiples of 2**depth"),
     (["--hole-norm", "pixel"], "hole_norm must be one of image, hole, got 'pixel'"),
+    (["--psnr-weight", "-0.1"], "psnr_weight must be >= 0, got -0.1"),
 ])
 def test_train_command_refuses_bad_settings_in_one_line(
     args: list[str], message: str, refused_in_one_line: Callable[[list[str], str], None]
