@@ -46,6 +46,12 @@ def train_inpainter_command(
         str | None, typer.Option(help="'image' (the paper's L_hole) or 'hole' (each image's hole L1 averaged over "
                                       "its own hole, so small holes and thin cracks weigh as much as large ones)")
     ] = None,
+    refine: Annotated[
+        int | None, typer.Option(help="channels of a full-resolution refinement branch (default 0: none)")
+    ] = None,
+    refine_only: Annotated[
+        bool, typer.Option("--refine-only", help="train that branch only, the rest kept as --init-weights")
+    ] = False,
     psnr_weight: Annotated[
         float | None, typer.Option(help="weight of minus each composite's PSNR (dB) in the loss (default 0: off)")
     ] = None,
@@ -61,7 +67,8 @@ def train_inpainter_command(
             "phase1_steps": phase1_steps, "phase2_steps": phase2_steps, "tile": tile, "batch": batch,
             "depth": depth, "base_channels": base_channels, "feature_net": feature_net, "prefill": prefill,
             "prefill_iterations": prefill_iterations, "init_weights": init_weights, "threads": threads,
-            "run_dir": run_dir, "hole_norm": hole_norm, "psnr_weight": psnr_weight,
+            "run_dir": run_dir, "hole_norm": hole_norm, "psnr_weight": psnr_weight, "refine": refine,
+            "refine_only": refine_only or None,
         }.items()
         if v is not None
     }

@@ -121,6 +121,13 @@ class PConvUNet(nn.Module):
     every other layer are unchanged. The last layer starts at zero, so an untrained network returns the
     fill, and training learns the correction (texture, edges carried across the hole) that a smooth
     interpolation cannot give.
+
+    `refine=C` > 0 (Retouch's variant) adds a small full-resolution branch: plain convolutions (5x5 then
+    3x3, C channels, LeakyReLU) over the masked image, the mask, the fill (with a prefill) and the
+    decoder's output, whose last 3x3 layer adds a correction to that output. Every other layer of the
+    network works at half resolution or coarser, and its last layer sees only 3x3 pixels, so without the
+    branch the fill of a 1-3 px crack cannot use the paint on both sides of it. The branch's last layer
+    starts at zero: a network extended from trained weights starts out giving exactly their answer.
     """
 
     def __init__(
@@ -131,8 +138,11 @@ class PConvUNet(nn.Module):
         max_channels: int = 512,
         prefill: str = "none",
         prefill_iterations: int | None = None,
+        refine: int = 0,
     ) -> None:
         super().__init__()
+        if refine < 0:
+            raise ValueError(f"refine must be >= 0, got {refine}")
         if depth < 1:
             raise ValueError(f"depth must be >= 1, got {depth}")
         if prefill not in PREFILLS:
@@ -156,6 +166,18 @@ class PConvUNet(nn.Module):
         self.decoder = nn.ModuleList(decoder)
         if prefill != "none":
             self.zero_last_layer()
+        self.refine_channels = refine
+        self.refine: nn.Sequential | None = None
+        if refine:
+            c_in = in_channels * (3 if prefill != "none" else 2) + 1  # image, [fill], decoder output, mask
+            self.refine = nn.Sequential(
+                nn.Conv2d(c_in, refine, 5, padding=2), nn.LeakyReLU(0.2),
+                nn.Conv2d(refine, refine, 3, padding=1), nn.LeakyReLU(0.2),
+                nn.Conv2d(refine, in_channels, 3, padding=1),
+            )
+            with torch.no_grad():
+                self.refine[-1].weight.zero_()
+                self.refine[-1].bias.zero_()
 
     def zero_last_layer(self) -> None:
         """Set the last layer's weights and bias to 0 (with a prefill: the network returns the fill)."""
@@ -181,6 +203,8 @@ class PConvUNet(nn.Module):
             args["prefill"] = self.prefill
             if self.prefill_iterations is not None:
                 args["prefill_iterations"] = self.prefill_iterations
+        if self.refine_channels:
+            args["refine"] = self.refine_channels
         return args
 
     def check_size(self, height: int, width: int) -> None:
@@ -214,6 +238,9 @@ class PConvUNet(nn.Module):
         for block in self.decoder:
             skip, skip_m = skips.pop()
             h, m = block(h, m, skip, skip_m)  # up one level
+        if self.refine is not None:
+            parts = [x * mask, mask, h] if fill is None else [x * mask, mask, fill * 2.0 - 1.0, h]
+            h = h + self.refine(torch.cat(parts, dim=1))
         if fill is not None:
             return fill + h * 0.5  # the correction, on the [0, 1] scale, added to the smooth fill
         return h * 0.5 + 0.5  # (B, C, H, W) on the input's [0, 1] scale
@@ -230,8 +257,20 @@ class PConvUNet(nn.Module):
                 for p in block.bn.parameters():
                     p.requires_grad_(False)
 
+    def freeze_base(self) -> None:
+        """Train the refinement branch only: every other layer keeps its weights and batch-norm statistics."""
+        if self.refine is None:
+            raise ValueError("freeze_base needs a refinement branch (refine > 0)")
+        self._base_frozen = True
+        for name, p in self.named_parameters():
+            p.requires_grad_(name.startswith("refine."))
+        self.train(self.training)
+
     def train(self, mode: bool = True) -> PConvUNet:
         super().train(mode)
+        if mode and getattr(self, "_base_frozen", False):
+            self.encoder.eval()
+            self.decoder.eval()
         if mode and getattr(self, "_encoder_bn_frozen", False):
             for block in self.encoder:
                 if block.bn is not None:

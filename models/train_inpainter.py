@@ -65,6 +65,8 @@ class InpainterTrainConfig:
     run_dir: str = "runs/inpainter"
     prefill: str = "none"  # else a smooth fill to correct (models.pconv.PREFILLS, models.pconv.PConvUNet)
     prefill_iterations: int | None = None  # iterations of that fill (None: the fill function's default)
+    refine: int = 0  # channels of PConvUNet's full-resolution refinement branch (0: none, the paper's network)
+    refine_only: bool = False  # train the refinement branch only; the rest keeps the init_weights as they are
     init_weights: str = ""  # safetensors file to start from (layers whose shapes differ keep their init)
 
     def __post_init__(self) -> None:
@@ -76,6 +78,10 @@ class InpainterTrainConfig:
             raise ConfigError(f"prefill must be one of {', '.join(PREFILLS)}, got {self.prefill!r}")
         if self.prefill_iterations is not None and self.prefill_iterations < 0:
             raise ConfigError(f"prefill_iterations must be >= 0, got {self.prefill_iterations}")
+        if self.refine < 0:
+            raise ConfigError(f"refine must be >= 0, got {self.refine}")
+        if self.refine_only and not (self.refine and self.init_weights):
+            raise ConfigError("refine_only needs refine > 0 and init_weights (the network to refine)")
         if self.init_weights and not Path(self.init_weights).is_file():
             raise ConfigError(f"{self.init_weights}: init_weights file not found")
         if self.hole_norm not in HOLE_NORMS:
@@ -234,7 +240,7 @@ def load_checkpoint(path: Path, model: PConvUNet) -> tuple[dict[str, Any], dict[
 def build_model(cfg: InpainterTrainConfig) -> PConvUNet:
     return PConvUNet(in_channels=3, base_channels=cfg.base_channels, depth=cfg.depth,
                      max_channels=cfg.max_channels, prefill=cfg.prefill,
-                     prefill_iterations=cfg.prefill_iterations)
+                     prefill_iterations=cfg.prefill_iterations, refine=cfg.refine)
 
 
 def train(cfg: InpainterTrainConfig, paintings_train: list[Path], paintings_val: list[Path]) -> Path:
@@ -264,6 +270,8 @@ def train(cfg: InpainterTrainConfig, paintings_train: list[Path], paintings_val:
         print(f"started from {cfg.init_weights}; left at their init: {', '.join(fresh) or 'none'}", flush=True)
     if step >= cfg.total_steps:
         return ckpt
+    if cfg.refine_only:
+        model.freeze_base()
     phase = 1 if step < cfg.phase1_steps else 2
     if phase == 2:
         model.freeze_encoder_bn()
@@ -377,6 +385,8 @@ def main(argv: list[str] | None = None) -> None:
     for key, val in asdict(defaults).items():
         if isinstance(val, tuple):
             parser.add_argument(f"--{key}", type=float, nargs="+", default=val)
+        elif isinstance(val, bool):
+            parser.add_argument(f"--{key}", action="store_true")
         else:
             parser.add_argument(f"--{key}", type=int if val is None else type(val), default=val)  # None: an int
     parser.add_argument("--export", action="store_true", help="save_weights from the final checkpoint")

@@ -189,3 +189,32 @@ def test_psnr_term_is_minus_the_composites_psnr() -> None:
     loss, _ = InpaintingLoss(None, LossWeights(valid=0, hole=0, tv=0, psnr=1.0))(pred, target, mask)
     loss.backward()
     assert pred.grad[0, :, :4].gt(0).all() and pred.grad[1].eq(0).all()  # pushes the hole towards the target
+
+
+def test_refine_branch_starts_as_the_network_it_extends_and_trains_alone() -> None:
+    torch.manual_seed(0)
+    base = PConvUNet(base_channels=8, depth=3, max_channels=16, prefill="harmonic")
+    torch.nn.init.normal_(base.decoder[-1].pconv.conv.weight, std=0.1)  # a "trained" last layer
+    ext = PConvUNet(base_channels=8, depth=3, max_channels=16, prefill="harmonic", refine=4)
+    assert ext.arch_args()["refine"] == 4 and "refine" not in base.arch_args()
+    missing = ext.load_state_dict(base.state_dict(), strict=False).missing_keys
+    assert missing and all(k.startswith("refine.") for k in missing)
+    x, m = torch.rand(2, 3, 16, 16), (torch.rand(2, 1, 16, 16) > 0.3).float()
+    base.eval(), ext.eval()
+    with torch.no_grad():
+        assert torch.equal(ext(x * m, m), base(x * m, m))  # the branch's last layer starts at zero
+    ext.freeze_base()
+    ext.train()
+    before = {k: v.clone() for k, v in ext.state_dict().items()}
+    opt = torch.optim.Adam([p for p in ext.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(3):
+        loss = (ext(x * m, m) - x).abs().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    changed = {k for k, v in ext.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed and all(k.startswith("refine.") for k in changed)  # weights and BN statistics kept
+    with pytest.raises(ValueError, match="refine"):
+        base.freeze_base()
+    with pytest.raises(ValueError, match="refine must be >= 0"):
+        PConvUNet(refine=-1)

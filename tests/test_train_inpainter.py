@@ -67,6 +67,17 @@ def test_prefill_run_starts_from_weights_and_ships_a_loadable_model(shared_data:
         out = model(x * m, m)
     assert out.shape == x.shape and not torch.equal(out, harmonic_fill(x, m))  # two steps moved the last layer
 
+    shipped = tmp_path / "w" / entry.file
+    refined = train(replace(cfg, run_dir=str(tmp_path / "r"), phase1_steps=2, refine=4, refine_only=True,
+                            init_weights=str(shipped)), train_set, val_set)
+    entry = export_weights(refined, manifest_path=tmp_path / "w2" / "manifest.json")
+    assert entry.arch_args["refine"] == 4
+    extended, _ = load_model(entry.name, tmp_path / "w2" / "manifest.json")
+    kept = extended.state_dict()
+    for name, tensor in model.state_dict().items():  # the refined run changed its branch only
+        assert torch.equal(kept[name], tensor), name
+    assert any(not torch.equal(t, torch.zeros_like(t)) for k, t in kept.items() if k.startswith("refine.4."))
+
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--prefill", "telea"], "prefill must be one of none, harmonic, biharmonic, biharmonic-cg"),
@@ -75,6 +86,8 @@ def test_prefill_run_starts_from_weights_and_ships_a_loadable_model(shared_data:
     (["--tile", "100"], "must be multiples of 2**depth"),
     (["--hole-norm", "pixel"], "hole_norm must be one of image, hole, got 'pixel'"),
     (["--psnr-weight", "-0.1"], "psnr_weight must be >= 0, got -0.1"),
+    (["--refine", "-1"], "refine must be >= 0, got -1"),
+    (["--refine-only"], "refine_only needs refine > 0 and init_weights"),
 ])
 def test_train_command_refuses_bad_settings_in_one_line(
     args: list[str], message: str, refused_in_one_line: Callable[[list[str], str], None]
