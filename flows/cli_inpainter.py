@@ -116,6 +116,9 @@ def evaluate_inpaint_command(
         Path | None, typer.Option(help="folder of hole masks paired by file stem (default: seeded masks)")
     ] = None,
     seed: Annotated[int, typer.Option(help="seed of the generated masks")] = 0,
+    masks_per_bin: Annotated[
+        int, typer.Option(help="generated masks per image, kind and bin (mask r uses seed + r)", min=1)
+    ] = 1,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the figures here")] = None,
     save: Annotated[Path | None, typer.Option(help="write the model's composites (PNG, by stem) here")] = None,
     weights: Annotated[str, typer.Option(help="manifest name of the inpainter weights")] = "inpainter-pconv",
@@ -139,7 +142,7 @@ def evaluate_inpaint_command(
             import torch
 
             torch.set_num_threads(threads)
-        cfg = EvalConfig(seed=seed, long_side=long_side, tile=tile, overlap=overlap,
+        cfg = EvalConfig(seed=seed, masks_per_bin=masks_per_bin, long_side=long_side, tile=tile, overlap=overlap,
                          kinds=tuple(k.strip() for k in kinds.split(",") if k.strip()),
                          methods=tuple(m.strip() for m in methods.split(",") if m.strip()))
         model = None
@@ -173,13 +176,17 @@ def format_table(result: dict, margins: dict) -> str:
     from pipeline.inpaint_eval import METHODS
 
     methods = [m for m in METHODS if m in result]
-    lines = [f"{'kind/bin':<22}" + "".join(f"{m:>24}" for m in methods) + "   margin dPSNR  dSSIM"]
+    head = "   margin dPSNR  dSSIM  (paired standard error)"
+    lines = [f"{'kind/bin':<22}" + "".join(f"{m:>24}" for m in methods) + head]
     for key in result[methods[0]]:
         row = f"{key:<22}"
         for m in methods:
             f = result[m][key]
             row += f"{f['psnr']:>9.2f} {f['ssim']:.4f} {f['l1_hole']:.4f}"
         if key in margins:
-            row += f"   {margins[key]['psnr']:+8.2f} {margins[key]['ssim']:+.4f}"
+            m = margins[key]
+            row += f"   {m['psnr']:+8.2f} {m['ssim']:+.4f}"
+            if "psnr_se" in m:
+                row += f"  (se {m['psnr_se']:.2f} dB, {m['ssim_se']:.4f}; n {result['model'][key]['n']})"
         lines.append(row)
     return "\n".join(lines)

@@ -7,6 +7,10 @@ error on the [0, 1] scale). Methods: the PConv model, OpenCV Telea and Navier-St
 scikit-image `inpaint_biharmonic`, and two fills of `models.smooth_fill`: `harmonic` and `fast_biharmonic`
 (`biharmonic_cg`, 64 conjugate-gradient steps: the starting point of the shipped model, built with
 `prefill="biharmonic-cg"`, so the table shows what the network adds).
+A bin of a few images is a noisy figure (one hard painting region moves a 0-10 % bin by tenths of a dB), so
+`masks_per_bin` draws several masks per image, kind and bin (mask r uses seed `seed + r`, so
+`masks_per_bin=N` pools the runs of seeds seed..seed+N-1), and every figure carries its standard error
+over the cases (`psnr_se`, `ssim_se`, `l1_hole_se`) and their count `n`.
 Images are downscaled (INTER_AREA) so the long side is at most `long_side` px (default 512): biharmonic
 solves a sparse system per hole region, and at full size it would take minutes per image; all methods see
 the same downscaled image and mask.
@@ -49,6 +53,11 @@ class EvalConfig:
     overlap: int = 64
     kinds: tuple[str, ...] = KINDS
     methods: tuple[str, ...] = METHODS
+    masks_per_bin: int = 1
+
+    def __post_init__(self) -> None:
+        if self.masks_per_bin < 1:
+            raise ValueError(f"masks_per_bin must be >= 1, got {self.masks_per_bin}")
 
 
 def as_rgb8(image: np.ndarray) -> np.ndarray:
@@ -140,10 +149,12 @@ def cases(
                 hole = small.astype(bool)
             out.append((path.stem, f"given/{ratio_bin(float(hole.mean()))}", clean, hole))
             continue
-        for kind in cfg.kinds:
-            for lo, hi in BINS:
-                hole = mask_in_bin(kind, clean.shape[:2], lo, hi, mask_seed(cfg.seed, path.stem, kind, lo))
-                out.append((path.stem, f"{kind}/{bin_name(lo, hi)}", clean, hole))
+        for r in range(cfg.masks_per_bin):
+            name = path.stem if r == 0 else f"{path.stem}-mask{r}"
+            for kind in cfg.kinds:
+                for lo, hi in BINS:
+                    hole = mask_in_bin(kind, clean.shape[:2], lo, hi, mask_seed(cfg.seed + r, path.stem, kind, lo))
+                    out.append((name, f"{kind}/{bin_name(lo, hi)}", clean, hole))
     return out
 
 
@@ -167,7 +178,7 @@ def evaluate(
             else:
                 filled = classical_fill(method, clean, hole)
             seconds[method] += time.perf_counter() - t0
-            per[method].setdefault(key, []).append(score(clean, filled, hole))
+            per[method].setdefault(key, []).append(score(clean, filled, hole) | {"image": stem})
             if save_dir is not None and method == "model":
                 sub = save_dir if masks_dir is not None else save_dir / key
                 write_png(sub / f"{stem}.png", filled)
@@ -175,17 +186,13 @@ def evaluate(
                     write_png(save_dir / "masks" / key / f"{stem}.png", hole.astype(np.uint8) * 255)
         if progress:
             progress(f"{stem} {key} done")
-    result: dict[str, Any] = {
-        m: {
-            key: {k: float(np.mean([s[k] for s in rows])) for k in ("psnr", "ssim", "l1_hole")} | {"n": len(rows)}
-            for key, rows in sorted(per[m].items())
-        }
-        for m in methods
-    }
+    result: dict[str, Any] = {m: {key: summary(rows) for key, rows in sorted(per[m].items())} for m in methods}
+    result["cases"] = {m: dict(sorted(per[m].items())) for m in methods}  # every case's figures, for pairing
     result["settings"] = {
         "images": [p.name for p in images],
         "masks_dir": str(masks_dir) if masks_dir else None,
         "seed": cfg.seed,
+        "masks_per_bin": cfg.masks_per_bin if masks_dir is None else None,
         "long_side": cfg.long_side,
         "tile": cfg.tile,
         "overlap": cfg.overlap,
@@ -194,16 +201,37 @@ def evaluate(
     return result
 
 
+def summary(rows: Sequence[dict[str, float]]) -> dict[str, float]:
+    """Mean of each figure over the cases, its standard error (0 for one case) and the count `n`."""
+    out: dict[str, float] = {}
+    for k in ("psnr", "ssim", "l1_hole"):
+        values = np.array([r[k] for r in rows], np.float64)
+        out[k] = float(values.mean())
+        out[f"{k}_se"] = float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
+    return out | {"n": len(rows)}
+
+
 def compare(result: dict[str, Any]) -> dict[str, dict[str, float]]:
-    """Per 'kind/bin': model minus the best classical method on PSNR and SSIM (positive = model wins)."""
+    """Per 'kind/bin': model minus the best classical method on PSNR and SSIM (positive = model wins).
+
+    With the per-case figures of `evaluate` at hand, also the standard error of that margin over the paired
+    cases (`psnr_se`, `ssim_se`: same image and mask for both methods, so image difficulty cancels).
+    """
     classical = [m for m in CLASSICAL if m in result]
     out: dict[str, dict[str, float]] = {}
     if not classical:
         return out
+    cases = result.get("cases", {})
     for key, fig in result.get("model", {}).items():
-        out[key] = {
-            metric: fig[metric] - max(result[m][key][metric] for m in classical) for metric in ("psnr", "ssim")
-        }
+        out[key] = {}
+        for metric in ("psnr", "ssim"):
+            best = max(classical, key=lambda m: result[m][key][metric])
+            out[key][metric] = fig[metric] - result[best][key][metric]
+            if "model" in cases and best in cases:
+                diffs = np.array([a[metric] - b[metric] for a, b in zip(cases["model"][key], cases[best][key],
+                                                                          strict=True)])
+                se = diffs.std(ddof=1) / np.sqrt(len(diffs)) if len(diffs) > 1 else 0.0
+                out[key][f"{metric}_se"] = float(se)
     return out
 
 

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from models.pconv import PConvUNet
 from pipeline.image_io import read_image, write_png
-from pipeline.inpaint_eval import METHODS, EvalConfig, classical_fill, compare, evaluate, score
+from pipeline.inpaint_eval import METHODS, EvalConfig, cases, classical_fill, compare, evaluate, score
 from pipeline.masks import BINS, KINDS, bin_name, mask_in_bin
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -53,6 +53,45 @@ def test_evaluate_reports_every_method_kind_and_bin(tmp_path: Path) -> None:
             assert {"psnr", "ssim", "l1_hole"} <= set(fig)
     assert set(compare(result)) == set(result["model"])
     assert read_image(tmp_path / "out" / "irregular" / "0-10" / "a.png").shape == (48, 64, 3)
+
+
+def test_masks_per_bin_pools_consecutive_seeds_with_standard_errors(tmp_path: Path) -> None:
+    write_png(tmp_path / "a.png", _image())
+    images = [tmp_path / "a.png"]
+    pooled = cases(images, None, EvalConfig(kinds=("paint_loss",), masks_per_bin=2))
+    seed0 = cases(images, None, EvalConfig(kinds=("paint_loss",), seed=0))
+    seed1 = cases(images, None, EvalConfig(kinds=("paint_loss",), seed=1))
+    assert len(pooled) == 2 * len(BINS)
+    for (_, key, _, hole), (_, key_b, _, hole_b) in zip(pooled, seed0 + seed1, strict=True):
+        assert key == key_b and np.array_equal(hole, hole_b)
+    assert {c[0] for c in pooled} == {"a", "a-mask1"}  # --save writes both without overwriting
+    with pytest.raises(ValueError, match="masks_per_bin"):
+        EvalConfig(masks_per_bin=0)
+
+    result = evaluate(images, None, EvalConfig(kinds=("paint_loss",), methods=("biharmonic", "telea"),
+                                               masks_per_bin=2))
+    for key, fig in result["biharmonic"].items():
+        rows = [c["psnr"] for c in result["cases"]["biharmonic"][key]]
+        assert fig["n"] == 2 and len(rows) == 2
+        assert fig["psnr"] == pytest.approx(np.mean(rows))
+        assert fig["psnr_se"] == pytest.approx(abs(rows[0] - rows[1]) / 2)  # sd/sqrt(2) of two values
+
+
+def test_compare_gives_the_paired_standard_error_of_the_margin() -> None:
+    def fig(values: list[float]) -> dict:
+        return {"psnr": float(np.mean(values)), "ssim": 0.5}
+
+    model, telea = [30.0, 40.0, 35.0], [29.0, 38.0, 35.0]  # differences 1, 2, 0
+    result = {
+        "model": {"k/0-10": fig(model)},
+        "telea": {"k/0-10": fig(telea)},
+        "cases": {"model": {"k/0-10": [{"psnr": v, "ssim": 0.5} for v in model]},
+                  "telea": {"k/0-10": [{"psnr": v, "ssim": 0.5} for v in telea]}},
+    }
+    margin = compare(result)["k/0-10"]
+    assert margin["psnr"] == pytest.approx(1.0)
+    assert margin["psnr_se"] == pytest.approx(1.0 / np.sqrt(3))  # sd of (1, 2, 0) is 1
+    assert margin["ssim"] == 0 and margin["ssim_se"] == 0
 
 
 def test_cli_with_given_masks_pairs_by_stem(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
