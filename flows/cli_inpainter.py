@@ -149,12 +149,24 @@ def evaluate_inpaint_command(
         if "model" in cfg.methods:
             model = _checkpoint_model(checkpoint) if checkpoint else _load_model(weights)
         result = evaluate(_image_list(images, split), model, cfg, masks_dir=masks, save_dir=save)
+        if model is not None:
+            result["weights"] = _weights_info(weights, checkpoint)
         typer.echo(format_table(result, compare(result)))
         if json_out:
             write_json(result, json_out)
             typer.echo(f"wrote {json_out}")
 
     run()
+
+
+def _weights_info(weights: str, checkpoint: Path | None) -> dict[str, str]:
+    """What was scored: the checkpoint file, or the manifest entry (name, file, sha256) of the weights."""
+    from models.weights import get_entry
+
+    if checkpoint is not None:
+        return {"checkpoint": str(checkpoint)}
+    entry = get_entry(weights)
+    return {"name": entry.name, "file": entry.file, "sha256": entry.sha256}
 
 
 def _image_list(images: Path | None, split: str | None) -> list[Path]:

@@ -117,6 +117,9 @@ def test_cli_with_given_masks_pairs_by_stem(tmp_path: Path, monkeypatch: pytest.
     assert res.exit_code == 0, res.output
     result = json.loads((tmp_path / "r.json").read_text())
     assert list(result["biharmonic"]) == ["given/0-10"]
+    from models.weights import get_entry
+
+    assert result["weights"]["sha256"] == get_entry("inpainter-pconv").sha256  # what was scored
     filled = read_image(tmp_path / "filled" / "a.png")
     assert np.array_equal(filled[hole == 0], _image()[hole == 0])
 
