@@ -201,13 +201,19 @@ def evaluate(
     return result
 
 
+def standard_error(values: Sequence[float]) -> float:
+    """Standard error of the mean of `values` (sample sd / sqrt(n)); 0 for a single value."""
+    a = np.asarray(values, np.float64)
+    return float(a.std(ddof=1) / np.sqrt(len(a))) if len(a) > 1 else 0.0
+
+
 def summary(rows: Sequence[dict[str, float]]) -> dict[str, float]:
     """Mean of each figure over the cases, its standard error (0 for one case) and the count `n`."""
     out: dict[str, float] = {}
     for k in ("psnr", "ssim", "l1_hole"):
-        values = np.array([r[k] for r in rows], np.float64)
-        out[k] = float(values.mean())
-        out[f"{k}_se"] = float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
+        values = [r[k] for r in rows]
+        out[k] = float(np.mean(values))
+        out[f"{k}_se"] = standard_error(values)
     return out | {"n": len(rows)}
 
 
@@ -228,10 +234,8 @@ def compare(result: dict[str, Any]) -> dict[str, dict[str, float]]:
             best = max(classical, key=lambda m: result[m][key][metric])
             out[key][metric] = fig[metric] - result[best][key][metric]
             if "model" in cases and best in cases:
-                diffs = np.array([a[metric] - b[metric] for a, b in zip(cases["model"][key], cases[best][key],
-                                                                          strict=True)])
-                se = diffs.std(ddof=1) / np.sqrt(len(diffs)) if len(diffs) > 1 else 0.0
-                out[key][f"{metric}_se"] = float(se)
+                pairs = zip(cases["model"][key], cases[best][key], strict=True)
+                out[key][f"{metric}_se"] = standard_error([a[metric] - b[metric] for a, b in pairs])
     return out
 
 
