@@ -53,6 +53,8 @@ def train_detector_command(
                                                           "cracks instead of a network (default 0)")] = None,
     texture: Annotated[float | None, typer.Option(help="share of tiles overlaid with a grainy surface "
                                                       "texture first (default 0)")] = None,
+    dark_cracks: Annotated[float | None, typer.Option(help="share of crack networks filled with dark dirt rather "
+                                                          "than showing the light ground (default 0.7)")] = None,
     no_flow: Annotated[bool, typer.Option("--no-flow", help="run without Prefect")] = False,
 ) -> None:
     """Train the damage detector (resumable) and ship the best weights to the manifest."""
@@ -64,7 +66,7 @@ def train_detector_command(
     from models.train_detector import config_from_overrides, damage_overrides
     from pipeline.errors import ConfigError
 
-    if damage := damage_overrides(free_cracks, texture):
+    if damage := damage_overrides(free_cracks, texture, dark_cracks):
         overrides["damage"] = damage
 
     try:  # refuse bad settings in one line before any work (or flow run) starts

@@ -363,15 +363,18 @@ def config_from_overrides(**overrides: Any) -> DetectorTrainConfig:
     return DetectorTrainConfig(**{k: v for k, v in overrides.items() if v is not None})
 
 
-def damage_overrides(free_cracks: float | None = None, texture: float | None = None) -> dict[str, float] | None:
-    """DamageConfig fields for the opt-in styles that were given (JSON-able), or None to keep the default."""
-    extra = {k: v for k, v in (("p_free_cracks", free_cracks), ("p_texture", texture)) if v is not None}
+def damage_overrides(
+    free_cracks: float | None = None, texture: float | None = None, dark_cracks: float | None = None
+) -> dict[str, float] | None:
+    """DamageConfig fields for the styles and mixes that were given (JSON-able), or None to keep the default."""
+    given = (("p_free_cracks", free_cracks), ("p_texture", texture), ("p_dark_cracks", dark_cracks))
+    extra = {k: v for k, v in given if v is not None}
     return extra or None
 
 
 def main(argv: list[str] | None = None) -> None:
     """`python -m models.train_detector [--steps N] [--max-minutes M] [--run-dir D] [--init-weights F]
-    [--free-cracks P] [--texture P] [--refine C] [--no-ship]` (no Prefect)."""
+    [--free-cracks P] [--texture P] [--dark-cracks P] [--refine C] [--no-ship]` (no Prefect)."""
     import argparse
 
     parser = argparse.ArgumentParser(description=main.__doc__)
@@ -384,6 +387,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--init-weights")
     parser.add_argument("--free-cracks", type=float, help="DamageConfig.p_free_cracks (isolated cracks)")
     parser.add_argument("--texture", type=float, help="DamageConfig.p_texture (grainy surfaces)")
+    parser.add_argument("--dark-cracks", type=float, help="DamageConfig.p_dark_cracks (dirt-filled, not ground)")
     parser.add_argument("--loss", choices=LOSSES)
     parser.add_argument("--snapshot-every", type=int, help="keep the weights every N steps in <run-dir>/snapshots")
     parser.add_argument("--average-from", type=int, help="ship the average of the snapshots from this step on")
@@ -393,7 +397,7 @@ def main(argv: list[str] | None = None) -> None:
         steps=args.steps, max_minutes=args.max_minutes, run_dir=args.run_dir, threads=args.threads, lr=args.lr,
         refine=args.refine, init_weights=args.init_weights, loss=args.loss,
         snapshot_every=args.snapshot_every, average_from=args.average_from, ship=False if args.no_ship else None,
-        damage=damage_overrides(args.free_cracks, args.texture)))
+        damage=damage_overrides(args.free_cracks, args.texture, args.dark_cracks)))
     print(json.dumps({k: summary[k] for k in ("steps", "minutes", "shipped") if k in summary}, indent=2))
 
 

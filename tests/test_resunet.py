@@ -228,9 +228,10 @@ def test_command_line_opts_into_real_crack_styles_and_can_skip_shipping(monkeypa
 
     seen = {}
     monkeypatch.setattr(td, "train_detector", lambda cfg: seen.setdefault("cfg", cfg) and {"steps": 0})
-    td.main(["--steps", "3", "--free-cracks", "0.3", "--texture", "0.2", "--no-ship"])
+    td.main(["--steps", "3", "--free-cracks", "0.3", "--texture", "0.2", "--dark-cracks", "0.5", "--no-ship"])
     cfg = seen["cfg"]
     assert (cfg.damage.p_free_cracks, cfg.damage.p_texture, cfg.ship, cfg.steps) == (0.3, 0.2, False, 3)
+    assert cfg.damage.p_dark_cracks == 0.5
     assert cfg.damage.p_craquelure == DetectorTrainConfig().damage.p_craquelure
     seen.clear()
     td.main(["--steps", "3"])
@@ -241,6 +242,7 @@ def test_command_line_opts_into_real_crack_styles_and_can_skip_shipping(monkeypa
     (["--average-from", "5"], "average_from needs snapshot_every"),
     (["--loss", "l2"], "loss must be one of"),
     (["--free-cracks", "1.5"], "p_free_cracks must be in [0, 1]"),
+    (["--dark-cracks", "-0.1"], "p_dark_cracks must be in [0, 1]"),
 ])
 def test_train_detector_command_refuses_bad_settings_in_one_line(
     args: list[str], message: str, refused_in_one_line: Callable[[list[str], str], None]
