@@ -28,6 +28,7 @@ def register(train_app: typer.Typer, evaluate_app: typer.Typer) -> None:
     train_app.command("baseline")(clean_errors(train_baseline_command))
     evaluate_app.command("detect")(clean_errors(evaluate_detect_command))
     evaluate_app.command("make-detect-set")(clean_errors(make_detect_set_command))
+    evaluate_app.command("detect-styles")(clean_errors(detect_styles_command))
 
 
 def train_detector_command(
@@ -133,3 +134,44 @@ def make_detect_set_command(
 
     paths = make_synthetic_set(out, split=split, copies=copies, seed=seed)
     typer.echo(f"wrote {len(paths)} images to {out}/images and label masks to {out}/masks")
+
+
+def detect_styles_command(
+    weights: Annotated[str, typer.Option(help="manifest name of the detector weights")] = "detector-resunet18",
+    copies: Annotated[int, typer.Option(min=1, help="seeded crops per VAL painting, style and fill")] = 2,
+    crop: Annotated[int, typer.Option(min=64, help="crop side (px)")] = 512,
+    seed: Annotated[int, typer.Option(help="first seed")] = 7_000_000,
+    no_baseline: Annotated[bool, typer.Option("--no-baseline", help="skip the classical baseline")] = False,
+    tta: TtaOpt = 1,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the figures here")] = None,
+) -> None:
+    """Craquelure scores per crack style (canvas, panel, fine, isotropic, wide) and fill (dark, light)."""
+    from pipeline.detect_eval import EvalOptions, _load_model
+    from pipeline.detect_infer import predict_probabilities
+    from pipeline.detect_styles import format_styles, style_breakdown
+    from pipeline.image_io import read_image, to_float
+    from pipeline.paintings import paintings
+
+    images = [read_image(p) for p in paintings("val")]
+    if not images:
+        raise FileNotFoundError("no VAL paintings found (is ../shared/data present?)")
+    opts = EvalOptions(weights=weights, tta=check_tta(tta))
+    model, weights_info = _load_model(opts)
+    report: dict = {"weights": weights_info, "copies": copies, "crop": crop, "seed": seed, "tta": tta}
+
+    def model_map(image):  # noqa: ANN001, ANN202
+        return predict_probabilities(model, to_float(image), tile=opts.tile, overlap=opts.overlap, views=tta)[0]
+
+    report["model"] = style_breakdown(model_map, images, copies, crop, seed)
+    typer.echo(f"model {weights_info['name']} ({weights_info['sha256'][:12]})\n" + format_styles(report["model"]))
+    if not no_baseline:
+        from pipeline.baseline import baseline_predict, load_baseline
+
+        params = load_baseline()
+        report["baseline"] = style_breakdown(lambda image: baseline_predict(image, params)[0], images, copies, crop,
+                                             seed)
+        typer.echo("classical baseline\n" + format_styles(report["baseline"]))
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(report, indent=2) + "\n")
+        typer.echo(f"wrote {json_out}")

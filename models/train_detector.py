@@ -32,7 +32,7 @@ from models.resunet import DEFAULT_DECODER, ResUNet
 from models.weights import MANIFEST_PATH, Tiling, WeightsEntry, save_weights
 from pipeline.metrics import Counts, confusion
 from pipeline.paintings import paintings
-from pipeline.synthetic_damage import CLASS_NAMES, DamageConfig
+from pipeline.synthetic_damage import CLASS_NAMES, CRACK_KINDS, DamageConfig
 
 LOSSES = ("dice+bce", "dice+focal", "lovasz+bce")
 
@@ -174,6 +174,8 @@ def _config_key(cfg: DetectorTrainConfig) -> dict[str, Any]:
     for name in ("steps", "max_minutes", "ship", "weights_name", "run_dir", "threads", "eval_every",
                  "checkpoint_every", "init_weights", "snapshot_every", "average_from"):
         data.pop(name)
+    if tuple(data["damage"].get("crack_kinds", CRACK_KINDS)) == CRACK_KINDS:
+        data["damage"].pop("crack_kinds", None)  # the default: checkpoints made before the field resume
     return json.loads(json.dumps(data))  # tuples -> lists, as stored in the checkpoint
 
 

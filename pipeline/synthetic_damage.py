@@ -56,9 +56,12 @@ class CrackStyle:
     branches: float = 0.3  # short side branches per cell
 
 
-def _sample_style(rng: np.random.Generator) -> CrackStyle:
-    """One of several craquelure styles with random parameters."""
-    kind = rng.choice(["canvas", "panel", "fine", "isotropic", "wide"])
+CRACK_KINDS = ("canvas", "panel", "fine", "isotropic", "wide")
+
+
+def _sample_style(rng: np.random.Generator, kinds: tuple[str, ...] = CRACK_KINDS) -> CrackStyle:
+    """One of the craquelure styles `kinds` (default: all of CRACK_KINDS) with random parameters."""
+    kind = rng.choice(list(kinds))
     angle = float(rng.uniform(0, np.pi))
     if kind == "canvas":  # rectangular-ish cells stretched across the canvas tension
         return CrackStyle(float(rng.uniform(25, 70)), float(rng.uniform(1.4, 2.6)), angle,
@@ -356,8 +359,14 @@ class DamageConfig:
     # Off by default (the held-out set is drawn without them); training may opt in:
     p_free_cracks: float = 0.0  # cracks are a few isolated meandering cracks instead of a network
     p_texture: float = 0.0  # the surface is first overlaid with a grainy texture (stone, plaster, asphalt)
+    crack_kinds: tuple[str, ...] = CRACK_KINDS  # the network styles drawn (one per image, uniformly)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "crack_kinds", tuple(self.crack_kinds))  # JSON gives a list
+        unknown = set(self.crack_kinds) - set(CRACK_KINDS)
+        if not self.crack_kinds or unknown:
+            raise ValueError(f"DamageConfig.crack_kinds must be a non-empty subset of {CRACK_KINDS}, "
+                             f"got {self.crack_kinds}")
         for name in ("p_craquelure", "p_paint_loss", "p_dark_cracks", "p_canvas", "p_free_cracks", "p_texture"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
@@ -423,7 +432,8 @@ def synthesize_damage(
     cells: list[np.ndarray] = []
     out = colour.copy()
     if rng.random() < cfg.p_craquelure:
-        drawing = _draw_free_cracks((h, w), rng) if free_cracks else _draw_cracks((h, w), _sample_style(rng), rng)
+        drawing = (_draw_free_cracks((h, w), rng) if free_cracks
+                   else _draw_cracks((h, w), _sample_style(rng, cfg.crack_kinds), rng))
         crack_alpha, cells = drawing.alpha, drawing.cells
         a = crack_alpha[..., None]
         # Cup edges: lifted paint beside a crack catches the light on one side.
