@@ -146,13 +146,14 @@ def detect_styles_command(
     json_out: Annotated[Path | None, typer.Option("--json", help="write the figures here")] = None,
 ) -> None:
     """Craquelure scores per crack style (canvas, panel, fine, isotropic, wide) and fill (dark, light)."""
+    from models.detector_data import load_paintings
     from pipeline.detect_eval import EvalOptions, _load_model
     from pipeline.detect_infer import predict_probabilities
     from pipeline.detect_styles import format_styles, style_breakdown
-    from pipeline.image_io import read_image, to_float
+    from pipeline.image_io import to_float
     from pipeline.paintings import paintings
 
-    images = [read_image(p) for p in paintings("val")]
+    images = load_paintings(paintings("val"))  # as training sees them: RGB, alpha dropped
     if not images:
         raise FileNotFoundError("no VAL paintings found (is ../shared/data present?)")
     opts = EvalOptions(weights=weights, tta=check_tta(tta))

@@ -8,7 +8,7 @@ paint loss), seeded and deterministic, and the model's map is scored against the
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 
@@ -43,8 +43,8 @@ def style_cases(
 
 
 def style_breakdown(
-    predict: Any, images: list[np.ndarray], copies: int = 2, crop: int = 512, seed: int = DEFAULT_SEED,
-    threshold: float = 0.5,
+    predict: Callable[[np.ndarray], np.ndarray], images: list[np.ndarray], copies: int = 2, crop: int = 512,
+    seed: int = DEFAULT_SEED, threshold: float = 0.5,
 ) -> dict[str, dict[str, float]]:
     """Scores per "kind/fill" and pooled ("all"); `predict` maps a damaged (H, W, C) uint8/uint16 crop to an
     (H, W) craquelure probability (or 0/1) map, thresholded at `threshold`."""
