@@ -56,6 +56,11 @@ def train_detector_command(
                                                       "texture first (default 0)")] = None,
     dark_cracks: Annotated[float | None, typer.Option(help="share of crack networks filled with dark dirt rather "
                                                           "than showing the light ground (default 0.7)")] = None,
+    real_val_images: Annotated[str | None, typer.Option(help="real crack photos scored (craquelure F1) at every "
+                                                           "evaluation; monitoring only, never trained on")] = None,
+    real_val_masks: Annotated[str | None, typer.Option(help="their masks (same file stems)")] = None,
+    real_val_mask_value: Annotated[int | None, typer.Option(help="only this mask value is a crack "
+                                                                 "(UAV75: 255; default any nonzero)")] = None,
     no_flow: Annotated[bool, typer.Option("--no-flow", help="run without Prefect")] = False,
 ) -> None:
     """Train the damage detector (resumable) and ship the best weights to the manifest."""
@@ -63,7 +68,8 @@ def train_detector_command(
         "steps": steps, "tile": tile, "batch": batch, "encoder": encoder, "lr": lr, "threads": threads,
         "max_minutes": max_minutes, "run_dir": run_dir, "weights_name": weights_name, "refine": refine,
         "init_weights": init_weights, "loss": loss, "snapshot_every": snapshot_every,
-        "average_from": average_from}.items() if v is not None}
+        "average_from": average_from, "real_val_images": real_val_images, "real_val_masks": real_val_masks,
+        "real_val_mask_value": real_val_mask_value}.items() if v is not None}
     from models.train_detector import config_from_overrides, damage_overrides
     from pipeline.errors import ConfigError
 

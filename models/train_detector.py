@@ -67,6 +67,11 @@ class DetectorTrainConfig:
     damage: DamageConfig = field(default_factory=DamageConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     init_weights: str = ""  # weights file or training checkpoint to start from (matching tensors are copied)
+    # Real crack photos scored (craquelure P/R/F1, whole images) at every evaluation beside the synthetic tiles:
+    # monitoring only, never trained on, and not used to pick the best weights.
+    real_val_images: str = ""
+    real_val_masks: str = ""
+    real_val_mask_value: int = 0  # only this mask value is a crack (UAV75: 255); 0 = any nonzero value
 
     def __post_init__(self) -> None:
         if self.tile % 32:
@@ -86,6 +91,13 @@ class DetectorTrainConfig:
             raise ValueError(f"refine must be >= 0, got {self.refine}")
         if self.init_weights and not Path(self.init_weights).is_file():
             raise ValueError(f"{self.init_weights}: init_weights file not found")
+        if bool(self.real_val_images) != bool(self.real_val_masks):
+            raise ValueError("real_val_images and real_val_masks go together (a folder of each)")
+        for folder in (self.real_val_images, self.real_val_masks):
+            if folder and not Path(folder).is_dir():
+                raise ValueError(f"{folder}: real validation folder not found")
+        if not 0 <= self.real_val_mask_value <= 65535:
+            raise ValueError(f"real_val_mask_value must be in [0, 65535], got {self.real_val_mask_value}")
 
     def arch_args(self) -> dict[str, Any]:
         args = {"encoder_name": self.encoder, "classes": 2, "decoder_channels": list(self.decoder_channels)}
@@ -155,6 +167,39 @@ def evaluate_tiles(
     return result
 
 
+RealPairs = list[tuple[np.ndarray, np.ndarray]]
+
+
+def load_real_val(cfg: DetectorTrainConfig) -> RealPairs:
+    """(float image, bool crack mask) pairs of the real validation photos; empty when none are configured."""
+    if not cfg.real_val_images:
+        return []
+    from pipeline.detect_eval import EvalOptions, pair_files, read_pair
+    from pipeline.image_io import to_float
+
+    opts = EvalOptions(classes=("craquelure",), mask_value=cfg.real_val_mask_value or None)
+    pairs = []
+    for image_path, mask_path in pair_files(Path(cfg.real_val_images), Path(cfg.real_val_masks)):
+        image, truth = read_pair(image_path, mask_path, opts)
+        pairs.append((to_float(image), truth["craquelure"]))
+    if not pairs:
+        raise ValueError(f"{cfg.real_val_images}: no image/mask pairs for real validation")
+    return pairs
+
+
+@torch.inference_mode()
+def score_real(model: torch.nn.Module, pairs: RealPairs, bf16: bool = False) -> dict[str, float]:
+    """Pooled craquelure scores (threshold 0.5) of whole-image, tiled predictions over `pairs`."""
+    from pipeline.detect_infer import predict_probabilities
+
+    model.eval()
+    counts = Counts()
+    for image, truth in pairs:
+        prob = predict_probabilities(model, image, tile=512, overlap=64, bf16=bf16)
+        counts += confusion(prob[CLASS_NAMES.index("craquelure")] > 0.5, truth)
+    return counts.scores()
+
+
 class _Log:
     def __init__(self, path: Path, echo: Callable[[str], None] | None) -> None:
         self.path = path
@@ -172,7 +217,8 @@ def _config_key(cfg: DetectorTrainConfig) -> dict[str, Any]:
     """The fields that must match for a checkpoint to be resumed (not run length or shipping options)."""
     data = cfg.to_json()
     for name in ("steps", "max_minutes", "ship", "weights_name", "run_dir", "threads", "eval_every",
-                 "checkpoint_every", "init_weights", "snapshot_every", "average_from"):
+                 "checkpoint_every", "init_weights", "snapshot_every", "average_from", "real_val_images",
+                 "real_val_masks", "real_val_mask_value"):
         data.pop(name)
     if tuple(data["damage"].get("crack_kinds", CRACK_KINDS)) == CRACK_KINDS:
         data["damage"].pop("crack_kinds", None)  # the default: checkpoints made before the field resume
@@ -204,6 +250,7 @@ def train_detector(
     train_images = load_paintings(train_paths)
     val_images = load_paintings(val_paths)
     val_x, val_y = make_batch(val_images, cfg.tile, cfg.val_tiles, 1_000_003 + cfg.seed, cfg.damage, None)
+    real_pairs = load_real_val(cfg)
 
     model = ResUNet(**cfg.arch_args())
     model = model.to(memory_format=torch.channels_last)
@@ -252,6 +299,8 @@ def train_detector(
         out_of_time = cfg.max_minutes > 0 and elapsed > cfg.max_minutes * 60
         if step % cfg.eval_every == 0 or step == cfg.steps or out_of_time:
             val = evaluate_tiles(model, val_x, val_y, loss_fn)
+            if real_pairs:
+                val["real_val"] = score_real(model, real_pairs)
             record = {"step": step, "minutes": round(elapsed / 60, 2), **val}
             extra["history"].append(record)
             with open(run_dir / "metrics.jsonl", "a") as fh:
@@ -259,6 +308,10 @@ def train_detector(
             log(f"val step {step} loss {val['loss']:.4f} " + " ".join(
                 f"{n} F1 {val[n]['f1']:.4f} P {val[n]['precision']:.3f} R {val[n]['recall']:.3f}"
                 for n in CLASS_NAMES))
+            if real_pairs:
+                real = val["real_val"]
+                log(f"real val step {step} ({len(real_pairs)} photos) craquelure F1 {real['f1']:.4f} "
+                    f"P {real['precision']:.3f} R {real['recall']:.3f}")
             if extra["best"] is None or val["mean_f1"] > extra["best"]["mean_f1"]:
                 extra["best"] = record
                 _save_state(model, best_path)
@@ -282,7 +335,8 @@ def train_detector(
         else:
             model.load_state_dict(load_file(str(best_path)))
             summary["selected"] = f"best mean validation F1, step {summary['best']['step']}"
-        entry = ship_detector(model, cfg, train_paths, val_paths, summary, val_x, val_y, manifest_path, log)
+        entry = ship_detector(model, cfg, train_paths, val_paths, summary, val_x, val_y, manifest_path, log,
+                              real_pairs)
         summary["shipped"] = {"name": entry.name, "file": entry.file, "sha256": entry.sha256,
                               "metrics": entry.metrics}
     return summary
@@ -314,6 +368,7 @@ def ship_detector(
     val_y: np.ndarray,
     manifest_path: Path,
     log: Callable[[str], None],
+    real_pairs: RealPairs | None = None,
 ) -> WeightsEntry:
     """Store `model` (fp16 if `store_half`) in the manifest, with validation scores of what was stored."""
     stored = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
@@ -339,6 +394,10 @@ def ship_detector(
     metrics = {
         "validation": {"tiles": cfg.val_tiles, "tile": cfg.tile, "threshold": 0.5, **val},
     }
+    if real_pairs:
+        metrics["real_validation"] = {"images": cfg.real_val_images, "masks": cfg.real_val_masks,
+                                      "photos": len(real_pairs), "threshold": 0.5,
+                                      "craquelure": score_real(check, real_pairs)}
     entry = save_weights(
         stored,
         name=cfg.weights_name,
@@ -376,7 +435,8 @@ def damage_overrides(
 
 def main(argv: list[str] | None = None) -> None:
     """`python -m models.train_detector [--steps N] [--max-minutes M] [--run-dir D] [--init-weights F]
-    [--free-cracks P] [--texture P] [--dark-cracks P] [--refine C] [--no-ship]` (no Prefect)."""
+    [--free-cracks P] [--texture P] [--dark-cracks P] [--refine C] [--no-ship]
+    [--real-val-images DIR --real-val-masks DIR [--real-val-mask-value V]]` (no Prefect)."""
     import argparse
 
     parser = argparse.ArgumentParser(description=main.__doc__)
@@ -394,11 +454,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--snapshot-every", type=int, help="keep the weights every N steps in <run-dir>/snapshots")
     parser.add_argument("--average-from", type=int, help="ship the average of the snapshots from this step on")
     parser.add_argument("--no-ship", action="store_true", help="keep the best weights in the run folder only")
+    parser.add_argument("--real-val-images", help="real crack photos scored at every evaluation (monitoring only)")
+    parser.add_argument("--real-val-masks", help="their masks (same stems)")
+    parser.add_argument("--real-val-mask-value", type=int, help="only this mask value is a crack (default: nonzero)")
     args = parser.parse_args(argv)
     summary = train_detector(config_from_overrides(
         steps=args.steps, max_minutes=args.max_minutes, run_dir=args.run_dir, threads=args.threads, lr=args.lr,
         refine=args.refine, init_weights=args.init_weights, loss=args.loss,
         snapshot_every=args.snapshot_every, average_from=args.average_from, ship=False if args.no_ship else None,
+        real_val_images=args.real_val_images, real_val_masks=args.real_val_masks,
+        real_val_mask_value=args.real_val_mask_value,
         damage=damage_overrides(args.free_cracks, args.texture, args.dark_cracks)))
     print(json.dumps({k: summary[k] for k in ("steps", "minutes", "shipped") if k in summary}, indent=2))
 

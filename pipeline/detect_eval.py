@@ -81,6 +81,16 @@ def truth_maps(mask: np.ndarray, opts: EvalOptions, path: Path) -> dict[str, np.
                            "score one class (--classes craquelure)")
 
 
+def read_pair(image_path: Path, mask_path: Path, opts: EvalOptions) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """An image as read and its per-class truth; a mask of another size is an error naming it."""
+    image = read_image(image_path)
+    mask = read_mask(mask_path)
+    if mask.shape != image.shape[:2]:
+        raise InputError(mask_path, f"mask is {mask.shape[1]}x{mask.shape[0]} but the image "
+                                    f"{image_path.name} is {image.shape[1]}x{image.shape[0]}")
+    return image, truth_maps(mask, opts, mask_path)
+
+
 def _load_model(opts: EvalOptions) -> tuple[Any, dict[str, Any]]:
     import torch
 
@@ -105,12 +115,7 @@ def evaluate_detect(images: Path, masks: Path, opts: EvalOptions | None = None) 
     strict = {m: {c: Counts() for c in opts.classes} for m in methods}
     tolerant = {m: {c: Counts() for c in opts.classes} for m in methods}
     for image_path, mask_path in pairs:
-        image = read_image(image_path)
-        mask = read_mask(mask_path)
-        if mask.shape != image.shape[:2]:
-            raise InputError(mask_path, f"mask is {mask.shape[1]}x{mask.shape[0]} but the image "
-                                        f"{image_path.name} is {image.shape[1]}x{image.shape[0]}")
-        truth = truth_maps(mask, opts, mask_path)
+        image, truth = read_pair(image_path, mask_path, opts)
         prob = predict_probabilities(model, to_float(image), tile=opts.tile, overlap=opts.overlap,
                                      bf16=opts.bf16, views=opts.tta)
         preds = {"model": {c: prob[CLASS_NAMES.index(c)] > opts.threshold for c in opts.classes}}

@@ -243,8 +243,65 @@ def test_command_line_opts_into_real_crack_styles_and_can_skip_shipping(monkeypa
     (["--loss", "l2"], "loss must be one of"),
     (["--free-cracks", "1.5"], "p_free_cracks must be in [0, 1]"),
     (["--dark-cracks", "-0.1"], "p_dark_cracks must be in [0, 1]"),
+    (["--real-val-images", "."], "real_val_images and real_val_masks go together"),
+    (["--real-val-images", ".", "--real-val-masks", "no-such-folder"], "no-such-folder: real validation folder"),
 ])
 def test_train_detector_command_refuses_bad_settings_in_one_line(
     args: list[str], message: str, refused_in_one_line: Callable[[list[str], str], None]
 ) -> None:
     refused_in_one_line(["train", "detector", "--no-flow", *args], message)
+
+
+def _crack_photos(root: Path, n: int = 2) -> tuple[Path, Path]:
+    """Grey 64x64 'photos' with a dark vertical crack (mask 255) beside a light distractor block (mask 204)."""
+    from pipeline.image_io import write_png
+
+    for i in range(n):
+        image = np.full((64, 64), 200, np.uint8)
+        mask = np.zeros((64, 64), np.uint8)
+        image[:, 20 + i : 23 + i] = 20
+        mask[:, 20 + i : 23 + i] = 255
+        mask[40:56, 40:56] = 204  # e.g. UAV75's planking: labelled, but not a crack
+        write_png(root / "images" / f"p{i}.png", image)
+        write_png(root / "masks" / f"p{i}.png", mask)
+    return root / "images", root / "masks"
+
+
+class _DarkIsCrack(torch.nn.Module):
+    """Craquelure wherever the image is dark: an oracle for _crack_photos."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unused = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logit = (0.5 - x[:, :1]) * 40.0
+        return torch.cat([logit, -torch.ones_like(logit) * 10], dim=1)
+
+
+def test_real_validation_honours_the_mask_value(tmp_path: Path) -> None:
+    from models.train_detector import load_real_val, score_real
+
+    images, masks = _crack_photos(tmp_path)
+    pairs = load_real_val(DetectorTrainConfig(real_val_images=str(images), real_val_masks=str(masks),
+                                              real_val_mask_value=255))
+    assert len(pairs) == 2 and pairs[0][0].dtype == np.float32 and pairs[0][1].sum() == 3 * 64
+    assert score_real(_DarkIsCrack(), pairs)["f1"] == pytest.approx(1.0)
+    anything = load_real_val(DetectorTrainConfig(real_val_images=str(images), real_val_masks=str(masks)))
+    assert score_real(_DarkIsCrack(), anything)["recall"] < 0.5  # the distractor block counts as crack
+    assert load_real_val(DetectorTrainConfig()) == []
+
+
+def test_training_scores_real_photos_at_every_evaluation(shared_data: Path, tmp_path: Path) -> None:
+    images, masks = _crack_photos(tmp_path / "real")
+    run_dir, manifest = tmp_path / "run", tmp_path / "w" / "manifest.json"
+    cfg = DetectorTrainConfig(steps=4, tile=64, batch=2, eval_every=2, checkpoint_every=2, val_tiles=2, warmup=1,
+                              run_dir=str(run_dir), decoder_channels=TINY["decoder_channels"],
+                              real_val_images=str(images), real_val_masks=str(masks), real_val_mask_value=255)
+    train_detector(cfg, manifest_path=manifest, echo=None)
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [2, 4]
+    assert all(set(r["real_val"]) >= {"precision", "recall", "f1"} for r in records)
+    assert "real val step 4 (2 photos) craquelure F1" in (run_dir / "train.log").read_text()
+    real = json.loads(manifest.read_text())["weights"][0]["metrics"]["real_validation"]
+    assert real["photos"] == 2 and 0.0 <= real["craquelure"]["f1"] <= 1.0
