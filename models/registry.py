@@ -7,11 +7,13 @@ from typing import Any
 import torch.nn as nn
 
 import models  # noqa: F401  (torchvision import fix before smp)
+from models.ensemble import MaxResUNet
 from models.pconv import PConvUNet
 from models.resunet import ResUNet
 
 MODELS: dict[str, type[nn.Module]] = {
     "resunet": ResUNet,
+    "resunet-max": MaxResUNet,
     "pconvunet": PConvUNet,
 }
 

@@ -1,0 +1,80 @@
+"""Max-ensemble detector: the union of its members, one manifest entry, loads and refuses like any weights."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from models.ensemble import MaxResUNet, ensemble_from_files, main
+from models.resunet import ResUNet
+from models.weights import WeightsError, load_model
+
+ARGS = {"encoder_name": "resnet18", "classes": 2, "decoder_channels": [16, 16, 8, 8, 8]}
+
+
+def _member(path: Path, seed: int) -> ResUNet:
+    torch.manual_seed(seed)
+    net = ResUNet(**ARGS).eval()
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
+    return net
+
+
+def test_logits_are_the_per_pixel_maximum_of_the_members(tmp_path: Path) -> None:
+    a, b = _member(tmp_path / "a.safetensors", 1), _member(tmp_path / "b.safetensors", 2)
+    ensemble = ensemble_from_files([tmp_path / "a.safetensors", tmp_path / "b.safetensors"], ARGS)
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        la, lb, le = a(x), b(x), ensemble(x)
+    assert torch.equal(le, torch.maximum(la, lb))
+    assert (la > lb).any() and (lb > la).any()  # both members decide somewhere
+
+
+def test_shipped_ensemble_loads_from_the_manifest_and_refuses_tampering(tmp_path: Path) -> None:
+    a, b = _member(tmp_path / "a.safetensors", 1), _member(tmp_path / "b.safetensors", 2)
+    manifest = tmp_path / "w" / "manifest.json"
+    main(["tiny-max", str(tmp_path / "a.safetensors"), str(tmp_path / "b.safetensors"), "--decoder",
+          "16,16,8,8,8", "--note", "two seeds", "--manifest", str(manifest)])
+    entry = json.loads(manifest.read_text())["weights"][0]
+    assert entry["architecture"] == "resunet-max" and entry["arch_args"]["members"] == 2
+    assert [m["file"] for m in entry["training"]["members"]] == [str(tmp_path / "a.safetensors"),
+                                                                  str(tmp_path / "b.safetensors")]
+    model, _ = load_model("tiny-max", manifest_path=manifest)
+    assert isinstance(model, MaxResUNet)
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():  # stored as fp16, loaded back to fp32: the union of the fp16-rounded members
+        expected = torch.maximum(a.half().float()(x), b.half().float()(x))
+        assert torch.allclose(model(x), expected, atol=1e-4)
+    data = bytearray((manifest.parent / "tiny-max.safetensors").read_bytes())
+    data[-1] ^= 0xFF
+    (manifest.parent / "tiny-max.safetensors").write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match="sha256"):
+        load_model("tiny-max", manifest_path=manifest)
+
+
+def test_members_of_another_shape_or_missing_are_refused(tmp_path: Path) -> None:
+    _member(tmp_path / "a.safetensors", 1)
+    torch.manual_seed(0)
+    wide = ResUNet(**{**ARGS, "decoder_channels": [32, 16, 8, 8, 8]})
+    save_file({k: v.contiguous() for k, v in wide.state_dict().items()}, str(tmp_path / "wide.safetensors"))
+    with pytest.raises(ValueError, match="wide.safetensors: not a Res-UNet"):
+        ensemble_from_files([tmp_path / "a.safetensors", tmp_path / "wide.safetensors"], ARGS)
+    with pytest.raises(FileNotFoundError, match="gone.safetensors"):
+        ensemble_from_files([tmp_path / "a.safetensors", tmp_path / "gone.safetensors"], ARGS)
+    with pytest.raises(ValueError, match="at least 2 members"):
+        ensemble_from_files([tmp_path / "a.safetensors"], ARGS)
+
+
+def test_detect_probabilities_of_an_ensemble_cover_each_member(tmp_path: Path) -> None:
+    from pipeline.detect_infer import predict_probabilities
+
+    a, b = _member(tmp_path / "a.safetensors", 1), _member(tmp_path / "b.safetensors", 2)
+    ensemble = ensemble_from_files([tmp_path / "a.safetensors", tmp_path / "b.safetensors"], ARGS)
+    image = np.random.default_rng(0).random((80, 100, 3)).astype(np.float32)
+    pe, pa, pb = (predict_probabilities(m, image, tile=64, overlap=16) for m in (ensemble, a, b))
+    assert pe.shape == (2, 80, 100)
+    assert (pe >= np.maximum(pa, pb) - 1e-5).all()  # blended tiles: at least each member, everywhere
