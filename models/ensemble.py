@@ -56,18 +56,39 @@ def ensemble_from_files(paths: list[Path], resunet_args: dict[str, Any]) -> MaxR
     return model.eval()
 
 
+def validation_metrics(model: nn.Module, val_paths: list[Path] | None = None) -> dict[str, Any]:
+    """Scores on the detector training's own VALIDATION tiles (default damage, same seed as
+    models.train_detector), so that an ensemble's manifest entry is comparable with a trained one's."""
+    from models.detector_data import load_paintings, make_batch
+    from models.train_detector import DetectorTrainConfig, evaluate_tiles, make_loss
+    from pipeline.paintings import paintings
+
+    cfg = DetectorTrainConfig()
+    val_x, val_y = make_batch(load_paintings(val_paths or paintings("val")), cfg.tile, cfg.val_tiles,
+                              1_000_003 + cfg.seed, cfg.damage, None)
+    return {"tiles": cfg.val_tiles, "tile": cfg.tile, "threshold": 0.5,
+            **evaluate_tiles(model, val_x, val_y, make_loss(cfg.loss))}
+
+
 def ship_ensemble(
     name: str,
     paths: list[Path],
     resunet_args: dict[str, Any],
     training: dict[str, Any],
     manifest_path: Path = MANIFEST_PATH,
+    validate: bool = True,
 ) -> WeightsEntry:
-    """Store the ensemble of `paths` (fp16) as manifest entry `name`, architecture `resunet-max`."""
+    """Store the ensemble of `paths` (fp16) as manifest entry `name`, architecture `resunet-max`, with its
+    scores on the VALIDATION tiles (computed on the fp16-rounded weights, as they will load)."""
     model = ensemble_from_files(paths, resunet_args).half()
     arch_args = {"members": len(paths), **resunet_args}
+    metrics = None
+    if validate:
+        check = MaxResUNet(**arch_args)
+        check.load_state_dict(model.state_dict())
+        metrics = {"validation": validation_metrics(check)}
     return save_weights(model, name=name, architecture=ARCHITECTURE, arch_args=arch_args, tiling=TILING,
-                        training=training, manifest_path=manifest_path)
+                        training=training, metrics=metrics, manifest_path=manifest_path)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -78,12 +99,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--decoder", default="128,64,48,32,16", help="decoder widths, comma-separated")
     parser.add_argument("--note", default="", help="where the members came from (kept in the manifest)")
     parser.add_argument("--manifest", type=Path, default=MANIFEST_PATH)
+    parser.add_argument("--no-validate", action="store_true", help="skip the VALIDATION-tile scores")
     args = parser.parse_args(argv)
     resunet_args = {"encoder_name": args.encoder, "classes": 2,
                     "decoder_channels": [int(c) for c in args.decoder.split(",")]}
     members = [{"file": str(p), "sha256": sha256_file(p)} for p in args.members]
     training = {"members": members, "combine": "per-pixel max of the logits", "note": args.note}
-    entry = ship_ensemble(args.name, args.members, resunet_args, training, args.manifest)
+    entry = ship_ensemble(args.name, args.members, resunet_args, training, args.manifest, not args.no_validate)
     print(json.dumps({"name": entry.name, "file": entry.file, "sha256": entry.sha256}, indent=2))
 
 

@@ -38,7 +38,7 @@ def test_shipped_ensemble_loads_from_the_manifest_and_refuses_tampering(tmp_path
     a, b = _member(tmp_path / "a.safetensors", 1), _member(tmp_path / "b.safetensors", 2)
     manifest = tmp_path / "w" / "manifest.json"
     main(["tiny-max", str(tmp_path / "a.safetensors"), str(tmp_path / "b.safetensors"), "--decoder",
-          "16,16,8,8,8", "--note", "two seeds", "--manifest", str(manifest)])
+          "16,16,8,8,8", "--note", "two seeds", "--manifest", str(manifest), "--no-validate"])
     entry = json.loads(manifest.read_text())["weights"][0]
     assert entry["architecture"] == "resunet-max" and entry["arch_args"]["members"] == 2
     assert [m["file"] for m in entry["training"]["members"]] == [str(tmp_path / "a.safetensors"),
@@ -78,3 +78,16 @@ def test_detect_probabilities_of_an_ensemble_cover_each_member(tmp_path: Path) -
     pe, pa, pb = (predict_probabilities(m, image, tile=64, overlap=16) for m in (ensemble, a, b))
     assert pe.shape == (2, 80, 100)
     assert (pe >= np.maximum(pa, pb) - 1e-5).all()  # blended tiles: at least each member, everywhere
+
+
+def test_shipped_ensemble_records_its_validation_scores(shared_data: Path, tmp_path: Path) -> None:
+    from models.ensemble import ship_ensemble
+
+    _member(tmp_path / "a.safetensors", 1)
+    _member(tmp_path / "b.safetensors", 2)
+    manifest = tmp_path / "w" / "manifest.json"
+    entry = ship_ensemble("tiny-max", [tmp_path / "a.safetensors", tmp_path / "b.safetensors"], ARGS,
+                          {"note": "test"}, manifest)
+    val = entry.metrics["validation"]
+    assert val["tiles"] == 48 and set(val["craquelure"]) >= {"precision", "recall", "f1"}
+    assert 0.0 <= val["mean_f1"] <= 1.0
