@@ -56,6 +56,15 @@ def ensemble_from_files(paths: list[Path], resunet_args: dict[str, Any]) -> MaxR
     return model.eval()
 
 
+def training_data() -> dict[str, Any]:
+    """The paintings split the members were trained and validated on (pipeline.paintings)."""
+    from pipeline.paintings import paintings
+
+    return {"train_paintings": [p.name for p in paintings("train")],
+            "val_paintings": [p.name for p in paintings("val")],
+            "damage": "pipeline.synthetic_damage (synthetic craquelure + paint loss, seeded per step)"}
+
+
 def validation_metrics(model: nn.Module, val_paths: list[Path] | None = None) -> dict[str, Any]:
     """Scores on the detector training's own VALIDATION tiles (default damage, same seed as
     models.train_detector), so that an ensemble's manifest entry is comparable with a trained one's."""
@@ -104,7 +113,8 @@ def main(argv: list[str] | None = None) -> None:
     resunet_args = {"encoder_name": args.encoder, "classes": 2,
                     "decoder_channels": [int(c) for c in args.decoder.split(",")]}
     members = [{"file": str(p), "sha256": sha256_file(p)} for p in args.members]
-    training = {"members": members, "combine": "per-pixel max of the logits", "note": args.note}
+    training = {"members": members, "combine": "per-pixel max of the logits", "note": args.note,
+                "data": training_data()}
     entry = ship_ensemble(args.name, args.members, resunet_args, training, args.manifest, not args.no_validate)
     print(json.dumps({"name": entry.name, "file": entry.file, "sha256": entry.sha256}, indent=2))
 

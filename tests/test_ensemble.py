@@ -41,6 +41,7 @@ def test_shipped_ensemble_loads_from_the_manifest_and_refuses_tampering(tmp_path
           "16,16,8,8,8", "--note", "two seeds", "--manifest", str(manifest), "--no-validate"])
     entry = json.loads(manifest.read_text())["weights"][0]
     assert entry["architecture"] == "resunet-max" and entry["arch_args"]["members"] == 2
+    assert set(entry["training"]["data"]) >= {"train_paintings", "val_paintings"}
     assert [m["file"] for m in entry["training"]["members"]] == [str(tmp_path / "a.safetensors"),
                                                                   str(tmp_path / "b.safetensors")]
     model, _ = load_model("tiny-max", manifest_path=manifest)
