@@ -2,8 +2,9 @@
 says so (per-pixel, per-class maximum of the logits, which is the maximum of the sigmoid probabilities).
 
 Why: fine-tuning the detector on synthetic painting damage raises its synthetic craquelure F1 but costs
-recall on real crack photos (UAV75, CrackForest), three runs in a row. A union of a real-robust member and a
-synthetic-specialist member keeps the recall of each. It costs one forward pass per member.
+recall on real crack photos (UAV75, CrackForest), in every fine-tune so far (five runs, sessions 5-9). A union
+of a real-robust member and a synthetic-specialist member keeps the recall of each. It costs one forward
+pass per member.
 
     python -m models.ensemble NAME MEMBER.safetensors MEMBER.safetensors [--note TEXT] [--manifest M]
 
@@ -22,10 +23,9 @@ import torch.nn as nn
 from safetensors.torch import load_file
 
 from models.resunet import ResUNet
-from models.weights import MANIFEST_PATH, Tiling, WeightsEntry, save_weights, sha256_file
+from models.weights import MANIFEST_PATH, WeightsEntry, save_weights, sha256_file
 
 ARCHITECTURE = "resunet-max"
-TILING = Tiling(tile=512, halo=64, channels=3, value_range=(0.0, 1.0), multiple_of=32)
 
 
 class MaxResUNet(nn.Module):
@@ -56,25 +56,15 @@ def ensemble_from_files(paths: list[Path], resunet_args: dict[str, Any]) -> MaxR
     return model.eval()
 
 
-def training_data() -> dict[str, Any]:
-    """The paintings split the members were trained and validated on (pipeline.paintings)."""
-    from pipeline.paintings import paintings
-
-    return {"train_paintings": [p.name for p in paintings("train")],
-            "val_paintings": [p.name for p in paintings("val")],
-            "damage": "pipeline.synthetic_damage (synthetic craquelure + paint loss, seeded per step)"}
-
-
 def validation_metrics(model: nn.Module, val_paths: list[Path] | None = None) -> dict[str, Any]:
-    """Scores on the detector training's own VALIDATION tiles (default damage, same seed as
+    """Scores on the detector training's own VALIDATION tiles (default config, so the same tiles as
     models.train_detector), so that an ensemble's manifest entry is comparable with a trained one's."""
-    from models.detector_data import load_paintings, make_batch
-    from models.train_detector import DetectorTrainConfig, evaluate_tiles, make_loss
+    from models.detector_data import load_paintings
+    from models.train_detector import DetectorTrainConfig, evaluate_tiles, make_loss, validation_tiles
     from pipeline.paintings import paintings
 
     cfg = DetectorTrainConfig()
-    val_x, val_y = make_batch(load_paintings(val_paths or paintings("val")), cfg.tile, cfg.val_tiles,
-                              1_000_003 + cfg.seed, cfg.damage, None)
+    val_x, val_y = validation_tiles(cfg, load_paintings(val_paths or paintings("val")))
     return {"tiles": cfg.val_tiles, "tile": cfg.tile, "threshold": 0.5,
             **evaluate_tiles(model, val_x, val_y, make_loss(cfg.loss))}
 
@@ -96,7 +86,9 @@ def ship_ensemble(
         check = MaxResUNet(**arch_args)
         check.load_state_dict(model.state_dict())
         metrics = {"validation": validation_metrics(check)}
-    return save_weights(model, name=name, architecture=ARCHITECTURE, arch_args=arch_args, tiling=TILING,
+    from models.train_detector import DETECTOR_TILING
+
+    return save_weights(model, name=name, architecture=ARCHITECTURE, arch_args=arch_args, tiling=DETECTOR_TILING,
                         training=training, metrics=metrics, manifest_path=manifest_path)
 
 
@@ -112,9 +104,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     resunet_args = {"encoder_name": args.encoder, "classes": 2,
                     "decoder_channels": [int(c) for c in args.decoder.split(",")]}
+    from models.train_detector import training_data
+    from pipeline.paintings import paintings
+
     members = [{"file": str(p), "sha256": sha256_file(p)} for p in args.members]
     training = {"members": members, "combine": "per-pixel max of the logits", "note": args.note,
-                "data": training_data()}
+                "data": training_data(paintings("train"), paintings("val"))}
     entry = ship_ensemble(args.name, args.members, resunet_args, training, args.manifest, not args.no_validate)
     print(json.dumps({"name": entry.name, "file": entry.file, "sha256": entry.sha256}, indent=2))
 

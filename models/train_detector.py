@@ -35,6 +35,7 @@ from pipeline.paintings import paintings
 from pipeline.synthetic_damage import CLASS_NAMES, CRACK_KINDS, DamageConfig
 
 LOSSES = ("dice+bce", "dice+focal", "lovasz+bce")
+DETECTOR_TILING = Tiling(tile=512, halo=64, channels=3, value_range=(0.0, 1.0), multiple_of=32)
 
 
 @dataclass(frozen=True)
@@ -167,6 +168,20 @@ def evaluate_tiles(
     return result
 
 
+def validation_tiles(cfg: DetectorTrainConfig, val_images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The run's fixed VALIDATION set: (N, 3, T, T) damaged tiles and (N, 2, T, T) targets, seeded by cfg.seed."""
+    return make_batch(val_images, cfg.tile, cfg.val_tiles, 1_000_003 + cfg.seed, cfg.damage, None)
+
+
+def training_data(train_paths: list[Path], val_paths: list[Path]) -> dict[str, Any]:
+    """The manifest's record of what a detector was trained and validated on."""
+    return {
+        "train_paintings": [p.name for p in train_paths],
+        "val_paintings": [p.name for p in val_paths],
+        "damage": "pipeline.synthetic_damage (synthetic craquelure + paint loss, seeded per step)",
+    }
+
+
 RealPairs = list[tuple[np.ndarray, np.ndarray]]
 
 
@@ -188,14 +203,14 @@ def load_real_val(cfg: DetectorTrainConfig) -> RealPairs:
 
 
 @torch.inference_mode()
-def score_real(model: torch.nn.Module, pairs: RealPairs, bf16: bool = False) -> dict[str, float]:
+def score_real(model: torch.nn.Module, pairs: RealPairs) -> dict[str, float]:
     """Pooled craquelure scores (threshold 0.5) of whole-image, tiled predictions over `pairs`."""
     from pipeline.detect_infer import predict_probabilities
 
     model.eval()
     counts = Counts()
     for image, truth in pairs:
-        prob = predict_probabilities(model, image, tile=512, overlap=64, bf16=bf16)
+        prob = predict_probabilities(model, image, tile=512, overlap=64)
         counts += confusion(prob[CLASS_NAMES.index("craquelure")] > 0.5, truth)
     return counts.scores()
 
@@ -249,7 +264,7 @@ def train_detector(
         raise ValueError(f"paintings in both train and val: {sorted(overlap)}")
     train_images = load_paintings(train_paths)
     val_images = load_paintings(val_paths)
-    val_x, val_y = make_batch(val_images, cfg.tile, cfg.val_tiles, 1_000_003 + cfg.seed, cfg.damage, None)
+    val_x, val_y = validation_tiles(cfg, val_images)
     real_pairs = load_real_val(cfg)
 
     model = ResUNet(**cfg.arch_args())
@@ -380,11 +395,7 @@ def ship_detector(
     val = evaluate_tiles(check, val_x, val_y, make_loss(cfg.loss))
     training = {
         "config": cfg.to_json(),
-        "data": {
-            "train_paintings": [p.name for p in train_paths],
-            "val_paintings": [p.name for p in val_paths],
-            "damage": "pipeline.synthetic_damage (synthetic craquelure + paint loss, seeded per step)",
-        },
+        "data": training_data(train_paths, val_paths),
         "steps": summary["steps"],
         "minutes": summary["minutes"],
         "selected": summary["selected"],
@@ -403,7 +414,7 @@ def ship_detector(
         name=cfg.weights_name,
         architecture="resunet",
         arch_args=cfg.arch_args(),
-        tiling=Tiling(tile=512, halo=64, channels=3, value_range=(0.0, 1.0), multiple_of=32),
+        tiling=DETECTOR_TILING,
         training=training,
         metrics=metrics,
         manifest_path=manifest_path,
