@@ -61,6 +61,10 @@ def train_detector_command(
     real_val_masks: Annotated[str | None, typer.Option(help="their masks (same file stems)")] = None,
     real_val_mask_value: Annotated[int | None, typer.Option(help="only this mask value is a crack "
                                                                  "(UAV75: 255; default any nonzero)")] = None,
+    teacher: Annotated[str | None, typer.Option(help="manifest name of a detector to distil into this one: its "
+                                                     "probabilities become the training targets")] = None,
+    teacher_weight: Annotated[float | None, typer.Option(help="target = w * teacher probability + (1 - w) * "
+                                                              "label (default 1)")] = None,
     no_flow: Annotated[bool, typer.Option("--no-flow", help="run without Prefect")] = False,
 ) -> None:
     """Train the damage detector (resumable) and ship the best weights to the manifest."""
@@ -69,7 +73,8 @@ def train_detector_command(
         "max_minutes": max_minutes, "run_dir": run_dir, "weights_name": weights_name, "refine": refine,
         "init_weights": init_weights, "loss": loss, "snapshot_every": snapshot_every,
         "average_from": average_from, "real_val_images": real_val_images, "real_val_masks": real_val_masks,
-        "real_val_mask_value": real_val_mask_value}.items() if v is not None}
+        "real_val_mask_value": real_val_mask_value, "teacher": teacher,
+        "teacher_weight": teacher_weight}.items() if v is not None}
     from models.train_detector import config_from_overrides, damage_overrides
     from pipeline.errors import ConfigError
 
@@ -80,6 +85,10 @@ def train_detector_command(
         cfg = config_from_overrides(**overrides)
     except (TypeError, ValueError) as exc:
         raise ConfigError(str(exc)) from None
+    if cfg.teacher:
+        from models.weights import get_entry
+
+        get_entry(cfg.teacher)  # an unknown teacher is refused (WeightsError, one line) before training starts
     if no_flow:
         from models.train_detector import train_detector
 

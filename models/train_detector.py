@@ -73,6 +73,8 @@ class DetectorTrainConfig:
     real_val_images: str = ""
     real_val_masks: str = ""
     real_val_mask_value: int = 0  # only this mask value is a crack (UAV75: 255); 0 = any nonzero value
+    teacher: str = ""  # manifest name of a detector to distil: its probabilities become (soft) targets
+    teacher_weight: float = 1.0  # with a teacher: target = w * teacher probability + (1 - w) * label
 
     def __post_init__(self) -> None:
         if self.tile % 32:
@@ -97,6 +99,8 @@ class DetectorTrainConfig:
         for folder in (self.real_val_images, self.real_val_masks):
             if folder and not Path(folder).is_dir():
                 raise ValueError(f"{folder}: real validation folder not found")
+        if not 0.0 <= self.teacher_weight <= 1.0:
+            raise ValueError(f"teacher_weight must be in [0, 1], got {self.teacher_weight}")
         if not 0 <= self.real_val_mask_value <= 65535:
             raise ValueError(f"real_val_mask_value must be in [0, 65535], got {self.real_val_mask_value}")
 
@@ -215,6 +219,33 @@ def score_real(model: torch.nn.Module, pairs: RealPairs) -> dict[str, float]:
     return counts.scores()
 
 
+def load_teacher(cfg: DetectorTrainConfig, manifest_path: Path) -> tuple[torch.nn.Module | None, dict[str, Any]]:
+    """The configured teacher (sha256-verified, eval mode) and its record, or (None, {}) without one."""
+    if not cfg.teacher:
+        return None, {}
+    from models.weights import load_model
+
+    teacher, entry = load_model(cfg.teacher, manifest_path=manifest_path)
+    for param in teacher.parameters():
+        param.requires_grad_(False)
+    record = {"name": entry.name, "file": entry.file, "sha256": entry.sha256, "architecture": entry.architecture,
+              "weight": cfg.teacher_weight}
+    return teacher.to(memory_format=torch.channels_last), record
+
+
+def distilled_targets(
+    teacher: torch.nn.Module, x: torch.Tensor, labels: torch.Tensor, weight: float, bf16: bool = False
+) -> torch.Tensor:
+    """Soft targets `weight * sigmoid(teacher(x)) + (1 - weight) * labels`, (B, 2, H, W) in [0, 1].
+
+    BCE and Dice are linear in a soft target, so this is the same as mixing the distillation and label losses
+    with those weights. A teacher probability above 0.5 / w stays a positive target whatever the label says.
+    """
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        prob = torch.sigmoid(teacher.eval()(x).float())
+    return weight * prob + (1.0 - weight) * labels
+
+
 class _Log:
     def __init__(self, path: Path, echo: Callable[[str], None] | None) -> None:
         self.path = path
@@ -235,6 +266,9 @@ def _config_key(cfg: DetectorTrainConfig) -> dict[str, Any]:
                  "checkpoint_every", "init_weights", "snapshot_every", "average_from", "real_val_images",
                  "real_val_masks", "real_val_mask_value"):
         data.pop(name)
+    if not data["teacher"]:  # no distillation: checkpoints made before these fields resume
+        data.pop("teacher")
+        data.pop("teacher_weight")
     if tuple(data["damage"].get("crack_kinds", CRACK_KINDS)) == CRACK_KINDS:
         data["damage"].pop("crack_kinds", None)  # the default: checkpoints made before the field resume
     return json.loads(json.dumps(data))  # tuples -> lists, as stored in the checkpoint
@@ -266,6 +300,7 @@ def train_detector(
     val_images = load_paintings(val_paths)
     val_x, val_y = validation_tiles(cfg, val_images)
     real_pairs = load_real_val(cfg)
+    teacher, teacher_record = load_teacher(cfg, manifest_path)
 
     model = ResUNet(**cfg.arch_args())
     model = model.to(memory_format=torch.channels_last)
@@ -297,6 +332,8 @@ def train_detector(
                           cfg.augment)
         x_t = torch.from_numpy(x).to(memory_format=torch.channels_last)  # (B, 3, T, T)
         y_t = torch.from_numpy(y)  # (B, 2, T, T)
+        if teacher is not None:
+            y_t = distilled_targets(teacher, x_t, y_t, cfg.teacher_weight, cfg.bf16)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
             logits = model(x_t)
         loss = loss_fn(logits.float(), y_t)
@@ -341,6 +378,8 @@ def train_detector(
             log(f"stopping at step {step}: max_minutes {cfg.max_minutes} reached")
             break
     summary: dict[str, Any] = {"steps": step, "minutes": round(extra["seconds"] / 60, 2), "best": extra["best"]}
+    if teacher_record:
+        summary["teacher"] = teacher_record
     if cfg.ship:
         if cfg.average_from:
             snaps = averaged_snapshots(run_dir, cfg.average_from)
@@ -399,6 +438,7 @@ def ship_detector(
         "steps": summary["steps"],
         "minutes": summary["minutes"],
         "selected": summary["selected"],
+        **({"teacher": summary["teacher"]} if "teacher" in summary else {}),
         "stored_dtype": "float16" if cfg.store_half else "float32",
         "date": dt.datetime.now().isoformat(timespec="seconds"),
     }
@@ -447,7 +487,8 @@ def damage_overrides(
 def main(argv: list[str] | None = None) -> None:
     """`python -m models.train_detector [--steps N] [--max-minutes M] [--run-dir D] [--init-weights F]
     [--free-cracks P] [--texture P] [--dark-cracks P] [--refine C] [--no-ship]
-    [--real-val-images DIR --real-val-masks DIR [--real-val-mask-value V]]` (no Prefect)."""
+    [--real-val-images DIR --real-val-masks DIR [--real-val-mask-value V]] [--teacher NAME [--teacher-weight W]]`
+    (no Prefect)."""
     import argparse
 
     parser = argparse.ArgumentParser(description=main.__doc__)
@@ -468,13 +509,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--real-val-images", help="real crack photos scored at every evaluation (monitoring only)")
     parser.add_argument("--real-val-masks", help="their masks (same stems)")
     parser.add_argument("--real-val-mask-value", type=int, help="only this mask value is a crack (default: nonzero)")
+    parser.add_argument("--teacher", help="manifest name of a detector to distil (its probabilities are the targets)")
+    parser.add_argument("--teacher-weight", type=float, help="target = w * teacher + (1 - w) * label (default 1)")
     args = parser.parse_args(argv)
     summary = train_detector(config_from_overrides(
         steps=args.steps, max_minutes=args.max_minutes, run_dir=args.run_dir, threads=args.threads, lr=args.lr,
         refine=args.refine, init_weights=args.init_weights, loss=args.loss,
         snapshot_every=args.snapshot_every, average_from=args.average_from, ship=False if args.no_ship else None,
         real_val_images=args.real_val_images, real_val_masks=args.real_val_masks,
-        real_val_mask_value=args.real_val_mask_value,
+        real_val_mask_value=args.real_val_mask_value, teacher=args.teacher, teacher_weight=args.teacher_weight,
         damage=damage_overrides(args.free_cracks, args.texture, args.dark_cracks)))
     print(json.dumps({k: summary[k] for k in ("steps", "minutes", "shipped") if k in summary}, indent=2))
 
