@@ -6,9 +6,10 @@ recall on real crack photos (UAV75, CrackForest), in every fine-tune so far (fiv
 of a real-robust member and a synthetic-specialist member keeps the recall of each. It costs one forward
 pass per member.
 
-    python -m models.ensemble NAME MEMBER.safetensors MEMBER.safetensors [--note TEXT] [--manifest M]
+    python -m models.ensemble NAME MEMBER.safetensors MEMBER.safetensors [--note TEXT] [--manifest M] [--int8]
 
-stores the members (fp16, as shipping does) as one `resunet-max` entry of the weights manifest.
+stores the members (fp16, as shipping does, or int8 kernels: half the size) as one `resunet-max` entry of the
+weights manifest.
 """
 
 from __future__ import annotations
@@ -76,20 +77,27 @@ def ship_ensemble(
     training: dict[str, Any],
     manifest_path: Path = MANIFEST_PATH,
     validate: bool = True,
+    int8: bool = False,
 ) -> WeightsEntry:
-    """Store the ensemble of `paths` (fp16) as manifest entry `name`, architecture `resunet-max`, with its
-    scores on the VALIDATION tiles (computed on the fp16-rounded weights, as they will load)."""
-    model = ensemble_from_files(paths, resunet_args).half()
+    """Store the ensemble of `paths` (fp16, or int8 kernels with `int8`) as manifest entry `name`, architecture
+    `resunet-max`, with its scores on the VALIDATION tiles (computed on the weights as they will load)."""
+    from models.quantize import dequantize, quantize_state
+
+    model = ensemble_from_files(paths, resunet_args)
+    if not int8:
+        model = model.half()
     arch_args = {"members": len(paths), **resunet_args}
     metrics = None
     if validate:
         check = MaxResUNet(**arch_args)
-        check.load_state_dict(model.state_dict())
+        state = model.state_dict()
+        check.load_state_dict(dequantize(quantize_state(state)) if int8 else state)
         metrics = {"validation": validation_metrics(check)}
+    training = {**training, "stored_dtype": "int8 kernels (per-output-channel scales)" if int8 else "float16"}
     from models.train_detector import DETECTOR_TILING
 
     return save_weights(model, name=name, architecture=ARCHITECTURE, arch_args=arch_args, tiling=DETECTOR_TILING,
-                        training=training, metrics=metrics, manifest_path=manifest_path)
+                        training=training, metrics=metrics, manifest_path=manifest_path, int8=int8)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -101,6 +109,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--note", default="", help="where the members came from (kept in the manifest)")
     parser.add_argument("--manifest", type=Path, default=MANIFEST_PATH)
     parser.add_argument("--no-validate", action="store_true", help="skip the VALIDATION-tile scores")
+    parser.add_argument("--int8", action="store_true",
+                        help="store the kernels as int8 with per-output-channel scales: half the size of fp16")
     args = parser.parse_args(argv)
     resunet_args = {"encoder_name": args.encoder, "classes": 2,
                     "decoder_channels": [int(c) for c in args.decoder.split(",")]}
@@ -110,7 +120,8 @@ def main(argv: list[str] | None = None) -> None:
     members = [{"file": str(p), "sha256": sha256_file(p)} for p in args.members]
     training = {"members": members, "combine": "per-pixel max of the logits", "note": args.note,
                 "data": training_data(paintings("train"), paintings("val"))}
-    entry = ship_ensemble(args.name, args.members, resunet_args, training, args.manifest, not args.no_validate)
+    entry = ship_ensemble(args.name, args.members, resunet_args, training, args.manifest, not args.no_validate,
+                          args.int8)
     print(json.dumps({"name": entry.name, "file": entry.file, "sha256": entry.sha256}, indent=2))
 
 

@@ -101,15 +101,24 @@ def save_weights(
     training: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
     manifest_path: Path = MANIFEST_PATH,
+    int8: bool = False,
 ) -> WeightsEntry:
-    """Write `model` as `<name>.safetensors` beside the manifest and record (or replace) its entry."""
+    """Write `model` as `<name>.safetensors` beside the manifest and record (or replace) its entry.
+
+    `int8` stores the kernels as int8 with per-output-channel scales (models.quantize); loading restores them."""
     weights_dir = manifest_path.parent
     weights_dir.mkdir(parents=True, exist_ok=True)
     file_name = f"{name}.safetensors"
     target = weights_dir / file_name
     tmp = target.with_suffix(".safetensors.tmp")
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(tmp), metadata={"architecture": architecture, "arch_args": json.dumps(arch_args)})
+    metadata = {"architecture": architecture, "arch_args": json.dumps(arch_args)}
+    if int8:
+        from models.quantize import quantize_state
+
+        state = quantize_state(state)
+        metadata["storage"] = "int8 kernels, per-output-channel scales (models.quantize)"
+    save_file(state, str(tmp), metadata=metadata)
     tmp.replace(target)
     entry = WeightsEntry(
         name=name,
@@ -142,7 +151,12 @@ def load_state(entry: WeightsEntry, weights_dir: Path | None = None) -> dict[str
             f"{path}: sha256 {actual[:16]}… does not match the manifest's {entry.sha256[:16]}… "
             f"for {entry.name!r}; refusing to load (re-train or restore the file)"
         )
-    return load_file(str(path))
+    from models.quantize import dequantize
+
+    try:
+        return dequantize(load_file(str(path)))
+    except ValueError as exc:
+        raise WeightsError(f"{path}: {exc}") from None
 
 
 def load_model(

@@ -92,3 +92,20 @@ def test_shipped_ensemble_records_its_validation_scores(shared_data: Path, tmp_p
     val = entry.metrics["validation"]
     assert val["tiles"] == 48 and set(val["craquelure"]) >= {"precision", "recall", "f1"}
     assert 0.0 <= val["mean_f1"] <= 1.0
+
+
+def test_int8_ensemble_is_half_the_file_and_stays_the_union(tmp_path: Path) -> None:
+    a, b = _member(tmp_path / "a.safetensors", 1), _member(tmp_path / "b.safetensors", 2)
+    manifest = tmp_path / "w" / "manifest.json"
+    for name, extra in (("half", []), ("q", ["--int8"])):
+        main([name, str(tmp_path / "a.safetensors"), str(tmp_path / "b.safetensors"), "--decoder", "16,16,8,8,8",
+              "--manifest", str(manifest), "--no-validate", *extra])
+    sizes = {n: (manifest.parent / f"{n}.safetensors").stat().st_size for n in ("half", "q")}
+    assert sizes["q"] < 0.6 * sizes["half"], sizes
+    entries = {e["name"]: e for e in json.loads(manifest.read_text())["weights"]}
+    assert entries["q"]["training"]["stored_dtype"].startswith("int8")
+    model, _ = load_model("q", manifest_path=manifest)
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        expected = torch.maximum(a(x), b(x))
+        assert float((model(x) - expected).abs().max()) < 0.05 * float(expected.abs().max())
