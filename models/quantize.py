@@ -57,7 +57,3 @@ def dequantize(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         raise ValueError(f"scales without kernels: {sorted(missing)[:3]}")
     return out
 
-
-def stored_bytes(state: dict[str, torch.Tensor]) -> int:
-    """Bytes of tensor data in `state` (what the safetensors file holds, less its header)."""
-    return sum(t.numel() * t.element_size() for t in state.values())

@@ -226,8 +226,6 @@ def load_teacher(cfg: DetectorTrainConfig, manifest_path: Path) -> tuple[torch.n
     from models.weights import load_model
 
     teacher, entry = load_model(cfg.teacher, manifest_path=manifest_path)
-    for param in teacher.parameters():
-        param.requires_grad_(False)
     record = {"name": entry.name, "file": entry.file, "sha256": entry.sha256, "architecture": entry.architecture,
               "weight": cfg.teacher_weight}
     return teacher.to(memory_format=torch.channels_last), record
@@ -236,13 +234,14 @@ def load_teacher(cfg: DetectorTrainConfig, manifest_path: Path) -> tuple[torch.n
 def distilled_targets(
     teacher: torch.nn.Module, x: torch.Tensor, labels: torch.Tensor, weight: float, bf16: bool = False
 ) -> torch.Tensor:
-    """Soft targets `weight * sigmoid(teacher(x)) + (1 - weight) * labels`, (B, 2, H, W) in [0, 1].
+    """Soft targets `weight * sigmoid(teacher(x)) + (1 - weight) * labels`, (B, 2, H, W) in [0, 1], from a
+    teacher in eval mode (as `load_teacher` gives it; it never trains, so no gradient is kept).
 
     BCE and Dice are linear in a soft target, so this is the same as mixing the distillation and label losses
     with those weights. A teacher probability above 0.5 / w stays a positive target whatever the label says.
     """
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        prob = torch.sigmoid(teacher.eval()(x).float())
+        prob = torch.sigmoid(teacher(x).float())
     return weight * prob + (1.0 - weight) * labels
 
 
