@@ -56,6 +56,9 @@ def train_detector_command(
                                                       "texture first (default 0)")] = None,
     dark_cracks: Annotated[float | None, typer.Option(help="share of crack networks filled with dark dirt rather "
                                                           "than showing the light ground (default 0.7)")] = None,
+    crack_contrast: Annotated[str | None, typer.Option(help="LO,HI: how strongly a crack replaces the paint "
+                                                            "(default 0.55,0.95; lower LO teaches faint "
+                                                            "cracks)")] = None,
     real_val_images: Annotated[str | None, typer.Option(help="real crack photos scored (craquelure F1) at every "
                                                            "evaluation; monitoring only, never trained on")] = None,
     real_val_masks: Annotated[str | None, typer.Option(help="their masks (same file stems)")] = None,
@@ -78,10 +81,9 @@ def train_detector_command(
     from models.train_detector import config_from_overrides, damage_overrides
     from pipeline.errors import ConfigError
 
-    if damage := damage_overrides(free_cracks, texture, dark_cracks):
-        overrides["damage"] = damage
-
     try:  # refuse bad settings in one line before any work (or flow run) starts
+        if damage := damage_overrides(free_cracks, texture, dark_cracks, crack_contrast):
+            overrides["damage"] = damage
         cfg = config_from_overrides(**overrides)
     except (TypeError, ValueError) as exc:
         raise ConfigError(str(exc)) from None

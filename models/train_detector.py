@@ -475,17 +475,26 @@ def config_from_overrides(**overrides: Any) -> DetectorTrainConfig:
 
 
 def damage_overrides(
-    free_cracks: float | None = None, texture: float | None = None, dark_cracks: float | None = None
-) -> dict[str, float] | None:
-    """DamageConfig fields for the styles and mixes that were given (JSON-able), or None to keep the default."""
-    given = (("p_free_cracks", free_cracks), ("p_texture", texture), ("p_dark_cracks", dark_cracks))
+    free_cracks: float | None = None, texture: float | None = None, dark_cracks: float | None = None,
+    crack_contrast: str | None = None,
+) -> dict[str, Any] | None:
+    """DamageConfig fields for the styles and mixes that were given (JSON-able), or None to keep the default.
+    `crack_contrast` is "LO,HI" (e.g. "0.2,0.95"); a malformed one is a ValueError naming it."""
+    given: list[tuple[str, Any]] = [("p_free_cracks", free_cracks), ("p_texture", texture),
+                                    ("p_dark_cracks", dark_cracks)]
+    if crack_contrast is not None:
+        try:
+            lo, hi = (float(v) for v in crack_contrast.split(","))
+        except ValueError:
+            raise ValueError(f"crack contrast must be two numbers LO,HI, got {crack_contrast!r}") from None
+        given.append(("crack_contrast", [lo, hi]))
     extra = {k: v for k, v in given if v is not None}
     return extra or None
 
 
 def main(argv: list[str] | None = None) -> None:
     """`python -m models.train_detector [--steps N] [--max-minutes M] [--run-dir D] [--init-weights F]
-    [--free-cracks P] [--texture P] [--dark-cracks P] [--refine C] [--no-ship]
+    [--free-cracks P] [--texture P] [--dark-cracks P] [--crack-contrast LO,HI] [--refine C] [--no-ship]
     [--real-val-images DIR --real-val-masks DIR [--real-val-mask-value V]] [--teacher NAME [--teacher-weight W]]`
     (no Prefect)."""
     import argparse
@@ -501,6 +510,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--free-cracks", type=float, help="DamageConfig.p_free_cracks (isolated cracks)")
     parser.add_argument("--texture", type=float, help="DamageConfig.p_texture (grainy surfaces)")
     parser.add_argument("--dark-cracks", type=float, help="DamageConfig.p_dark_cracks (dirt-filled, not ground)")
+    parser.add_argument("--crack-contrast", help="DamageConfig.crack_contrast as LO,HI (default 0.55,0.95)")
     parser.add_argument("--loss", choices=LOSSES)
     parser.add_argument("--snapshot-every", type=int, help="keep the weights every N steps in <run-dir>/snapshots")
     parser.add_argument("--average-from", type=int, help="ship the average of the snapshots from this step on")
@@ -517,7 +527,7 @@ def main(argv: list[str] | None = None) -> None:
         snapshot_every=args.snapshot_every, average_from=args.average_from, ship=False if args.no_ship else None,
         real_val_images=args.real_val_images, real_val_masks=args.real_val_masks,
         real_val_mask_value=args.real_val_mask_value, teacher=args.teacher, teacher_weight=args.teacher_weight,
-        damage=damage_overrides(args.free_cracks, args.texture, args.dark_cracks)))
+        damage=damage_overrides(args.free_cracks, args.texture, args.dark_cracks, args.crack_contrast)))
     print(json.dumps({k: summary[k] for k in ("steps", "minutes", "shipped") if k in summary}, indent=2))
 
 

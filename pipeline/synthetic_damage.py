@@ -362,7 +362,8 @@ class DamageConfig:
     crack_kinds: tuple[str, ...] = CRACK_KINDS  # the network styles drawn (one per image, uniformly)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "crack_kinds", tuple(self.crack_kinds))  # JSON gives a list
+        for name in ("crack_kinds", "loss_amount", "crack_contrast", "cup_highlight"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))  # JSON gives lists
         unknown = set(self.crack_kinds) - set(CRACK_KINDS)
         if not self.crack_kinds or unknown:
             raise ValueError(f"DamageConfig.crack_kinds must be a non-empty subset of {CRACK_KINDS}, "

@@ -232,10 +232,15 @@ def test_command_line_opts_into_real_crack_styles_and_can_skip_shipping(monkeypa
     cfg = seen["cfg"]
     assert (cfg.damage.p_free_cracks, cfg.damage.p_texture, cfg.ship, cfg.steps) == (0.3, 0.2, False, 3)
     assert cfg.damage.p_dark_cracks == 0.5
+    assert cfg.damage.crack_contrast == DetectorTrainConfig().damage.crack_contrast
     assert cfg.damage.p_craquelure == DetectorTrainConfig().damage.p_craquelure
     seen.clear()
     td.main(["--steps", "3"])
     assert seen["cfg"].damage == DetectorTrainConfig().damage and seen["cfg"].ship
+    seen.clear()
+    td.main(["--steps", "3", "--crack-contrast", "0.2,0.9"])
+    assert seen["cfg"].damage.crack_contrast == (0.2, 0.9)
+    assert seen["cfg"].damage.p_texture == DetectorTrainConfig().damage.p_texture
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -243,6 +248,8 @@ def test_command_line_opts_into_real_crack_styles_and_can_skip_shipping(monkeypa
     (["--loss", "l2"], "loss must be one of"),
     (["--free-cracks", "1.5"], "p_free_cracks must be in [0, 1]"),
     (["--dark-cracks", "-0.1"], "p_dark_cracks must be in [0, 1]"),
+    (["--crack-contrast", "0.2"], "crack contrast must be two numbers LO,HI, got '0.2'"),
+    (["--crack-contrast", "0.9,0.2"], "crack_contrast must be an increasing range"),
     (["--real-val-images", "."], "real_val_images and real_val_masks go together"),
     (["--real-val-images", ".", "--real-val-masks", "no-such-folder"], "no-such-folder: real validation folder"),
 ])

@@ -131,6 +131,20 @@ def test_texture_changes_the_surface_but_labels_no_damage() -> None:
     assert damaged.astype(np.float32).std() > 3 * image.astype(np.float32).std()  # grain, specks, mottling
 
 
+def test_lower_crack_contrast_draws_the_same_cracks_fainter() -> None:
+    image = _painting(256, 256)
+    cracks_only = {"p_craquelure": 1.0, "p_paint_loss": 0.0}
+    strong = synthesize_damage(image, 5, DamageConfig(**cracks_only, crack_contrast=(0.9, 0.95)))
+    faint = synthesize_damage(image, 5, DamageConfig(**cracks_only, crack_contrast=[0.2, 0.25]))  # JSON: a list
+    assert np.array_equal(strong[1], faint[1])  # the contrast draw does not move the random stream
+    cracks = strong[1] == CRAQUELURE
+
+    def change(damaged: np.ndarray) -> float:
+        return float(np.abs(damaged.astype(np.float32) - image.astype(np.float32))[cracks].mean())
+
+    assert 0.1 < change(faint[0]) / change(strong[0]) < 0.4
+
+
 def test_opt_in_probabilities_are_checked() -> None:
     for name in ("p_free_cracks", "p_texture"):
         with pytest.raises(ValueError, match=name):
