@@ -162,7 +162,8 @@ def detect_styles_command(
     tta: TtaOpt = 1,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the figures here")] = None,
 ) -> None:
-    """Craquelure scores per crack style (canvas, panel, fine, isotropic, wide) and fill (dark, light)."""
+    """Craquelure scores per crack style (canvas, panel, fine, isotropic, wide), fill (dark, light) and crack
+    contrast (faint, medium, default)."""
     from models.detector_data import load_paintings
     from pipeline.detect_eval import EvalOptions, _load_model
     from pipeline.detect_infer import predict_probabilities

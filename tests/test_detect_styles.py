@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.detect_styles import FILLS, style_breakdown, style_cases
+from pipeline.detect_styles import (
+    CONTRASTS,
+    DEFAULT_SEED,
+    FILLS,
+    _crop,
+    contrast_cases,
+    style_breakdown,
+    style_cases,
+)
 from pipeline.synthetic_damage import CRACK_KINDS, DamageConfig, _sample_style, synthesize_damage
 
 
@@ -50,6 +58,21 @@ def test_style_cases_are_seeded_and_the_fill_changes_the_crack_colour() -> None:
         style_cases(images, "spiral", "dark")
 
 
+def test_contrast_bands_draw_the_same_cracks_fainter() -> None:
+    images = _paintings()
+    bands = {band: contrast_cases(images, band, copies=1, crop=64) for band in CONTRASTS}
+    change = {}
+    for band, cases in bands.items():
+        for (_, mask), (_, default_mask) in zip(cases, bands["default"], strict=True):
+            assert mask.any() and np.array_equal(mask, default_mask)  # same network, other contrast
+        clean = [_crop(image, 64, np.random.default_rng(DEFAULT_SEED + 100 * i)) for i, image in enumerate(images)]
+        change[band] = np.mean([np.abs(d.astype(float) - c.astype(float))[m].mean()
+                                for c, (d, m) in zip(clean, cases, strict=True)])
+    assert 0 < change["faint"] < change["medium"] < change["default"]
+    with pytest.raises(ValueError, match="band must be one of"):
+        contrast_cases(images, "invisible")
+
+
 def test_breakdown_scores_an_oracle_perfectly_and_an_empty_map_at_zero_recall() -> None:
     images = _paintings()
     truth = {}
@@ -57,8 +80,12 @@ def test_breakdown_scores_an_oracle_perfectly_and_an_empty_map_at_zero_recall() 
         for fill in FILLS:
             for damaged, mask in style_cases(images, kind, fill, copies=1, crop=64):
                 truth[damaged.tobytes()] = mask
+    for band in CONTRASTS:
+        for damaged, mask in contrast_cases(images, band, copies=1, crop=64):
+            truth[damaged.tobytes()] = mask
     oracle = style_breakdown(lambda img: truth[img.tobytes()], images, copies=1, crop=64)
-    assert set(oracle) == {f"{k}/{f}" for k in CRACK_KINDS for f in FILLS} | {"all"}
+    assert set(oracle) == ({f"{k}/{f}" for k in CRACK_KINDS for f in FILLS} | {"all"}
+                           | {f"contrast/{b}" for b in CONTRASTS})
     assert all(row["f1"] == pytest.approx(1.0) for row in oracle.values())
     empty = style_breakdown(lambda img: np.zeros(img.shape[:2]), images, copies=1, crop=64)
     assert all(row["recall"] == 0.0 for row in empty.values())
