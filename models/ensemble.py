@@ -7,6 +7,11 @@ of a real-robust member and a synthetic-specialist member keeps the recall of ea
 pass per member.
 
     python -m models.ensemble NAME MEMBER.safetensors MEMBER.safetensors [--note TEXT] [--manifest M] [--int8]
+        [--thresholds T0,T1]
+
+`--thresholds` gives each member its own decision threshold: member i says "damage" where its probability
+exceeds T_i (its logit is shifted by -logit(T_i) before the maximum, so the ensemble's output keeps 0.5 as
+its threshold and a global threshold moves all members together). Default: 0.5 for every member.
 
 stores the members (fp16, as shipping does, or int8 kernels: half the size) as one `resunet-max` entry of the
 weights manifest.
@@ -16,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,23 +37,32 @@ ARCHITECTURE = "resunet-max"
 
 
 class MaxResUNet(nn.Module):
-    """`members` Res-UNets of the same shape; `forward` gives the per-pixel maximum of their (B, K, H, W) logits."""
+    """`members` Res-UNets of the same shape; `forward` gives the per-pixel maximum of their (B, K, H, W) logits,
+    each first shifted by -logit(threshold) of its member (`thresholds`; default 0.5 each, i.e. no shift)."""
 
-    def __init__(self, members: int = 2, **resunet_args: Any) -> None:
+    def __init__(self, members: int = 2, thresholds: Sequence[float] | None = None, **resunet_args: Any) -> None:
         super().__init__()
         if members < 1:
             raise ValueError(f"members must be >= 1, got {members}")
+        thresholds = [0.5] * members if thresholds is None else [float(t) for t in thresholds]
+        if len(thresholds) != members or not all(0.0 < t < 1.0 for t in thresholds):
+            raise ValueError(f"thresholds must be {members} numbers in (0, 1), got {thresholds}")
         self.members = nn.ModuleList(ResUNet(**resunet_args) for _ in range(members))
+        self.thresholds = thresholds
+        self.offsets = [math.log(t / (1.0 - t)) for t in thresholds]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.stack([member(x) for member in self.members]).amax(dim=0)
+        return torch.stack([member(x) - offset if offset else member(x)
+                            for member, offset in zip(self.members, self.offsets, strict=True)]).amax(dim=0)
 
 
-def ensemble_from_files(paths: list[Path], resunet_args: dict[str, Any]) -> MaxResUNet:
+def ensemble_from_files(
+    paths: list[Path], resunet_args: dict[str, Any], thresholds: Sequence[float] | None = None
+) -> MaxResUNet:
     """A MaxResUNet whose members load the given Res-UNet state files (each must fit `resunet_args`)."""
     if len(paths) < 2:
         raise ValueError(f"an ensemble needs at least 2 members, got {len(paths)}")
-    model = MaxResUNet(members=len(paths), **resunet_args)
+    model = MaxResUNet(members=len(paths), thresholds=thresholds, **resunet_args)
     for member, path in zip(model.members, paths, strict=True):
         if not path.is_file():
             raise FileNotFoundError(f"{path}: member weights not found")
@@ -78,15 +94,17 @@ def ship_ensemble(
     manifest_path: Path = MANIFEST_PATH,
     validate: bool = True,
     int8: bool = False,
+    thresholds: Sequence[float] | None = None,
 ) -> WeightsEntry:
     """Store the ensemble of `paths` (fp16, or int8 kernels with `int8`) as manifest entry `name`, architecture
-    `resunet-max`, with its scores on the VALIDATION tiles (computed on the weights as they will load)."""
+    `resunet-max`, with its scores on the VALIDATION tiles (computed on the weights as they will load).
+    `thresholds` (one per member) are kept in the entry's arch_args."""
     from models.quantize import dequantize, quantize_state
 
-    model = ensemble_from_files(paths, resunet_args)
+    model = ensemble_from_files(paths, resunet_args, thresholds)
     if not int8:
         model = model.half()
-    arch_args = {"members": len(paths), **resunet_args}
+    arch_args = {"members": len(paths), **({"thresholds": model.thresholds} if thresholds else {}), **resunet_args}
     metrics = None
     if validate:
         check = MaxResUNet(**arch_args)
@@ -109,6 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--note", default="", help="where the members came from (kept in the manifest)")
     parser.add_argument("--manifest", type=Path, default=MANIFEST_PATH)
     parser.add_argument("--no-validate", action="store_true", help="skip the VALIDATION-tile scores")
+    parser.add_argument("--thresholds", help="one decision threshold per member, comma-separated (default 0.5 each)")
     parser.add_argument("--int8", action="store_true",
                         help="store the kernels as int8 with per-output-channel scales: half the size of fp16")
     args = parser.parse_args(argv)
@@ -117,11 +136,17 @@ def main(argv: list[str] | None = None) -> None:
     from models.train_detector import training_data
     from pipeline.paintings import paintings
 
+    thresholds = None
+    if args.thresholds:
+        try:
+            thresholds = [float(t) for t in args.thresholds.split(",")]
+        except ValueError:
+            parser.error(f"--thresholds must be numbers separated by commas, got {args.thresholds!r}")
     members = [{"file": str(p), "sha256": sha256_file(p)} for p in args.members]
     training = {"members": members, "combine": "per-pixel max of the logits", "note": args.note,
                 "data": training_data(paintings("train"), paintings("val"))}
     entry = ship_ensemble(args.name, args.members, resunet_args, training, args.manifest, not args.no_validate,
-                          args.int8)
+                          args.int8, thresholds)
     print(json.dumps({"name": entry.name, "file": entry.file, "sha256": entry.sha256}, indent=2))
 
 

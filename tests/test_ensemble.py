@@ -109,3 +109,36 @@ def test_int8_ensemble_is_half_the_file_and_stays_the_union(tmp_path: Path) -> N
     with torch.no_grad():
         expected = torch.maximum(a(x), b(x))
         assert float((model(x) - expected).abs().max()) < 0.05 * float(expected.abs().max())
+
+
+def test_member_thresholds_decide_each_member_at_its_own_probability(tmp_path: Path) -> None:
+    a, b = _member(tmp_path / "a.safetensors", 1), _member(tmp_path / "b.safetensors", 2)
+    paths = [tmp_path / "a.safetensors", tmp_path / "b.safetensors"]
+    plain = ensemble_from_files(paths, ARGS)
+    shifted = ensemble_from_files(paths, ARGS, thresholds=[0.6, 0.45])
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        pa, pb, le = torch.sigmoid(a(x)), torch.sigmoid(b(x)), shifted(x)
+        assert torch.equal(plain(x), torch.maximum(a(x), b(x)))  # default: no shift
+    decided = (pa > 0.6) | (pb > 0.45)
+    near = ((pa - 0.6).abs() < 1e-4) | ((pb - 0.45).abs() < 1e-4)  # float rounding at the boundary
+    assert torch.equal((le > 0)[~near], decided[~near])
+    assert ((pa > 0.5) & (pa <= 0.6)).any()  # the test covers a pixel that the shift turns off
+    assert ((pb > 0.45) & (pb <= 0.5)).any()  # and one that it turns on
+
+
+def test_member_thresholds_are_kept_in_the_entry_and_checked(tmp_path: Path) -> None:
+    _member(tmp_path / "a.safetensors", 1)
+    _member(tmp_path / "b.safetensors", 2)
+    manifest = tmp_path / "w" / "manifest.json"
+    members = [str(tmp_path / "a.safetensors"), str(tmp_path / "b.safetensors")]
+    main(["t", *members, "--decoder", "16,16,8,8,8", "--manifest", str(manifest), "--no-validate",
+          "--thresholds", "0.7,0.5"])
+    assert json.loads(manifest.read_text())["weights"][0]["arch_args"]["thresholds"] == [0.7, 0.5]
+    model, _ = load_model("t", manifest_path=manifest)
+    assert model.thresholds == [0.7, 0.5]
+    for bad in ([0.5], [0.5, 1.0], [0.0, 0.5]):
+        with pytest.raises(ValueError, match="thresholds must be 2 numbers in"):
+            ensemble_from_files([Path(m) for m in members], ARGS, thresholds=bad)
+    with pytest.raises(SystemExit):
+        main(["t", *members, "--manifest", str(manifest), "--thresholds", "0.7;0.5"])
