@@ -69,23 +69,24 @@ def style_breakdown(
     seed: int = DEFAULT_SEED, threshold: float = 0.5,
 ) -> dict[str, dict[str, float]]:
     """Scores per "kind/fill", pooled ("all"), and per contrast band ("contrast/<band>", not in "all");
-    `predict` maps a damaged (H, W, C) uint8/uint16 crop to an
-    (H, W) craquelure probability (or 0/1) map, thresholded at `threshold`."""
+    `predict` maps a damaged (H, W, C) uint8/uint16 crop to an (H, W) craquelure probability (or 0/1) map,
+    thresholded at `threshold`."""
+    def counted(cases: list[tuple[np.ndarray, np.ndarray]]) -> Counts:
+        counts = Counts()
+        for damaged, truth in cases:
+            counts += confusion(np.asarray(predict(damaged)) > threshold, truth)
+        return counts
+
     rows: dict[str, dict[str, float]] = {}
     total = Counts()
     for kind in CRACK_KINDS:
         for fill in FILLS:
-            counts = Counts()
-            for damaged, truth in style_cases(images, kind, fill, copies, crop, seed):
-                counts += confusion(np.asarray(predict(damaged)) > threshold, truth)
+            counts = counted(style_cases(images, kind, fill, copies, crop, seed))
             rows[f"{kind}/{fill}"] = counts.scores()
             total += counts
     rows["all"] = total.scores()
     for band in CONTRASTS:
-        counts = Counts()
-        for damaged, truth in contrast_cases(images, band, copies, crop, seed):
-            counts += confusion(np.asarray(predict(damaged)) > threshold, truth)
-        rows[f"contrast/{band}"] = counts.scores()
+        rows[f"contrast/{band}"] = counted(contrast_cases(images, band, copies, crop, seed)).scores()
     return rows
 
 
