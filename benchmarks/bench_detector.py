@@ -3,8 +3,9 @@
     .venv/bin/python benchmarks/bench_detector.py [--threads 2] [--runs 5] [--weights detector-resunet18] [--json F]
 
 Prints the median (and min/max) of N timed runs after one warm-up, plus the tiled whole-image path
-(`predict_probabilities`, 512-px tiles, 64-px overlap) on a 1024x1024 image, also with 8-view test-time
-augmentation (`--tta 8`). Timings on a shared machine vary: the load average is printed with them.
+(`predict_probabilities`, 512-px tiles, 64-px overlap) on a 1024x1024 image, also with 2-view (fp32 and bf16)
+and 8-view test-time augmentation (`--tta 2`, `--tta 8`). Timings on a shared machine vary: the load average is
+printed with them.
 """
 
 from __future__ import annotations
@@ -65,6 +66,10 @@ def main() -> None:
         "tiled_512_overlap64_fp32": _time(lambda: predict_probabilities(model_cl, image, 512, 64), args.runs),
         "tiled_512_overlap64_bf16": _time(lambda: predict_probabilities(model_cl, image, 512, 64, bf16=True),
                                           args.runs),
+        "tiled_512_overlap64_fp32_tta2": _time(lambda: predict_probabilities(model_cl, image, 512, 64, views=2),
+                                               args.runs),
+        "tiled_512_overlap64_bf16_tta2": _time(
+            lambda: predict_probabilities(model_cl, image, 512, 64, views=2, bf16=True), args.runs),
         "tiled_512_overlap64_fp32_tta8": _time(lambda: predict_probabilities(model_cl, image, 512, 64, views=8),
                                                max(1, args.runs // 2)),
         "load_average_after": os.getloadavg()[0],
