@@ -1,7 +1,8 @@
 """Per-stage throughput and peak RSS of the whole restore, on generated scans with synthetic damage.
 
     python benchmarks/bench_restore.py                          # 16, 100 and 400 MP (4000, 10000, 20000 px)
-    python benchmarks/bench_restore.py --sides 4000 --monai     # + detect vs MONAI sliding_window_inference
+    python benchmarks/bench_restore.py --sides 4000 --tta 1     # detect in one pass (default: tile + mirror)
+    python benchmarks/bench_restore.py --sides 4000 --tta 1 --monai  # + detect vs MONAI sliding_window_inference
     python benchmarks/bench_restore.py --sides 4000 --efficiency  # detect with 1 vs 2 workers (1 thread each)
     python benchmarks/bench_restore.py --sides 4000 --inpaint-scaling  # inpaint time vs damaged area
     python benchmarks/bench_restore.py --device cuda            # on a GPU machine
@@ -113,31 +114,32 @@ threading.Thread(target=_sample, daemon=True).start()
 STAGE = RSS_SAMPLER + """
 import json, sys
 from pipeline.engine import EngineConfig, close_local_clusters, local_cluster
-stage, store, workers, threads, device, precision = sys.argv[1:7]
+stage, store, workers, threads, device, precision, tta = sys.argv[1:8]
 engine = EngineConfig(workers=int(workers), torch_threads=int(threads), progress=False)
 if engine.scheduler == "cluster":
     local_cluster(engine)  # started before the clock: a `retouch run` starts it once for all its stages
 t = time.perf_counter()
 if stage == "ingest":
     from pipeline.ingest import ingest
-    ingest(sys.argv[7], store, engine=engine)
+    ingest(sys.argv[8], store, engine=engine)
 elif stage == "detect":
     from pipeline.detect import DetectConfig, detect
-    r = detect(store, DetectConfig(device=device, precision=precision), engine, force=True)
+    r = detect(store, DetectConfig(device=device, precision=precision, tta=int(tta)), engine, force=True)
 elif stage == "inpaint":
     from pathlib import Path
     from pipeline.inpaint_stage import InpaintStageConfig, inpaint_store
-    r = inpaint_store(store, InpaintStageConfig(device=device), engine, mask=Path(sys.argv[7]), force=True)
+    r = inpaint_store(store, InpaintStageConfig(device=device), engine, mask=Path(sys.argv[8]), force=True)
 elif stage == "export":
     from pipeline.export import export
-    export(store, sys.argv[7], force=True)
+    export(store, sys.argv[8], force=True)
 seconds = time.perf_counter() - t
 extra = {}
 if stage == "inpaint":
     extra = {"hole_pixels": r.summary["hole_pixels"], "chunks_inpainted": r.summary["chunks_inpainted"],
              "chunks_total": r.summary["chunks_total"]}
 if stage == "detect":
-    extra = {"area_percent": r.summary["area_percent"], "precision": r.summary.get("precision")}
+    extra = {"area_percent": r.summary["area_percent"], "precision": r.summary.get("precision"),
+             "tta": r.summary["tta"]}
 time.sleep(0.2)
 print(json.dumps({"seconds": seconds, "peak_rss_mb": peak[0] / 2**20, **extra}))
 close_local_clusters()
@@ -145,9 +147,12 @@ close_local_clusters()
 
 
 def run_stage(stage: str, store: Path, *extra: str, workers: int = 0, threads: int = 0, device: str = "cpu",
-              precision: str = "auto") -> dict:
+              precision: str = "auto", tta: int = 0) -> dict:
+    """One stage in a subprocess; `tta` 0 = the detect stage's default (pipeline.detect.DEFAULT_TTA)."""
+    from pipeline.detect import DEFAULT_TTA
+
     args = [sys.executable, "-c", STAGE, stage, str(store), str(workers), str(threads), device, precision,
-            *extra]
+            str(tta or DEFAULT_TTA), *extra]
     out = subprocess.run(args, capture_output=True, text=True, cwd=REPO)
     if out.returncode:
         raise RuntimeError(f"{stage} failed:\n{out.stderr[-3000:]}")
@@ -196,6 +201,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    parser.add_argument("--tta", type=int, default=0, choices=[0, 1, 2, 4, 8],
+                        help="detect's test-time augmentation views (default 0: the stage's default, 2)")
     parser.add_argument("--monai", action="store_true", help="detect vs MONAI (on --monai-side)")
     parser.add_argument("--monai-side", type=int, default=None, help="size for --monai (default: the first)")
     parser.add_argument("--efficiency", action="store_true", help="detect with 1 and 2 workers on the first size")
@@ -204,12 +211,14 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None, help="also write the rows and notes here")
     args = parser.parse_args()
+    if args.monai and args.tta != 1:
+        parser.error("--monai times one pass of the model: give it with --tta 1")
     from pipeline.detect_infer import resolve_precision
 
     precision = resolve_precision(args.precision, args.device)
     scratch = Path(tempfile.mkdtemp(dir=args.dir, prefix="bench-restore-"))
     rows, notes = [], []
-    stage_opts = {"workers": args.workers, "device": args.device, "precision": precision}
+    stage_opts = {"workers": args.workers, "device": args.device, "precision": precision, "tta": args.tta}
     try:
         for side in args.sides:
             scan = scratch / f"scan-{side}.tif"
@@ -223,8 +232,8 @@ def main() -> None:
                 if stage == "detect":
                     ours = r
             if args.efficiency and side == args.sides[0]:
-                one = run_stage("detect", store, workers=1, threads=1, precision=precision)
-                two = run_stage("detect", store, workers=2, threads=1, precision=precision)
+                one = run_stage("detect", store, workers=1, threads=1, precision=precision, tta=args.tta)
+                two = run_stage("detect", store, workers=2, threads=1, precision=precision, tta=args.tta)
                 notes.append(f"detect parallel efficiency at {mp:.0f} MP ({precision}): 1 worker "
                              f"{one['seconds']:.1f} s, 2 workers {two['seconds']:.1f} s -> speed-up "
                              f"{one['seconds'] / two['seconds']:.2f}, efficiency "
@@ -251,7 +260,7 @@ def main() -> None:
         if r["stage"] == "inpaint":
             note = f"{r['chunks_inpainted']}/{r['chunks_total']} chunks inpainted, {r['hole_pixels']} px filled"
         if r["stage"] == "detect":
-            note = "found " + ", ".join(f"{k} {v:.2f}%" for k, v in r["area_percent"].items())
+            note = f"tta {r['tta']}, found " + ", ".join(f"{k} {v:.2f}%" for k, v in r["area_percent"].items())
         print(f"{r['stage']:>8} {r['mp']:>6.0f} {r['damage %']:>9.2f} {r['seconds']:>8.1f} "
               f"{r['mp'] / r['seconds']:>7.2f} {r['peak_rss_mb']:>12.0f}  {note}")
     for note in notes:

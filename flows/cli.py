@@ -10,7 +10,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
-from flows.cli_detector import TtaOpt, check_tta
+from flows.cli_detector import DEFAULT_TTA, TtaOpt, check_tta
 from flows.settings import configure_prefect
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -152,7 +152,7 @@ def detect_command(
     tile: Annotated[int, typer.Option(help="largest model tile side (multiple of 32)")] = 1216,
     precision: Annotated[str, typer.Option(help="auto (bf16 where native), fp32 or bf16")] = "auto",
     batch: Annotated[int, typer.Option(help="model tiles per forward pass (GPU)")] = 1,
-    tta: TtaOpt = 1,
+    tta: TtaOpt = DEFAULT_TTA,
     device: DeviceOpt = "cpu",
     workers: EngineOpt = 0,
     dask_address: AddressOpt = None,
@@ -236,7 +236,7 @@ def run_command(
     catalog: Annotated[Path | None, typer.Option(help="catalog YAML to take --id from")] = None,
     id: Annotated[str | None, typer.Option("--id", help="catalog entry id")] = None,  # noqa: A002
     out: Annotated[Path | None, typer.Option(help="output folder (default: ./retouch-out)")] = None,
-    tta: TtaOpt = 1,
+    tta: TtaOpt = DEFAULT_TTA,
     workers: EngineOpt = 0,
     dask_address: AddressOpt = None,
     force: ForceOpt = False,

@@ -9,8 +9,10 @@ from typing import Annotated
 import typer
 
 TTA_VIEWS = (1, 2, 4, 8)  # pipeline.detect_infer.VIEWS, spelled out so that `--help` does not import torch
+DEFAULT_TTA = 2  # pipeline.detect.DEFAULT_TTA, spelled out so that `--help` does not import zarr (a test checks)
 TtaOpt = Annotated[int, typer.Option(help="test-time augmentation: run every tile in 1, 2, 4 or 8 flipped "
-                                          "orientations and average (that many times slower)")]
+                                          "orientations and average (that many times slower; 2 = the tile "
+                                          "and its mirror, 1 = one pass)")]
 
 
 def check_tta(tta: int) -> int:
@@ -124,7 +126,7 @@ def evaluate_detect_command(
     bf16: Annotated[bool, typer.Option(help="bf16 autocast inference")] = False,
     mask_value: Annotated[int | None, typer.Option(help="only this mask value is damage (e.g. 255)")] = None,
     no_baseline: Annotated[bool, typer.Option("--no-baseline", help="skip the classical baseline")] = False,
-    tta: TtaOpt = 1,
+    tta: TtaOpt = DEFAULT_TTA,
 ) -> None:
     """Score the shipped detector and the classical baseline against masks (strict and tolerant)."""
     from pipeline.detect_eval import EvalOptions, evaluate_detect, format_report
@@ -159,7 +161,7 @@ def detect_styles_command(
     crop: Annotated[int, typer.Option(min=64, help="crop side (px)")] = 512,
     seed: Annotated[int, typer.Option(help="first seed")] = 7_000_000,
     no_baseline: Annotated[bool, typer.Option("--no-baseline", help="skip the classical baseline")] = False,
-    tta: TtaOpt = 1,
+    tta: TtaOpt = DEFAULT_TTA,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the figures here")] = None,
 ) -> None:
     """Craquelure scores per crack style (canvas, panel, fine, isotropic, wide), fill (dark, light) and crack

@@ -83,13 +83,14 @@ def catalog_sweep_flow(catalog: str | None = None, out: str | None = None, inges
 def rerun_detect_flow(store: str, threshold: float = DetectParams().threshold, weights: str = DetectParams().weights,
                       tta: Tta = DetectParams().tta, force: bool = False,
                       engine: EngineParams = EngineParams()) -> Any:
-    """Detect damage again in an ingested store, with another threshold, other weights or more views.
+    """Detect damage again in an ingested store, with another threshold, other weights or other views.
 
     Args:
         store: the store (absolute path or fsspec URL) holding scan/
         threshold: probability above which a pixel is labelled damaged
         weights: detector weights (name in the weights manifest)
-        tta: test-time augmentation: every tile in this many flipped orientations, averaged (that many times slower)
+        tta: test-time augmentation: every tile in this many flipped orientations, averaged (that many times
+            slower); 2 (default) = the tile and its mirror, 1 = one pass
         force: recompute even when scan, parameters and weights are unchanged
     """
     return detect_flow(store, DetectParams(threshold=threshold, weights=weights, tta=tta), engine, force)

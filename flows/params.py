@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.detect import DetectConfig
+from pipeline.detect import DEFAULT_TTA, DetectConfig
 from pipeline.engine import EngineConfig
 from pipeline.export import ExportConfig
 from pipeline.ingest import IngestConfig
@@ -48,9 +48,9 @@ class DetectParams(_Params):
         "auto", description="auto: bf16 on GPUs and CPUs with native bf16 (same held-out F1), else fp32")
     batch: int = Field(1, ge=1, le=256,
                        description="model tiles per forward pass (use > 1 on a GPU with a smaller tile)")
-    tta: Tta = Field(1, description="test-time augmentation: run every tile in this many flipped "
-                                                    "orientations and average (slower by that factor, steadier "
-                                                    "thin-crack maps)")
+    tta: Tta = Field(DEFAULT_TTA, description="test-time augmentation: run every tile in this many flipped "
+                                              "orientations and average (slower by that factor, steadier "
+                                              "thin-crack maps); 2 = the tile and its mirror, 1 = one pass")
 
     def config(self) -> DetectConfig:
         return DetectConfig(**self.model_dump())

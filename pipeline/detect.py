@@ -48,6 +48,11 @@ CLASSES = ("craquelure", "paint_loss")
 
 MANIFEST_ENV = "RETOUCH_WEIGHTS_MANIFEST"
 
+# Test-time augmentation by default: every tile and its mirror image, averaged. On the held-out synthetic
+# set it lifts the shipped detector's craquelure F1 from 0.846 to 0.851 (confirmation set 0.845 -> 0.851, fp32
+# and bf16 alike) for twice the compute; `tta=1` is the single pass (models/weights/detector-resunet18.eval.json).
+DEFAULT_TTA = 2
+
 
 def default_manifest() -> str:
     """The shipped weights manifest, or the one $RETOUCH_WEIGHTS_MANIFEST names (a lab's own weights)."""
@@ -71,7 +76,7 @@ class DetectConfig:
     device: str = "cpu"
     precision: str = "auto"
     batch: int = 1
-    tta: int = 1
+    tta: int = DEFAULT_TTA
     manifest: str = field(default_factory=default_manifest)
 
     def __post_init__(self) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.detect import DEFAULT_TTA
 from pipeline.errors import InputError
 from pipeline.image_io import read_image, read_mask, to_float, write_png
 from pipeline.metrics import Counts, confusion
@@ -37,7 +38,7 @@ class EvalOptions:
     tile: int = 512
     overlap: int = 64
     threshold: float = 0.5
-    tta: int = 1  # flipped orientations averaged per tile (pipeline.detect_infer.VIEWS)
+    tta: int = DEFAULT_TTA  # flipped orientations averaged per tile (pipeline.detect_infer.VIEWS), as detect
     manifest: Path | None = None  # default: $RETOUCH_WEIGHTS_MANIFEST or models/weights/manifest.json
 
     def __post_init__(self) -> None:

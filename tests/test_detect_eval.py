@@ -185,3 +185,22 @@ def test_eval_record_keeps_the_command_and_refuses_results_of_other_weights(tmp_
     stale.write_text(json.dumps({"model": {}, "weights": {"sha256": "0" * 64}}))
     with pytest.raises(ValueError, match="stale.json"):
         record("detector-resunet18", "set_b", stale, "x", tiny_manifest)
+
+
+def test_shipped_eval_record_describes_the_shipped_detector_at_the_default_tta() -> None:
+    """The README's detector figures come from this record: its runs must be of the shipped file, and the runs
+    named *_default (commands without --tta) must have been made at today's default, so changing the default
+    without measuring it again fails here."""
+    import json
+
+    from models.weights import MANIFEST_PATH, get_entry
+    from pipeline.detect import DEFAULT_TTA
+
+    entry = get_entry("detector-resunet18", MANIFEST_PATH)
+    data = json.loads((MANIFEST_PATH.parent / "detector-resunet18.eval.json").read_text())
+    assert data["sha256"] == entry.sha256
+    defaults = {name: run for name, run in data["runs"].items() if name.endswith("_default")}
+    assert {"synthetic_heldout_default", "synthetic_confirm_default"} <= set(defaults)
+    for name, run in defaults.items():
+        assert "--tta" not in run["command"], name
+        assert run["result"]["tta"] == DEFAULT_TTA and run["result"]["weights"]["sha256"] == entry.sha256, name

@@ -92,11 +92,14 @@ def test_tta_setting_is_checked_everywhere(tmp_path) -> None:
     from typer.testing import CliRunner
 
     from flows.cli import app
-    from flows.cli_detector import TTA_VIEWS
+    from flows.cli_detector import DEFAULT_TTA, TTA_VIEWS
+    from pipeline import detect
     from pipeline.detect import DetectConfig
+    from pipeline.detect_eval import EvalOptions
     from pipeline.detect_infer import VIEWS
 
     assert TTA_VIEWS == VIEWS
+    assert DEFAULT_TTA == detect.DEFAULT_TTA == DetectConfig().tta == EvalOptions().tta == 2
     with pytest.raises(ValueError, match="tta must be one of"):
         DetectConfig(tta=3)
     for args in (["detect", str(tmp_path / "x.zarr"), "--tta", "3"],

@@ -233,7 +233,7 @@ def test_deployments_schedule_the_sweep_and_offer_the_reruns(tmp_path: Path) -> 
     assert form.required == ["store"] and "edited mask" in form.properties["mask"]["description"]
     detect_form = parameter_schema(rerun_detect_flow).properties
     assert detect_form["threshold"]["default"] == 0.5 and detect_form["weights"]["default"] == "detector-resunet18"
-    assert detect_form["tta"]["default"] == 1 and detect_form["tta"]["enum"] == [1, 2, 4, 8]
+    assert detect_form["tta"]["default"] == 2 and detect_form["tta"]["enum"] == [1, 2, 4, 8]
     assert all(d.schedules == [] for name, d in deployments.items() if name != "catalog-sweep")
 
 

@@ -129,7 +129,9 @@ def test_unchanged_stage_is_skipped_and_force_or_new_parameters_recompute(tmp_pa
     assert not other.skipped and other.key != first.key
     views = detect(store, DetectConfig(tile=256, tta=4), QUIET)
     assert not views.skipped and views.key not in (first.key, other.key) and views.summary["tta"] == 4
-    assert first.summary["tta"] == 1
+    assert first.summary["tta"] == 2  # the default: the tile and its mirror
+    single = detect(store, DetectConfig(tile=256, tta=1), QUIET)
+    assert not single.skipped and single.summary["tta"] == 1 and single.key != first.key
 
 
 def test_export_writes_pyramidal_tiff_with_icc_previews_and_summary(tmp_path: Path, tiny_weights: Path) -> None:
