@@ -70,6 +70,8 @@ def train_detector_command(
                                                      "probabilities become the training targets")] = None,
     teacher_weight: Annotated[float | None, typer.Option(help="target = w * teacher probability + (1 - w) * "
                                                               "label (default 1)")] = None,
+    teacher_views: Annotated[int | None, typer.Option(help="average the teacher's probabilities over 1, 2, 4 or "
+                                                           "8 flipped views, as --tta does (default 1)")] = None,
     no_flow: Annotated[bool, typer.Option("--no-flow", help="run without Prefect")] = False,
 ) -> None:
     """Train the damage detector (resumable) and ship the best weights to the manifest."""
@@ -79,7 +81,7 @@ def train_detector_command(
         "init_weights": init_weights, "loss": loss, "snapshot_every": snapshot_every,
         "average_from": average_from, "real_val_images": real_val_images, "real_val_masks": real_val_masks,
         "real_val_mask_value": real_val_mask_value, "teacher": teacher,
-        "teacher_weight": teacher_weight}.items() if v is not None}
+        "teacher_weight": teacher_weight, "teacher_views": teacher_views}.items() if v is not None}
     from models.train_detector import config_from_overrides, damage_overrides
     from pipeline.errors import ConfigError
 

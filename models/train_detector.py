@@ -75,6 +75,7 @@ class DetectorTrainConfig:
     real_val_mask_value: int = 0  # only this mask value is a crack (UAV75: 255); 0 = any nonzero value
     teacher: str = ""  # manifest name of a detector to distil: its probabilities become (soft) targets
     teacher_weight: float = 1.0  # with a teacher: target = w * teacher probability + (1 - w) * label
+    teacher_views: int = 1  # the teacher's probabilities averaged over this many flipped views (its --tta)
 
     def __post_init__(self) -> None:
         if self.tile % 32:
@@ -99,6 +100,8 @@ class DetectorTrainConfig:
         for folder in (self.real_val_images, self.real_val_masks):
             if folder and not Path(folder).is_dir():
                 raise ValueError(f"{folder}: real validation folder not found")
+        if self.teacher_views not in (1, 2, 4, 8):  # pipeline.detect_infer.VIEWS
+            raise ValueError(f"teacher_views must be one of 1, 2, 4, 8, got {self.teacher_views}")
         if not 0.0 <= self.teacher_weight <= 1.0:
             raise ValueError(f"teacher_weight must be in [0, 1], got {self.teacher_weight}")
         if not 0 <= self.real_val_mask_value <= 65535:
@@ -227,21 +230,26 @@ def load_teacher(cfg: DetectorTrainConfig, manifest_path: Path) -> tuple[torch.n
 
     teacher, entry = load_model(cfg.teacher, manifest_path=manifest_path)
     record = {"name": entry.name, "file": entry.file, "sha256": entry.sha256, "architecture": entry.architecture,
-              "weight": cfg.teacher_weight}
+              "weight": cfg.teacher_weight, "views": cfg.teacher_views}
     return teacher.to(memory_format=torch.channels_last), record
 
 
 def distilled_targets(
-    teacher: torch.nn.Module, x: torch.Tensor, labels: torch.Tensor, weight: float, bf16: bool = False
+    teacher: torch.nn.Module, x: torch.Tensor, labels: torch.Tensor, weight: float, bf16: bool = False,
+    views: int = 1,
 ) -> torch.Tensor:
     """Soft targets `weight * sigmoid(teacher(x)) + (1 - weight) * labels`, (B, 2, H, W) in [0, 1], from a
-    teacher in eval mode (as `load_teacher` gives it; it never trains, so no gradient is kept).
+    teacher in eval mode (as `load_teacher` gives it; it never trains, so no gradient is kept). With `views`
+    > 1 the teacher's probabilities are averaged over that many flipped views of the tiles, as `--tta` does at
+    inference (pipeline.detect_infer.tile_probabilities), so the student learns the augmented teacher.
 
     BCE and Dice are linear in a soft target, so this is the same as mixing the distillation and label losses
     with those weights. A teacher probability above 0.5 / w stays a positive target whatever the label says.
     """
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        prob = torch.sigmoid(teacher(x).float())
+    from pipeline.detect_infer import tile_probabilities
+
+    with torch.no_grad():
+        prob = tile_probabilities(teacher, x, bf16=bf16, views=views)
     return weight * prob + (1.0 - weight) * labels
 
 
@@ -265,9 +273,12 @@ def _config_key(cfg: DetectorTrainConfig) -> dict[str, Any]:
                  "checkpoint_every", "init_weights", "snapshot_every", "average_from", "real_val_images",
                  "real_val_masks", "real_val_mask_value"):
         data.pop(name)
+    if data["teacher_views"] == 1:  # the default: checkpoints made before the field resume
+        data.pop("teacher_views")
     if not data["teacher"]:  # no distillation: checkpoints made before these fields resume
         data.pop("teacher")
         data.pop("teacher_weight")
+        data.pop("teacher_views", None)
     if tuple(data["damage"].get("crack_kinds", CRACK_KINDS)) == CRACK_KINDS:
         data["damage"].pop("crack_kinds", None)  # the default: checkpoints made before the field resume
     return json.loads(json.dumps(data))  # tuples -> lists, as stored in the checkpoint
@@ -332,7 +343,7 @@ def train_detector(
         x_t = torch.from_numpy(x).to(memory_format=torch.channels_last)  # (B, 3, T, T)
         y_t = torch.from_numpy(y)  # (B, 2, T, T)
         if teacher is not None:
-            y_t = distilled_targets(teacher, x_t, y_t, cfg.teacher_weight, cfg.bf16)
+            y_t = distilled_targets(teacher, x_t, y_t, cfg.teacher_weight, cfg.bf16, cfg.teacher_views)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
             logits = model(x_t)
         loss = loss_fn(logits.float(), y_t)
@@ -495,7 +506,8 @@ def damage_overrides(
 def main(argv: list[str] | None = None) -> None:
     """`python -m models.train_detector [--steps N] [--max-minutes M] [--run-dir D] [--init-weights F]
     [--free-cracks P] [--texture P] [--dark-cracks P] [--crack-contrast LO,HI] [--refine C] [--no-ship]
-    [--real-val-images DIR --real-val-masks DIR [--real-val-mask-value V]] [--teacher NAME [--teacher-weight W]]`
+    [--real-val-images DIR --real-val-masks DIR [--real-val-mask-value V]]
+    [--teacher NAME [--teacher-weight W] [--teacher-views N]]`
     (no Prefect)."""
     import argparse
 
@@ -520,6 +532,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--real-val-mask-value", type=int, help="only this mask value is a crack (default: nonzero)")
     parser.add_argument("--teacher", help="manifest name of a detector to distil (its probabilities are the targets)")
     parser.add_argument("--teacher-weight", type=float, help="target = w * teacher + (1 - w) * label (default 1)")
+    parser.add_argument("--teacher-views", type=int, help="average the teacher over 1, 2, 4 or 8 flipped views")
     args = parser.parse_args(argv)
     summary = train_detector(config_from_overrides(
         steps=args.steps, max_minutes=args.max_minutes, run_dir=args.run_dir, threads=args.threads, lr=args.lr,
@@ -527,6 +540,7 @@ def main(argv: list[str] | None = None) -> None:
         snapshot_every=args.snapshot_every, average_from=args.average_from, ship=False if args.no_ship else None,
         real_val_images=args.real_val_images, real_val_masks=args.real_val_masks,
         real_val_mask_value=args.real_val_mask_value, teacher=args.teacher, teacher_weight=args.teacher_weight,
+        teacher_views=args.teacher_views,
         damage=damage_overrides(args.free_cracks, args.texture, args.dark_cracks, args.crack_contrast)))
     print(json.dumps({k: summary[k] for k in ("steps", "minutes", "shipped") if k in summary}, indent=2))
 

@@ -37,6 +37,27 @@ def test_targets_mix_teacher_probabilities_and_labels_linearly() -> None:
     assert bool((mixed[:, 0] > 0.5).all()) and not mixed.requires_grad
 
 
+class _LeftToRight(torch.nn.Module):
+    """Logits that grow with the red value's rise to the right: not mirror-symmetric, so a view changes them."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rise = torch.nn.functional.pad(x[:, :1, :, 1:] - x[:, :1, :, :-1], (0, 1))
+        return torch.cat([4.0 * rise, -4.0 * rise], dim=1)
+
+
+def test_targets_of_a_teacher_seen_in_several_views_are_its_tta_average() -> None:
+    x = torch.rand(2, 3, 8, 8)
+    labels = (torch.rand(2, 2, 8, 8) > 0.5).float()
+    teacher = _LeftToRight()
+    mirrored = torch.sigmoid(teacher(x.flip(-1))).flip(-1)
+    expected = (torch.sigmoid(teacher(x)) + mirrored) / 2
+    one, two = (distilled_targets(teacher, x, labels, 0.6, views=v) for v in (1, 2))
+    assert torch.allclose(two, 0.6 * expected + 0.4 * labels, atol=1e-6)
+    assert not torch.allclose(one, two, atol=1e-3)  # the mirror view changed the targets
+    with pytest.raises(ValueError, match="teacher_views must be one of"):
+        DetectorTrainConfig(teacher_views=3)
+
+
 def _teacher(manifest: Path, bias: tuple[float, float]) -> str:
     """A tiny Res-UNet in `manifest` whose output is the constant logits `bias` (head weights zeroed)."""
     model = ResUNet(**TINY)
@@ -75,7 +96,7 @@ def test_student_learns_the_teacher_not_the_labels_and_the_teacher_is_recorded(
     assert taught[0] > 0.7 and taught[0] > labelled[0] + 0.3 and taught[1] < labelled[1], (taught, labelled)
     entries = {e["name"]: e for e in json.loads(manifest.read_text())["weights"]}
     record = entries["student"]["training"]["teacher"]
-    assert record["sha256"] == entries["teacher"]["sha256"] and record["weight"] == 1.0
+    assert record["sha256"] == entries["teacher"]["sha256"] and record["weight"] == 1.0 and record["views"] == 1
     assert entries["student"]["training"]["config"]["teacher"] == "teacher"
 
 
@@ -85,14 +106,15 @@ def test_resuming_with_another_teacher_is_refused(shared_data: Path, tmp_path: P
     common = dict(tile=64, batch=2, eval_every=2, checkpoint_every=2, val_tiles=2, warmup=1, ship=False,
                   run_dir=str(tmp_path / "run"), decoder_channels=tuple(TINY["decoder_channels"]), teacher=name)
     train_detector(DetectorTrainConfig(steps=2, **common), manifest_path=manifest, echo=None)
-    with pytest.raises(ValueError, match="another configuration"):
-        train_detector(DetectorTrainConfig(steps=4, teacher_weight=0.5, **common),
-                       manifest_path=manifest, echo=None)
+    for other in ({"teacher_weight": 0.5}, {"teacher_views": 2}):
+        with pytest.raises(ValueError, match="another configuration"):
+            train_detector(DetectorTrainConfig(steps=4, **other, **common), manifest_path=manifest, echo=None)
 
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--teacher", "no-such-detector"], "no-such-detector"),
     (["--teacher", "detector-resunet18", "--teacher-weight", "1.5"], "teacher_weight must be in [0, 1]"),
+    (["--teacher", "detector-resunet18", "--teacher-views", "3"], "teacher_views must be one of 1, 2, 4, 8"),
 ])
 def test_train_detector_command_refuses_a_bad_teacher_in_one_line(
     args: list[str], message: str, refused_in_one_line: Callable[[list[str], str], None]
