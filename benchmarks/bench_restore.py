@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
+from pipeline.detect import DEFAULT_TTA
+
 BLOCK = 1024
 REPO = Path(__file__).resolve().parents[1]
 
@@ -147,12 +149,10 @@ close_local_clusters()
 
 
 def run_stage(stage: str, store: Path, *extra: str, workers: int = 0, threads: int = 0, device: str = "cpu",
-              precision: str = "auto", tta: int = 0) -> dict:
-    """One stage in a subprocess; `tta` 0 = the detect stage's default (pipeline.detect.DEFAULT_TTA)."""
-    from pipeline.detect import DEFAULT_TTA
-
+              precision: str = "auto", tta: int = DEFAULT_TTA) -> dict:
+    """One stage in a subprocess (`tta`: the detect stage's views)."""
     args = [sys.executable, "-c", STAGE, stage, str(store), str(workers), str(threads), device, precision,
-            str(tta or DEFAULT_TTA), *extra]
+            str(tta), *extra]
     out = subprocess.run(args, capture_output=True, text=True, cwd=REPO)
     if out.returncode:
         raise RuntimeError(f"{stage} failed:\n{out.stderr[-3000:]}")
@@ -201,8 +201,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
-    parser.add_argument("--tta", type=int, default=0, choices=[0, 1, 2, 4, 8],
-                        help="detect's test-time augmentation views (default 0: the stage's default, 2)")
+    parser.add_argument("--tta", type=int, default=DEFAULT_TTA, choices=[1, 2, 4, 8],
+                        help=f"detect's test-time augmentation views (default {DEFAULT_TTA}, the stage's)")
     parser.add_argument("--monai", action="store_true", help="detect vs MONAI (on --monai-side)")
     parser.add_argument("--monai-side", type=int, default=None, help="size for --monai (default: the first)")
     parser.add_argument("--efficiency", action="store_true", help="detect with 1 and 2 workers on the first size")

@@ -30,6 +30,7 @@ from models.checkpoint import init_from, load_checkpoint, save_checkpoint
 from models.detector_data import AugmentConfig, load_paintings, make_batch
 from models.resunet import DEFAULT_DECODER, ResUNet
 from models.weights import MANIFEST_PATH, Tiling, WeightsEntry, save_weights
+from pipeline.detect_infer import VIEWS, tile_probabilities
 from pipeline.metrics import Counts, confusion
 from pipeline.paintings import paintings
 from pipeline.synthetic_damage import CLASS_NAMES, CRACK_KINDS, DamageConfig
@@ -100,8 +101,8 @@ class DetectorTrainConfig:
         for folder in (self.real_val_images, self.real_val_masks):
             if folder and not Path(folder).is_dir():
                 raise ValueError(f"{folder}: real validation folder not found")
-        if self.teacher_views not in (1, 2, 4, 8):  # pipeline.detect_infer.VIEWS
-            raise ValueError(f"teacher_views must be one of 1, 2, 4, 8, got {self.teacher_views}")
+        if self.teacher_views not in VIEWS:
+            raise ValueError(f"teacher_views must be one of {', '.join(map(str, VIEWS))}, got {self.teacher_views}")
         if not 0.0 <= self.teacher_weight <= 1.0:
             raise ValueError(f"teacher_weight must be in [0, 1], got {self.teacher_weight}")
         if not 0 <= self.real_val_mask_value <= 65535:
@@ -246,8 +247,6 @@ def distilled_targets(
     BCE and Dice are linear in a soft target, so this is the same as mixing the distillation and label losses
     with those weights. A teacher probability above 0.5 / w stays a positive target whatever the label says.
     """
-    from pipeline.detect_infer import tile_probabilities
-
     with torch.no_grad():
         prob = tile_probabilities(teacher, x, bf16=bf16, views=views)
     return weight * prob + (1.0 - weight) * labels
@@ -273,12 +272,11 @@ def _config_key(cfg: DetectorTrainConfig) -> dict[str, Any]:
                  "checkpoint_every", "init_weights", "snapshot_every", "average_from", "real_val_images",
                  "real_val_masks", "real_val_mask_value"):
         data.pop(name)
-    if data["teacher_views"] == 1:  # the default: checkpoints made before the field resume
+    if data["teacher_views"] == 1 or not data["teacher"]:  # default or unused: older checkpoints resume
         data.pop("teacher_views")
     if not data["teacher"]:  # no distillation: checkpoints made before these fields resume
         data.pop("teacher")
         data.pop("teacher_weight")
-        data.pop("teacher_views", None)
     if tuple(data["damage"].get("crack_kinds", CRACK_KINDS)) == CRACK_KINDS:
         data["damage"].pop("crack_kinds", None)  # the default: checkpoints made before the field resume
     return json.loads(json.dumps(data))  # tuples -> lists, as stored in the checkpoint
