@@ -22,7 +22,7 @@ import torch
 
 import models  # noqa: F401
 from models.weights import load_model
-from pipeline.detect_infer import predict_probabilities
+from pipeline.stages.detect_infer import predict_probabilities
 
 
 def _time(fn, runs: int) -> dict[str, float]:

@@ -47,8 +47,8 @@ def make_scan(path: Path, side: int, dtype: np.dtype) -> None:
 
 CHILD = """
 import json, resource, sys, time
-from pipeline.engine import EngineConfig
-from pipeline.ingest import ingest
+from pipeline.engine.runner import EngineConfig
+from pipeline.stages.ingest import ingest
 t = time.perf_counter()
 r = ingest(sys.argv[1], sys.argv[2], engine=EngineConfig(workers=int(sys.argv[3]), progress=False))
 print(json.dumps({"seconds": time.perf_counter() - t, "levels": r.levels,

@@ -3,7 +3,7 @@
     python benchmarks/bench_inpainter.py                  # the shipped weights (inpainter-pconv)
     python benchmarks/bench_inpainter.py --threads 2 --repeats 7 --bf16
 
-Times `pipeline.inpaint.inpaint_tile` (one network pass, padding and conversion included) on a 512x512
+Times `pipeline.stages.inpaint.inpaint_tile` (one network pass, padding and conversion included) on a 512x512
 RGB tile of a validation painting with a ~20% irregular hole, and the whole-composite call
 `inpaint_image` at the default tiling. With --bf16 it also times bf16 autocast (accuracy not checked here).
 Prints JSON.
@@ -23,8 +23,8 @@ import models  # noqa: F401  (torchvision import fix)
 
 
 def _tile() -> np.ndarray:
-    from models.train_inpainter import load_rgb
-    from pipeline.paintings import paintings
+    from lab.paintings import paintings
+    from lab.train_inpainter import load_rgb
 
     files = paintings("val")
     if not files:
@@ -53,8 +53,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from pipeline.inpaint import InpaintConfig, inpaint_image, inpaint_tile, load_inpainter
-    from pipeline.masks import mask_in_bin
+    from lab.synthesis.masks import mask_in_bin
+    from pipeline.stages.inpaint import InpaintConfig, inpaint_image, inpaint_tile, load_inpainter
 
     model = load_inpainter(args.weights)
     tile = _tile()

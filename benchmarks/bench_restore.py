@@ -8,7 +8,7 @@
     python benchmarks/bench_restore.py --device cuda            # on a GPU machine
 
 Scans are painting-like RGB 8-bit tiled BigTIFFs written tile by tile; about `--damage` of the area carries
-synthetic craquelure and paint loss (pipeline.synthetic_damage on randomly chosen 1024-px blocks), and the
+synthetic craquelure and paint loss (lab.synthesis.synthetic_damage on randomly chosen 1024-px blocks), and the
 generator's labels are written beside the scan. Each stage runs in its own subprocess, with the default
 engine (a local Dask cluster of one single-threaded worker process per core); its peak RSS is the largest
 sum of RSS over that process and all its children (the workers), sampled every 0.1 s. The inpaint stage
@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from pipeline.detect import DEFAULT_TTA
+from pipeline.stages.detect import DEFAULT_TTA
 
 BLOCK = 1024
 REPO = Path(__file__).resolve().parents[1]
@@ -51,7 +51,7 @@ def make_scan(path: Path, side: int, damage: float = 0.0, seed: int = 0, blocks:
     About `damage * 6` of the 1024-px blocks get synthetic damage (a damaged block carries ~1/6 of its area
     as damage), or exactly `blocks` of them when given.
     """
-    from pipeline.synthetic_damage import synthesize_damage
+    from lab.synthesis.synthetic_damage import synthesize_damage
 
     rng = np.random.default_rng(seed)
     n = -(-side // BLOCK)
@@ -115,24 +115,24 @@ threading.Thread(target=_sample, daemon=True).start()
 
 STAGE = RSS_SAMPLER + """
 import json, sys
-from pipeline.engine import EngineConfig, close_local_clusters, local_cluster
+from pipeline.engine.runner import EngineConfig, close_local_clusters, local_cluster
 stage, store, workers, threads, device, precision, tta = sys.argv[1:8]
 engine = EngineConfig(workers=int(workers), torch_threads=int(threads), progress=False)
 if engine.scheduler == "cluster":
     local_cluster(engine)  # started before the clock: a `retouch run` starts it once for all its stages
 t = time.perf_counter()
 if stage == "ingest":
-    from pipeline.ingest import ingest
+    from pipeline.stages.ingest import ingest
     ingest(sys.argv[8], store, engine=engine)
 elif stage == "detect":
-    from pipeline.detect import DetectConfig, detect
+    from pipeline.stages.detect import DetectConfig, detect
     r = detect(store, DetectConfig(device=device, precision=precision, tta=int(tta)), engine, force=True)
 elif stage == "inpaint":
     from pathlib import Path
-    from pipeline.inpaint_stage import InpaintStageConfig, inpaint_store
+    from pipeline.stages.inpaint_stage import InpaintStageConfig, inpaint_store
     r = inpaint_store(store, InpaintStageConfig(device=device), engine, mask=Path(sys.argv[8]), force=True)
 elif stage == "export":
-    from pipeline.export import export
+    from pipeline.stages.export import export
     export(store, sys.argv[8], force=True)
 seconds = time.perf_counter() - t
 extra = {}
@@ -167,7 +167,7 @@ import json, sys
 import numpy as np, torch, zarr
 from monai.inferers import sliding_window_inference
 from models.weights import load_model
-from pipeline.detect import DetectConfig
+from pipeline.stages.detect import DetectConfig
 store, threads, precision = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 torch.set_num_threads(threads)
 model, _ = load_model("detector-resunet18")
@@ -213,7 +213,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.monai and args.tta != 1:
         parser.error("--monai times one pass of the model: give it with --tta 1")
-    from pipeline.detect_infer import resolve_precision
+    from pipeline.stages.detect_infer import resolve_precision
 
     precision = resolve_precision(args.precision, args.device)
     scratch = Path(tempfile.mkdtemp(dir=args.dir, prefix="bench-restore-"))

@@ -20,7 +20,7 @@ from flows.inpaint import inpaint_flow
 from flows.params import DetectParams, EngineParams, ExportParams, IngestParams, InpaintParams, Tta
 from flows.reporting import report_sweep
 from flows.restore import restore_flow
-from pipeline.sweep import SweepItem, plan_item
+from pipeline.stages.sweep import SweepItem, plan_item
 
 if TYPE_CHECKING:
     from prefect.deployments.runner import RunnerDeployment

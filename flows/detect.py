@@ -1,4 +1,4 @@
-"""Prefect flow for the detect stage (the work is in `pipeline.detect`)."""
+"""Prefect flow for the detect stage (the work is in `pipeline.stages.detect`)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ from flows.common import LOCK_WAIT_SECONDS, RETRY_DELAYS, finish, is_transient
 from flows.params import DetectParams, EngineParams
 from flows.reporting import progress_artifact, report_damage_table, report_stage, result_dict
 from flows.settings import current_run_id
-from pipeline.locking import store_lock
+from pipeline.io.locking import store_lock
 
 
 @task(name="detect-damage", retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS,
       retry_condition_fn=is_transient)
 def detect_task(store: str, params: DetectParams, engine: EngineParams, force: bool) -> dict[str, Any]:
-    from pipeline.detect import detect
+    from pipeline.stages.detect import detect
 
     with store_lock(store, timeout=LOCK_WAIT_SECONDS), progress_artifact("detect", store):
         result = detect(store, params.config(), engine.config(), force=force, run_id=current_run_id())

@@ -1,4 +1,4 @@
-"""Prefect flow for the export stage (the work is in `pipeline.export`)."""
+"""Prefect flow for the export stage (the work is in `pipeline.stages.export`)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ from flows.common import LOCK_WAIT_SECONDS, RETRY_DELAYS, finish, is_transient
 from flows.params import ExportParams, default_export_dir
 from flows.reporting import report_previews, report_stage, result_dict
 from flows.settings import current_run_id
-from pipeline.locking import store_lock
+from pipeline.io.locking import store_lock
 
 
 @task(name="export-deliverables", retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS,
       retry_condition_fn=is_transient)
 def export_task(store: str, params: ExportParams, force: bool, title: str | None) -> dict[str, Any]:
-    from pipeline.export import export
+    from pipeline.stages.export import export
 
     out_dir = Path(params.out_dir or default_export_dir(store))
     with store_lock(store, timeout=LOCK_WAIT_SECONDS):  # export writes its provenance into the store

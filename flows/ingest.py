@@ -1,4 +1,4 @@
-"""Prefect flow for the ingest stage (the work is in `pipeline.ingest`)."""
+"""Prefect flow for the ingest stage (the work is in `pipeline.stages.ingest`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from flows.common import LOCK_WAIT_SECONDS, RETRY_DELAYS, finish, is_transient
 from flows.params import EngineParams, IngestParams
 from flows.reporting import progress_artifact, report_stage
 from flows.settings import current_run_id
-from pipeline.locking import store_lock
+from pipeline.io.locking import store_lock
 
 
 @task(name="ingest-scan", retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS,
@@ -18,8 +18,8 @@ from pipeline.locking import store_lock
 def ingest_task(source: str, store: str, params: IngestParams, engine: EngineParams, force: bool) -> dict[str, Any]:
     from dataclasses import asdict
 
-    from pipeline.detect import StageResult
-    from pipeline.ingest import ingest
+    from pipeline.stages.detect import StageResult
+    from pipeline.stages.ingest import ingest
 
     with store_lock(store, timeout=LOCK_WAIT_SECONDS), progress_artifact("ingest", store):
         result = ingest(source, store, params.config(), engine.config(), force=force, run_id=current_run_id())

@@ -1,4 +1,4 @@
-"""Prefect flow for the inpaint stage (the work is in `pipeline.inpaint_stage`)."""
+"""Prefect flow for the inpaint stage (the work is in `pipeline.stages.inpaint_stage`)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ from flows.common import LOCK_WAIT_SECONDS, RETRY_DELAYS, finish, is_transient
 from flows.params import EngineParams, InpaintParams
 from flows.reporting import progress_artifact, report_stage, result_dict
 from flows.settings import current_run_id
-from pipeline.locking import store_lock
+from pipeline.io.locking import store_lock
 
 
 @task(name="inpaint-damage", retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS,
       retry_condition_fn=is_transient)
 def inpaint_task(store: str, params: InpaintParams, engine: EngineParams, force: bool) -> dict[str, Any]:
-    from pipeline.inpaint_stage import inpaint_store
+    from pipeline.stages.inpaint_stage import inpaint_store
 
     mask = Path(params.mask) if params.mask else None
     with store_lock(store, timeout=LOCK_WAIT_SECONDS), progress_artifact("inpaint", store):

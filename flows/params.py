@@ -6,13 +6,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.detect import DEFAULT_TTA, DetectConfig
-from pipeline.engine import EngineConfig
-from pipeline.export import ExportConfig
-from pipeline.ingest import IngestConfig
-from pipeline.inpaint_stage import InpaintStageConfig
+from pipeline.engine.runner import EngineConfig
+from pipeline.stages.detect import DEFAULT_TTA, DetectConfig
+from pipeline.stages.export import ExportConfig
+from pipeline.stages.ingest import IngestConfig
+from pipeline.stages.inpaint_stage import InpaintStageConfig
 
-Tta = Literal[1, 2, 4, 8]  # test-time augmentation views (pipeline.detect_infer.VIEWS)
+Tta = Literal[1, 2, 4, 8]  # test-time augmentation views (pipeline.stages.detect_infer.VIEWS)
 
 
 class _Params(BaseModel):

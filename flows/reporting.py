@@ -24,8 +24,8 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 
-from pipeline.detect import CLASSES, StageResult
-from pipeline.engine import progress_listener
+from pipeline.engine.runner import progress_listener
+from pipeline.stages.detect import CLASSES, StageResult
 
 
 def artifact_key(*parts: str) -> str:

@@ -10,7 +10,8 @@ from prefect import flow, task
 @task(name="train-detector")
 def train_detector_task(overrides: dict[str, Any]) -> dict[str, Any]:
     """Run (or resume) the detector training loop and ship its best weights."""
-    from models.train_detector import config_from_overrides, train_detector
+    from lab.detector_config import config_from_overrides
+    from lab.train_detector import train_detector
 
     return train_detector(config_from_overrides(**overrides))
 
@@ -23,8 +24,8 @@ def train_detector_flow(overrides: dict[str, Any] | None = None) -> dict[str, An
 
 def run_inpainter_training(overrides: dict[str, Any], ship: bool = True) -> dict[str, Any]:
     """Train (or resume) the PConv inpainter on TRAIN paintings; ship the final weights if asked."""
-    from models.train_inpainter import InpainterTrainConfig, export_weights, train
-    from pipeline.paintings import paintings
+    from lab.paintings import paintings
+    from lab.train_inpainter import InpainterTrainConfig, export_weights, train
 
     cfg = InpainterTrainConfig(**overrides)
     ckpt = train(cfg, paintings("train"), paintings("val"))

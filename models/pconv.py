@@ -213,7 +213,7 @@ class PConvUNet(nn.Module):
             ph, pw = -(-height // k) * k, -(-width // k) * k
             raise ValueError(
                 f"PConvUNet(depth={self.depth}) needs height and width multiples of {k}, got {height}x{width}; "
-                f"consider padding your images to shape {ph}x{pw} (pipeline.inpaint pads and crops for you)"
+                f"consider padding your images to shape {ph}x{pw} (pipeline.stages.inpaint pads and crops for you)"
             )
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

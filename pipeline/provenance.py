@@ -23,7 +23,7 @@ from typing import Any
 from prov.model import ProvDocument
 
 from pipeline import __version__
-from pipeline.store import fs_and_path, join
+from pipeline.io.store import fs_and_path, join
 
 NAMESPACE = "retouch"
 NAMESPACE_URI = "urn:retouch:"

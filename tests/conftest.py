@@ -25,7 +25,7 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """../shared/data, or skip the test where it is absent."""
-    from pipeline.paintings import shared_data_dir
+    from lab.paintings import shared_data_dir
 
     root = shared_data_dir()
     if not root.is_dir():

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import tifffile
 
-from pipeline.detect import DetectConfig, detect
-from pipeline.engine import EngineConfig
-from pipeline.ingest import IngestConfig, ingest
-from pipeline.inpaint_stage import InpaintStageConfig, inpaint_store
+from pipeline.engine.runner import EngineConfig
+from pipeline.stages.detect import DetectConfig, detect
+from pipeline.stages.ingest import IngestConfig, ingest
+from pipeline.stages.inpaint_stage import InpaintStageConfig, inpaint_store
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -32,7 +32,7 @@ def free_port() -> int:
 
 
 def scan_file(tmp_path: Path) -> Path:
-    from pipeline.synthetic_damage import synthesize_damage
+    from lab.synthesis.synthetic_damage import synthesize_damage
 
     rng = np.random.default_rng(5)
     yy, xx = np.mgrid[0:192, 0:160] / 192
@@ -91,7 +91,7 @@ def test_restore_on_a_dask_cluster_gives_the_same_bytes_as_local(tmp_path: Path,
 
 
 def test_default_local_cluster_gives_the_same_bytes_as_threads(tmp_path: Path, tiny_weights: Path) -> None:
-    from pipeline.engine import close_local_clusters
+    from pipeline.engine.runner import close_local_clusters
 
     source = scan_file(tmp_path)
     threads = restore_digests(source, str(tmp_path / "threads.zarr"),

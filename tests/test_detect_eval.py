@@ -11,14 +11,14 @@ import typer
 from typer.testing import CliRunner
 
 import models  # noqa: F401
+from lab.eval.baseline import BaselineParams, baseline_predict
+from lab.eval.detect_eval import EvalOptions, evaluate_detect, truth_maps
+from lab.eval.metrics import binary_scores, confusion
 from models.resunet import ResUNet
 from models.weights import Tiling, save_weights
-from pipeline.baseline import BaselineParams, baseline_predict
-from pipeline.detect_eval import EvalOptions, evaluate_detect, truth_maps
-from pipeline.detect_infer import predict_probabilities
 from pipeline.errors import InputError
-from pipeline.image_io import read_mask, write_png
-from pipeline.metrics import binary_scores, confusion
+from pipeline.io.image_io import read_mask, write_png
+from pipeline.stages.detect_infer import predict_probabilities
 
 
 def test_strict_scores_on_a_known_case() -> None:
@@ -116,7 +116,7 @@ def _tiny_manifest(tmp_path: Path) -> Path:
 
 
 def _dataset(tmp_path: Path) -> tuple[Path, Path]:
-    from pipeline.synthetic_damage import DamageConfig, synthesize_damage
+    from lab.synthesis.synthetic_damage import DamageConfig, synthesize_damage
 
     rng = np.random.default_rng(0)
     for i, (shape, dtype) in enumerate([((80, 100, 3), np.uint8), ((64, 64, 1), np.uint16)]):
@@ -138,7 +138,7 @@ def test_evaluate_detect_figures_match_the_saved_predictions(tmp_path: Path) -> 
             assert set(scores) == {"precision", "recall", "f1", "iou", "pixel_accuracy"}
             assert all(0.0 <= v <= 1.0 for v in scores.values())
     # Anyone can re-score the saved 0/255 maps and get the same figures.
-    from pipeline.metrics import Counts
+    from lab.eval.metrics import Counts
 
     for c, label in (("craquelure", 1), ("paint_loss", 2)):
         counts = Counts()
@@ -156,7 +156,7 @@ def test_missing_mask_is_named(tmp_path: Path) -> None:
 
 
 def test_cli_commands_register(tmp_path: Path) -> None:
-    from flows.cli_detector import register
+    from flows.cli.detector import register
 
     train_app, evaluate_app = typer.Typer(), typer.Typer()
     register(train_app, evaluate_app)
@@ -171,7 +171,7 @@ def test_eval_record_keeps_the_command_and_refuses_results_of_other_weights(tmp_
                                                                             tiny_manifest: Path) -> None:
     import json
 
-    from models.eval_record import record
+    from lab.eval_record import record
     from models.weights import get_entry
 
     sha = get_entry("detector-resunet18", tiny_manifest).sha256
@@ -194,7 +194,7 @@ def test_shipped_eval_record_describes_the_shipped_detector_at_the_default_tta()
     import json
 
     from models.weights import MANIFEST_PATH, get_entry
-    from pipeline.detect import DEFAULT_TTA
+    from pipeline.stages.detect import DEFAULT_TTA
 
     entry = get_entry("detector-resunet18", MANIFEST_PATH)
     data = json.loads((MANIFEST_PATH.parent / "detector-resunet18.eval.json").read_text())

@@ -8,7 +8,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.detect_infer import fit_tiles, predict_probabilities, resolve_precision, tile_probabilities
+from pipeline.stages.detect_infer import fit_tiles, predict_probabilities, resolve_precision, tile_probabilities
 
 
 @given(length=st.integers(1, 5000), max_tile=st.sampled_from([64, 96, 512, 1216]),
@@ -48,7 +48,7 @@ def test_batched_tiles_equal_one_at_a_time() -> None:
 
 
 def test_precision_auto_is_bf16_only_where_the_hardware_has_it(monkeypatch) -> None:
-    import pipeline.detect_infer as infer
+    import pipeline.stages.detect_infer as infer
 
     assert resolve_precision("fp32", "cpu") == "fp32" and resolve_precision("bf16", "cpu") == "bf16"
     monkeypatch.setattr(infer, "cpu_has_native_bf16", lambda: False)
@@ -92,11 +92,11 @@ def test_tta_setting_is_checked_everywhere(tmp_path) -> None:
     from typer.testing import CliRunner
 
     from flows.cli import app
-    from flows.cli_detector import DEFAULT_TTA, TTA_VIEWS
-    from pipeline import detect
-    from pipeline.detect import DetectConfig
-    from pipeline.detect_eval import EvalOptions
-    from pipeline.detect_infer import VIEWS
+    from flows.cli.common import DEFAULT_TTA, TTA_VIEWS
+    from lab.eval.detect_eval import EvalOptions
+    from pipeline.stages import detect
+    from pipeline.stages.detect import DetectConfig
+    from pipeline.stages.detect_infer import VIEWS
 
     assert TTA_VIEWS == VIEWS
     assert DEFAULT_TTA == detect.DEFAULT_TTA == DetectConfig().tta == EvalOptions().tta == 2

@@ -9,16 +9,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.detect_styles import (
-    CONTRASTS,
-    DEFAULT_SEED,
-    FILLS,
-    _crop,
-    contrast_cases,
-    style_breakdown,
-    style_cases,
-)
-from pipeline.synthetic_damage import CRACK_KINDS, DamageConfig, _sample_style, synthesize_damage
+from lab.eval.detect_styles import CONTRASTS, DEFAULT_SEED, FILLS, _crop, contrast_cases, style_breakdown, style_cases
+from lab.synthesis.synthetic_damage import CRACK_KINDS, DamageConfig, _sample_style, synthesize_damage
 
 
 def _paintings(n: int = 2, size: int = 96) -> list[np.ndarray]:

@@ -10,8 +10,10 @@ import pytest
 import torch
 
 import models  # noqa: F401
+from lab.detector_config import DetectorTrainConfig
+from lab.distill import distilled_targets
+from lab.train_detector import train_detector
 from models.resunet import ResUNet
-from models.train_detector import DetectorTrainConfig, distilled_targets, train_detector
 from models.weights import Tiling, save_weights
 
 TINY = {"encoder_name": "resnet18", "classes": 2, "decoder_channels": [16, 16, 8, 8, 8]}

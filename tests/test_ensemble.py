@@ -10,7 +10,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from models.ensemble import MaxResUNet, ensemble_from_files, main
+from lab.ensemble import ensemble_from_files, main
+from models.ensemble import MaxResUNet
 from models.resunet import ResUNet
 from models.weights import WeightsError, load_model
 
@@ -71,7 +72,7 @@ def test_members_of_another_shape_or_missing_are_refused(tmp_path: Path) -> None
 
 
 def test_detect_probabilities_of_an_ensemble_cover_each_member(tmp_path: Path) -> None:
-    from pipeline.detect_infer import predict_probabilities
+    from pipeline.stages.detect_infer import predict_probabilities
 
     a, b = _member(tmp_path / "a.safetensors", 1), _member(tmp_path / "b.safetensors", 2)
     ensemble = ensemble_from_files([tmp_path / "a.safetensors", tmp_path / "b.safetensors"], ARGS)
@@ -82,7 +83,7 @@ def test_detect_probabilities_of_an_ensemble_cover_each_member(tmp_path: Path) -
 
 
 def test_shipped_ensemble_records_its_validation_scores(shared_data: Path, tmp_path: Path) -> None:
-    from models.ensemble import ship_ensemble
+    from lab.ensemble import ship_ensemble
 
     _member(tmp_path / "a.safetensors", 1)
     _member(tmp_path / "b.safetensors", 2)

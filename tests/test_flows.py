@@ -17,8 +17,8 @@ import yaml
 from typer.testing import CliRunner
 
 from flows.params import DetectParams, EngineParams, ExportParams, IngestParams, InpaintParams
-from pipeline.store import group_info
-from pipeline.sweep import output_paths, plan_item
+from pipeline.io.store import group_info
+from pipeline.stages.sweep import output_paths, plan_item
 
 SIZE = 256
 # small model tiles for the tiny networks; 128-px chunks: a 2x2 chunk grid
@@ -30,7 +30,7 @@ GROUPS = ("scan", "damage", "restored")
 
 def write_scan(path: Path, seed: int = 5, size: int = SIZE) -> Path:
     """A smooth RGB painting-like image with synthetic craquelure and paint loss."""
-    from pipeline.synthetic_damage import synthesize_damage
+    from lab.synthesis.synthetic_damage import synthesize_damage
 
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:size, 0:size] / size
@@ -168,7 +168,7 @@ def test_only_transient_storage_errors_are_retried() -> None:
     from prefect.states import Failed
 
     from flows.common import is_transient
-    from pipeline.locking import StoreBusyError
+    from pipeline.io.locking import StoreBusyError
 
     def failed(exc: Exception) -> Any:
         return Failed(data=exc)
@@ -297,7 +297,7 @@ def test_serve_refuses_a_bad_cron_or_an_unreachable_server_before_serving(monkey
 
 
 def test_training_flow_publishes_its_final_metrics(prefect_harness: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    import models.train_detector as train_detector
+    import lab.train_detector as train_detector
     from flows.train import train_detector_flow
 
     summary = {"steps": 1800, "best": {"step": 1500, "mean_f1": 0.71, "craquelure": {"f1": 0.64}},

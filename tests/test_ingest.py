@@ -12,12 +12,12 @@ import tifffile
 import zarr
 from PIL import Image
 
-from pipeline import ingest as ingest_module
-from pipeline.engine import EngineConfig
+from pipeline.engine.runner import EngineConfig
 from pipeline.errors import InputError
-from pipeline.ingest import IngestConfig, ingest
+from pipeline.io.store import StoreError, group_info, open_complete
 from pipeline.provenance import list_documents, read_document
-from pipeline.store import StoreError, group_info, open_complete
+from pipeline.stages import ingest as ingest_module
+from pipeline.stages.ingest import IngestConfig, ingest
 
 QUIET = EngineConfig(workers=2, progress=False)
 SMALL = IngestConfig(chunk=64, top_level_max_side=64)

@@ -12,8 +12,8 @@ import torch
 from models.pconv import PConvUNet
 from models.weights import Tiling, WeightsError, load_state, save_weights
 from pipeline.errors import InputError
-from pipeline.image_io import write_png
-from pipeline.inpaint import dilate_hole, inpaint_image, inpaint_tile, load_edited_mask, tiles_to_run
+from pipeline.io.image_io import write_png
+from pipeline.stages.inpaint import dilate_hole, inpaint_image, inpaint_tile, load_edited_mask, tiles_to_run
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -109,7 +109,7 @@ def test_edited_mask_png_tiff_and_zarr(tmp_path: Path) -> None:
 def test_edited_mask_reads_blocks_of_tiled_tiff_and_channel_first_zarr(tmp_path: Path) -> None:
     import zarr
 
-    from pipeline.edited_mask import EditedMask
+    from pipeline.io.edited_mask import EditedMask
 
     rng = np.random.default_rng(1)
     labels = (rng.random((300, 200)) < 0.1).astype(np.uint8) * 2

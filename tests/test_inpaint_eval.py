@@ -11,10 +11,10 @@ import torch
 import typer
 from typer.testing import CliRunner
 
+from lab.eval.inpaint_eval import METHODS, EvalConfig, cases, classical_fill, compare, evaluate, score
+from lab.synthesis.masks import BINS, KINDS, bin_name, mask_in_bin
 from models.pconv import PConvUNet
-from pipeline.image_io import read_image, write_png
-from pipeline.inpaint_eval import METHODS, EvalConfig, cases, classical_fill, compare, evaluate, score
-from pipeline.masks import BINS, KINDS, bin_name, mask_in_bin
+from pipeline.io.image_io import read_image, write_png
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -95,7 +95,7 @@ def test_compare_gives_the_paired_standard_error_of_the_margin() -> None:
 
 
 def test_cli_with_given_masks_pairs_by_stem(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from flows import cli_inpainter
+    from flows.cli import inpainter as cli_inpainter
 
     images, masks = tmp_path / "images", tmp_path / "masks"
     write_png(images / "a.png", _image())
@@ -125,6 +125,6 @@ def test_cli_with_given_masks_pairs_by_stem(tmp_path: Path, monkeypatch: pytest.
 
 
 def test_cli_default_methods_are_all_methods() -> None:
-    from flows.cli_inpainter import DEFAULT_METHODS
+    from flows.cli.inpainter import DEFAULT_METHODS
 
     assert tuple(DEFAULT_METHODS.split(",")) == METHODS

@@ -164,7 +164,7 @@ def test_served_deployments_rerun_inpaint_and_sweep_on_request(server: Server, r
             "parameters": {"store": store, "mask": str(server.root / "edited-mask.tif")}})
         final = wait_for("rerun-inpaint run finishes", lambda: _finished(server, run["id"]), 300, serving, log)
         assert final["state"]["type"] == "COMPLETED", log.read_text()[-3000:]
-        from pipeline.store import group_info
+        from pipeline.io.store import group_info
 
         restored = group_info(store, "restored")
         assert restored["mask"] == "mask_edited" and restored["summary"]["hole_pixels"] == 40 * 60

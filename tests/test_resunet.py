@@ -12,10 +12,11 @@ import torch
 from safetensors.torch import load_file as load_file_
 
 import models  # noqa: F401
-from models.checkpoint import load_checkpoint, save_checkpoint
+from lab.checkpoint import load_checkpoint, save_checkpoint
+from lab.detector_config import DetectorTrainConfig, make_loss
+from lab.train_detector import train_detector
 from models.registry import create_model
 from models.resunet import ResUNet
-from models.train_detector import DetectorTrainConfig, make_loss, train_detector
 from models.weights import Tiling, WeightsError, load_model, save_weights
 
 TINY = {"decoder_channels": (16, 16, 8, 8, 8)}
@@ -119,7 +120,7 @@ def test_tiny_training_run_resumes_and_ships(shared_data: Path, tmp_path: Path) 
 
 
 def test_snapshots_are_kept_and_their_average_is_shipped(shared_data: Path, tmp_path: Path) -> None:
-    from models.average_weights import average_state_dicts
+    from lab.average_weights import average_state_dicts
     from models.weights import get_entry, load_state
 
     run_dir, manifest = tmp_path / "run", tmp_path / "w" / "manifest.json"
@@ -143,7 +144,7 @@ def test_snapshots_are_kept_and_their_average_is_shipped(shared_data: Path, tmp_
 def test_averaging_refuses_snapshots_of_different_networks(tmp_path: Path) -> None:
     from safetensors.torch import save_file
 
-    from models.average_weights import average_state_dicts
+    from lab.average_weights import average_state_dicts
 
     save_file({"w": torch.ones(2, 2)}, str(tmp_path / "a.safetensors"))
     save_file({"w": torch.ones(3, 2)}, str(tmp_path / "b.safetensors"))
@@ -157,7 +158,7 @@ def test_averaging_refuses_snapshots_of_different_networks(tmp_path: Path) -> No
 
 
 def test_refine_branch_starts_as_the_plain_network_and_learns(tmp_path: Path) -> None:
-    from models.checkpoint import init_from
+    from lab.checkpoint import init_from
 
     torch.manual_seed(0)
     plain = ResUNet(**TINY).eval()
@@ -224,7 +225,7 @@ def test_perfect_logits_score_near_zero_and_wrong_ones_high() -> None:
 
 
 def test_command_line_opts_into_real_crack_styles_and_can_skip_shipping(monkeypatch: pytest.MonkeyPatch) -> None:
-    import models.train_detector as td
+    import lab.train_detector as td
 
     seen = {}
     monkeypatch.setattr(td, "train_detector", lambda cfg: seen.setdefault("cfg", cfg) and {"steps": 0})
@@ -261,7 +262,7 @@ def test_train_detector_command_refuses_bad_settings_in_one_line(
 
 def _crack_photos(root: Path, n: int = 2) -> tuple[Path, Path]:
     """Grey 64x64 'photos' with a dark vertical crack (mask 255) beside a light distractor block (mask 204)."""
-    from pipeline.image_io import write_png
+    from pipeline.io.image_io import write_png
 
     for i in range(n):
         image = np.full((64, 64), 200, np.uint8)
@@ -287,7 +288,7 @@ class _DarkIsCrack(torch.nn.Module):
 
 
 def test_real_validation_honours_the_mask_value(tmp_path: Path) -> None:
-    from models.train_detector import load_real_val, score_real
+    from lab.detector_validation import load_real_val, score_real
 
     images, masks = _crack_photos(tmp_path)
     pairs = load_real_val(DetectorTrainConfig(real_val_images=str(images), real_val_masks=str(masks),

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from lab.train_inpainter import init_from
 from models.pconv import PConvUNet
 from models.smooth_fill import biharmonic_cg, biharmonic_fill, harmonic_fill
-from models.train_inpainter import init_from
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

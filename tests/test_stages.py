@@ -15,23 +15,23 @@ import pytest
 import tifffile
 import zarr
 
-from pipeline.detect import DetectConfig, detect
-from pipeline.engine import EngineConfig
+from pipeline.engine.runner import EngineConfig
+from pipeline.engine.tiling import read_with_halo, regions_with_coverage
 from pipeline.errors import InputError
-from pipeline.export import export
-from pipeline.ingest import IngestConfig, ingest
-from pipeline.inpaint import dilate_hole
-from pipeline.inpaint_stage import InpaintStageConfig, inpaint_store
-from pipeline.locking import StoreBusyError, store_lock
-from pipeline.store import StoreError
-from pipeline.tiling import read_with_halo, regions_with_coverage
+from pipeline.io.locking import StoreBusyError, store_lock
+from pipeline.io.store import StoreError
+from pipeline.stages.detect import DetectConfig, detect
+from pipeline.stages.export import export
+from pipeline.stages.ingest import IngestConfig, ingest
+from pipeline.stages.inpaint import dilate_hole
+from pipeline.stages.inpaint_stage import InpaintStageConfig, inpaint_store
 
 QUIET = EngineConfig(workers=2, progress=False)
 REPO = Path(__file__).resolve().parents[1]
 
 
 def damaged_scan(shape: tuple[int, int], dtype: type, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
-    from pipeline.synthetic_damage import synthesize_damage
+    from lab.synthesis.synthetic_damage import synthesize_damage
 
     rng = np.random.default_rng(seed)
     top = np.iinfo(dtype).max
@@ -156,7 +156,7 @@ def test_export_writes_pyramidal_tiff_with_icc_previews_and_summary(tmp_path: Pa
 
 def test_a_second_writer_of_a_store_fails_clearly(tmp_path: Path) -> None:
     store = str(tmp_path / "s.zarr")
-    code = f"from pipeline.locking import store_lock\nimport time\nwith store_lock({store!r}):\n    time.sleep(30)\n"
+    code = f"from pipeline.io.locking import store_lock\nimport time\nwith store_lock({store!r}):\n    time.sleep(30)\n"
     holder = subprocess.Popen([sys.executable, "-c", code], cwd=REPO)
     try:
         deadline = time.time() + 20
@@ -175,8 +175,8 @@ def test_a_second_writer_of_a_store_fails_clearly(tmp_path: Path) -> None:
 
 KILLABLE = """
 import sys
-from pipeline.detect import DetectConfig, detect
-from pipeline.engine import EngineConfig
+from pipeline.stages.detect import DetectConfig, detect
+from pipeline.engine.runner import EngineConfig
 detect(sys.argv[1], DetectConfig(tile=96, overlap=0, halo=16), EngineConfig(workers=1, progress=False))
 """
 
@@ -198,7 +198,7 @@ def test_detect_killed_halfway_resumes_missing_chunks_to_the_same_bytes(tmp_path
         time.sleep(0.05)
     child.send_signal(signal.SIGKILL)
     child.wait()
-    from pipeline.store import group_info
+    from pipeline.io.store import group_info
 
     assert group_info(store, "damage") is None  # a killed stage never looks complete
     resumed = detect(store, config, one)

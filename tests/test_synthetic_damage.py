@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from pipeline.synthetic_damage import (
+from lab.synthesis.synthetic_damage import (
     CRAQUELURE,
     PAINT_LOSS,
     DamageConfig,

@@ -10,11 +10,11 @@ import tifffile
 import zarr
 
 from models.weights import MANIFEST_PATH, load_manifest
-from pipeline.detect import DetectConfig, detect
-from pipeline.engine import EngineConfig
-from pipeline.image_io import read_image
-from pipeline.ingest import IngestConfig, ingest
-from pipeline.tiling import seam_score
+from pipeline.engine.runner import EngineConfig
+from pipeline.engine.tiling import seam_score
+from pipeline.io.image_io import read_image
+from pipeline.stages.detect import DetectConfig, detect
+from pipeline.stages.ingest import IngestConfig, ingest
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data_catalog" / "samples"
 SHIPPED = "detector-resunet18" in load_manifest(MANIFEST_PATH)
@@ -32,7 +32,7 @@ def test_seam_score_sees_a_seam_and_not_a_smooth_map() -> None:
 @pytest.mark.skipif(not SHIPPED, reason="no shipped detector weights in the manifest")
 def test_tiled_detect_equals_untiled_and_has_no_seams(tmp_path: Path) -> None:
     from models.weights import load_model
-    from pipeline.detect_infer import predict_probabilities
+    from pipeline.stages.detect_infer import predict_probabilities
 
     painting = read_image(SAMPLE / "leyster-self-portrait-simulated-damage.png")
     image = painting[256:640, 320:704]  # 384 x 384

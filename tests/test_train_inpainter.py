@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.train_inpainter import InpainterTrainConfig, build_model, export_weights, load_checkpoint, train
+from lab.train_inpainter import InpainterTrainConfig, build_model, export_weights, load_checkpoint, train
 from models.weights import load_state
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -24,7 +24,7 @@ def _cfg(run_dir: Path, phase1: int, phase2: int) -> InpainterTrainConfig:
 
 
 def test_resumed_training_equals_uninterrupted_and_ships(shared_data: Path, tmp_path: Path) -> None:
-    from pipeline.paintings import paintings
+    from lab.paintings import paintings
 
     train_set, val_set = paintings("train")[:2], paintings("val")[:1]
     assert not set(train_set) & set(val_set)
@@ -48,9 +48,9 @@ def test_resumed_training_equals_uninterrupted_and_ships(shared_data: Path, tmp_
 def test_prefill_run_starts_from_weights_and_ships_a_loadable_model(shared_data: Path, tmp_path: Path) -> None:
     from safetensors.torch import save_file
 
+    from lab.paintings import paintings
     from models.smooth_fill import harmonic_fill
     from models.weights import load_model
-    from pipeline.paintings import paintings
 
     train_set, val_set = paintings("train")[:1], paintings("val")[:1]
     plain = build_model(_cfg(tmp_path, 1, 0))

@@ -1,0 +1,187 @@
+"""`retouch train detector`, `retouch train baseline` and `retouch evaluate detect`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from flows.cli.common import DEFAULT_TTA, TtaOpt, check_tta, clean_errors
+
+
+def register(train_app: typer.Typer, evaluate_app: typer.Typer) -> None:
+    """Add the detector commands to the `train` and `evaluate` command groups."""
+    train_app.command("detector")(clean_errors(train_detector_command))
+    train_app.command("baseline")(clean_errors(train_baseline_command))
+    evaluate_app.command("detect")(clean_errors(evaluate_detect_command))
+    evaluate_app.command("make-detect-set")(clean_errors(make_detect_set_command))
+    evaluate_app.command("detect-styles")(clean_errors(detect_styles_command))
+
+
+def train_detector_command(
+    steps: Annotated[int | None, typer.Option(help="optimizer steps (default 1800)")] = None,
+    tile: Annotated[int | None, typer.Option(help="training tile side, multiple of 32")] = None,
+    batch: Annotated[int | None, typer.Option(help="tiles per step")] = None,
+    encoder: Annotated[str | None, typer.Option(help="resnet18 or resnet34")] = None,
+    lr: Annotated[float | None, typer.Option(help="peak learning rate")] = None,
+    threads: Annotated[int | None, typer.Option(help="torch threads")] = None,
+    max_minutes: Annotated[float | None, typer.Option(help="stop and ship after this many minutes")] = None,
+    run_dir: Annotated[str | None, typer.Option(help="checkpoints and logs (resumes from here)")] = None,
+    weights_name: Annotated[str | None, typer.Option(help="manifest name of the shipped weights")] = None,
+    refine: Annotated[int | None, typer.Option(help="channels of the full-resolution refinement branch "
+                                                     "(0 = none)")] = None,
+    init_weights: Annotated[str | None, typer.Option(help="weights file or training checkpoint to start from "
+                                                           "(tensors of matching name and shape)")] = None,
+    loss: Annotated[str | None, typer.Option(help="dice+bce (default), dice+focal or lovasz+bce")] = None,
+    snapshot_every: Annotated[int | None, typer.Option(help="keep the weights every N steps in "
+                                                            "<run-dir>/snapshots (0 = none)")] = None,
+    average_from: Annotated[int | None, typer.Option(help="ship the uniform average of the snapshots from "
+                                                          "this step on, not the best (with --snapshot-every)")] = None,
+    free_cracks: Annotated[float | None, typer.Option(help="share of tiles whose cracks are isolated meandering "
+                                                          "cracks instead of a network (default 0)")] = None,
+    texture: Annotated[float | None, typer.Option(help="share of tiles overlaid with a grainy surface "
+                                                      "texture first (default 0)")] = None,
+    dark_cracks: Annotated[float | None, typer.Option(help="share of crack networks filled with dark dirt rather "
+                                                          "than showing the light ground (default 0.7)")] = None,
+    crack_contrast: Annotated[str | None, typer.Option(help="LO,HI: how strongly a crack replaces the paint "
+                                                            "(default 0.55,0.95; lower LO teaches faint "
+                                                            "cracks)")] = None,
+    real_val_images: Annotated[str | None, typer.Option(help="real crack photos scored (craquelure F1) at every "
+                                                           "evaluation; monitoring only, never trained on")] = None,
+    real_val_masks: Annotated[str | None, typer.Option(help="their masks (same file stems)")] = None,
+    real_val_mask_value: Annotated[int | None, typer.Option(help="only this mask value is a crack "
+                                                                 "(UAV75: 255; default any nonzero)")] = None,
+    teacher: Annotated[str | None, typer.Option(help="manifest name of a detector to distil into this one: its "
+                                                     "probabilities become the training targets")] = None,
+    teacher_weight: Annotated[float | None, typer.Option(help="target = w * teacher probability + (1 - w) * "
+                                                              "label (default 1)")] = None,
+    teacher_views: Annotated[int | None, typer.Option(help="average the teacher's probabilities over 1, 2, 4 or "
+                                                           "8 flipped views, as --tta does (default 1)")] = None,
+    no_flow: Annotated[bool, typer.Option("--no-flow", help="run without Prefect")] = False,
+) -> None:
+    """Train the damage detector (resumable) and ship the best weights to the manifest."""
+    overrides = {k: v for k, v in {
+        "steps": steps, "tile": tile, "batch": batch, "encoder": encoder, "lr": lr, "threads": threads,
+        "max_minutes": max_minutes, "run_dir": run_dir, "weights_name": weights_name, "refine": refine,
+        "init_weights": init_weights, "loss": loss, "snapshot_every": snapshot_every,
+        "average_from": average_from, "real_val_images": real_val_images, "real_val_masks": real_val_masks,
+        "real_val_mask_value": real_val_mask_value, "teacher": teacher,
+        "teacher_weight": teacher_weight, "teacher_views": teacher_views}.items() if v is not None}
+    from lab.detector_config import config_from_overrides, damage_overrides
+    from pipeline.errors import ConfigError
+
+    try:  # refuse bad settings in one line before any work (or flow run) starts
+        if damage := damage_overrides(free_cracks, texture, dark_cracks, crack_contrast):
+            overrides["damage"] = damage
+        cfg = config_from_overrides(**overrides)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(str(exc)) from None
+    if cfg.teacher:
+        from models.weights import get_entry
+
+        get_entry(cfg.teacher)  # an unknown teacher is refused (WeightsError, one line) before training starts
+    if no_flow:
+        from lab.train_detector import train_detector
+
+        summary = train_detector(cfg)
+    else:
+        from flows.train import train_detector_flow
+
+        summary = train_detector_flow(overrides)
+    typer.echo(json.dumps({k: summary[k] for k in ("steps", "minutes", "shipped") if k in summary}, indent=2))
+
+
+def train_baseline_command(
+    tiles: Annotated[int, typer.Option(help="damaged training tiles for the grid search")] = 24,
+    out: Annotated[Path | None, typer.Option(help="parameter file (default models/weights/baseline.json)")] = None,
+) -> None:
+    """Tune the classical baseline's parameters by grid search on TRAIN paintings only."""
+    from lab.eval.baseline import BASELINE_PATH, tune_baseline
+
+    result = tune_baseline(n_tiles=tiles, out=out or BASELINE_PATH)
+    typer.echo(json.dumps(result, indent=2))
+
+
+def evaluate_detect_command(
+    images: Annotated[Path, typer.Option(help="folder of images (PNG/TIFF/JPEG, 8/16 bit, grey or colour)")],
+    masks: Annotated[Path, typer.Option(help="folder of masks with the same file stems")],
+    classes: Annotated[str, typer.Option(help="classes to score, comma-separated")] = "craquelure,paint_loss",
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the figures here")] = None,
+    save: Annotated[Path | None, typer.Option(help="write predicted 0/255 maps per class here")] = None,
+    tolerance: Annotated[float, typer.Option(help="also score with this distance tolerance (px)")] = 2.0,
+    weights: Annotated[str, typer.Option(help="manifest name of the detector weights")] = "detector-resunet18",
+    bf16: Annotated[bool, typer.Option(help="bf16 autocast inference")] = False,
+    mask_value: Annotated[int | None, typer.Option(help="only this mask value is damage (e.g. 255)")] = None,
+    no_baseline: Annotated[bool, typer.Option("--no-baseline", help="skip the classical baseline")] = False,
+    tta: TtaOpt = DEFAULT_TTA,
+) -> None:
+    """Score the shipped detector and the classical baseline against masks (strict and tolerant)."""
+    from lab.eval.detect_eval import EvalOptions, evaluate_detect, format_report
+
+    opts = EvalOptions(classes=tuple(c.strip() for c in classes.split(",") if c.strip()),
+                       tolerance=tolerance, weights=weights, bf16=bf16, mask_value=mask_value,
+                       baseline=not no_baseline, save_dir=save, tta=check_tta(tta))
+    report = evaluate_detect(images, masks, opts)
+    typer.echo(format_report(report))
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(report, indent=2) + "\n")
+        typer.echo(f"wrote {json_out}")
+
+
+def make_detect_set_command(
+    out: Annotated[Path, typer.Argument(help="folder to write images/ and masks/ into")],
+    split: Annotated[str, typer.Option(help="paintings to damage: val (held out) or train")] = "val",
+    copies: Annotated[int, typer.Option(help="damaged versions of each painting")] = 3,
+    seed: Annotated[int, typer.Option(help="seed (the training never uses seeds >= 10**9)")] = 1_000_000_007,
+) -> None:
+    """Write a held-out synthetic evaluation set: damaged paintings + 0/1/2 label masks."""
+    from lab.eval.detect_eval import make_synthetic_set
+
+    paths = make_synthetic_set(out, split=split, copies=copies, seed=seed)
+    typer.echo(f"wrote {len(paths)} images to {out}/images and label masks to {out}/masks")
+
+
+def detect_styles_command(
+    weights: Annotated[str, typer.Option(help="manifest name of the detector weights")] = "detector-resunet18",
+    copies: Annotated[int, typer.Option(min=1, help="seeded crops per VAL painting, style and fill")] = 2,
+    crop: Annotated[int, typer.Option(min=64, help="crop side (px)")] = 512,
+    seed: Annotated[int, typer.Option(help="first seed")] = 7_000_000,
+    no_baseline: Annotated[bool, typer.Option("--no-baseline", help="skip the classical baseline")] = False,
+    tta: TtaOpt = DEFAULT_TTA,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the figures here")] = None,
+) -> None:
+    """Craquelure scores per crack style (canvas, panel, fine, isotropic, wide), fill (dark, light) and crack
+    contrast (faint, medium, default)."""
+    from lab.detector_data import load_paintings
+    from lab.eval.detect_eval import EvalOptions, _load_model
+    from lab.eval.detect_styles import format_styles, style_breakdown
+    from lab.paintings import paintings
+    from pipeline.io.image_io import to_float
+    from pipeline.stages.detect_infer import predict_probabilities
+
+    images = load_paintings(paintings("val"))  # as training sees them: RGB, alpha dropped
+    if not images:
+        raise FileNotFoundError("no VAL paintings found (is ../shared/data present?)")
+    opts = EvalOptions(weights=weights, tta=check_tta(tta))
+    model, weights_info = _load_model(opts)
+    report: dict = {"weights": weights_info, "copies": copies, "crop": crop, "seed": seed, "tta": tta}
+
+    def model_map(image):  # noqa: ANN001, ANN202
+        return predict_probabilities(model, to_float(image), tile=opts.tile, overlap=opts.overlap, views=tta)[0]
+
+    report["model"] = style_breakdown(model_map, images, copies, crop, seed)
+    typer.echo(f"model {weights_info['name']} ({weights_info['sha256'][:12]})\n" + format_styles(report["model"]))
+    if not no_baseline:
+        from lab.eval.baseline import baseline_predict, load_baseline
+
+        params = load_baseline()
+        report["baseline"] = style_breakdown(lambda image: baseline_predict(image, params)[0], images, copies, crop,
+                                             seed)
+        typer.echo("classical baseline\n" + format_styles(report["baseline"]))
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(report, indent=2) + "\n")
+        typer.echo(f"wrote {json_out}")

@@ -1,0 +1,203 @@
+"""`retouch train inpainter` and `retouch evaluate inpaint`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from flows.cli.common import clean_errors
+
+# lab.eval.inpaint_eval.METHODS, spelled out so that `--help` does not import torch (a test keeps them equal)
+DEFAULT_METHODS = "model,telea,ns,biharmonic,harmonic,fast_biharmonic"
+
+if TYPE_CHECKING:
+    import torch
+
+
+def register(train_app: typer.Typer, evaluate_app: typer.Typer) -> None:
+    """Add the inpainter commands to the `train` and `evaluate` command groups."""
+    train_app.command("inpainter")(train_inpainter_command)
+    evaluate_app.command("inpaint")(evaluate_inpaint_command)
+
+
+def train_inpainter_command(
+    phase1_steps: Annotated[int | None, typer.Option(help="steps with batch norm training (default 3000)")] = None,
+    phase2_steps: Annotated[int | None, typer.Option(help="fine-tune steps, encoder BN frozen (default 1000)")] = None,
+    tile: Annotated[int | None, typer.Option(help="training tile side, multiple of 2**depth")] = None,
+    batch: Annotated[int | None, typer.Option(help="tiles per step")] = None,
+    depth: Annotated[int | None, typer.Option(help="U-Net depth (encoder layers)")] = None,
+    base_channels: Annotated[int | None, typer.Option(help="channels of the first layer")] = None,
+    feature_net: Annotated[
+        str | None, typer.Option(help="'none' (default: L1 + TV only), 'random' or 'vgg16:FILE.safetensors'")
+    ] = None,
+    prefill: Annotated[
+        str | None, typer.Option(help="'none' (the paper's network), or 'harmonic', 'biharmonic' (Jacobi) or "
+                                      "'biharmonic-cg' (conjugate gradients): predict a correction to that fill")
+    ] = None,
+    prefill_iterations: Annotated[
+        int | None,
+        typer.Option(help="iterations of the prefill (default: the fill's own: 16 biharmonic, 32 biharmonic-cg)"),
+    ] = None,
+    init_weights: Annotated[
+        str | None, typer.Option(help="safetensors file to start from (tensors of matching name and shape)")
+    ] = None,
+    hole_norm: Annotated[
+        str | None, typer.Option(help="'image' (the paper's L_hole) or 'hole' (each image's hole L1 averaged over "
+                                      "its own hole, so small holes and thin cracks weigh as much as large ones)")
+    ] = None,
+    refine: Annotated[
+        int | None, typer.Option(help="channels of a full-resolution refinement branch (default 0: none)")
+    ] = None,
+    refine_only: Annotated[
+        bool, typer.Option("--refine-only", help="train that branch only, the rest kept as --init-weights")
+    ] = False,
+    psnr_weight: Annotated[
+        float | None, typer.Option(help="weight of minus each composite's PSNR (dB) in the loss (default 0: off)")
+    ] = None,
+    threads: Annotated[int | None, typer.Option(help="torch threads")] = None,
+    run_dir: Annotated[str | None, typer.Option(help="checkpoints and log (resumes from here)")] = None,
+    ship: Annotated[bool, typer.Option(help="save the final weights to the manifest as inpainter-pconv")] = True,
+    no_flow: Annotated[bool, typer.Option("--no-flow", help="run without Prefect")] = False,
+) -> None:
+    """Train the partial-convolution U-Net inpainter (resumable) and ship its weights."""
+    overrides = {
+        k: v
+        for k, v in {
+            "phase1_steps": phase1_steps, "phase2_steps": phase2_steps, "tile": tile, "batch": batch,
+            "depth": depth, "base_channels": base_channels, "feature_net": feature_net, "prefill": prefill,
+            "prefill_iterations": prefill_iterations, "init_weights": init_weights, "threads": threads,
+            "run_dir": run_dir, "hole_norm": hole_norm, "psnr_weight": psnr_weight, "refine": refine,
+            "refine_only": refine_only or None,
+        }.items()
+        if v is not None
+    }
+    @clean_errors
+    def run() -> None:
+        from lab.train_inpainter import InpainterTrainConfig
+
+        InpainterTrainConfig(**overrides)  # a bad setting fails here, in one line, before Prefect starts
+        if no_flow:
+            from flows.train import run_inpainter_training
+
+            summary = run_inpainter_training(overrides, ship)
+        else:
+            from flows.train import train_inpainter_flow
+
+            summary = train_inpainter_flow(overrides, ship)
+        typer.echo(json.dumps(summary, indent=2))
+
+    run()
+
+
+def _load_model(name: str) -> torch.nn.Module:
+    from pipeline.stages.inpaint import load_inpainter
+
+    return load_inpainter(name)
+
+
+def _checkpoint_model(path: Path) -> torch.nn.Module:
+    from lab.train_inpainter import model_from_checkpoint
+    from pipeline.errors import InputError
+
+    if not path.exists():
+        raise InputError(path, "checkpoint not found")
+    return model_from_checkpoint(path)
+
+
+def evaluate_inpaint_command(
+    images: Annotated[Path | None, typer.Option(help="folder of clean images (PNG/TIFF/JPEG)")] = None,
+    split: Annotated[
+        str | None, typer.Option(help="instead of --images: the 'val' (held-out) or 'train' paintings")
+    ] = None,
+    masks: Annotated[
+        Path | None, typer.Option(help="folder of hole masks paired by file stem (default: seeded masks)")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="seed of the generated masks")] = 0,
+    masks_per_bin: Annotated[
+        int, typer.Option(help="generated masks per image, kind and bin (mask r uses seed + r)", min=1)
+    ] = 1,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the figures here")] = None,
+    save: Annotated[Path | None, typer.Option(help="write the model's composites (PNG, by stem) here")] = None,
+    weights: Annotated[str, typer.Option(help="manifest name of the inpainter weights")] = "inpainter-pconv",
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="evaluate a training checkpoint (safetensors) instead of --weights")
+    ] = None,
+    long_side: Annotated[int, typer.Option(help="downscale images to this long side first (px)")] = 512,
+    tile: Annotated[int, typer.Option(help="inference tile side")] = 512,
+    overlap: Annotated[int, typer.Option(help="overlap of inference tiles")] = 64,
+    kinds: Annotated[str, typer.Option(help="mask kinds, comma-separated")] = "irregular,craquelure,paint_loss",
+    methods: Annotated[str, typer.Option(help="methods, comma-separated")] = DEFAULT_METHODS,
+    threads: Annotated[int, typer.Option(help="torch threads for the model (0: torch's default)")] = 0,
+) -> None:
+    """Score the inpainter against Telea/NS (OpenCV), biharmonic (scikit-image) and our two fast fills, per kind/bin."""
+    from lab.eval.inpaint_eval import EvalConfig, compare, evaluate, write_json
+
+    @clean_errors
+    def run() -> None:
+        if threads > 0:
+            import torch
+
+            torch.set_num_threads(threads)
+        cfg = EvalConfig(seed=seed, masks_per_bin=masks_per_bin, long_side=long_side, tile=tile, overlap=overlap,
+                         kinds=tuple(k.strip() for k in kinds.split(",") if k.strip()),
+                         methods=tuple(m.strip() for m in methods.split(",") if m.strip()))
+        model = None
+        if "model" in cfg.methods:
+            model = _checkpoint_model(checkpoint) if checkpoint else _load_model(weights)
+        result = evaluate(_image_list(images, split), model, cfg, masks_dir=masks, save_dir=save)
+        if model is not None:
+            result["weights"] = _weights_info(weights, checkpoint)
+        typer.echo(format_table(result, compare(result)))
+        if json_out:
+            write_json(result, json_out)
+            typer.echo(f"wrote {json_out}")
+
+    run()
+
+
+def _weights_info(weights: str, checkpoint: Path | None) -> dict[str, str]:
+    """What was scored: the checkpoint file, or the manifest entry (name, file, sha256) of the weights."""
+    from models.weights import get_entry
+
+    if checkpoint is not None:
+        return {"checkpoint": str(checkpoint)}
+    entry = get_entry(weights)
+    return {"name": entry.name, "file": entry.file, "sha256": entry.sha256}
+
+
+def _image_list(images: Path | None, split: str | None) -> list[Path]:
+    from lab.eval.inpaint_eval import list_images
+    from lab.paintings import paintings
+
+    if (images is None) == (split is None):
+        raise typer.BadParameter("give exactly one of --images DIR and --split val|train")
+    if images is not None:
+        return list_images(images)
+    files = paintings(split)
+    if not files:
+        raise typer.BadParameter(f"no {split!r} paintings found (is ../shared/data there?)")
+    return files
+
+
+def format_table(result: dict, margins: dict) -> str:
+    """One line per kind/bin: PSNR / SSIM / L1-hole of each method and the model's margin over the best."""
+    from lab.eval.inpaint_eval import METHODS
+
+    methods = [m for m in METHODS if m in result]
+    head = "   margin dPSNR  dSSIM  (paired standard error)"
+    lines = [f"{'kind/bin':<22}" + "".join(f"{m:>24}" for m in methods) + head]
+    for key in result[methods[0]]:
+        row = f"{key:<22}"
+        for m in methods:
+            f = result[m][key]
+            row += f"{f['psnr']:>9.2f} {f['ssim']:.4f} {f['l1_hole']:.4f}"
+        if key in margins:
+            m = margins[key]
+            row += f"   {m['psnr']:+8.2f} {m['ssim']:+.4f}"
+            if "psnr_se" in m:
+                row += f"  (se {m['psnr_se']:.2f} dB, {m['ssim_se']:.4f}; n {result['model'][key]['n']})"
+        lines.append(row)
+    return "\n".join(lines)

@@ -1,0 +1,163 @@
+"""`retouch ingest`, `detect`, `inpaint`, `export` and `run`: one stage, or all of them, over the flows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from flows.cli.common import (
+    DEFAULT_TTA,
+    AddressOpt,
+    DeviceOpt,
+    EngineOpt,
+    ForceOpt,
+    TtaOpt,
+    check_tta,
+    clean_errors,
+    console,
+    default_out_dir,
+    engine_params,
+    print_detect,
+    print_export,
+    print_ingest,
+    print_inpaint,
+)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the stage commands (ingest, detect, inpaint, export, run) to the `retouch` app."""
+    app.command("ingest")(clean_errors(ingest_command))
+    app.command("detect")(clean_errors(detect_command))
+    app.command("inpaint")(clean_errors(inpaint_command))
+    app.command("export")(clean_errors(export_command))
+    app.command("run")(clean_errors(run_command))
+
+
+def ingest_command(
+    source: Annotated[Path, typer.Argument(help="scan file: TIFF/BigTIFF/OME-TIFF/pyramidal TIFF, PNG, JPEG")],
+    store: Annotated[str, typer.Argument(help="output store: a local folder or an fsspec URL")],
+    chunk: Annotated[int, typer.Option(help="chunk side in pixels")] = 1024,
+    pixel_size_um: Annotated[float | None, typer.Option(help="physical pixel size (micrometres)")] = None,
+    workers: EngineOpt = 0,
+    dask_address: AddressOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Stream a scan into a chunked OME-Zarr pyramid (never the whole image in memory)."""
+    from pipeline.io.sources import open_source
+
+    open_source(source).close()  # bad input fails here, in one line, before any run starts
+    from flows.ingest import ingest_flow
+    from flows.params import IngestParams
+
+    result = ingest_flow(str(source), store, IngestParams(chunk=chunk, pixel_size_um=pixel_size_um),
+                         engine_params(workers, dask_address), force)
+    print_ingest(result)
+
+
+def detect_command(
+    store: Annotated[str, typer.Argument(help="an ingested store")],
+    weights: Annotated[str, typer.Option(help="detector weights name (manifest)")] = "detector-resunet18",
+    threshold: Annotated[float, typer.Option(help="probability threshold for the label mask")] = 0.5,
+    tile: Annotated[int, typer.Option(help="largest model tile side (multiple of 32)")] = 1216,
+    precision: Annotated[str, typer.Option(help="auto (bf16 where native), fp32 or bf16")] = "auto",
+    batch: Annotated[int, typer.Option(help="model tiles per forward pass (GPU)")] = 1,
+    tta: TtaOpt = DEFAULT_TTA,
+    device: DeviceOpt = "cpu",
+    workers: EngineOpt = 0,
+    dask_address: AddressOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Find craquelure and paint loss: writes `damage/` (probabilities + label mask pyramids)."""
+    from flows.detect import detect_flow
+    from flows.params import DetectParams
+
+    params = DetectParams(weights=weights, threshold=threshold, tile=tile, precision=precision, batch=batch,
+                          tta=check_tta(tta), device=device)
+    from pipeline.stages.detect import check_device
+
+    check_device(device)  # before Prefect starts: one line, no flow-run traceback
+    print_detect(detect_flow(store, params, engine_params(workers, dask_address), force))
+
+
+def inpaint_command(
+    store: Annotated[str, typer.Argument(help="a store with scan/ (and damage/ unless --mask)")],
+    mask: Annotated[Path | None, typer.Option(help="edited mask (PNG/TIFF/Zarr, the scan's size; "
+                                                   "nonzero = fill) instead of the detected damage")] = None,
+    weights: Annotated[str, typer.Option(help="inpainter weights name (manifest)")] = "inpainter-pconv",
+    dilate: Annotated[int, typer.Option(help="grow the mask by this many px")] = 2,
+    device: DeviceOpt = "cpu",
+    workers: EngineOpt = 0,
+    dask_address: AddressOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Fill the damage: writes `restored/`, equal to the scan bit for bit outside the mask."""
+    from flows.inpaint import inpaint_flow
+    from flows.params import InpaintParams
+
+    params = InpaintParams(weights=weights, mask=str(mask) if mask else None, dilate=dilate, device=device)
+    from pipeline.stages.detect import check_device
+
+    check_device(device)
+    print_inpaint(inpaint_flow(store, params, engine_params(workers, dask_address), force))
+
+
+def export_command(
+    store: Annotated[str, typer.Argument(help="a store with scan/, damage/ and restored/")],
+    outdir: Annotated[Path, typer.Argument(help="folder for the TIFF, previews, page and summary")],
+    preview_max_side: Annotated[int, typer.Option(help="longest side of the PNG previews")] = 2048,
+    force: ForceOpt = False,
+) -> None:
+    """Write the restored pyramidal TIFF, PNG previews, a before/after page and the damage summary."""
+    from flows.export import export_flow
+    from flows.params import ExportParams
+
+    params = ExportParams(out_dir=str(outdir), preview_max_side=preview_max_side)
+    print_export(export_flow(store, params, force))
+
+
+def run_command(
+    source: Annotated[Path | None, typer.Argument(help="scan file (default: the bundled sample)")] = None,
+    catalog: Annotated[Path | None, typer.Option(help="catalog YAML to take --id from")] = None,
+    id: Annotated[str | None, typer.Option("--id", help="catalog entry id")] = None,  # noqa: A002
+    out: Annotated[Path | None, typer.Option(help="output folder (default: ./retouch-out)")] = None,
+    tta: TtaOpt = DEFAULT_TTA,
+    workers: EngineOpt = 0,
+    dask_address: AddressOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Restore a scan end to end (no argument: the bundled sample) and print where each output is."""
+    from data_catalog.schema import find_entry
+    from pipeline.io.sources import open_source
+
+    check_tta(tta)
+    if source is not None and (catalog or id):
+        raise typer.BadParameter("give either SOURCE or --catalog/--id, not both")
+    title, pixel_size_um = None, None
+    if source is None:
+        entry, catalog_path = find_entry(id or DEFAULT_SAMPLE_ID, catalog)
+        source_str, name, title = entry.resolved_source(catalog_path), entry.id, f"{entry.creator}, {entry.title}"
+        pixel_size_um = entry.pixel_size_um
+    else:
+        source_str, name = str(source), source.stem
+    open_source(source_str).close()
+    out_dir = out or default_out_dir()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    store = str(out_dir / f"{name}.zarr")
+    console.print(f"[bold]Restoring[/] {source_str}")
+    from flows.params import DetectParams, ExportParams, IngestParams
+    from flows.restore import restore_flow
+
+    results = restore_flow(source_str, store, ingest=IngestParams(pixel_size_um=pixel_size_um),
+                           detect=DetectParams(tta=tta),
+                           export=ExportParams(out_dir=str(out_dir / f"{name}-export")),
+                           engine=engine_params(workers, dask_address), force=force, title=title)
+    print_ingest(results["ingest"])
+    print_detect(results["detect"])
+    print_inpaint(results["inpaint"])
+    print_export(results["export"])
+    console.print(f"provenance: {store}/provenance/")
+
+
+DEFAULT_SAMPLE_ID = "leyster-self-portrait-simulated-damage"

@@ -1,0 +1,160 @@
+"""The detector training configuration, its learning-rate schedule and loss, and how the CLI and flows override it."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import models  # noqa: F401  (torchvision import fix before smp)
+from lab.detector_data import AugmentConfig
+from lab.synthesis.synthetic_damage import DamageConfig
+from models.resunet import DEFAULT_DECODER
+from models.weights import Tiling
+from pipeline.stages.detect_infer import VIEWS
+
+LOSSES = ("dice+bce", "dice+focal", "lovasz+bce")
+
+
+DETECTOR_TILING = Tiling(tile=512, halo=64, channels=3, value_range=(0.0, 1.0), multiple_of=32)
+
+
+@dataclass(frozen=True)
+class DetectorTrainConfig:
+    """Everything that decides a detector training run."""
+
+    encoder: str = "resnet18"
+    decoder_channels: tuple[int, ...] = DEFAULT_DECODER
+    refine: int = 0  # channels of the full-resolution refinement branch (models.resunet.ResUNet); 0 = none
+    tile: int = 256
+    batch: int = 8
+    steps: int = 1800
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup: int = 50
+    eval_every: int = 150
+    checkpoint_every: int = 50
+    snapshot_every: int = 0  # also keep the weights every N steps in <run_dir>/snapshots/ (0 = none)
+    average_from: int = 0  # ship the uniform average of the snapshots from this step on, not the best (0 = best)
+    val_tiles: int = 48
+    loss: str = "dice+bce"
+    seed: int = 0
+    threads: int = 1
+    bf16: bool = True  # bf16 autocast for the forward pass (weights and optimizer stay fp32)
+    max_minutes: float = 0.0  # stop early (and ship the best so far) after this wall time; 0 = no limit
+    run_dir: str = "runs/detector"
+    weights_name: str = "detector-resunet18"
+    ship: bool = True
+    store_half: bool = True  # store shipped weights as fp16 (loaded back to fp32): half the file size
+    damage: DamageConfig = field(default_factory=DamageConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    init_weights: str = ""  # weights file or training checkpoint to start from (matching tensors are copied)
+    # Real crack photos scored (craquelure P/R/F1, whole images) at every evaluation beside the synthetic tiles:
+    # monitoring only, never trained on, and not used to pick the best weights.
+    real_val_images: str = ""
+    real_val_masks: str = ""
+    real_val_mask_value: int = 0  # only this mask value is a crack (UAV75: 255); 0 = any nonzero value
+    teacher: str = ""  # manifest name of a detector to distil: its probabilities become (soft) targets
+    teacher_weight: float = 1.0  # with a teacher: target = w * teacher probability + (1 - w) * label
+    teacher_views: int = 1  # the teacher's probabilities averaged over this many flipped views (its --tta)
+
+    def __post_init__(self) -> None:
+        if self.tile % 32:
+            raise ValueError(f"tile must be a multiple of 32, got {self.tile}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        for name in ("batch", "steps", "eval_every", "checkpoint_every", "val_tiles", "threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.snapshot_every < 0 or self.average_from < 0:
+            raise ValueError("snapshot_every and average_from must be >= 0")
+        if self.average_from and not self.snapshot_every:
+            raise ValueError("average_from needs snapshot_every (the snapshots to average)")
+        if self.refine < 0:
+            raise ValueError(f"refine must be >= 0, got {self.refine}")
+        if self.init_weights and not Path(self.init_weights).is_file():
+            raise ValueError(f"{self.init_weights}: init_weights file not found")
+        if bool(self.real_val_images) != bool(self.real_val_masks):
+            raise ValueError("real_val_images and real_val_masks go together (a folder of each)")
+        for folder in (self.real_val_images, self.real_val_masks):
+            if folder and not Path(folder).is_dir():
+                raise ValueError(f"{folder}: real validation folder not found")
+        if self.teacher_views not in VIEWS:
+            raise ValueError(f"teacher_views must be one of {', '.join(map(str, VIEWS))}, got {self.teacher_views}")
+        if not 0.0 <= self.teacher_weight <= 1.0:
+            raise ValueError(f"teacher_weight must be in [0, 1], got {self.teacher_weight}")
+        if not 0 <= self.real_val_mask_value <= 65535:
+            raise ValueError(f"real_val_mask_value must be in [0, 65535], got {self.real_val_mask_value}")
+
+    def arch_args(self) -> dict[str, Any]:
+        args = {"encoder_name": self.encoder, "classes": 2, "decoder_channels": list(self.decoder_channels)}
+        return args | ({"refine": self.refine} if self.refine else {})
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["decoder_channels"] = list(self.decoder_channels)
+        return data
+
+
+def lr_at(step: int, cfg: DetectorTrainConfig, elapsed_s: float = 0.0) -> float:
+    """Linear warm-up, then cosine decay to 2% of the peak over the steps or the time budget.
+
+    With `max_minutes` set, progress is the larger of the step fraction and the time fraction, so the
+    schedule completes whichever budget runs out first (the machine is shared; step times vary).
+    """
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    if cfg.max_minutes > 0:
+        progress = max(progress, elapsed_s / (cfg.max_minutes * 60))
+    return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def make_loss(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Dice + BCE, Dice + focal, or Lovasz hinge (a surrogate of IoU itself) + BCE, on (B, 2, H, W) logits."""
+    import segmentation_models_pytorch as smp  # after `import models` (torchvision fix)
+
+    first = (smp.losses.LovaszLoss("multilabel", from_logits=True) if name == "lovasz+bce"
+             else smp.losses.DiceLoss("multilabel", from_logits=True))
+    other = (smp.losses.FocalLoss("multilabel") if name == "dice+focal" else torch.nn.BCEWithLogitsLoss())
+
+    def loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return first(logits, target) + other(logits, target)
+
+    return loss
+
+
+def config_from_overrides(**overrides: Any) -> DetectorTrainConfig:
+    """A config with the given fields replaced (unknown names raise a TypeError naming them)."""
+    names = {f.name for f in dataclasses.fields(DetectorTrainConfig)}
+    unknown = set(overrides) - names
+    if unknown:
+        raise TypeError(f"unknown training option(s) {sorted(unknown)}")
+    if isinstance(overrides.get("damage"), dict):  # JSON form (Prefect flow parameters): DamageConfig fields
+        overrides = {**overrides, "damage": DamageConfig(**overrides["damage"])}
+    return DetectorTrainConfig(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def damage_overrides(
+    free_cracks: float | None = None, texture: float | None = None, dark_cracks: float | None = None,
+    crack_contrast: str | None = None,
+) -> dict[str, Any] | None:
+    """DamageConfig fields for the styles and mixes that were given (JSON-able), or None to keep the default.
+    `crack_contrast` is "LO,HI" (e.g. "0.2,0.95"); a malformed one is a ValueError naming it."""
+    given: list[tuple[str, Any]] = [("p_free_cracks", free_cracks), ("p_texture", texture),
+                                    ("p_dark_cracks", dark_cracks)]
+    if crack_contrast is not None:
+        try:
+            lo, hi = (float(v) for v in crack_contrast.split(","))
+        except ValueError:
+            raise ValueError(f"crack contrast must be two numbers LO,HI, got {crack_contrast!r}") from None
+        given.append(("crack_contrast", [lo, hi]))
+    extra = {k: v for k, v in given if v is not None}
+    return extra or None

@@ -1,0 +1,1 @@
+"""Evaluation: detection and inpainting metrics, classical baselines, per-style breakdowns."""

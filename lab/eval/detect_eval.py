@@ -1,0 +1,186 @@
+"""`retouch evaluate detect`: score the shipped detector and the classical baseline against masks.
+
+Images and masks pair by file stem. A mask is either a label mask (values 0/1/2: 1 craquelure, 2 paint
+loss) or, for one class, a binary mask (nonzero = damage, or `mask_value` only, e.g. 255 in UAV75 where
+204 marks a distractor). Scores are micro-averaged over all images: strict (exact pixels) and, with a
+tolerance, crack-benchmark style (a pixel counts if the other map has one within `tolerance` px).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lab.eval.metrics import Counts, confusion
+from lab.synthesis.synthetic_damage import CLASS_NAMES
+from pipeline.errors import InputError
+from pipeline.io.image_io import read_image, read_mask, to_float, write_png
+from pipeline.stages.detect import DEFAULT_TTA
+
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
+MASK_SUFFIXES = (".png", ".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """What to score and how."""
+
+    classes: tuple[str, ...] = CLASS_NAMES
+    tolerance: float = 2.0  # px; 0 = strict only
+    weights: str = "detector-resunet18"
+    bf16: bool = False
+    mask_value: int | None = None
+    baseline: bool = True
+    save_dir: Path | None = None
+    tile: int = 512
+    overlap: int = 64
+    threshold: float = 0.5
+    tta: int = DEFAULT_TTA  # flipped orientations averaged per tile (pipeline.stages.detect_infer.VIEWS), as detect
+    manifest: Path | None = None  # default: $RETOUCH_WEIGHTS_MANIFEST or models/weights/manifest.json
+
+    def __post_init__(self) -> None:
+        unknown = [c for c in self.classes if c not in CLASS_NAMES]
+        if unknown or not self.classes:
+            raise ValueError(f"unknown class(es) {unknown}; choose from {', '.join(CLASS_NAMES)}")
+        if self.tolerance < 0:
+            raise ValueError(f"tolerance must be >= 0, got {self.tolerance}")
+        if self.mask_value is not None and len(self.classes) != 1:
+            raise ValueError("mask_value selects one class's pixels; give exactly one class with it")
+
+
+def pair_files(images: Path, masks: Path) -> list[tuple[Path, Path]]:
+    """(image, mask) pairs by stem; an image without a mask is an error naming it."""
+    for folder in (images, masks):
+        if not folder.is_dir():
+            raise InputError(folder, "not a folder")
+    mask_by_stem = {p.stem: p for p in sorted(masks.iterdir()) if p.suffix.lower() in MASK_SUFFIXES}
+    pairs = []
+    for image in sorted(images.iterdir()):
+        if image.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        if image.stem not in mask_by_stem:
+            raise InputError(image, f"no mask with the stem {image.stem!r} in {masks}")
+        pairs.append((image, mask_by_stem[image.stem]))
+    if not pairs:
+        raise InputError(images, "no images (PNG/TIFF/JPEG) found")
+    return pairs
+
+
+def truth_maps(mask: np.ndarray, opts: EvalOptions, path: Path) -> dict[str, np.ndarray]:
+    """Per-class bool ground truth from one (H, W) mask."""
+    if opts.mask_value is not None:
+        return {opts.classes[0]: mask == opts.mask_value}
+    values = set(np.unique(mask).tolist())
+    if values <= {0, 1, 2} and (len(opts.classes) > 1 or 2 in values):
+        return {c: mask == CLASS_NAMES.index(c) + 1 for c in opts.classes}
+    if len(opts.classes) == 1:
+        return {opts.classes[0]: mask != 0}
+    raise InputError(path, f"mask values {sorted(values)[:8]} are not labels 0/1/2; for a binary mask "
+                           "score one class (--classes craquelure)")
+
+
+def read_pair(image_path: Path, mask_path: Path, opts: EvalOptions) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """An image as read and its per-class truth; a mask of another size is an error naming it."""
+    image = read_image(image_path)
+    mask = read_mask(mask_path)
+    if mask.shape != image.shape[:2]:
+        raise InputError(mask_path, f"mask is {mask.shape[1]}x{mask.shape[0]} but the image "
+                                    f"{image_path.name} is {image.shape[1]}x{image.shape[0]}")
+    return image, truth_maps(mask, opts, mask_path)
+
+
+def _load_model(opts: EvalOptions) -> tuple[Any, dict[str, Any]]:
+    import torch
+
+    from models.weights import load_model
+    from pipeline.stages.detect import default_manifest  # $RETOUCH_WEIGHTS_MANIFEST, as the stages use
+
+    model, entry = load_model(opts.weights, manifest_path=opts.manifest or Path(default_manifest()))
+    model = model.to(memory_format=torch.channels_last)
+    return model, {"name": entry.name, "file": entry.file, "sha256": entry.sha256}
+
+
+def evaluate_detect(images: Path, masks: Path, opts: EvalOptions | None = None) -> dict[str, Any]:
+    """Strict (and tolerant) scores per class for the model and the baseline over all image pairs."""
+    from lab.eval.baseline import BASELINE_PATH, baseline_predict, load_baseline
+    from pipeline.stages.detect_infer import predict_probabilities
+
+    opts = opts or EvalOptions()
+    pairs = pair_files(images, masks)
+    model, weights_info = _load_model(opts)
+    base_params = load_baseline() if opts.baseline else None
+    methods = ["model", "baseline"] if opts.baseline else ["model"]
+    strict = {m: {c: Counts() for c in opts.classes} for m in methods}
+    tolerant = {m: {c: Counts() for c in opts.classes} for m in methods}
+    for image_path, mask_path in pairs:
+        image, truth = read_pair(image_path, mask_path, opts)
+        prob = predict_probabilities(model, to_float(image), tile=opts.tile, overlap=opts.overlap,
+                                     bf16=opts.bf16, views=opts.tta)
+        preds = {"model": {c: prob[CLASS_NAMES.index(c)] > opts.threshold for c in opts.classes}}
+        if base_params is not None:
+            base = baseline_predict(image, base_params)
+            preds["baseline"] = {c: base[CLASS_NAMES.index(c)] for c in opts.classes}
+        for method in methods:
+            for c in opts.classes:
+                strict[method][c] += confusion(preds[method][c], truth[c])
+                if opts.tolerance > 0:
+                    tolerant[method][c] += confusion(preds[method][c], truth[c], opts.tolerance)
+        if opts.save_dir is not None:
+            for c in opts.classes:
+                write_png(opts.save_dir / c / f"{image_path.stem}.png",
+                          preds["model"][c].astype(np.uint8) * 255)
+    report: dict[str, Any] = {m: {c: strict[m][c].scores() for c in opts.classes} for m in methods}
+    if opts.tolerance > 0:
+        report["tolerant"] = {"tolerance_px": opts.tolerance,
+                              **{m: {c: tolerant[m][c].scores() for c in opts.classes} for m in methods}}
+    report["images"] = len(pairs)
+    report["weights"] = weights_info
+    report["bf16"] = opts.bf16
+    report["tta"] = opts.tta
+    report["threshold"] = opts.threshold
+    if base_params is not None:
+        report["baseline_params"] = str(BASELINE_PATH.name)
+    return report
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """A plain-text table of the figures."""
+    lines = [f"{report['images']} image(s); weights {report['weights']['name']} "
+             f"({report['weights']['sha256'][:12]}){' bf16' if report.get('bf16') else ''}"]
+    header = f"{'method':<10} {'class':<11} {'scoring':<12} {'P':>6} {'R':>6} {'F1':>6} {'IoU':>6} {'acc':>7}"
+    lines.append(header)
+    sections = [("strict", report)]
+    if "tolerant" in report:
+        sections.append((f"tol {report['tolerant']['tolerance_px']:g}px", report["tolerant"]))
+    for method in ("model", "baseline"):
+        if method not in report:
+            continue
+        for c in report[method]:
+            for name, section in sections:
+                s = section[method][c]
+                lines.append(f"{method:<10} {c:<11} {name:<12} {s['precision']:6.3f} {s['recall']:6.3f} "
+                             f"{s['f1']:6.3f} {s['iou']:6.3f} {s['pixel_accuracy']:7.4f}")
+    return "\n".join(lines)
+
+
+def make_synthetic_set(out: Path, split: str = "val", copies: int = 3, seed: int = 1_000_000_007) -> list[Path]:
+    """Damage each painting of `split` `copies` times; write images/<stem>_<k>.png, masks/<stem>_<k>.png."""
+    from lab.paintings import paintings
+    from lab.synthesis.synthetic_damage import synthesize_damage
+
+    written = []
+    sources = paintings(split)
+    if not sources:
+        raise FileNotFoundError(f"no {split} paintings found (is ../shared/data present?)")
+    for i, path in enumerate(sources):
+        image = read_image(path)
+        for k in range(copies):
+            damaged, labels = synthesize_damage(image, seed + i * 1000 + k)
+            name = f"{path.stem}_{k}.png"
+            write_png(out / "images" / name, damaged)
+            write_png(out / "masks" / name, labels)
+            written.append(out / "images" / name)
+    return written

@@ -1,0 +1,244 @@
+"""Score inpainting against the classical methods on clean images with known holes.
+
+For every image and every mask (seeded masks of each kind and hole-ratio bin, or given masks paired by file
+stem), each method fills the hole and is scored on the composite against the clean image:
+PSNR and SSIM (scikit-image, whole image, 8-bit, as the papers score) and L1 over the hole (mean absolute
+error on the [0, 1] scale). Methods: the PConv model, OpenCV Telea and Navier-Stokes (radius 3),
+scikit-image `inpaint_biharmonic`, and two fills of `models.smooth_fill`: `harmonic` and `fast_biharmonic`
+(`biharmonic_cg`, 64 conjugate-gradient steps: the starting point of the shipped model, built with
+`prefill="biharmonic-cg"`, so the table shows what the network adds).
+A bin of a few images is a noisy figure (one hard painting region moves a 0-10 % bin by tenths of a dB), so
+`masks_per_bin` draws several masks per image, kind and bin (mask r uses seed `seed + r`, so
+`masks_per_bin=N` pools the runs of seeds seed..seed+N-1), and every figure carries its standard error
+over the cases (`psnr_se`, `ssim_se`, `l1_hole_se`) and their count `n`.
+Images are downscaled (INTER_AREA) so the long side is at most `long_side` px (default 512): biharmonic
+solves a sparse system per hole region, and at full size it would take minutes per image; all methods see
+the same downscaled image and mask.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+from skimage.restoration import inpaint_biharmonic
+
+from lab.paintings import IMAGE_SUFFIXES
+from lab.synthesis.masks import BINS, KINDS, bin_name, mask_in_bin
+from models.smooth_fill import biharmonic_cg, harmonic_fill
+from pipeline.errors import InputError
+from pipeline.io.image_io import from_float, read_image, write_png
+from pipeline.stages.inpaint import inpaint_image, load_edited_mask
+
+CLASSICAL = ("telea", "ns", "biharmonic", "harmonic", "fast_biharmonic")
+METHODS = ("model", *CLASSICAL)
+CV2_RADIUS = 3
+FAST_BIHARMONIC_STEPS = 64  # the shipped inpainter's prefill_iterations
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    seed: int = 0
+    long_side: int = 512
+    tile: int = 512
+    overlap: int = 64
+    kinds: tuple[str, ...] = KINDS
+    methods: tuple[str, ...] = METHODS
+    masks_per_bin: int = 1
+
+    def __post_init__(self) -> None:
+        if self.masks_per_bin < 1:
+            raise ValueError(f"masks_per_bin must be >= 1, got {self.masks_per_bin}")
+
+
+def as_rgb8(image: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 for scoring: 16-bit scaled down, grey replicated, alpha dropped."""
+    if image.dtype == np.uint16:
+        image = np.rint(image.astype(np.float32) / 257.0).astype(np.uint8)
+    if image.shape[2] in (1, 2):
+        image = np.repeat(image[:, :, :1], 3, axis=2)
+    return np.ascontiguousarray(image[:, :, :3])
+
+
+def downscale(image: np.ndarray, long_side: int, interpolation: int = cv2.INTER_AREA) -> np.ndarray:
+    h, w = image.shape[:2]
+    scale = long_side / max(h, w)
+    if scale >= 1:
+        return image
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(image, size, interpolation=interpolation)
+
+
+def classical_fill(method: str, image: np.ndarray, hole: np.ndarray) -> np.ndarray:
+    """Composite of a classical method: (H, W, 3) uint8 image, (H, W) bool hole -> (H, W, 3) uint8."""
+    if method in ("telea", "ns"):
+        flag = cv2.INPAINT_TELEA if method == "telea" else cv2.INPAINT_NS
+        filled = cv2.inpaint(image, hole.astype(np.uint8) * 255, CV2_RADIUS, flag)
+    elif method == "biharmonic":
+        filled = from_float(inpaint_biharmonic(image.astype(np.float64) / 255.0, hole, channel_axis=-1), np.uint8)
+    elif method in ("harmonic", "fast_biharmonic"):
+        x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0  # (1, 3, H, W)
+        known = torch.from_numpy(~hole)[None, None].float()  # (1, 1, H, W)
+        fill = harmonic_fill(x, known) if method == "harmonic" else biharmonic_cg(x, known, FAST_BIHARMONIC_STEPS)
+        filled = from_float(fill[0].permute(1, 2, 0).numpy(), np.uint8)
+    else:
+        raise ValueError(f"unknown classical method {method!r}; use {', '.join(CLASSICAL)}")
+    out = image.copy()
+    out[hole] = filled[hole]
+    return out
+
+
+def score(clean: np.ndarray, filled: np.ndarray, hole: np.ndarray) -> dict[str, float]:
+    """PSNR and SSIM of the whole composite, L1 over the hole ([0, 1] scale); 8-bit RGB inputs."""
+    identical = np.array_equal(clean, filled)
+    psnr = 100.0 if identical else float(peak_signal_noise_ratio(clean, filled, data_range=255))
+    ssim = float(structural_similarity(clean, filled, channel_axis=2, data_range=255))
+    diff = np.abs(clean.astype(np.float32) - filled.astype(np.float32)) / 255.0
+    l1 = float(diff[hole].mean()) if hole.any() else 0.0
+    return {"psnr": min(psnr, 100.0), "ssim": ssim, "l1_hole": l1}
+
+
+def mask_seed(seed: int, stem: str, kind: str, lo: float) -> int:
+    digest = hashlib.sha256(f"{seed}/{stem}/{kind}/{lo:.2f}".encode()).hexdigest()
+    return int(digest[:8], 16)
+
+
+def ratio_bin(ratio: float) -> str:
+    """The hole-ratio bin name ('0-10' ... '50-60', or '60-100') of a ratio."""
+    for lo, hi in BINS:
+        if ratio < hi:
+            return bin_name(lo, hi)
+    return "60-100"
+
+
+def list_images(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise InputError(folder, "images folder not found")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise InputError(folder, "no images (png, jpg, tif) in folder")
+    return files
+
+
+def cases(
+    images: Sequence[Path], masks_dir: Path | None, cfg: EvalConfig
+) -> list[tuple[str, str, np.ndarray, np.ndarray]]:
+    """(stem, 'kind/bin', clean RGB8 image, hole) for every image and mask to score."""
+    out = []
+    mask_files = {}
+    if masks_dir is not None:
+        mask_files = {p.stem: p for p in list_images(masks_dir)}
+    for path in images:
+        original = read_image(path)
+        clean = downscale(as_rgb8(original), cfg.long_side)
+        if masks_dir is not None:
+            if path.stem not in mask_files:
+                raise InputError(path, f"no mask with stem {path.stem!r} in {masks_dir}")
+            hole = load_edited_mask(mask_files[path.stem], original.shape[:2])
+            if clean.shape[:2] != hole.shape:
+                small = cv2.resize(hole.astype(np.uint8), clean.shape[1::-1], interpolation=cv2.INTER_NEAREST)
+                hole = small.astype(bool)
+            out.append((path.stem, f"given/{ratio_bin(float(hole.mean()))}", clean, hole))
+            continue
+        for r in range(cfg.masks_per_bin):
+            name = path.stem if r == 0 else f"{path.stem}-mask{r}"
+            for kind in cfg.kinds:
+                for lo, hi in BINS:
+                    hole = mask_in_bin(kind, clean.shape[:2], lo, hi, mask_seed(cfg.seed + r, path.stem, kind, lo))
+                    out.append((name, f"{kind}/{bin_name(lo, hi)}", clean, hole))
+    return out
+
+
+def evaluate(
+    images: Sequence[Path],
+    model: torch.nn.Module | None,
+    cfg: EvalConfig = EvalConfig(),
+    masks_dir: Path | None = None,
+    save_dir: Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """{method: {'kind/bin': {psnr, ssim, l1_hole}}} averaged over images, plus 'settings'."""
+    methods = [m for m in cfg.methods if m != "model" or model is not None]
+    per: dict[str, dict[str, list[dict[str, float]]]] = {m: {} for m in methods}
+    seconds = {m: 0.0 for m in methods}
+    for stem, key, clean, hole in cases(images, masks_dir, cfg):
+        for method in methods:
+            t0 = time.perf_counter()
+            if method == "model":
+                filled = inpaint_image(clean, hole, model, tile=cfg.tile, overlap=cfg.overlap)
+            else:
+                filled = classical_fill(method, clean, hole)
+            seconds[method] += time.perf_counter() - t0
+            per[method].setdefault(key, []).append(score(clean, filled, hole) | {"image": stem})
+            if save_dir is not None and method == "model":
+                sub = save_dir if masks_dir is not None else save_dir / key
+                write_png(sub / f"{stem}.png", filled)
+                if masks_dir is None:
+                    write_png(save_dir / "masks" / key / f"{stem}.png", hole.astype(np.uint8) * 255)
+        if progress:
+            progress(f"{stem} {key} done")
+    result: dict[str, Any] = {m: {key: summary(rows) for key, rows in sorted(per[m].items())} for m in methods}
+    result["cases"] = {m: dict(sorted(per[m].items())) for m in methods}  # every case's figures, for pairing
+    result["settings"] = {
+        "images": [p.name for p in images],
+        "masks_dir": str(masks_dir) if masks_dir else None,
+        "seed": cfg.seed,
+        "masks_per_bin": cfg.masks_per_bin if masks_dir is None else None,
+        "long_side": cfg.long_side,
+        "tile": cfg.tile,
+        "overlap": cfg.overlap,
+        "seconds": seconds,
+    }
+    return result
+
+
+def standard_error(values: Sequence[float]) -> float:
+    """Standard error of the mean of `values` (sample sd / sqrt(n)); 0 for a single value."""
+    a = np.asarray(values, np.float64)
+    return float(a.std(ddof=1) / np.sqrt(len(a))) if len(a) > 1 else 0.0
+
+
+def summary(rows: Sequence[dict[str, float]]) -> dict[str, float]:
+    """Mean of each figure over the cases, its standard error (0 for one case) and the count `n`."""
+    out: dict[str, float] = {}
+    for k in ("psnr", "ssim", "l1_hole"):
+        values = [r[k] for r in rows]
+        out[k] = float(np.mean(values))
+        out[f"{k}_se"] = standard_error(values)
+    return out | {"n": len(rows)}
+
+
+def compare(result: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Per 'kind/bin': model minus the best classical method on PSNR and SSIM (positive = model wins).
+
+    With the per-case figures of `evaluate` at hand, also the standard error of that margin over the paired
+    cases (`psnr_se`, `ssim_se`: same image and mask for both methods, so image difficulty cancels).
+    """
+    classical = [m for m in CLASSICAL if m in result]
+    out: dict[str, dict[str, float]] = {}
+    if not classical:
+        return out
+    cases = result.get("cases", {})
+    for key, fig in result.get("model", {}).items():
+        out[key] = {}
+        for metric in ("psnr", "ssim"):
+            best = max(classical, key=lambda m: result[m][key][metric])
+            out[key][metric] = fig[metric] - result[best][key][metric]
+            if "model" in cases and best in cases:
+                pairs = zip(cases["model"][key], cases[best][key], strict=True)
+                out[key][f"{metric}_se"] = standard_error([a[metric] - b[metric] for a, b in pairs])
+    return out
+
+
+def write_json(result: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")

@@ -1,0 +1,1 @@
+"""Synthetic damage (craquelure, paint loss) and the hole masks the inpainter trains on."""

@@ -1,0 +1,1 @@
+"""The Dask engine: running chunk tasks, the resume ledger, tiled model runs, pyramid levels."""

@@ -1,0 +1,47 @@
+"""Pyramid levels: each level made from the one before it, one output chunk per task (2x2 mean or max)."""
+
+from __future__ import annotations
+
+import json
+
+import dask
+import numpy as np
+import zarr
+
+from pipeline.engine.ledger import Ledger
+from pipeline.engine.runner import EngineConfig, run_tasks
+from pipeline.io.store import LevelSpec, block_digest, chunk_grid, downsample2
+
+
+def _downsample_chunk(source: zarr.Array, target: zarr.Array, region: tuple[int, int, int, int],
+                      chunk: int, ledger: Ledger, task_id: str, mode: str = "mean") -> dict[str, str]:
+    """Write one chunk of a level from the 2x2 region of the level before it."""
+    y0, y1, x0, x1 = region
+    block = np.asarray(source[:, 2 * y0 : 2 * y1, 2 * x0 : 2 * x1])
+    small = downsample2(block, mode)[:, : y1 - y0, : x1 - x0]
+    target[:, y0:y1, x0:x1] = small
+    digests = {f"{y0 // chunk}-{x0 // chunk}": block_digest(small)}
+    ledger.record(task_id, json.dumps(digests))
+    return digests
+
+
+def build_pyramid_levels(group: zarr.Group, levels: list[LevelSpec], chunk: int, ledger: Ledger,
+                         done: dict[str, str], engine: EngineConfig, label: str,
+                         mode: str = "mean", prefix: str = "") -> dict[str, dict[str, str]]:
+    """Fill levels 1..N of `group` from level 0, skipping tasks the ledger has; per-level chunk digests."""
+    per_level: dict[str, dict[str, str]] = {}
+    for prev, level in zip(levels, levels[1:], strict=False):
+        source, target = group[prev.path], group[level.path]
+        digests: dict[str, str] = {}
+        tasks = []
+        for region in chunk_grid(level.shape, chunk):
+            task_id = f"{prefix}{level.path}-{region[0] // chunk}-{region[2] // chunk}"
+            if task_id in done:
+                digests.update(json.loads(done[task_id]))
+                continue
+            tasks.append(dask.delayed(_downsample_chunk, pure=False)(
+                source, target, region, chunk, ledger, task_id, mode, dask_key_name=f"level-{task_id}"))
+        for result in run_tasks(tasks, f"{label} level {level.path}", engine):
+            digests.update(result)
+        per_level[level.path] = digests
+    return per_level

@@ -1,0 +1,165 @@
+"""Run a stage's chunk tasks with Dask: on a local Dask cluster sized to the machine, or an existing one.
+
+A stage builds one `dask.delayed` task per chunk (or tile batch); `run_tasks` computes them with a rich
+progress bar. Where they run:
+
+- `address` (or $RETOUCH_DASK_ADDRESS): the Dask cluster there.
+- else scheduler 'cluster' (the default): one `distributed.LocalCluster` per process, started on first use
+  and reused by every later stage: `workers` single-threaded workers (0 = one per core) inside this
+  process, so the model is loaded once and torch gets one core per worker. It runs the same futures code
+  path as a remote cluster (`--dask-address`).
+- scheduler 'threads' ($RETOUCH_DASK_SCHEDULER=threads): dask's thread pool, no scheduler at all and no
+  start-up cost (the tests use it).
+
+`Ledger` records each finished task under `<store>/_progress/<stage>/` so that a stage killed halfway
+resumes with only the missing tasks.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+import dask
+from dask.callbacks import Callback
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+DASK_ADDRESS_ENV = "RETOUCH_DASK_ADDRESS"
+SCHEDULER_ENV = "RETOUCH_DASK_SCHEDULER"
+SCHEDULERS = ("cluster", "threads")
+
+# Someone watching (a Prefect flow's progress artifact): called with (label, done, total) as tasks finish.
+ProgressListener = Callable[[str, int, int], None]
+progress_listener: ContextVar[ProgressListener | None] = ContextVar("progress_listener", default=None)
+
+
+def _default_scheduler() -> str:
+    return os.environ.get(SCHEDULER_ENV) or "cluster"
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How tasks run: on the cluster at `address`, else `workers` local workers (0 = one per core)."""
+
+    workers: int = 0
+    address: str | None = None
+    progress: bool = True
+    torch_threads: int = 0  # per worker; 0 = the cores shared out among the workers
+    scheduler: str = field(default_factory=_default_scheduler)  # 'cluster' or 'threads' (no address)
+
+    def __post_init__(self) -> None:
+        if self.workers < 0 or self.torch_threads < 0:
+            raise ValueError(f"workers and torch_threads must be >= 0, got {self.workers}, {self.torch_threads}")
+        if self.scheduler not in SCHEDULERS:
+            raise ValueError(f"scheduler must be one of {SCHEDULERS} (${SCHEDULER_ENV}), got {self.scheduler!r}")
+
+    @property
+    def n_workers(self) -> int:
+        return self.workers or (os.cpu_count() or 1)
+
+    def resolved_address(self) -> str | None:
+        return self.address or os.environ.get(DASK_ADDRESS_ENV) or None
+
+
+class _ProgressCallback(Callback):
+    def __init__(self, advance: Callable[[], None], names: set[str]) -> None:
+        super().__init__()
+        self._advance = advance
+        self._names = names
+
+    def _posttask(self, key: Any, result: Any, dsk: Any, state: Any, id: Any) -> None:  # noqa: A002
+        name = key[0] if isinstance(key, tuple) else key
+        if name in self._names:
+            self._advance()
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        disable=not enabled,
+        transient=False,
+    )
+
+
+def run_tasks(tasks: Sequence[Any], label: str, config: EngineConfig,
+              cleanup: Callable[[], Any] | None = None) -> list[Any]:
+    """Compute delayed `tasks` in parallel with a progress bar; results in task order.
+
+    `cleanup` runs afterwards wherever the tasks ran (on every worker of a cluster), e.g. to drop caches.
+    """
+    if not tasks:
+        return []
+    address = config.resolved_address()
+    listener = progress_listener.get()
+    with _progress(config.progress) as bar:
+        job = bar.add_task(label, total=len(tasks))
+        finished = [0]
+
+        def advance() -> None:
+            bar.advance(job)
+            finished[0] += 1
+            if listener is not None:
+                listener(label, finished[0], len(tasks))
+        if address or config.scheduler == "cluster":
+            from distributed import Client, as_completed
+
+            with Client(address or local_cluster(config), set_as_default=False) as client:
+                futures = client.compute(list(tasks))
+                try:
+                    for _ in as_completed(futures, loop=client.loop):
+                        advance()
+                    return client.gather(futures)
+                finally:  # on a failure, the tasks not yet started never start (a running one finishes its chunk)
+                    client.cancel(futures)
+                    if cleanup is not None:
+                        client.run(cleanup)
+        names = {t.key[0] if isinstance(t.key, tuple) else t.key for t in tasks}
+        # our own pool, joined before returning or raising: no task still writes after a failure
+        pool = ThreadPoolExecutor(max_workers=config.n_workers)
+        try:
+            with _ProgressCallback(advance, names):
+                return list(dask.compute(*tasks, scheduler="threads", pool=pool))
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            if cleanup is not None:
+                cleanup()
+
+
+_clusters: dict[int, Any] = {}
+_clusters_lock = threading.Lock()
+
+
+def local_cluster(config: EngineConfig) -> Any:
+    """This process's LocalCluster for `config.workers` (started once, closed at exit)."""
+    from distributed import LocalCluster
+
+    key = n = config.n_workers
+    with _clusters_lock:
+        cluster = _clusters.get(key)
+        if cluster is None or cluster.status.name != "running":
+            logging.getLogger("distributed").setLevel(logging.WARNING)  # no per-worker INFO lines in the log
+            # Workers are threads of this process (one loaded model for all of them): measured on a 9-MP
+            # detect here, 17.0 s and 1.45 GB peak RSS against 25.7 s and 1.72 GB with worker processes.
+            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=False, dashboard_address=None,
+                                   silence_logs=logging.WARNING)
+            _clusters[key] = cluster
+            if len(_clusters) == 1:
+                atexit.register(close_local_clusters)
+        return cluster
+
+
+def close_local_clusters() -> None:
+    with _clusters_lock:
+        for cluster in _clusters.values():
+            cluster.close()
+        _clusters.clear()

@@ -1,0 +1,247 @@
+"""Ingest: stream a scan file into the store's `scan/` OME-Zarr pyramid, chunk by chunk.
+
+Peak memory is set by the chunk size and the number of workers, not by the image: level 0 is copied one
+chunk (or, for striped TIFFs, one row of chunks) per task, and every further level is made from the level
+before it, one output chunk per task. A local store is written under `<store>.partial` and renamed on
+success; any store's `scan/` group is marked complete only at the end. Bad input removes the partial
+output; a crash leaves it to be resumed by the next run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dask
+import zarr
+
+from pipeline import __version__
+from pipeline.engine.ledger import Ledger
+from pipeline.engine.pyramid import build_pyramid_levels
+from pipeline.engine.runner import EngineConfig, run_tasks
+from pipeline.errors import InputError
+from pipeline.io.sources import ScanSource, open_source
+from pipeline.io.store import (
+    StoreError,
+    block_digest,
+    chunk_grid,
+    combine_digests,
+    create_pyramid,
+    fs_and_path,
+    group_info,
+    is_local,
+    level_shapes,
+    local_path,
+    mark_complete,
+)
+from pipeline.provenance import StageRecord, file_entity, sha256_file
+
+SCAN_GROUP = "scan"
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """Chunk side (px on y and x), largest side of the smallest level, zstd level, optional pixel size."""
+
+    chunk: int = 1024
+    top_level_max_side: int = 1024
+    compression_level: int = 1  # zstd 1: ~2.5x faster than 3 on noisy scans, a few % larger
+    pixel_size_um: float | None = None
+
+    def __post_init__(self) -> None:
+        if not 64 <= self.chunk <= 8192 or self.chunk % 16:
+            raise ValueError(f"chunk must be a multiple of 16 in [64, 8192], got {self.chunk}")
+        if self.top_level_max_side < 16:
+            raise ValueError(f"top_level_max_side must be >= 16, got {self.top_level_max_side}")
+        if not 1 <= self.compression_level <= 22:
+            raise ValueError(f"compression_level must be in [1, 22], got {self.compression_level}")
+        if self.pixel_size_um is not None and self.pixel_size_um <= 0:
+            raise ValueError(f"pixel_size_um must be positive, got {self.pixel_size_um}")
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    store: str
+    skipped: bool
+    shape: tuple[int, int, int]
+    dtype: str
+    levels: int
+    digest: str
+    key: str
+    provenance: str | None = None
+    seconds: float = 0.0
+    resumed_tasks: int = 0
+    source_metadata: dict[str, Any] = field(default_factory=dict)
+
+
+_SOURCES: dict[str, ScanSource] = {}
+_SOURCES_LOCK = threading.Lock()
+
+
+def _cached_source(path: str) -> ScanSource:
+    """One open source per process (tasks may run on Dask workers, which open it themselves)."""
+    with _SOURCES_LOCK:
+        if path not in _SOURCES:
+            _SOURCES[path] = open_source(path)
+        return _SOURCES[path]
+
+
+def _copy_level0(path: str, array: zarr.Array, region: tuple[int, int, int, int], chunk: int,
+                 ledger: Ledger, task_id: str) -> dict[str, str]:
+    """Copy source pixels of `region` (a chunk, or a row of chunks) into level 0; digest each chunk."""
+    y0, y1, x0, x1 = region
+    block = _cached_source(path).read(y0, y1, x0, x1)  # (C, h, w)
+    array[:, y0:y1, x0:x1] = block
+    digests = {}
+    for cx0 in range(x0, x1, chunk):
+        sub = block[:, :, cx0 - x0 : min(cx0 + chunk, x1) - x0]
+        digests[f"{y0 // chunk}-{cx0 // chunk}"] = block_digest(sub)
+    ledger.record(task_id, json.dumps(digests))
+    return digests
+
+
+def ingest_key(file_sha256: str, config: IngestConfig) -> str:
+    """What determines the ingest output: the file's bytes, the parameters, the stage's version."""
+    payload = json.dumps({"file": file_sha256, "config": asdict(config), "version": __version__},
+                         sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _level0_regions(src: ScanSource, shape: tuple[int, int, int], chunk: int) -> list[tuple[int, int, int, int]]:
+    """Chunks for random-access sources; whole rows of chunks for striped TIFFs (each strip decoded once)."""
+    if src.striped:
+        _, h, w = shape
+        return [(y0, min(y0 + chunk, h), 0, w) for y0 in range(0, h, chunk)]
+    return chunk_grid(shape, chunk)
+
+
+def ingest(source: str | Path, store: str, config: IngestConfig | None = None,
+           engine: EngineConfig | None = None, force: bool = False, run_id: str | None = None) -> IngestResult:
+    """Stream `source` into `<store>/scan/`; skip when the store already holds this exact ingest."""
+    config = config or IngestConfig()
+    engine = engine or EngineConfig()
+    started = time.perf_counter()
+    source = Path(source)
+    src = open_source(source)  # validates before anything is written
+    try:
+        height, width, channels = src.shape
+        file_sha = sha256_file(source)
+        key = ingest_key(file_sha, config)
+        existing = group_info(store, SCAN_GROUP)
+        if existing is not None and not force:
+            if existing.get("key") == key:
+                return _skipped_result(store, existing)
+            raise StoreError(store, "already holds a different scan (other file or parameters); "
+                                    "choose another store or pass --force to replace it")
+        if is_local(store):
+            work = f"{local_path(store).rstrip('/')}.partial"
+        else:
+            work = store
+            if existing is not None:  # force on a remote store: start from nothing
+                fs, path = fs_and_path(store)
+                fs.rm(path, recursive=True)
+        result = _write_scan(src, source, work, key, file_sha, config, engine, run_id)
+    except InputError:
+        _discard_partial(store)
+        raise
+    finally:
+        src.close()
+        _close_cached_sources()
+    if is_local(store):
+        target = Path(local_path(store))
+        if target.exists():
+            shutil.rmtree(target)
+        Path(work).rename(target)
+        result = _with_store(result, store, target)
+    return IngestResult(**{**asdict(result), "seconds": time.perf_counter() - started})
+
+
+def _write_scan(src: ScanSource, source: Path, work: str, key: str, file_sha: str, config: IngestConfig,
+                engine: EngineConfig, run_id: str | None) -> IngestResult:
+    height, width, channels = src.shape
+    levels = level_shapes(height, width, channels, config.top_level_max_side)
+    record = StageRecord("ingest", {**asdict(config), "source": str(source)}, run_id=run_id)
+    record.used("source", **file_entity(source, file_sha), format=src.format)
+    ledger = Ledger(work, "ingest", key)
+    done = ledger.start()
+    root = zarr.open_group(work, mode="a")
+    root.attrs["retouch_store"] = {"version": __version__}
+    if done and SCAN_GROUP in root:
+        group = root[SCAN_GROUP]
+    else:
+        group = create_pyramid(root, SCAN_GROUP, levels, src.dtype, config.chunk,
+                               pixel_size_um=config.pixel_size_um,
+                               compression_level=config.compression_level)
+    level0: dict[str, str] = {}
+    tasks = []
+    for region in _level0_regions(src, levels[0].shape, config.chunk):
+        task_id = f"0-{region[0] // config.chunk}-{region[2] // config.chunk}"
+        if task_id in done:
+            level0.update(json.loads(done[task_id]))
+            continue
+        tasks.append(dask.delayed(_copy_level0, pure=False)(
+            str(source), group["0"], region, config.chunk, ledger, task_id, dask_key_name=f"copy-{task_id}"))
+    for result in run_tasks(tasks, f"ingest {source.name}", engine, cleanup=_close_cached_sources):
+        level0.update(result)
+    digests = {"0": level0, **build_pyramid_levels(group, levels, config.chunk, ledger, done, engine,
+                                                   f"ingest {source.name}")}
+    combined = {path: combine_digests(d) for path, d in digests.items()}
+    info = {
+        "stage": "ingest",
+        "key": key,
+        "source": str(source.resolve()),
+        "source_sha256": file_sha,
+        "source_format": src.format,
+        "source_metadata": src.metadata,
+        "digests": combined,
+        "chunk": config.chunk,
+        "version": __version__,
+    }
+    record.generated(f"{SCAN_GROUP}/0", path=f"{SCAN_GROUP}/0", shape=list(levels[0].shape),
+                     dtype=str(src.dtype), sha256_chunks=combined["0"])
+    for level in levels[1:]:
+        record.generated(f"{SCAN_GROUP}/{level.path}", derived_from=[f"{SCAN_GROUP}/0"],
+                         path=f"{SCAN_GROUP}/{level.path}", shape=list(level.shape), dtype=str(src.dtype),
+                         sha256_chunks=combined[level.path])
+    prov_url = record.write(work)
+    mark_complete(group, {**info, "provenance": prov_url.rsplit("/", 2)[-2] + "/" + prov_url.rsplit("/", 1)[-1]})
+    ledger.clear()
+    return IngestResult(store=work, skipped=False, shape=levels[0].shape, dtype=str(src.dtype),
+                        levels=len(levels), digest=combined["0"], key=key, provenance=prov_url,
+                        resumed_tasks=len(done), source_metadata=src.metadata)
+
+
+def _with_store(result: IngestResult, store: str, target: Path) -> IngestResult:
+    prov = result.provenance
+    if prov:
+        prov = str(target / "provenance" / Path(prov).name)
+    return IngestResult(**{**asdict(result), "store": store, "provenance": prov})
+
+
+def _skipped_result(store: str, info: dict[str, Any]) -> IngestResult:
+    group = zarr.open_group(store, mode="r", path=SCAN_GROUP)
+    level0 = group["0"]
+    return IngestResult(store=store, skipped=True, shape=tuple(level0.shape), dtype=str(level0.dtype),
+                        levels=len(info.get("digests", {})), digest=info["digests"]["0"], key=info["key"],
+                        provenance=info.get("provenance"), source_metadata=info.get("source_metadata", {}))
+
+
+def _discard_partial(store: str) -> None:
+    """Bad input: remove what this run wrote, so nothing is left behind."""
+    if is_local(store):
+        partial = Path(f"{local_path(store).rstrip('/')}.partial")
+        if partial.exists():
+            shutil.rmtree(partial)
+
+
+def _close_cached_sources() -> None:
+    with _SOURCES_LOCK:
+        for src in _SOURCES.values():
+            src.close()
+        _SOURCES.clear()
