@@ -20,9 +20,10 @@ import cv2
 import numpy as np
 
 from lab.eval.metrics import Counts, confusion
+from models.weights import WEIGHTS_DIR
 from pipeline.stages.detect_infer import as_rgb_float
 
-BASELINE_PATH = Path(__file__).resolve().parents[1] / "models" / "weights" / "baseline.json"
+BASELINE_PATH = WEIGHTS_DIR / "baseline.json"
 
 
 @dataclass(frozen=True)
