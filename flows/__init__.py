@@ -1,1 +1,1 @@
-"""Prefect flows: thin wrappers that call `pipeline/` stages."""
+"""Prefect flows and deployments (thin wrappers that call `pipeline/` stages and `lab/` training) and the CLI."""

@@ -44,7 +44,8 @@ from lab.detector_validation import (
 )
 from lab.distill import distilled_targets, load_teacher
 from lab.paintings import paintings
-from lab.synthesis.synthetic_damage import CLASS_NAMES, CRACK_KINDS
+from lab.synthesis.cracks import CRACK_KINDS
+from lab.synthesis.synthetic_damage import CLASS_NAMES
 from models.resunet import ResUNet
 from models.weights import MANIFEST_PATH, WeightsEntry, save_weights
 

@@ -13,13 +13,10 @@ Feature network. ImageNet VGG16 weights cannot be downloaded here, so:
   (Ulyanov et al. 2018 "Deep Image Prior"; He, Wang & Hopcroft 2016 "A powerful generative model using random
   weights for the deep image representation"), the net is deterministic from its seed, so a run is
   reproducible, and it does not couple the inpainter to whatever detector weights exist at the time.
-  Its effect is measured, not assumed. Ablation (same seed, same batches, 400 steps of phase 1, 24 fixed tiles
-  of the held-out paintings with holes of every kind and bin): with the random net at the paper's weights
-  val PSNR 25.79 dB / SSIM 0.784 / hole L1 0.088; without perceptual and style terms 27.49 dB / 0.838 / 0.068.
-  The random net's Gram matrices are large, so 120 x style dominates the total (about 5x the hole term at the
-  start) and pulls the fill towards texture statistics rather than the true pixels. The shipped inpainter is
-  therefore trained with `feature_net="none"` (training default); 'random' stays the default feature net of
-  this module for runs that want the paper's full loss, and a real VGG16 file should be preferred for those.
+  Its Gram matrices are large, so 120 x style dominates the total and pulls the fill towards texture
+  statistics rather than the true pixels: the shipped inpainter is trained with `feature_net="none"` (the
+  training default). 'random' stays this module's default for runs that want the paper's full loss; a real
+  VGG16 file should be preferred for those.
 """
 
 from __future__ import annotations

@@ -6,12 +6,9 @@ Input is RGB in [0, 1]; the network normalises it itself, so callers never need 
 With `refine` > 0 a small full-resolution branch (three 3x3 convolutions of `refine` channels) sees the
 input image beside the decoder's last features and adds a correction to the logits. The U-Net has no skip
 at full resolution (the ResNet's first features are at half size), so without it the edges of 1-2 px
-cracks are placed from half-resolution features; measured on held-out synthetic craquelure, 72 % of the
-missed crack pixels lie on the crack's edge. The branch's last layer starts at zero, so a network
-extended from trained weights starts out giving exactly their answer. Measured: fine-tuned 3000 steps with
-`refine=16` from the shipped weights, held-out synthetic craquelure F1 rose 0.828 -> 0.839, but CrackForest
-fell 0.146 -> 0.094 and UAV75 test 0.145 -> 0.099 (it learns the synthetic cracks' pixel profile), so the
-shipped detector is built without it.
+cracks are placed from half-resolution features. The branch's last layer starts at zero, so a network
+extended from trained weights starts out giving exactly their answer. The shipped detector is built without
+it (it learns the synthetic cracks' pixel profile and loses recall on real crack photos).
 """
 
 from __future__ import annotations

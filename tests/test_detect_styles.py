@@ -10,7 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from lab.eval.detect_styles import CONTRASTS, DEFAULT_SEED, FILLS, _crop, contrast_cases, style_breakdown, style_cases
-from lab.synthesis.synthetic_damage import CRACK_KINDS, DamageConfig, _sample_style, synthesize_damage
+from lab.synthesis.cracks import CRACK_KINDS
+from lab.synthesis.cracks import sample_style as _sample_style
+from lab.synthesis.synthetic_damage import DamageConfig, synthesize_damage
 
 
 def _paintings(n: int = 2, size: int = 96) -> list[np.ndarray]:

@@ -8,14 +8,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from lab.synthesis.synthetic_damage import (
-    CRAQUELURE,
-    PAINT_LOSS,
-    DamageConfig,
-    craquelure_mask,
-    paint_loss_mask,
-    synthesize_damage,
-)
+from lab.synthesis.cracks import craquelure_mask
+from lab.synthesis.synthetic_damage import CRAQUELURE, PAINT_LOSS, DamageConfig, paint_loss_mask, synthesize_damage
 
 ALWAYS = DamageConfig(p_craquelure=1.0, p_paint_loss=1.0, loss_amount=(1.0, 2.0))
 

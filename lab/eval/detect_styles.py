@@ -17,7 +17,8 @@ from collections.abc import Callable
 import numpy as np
 
 from lab.eval.metrics import Counts, confusion
-from lab.synthesis.synthetic_damage import CRACK_KINDS, CRAQUELURE, DamageConfig, synthesize_damage
+from lab.synthesis.cracks import CRACK_KINDS
+from lab.synthesis.synthetic_damage import CRAQUELURE, DamageConfig, synthesize_damage
 
 FILLS = {"dark": 1.0, "light": 0.0}  # DamageConfig.p_dark_cracks for each fill
 CONTRASTS = {"faint": (0.2, 0.35), "medium": (0.35, 0.55), "default": DamageConfig().crack_contrast}

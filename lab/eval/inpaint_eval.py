@@ -7,7 +7,7 @@ error on the [0, 1] scale). Methods: the PConv model, OpenCV Telea and Navier-St
 scikit-image `inpaint_biharmonic`, and two fills of `models.smooth_fill`: `harmonic` and `fast_biharmonic`
 (`biharmonic_cg`, 64 conjugate-gradient steps: the starting point of the shipped model, built with
 `prefill="biharmonic-cg"`, so the table shows what the network adds).
-A bin of a few images is a noisy figure (one hard painting region moves a 0-10 % bin by tenths of a dB), so
+A bin of a few images is a noisy figure, so
 `masks_per_bin` draws several masks per image, kind and bin (mask r uses seed `seed + r`, so
 `masks_per_bin=N` pools the runs of seeds seed..seed+N-1), and every figure carries its standard error
 over the cases (`psnr_se`, `ssim_se`, `l1_hole_se`) and their count `n`.

@@ -73,11 +73,12 @@ def kind_sampler(kind: str) -> Callable[[tuple[int, int], int], np.ndarray]:
         raise ValueError(f"unknown mask kind {kind!r}; valid kinds: {', '.join(KINDS)}")
     try:
         from lab.synthesis import synthetic_damage as sd
+        from lab.synthesis.cracks import craquelure_mask
     except ImportError:
         sd = None
     if kind == "craquelure":
         if sd is not None:
-            return lambda shape, seed: np.asarray(sd.craquelure_mask(shape, seed), bool)
+            return lambda shape, seed: np.asarray(craquelure_mask(shape, seed), bool)
         return lambda shape, seed: _fallback_cracks(shape, np.random.default_rng(seed))
     if sd is not None:
         return lambda shape, seed: np.asarray(sd.paint_loss_mask(shape, seed), bool)

@@ -6,13 +6,11 @@
 
 Each chunk is read with `halo` px of its neighbours (reflected at the image border) and keeps only its own
 pixels. By default the chunk and its halo (1024 + 2 x 96) go through the model in one 1216-px tile (1.41
-input px per output px). The halo decides how well chunk borders match an untiled run. Measured on a
-384-px crop of the bundled sample cut into 128-px chunks, against one untiled pass (shipped weights): mean
-|dp| 0.71 / 0.38 / 0.17 of 255 and a border jump 1.63 / 1.17 / 1.10 x the untiled map's at halo 32 / 64 / 96
-(the model itself moves by 1.05/255 when it sees 64 px more of the painting); 96 is the default.
+input px per output px). The halo decides how well chunk borders match an untiled run: the larger, the
+closer; 96 is the default.
 With a smaller `tile` (a GPU batch), the tiles inside a chunk overlap and are blended with a Gaussian
 window (`detect_infer`).
-Precision 'auto' takes bf16 where the hardware runs it natively (it kept the held-out F1).
+Precision 'auto' takes bf16 where the hardware runs it natively.
 """
 
 from __future__ import annotations
@@ -42,9 +40,8 @@ CLASSES = ("craquelure", "paint_loss")
 
 MANIFEST_ENV = "RETOUCH_WEIGHTS_MANIFEST"
 
-# Test-time augmentation by default: every tile and its mirror image, averaged. On the held-out synthetic
-# set it lifts the shipped detector's craquelure F1 from 0.846 to 0.851 (confirmation set 0.845 -> 0.851, fp32
-# and bf16 alike) for twice the compute; `tta=1` is the single pass (models/weights/detector-resunet18.eval.json).
+# Test-time augmentation by default: every tile and its mirror image, averaged, for twice the compute; it
+# scores higher on the held-out sets (models/weights/detector-resunet18.eval.json). `tta=1` is the single pass.
 DEFAULT_TTA = 2
 
 
