@@ -23,8 +23,8 @@ import models  # noqa: F401  (torchvision import fix)
 
 
 def _tile() -> np.ndarray:
+    from lab.inpainter_data import load_rgb
     from lab.paintings import paintings
-    from lab.train_inpainter import load_rgb
 
     files = paintings("val")
     if not files:

@@ -24,8 +24,9 @@ def train_detector_flow(overrides: dict[str, Any] | None = None) -> dict[str, An
 
 def run_inpainter_training(overrides: dict[str, Any], ship: bool = True) -> dict[str, Any]:
     """Train (or resume) the PConv inpainter on TRAIN paintings; ship the final weights if asked."""
+    from lab.inpainter_config import InpainterTrainConfig
     from lab.paintings import paintings
-    from lab.train_inpainter import InpainterTrainConfig, export_weights, train
+    from lab.train_inpainter import export_weights, train
 
     cfg = InpainterTrainConfig(**overrides)
     ckpt = train(cfg, paintings("train"), paintings("val"))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -24,165 +24,13 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from lab.checkpoint import init_from
-from lab.synthesis.masks import BINS, KINDS, mask_in_bin
-from models.inpaint_loss import HOLE_NORMS, InpaintingLoss, LossWeights, build_feature_net
-from models.pconv import PREFILLS, PConvUNet, composite
+from lab.inpainter_config import RESUMABLE_CHANGES, InpainterTrainConfig
+from lab.inpainter_data import TileSampler, validation_set
+from models.inpaint_loss import InpaintingLoss, LossWeights, build_feature_net
+from models.pconv import PConvUNet, composite
 from models.weights import Tiling, WeightsEntry, save_weights
-from pipeline.errors import ConfigError
 
 WEIGHTS_NAME = "inpainter-pconv"
-# the schedule may be shortened or extended on resume; everything else must match the checkpoint
-# (and the prefill's iteration count: a closer fill for fine-tuning changes no weight)
-RESUMABLE_CHANGES = ("phase1_steps", "phase2_steps", "threads", "run_dir", "prefill_iterations")
-
-
-@dataclass(frozen=True)
-class InpainterTrainConfig:
-    tile: int = 128
-    batch: int = 8
-    depth: int = 6
-    base_channels: int = 32
-    max_channels: int = 256
-    phase1_steps: int = 3000
-    phase2_steps: int = 1000
-    lr_phase1: float = 2e-4
-    lr_phase2: float = 5e-5
-    steps_per_epoch: int = 250
-    # 'none' | 'random' | 'vgg16:/path/vgg16.safetensors'. Default 'none': with the fixed random feature net at the
-    # paper's weights (0.05 perceptual, 120 style) the fill lost 1.7 dB PSNR / 0.054 SSIM on the validation tiles
-    # at an equal step count (400 steps: 25.79 dB / 0.784 vs 27.49 dB / 0.838), see models/inpaint_loss.py.
-    feature_net: str = "none"
-    feature_seed: int = 0
-    hole_norm: str = "image"  # models.inpaint_loss.HOLE_NORMS: the paper's L_hole, or averaged per image's hole
-    psnr_weight: float = 0.0  # weight of minus each composite's PSNR (dB) in the loss (LossWeights.psnr)
-    seed: int = 0
-    scales: tuple[float, ...] = (0.4, 0.5, 0.6, 0.75, 1.0)  # painting down-scalings tiles are cut from
-    masks_per_bin: int = 40  # bank of masks per kind and bin (augmented by the 8 flips/rotations)
-    val_tile: int = 256
-    val_tiles_per_painting: int = 6
-    val_long_side: int = 512  # validation paintings are downscaled to this, as in the evaluation
-    threads: int = 1
-    run_dir: str = "runs/inpainter"
-    prefill: str = "none"  # else a smooth fill to correct (models.pconv.PREFILLS, models.pconv.PConvUNet)
-    prefill_iterations: int | None = None  # iterations of that fill (None: the fill function's default)
-    refine: int = 0  # channels of PConvUNet's full-resolution refinement branch (0: none, the paper's network)
-    refine_only: bool = False  # train the refinement branch only; the rest keeps the init_weights as they are
-    init_weights: str = ""  # safetensors file to start from (layers whose shapes differ keep their init)
-
-    def __post_init__(self) -> None:
-        if self.tile % 2**self.depth or self.val_tile % 2**self.depth:
-            raise ConfigError(f"tile {self.tile} and val_tile {self.val_tile} must be multiples of 2**depth")
-        if self.phase1_steps < 0 or self.phase2_steps < 0 or self.steps_per_epoch < 1:
-            raise ConfigError("step counts must be >= 0 and steps_per_epoch >= 1")
-        if self.prefill not in PREFILLS:
-            raise ConfigError(f"prefill must be one of {', '.join(PREFILLS)}, got {self.prefill!r}")
-        if self.prefill_iterations is not None and self.prefill_iterations < 0:
-            raise ConfigError(f"prefill_iterations must be >= 0, got {self.prefill_iterations}")
-        if self.refine < 0:
-            raise ConfigError(f"refine must be >= 0, got {self.refine}")
-        if self.refine_only and not (self.refine and self.init_weights):
-            raise ConfigError("refine_only needs refine > 0 and init_weights (the network to refine)")
-        if self.init_weights and not Path(self.init_weights).is_file():
-            raise ConfigError(f"{self.init_weights}: init_weights file not found")
-        if self.hole_norm not in HOLE_NORMS:
-            raise ConfigError(f"hole_norm must be one of {', '.join(HOLE_NORMS)}, got {self.hole_norm!r}")
-        if self.psnr_weight < 0:
-            raise ConfigError(f"psnr_weight must be >= 0, got {self.psnr_weight}")
-
-    @property
-    def total_steps(self) -> int:
-        return self.phase1_steps + self.phase2_steps
-
-
-def _resize(image: np.ndarray, scale: float) -> np.ndarray:
-    import cv2
-
-    h, w = image.shape[:2]
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-
-
-def load_rgb(path: Path) -> np.ndarray:
-    """(H, W, 3) uint8 of a painting (grey replicated, alpha dropped)."""
-    from pipeline.io.image_io import from_float, read_image, to_float
-
-    img = read_image(path)
-    if img.dtype != np.uint8:
-        img = from_float(to_float(img), np.uint8)
-    if img.shape[2] in (1, 2):
-        img = np.repeat(img[:, :, :1], 3, axis=2)
-    return np.ascontiguousarray(img[:, :, :3])
-
-
-def downscale_long_side(image: np.ndarray, long_side: int) -> np.ndarray:
-    scale = long_side / max(image.shape[:2])
-    return image if scale >= 1 else _resize(image, scale)
-
-
-class TileSampler:
-    """Random clean tiles of the train paintings and random masks from a seeded bank."""
-
-    def __init__(self, cfg: InpainterTrainConfig, paintings: list[Path]) -> None:
-        if not paintings:
-            raise FileNotFoundError("no training paintings found (lab.paintings.paintings('train') is empty)")
-        self.cfg = cfg
-        self.images = []
-        for p in paintings:
-            full = load_rgb(p)
-            for s in cfg.scales:
-                img = _resize(full, s)
-                if min(img.shape[:2]) >= cfg.tile:
-                    self.images.append(img)
-        rng = np.random.default_rng(cfg.seed + 1)
-        shape = (cfg.tile, cfg.tile)
-        self.masks = [
-            mask_in_bin(kind, shape, lo, hi, int(rng.integers(2**31)))
-            for kind in KINDS
-            for lo, hi in BINS
-            for _ in range(cfg.masks_per_bin)
-        ]
-
-    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, 3, T, T) clean tiles in [0, 1] and (B, 1, T, T) masks (1 = valid) for `step`."""
-        rng = np.random.default_rng((self.cfg.seed, step))
-        t = self.cfg.tile
-        tiles, masks = [], []
-        for _ in range(self.cfg.batch):
-            img = self.images[int(rng.integers(len(self.images)))]
-            y = int(rng.integers(img.shape[0] - t + 1))
-            x = int(rng.integers(img.shape[1] - t + 1))
-            tile = img[y : y + t, x : x + t]
-            if rng.random() < 0.5:
-                tile = tile[:, ::-1]
-            hole = self.masks[int(rng.integers(len(self.masks)))]
-            hole = np.rot90(hole, int(rng.integers(4)))
-            if rng.random() < 0.5:
-                hole = hole[::-1]
-            tiles.append(tile.astype(np.float32) / 255.0)
-            masks.append(~hole)
-        x_t = torch.from_numpy(np.stack(tiles)).permute(0, 3, 1, 2).contiguous()
-        m_t = torch.from_numpy(np.stack(masks).astype(np.float32))[:, None]
-        return x_t, m_t
-
-
-def validation_set(cfg: InpainterTrainConfig, paintings: list[Path]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fixed tiles of the validation paintings (downscaled) with seeded masks of every kind and bin."""
-    rng = np.random.default_rng(12345)
-    t = cfg.val_tile
-    tiles, masks = [], []
-    combos = [(k, b) for k in KINDS for b in BINS]
-    i = 0
-    for p in paintings:
-        img = downscale_long_side(load_rgb(p), cfg.val_long_side)
-        for _ in range(cfg.val_tiles_per_painting):
-            y = int(rng.integers(img.shape[0] - t + 1))
-            x = int(rng.integers(img.shape[1] - t + 1))
-            kind, (lo, hi) = combos[i % len(combos)]
-            i += 1
-            tiles.append(img[y : y + t, x : x + t].astype(np.float32) / 255.0)
-            masks.append(~mask_in_bin(kind, (t, t), lo, hi, int(rng.integers(2**31))))
-    x_t = torch.from_numpy(np.stack(tiles)).permute(0, 3, 1, 2).contiguous()
-    return x_t, torch.from_numpy(np.stack(masks).astype(np.float32))[:, None]
 
 
 @torch.inference_mode()

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from lab.train_inpainter import InpainterTrainConfig, build_model, export_weights, load_checkpoint, train
+from lab.inpainter_config import InpainterTrainConfig
+from lab.train_inpainter import build_model, export_weights, load_checkpoint, train
 from models.weights import load_state
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -76,7 +76,7 @@ def train_inpainter_command(
     }
     @clean_errors
     def run() -> None:
-        from lab.train_inpainter import InpainterTrainConfig
+        from lab.inpainter_config import InpainterTrainConfig
 
         InpainterTrainConfig(**overrides)  # a bad setting fails here, in one line, before Prefect starts
         if no_flow:
