@@ -13,6 +13,7 @@ import torch
 
 import models  # noqa: F401  (torchvision import fix before smp)
 from lab.detector_data import AugmentConfig
+from lab.real_cracks import RealSpec
 from lab.synthesis.synthetic_damage import DamageConfig
 from models.resunet import DEFAULT_DECODER
 from models.weights import Tiling
@@ -62,8 +63,14 @@ class DetectorTrainConfig:
     teacher: str = ""  # manifest name of a detector to distil: its probabilities become (soft) targets
     teacher_weight: float = 1.0  # with a teacher: target = w * teacher probability + (1 - w) * label
     teacher_views: int = 1  # the teacher's probabilities averaged over this many flipped views (its --tta)
+    # Real crack photos trained on: "IMAGES_DIR:MASKS_DIR[:MASK_VALUE]" each (training splits only,
+    # lab.real_cracks); `real_fraction` of the tiles (per tile, by chance) are crops of them.
+    real_train: tuple[str, ...] = ()
+    real_fraction: float = 0.0
+    clean_fraction: float = 0.0  # share of tiles that are undamaged painting crops with all-zero targets
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "real_train", tuple(self.real_train))  # JSON gives a list
         if self.tile % 32:
             raise ValueError(f"tile must be a multiple of 32, got {self.tile}")
         if self.loss not in LOSSES:
@@ -92,6 +99,16 @@ class DetectorTrainConfig:
             raise ValueError(f"teacher_weight must be in [0, 1], got {self.teacher_weight}")
         if not 0 <= self.real_val_mask_value <= 65535:
             raise ValueError(f"real_val_mask_value must be in [0, 65535], got {self.real_val_mask_value}")
+        for name in ("real_fraction", "clean_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.real_fraction + self.clean_fraction > 1.0:
+            raise ValueError(f"real_fraction + clean_fraction must be at most 1, got "
+                             f"{self.real_fraction} + {self.clean_fraction}")
+        if bool(self.real_train) != (self.real_fraction > 0):
+            raise ValueError("real_train (IMAGES_DIR:MASKS_DIR[:MASK_VALUE]) and real_fraction > 0 go together")
+        for spec in self.real_train:
+            RealSpec.parse(spec).check()  # malformed, missing or held-out (test/val, UAV75) refused here
 
     def arch_args(self) -> dict[str, Any]:
         args = {"encoder_name": self.encoder, "classes": 2, "decoder_channels": list(self.decoder_channels)}

@@ -1,6 +1,13 @@
 """Training tiles for the damage detector: crops of clean paintings, damaged on the fly, augmented.
 
+A batch may also mix in (`make_batch(real=..., real_fraction=..., clean_fraction=...)`):
+- real tiles: random crops of real crack photos (lab.real_cracks), crack mask -> craquelure channel,
+  paint-loss channel 0, with the same rotations, flips and photometric augmentation;
+- clean tiles (hard negatives): crops of the paintings with NO damage drawn and all-zero targets, so that
+  intact paint (its thin lines, highlights and textures) is taught as "no damage".
+
 Every tile is a pure function of (seed, index), so a resumed run sees exactly the tiles it would have seen.
+Without real or clean fractions the random stream is the old one (same tiles, same validation set).
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from lab.real_cracks import RealSet
 from lab.synthesis.synthetic_damage import CRAQUELURE, PAINT_LOSS, DamageConfig, synthesize_damage
 from pipeline.io.image_io import read_image, to_float
 
@@ -100,15 +108,59 @@ def make_tile(
     scale = float(rng.uniform(*augment.scale)) if augment else 1.0
     crop = _crop(painting, tile, scale, rng)
     damaged, labels = synthesize_damage(crop, int(rng.integers(1 << 31)), damage)
-    img = to_float(damaged)
+    img, labels = _augment(to_float(damaged), labels, augment, rng)
+    target = np.stack([labels == CRAQUELURE, labels == PAINT_LOSS]).astype(np.float32)  # (2, T, T)
+    return np.ascontiguousarray(img.transpose(2, 0, 1)), target  # (3, T, T)
+
+
+def _augment(img: np.ndarray, labels: np.ndarray, augment: AugmentConfig | None,
+             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Random rotation by k * 90 degrees, mirror and photometric jitter of an (H, W, 3) float image and its
+    (H, W) labels (the same draws, in the same order, as a synthetic tile's)."""
     if augment:
         k = int(rng.integers(4))
         img, labels = np.rot90(img, k), np.rot90(labels, k)
         if rng.random() < 0.5:
             img, labels = img[:, ::-1], labels[:, ::-1]
         img = _photometric(np.ascontiguousarray(img), augment, rng)
-    target = np.stack([labels == CRAQUELURE, labels == PAINT_LOSS]).astype(np.float32)  # (2, T, T)
-    return np.ascontiguousarray(img.transpose(2, 0, 1)), target  # (3, T, T)
+    return img, labels
+
+
+def make_clean_tile(
+    paintings: list[np.ndarray], tile: int, rng: np.random.Generator, augment: AugmentConfig | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A hard negative: a crop of a painting with no damage drawn, augmented, and all-zero (2, T, T) targets."""
+    painting = paintings[int(rng.integers(len(paintings)))]
+    scale = float(rng.uniform(*augment.scale)) if augment else 1.0
+    img, _ = _augment(to_float(_crop(painting, tile, scale, rng)), np.zeros((tile, tile), np.uint8), augment, rng)
+    return np.ascontiguousarray(img.transpose(2, 0, 1)), np.zeros((2, tile, tile), np.float32)
+
+
+def make_real_tile(
+    real: list[RealSet], tile: int, rng: np.random.Generator, augment: AugmentConfig | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A random crop of a real crack photo: (3, T, T) image and (2, T, T) targets (craquelure = its crack
+    mask, resampled as coverage >= 0.5 like synthetic labels; paint loss 0). Sets are drawn in proportion
+    to their number of pairs."""
+    sizes = np.array([len(s.images) for s in real], np.float64)
+    index = int(rng.integers(int(sizes.sum())))
+    which = int(np.searchsorted(np.cumsum(sizes), index, side="right"))
+    item = index - int(sizes[:which].sum())
+    image, mask = real[which].images[item], real[which].masks[item]
+    h, w = image.shape[:2]
+    scale = float(rng.uniform(*augment.scale)) if augment else 1.0
+    side = int(min(round(tile * scale), h, w))
+    y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+    crop = image[y : y + side, x : x + side]
+    cover = mask[y : y + side, x : x + side].astype(np.float32)
+    if side != tile:
+        shrink = side > tile
+        crop = cv2.resize(crop, (tile, tile), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+        cover = cv2.resize(cover, (tile, tile), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    labels = (cover >= 0.5).astype(np.uint8)
+    img, labels = _augment(to_float(crop), labels, augment, rng)
+    target = np.stack([labels > 0, np.zeros_like(labels, dtype=bool)]).astype(np.float32)
+    return np.ascontiguousarray(img.transpose(2, 0, 1)), np.ascontiguousarray(target)
 
 
 def make_batch(
@@ -118,8 +170,29 @@ def make_batch(
     seed: int,
     damage: DamageConfig,
     augment: AugmentConfig | None,
+    real: list[RealSet] | None = None,
+    real_fraction: float = 0.0,
+    clean_fraction: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(B, 3, T, T) images and (B, 2, T, T) targets, a pure function of `seed`."""
+    """(B, 3, T, T) images and (B, 2, T, T) targets, a pure function of `seed`.
+
+    Each tile is real with probability `real_fraction` (needs `real`), clean (undamaged painting, zero
+    targets) with probability `clean_fraction`, else synthetic damage. With both fractions 0 no draw is
+    made for the choice, so the tiles are those of the plain synthetic batch.
+    """
+    if real_fraction < 0 or clean_fraction < 0 or real_fraction + clean_fraction > 1:
+        raise ValueError(f"real_fraction {real_fraction} and clean_fraction {clean_fraction} must be >= 0 "
+                         "and sum to at most 1")
+    if real_fraction > 0 and not real:
+        raise ValueError("real_fraction > 0 needs real training pairs")
     rng = np.random.default_rng(seed)
-    pairs = [make_tile(paintings, tile, rng, damage, augment) for _ in range(batch)]
+    kinds = (rng.random(batch) if real_fraction or clean_fraction else np.ones(batch))
+    pairs = []
+    for u in kinds:
+        if u < real_fraction:
+            pairs.append(make_real_tile(real or [], tile, rng, augment))
+        elif u < real_fraction + clean_fraction:
+            pairs.append(make_clean_tile(paintings, tile, rng, augment))
+        else:
+            pairs.append(make_tile(paintings, tile, rng, damage, augment))
     return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])

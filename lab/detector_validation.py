@@ -14,6 +14,7 @@ import models  # noqa: F401  (torchvision import fix before smp)
 from lab.detector_config import DetectorTrainConfig
 from lab.detector_data import make_batch
 from lab.eval.metrics import Counts, confusion
+from lab.real_cracks import RealSet
 from lab.synthesis.synthetic_damage import CLASS_NAMES
 
 
@@ -52,13 +53,24 @@ def validation_tiles(cfg: DetectorTrainConfig, val_images: list[np.ndarray]) -> 
     return make_batch(val_images, cfg.tile, cfg.val_tiles, 1_000_003 + cfg.seed, cfg.damage, None)
 
 
-def training_data(train_paths: list[Path], val_paths: list[Path]) -> dict[str, Any]:
+def training_data(
+    train_paths: list[Path], val_paths: list[Path], cfg: DetectorTrainConfig | None = None,
+    real: list[RealSet] | None = None,
+) -> dict[str, Any]:
     """The manifest's record of what a detector was trained and validated on."""
-    return {
+    data: dict[str, Any] = {
         "train_paintings": [p.name for p in train_paths],
         "val_paintings": [p.name for p in val_paths],
         "damage": "lab.synthesis.synthetic_damage (synthetic craquelure + paint loss, seeded per step)",
     }
+    if real:
+        data["real_train"] = {"fraction": cfg.real_fraction if cfg else None,
+                              "label": "crack mask -> craquelure; paint loss 0",
+                              "sets": [s.record() for s in real]}
+    if cfg is not None and cfg.clean_fraction:
+        data["clean_tiles"] = {"fraction": cfg.clean_fraction,
+                               "what": "TRAIN painting crops with no damage drawn, all-zero targets"}
+    return data
 
 
 RealPairs = list[tuple[np.ndarray, np.ndarray]]

@@ -1,6 +1,9 @@
 """Train the Res-UNet damage detector on synthetic damage over the TRAIN paintings; ship the best weights.
 
-Tiles are cut from the training paintings, damaged on the fly (seeded by step) and augmented. Every
+Tiles are cut from the training paintings, damaged on the fly (seeded by step) and augmented. A share of
+each batch may be real crack photos (`--real-train IMAGES:MASKS[:VALUE]`, `--real-fraction P`; their training
+splits only, lab.real_cracks) and a share undamaged painting crops with all-zero targets (`--clean-fraction
+P`: intact paint taught as no damage). Every
 `eval_every` steps ("epoch") the model is scored on a fixed set of damaged tiles from the VALIDATION
 paintings (loss and F1 per class), logged to `<run_dir>/train.log` and `<run_dir>/metrics.jsonl`, and a
 checkpoint (model + AdamW state, safetensors) is written so that a killed run resumes where it stopped.
@@ -44,6 +47,7 @@ from lab.detector_validation import (
 )
 from lab.distill import distilled_targets, load_teacher
 from lab.paintings import paintings
+from lab.real_cracks import RealSet, RealSpec, load_real_set
 from lab.synthesis.cracks import CRACK_KINDS
 from lab.synthesis.synthetic_damage import CLASS_NAMES
 from models.resunet import ResUNet
@@ -75,6 +79,9 @@ def _config_key(cfg: DetectorTrainConfig) -> dict[str, Any]:
     if not data["teacher"]:  # no distillation: checkpoints made before these fields resume
         data.pop("teacher")
         data.pop("teacher_weight")
+    for name, default in (("real_train", []), ("real_fraction", 0.0), ("clean_fraction", 0.0)):
+        if data[name] == default:  # off: checkpoints made before these fields resume
+            data.pop(name)
     if tuple(data["damage"].get("crack_kinds", CRACK_KINDS)) == CRACK_KINDS:
         data["damage"].pop("crack_kinds", None)  # the default: checkpoints made before the field resume
     return json.loads(json.dumps(data))  # tuples -> lists, as stored in the checkpoint
@@ -87,8 +94,12 @@ def train_detector(
     val_paths: list[Path] | None = None,
     manifest_path: Path = MANIFEST_PATH,
     echo: Callable[[str], None] | None = print,
+    ship_only: bool = False,
 ) -> dict[str, Any]:
-    """Train (resuming from `<run_dir>/checkpoint.safetensors` if present); returns the summary."""
+    """Train (resuming from `<run_dir>/checkpoint.safetensors` if present); returns the summary.
+
+    `ship_only`: train no further; ship what the run's checkpoint (and snapshots) hold, as the end of the
+    run would have (needs the checkpoint, a config that matches it and `ship`)."""
     cfg = cfg or DetectorTrainConfig()
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -106,6 +117,7 @@ def train_detector(
     val_images = load_paintings(val_paths)
     val_x, val_y = validation_tiles(cfg, val_images)
     real_pairs = load_real_val(cfg)
+    real_train = [load_real_set(RealSpec.parse(spec)) for spec in cfg.real_train]
     teacher, teacher_record = load_teacher(cfg, manifest_path)
 
     model = ResUNet(**cfg.arch_args())
@@ -114,6 +126,8 @@ def train_detector(
     loss_fn = make_loss(cfg.loss)
     ckpt_path, best_path = run_dir / "checkpoint.safetensors", run_dir / "best.safetensors"
     step, extra = 0, {"best": None, "history": [], "seconds": 0.0}
+    if ship_only and (not ckpt_path.exists() or not cfg.ship):
+        raise ValueError(f"ship_only needs {ckpt_path} (a run to ship) and shipping on (no --no-ship)")
     if ckpt_path.exists():
         step, extra = load_checkpoint(ckpt_path, model, optimizer)
         if extra.get("config_key") != _config_key(cfg):
@@ -127,15 +141,20 @@ def train_detector(
     log(f"config {json.dumps(cfg.to_json())}")
     log(f"train paintings {len(train_paths)}, val paintings {len(val_paths)} "
         f"({', '.join(p.stem[:40] for p in val_paths)})")
+    for real_set in real_train:
+        log(f"real training pairs {len(real_set.stems)} from {real_set.spec.images} "
+            f"(fraction {cfg.real_fraction} of tiles, all sets together)")
+    if cfg.clean_fraction:
+        log(f"clean tiles: fraction {cfg.clean_fraction} undamaged painting crops with all-zero targets")
     start, seconds_before = time.perf_counter(), float(extra.get("seconds", 0.0))
     running, t_last = [], time.perf_counter()
-    while step < cfg.steps:
+    while step < cfg.steps and not ship_only:
         model.train()
         lr = lr_at(step, cfg, seconds_before + time.perf_counter() - start)
         for group in optimizer.param_groups:
             group["lr"] = lr
         x, y = make_batch(train_images, cfg.tile, cfg.batch, cfg.seed * 1_000_003 + step, cfg.damage,
-                          cfg.augment)
+                          cfg.augment, real_train, cfg.real_fraction, cfg.clean_fraction)
         x_t = torch.from_numpy(x).to(memory_format=torch.channels_last)  # (B, 3, T, T)
         y_t = torch.from_numpy(y)  # (B, 2, T, T)
         if teacher is not None:
@@ -196,7 +215,7 @@ def train_detector(
             model.load_state_dict(load_file(str(best_path)))
             summary["selected"] = f"best mean validation F1, step {summary['best']['step']}"
         entry = ship_detector(model, cfg, train_paths, val_paths, summary, val_x, val_y, manifest_path, log,
-                              real_pairs)
+                              real_pairs, real_train)
         summary["shipped"] = {"name": entry.name, "file": entry.file, "sha256": entry.sha256,
                               "metrics": entry.metrics}
     return summary
@@ -229,6 +248,7 @@ def ship_detector(
     manifest_path: Path,
     log: Callable[[str], None],
     real_pairs: RealPairs | None = None,
+    real_train: list[RealSet] | None = None,
 ) -> WeightsEntry:
     """Store `model` (fp16 if `store_half`) in the manifest, with validation scores of what was stored."""
     stored = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
@@ -240,7 +260,7 @@ def ship_detector(
     val = evaluate_tiles(check, val_x, val_y, make_loss(cfg.loss))
     training = {
         "config": cfg.to_json(),
-        "data": training_data(train_paths, val_paths),
+        "data": training_data(train_paths, val_paths, cfg, real_train),
         "steps": summary["steps"],
         "minutes": summary["minutes"],
         "selected": summary["selected"],
@@ -274,7 +294,9 @@ def main(argv: list[str] | None = None) -> None:
     """`python -m lab.train_detector [--steps N] [--max-minutes M] [--run-dir D] [--init-weights F]
     [--free-cracks P] [--texture P] [--dark-cracks P] [--crack-contrast LO,HI] [--refine C] [--no-ship]
     [--real-val-images DIR --real-val-masks DIR [--real-val-mask-value V]]
-    [--teacher NAME [--teacher-weight W] [--teacher-views N]]`
+    [--teacher NAME [--teacher-weight W] [--teacher-views N]]
+    [--real-train IMAGES_DIR:MASKS_DIR[:MASK_VALUE] ... --real-fraction P] [--clean-fraction P]
+    [--weights-name NAME] [--ship-only]`
     (no Prefect)."""
     import argparse
 
@@ -300,6 +322,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--teacher", help="manifest name of a detector to distil (its probabilities are the targets)")
     parser.add_argument("--teacher-weight", type=float, help="target = w * teacher + (1 - w) * label (default 1)")
     parser.add_argument("--teacher-views", type=int, help="average the teacher over 1, 2, 4 or 8 flipped views")
+    parser.add_argument("--real-train", action="append", metavar="IMAGES_DIR:MASKS_DIR[:MASK_VALUE]",
+                        help="real crack photos to train on (training splits only; repeatable)")
+    parser.add_argument("--real-fraction", type=float, help="share of tiles cropped from the real pairs")
+    parser.add_argument("--clean-fraction", type=float,
+                        help="share of tiles that are undamaged painting crops with all-zero targets")
+    parser.add_argument("--weights-name", help="manifest name of the shipped weights")
+    parser.add_argument("--ship-only", action="store_true",
+                        help="train no further: ship what the run dir holds (same options as the run)")
     args = parser.parse_args(argv)
     summary = train_detector(config_from_overrides(
         steps=args.steps, max_minutes=args.max_minutes, run_dir=args.run_dir, threads=args.threads, lr=args.lr,
@@ -307,8 +337,11 @@ def main(argv: list[str] | None = None) -> None:
         snapshot_every=args.snapshot_every, average_from=args.average_from, ship=False if args.no_ship else None,
         real_val_images=args.real_val_images, real_val_masks=args.real_val_masks,
         real_val_mask_value=args.real_val_mask_value, teacher=args.teacher, teacher_weight=args.teacher_weight,
-        teacher_views=args.teacher_views,
-        damage=damage_overrides(args.free_cracks, args.texture, args.dark_cracks, args.crack_contrast)))
+        teacher_views=args.teacher_views, weights_name=args.weights_name,
+        real_train=tuple(args.real_train) if args.real_train else None, real_fraction=args.real_fraction,
+        clean_fraction=args.clean_fraction,
+        damage=damage_overrides(args.free_cracks, args.texture, args.dark_cracks, args.crack_contrast)),
+        ship_only=args.ship_only)
     print(json.dumps({k: summary[k] for k in ("steps", "minutes", "shipped") if k in summary}, indent=2))
 
 

@@ -1,4 +1,4 @@
-"""`retouch train detector`, `retouch train baseline` and `retouch evaluate detect`."""
+"""`retouch train detector`, `retouch train baseline`, `retouch evaluate detect` and `retouch evaluate intact`."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ def register(train_app: typer.Typer, evaluate_app: typer.Typer) -> None:
     evaluate_app.command("detect")(clean_errors(evaluate_detect_command))
     evaluate_app.command("make-detect-set")(clean_errors(make_detect_set_command))
     evaluate_app.command("detect-styles")(clean_errors(detect_styles_command))
+    evaluate_app.command("intact")(clean_errors(evaluate_intact_command))
 
 
 def train_detector_command(
@@ -59,6 +60,12 @@ def train_detector_command(
                                                               "label (default 1)")] = None,
     teacher_views: Annotated[int | None, typer.Option(help="average the teacher's probabilities over 1, 2, 4 or "
                                                            "8 flipped views, as --tta does (default 1)")] = None,
+    real_train: Annotated[list[str] | None, typer.Option(help="IMAGES_DIR:MASKS_DIR[:MASK_VALUE] of real crack "
+                                                            "photos to train on (training splits only; "
+                                                            "repeatable)")] = None,
+    real_fraction: Annotated[float | None, typer.Option(help="share of tiles cropped from the real pairs")] = None,
+    clean_fraction: Annotated[float | None, typer.Option(help="share of tiles that are undamaged painting crops "
+                                                              "with all-zero targets (intact paint)")] = None,
     no_flow: Annotated[bool, typer.Option("--no-flow", help="run without Prefect")] = False,
 ) -> None:
     """Train the damage detector (resumable) and ship the best weights to the manifest."""
@@ -68,7 +75,9 @@ def train_detector_command(
         "init_weights": init_weights, "loss": loss, "snapshot_every": snapshot_every,
         "average_from": average_from, "real_val_images": real_val_images, "real_val_masks": real_val_masks,
         "real_val_mask_value": real_val_mask_value, "teacher": teacher,
-        "teacher_weight": teacher_weight, "teacher_views": teacher_views}.items() if v is not None}
+        "teacher_weight": teacher_weight, "teacher_views": teacher_views,
+        "real_train": list(real_train) if real_train else None, "real_fraction": real_fraction,
+        "clean_fraction": clean_fraction}.items() if v is not None}
     from lab.detector_config import config_from_overrides, damage_overrides
     from pipeline.errors import ConfigError
 
@@ -116,13 +125,15 @@ def evaluate_detect_command(
     mask_value: Annotated[int | None, typer.Option(help="only this mask value is damage (e.g. 255)")] = None,
     no_baseline: Annotated[bool, typer.Option("--no-baseline", help="skip the classical baseline")] = False,
     tta: TtaOpt = DEFAULT_TTA,
+    split: Annotated[str, typer.Option(help="all, or train/test of a set whose split is fixed in code "
+                                            "(CrackForest: lab.real_cracks.crackforest_split)")] = "all",
 ) -> None:
     """Score the shipped detector and the classical baseline against masks (strict and tolerant)."""
     from lab.eval.detect_eval import EvalOptions, evaluate_detect, format_report
 
     opts = EvalOptions(classes=tuple(c.strip() for c in classes.split(",") if c.strip()),
                        tolerance=tolerance, weights=weights, bf16=bf16, mask_value=mask_value,
-                       baseline=not no_baseline, save_dir=save, tta=check_tta(tta))
+                       baseline=not no_baseline, save_dir=save, tta=check_tta(tta), split=split)
     report = evaluate_detect(images, masks, opts)
     typer.echo(format_report(report))
     if json_out:
@@ -181,6 +192,31 @@ def detect_styles_command(
         report["baseline"] = style_breakdown(lambda image: baseline_predict(image, params)[0], images, copies, crop,
                                              seed)
         typer.echo("classical baseline\n" + format_styles(report["baseline"]))
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(report, indent=2) + "\n")
+        typer.echo(f"wrote {json_out}")
+
+
+def evaluate_intact_command(
+    weights: Annotated[str, typer.Option(help="manifest name of the detector weights")] = "detector-resunet18",
+    tta: TtaOpt = DEFAULT_TTA,
+    threshold: Annotated[float, typer.Option(help="probability above which a pixel is flagged")] = 0.5,
+    bf16: Annotated[bool, typer.Option(help="bf16 autocast inference")] = False,
+    save: Annotated[Path | None, typer.Option(help="write an overlay PNG of the worst painting here")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the figures here")] = None,
+) -> None:
+    """Intact paint: the share of each VAL painting (no damage drawn) that the detector flags as damage,
+    run as `retouch detect` runs it; the worst painting and the 0.05% target of issue 21."""
+    from lab.eval.intact_eval import evaluate_intact, format_intact
+
+    if not 0.0 < threshold < 1.0:
+        raise typer.BadParameter(f"--threshold must be in (0, 1), got {threshold}")
+    report = evaluate_intact(weights=weights, tta=check_tta(tta), threshold=threshold, save_dir=save, bf16=bf16)
+    typer.echo(f"weights {report['weights']['name']} ({report['weights']['sha256'][:12]}), tta {report['tta']}")
+    typer.echo(format_intact(report))
+    if save is not None:
+        typer.echo(f"wrote {report['overlay']}")
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(report, indent=2) + "\n")

@@ -15,13 +15,11 @@ from typing import Any
 import numpy as np
 
 from lab.eval.metrics import Counts, confusion
+from lab.pairs import IMAGE_SUFFIXES, MASK_SUFFIXES, pair_files  # noqa: F401  (re-exported)
 from lab.synthesis.synthetic_damage import CLASS_NAMES
 from pipeline.errors import InputError
 from pipeline.io.image_io import read_image, read_mask, to_float, write_png
 from pipeline.stages.detect import DEFAULT_TTA
-
-IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
-MASK_SUFFIXES = (".png", ".tif", ".tiff")
 
 
 @dataclass(frozen=True)
@@ -40,6 +38,7 @@ class EvalOptions:
     threshold: float = 0.5
     tta: int = DEFAULT_TTA  # flipped orientations averaged per tile (pipeline.stages.detect_infer.VIEWS), as detect
     manifest: Path | None = None  # default: $RETOUCH_WEIGHTS_MANIFEST or models/weights/manifest.json
+    split: str = "all"  # or "train"/"test" of a set split in code (CrackForest: lab.real_cracks)
 
     def __post_init__(self) -> None:
         unknown = [c for c in self.classes if c not in CLASS_NAMES]
@@ -49,24 +48,6 @@ class EvalOptions:
             raise ValueError(f"tolerance must be >= 0, got {self.tolerance}")
         if self.mask_value is not None and len(self.classes) != 1:
             raise ValueError("mask_value selects one class's pixels; give exactly one class with it")
-
-
-def pair_files(images: Path, masks: Path) -> list[tuple[Path, Path]]:
-    """(image, mask) pairs by stem; an image without a mask is an error naming it."""
-    for folder in (images, masks):
-        if not folder.is_dir():
-            raise InputError(folder, "not a folder")
-    mask_by_stem = {p.stem: p for p in sorted(masks.iterdir()) if p.suffix.lower() in MASK_SUFFIXES}
-    pairs = []
-    for image in sorted(images.iterdir()):
-        if image.suffix.lower() not in IMAGE_SUFFIXES:
-            continue
-        if image.stem not in mask_by_stem:
-            raise InputError(image, f"no mask with the stem {image.stem!r} in {masks}")
-        pairs.append((image, mask_by_stem[image.stem]))
-    if not pairs:
-        raise InputError(images, "no images (PNG/TIFF/JPEG) found")
-    return pairs
 
 
 def truth_maps(mask: np.ndarray, opts: EvalOptions, path: Path) -> dict[str, np.ndarray]:
@@ -106,10 +87,11 @@ def _load_model(opts: EvalOptions) -> tuple[Any, dict[str, Any]]:
 def evaluate_detect(images: Path, masks: Path, opts: EvalOptions | None = None) -> dict[str, Any]:
     """Strict (and tolerant) scores per class for the model and the baseline over all image pairs."""
     from lab.eval.baseline import BASELINE_PATH, baseline_predict, load_baseline
+    from lab.real_cracks import split_pairs
     from pipeline.stages.detect_infer import predict_probabilities
 
     opts = opts or EvalOptions()
-    pairs = pair_files(images, masks)
+    pairs = split_pairs(pair_files(images, masks), images, opts.split)
     model, weights_info = _load_model(opts)
     base_params = load_baseline() if opts.baseline else None
     methods = ["model", "baseline"] if opts.baseline else ["model"]
@@ -137,6 +119,8 @@ def evaluate_detect(images: Path, masks: Path, opts: EvalOptions | None = None) 
         report["tolerant"] = {"tolerance_px": opts.tolerance,
                               **{m: {c: tolerant[m][c].scores() for c in opts.classes} for m in methods}}
     report["images"] = len(pairs)
+    if opts.split != "all":
+        report["split"] = opts.split
     report["weights"] = weights_info
     report["bf16"] = opts.bf16
     report["tta"] = opts.tta
