@@ -331,6 +331,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ship-only", action="store_true",
                         help="train no further: ship what the run dir holds (same options as the run)")
     args = parser.parse_args(argv)
+    ship_only = {"ship_only": True} if args.ship_only else {}
     summary = train_detector(config_from_overrides(
         steps=args.steps, max_minutes=args.max_minutes, run_dir=args.run_dir, threads=args.threads, lr=args.lr,
         refine=args.refine, init_weights=args.init_weights, loss=args.loss,
@@ -341,7 +342,7 @@ def main(argv: list[str] | None = None) -> None:
         real_train=tuple(args.real_train) if args.real_train else None, real_fraction=args.real_fraction,
         clean_fraction=args.clean_fraction,
         damage=damage_overrides(args.free_cracks, args.texture, args.dark_cracks, args.crack_contrast)),
-        ship_only=args.ship_only)
+        **ship_only)
     print(json.dumps({k: summary[k] for k in ("steps", "minutes", "shipped") if k in summary}, indent=2))
 
 

@@ -144,3 +144,17 @@ def test_training_with_real_and_clean_tiles_records_them_resumes_only_alike_and_
     with pytest.raises(ValueError, match="ship_only needs"):
         train_detector(DetectorTrainConfig(steps=2, **{**common, "run_dir": str(tmp_path / "none")}),
                        manifest_path=manifest, echo=None, ship_only=True)
+
+
+def test_command_line_takes_repeated_real_sets_and_fractions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import models.train_detector as td
+
+    a, am = _real_set_dirs(tmp_path / "a")
+    b, bm = _real_set_dirs(tmp_path / "b")
+    seen: dict = {}
+    monkeypatch.setattr(td, "train_detector", lambda cfg, **kw: seen.update(cfg=cfg, **kw) or {"steps": 0})
+    td.main(["--steps", "3", "--real-train", f"{a}:{am}:255", "--real-train", f"{b}:{bm}", "--real-fraction",
+             "0.3", "--clean-fraction", "0.15", "--weights-name", "x", "--ship-only"])
+    cfg = seen["cfg"]
+    assert cfg.real_train == (f"{a}:{am}:255", f"{b}:{bm}") and (cfg.real_fraction, cfg.clean_fraction) == (0.3, 0.15)
+    assert cfg.weights_name == "x" and seen["ship_only"] is True
