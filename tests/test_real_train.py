@@ -147,7 +147,7 @@ def test_training_with_real_and_clean_tiles_records_them_resumes_only_alike_and_
 
 
 def test_command_line_takes_repeated_real_sets_and_fractions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import models.train_detector as td
+    import lab.train_detector as td
 
     a, am = _real_set_dirs(tmp_path / "a")
     b, bm = _real_set_dirs(tmp_path / "b")
