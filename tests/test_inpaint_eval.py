@@ -128,3 +128,114 @@ def test_cli_default_methods_are_all_methods() -> None:
     from flows.cli.inpainter import DEFAULT_METHODS
 
     assert tuple(DEFAULT_METHODS.split(",")) == METHODS
+
+
+def _texture(h: int = 64, w: int = 64, seed: int = 0) -> np.ndarray:
+    """A painted-looking RGB8 image: a ramp plus fine random texture (so gradients are everywhere)."""
+    rng = np.random.default_rng(seed)
+    noise = rng.normal(0, 25, (h, w, 1))
+    return np.clip(_image(h, w).astype(np.float64) * 0.5 + 60 + noise, 0, 255).astype(np.uint8)
+
+
+def test_texture_measures_on_known_cases() -> None:
+    import cv2
+
+    from lab.eval.texture_metrics import GMSD_C, gmsd, gradient_ratio
+
+    truth = _texture()
+    hole = np.zeros(truth.shape[:2], bool)
+    hole[16:48, 16:48] = True
+    assert gradient_ratio(truth, truth, hole) == pytest.approx(1.0)
+    assert gmsd(truth, truth, hole) == pytest.approx(0.0, abs=1e-7)
+    blurred = truth.copy()
+    blurred[hole] = cv2.GaussianBlur(truth, (0, 0), 2.0)[hole]
+    assert gradient_ratio(blurred, truth, hole) < 0.6  # a blur loses texture energy
+    assert gmsd(blurred, truth, hole) > 0.05
+    assert GMSD_C == pytest.approx(170 / 255**2)  # Xue et al. 2014's c = 170 for 0..255, on [0, 1]
+    flat = np.full_like(truth, 128)
+    assert gradient_ratio(flat, flat, hole) == pytest.approx(1.0)  # flat fill of a flat truth is right
+
+
+def test_score_reports_texture_measures_and_a_copy_is_perfect() -> None:
+    truth = _texture()
+    hole = np.zeros(truth.shape[:2], bool)
+    hole[20:40, 20:40] = True
+    fig = score(truth, truth.copy(), hole)
+    assert fig["grad_ratio"] == pytest.approx(1.0) and fig["gmsd"] == 0.0 and fig["haarpsi"] == 1.0
+    smooth = classical_fill("biharmonic", truth, hole)
+    fig = score(truth, smooth, hole)
+    assert fig["grad_ratio"] < 1.0 and fig["gmsd"] > 0 and 0 < fig["haarpsi"] < 1
+
+
+@pytest.mark.parametrize("method", ["fsr", "fsr_best"])
+def test_fsr_fills_the_hole_and_keeps_known_pixels(method: str) -> None:
+    image = _image(32, 32)
+    hole = np.zeros((32, 32), bool)
+    hole[10:18, 12:20] = True
+    damaged = image.copy()
+    damaged[hole] = (255, 0, 255)  # the fill must not see these: xphoto's mask marks KNOWN pixels
+    out = classical_fill(method, damaged, hole)
+    assert np.array_equal(out[~hole], image[~hole])
+    assert np.abs(out[hole].astype(int) - image[hole].astype(int)).mean() < 10  # a ramp is easy
+
+
+def test_save_writes_a_contact_sheet_per_case(tmp_path: Path) -> None:
+    from lab.eval.contact_sheet import GAP, LABEL_H
+
+    write_png(tmp_path / "a.png", _image())
+    evaluate([tmp_path / "a.png"], None, EvalConfig(kinds=("paint_loss",), methods=("telea", "fsr")),
+             save_dir=tmp_path / "out")
+    sheets = sorted((tmp_path / "out" / "sheets").rglob("*.png"))
+    assert len(sheets) == len(BINS)
+    sheet = read_image(sheets[0])
+    assert sheet.shape == (2 * LABEL_H + 48, 4 * 64 + 3 * GAP, 3)  # masked input, telea, fsr, truth
+    assert np.array_equal(sheet[2 * LABEL_H:, -64:], _image())  # truth is the last panel
+
+
+def test_ghost_contrast_on_a_constructed_crack() -> None:
+    from lab.eval.ghost import band_outside, fill_region, ghost_contrast, width_aware_region
+    from lab.synthesis.synthetic_damage import CRAQUELURE
+
+    clean = np.full((40, 40, 3), 100, np.uint8)
+    labels = np.zeros((40, 40), np.uint8)
+    labels[:, 19:22] = CRAQUELURE  # a 3-px crack
+    damaged = clean.copy()
+    damaged[:, 17:24] = 40  # visible damage 2 px wider on each side than the label
+    band = band_outside(labels > 0, 3)
+    assert band[:, 16:19].all() and band[:, 22:25].all() and not band[:, 19:22].any() and not band[:, :16].any()
+    # unfilled rim: 2 of the 3 band columns on each side keep the dark damage (60 / 255)
+    assert ghost_contrast(damaged, clean, labels > 0) == pytest.approx(2 / 3 * 60 / 255)
+    restored = damaged.copy()
+    region = fill_region(labels, "dilate:2")
+    restored[region] = 100  # a perfect fill of the dilated region removes the ghost
+    assert ghost_contrast(restored, clean, labels > 0) == 0.0
+    assert ghost_contrast(restored, clean, region) == 0.0
+    assert fill_region(labels, "dilate:0").sum() == (labels > 0).sum()
+    wide = width_aware_region(labels, rim=1)  # centre 2 px from the background (distance transform) + 1 px rim
+    assert wide[:, 16:25].all() and not wide[:, :16].any() and not wide[:, 25:].any()
+    with pytest.raises(ValueError, match="fill rule"):
+        fill_region(labels, "grow:2")
+
+
+def test_cli_ghost_reports_each_rule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from flows.cli import inpainter as cli_inpainter
+
+    write_png(tmp_path / "images" / "a.png", _texture(96, 96))
+    torch.manual_seed(0)
+    monkeypatch.setattr(
+        cli_inpainter, "_load_model", lambda name: PConvUNet(base_channels=4, depth=3, max_channels=16).eval()
+    )
+    train_app, evaluate_app = typer.Typer(), typer.Typer()
+    cli_inpainter.register(train_app, evaluate_app)
+    root = typer.Typer()
+    root.add_typer(evaluate_app, name="evaluate")
+    root.add_typer(train_app, name="train")
+    args = ["evaluate", "ghost", "--images", str(tmp_path / "images"), "--copies", "3", "--rules", "dilate:2,width:1",
+            "--json", str(tmp_path / "g.json")]
+    res = CliRunner().invoke(root, args)
+    assert res.exit_code == 0, res.output
+    result = json.loads((tmp_path / "g.json").read_text())
+    assert {"none", "dilate:2", "width:1"} <= set(result)
+    assert result["dilate:2"]["fill_ratio"] > result["none"]["fill_ratio"]
+    res = CliRunner().invoke(root, [*args[:-4], "--rules", "grow:2"])
+    assert res.exit_code != 0 and "fill rule" in res.output

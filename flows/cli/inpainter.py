@@ -11,7 +11,7 @@ import typer
 from flows.cli.common import clean_errors
 
 # lab.eval.inpaint_eval.METHODS, spelled out so that `--help` does not import torch (a test keeps them equal)
-DEFAULT_METHODS = "model,telea,ns,biharmonic,harmonic,fast_biharmonic"
+DEFAULT_METHODS = "model,telea,ns,biharmonic,fsr,harmonic,fast_biharmonic"
 
 if TYPE_CHECKING:
     import torch
@@ -21,6 +21,7 @@ def register(train_app: typer.Typer, evaluate_app: typer.Typer) -> None:
     """Add the inpainter commands to the `train` and `evaluate` command groups."""
     train_app.command("inpainter")(train_inpainter_command)
     evaluate_app.command("inpaint")(evaluate_inpaint_command)
+    evaluate_app.command("ghost")(evaluate_ghost_command)
 
 
 def train_inpainter_command(
@@ -120,7 +121,10 @@ def evaluate_inpaint_command(
         int, typer.Option(help="generated masks per image, kind and bin (mask r uses seed + r)", min=1)
     ] = 1,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the figures here")] = None,
-    save: Annotated[Path | None, typer.Option(help="write the model's composites (PNG, by stem) here")] = None,
+    save: Annotated[
+        Path | None, typer.Option(help="write the model's composites (PNG, by stem) and a contact sheet per case "
+                                       "(sheets/: masked input, each method, truth) here")
+    ] = None,
     weights: Annotated[str, typer.Option(help="manifest name of the inpainter weights")] = "inpainter-pconv",
     checkpoint: Annotated[
         Path | None, typer.Option(help="evaluate a training checkpoint (safetensors) instead of --weights")
@@ -129,10 +133,16 @@ def evaluate_inpaint_command(
     tile: Annotated[int, typer.Option(help="inference tile side")] = 512,
     overlap: Annotated[int, typer.Option(help="overlap of inference tiles")] = 64,
     kinds: Annotated[str, typer.Option(help="mask kinds, comma-separated")] = "irregular,craquelure,paint_loss",
-    methods: Annotated[str, typer.Option(help="methods, comma-separated")] = DEFAULT_METHODS,
+    methods: Annotated[
+        str, typer.Option(help="methods, comma-separated (also: fsr_best, FSR's slow variant, 20-130 s per case)")
+    ] = DEFAULT_METHODS,
     threads: Annotated[int, typer.Option(help="torch threads for the model (0: torch's default)")] = 0,
 ) -> None:
-    """Score the inpainter against Telea/NS (OpenCV), biharmonic (scikit-image) and our two fast fills, per kind/bin."""
+    """Score the inpainter against Telea/NS/FSR (OpenCV), biharmonic (skimage) and our two fast fills, per kind/bin.
+
+    Figures: PSNR, SSIM, L1 in the hole, and the texture measures gradient ratio (fill / truth in the hole),
+    GMSD (hole + 2 px) and HaarPSI, each a mean over the cases with its standard error.
+    """
     from lab.eval.inpaint_eval import EvalConfig, compare, evaluate, write_json
 
     @clean_errors
@@ -151,11 +161,70 @@ def evaluate_inpaint_command(
         if model is not None:
             result["weights"] = _weights_info(weights, checkpoint)
         typer.echo(format_table(result, compare(result)))
+        typer.echo(format_texture_table(result))
         if json_out:
             write_json(result, json_out)
             typer.echo(f"wrote {json_out}")
 
     run()
+
+
+def evaluate_ghost_command(
+    images: Annotated[Path | None, typer.Option(help="folder of clean images (PNG/TIFF/JPEG)")] = None,
+    split: Annotated[str | None, typer.Option(help="instead of --images: the 'val' or 'train' paintings")] = None,
+    rules: Annotated[
+        str, typer.Option(help="fill regions, comma-separated: 'dilate:N' (the stage's --dilate N; default 2) or "
+                               "'width:R' (craquelure grown by its half-width + R, paint loss by R + 1)")
+    ] = "dilate:2,width:1",
+    copies: Annotated[int, typer.Option(help="damaged copies per image (held-out seeds)", min=1)] = 2,
+    long_side: Annotated[int, typer.Option(help="downscale images to this long side first (px)")] = 768,
+    weights: Annotated[str, typer.Option(help="manifest name of the inpainter weights")] = "inpainter-pconv",
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the figures here")] = None,
+    threads: Annotated[int, typer.Option(help="torch threads for the model (0: torch's default)")] = 0,
+) -> None:
+    """Ghost contrast: mean |restored - clean| in the 3 px band beside synthetic damage, per fill-region rule."""
+
+    @clean_errors
+    def run() -> None:
+        import numpy as np
+
+        from lab.eval.ghost import evaluate_ghost, fill_region
+        from lab.eval.inpaint_eval import write_json
+        from pipeline.stages.inpaint import inpaint_image
+
+        rule_list = tuple(r.strip() for r in rules.split(",") if r.strip())
+        for rule in rule_list:  # a bad rule fails here, in one line, before any work
+            try:
+                fill_region(np.zeros((1, 1), np.uint8), rule)
+            except ValueError as exc:
+                raise typer.BadParameter(str(exc)) from None
+        if threads > 0:
+            import torch
+
+            torch.set_num_threads(threads)
+        model = _load_model(weights)
+        result = evaluate_ghost(_image_list(images, split), lambda image, region: inpaint_image(image, region, model),
+                                rule_list, copies=copies, long_side=long_side)
+        result["weights"] = _weights_info(weights, None)
+        typer.echo(format_ghost_table(result))
+        if json_out:
+            write_json(result, json_out)
+            typer.echo(f"wrote {json_out}")
+
+    run()
+
+
+def format_ghost_table(result: dict) -> str:
+    """One line per rule: ghost contrast (x 1000, [0, 1] scale) beside the damage, by class, beside the fill."""
+    keys = ("ghost", "ghost_craquelure", "ghost_paint_loss", "ghost_outside_fill")
+    lines = [f"{'rule':<12}" + "".join(f"{k:>24}" for k in keys) + f"{'PSNR dB':>16}{'filled':>9}{'n':>4}"
+             + "   (ghost: mean |restored - clean| x 1000 in the 3 px band, +- se)"]
+    for rule, f in result.items():
+        if rule in ("settings", "weights", "cases"):
+            continue
+        row = f"{rule:<12}" + "".join(f"{1000 * f[k]:>15.2f} +- {1000 * f[k + '_se']:5.2f}" for k in keys)
+        lines.append(row + f"{f['psnr']:>9.2f}+-{f['psnr_se']:.2f}{f['fill_ratio']:>9.2%}{f['n']:>4}")
+    return "\n".join(lines)
 
 
 def _weights_info(weights: str, checkpoint: Path | None) -> dict[str, str]:
@@ -184,9 +253,9 @@ def _image_list(images: Path | None, split: str | None) -> list[Path]:
 
 def format_table(result: dict, margins: dict) -> str:
     """One line per kind/bin: PSNR / SSIM / L1-hole of each method and the model's margin over the best."""
-    from lab.eval.inpaint_eval import METHODS
+    from lab.eval.inpaint_eval import ALL_METHODS
 
-    methods = [m for m in METHODS if m in result]
+    methods = [m for m in ALL_METHODS if m in result]
     head = "   margin dPSNR  dSSIM  (paired standard error)"
     lines = [f"{'kind/bin':<22}" + "".join(f"{m:>24}" for m in methods) + head]
     for key in result[methods[0]]:
@@ -199,5 +268,21 @@ def format_table(result: dict, margins: dict) -> str:
             row += f"   {m['psnr']:+8.2f} {m['ssim']:+.4f}"
             if "psnr_se" in m:
                 row += f"  (se {m['psnr_se']:.2f} dB, {m['ssim_se']:.4f}; n {result['model'][key]['n']})"
+        lines.append(row)
+    return "\n".join(lines)
+
+
+def format_texture_table(result: dict) -> str:
+    """One line per kind/bin: each method's gradient ratio (fill / truth, 1 is right) and GMSD (lower is better)."""
+    from lab.eval.inpaint_eval import ALL_METHODS
+
+    methods = [m for m in ALL_METHODS if m in result]
+    lines = ["texture: gradient ratio +- se / GMSD +- se (hole + 2 px)",
+             f"{'kind/bin':<22}" + "".join(f"{m:>28}" for m in methods)]
+    for key in result[methods[0]]:
+        row = f"{key:<22}"
+        for m in methods:
+            f = result[m][key]
+            row += f"  {f['grad_ratio']:5.2f}+-{f['grad_ratio_se']:.2f} {f['gmsd']:.3f}+-{f['gmsd_se']:.3f}"
         lines.append(row)
     return "\n".join(lines)

@@ -3,10 +3,17 @@
 For every image and every mask (seeded masks of each kind and hole-ratio bin, or given masks paired by file
 stem), each method fills the hole and is scored on the composite against the clean image:
 PSNR and SSIM (scikit-image, whole image, 8-bit, as the papers score) and L1 over the hole (mean absolute
-error on the [0, 1] scale). Methods: the PConv model, OpenCV Telea and Navier-Stokes (radius 3),
-scikit-image `inpaint_biharmonic`, and two fills of `models.smooth_fill`: `harmonic` and `fast_biharmonic`
-(`biharmonic_cg`, 64 conjugate-gradient steps: the starting point of the shipped model, built with
-`prefill="biharmonic-cg"`, so the table shows what the network adds).
+error on the [0, 1] scale), and what PSNR misses (`lab.eval.texture_metrics`): the gradient-magnitude ratio
+inside the hole (fill / truth, 1 = same texture energy, a blur is below 1), GMSD over the hole widened by 2 px
+(Xue et al. 2014, lower is better) and HaarPSI of the whole composite (piq; higher is better).
+Methods: the PConv model, OpenCV Telea and Navier-Stokes (radius 3), scikit-image `inpaint_biharmonic`,
+OpenCV's frequency-selective reconstruction (`cv2.xphoto.inpaint`, opencv-contrib): `fsr` is INPAINT_FSR_FAST;
+`fsr_best` (INPAINT_FSR_BEST) is available but not run by default, as it is many times slower than the fast
+variant, and two fills of `models.smooth_fill`: `harmonic` and `fast_biharmonic` (`biharmonic_cg`, 64
+conjugate-gradient steps: the starting point of the shipped model, built with `prefill="biharmonic-cg"`, so
+the table shows what the network adds).
+With `save_dir`, the model's composite and the mask of each case are written, and a contact sheet per case
+(`sheets/<kind>/<bin>/<stem>.png`: masked input, each method's composite, truth, labelled).
 A bin of a few images is a noisy figure, so
 `masks_per_bin` draws several masks per image, kind and bin (mask r uses seed `seed + r`, so
 `masks_per_bin=N` pools the runs of seeds seed..seed+N-1), and every figure carries its standard error
@@ -32,15 +39,21 @@ import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from skimage.restoration import inpaint_biharmonic
 
+from lab.eval.contact_sheet import write_contact_sheet
+from lab.eval.texture_metrics import gmsd, gradient_ratio, haarpsi
 from lab.paintings import IMAGE_SUFFIXES
 from lab.synthesis.masks import BINS, KINDS, bin_name, mask_in_bin
 from models.smooth_fill import biharmonic_cg, harmonic_fill
 from pipeline.errors import InputError
 from pipeline.io.image_io import from_float, read_image, write_png
-from pipeline.stages.inpaint import inpaint_image, load_edited_mask
+from pipeline.stages.inpaint import dilate_hole, inpaint_image, load_edited_mask
 
-CLASSICAL = ("telea", "ns", "biharmonic", "harmonic", "fast_biharmonic")
-METHODS = ("model", *CLASSICAL)
+CLASSICAL = ("telea", "ns", "biharmonic", "fsr", "harmonic", "fast_biharmonic")
+METHODS = ("model", *CLASSICAL)  # the default set
+OPTIONAL = ("fsr_best",)  # run only when asked for (slow)
+ALL_METHODS = (*METHODS, *OPTIONAL)
+FIGURES = ("psnr", "ssim", "l1_hole", "grad_ratio", "gmsd", "haarpsi")
+GMSD_WIDEN = 2  # px: GMSD is scored over the hole dilated by this much (the fill's border counts)
 CV2_RADIUS = 3
 FAST_BIHARMONIC_STEPS = 64  # the shipped inpainter's prefill_iterations
 
@@ -85,26 +98,34 @@ def classical_fill(method: str, image: np.ndarray, hole: np.ndarray) -> np.ndarr
         filled = cv2.inpaint(image, hole.astype(np.uint8) * 255, CV2_RADIUS, flag)
     elif method == "biharmonic":
         filled = from_float(inpaint_biharmonic(image.astype(np.float64) / 255.0, hole, channel_axis=-1), np.uint8)
+    elif method in ("fsr", "fsr_best"):
+        flag = cv2.xphoto.INPAINT_FSR_FAST if method == "fsr" else cv2.xphoto.INPAINT_FSR_BEST
+        filled = np.zeros_like(image)
+        cv2.xphoto.inpaint(image, (~hole).astype(np.uint8) * 255, filled, flag)  # xphoto's mask: non-zero = KNOWN
     elif method in ("harmonic", "fast_biharmonic"):
         x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0  # (1, 3, H, W)
         known = torch.from_numpy(~hole)[None, None].float()  # (1, 1, H, W)
         fill = harmonic_fill(x, known) if method == "harmonic" else biharmonic_cg(x, known, FAST_BIHARMONIC_STEPS)
         filled = from_float(fill[0].permute(1, 2, 0).numpy(), np.uint8)
     else:
-        raise ValueError(f"unknown classical method {method!r}; use {', '.join(CLASSICAL)}")
+        raise ValueError(f"unknown classical method {method!r}; use {', '.join((*CLASSICAL, *OPTIONAL))}")
     out = image.copy()
     out[hole] = filled[hole]
     return out
 
 
 def score(clean: np.ndarray, filled: np.ndarray, hole: np.ndarray) -> dict[str, float]:
-    """PSNR and SSIM of the whole composite, L1 over the hole ([0, 1] scale); 8-bit RGB inputs."""
+    """PSNR, SSIM and HaarPSI of the whole composite, L1 over the hole ([0, 1] scale), gradient ratio inside the
+    hole and GMSD over the hole widened by GMSD_WIDEN px (`lab.eval.texture_metrics`); 8-bit RGB inputs."""
     identical = np.array_equal(clean, filled)
     psnr = 100.0 if identical else float(peak_signal_noise_ratio(clean, filled, data_range=255))
     ssim = float(structural_similarity(clean, filled, channel_axis=2, data_range=255))
     diff = np.abs(clean.astype(np.float32) - filled.astype(np.float32)) / 255.0
     l1 = float(diff[hole].mean()) if hole.any() else 0.0
-    return {"psnr": min(psnr, 100.0), "ssim": ssim, "l1_hole": l1}
+    return {"psnr": min(psnr, 100.0), "ssim": ssim, "l1_hole": l1,
+            "grad_ratio": gradient_ratio(filled, clean, hole),
+            "gmsd": gmsd(filled, clean, dilate_hole(hole, GMSD_WIDEN)),
+            "haarpsi": 1.0 if identical else haarpsi(filled, clean)}
 
 
 def mask_seed(seed: int, stem: str, kind: str, lo: float) -> int:
@@ -166,11 +187,12 @@ def evaluate(
     save_dir: Path | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """{method: {'kind/bin': {psnr, ssim, l1_hole}}} averaged over images, plus 'settings'."""
+    """{method: {'kind/bin': {figure, figure_se for each of FIGURES, n}}} over the cases, 'cases', 'settings'."""
     methods = [m for m in cfg.methods if m != "model" or model is not None]
     per: dict[str, dict[str, list[dict[str, float]]]] = {m: {} for m in methods}
     seconds = {m: 0.0 for m in methods}
     for stem, key, clean, hole in cases(images, masks_dir, cfg):
+        fills: dict[str, np.ndarray] = {}
         for method in methods:
             t0 = time.perf_counter()
             if method == "model":
@@ -179,11 +201,15 @@ def evaluate(
                 filled = classical_fill(method, clean, hole)
             seconds[method] += time.perf_counter() - t0
             per[method].setdefault(key, []).append(score(clean, filled, hole) | {"image": stem})
+            fills[method] = filled
             if save_dir is not None and method == "model":
                 sub = save_dir if masks_dir is not None else save_dir / key
                 write_png(sub / f"{stem}.png", filled)
                 if masks_dir is None:
                     write_png(save_dir / "masks" / key / f"{stem}.png", hole.astype(np.uint8) * 255)
+        if save_dir is not None:
+            sheet = save_dir / "sheets" / (f"{stem}.png" if masks_dir is not None else f"{key}/{stem}.png")
+            write_contact_sheet(sheet, clean, hole, fills, title=f"{stem}  {key}  hole {hole.mean():.1%}")
         if progress:
             progress(f"{stem} {key} done")
     result: dict[str, Any] = {m: {key: summary(rows) for key, rows in sorted(per[m].items())} for m in methods}
@@ -210,7 +236,9 @@ def standard_error(values: Sequence[float]) -> float:
 def summary(rows: Sequence[dict[str, float]]) -> dict[str, float]:
     """Mean of each figure over the cases, its standard error (0 for one case) and the count `n`."""
     out: dict[str, float] = {}
-    for k in ("psnr", "ssim", "l1_hole"):
+    for k in FIGURES:
+        if not all(k in r for r in rows):
+            continue
         values = [r[k] for r in rows]
         out[k] = float(np.mean(values))
         out[f"{k}_se"] = standard_error(values)
@@ -223,7 +251,7 @@ def compare(result: dict[str, Any]) -> dict[str, dict[str, float]]:
     With the per-case figures of `evaluate` at hand, also the standard error of that margin over the paired
     cases (`psnr_se`, `ssim_se`: same image and mask for both methods, so image difficulty cancels).
     """
-    classical = [m for m in CLASSICAL if m in result]
+    classical = [m for m in (*CLASSICAL, *OPTIONAL) if m in result]
     out: dict[str, dict[str, float]] = {}
     if not classical:
         return out
