@@ -42,7 +42,7 @@ def loss_coverage(
     h, w = shape
     field = np.full((h, w), -1e3, np.float32)
     scale = h * w / 512**2
-    largest = max(4.0, min(h, w) / 6)
+    largest = max(4.0, min(min(h, w) / 6, 80.0))  # radius, px: large losses, but not half a picture
     n_main = int(rng.poisson(amount * scale * 3)) + 1
     for _ in range(n_main):
         # Log-uniform radius: many pinpoints and small flakes, a few large lacunae.

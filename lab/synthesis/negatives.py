@@ -83,10 +83,12 @@ def _inscription(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray
     """(H, W) coverage of a short painted signature or inscription in a script font."""
     h, w = shape
     canvas = np.zeros((h * SS, w * SS), np.uint8)
-    letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789."
-    text = "".join(rng.choice(list(letters), int(rng.integers(3, 10))))
+    lower = list("abcdefghijklmnopqrstuvwxyz")
+    text = str(rng.choice(list("ABCDEFGHIJKLMNOPQRSTUVWXYZ"))) + "".join(rng.choice(lower, int(rng.integers(1, 7))))
+    if rng.random() < 0.5:  # a signature with its date: "Name 1653"
+        text += f" 16{int(rng.integers(0, 100)):02d}"
     font = [cv2.FONT_HERSHEY_SCRIPT_SIMPLEX, cv2.FONT_HERSHEY_SCRIPT_COMPLEX, cv2.FONT_ITALIC][int(rng.integers(3))]
-    scale = float(rng.uniform(0.3, 0.9)) * SS
+    scale = float(rng.uniform(0.25, 0.6)) * SS
     org = (int(rng.uniform(0, w * 0.7) * SS), int(rng.uniform(h * 0.1, h) * SS))
     cv2.putText(canvas, text, org, font, scale, 255, max(1, int(rng.uniform(0.7, 1.8) * SS)), cv2.LINE_AA)
     return cv2.resize(canvas, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) / 255

@@ -116,8 +116,8 @@ def _draw_losses(paint: np.ndarray, rng: np.random.Generator, cfg: RealisticOpti
     exposed = grounds.ground(kind, shape, rng)
     # Dirt and paint remnants lodged in the exposed ground: mottled, partly the colour of the paint around.
     local = cv2.GaussianBlur(paint, (0, 0), 3.0)
-    grime = np.clip(0.5 + 0.5 * grounds.smooth_noise(shape, float(rng.uniform(3, 12)), rng), 0, 1)[..., None]
-    exposed = exposed * (1 - float(rng.uniform(0.0, 0.3)) * grime) + local * float(rng.uniform(0.0, 0.25)) * grime
+    grime = np.clip(0.5 + 0.5 * grounds.smooth_noise(shape, float(rng.uniform(1.5, 5)), rng), 0, 1)[..., None]
+    exposed = exposed * (1 - float(rng.uniform(0.0, 0.15)) * grime) + local * float(rng.uniform(0.0, 0.2)) * grime
     # Old fills: some losses were filled and retouched long ago, in a colour that has since drifted.
     n, comp = cv2.connectedComponents((cover > 0.02).astype(np.uint8), connectivity=8)
     if n > 1 and rng.random() < cfg.p_fills:
