@@ -4,6 +4,7 @@ negatives unlabelled, real crack shapes used (from a tiny stand-in data folder, 
 from __future__ import annotations
 
 import csv
+import time
 from pathlib import Path
 
 import cv2
@@ -124,8 +125,8 @@ def test_real_cracks_are_thin_redrawn_lines(shapes_root: Path) -> None:
 
 def test_crackforest_keeps_its_test_quarter_out() -> None:
     masks = [Path(f"{i:03d}.png") for i in range(1, 13)]
-    train = crackforest_names = [p.name for p in crack_shapes.crackforest_train(masks)]
-    assert crackforest_names == [n for i, n in enumerate(sorted(p.name for p in masks)) if i % 4 != 3]
+    train = [p.name for p in crack_shapes.crackforest_train(masks[::-1])]  # order of listing does not matter
+    assert train == [n for i, n in enumerate(sorted(p.name for p in masks)) if i % 4 != 3]
     assert "004.png" not in train and "001.png" in train and len(train) == 9
 
 
@@ -133,3 +134,23 @@ def test_classic_style_stays_the_default() -> None:
     assert DamageConfig().style == "classic"
     with pytest.raises(ValueError, match="style"):
         DamageConfig(style="cartoon")
+
+
+def test_the_shared_real_crack_sets_give_training_shapes_only() -> None:
+    root = crack_shapes.default_root()
+    if not (root / "nga_craquelure_maps" / "index.csv").is_file():
+        pytest.skip("../shared/data (real crack maps) is not present")
+    sources = crack_shapes.shape_sources(root)
+    names = {p.parent.parent.name + "/" + p.name for p in sources}
+    assert any(p.parent.name == "maps" for p in sources)  # NGA craquelure maps
+    assert all("test" not in p.parts for p in sources)  # DeepCrack's test split stays held out
+    cfd = sorted(p.name for p in (root / "crackforest_cfd" / "masks").glob("*.png"))
+    held_out = {n for i, n in enumerate(cfd) if i % 4 == 3}
+    assert held_out and not held_out & {n.split("/", 1)[1] for n in names if n.startswith("crackforest_cfd/")}
+
+
+def test_a_megapixel_image_is_damaged_quickly(shapes_root: Path) -> None:
+    image = np.full((1024, 1024, 3), 128, np.uint8)
+    start = time.process_time()  # CPU time: robust to other jobs on a shared machine
+    realistic_damage(image, 1, _cfg(shapes_root))
+    assert time.process_time() - start < 4.0  # under 1 s on one core
