@@ -14,7 +14,7 @@ GROUNDS = ("gesso", "bole", "plaster", "canvas")
 # unprimed linen/hemp canvas.
 _BASE = {
     "gesso": ((0.90, 0.88, 0.80), 0.06),
-    "bole": ((0.60, 0.34, 0.22), 0.08),
+    "bole": ((0.56, 0.37, 0.28), 0.08),
     "plaster": ((0.72, 0.70, 0.66), 0.08),
     "canvas": ((0.64, 0.54, 0.39), 0.08),
 }
@@ -62,7 +62,7 @@ def ground(kind: str, shape: tuple[int, int], rng: np.random.Generator) -> np.nd
     if kind == "gesso":
         shade = _grain(shape, rng, float(rng.uniform(0.03, 0.08)), float(rng.uniform(0.03, 0.08)))
     elif kind == "bole":
-        shade = _grain(shape, rng, float(rng.uniform(0.04, 0.08)), float(rng.uniform(0.05, 0.1)))
+        shade = _grain(shape, rng, float(rng.uniform(0.06, 0.1)), float(rng.uniform(0.08, 0.14)))
     elif kind == "plaster":
         shade = _grain(shape, rng, float(rng.uniform(0.05, 0.1)), float(rng.uniform(0.04, 0.08)))
         specks = rng.random(shape)
