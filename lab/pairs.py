@@ -8,6 +8,7 @@ from pipeline.errors import InputError
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
 MASK_SUFFIXES = (".png", ".tif", ".tiff")
+CRACKFOREST_TEST_EVERY = 4  # every 4th sorted stem (index 3, 7, ...) of CrackForest is held out as TEST
 
 
 def pair_files(images: Path, masks: Path) -> list[tuple[Path, Path]]:
@@ -26,3 +27,9 @@ def pair_files(images: Path, masks: Path) -> list[tuple[Path, Path]]:
     if not pairs:
         raise InputError(images, "no images (PNG/TIFF/JPEG) found")
     return pairs
+
+
+def crackforest_split(stem: str, stems: list[str]) -> str:
+    """'test' for every CRACKFOREST_TEST_EVERY-th of the sorted `stems` (index 3, 7, ...), else 'train'."""
+    index = sorted(stems).index(stem)
+    return "test" if index % CRACKFOREST_TEST_EVERY == CRACKFOREST_TEST_EVERY - 1 else "train"

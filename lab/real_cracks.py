@@ -23,11 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from lab.pairs import pair_files
+from lab.pairs import CRACKFOREST_TEST_EVERY, crackforest_split, pair_files  # noqa: F401  (re-exported)
 from pipeline.errors import InputError
 from pipeline.io.image_io import read_image, read_mask
 
-CRACKFOREST_TEST_EVERY = 4  # every 4th sorted stem (index 3, 7, ...) of CrackForest is held out as TEST
 HELD_OUT_PARTS = {"test", "val", "valid", "validation"}
 SPLITS = ("all", "train", "test")
 
@@ -35,12 +34,6 @@ SPLITS = ("all", "train", "test")
 def is_crackforest(folder: Path) -> bool:
     """True for a folder of the CrackForest set (a path component starts with crackforest: crackforest_cfd)."""
     return any(part.lower().startswith("crackforest") for part in Path(folder).resolve().parts)
-
-
-def crackforest_split(stem: str, stems: list[str]) -> str:
-    """'test' for every CRACKFOREST_TEST_EVERY-th of the sorted `stems` (index 3, 7, ...), else 'train'."""
-    index = sorted(stems).index(stem)
-    return "test" if index % CRACKFOREST_TEST_EVERY == CRACKFOREST_TEST_EVERY - 1 else "train"
 
 
 def split_pairs(pairs: list[tuple[Path, Path]], images_dir: Path, split: str) -> list[tuple[Path, Path]]:

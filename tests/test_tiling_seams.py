@@ -64,6 +64,9 @@ def test_tiled_detect_equals_untiled_and_has_no_seams(tmp_path: Path) -> None:
     # the two-network max-ensemble gives 0.893 vs 0.791 (0.889 vs 0.796 at a 128-px halo, so not a halo
     # shortfall: the max of two maps adds each member's small context difference); with the mirror view
     # averaged in (the default tta 2, session 13): 0.900 vs 0.826, mean |diff| 0.46 vs context 0.94. A seam
-    # worth the name jumps several times the mean neighbour jump.
-    assert seam_score(tiled, 128) < 1.0
+    # worth the name jumps several times the mean neighbour jump. The sample regenerated with the realistic
+    # damage (issue 21) puts damage edges on those rows: the UNTILED map scores 1.54 there and the tiled 1.62
+    # (mean |diff| 0.24 vs 0.46 before), so the absolute bound is 2 (half a real seam's 3+, test above) and
+    # the tiling itself is judged by the difference from the untiled map.
+    assert seam_score(tiled, 128) < 2.0
     assert seam_score(tiled, 128) - seam_score(untiled, 128) < 0.15

@@ -147,11 +147,14 @@ def make_detect_set_command(
     split: Annotated[str, typer.Option(help="paintings to damage: val (held out) or train")] = "val",
     copies: Annotated[int, typer.Option(help="damaged versions of each painting")] = 3,
     seed: Annotated[int, typer.Option(help="seed (the training never uses seeds >= 10**9)")] = 1_000_000_007,
+    style: Annotated[str, typer.Option(help="damage generator: classic (the recorded sets) or realistic")] = "classic",
 ) -> None:
     """Write a held-out synthetic evaluation set: damaged paintings + 0/1/2 label masks."""
     from lab.eval.detect_eval import make_synthetic_set
 
-    paths = make_synthetic_set(out, split=split, copies=copies, seed=seed)
+    if style not in ("classic", "realistic"):
+        raise typer.BadParameter(f"unknown damage style {style!r}; use classic or realistic", param_hint="--style")
+    paths = make_synthetic_set(out, split=split, copies=copies, seed=seed, style=style)
     typer.echo(f"wrote {len(paths)} images to {out}/images and label masks to {out}/masks")
 
 

@@ -150,10 +150,18 @@ def format_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def make_synthetic_set(out: Path, split: str = "val", copies: int = 3, seed: int = 1_000_000_007) -> list[Path]:
-    """Damage each painting of `split` `copies` times; write images/<stem>_<k>.png, masks/<stem>_<k>.png."""
+def make_synthetic_set(
+    out: Path, split: str = "val", copies: int = 3, seed: int = 1_000_000_007, style: str = "classic"
+) -> list[Path]:
+    """Damage each painting of `split` `copies` times; write images/<stem>_<k>.png, masks/<stem>_<k>.png.
+
+    `style` is the damage generator (DamageConfig.style): "classic", the one the recorded held-out sets used,
+    or "realistic".
+    """
     from lab.paintings import paintings
-    from lab.synthesis.synthetic_damage import synthesize_damage
+    from lab.synthesis.synthetic_damage import DamageConfig, synthesize_damage
+
+    damage = DamageConfig(style=style)
 
     written = []
     sources = paintings(split)
@@ -162,7 +170,7 @@ def make_synthetic_set(out: Path, split: str = "val", copies: int = 3, seed: int
     for i, path in enumerate(sources):
         image = read_image(path)
         for k in range(copies):
-            damaged, labels = synthesize_damage(image, seed + i * 1000 + k)
+            damaged, labels = synthesize_damage(image, seed + i * 1000 + k, damage)
             name = f"{path.stem}_{k}.png"
             write_png(out / "images" / name, damaged)
             write_png(out / "masks" / name, labels)

@@ -9,6 +9,9 @@ Labels follow what is drawn: a pixel is craquelure (1) where the crack coverage 
 (2) where the loss coverage is >= 0.5 (paint loss is composited on top, so 2 wins). Everything is a pure
 function of the seed.
 
+`DamageConfig(style="realistic")` selects `lab.synthesis.realistic` instead (real crack shapes, textured grounds,
+hard negatives, photography); the classic generator below stays the default so that existing records reproduce.
+
 Two opt-in styles (DamageConfig.p_free_cracks, p_texture; both 0 by default, so the default random stream and the
 held-out evaluation set are unchanged) widen what training sees: a few isolated, meandering, branching cracks
 instead of a network, and a grainy low-saturation surface (rough ground, stone, plaster, asphalt) under the damage.
@@ -29,8 +32,10 @@ from lab.synthesis.cracks import (
     draw_free_cracks,
     sample_style,
 )
+from lab.synthesis.realistic import realistic_damage
 
 BACKGROUND, CRAQUELURE, PAINT_LOSS = 0, 1, 2
+STYLES = ("classic", "realistic")
 CLASS_NAMES = ("craquelure", "paint_loss")
 
 # Ground colours exposed by paint loss (linear-ish RGB in [0, 1]): white/ochre/grey gesso, red bole.
@@ -151,6 +156,15 @@ class DamageConfig:
     p_free_cracks: float = 0.0  # cracks are a few isolated meandering cracks instead of a network
     p_texture: float = 0.0  # the surface is first overlaid with a grainy texture (stone, plaster, asphalt)
     crack_kinds: tuple[str, ...] = CRACK_KINDS  # the network styles drawn (one per image, uniformly)
+    # "classic" (the default, the generator the shipped detector and its held-out records used) or "realistic"
+    # (lab.synthesis.realistic: real crack shapes, textured grounds, fills, hard negatives, photography).
+    style: str = "classic"
+    # Read by the realistic style only:
+    p_real_shapes: float = 0.6  # a crack network takes a real crack map's shape (when ../shared/data has them)
+    p_negatives: float = 0.7  # hard negatives (thin painted lines, lace, inscriptions, grain) painted unlabelled
+    p_photography: float = 0.9  # the whole image is re-photographed (varnish, light, glare, blur, noise, JPEG)
+    p_fills: float = 0.3  # some losses are old discoloured fills instead of exposed ground
+    shapes_root: str = ""  # folder holding the real crack maps; "" = ../shared/data or $RETOUCH_SHARED_DATA
 
     def __post_init__(self) -> None:
         for name in ("crack_kinds", "loss_amount", "crack_contrast", "cup_highlight"):
@@ -159,7 +173,10 @@ class DamageConfig:
         if not self.crack_kinds or unknown:
             raise ValueError(f"DamageConfig.crack_kinds must be a non-empty subset of {CRACK_KINDS}, "
                              f"got {self.crack_kinds}")
-        for name in ("p_craquelure", "p_paint_loss", "p_dark_cracks", "p_canvas", "p_free_cracks", "p_texture"):
+        if self.style not in STYLES:
+            raise ValueError(f"DamageConfig.style must be one of {STYLES}, got {self.style!r}")
+        for name in ("p_craquelure", "p_paint_loss", "p_dark_cracks", "p_canvas", "p_free_cracks", "p_texture",
+                     "p_real_shapes", "p_negatives", "p_photography", "p_fills"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"DamageConfig.{name} must be in [0, 1], got {value}")
@@ -198,12 +215,18 @@ def _shifted(a: np.ndarray, dy: int, dx: int) -> np.ndarray:
 def synthesize_damage(
     image: np.ndarray, seed: int, config: DamageConfig | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Damage a clean (H, W, C) uint8/uint16 image; returns (damaged image, (H, W) uint8 labels 0/1/2)."""
+    """Damage a clean (H, W, C) uint8/uint16 image; returns (damaged image, (H, W) uint8 labels 0/1/2).
+
+    The config's `style` picks the generator: "classic" below, or "realistic" (`realistic_damage`).
+    """
     cfg = config or DamageConfig()
     if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
         raise ValueError(f"image must be (H, W, C) with C in 1, 3, 4; got shape {image.shape}")
     if image.dtype not in (np.uint8, np.uint16):
         raise ValueError(f"image must be uint8 or uint16, got {image.dtype}")
+    if cfg.style == "realistic":
+        result = realistic_damage(image, seed, cfg)
+        return result.damaged, result.labels
     rng = np.random.default_rng(seed)
     h, w, c = image.shape
     top = float(np.iinfo(image.dtype).max)

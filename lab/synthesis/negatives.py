@@ -1,0 +1,144 @@
+"""Hard negatives: things a painter put there that look like damage, painted into the CLEAN image so they are
+never labelled. Thin dark lines (rigging and stays, contours, hatching), white highlights and lace, signatures
+and inscriptions, wood grain and canvas texture showing through the paint.
+
+Lines are drawn 4x supersampled with anti-aliasing and area-downsampled, 0.6-2.5 px wide; their colour comes
+from the paint under them (darkened or lightened), as a painter's stroke would.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from lab.synthesis.grounds import smooth_noise, weave
+
+SS = 4
+NEGATIVE_KINDS = ("rigging", "contour", "hatching", "lace", "highlight", "inscription", "wood", "canvas")
+
+
+def _curve(rng: np.random.Generator, h: int, w: int, n: int, bend: float) -> np.ndarray:
+    """(n, 2) x, y points of a smooth curve crossing part of the image."""
+    p0 = rng.uniform([0, 0], [w, h])
+    length = float(rng.uniform(0.2, 0.9)) * np.hypot(h, w)
+    heading = rng.uniform(0, 2 * np.pi) + np.cumsum(rng.normal(0, bend, n))
+    steps = np.stack([np.cos(heading), np.sin(heading)], 1) * length / n
+    return p0 + np.cumsum(steps, 0)
+
+
+def _lines(shape: tuple[int, int], paths: list[np.ndarray], widths: list[float]) -> np.ndarray:
+    """(H, W) float32 anti-aliased coverage of polylines (x, y) with the given widths in px."""
+    h, w = shape
+    canvas = np.zeros((h * SS, w * SS), np.uint8)
+    for path, width in zip(paths, widths, strict=True):
+        pts = np.rint(path * SS + (SS - 1) / 2).astype(np.int32).reshape(-1, 1, 2)
+        cv2.polylines(canvas, [pts], False, 255, max(1, int(round(width * SS))), cv2.LINE_AA)
+    return cv2.resize(canvas, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+
+
+def _rigging(shape: tuple[int, int], rng: np.random.Generator) -> tuple[list[np.ndarray], list[float]]:
+    """Long, nearly straight lines with a slight sag, fanning from a few points (a ship's rigging and stays)."""
+    h, w = shape
+    paths, widths = [], []
+    for _ in range(int(rng.integers(1, 3))):
+        top = rng.uniform([0, 0], [w, h / 2])
+        for _ in range(int(rng.integers(2, 7))):
+            end = rng.uniform([0, h / 3], [w, h * 1.2])
+            t = np.linspace(0, 1, 24)[:, None]
+            sag = float(rng.uniform(0, 0.04)) * np.hypot(*(end - top)) * (4 * t * (1 - t))
+            paths.append(top + t * (end - top) + sag * np.array([0.0, 1.0]))
+            widths.append(float(rng.uniform(0.6, 1.6)))
+    return paths, widths
+
+
+def _hatching(shape: tuple[int, int], rng: np.random.Generator) -> tuple[list[np.ndarray], list[float]]:
+    """A patch of short parallel strokes, 3-8 px apart."""
+    h, w = shape
+    cy, cx = rng.uniform(0, h), rng.uniform(0, w)
+    ang = rng.uniform(0, np.pi)
+    d, n = np.array([np.cos(ang), np.sin(ang)]), np.array([-np.sin(ang), np.cos(ang)])
+    gap, length = float(rng.uniform(3, 8)), float(rng.uniform(10, 40))
+    paths = [np.array([cx, cy]) + (k * gap) * n + np.outer(np.linspace(-0.5, 0.5, 4), d) * length
+             + rng.normal(0, 1.0, 2) for k in range(int(rng.integers(4, 14)))]
+    return paths, [float(rng.uniform(0.6, 1.4))] * len(paths)
+
+
+def _lace(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """(H, W) coverage of a white lace band: rows of small loops and dots along a curve."""
+    h, w = shape
+    canvas = np.zeros((h * SS, w * SS), np.uint8)
+    spine = _curve(rng, h, w, 120, 0.03)
+    r = float(rng.uniform(1.2, 3.0))
+    rows = int(rng.integers(2, 5))
+    for k, (x, y) in enumerate(spine[::2]):
+        for row in range(rows):  # overlapping loops in rows, a dot at every other crossing
+            c = (int((x + rng.normal(0, 0.4)) * SS), int((y + row * 1.6 * r + (k % 2) * 0.8 * r) * SS))
+            cv2.circle(canvas, c, int(r * SS), 255, max(1, SS // 2), cv2.LINE_AA)
+            if (k + row) % 2:
+                cv2.circle(canvas, c, int(0.3 * r * SS), 255, -1, cv2.LINE_AA)
+    return cv2.resize(canvas, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+
+
+def _inscription(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """(H, W) coverage of a short painted signature or inscription in a script font."""
+    h, w = shape
+    canvas = np.zeros((h * SS, w * SS), np.uint8)
+    lower = list("abcdefghijklmnopqrstuvwxyz")
+    text = str(rng.choice(list("ABCDEFGHIJKLMNOPQRSTUVWXYZ"))) + "".join(rng.choice(lower, int(rng.integers(1, 7))))
+    if rng.random() < 0.5:  # a signature with its date: "Name 1653"
+        text += f" 16{int(rng.integers(0, 100)):02d}"
+    font = [cv2.FONT_HERSHEY_SCRIPT_SIMPLEX, cv2.FONT_HERSHEY_SCRIPT_COMPLEX, cv2.FONT_ITALIC][int(rng.integers(3))]
+    scale = float(rng.uniform(0.25, 0.6)) * SS
+    org = (int(rng.uniform(0, w * 0.7) * SS), int(rng.uniform(h * 0.1, h) * SS))
+    cv2.putText(canvas, text, org, font, scale, 255, max(1, int(rng.uniform(0.7, 1.8) * SS)), cv2.LINE_AA)
+    return cv2.resize(canvas, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+
+
+def _wood(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """(H, W) multiplicative shade of panel wood grain showing through thin paint."""
+    h, w = shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    warp = smooth_noise(shape, float(rng.uniform(30, 90)), rng) * float(rng.uniform(3, 10))
+    period = float(rng.uniform(4, 14))
+    across = xx if rng.random() < 0.5 else yy
+    grain = np.sin(2 * np.pi * (across + warp) / period) ** 8
+    return 1.0 - float(rng.uniform(0.02, 0.06)) * grain
+
+
+def paint_negatives(rgb: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Paint a random few hard negatives into `rgb` (H, W, 3) float32; returns (painted, (H, W) float32
+    coverage of the strokes and marks, for tests: everything here is paint, never damage)."""
+    h, w = rgb.shape[:2]
+    out, marks = rgb.copy(), np.zeros((h, w), np.float32)
+    kinds = [k for k in NEGATIVE_KINDS if rng.random() < 0.35]
+    for kind in kinds:
+        if kind in ("rigging", "contour", "hatching"):
+            if kind == "rigging":
+                paths, widths = _rigging((h, w), rng)
+            elif kind == "contour":
+                paths = [_curve(rng, h, w, 40, 0.08) for _ in range(int(rng.integers(1, 4)))]
+                widths = [float(rng.uniform(0.8, 2.5)) for _ in paths]
+            else:
+                paths, widths = _hatching((h, w), rng)
+            cover = _lines((h, w), paths, widths) * float(rng.uniform(0.6, 1.0))
+            ink = out * float(rng.uniform(0.15, 0.55))  # dark paint of the painting's own hue
+        elif kind in ("lace", "highlight"):
+            if kind == "lace":
+                cover = _lace((h, w), rng)
+            else:  # short bright strokes of highlight
+                strokes = [_curve(rng, h, w, 8, 0.3) * 0.15 + rng.uniform([0, 0], [w, h]) * 0.85
+                           for _ in range(int(rng.integers(1, 5)))]
+                cover = _lines((h, w), strokes, [float(rng.uniform(1.0, 3.0)) for _ in strokes])
+            cover = cover * float(rng.uniform(0.6, 1.0))
+            ink = 1 - (1 - out) * float(rng.uniform(0.03, 0.2))  # near-white lead white, a trace of the hue
+        elif kind == "inscription":
+            cover = _inscription((h, w), rng) * float(rng.uniform(0.7, 1.0))
+            ink = out * float(rng.uniform(0.2, 0.5)) if rng.random() < 0.7 else out * np.array([1.2, 0.5, 0.35])
+        else:  # wood grain, canvas weave: texture modulating the whole picture, not strokes
+            shade = _wood((h, w), rng) if kind == "wood" else 1.0 + (weave((h, w), rng) - 0.85) * float(
+                rng.uniform(0.1, 0.3))
+            out = out * shade[..., None].astype(np.float32)
+            continue
+        out = out * (1 - cover[..., None]) + np.clip(ink, 0, 1) * cover[..., None]
+        marks = np.maximum(marks, cover)
+    return np.clip(out, 0, 1).astype(np.float32), marks
