@@ -161,12 +161,13 @@ def config_from_overrides(**overrides: Any) -> DetectorTrainConfig:
 
 def damage_overrides(
     free_cracks: float | None = None, texture: float | None = None, dark_cracks: float | None = None,
-    crack_contrast: str | None = None,
+    crack_contrast: str | None = None, style: str | None = None,
 ) -> dict[str, Any] | None:
     """DamageConfig fields for the styles and mixes that were given (JSON-able), or None to keep the default.
-    `crack_contrast` is "LO,HI" (e.g. "0.2,0.95"); a malformed one is a ValueError naming it."""
+    `crack_contrast` is "LO,HI" (e.g. "0.2,0.95"); a malformed one is a ValueError naming it. `style` picks the
+    generator ("classic" or "realistic", lab.synthesis)."""
     given: list[tuple[str, Any]] = [("p_free_cracks", free_cracks), ("p_texture", texture),
-                                    ("p_dark_cracks", dark_cracks)]
+                                    ("p_dark_cracks", dark_cracks), ("style", style)]
     if crack_contrast is not None:
         try:
             lo, hi = (float(v) for v in crack_contrast.split(","))

@@ -292,7 +292,8 @@ def ship_detector(
 
 def main(argv: list[str] | None = None) -> None:
     """`python -m lab.train_detector [--steps N] [--max-minutes M] [--run-dir D] [--init-weights F]
-    [--free-cracks P] [--texture P] [--dark-cracks P] [--crack-contrast LO,HI] [--refine C] [--no-ship]
+    [--free-cracks P] [--texture P] [--dark-cracks P] [--crack-contrast LO,HI]
+    [--damage-style S] [--refine C] [--no-ship]
     [--real-val-images DIR --real-val-masks DIR [--real-val-mask-value V]]
     [--teacher NAME [--teacher-weight W] [--teacher-views N]]
     [--real-train IMAGES_DIR:MASKS_DIR[:MASK_VALUE] ... --real-fraction P] [--clean-fraction P]
@@ -312,6 +313,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--texture", type=float, help="DamageConfig.p_texture (grainy surfaces)")
     parser.add_argument("--dark-cracks", type=float, help="DamageConfig.p_dark_cracks (dirt-filled, not ground)")
     parser.add_argument("--crack-contrast", help="DamageConfig.crack_contrast as LO,HI (default 0.55,0.95)")
+    parser.add_argument("--damage-style", choices=("classic", "realistic"),
+                        help="DamageConfig.style: the damage generator (default classic)")
     parser.add_argument("--loss", choices=LOSSES)
     parser.add_argument("--snapshot-every", type=int, help="keep the weights every N steps in <run-dir>/snapshots")
     parser.add_argument("--average-from", type=int, help="ship the average of the snapshots from this step on")
@@ -341,7 +344,8 @@ def main(argv: list[str] | None = None) -> None:
         teacher_views=args.teacher_views, weights_name=args.weights_name,
         real_train=tuple(args.real_train) if args.real_train else None, real_fraction=args.real_fraction,
         clean_fraction=args.clean_fraction,
-        damage=damage_overrides(args.free_cracks, args.texture, args.dark_cracks, args.crack_contrast)),
+        damage=damage_overrides(args.free_cracks, args.texture, args.dark_cracks, args.crack_contrast,
+                                args.damage_style)),
         **ship_only)
     print(json.dumps({k: summary[k] for k in ("steps", "minutes", "shipped") if k in summary}, indent=2))
 

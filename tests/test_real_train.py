@@ -158,3 +158,13 @@ def test_command_line_takes_repeated_real_sets_and_fractions(tmp_path: Path, mon
     cfg = seen["cfg"]
     assert cfg.real_train == (f"{a}:{am}:255", f"{b}:{bm}") and (cfg.real_fraction, cfg.clean_fraction) == (0.3, 0.15)
     assert cfg.weights_name == "x" and seen["ship_only"] is True
+
+
+def test_damage_style_option_selects_the_generator_and_refuses_others() -> None:
+    from lab.detector_config import config_from_overrides, damage_overrides
+
+    assert damage_overrides() is None
+    cfg = config_from_overrides(damage=damage_overrides(style="realistic"))
+    assert cfg.damage.style == "realistic"
+    with pytest.raises(ValueError, match="style"):
+        config_from_overrides(damage=damage_overrides(style="cartoon"))

@@ -49,6 +49,8 @@ def train_detector_command(
     crack_contrast: Annotated[str | None, typer.Option(help="LO,HI: how strongly a crack replaces the paint "
                                                             "(default 0.55,0.95; lower LO teaches faint "
                                                             "cracks)")] = None,
+    damage_style: Annotated[str | None, typer.Option(help="the damage generator: classic or realistic "
+                                                          "(default classic)")] = None,
     real_val_images: Annotated[str | None, typer.Option(help="real crack photos scored (craquelure F1) at every "
                                                            "evaluation; monitoring only, never trained on")] = None,
     real_val_masks: Annotated[str | None, typer.Option(help="their masks (same file stems)")] = None,
@@ -82,7 +84,7 @@ def train_detector_command(
     from pipeline.errors import ConfigError
 
     try:  # refuse bad settings in one line before any work (or flow run) starts
-        if damage := damage_overrides(free_cracks, texture, dark_cracks, crack_contrast):
+        if damage := damage_overrides(free_cracks, texture, dark_cracks, crack_contrast, damage_style):
             overrides["damage"] = damage
         cfg = config_from_overrides(**overrides)
     except (TypeError, ValueError) as exc:
