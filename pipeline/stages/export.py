@@ -192,6 +192,7 @@ def export(store: str, out_dir: Path, config: ExportConfig | None = None, force:
     key = export_key(restored_info["digests"]["0"], damage_info["digests"]["labels/0"], config)
     summary_path = out_dir / "summary.json"
     previous = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    catalog = catalog or previous.get("catalog")  # a rerun of export keeps what the first one was told
     if previous.get("key") == key and not force:
         return StageResult("export", store, True, key, previous["files_sha256"], previous,
                            join(store, previous.get("provenance_document", "")), time.perf_counter() - started)

@@ -74,12 +74,14 @@ class _InpaintChunk:
                             dilate=self.config.dilate)
         halo = self.config.halo
         core = hole[halo : hole.shape[0] - halo, halo : hole.shape[1] - halo]
-        return [np.ascontiguousarray(np.moveaxis(out, -1, 0))], {"hole_pixels": int(core.sum())}
+        changed = (out != image).any(axis=-1)[halo : hole.shape[0] - halo, halo : hole.shape[1] - halo]
+        return [np.ascontiguousarray(np.moveaxis(out, -1, 0))], {"hole_pixels": int(core.sum()),
+                                                                "changed_pixels": int(changed.sum())}
 
 
 def _copy_chunk(scan: np.ndarray, mask: np.ndarray) -> tuple[list[np.ndarray], dict[str, Any]]:
     """An undamaged chunk: the scan's pixels, unchanged."""
-    return [scan], {"hole_pixels": 0}
+    return [scan], {"hole_pixels": 0, "changed_pixels": 0}
 
 
 def write_edited_mask(store: str, mask_path: Path, height: int, width: int, chunk: int,
@@ -207,7 +209,8 @@ def inpaint_store(store: str, config: InpaintStageConfig | None = None, engine: 
         digests[path] = record.generated_array(group[path], f"{RESTORED_GROUP}/{path}", chunk_digests, ["restored/0"])
     summary = {"chunks_total": len(damaged) + len(clean), "chunks_inpainted": len(damaged),
                "chunks_copied": len(clean), "mask": mask_name,
-               "hole_pixels": sum(r["facts"]["hole_pixels"] for r in records.values())}
+               "hole_pixels": sum(r["facts"]["hole_pixels"] for r in records.values()),
+               "pixels_changed": sum(r["facts"].get("changed_pixels", 0) for r in records.values())}
     prov = record.write()
     mark_complete(group, {"stage": "inpaint", "key": key, "digests": digests, "summary": summary,
                           "weights": entry.name, "weights_sha256": entry.sha256, "mask": mask_name,
