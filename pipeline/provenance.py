@@ -255,6 +255,15 @@ def _attributes(attrs: dict[str, Any]) -> dict[str, Any]:
     return {f"retouch:{key}": value for key, value in _typed(attrs).items()}
 
 
+def document_url(store: str, document: str | None) -> str | None:
+    """The URL of a document a marker names (relative to the store; absolute in stores from before)."""
+    if not document:
+        return None
+    if document.startswith("/") or "://" in document:
+        return document
+    return join(store, document)
+
+
 def read_document(url: str) -> ProvDocument:
     """Read a PROV-JSON document back with the `prov` package."""
     fs, path = fs_and_path(url)

@@ -53,6 +53,10 @@ def built(tmp_path_factory: pytest.TempPathFactory, tiny_manifest: Path) -> Iter
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("RETOUCH_WEIGHTS_MANIFEST", str(tiny_manifest))
         a, b = _restored_store(root, "a", 3), _restored_store(root, "b", 4)
+        mask = np.zeros((300, 260), np.uint8)
+        mask[120:140, 120:200] = 255  # a conservator's mask across two chunks
+        tifffile.imwrite(root / "edited.tif", mask)
+        inpaint_store(b, InpaintStageConfig(tile=128, overlap=32), QUIET, mask=root / "edited.tif")
         export(a, root / "a-export", catalog=CATALOG)
         clean = str(root / "a-clean.zarr")
         shutil.copytree(a, clean)
@@ -189,6 +193,19 @@ def test_lineage_of_a_region_across_chunk_borders(built: dict[str, str]) -> None
     assert "restored/0: 4 chunks" in short.output and "run detect" in short.output
     bad = CliRunner().invoke(_app(), ["lineage", built["clean"], "--region", "250,0,60,60"])
     assert bad.exit_code == 2 and "leaves the 260 x 300 image" in bad.output
+
+
+def test_lineage_names_an_edited_mask_and_a_damage_region(built: dict[str, str]) -> None:
+    answer = lineage(built["b"], (100, 100, 60, 60))
+    mask = answer["steps"][1]
+    assert mask["array"] == "mask_edited/0" and mask["kind"] == "edited" and mask["source"] == "edited.tif"
+    assert set(map(tuple, answer["steps"][0]["inpainted"])) == {(0, 0), (0, 1), (1, 0), (1, 1)}
+    other = lineage(built["b"], (10, 260, 20, 20))  # far from the edited mask: a copied chunk
+    assert other["steps"][0]["copied"] == [[2, 0]] and len(other["steps"][-1]["chunks"]) == 1
+    assert [r["stage"] for r in answer["runs"]] == ["inpaint", "ingest"]
+    assert verify_store(built["b"]).ok  # the edited mask's arrays have sidecars too
+    damage = lineage(built["b"], (0, 0, 10, 10), image="damage")
+    assert [s["array"] for s in damage["steps"]] == ["damage/labels/0", "scan/0"]
 
 
 def test_ro_crate_is_a_workflow_run_crate(built: dict[str, str]) -> None:

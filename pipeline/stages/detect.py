@@ -32,7 +32,7 @@ from pipeline.engine.pyramid import build_pyramid_levels
 from pipeline.engine.runner import EngineConfig
 from pipeline.engine.tiling import ChunkJob, ModelCache, all_regions, run_chunks, torch_threads_per_worker
 from pipeline.io.store import create_pyramid, group_info, join, levels_like, mark_complete, open_complete
-from pipeline.provenance import StageRecord, input_ref, marker_refs, now_iso, weights_ref
+from pipeline.provenance import StageRecord, document_url, input_ref, marker_refs, now_iso, weights_ref
 
 DAMAGE_GROUP = "damage"
 CLASSES = ("craquelure", "paint_loss")
@@ -179,7 +179,7 @@ def detect(store: str, config: DetectConfig | None = None, engine: EngineConfig 
     existing = group_info(store, DAMAGE_GROUP)
     if existing and existing.get("key") == key and not force:
         return StageResult("detect", store, True, key, existing["digests"], existing["summary"],
-                           join(store, existing.get("provenance", "")), time.perf_counter() - started)
+                           document_url(store, existing.get("provenance")), time.perf_counter() - started)
     params = {k: v for k, v in asdict(config).items() if k != "manifest"}
     record = StageRecord("detect", store, {**params, "weights_sha256": entry.sha256}, run_id=run_id,
                          started=prov_started)

@@ -34,6 +34,7 @@ from pipeline.io.store import group_info, is_local, join, local_path, open_compl
 from pipeline.provenance import (
     StageRecord,
     code_version,
+    document_url,
     input_ref,
     marker_refs,
     now_iso,
@@ -195,7 +196,7 @@ def export(store: str, out_dir: Path, config: ExportConfig | None = None, force:
     catalog = catalog or previous.get("catalog")  # a rerun of export keeps what the first one was told
     if previous.get("key") == key and not force:
         return StageResult("export", store, True, key, previous["files_sha256"], previous,
-                           join(store, previous.get("provenance_document", "")), time.perf_counter() - started)
+                           document_url(store, previous.get("provenance_document")), time.perf_counter() - started)
     out_dir.mkdir(parents=True, exist_ok=True)
     summary_path.unlink(missing_ok=True)  # written again last: its absence means "not complete"
     record.invalidate(marker_refs(previous))

@@ -44,6 +44,7 @@ from pipeline.io.store import (
 from pipeline.provenance import (
     STORE_ATTR,
     StageRecord,
+    document_url,
     marker_refs,
     now_iso,
     read_history,
@@ -246,7 +247,7 @@ def _skipped_result(store: str, info: dict[str, Any]) -> IngestResult:
     level0 = group["0"]
     return IngestResult(store=store, skipped=True, shape=tuple(level0.shape), dtype=str(level0.dtype),
                         levels=len(info.get("digests", {})), digest=info["digests"]["0"], key=info["key"],
-                        provenance=join(store, info.get("provenance", "")),
+                        provenance=document_url(store, info.get("provenance")),
                         source_metadata=info.get("source_metadata", {}))
 
 

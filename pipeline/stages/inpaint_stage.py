@@ -33,7 +33,7 @@ from pipeline.io.store import (
     mark_complete,
     open_complete,
 )
-from pipeline.provenance import StageRecord, input_ref, marker_refs, now_iso, weights_ref
+from pipeline.provenance import StageRecord, document_url, input_ref, marker_refs, now_iso, weights_ref
 from pipeline.stages.detect import StageResult, check_device, default_manifest
 
 RESTORED_GROUP = "restored"
@@ -174,7 +174,7 @@ def inpaint_store(store: str, config: InpaintStageConfig | None = None, engine: 
         if mask is not None:  # the edited mask was written again: its record says so
             record.write()
         return StageResult("inpaint", store, True, key, existing["digests"], existing["summary"],
-                           join(store, existing.get("provenance", "")), time.perf_counter() - started)
+                           document_url(store, existing.get("provenance")), time.perf_counter() - started)
     record.invalidate(marker_refs(existing))
     record.use("scan/0", input_ref(scan_info, "scan/0", scan_info["digests"]["0"]))
     if mask is None:
