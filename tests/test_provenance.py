@@ -192,7 +192,7 @@ def test_lineage_of_a_region_across_chunk_borders(built: dict[str, str]) -> None
     short = CliRunner().invoke(_app(), ["lineage", built["clean"], "--region", "100,100,60,60"])
     assert "restored/0: 4 chunks" in short.output and "run detect" in short.output
     bad = CliRunner().invoke(_app(), ["lineage", built["clean"], "--region", "250,0,60,60"])
-    assert bad.exit_code == 2 and "leaves the 260 x 300 image" in bad.output
+    assert bad.exit_code == 2 and "leaves the image (260 px wide, 300 px high)" in bad.output
 
 
 def test_lineage_names_an_edited_mask_and_a_damage_region(built: dict[str, str]) -> None:

@@ -53,10 +53,16 @@ def _describe(store: str, array: str, keys: set[tuple[int, int]], chunk: int, he
              "sha256": digests.get(f"{cy}-{cx}")} for cy, cx in sorted(keys)]
 
 
+def _urn(activity: str | None) -> str | None:
+    """'run:<uuid>' (as the PROV documents write it) -> 'urn:uuid:<uuid>'."""
+    return f"urn:uuid:{activity[4:]}" if activity and activity.startswith("run:") else activity
+
+
 def _run(stage: str, info: dict[str, Any]) -> dict[str, Any]:
     prov = info.get("prov") or {}
-    run = {"stage": stage, "activity": prov.get("activity"), "document": prov.get("document") or info.get("provenance"),
-           "started": prov.get("started"), "ended": prov.get("ended"), "parameters": info.get("params") or {}}
+    run = {"stage": stage, "activity": _urn(prov.get("activity")),
+           "document": prov.get("document") or info.get("provenance"), "started": prov.get("started"),
+           "ended": prov.get("ended"), "parameters": info.get("params") or {}}
     if info.get("weights_sha256"):
         run["weights"] = {"name": info.get("weights"), "sha256": info["weights_sha256"]}
     return run
@@ -72,7 +78,7 @@ def lineage(store: str, region: tuple[int, int, int, int], image: str = "restore
     chunk = level0.chunks[1]
     x, y, w, h = region
     if x + w > width or y + h > height:
-        raise InputError(f"{x},{y},{w},{h}", f"region leaves the {width} x {height} image")
+        raise InputError(f"{x},{y},{w},{h}", f"region leaves the image ({width} px wide, {height} px high)")
     keys = set(_chunks((y, y + h, x, x + w), chunk, height, width))
     steps: list[dict[str, Any]] = []
     runs: list[dict[str, Any]] = []
@@ -96,7 +102,7 @@ def lineage(store: str, region: tuple[int, int, int, int], image: str = "restore
         else:
             mask_info = group_info(store, "mask_edited") or {}
             steps.append({"array": mask_array, "kind": "edited", "source": mask_info.get("source"),
-                          "run": (mask_info.get("prov") or {}).get("activity"),
+                          "run": _urn((mask_info.get("prov") or {}).get("activity")),
                           "chunks": _describe(store, mask_array, mask_keys, chunk, height, width)})
     else:
         detect_keys = keys if image == "damage" else set()

@@ -5,7 +5,10 @@
     <out>/preview-overlay.png   the scan with craquelure (red) and paint loss (cyan) overlaid
     <out>/preview-restored.png  the restored image
     <out>/before-after.html     the three previews side by side with the damage summary
-    <out>/summary.json          damage area per class, chunks inpainted, digests, output files, provenance
+    <out>/summary.json          schema 2: software, catalog entry, pixel size, damage per class, digests, each
+                                file with its sha256 and what it was made from, provenance (paths relative)
+    <out>/ro-crate-metadata.json  the run as a Workflow Run RO-Crate (pipeline.crate), with provenance/ and
+                                workflow/ beside it
 
 The TIFF is written tile by tile from the Zarr pyramid (never the whole image in memory) under a temporary
 name and renamed when done; `summary.json` is written last and marks the export complete.
