@@ -68,7 +68,8 @@ def catalog_sweep_flow(catalog: str | None = None, out: str | None = None, inges
             continue
         run = restore_flow.with_options(flow_run_name=f"restore-{entry.id}")(
             item.source, item.store, ingest, detect, inpaint, export.model_copy(update={"out_dir": item.export_dir}),
-            engine, force=item.needs_force, title=f"{entry.creator}, {entry.title}", return_state=True)
+            engine, force=item.needs_force, title=f"{entry.creator}, {entry.title}",
+            catalog=entry.model_dump(mode="json"), return_state=True)
         failure = None if run.is_completed() else run.result(raise_on_failure=False)
         outcomes[entry.id] = f"restored ({item.reason})" if failure is None else f"failed: {failure}"
     report_sweep(outcomes, items)

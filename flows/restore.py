@@ -17,10 +17,11 @@ from flows.params import DetectParams, EngineParams, ExportParams, IngestParams,
 def restore_flow(source: str, store: str, ingest: IngestParams = IngestParams(),
                  detect: DetectParams = DetectParams(), inpaint: InpaintParams = InpaintParams(),
                  export: ExportParams = ExportParams(), engine: EngineParams = EngineParams(),
-                 force: bool = False, title: str | None = None) -> dict[str, Any]:
+                 force: bool = False, title: str | None = None,
+                 catalog: dict[str, Any] | None = None) -> dict[str, Any]:
     """ingest -> detect -> inpaint -> export, each a subflow; unchanged stages are skipped."""
     results = {"ingest": ingest_flow(source, store, ingest, engine, force)}
     results["detect"] = detect_flow(store, detect, engine, force)
     results["inpaint"] = inpaint_flow(store, inpaint, engine, force)
-    results["export"] = export_flow(store, export, force, title)
+    results["export"] = export_flow(store, export, force, title, catalog)
     return results

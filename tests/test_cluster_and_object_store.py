@@ -158,3 +158,10 @@ def test_store_on_s3_compatible_server_matches_local_store(tmp_path: Path, tiny_
     fs.invalidate_cache()
     assert any(p.endswith(".json") for p in fs.ls("scans/painting.zarr/provenance"))
     assert not fs.exists("scans/painting.zarr/_progress/detect")  # ledgers are cleared when a stage completes
+    from pipeline.audit.verify import verify_store
+
+    assert verify_store("s3://scans/painting.zarr").ok  # every chunk digest of the remote store holds
+    documents = set(fs.ls("scans/painting.zarr/provenance"))
+    ingest(source, "s3://scans/painting.zarr", SMALL, engine, force=True)  # replaces the store...
+    fs.invalidate_cache()
+    assert documents < set(fs.ls("scans/painting.zarr/provenance"))  # ...keeping its history

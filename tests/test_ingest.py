@@ -161,14 +161,21 @@ def test_provenance_records_input_output_activity_agent(tmp_path: Path) -> None:
     source = next(e for e in entities.values() if "retouch:sha256" in e)
     assert source["retouch:sha256"] == ingest_module.sha256_file(tmp_path / "s.tif")
     assert int(source["retouch:size"]["$"]) == (tmp_path / "s.tif").stat().st_size
-    level0 = entities["retouch:scan_0"]
-    assert level0["retouch:sha256_chunks"] == result.digest
-    activity = next(iter(text["activity"].values()))
+    store_uuid = zarr.open_group(str(tmp_path / "s.zarr"), mode="r").attrs["retouch_store"]["uuid"]
+    assert text["prefix"]["store"] == f"urn:retouch:store:{store_uuid}:"
+    activity_id, activity = next(iter(text["activity"].items()))
+    assert activity_id.startswith("run:") and len(activity_id) == len("run:") + 36  # urn:uuid:<uuid4>
+    level0 = entities[f"store:scan/0@{activity_id[4:]}"]
+    assert level0["retouch:digest"] == result.digest
+    assert level0["retouch:digest_algorithm"] == "retouch-chunk-sha256/1"
+    assert level0["retouch:digests_sidecar"] == "scan/0/retouch-digests.json"
     assert activity["retouch:stage"] == "ingest"
     assert activity["retouch:prefect_run_id"] == "run-123"
-    assert json.loads(activity["retouch:parameters"])["chunk"] == 64
+    assert activity["param:chunk"] == {"$": "64", "type": "xsd:int"}  # typed, not a JSON string
+    assert activity["param:source"] == "s.tif"  # a name, not an absolute path
+    assert "retouch:host" in activity
     agent = next(iter(text["agent"].values()))
-    assert "retouch:host" in agent and "retouch:version" in agent
+    assert "retouch:version" in agent
     assert text["wasGeneratedBy"] and text["used"] and text["wasDerivedFrom"]
 
 

@@ -80,6 +80,7 @@ def test_restored_equals_scan_outside_mask_bit_for_bit(tmp_path: Path, tiny_weig
     assert restored.dtype == dtype
     assert np.array_equal(scan[:, ~hole], restored[:, ~hole])
     assert result.summary["hole_pixels"] == int((root["damage/labels/0"][0] > 0).sum())
+    assert result.summary["pixels_changed"] == int((restored != scan).any(axis=0).sum())
     assert [restored.shape for restored in (root[f"restored/{i}"] for i in range(2))] == [(3, 300, 260),
                                                                                              (3, 150, 130)]
 

@@ -80,7 +80,8 @@ def print_detect(result: dict[str, Any]) -> None:
 def print_inpaint(result: dict[str, Any]) -> None:
     s = result["summary"]
     console.print(f"restored:   {result['store']}/restored  ({s['chunks_inpainted']} of {s['chunks_total']} chunks "
-                  f"inpainted, {s['hole_pixels']} px filled; {state_line(result)})")
+                  f"inpainted, {s['hole_pixels']} px in the mask, {s.get('pixels_changed', '?')} px changed; "
+                  f"{state_line(result)})")
 
 
 def print_export(result: dict[str, Any]) -> None:

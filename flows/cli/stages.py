@@ -134,11 +134,11 @@ def run_command(
     check_tta(tta)
     if source is not None and (catalog or id):
         raise typer.BadParameter("give either SOURCE or --catalog/--id, not both")
-    title, pixel_size_um = None, None
+    title, pixel_size_um, catalog_entry = None, None, None
     if source is None:
         entry, catalog_path = find_entry(id or DEFAULT_SAMPLE_ID, catalog)
         source_str, name, title = entry.resolved_source(catalog_path), entry.id, f"{entry.creator}, {entry.title}"
-        pixel_size_um = entry.pixel_size_um
+        pixel_size_um, catalog_entry = entry.pixel_size_um, entry.model_dump(mode="json")
     else:
         source_str, name = str(source), source.stem
     open_source(source_str).close()
@@ -152,7 +152,8 @@ def run_command(
     results = restore_flow(source_str, store, ingest=IngestParams(pixel_size_um=pixel_size_um),
                            detect=DetectParams(tta=tta),
                            export=ExportParams(out_dir=str(out_dir / f"{name}-export")),
-                           engine=engine_params(workers, dask_address), force=force, title=title)
+                           engine=engine_params(workers, dask_address), force=force, title=title,
+                           catalog=catalog_entry)
     print_ingest(results["ingest"])
     print_detect(results["detect"])
     print_inpaint(results["inpaint"])

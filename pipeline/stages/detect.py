@@ -31,8 +31,8 @@ from pipeline.engine.ledger import Ledger
 from pipeline.engine.pyramid import build_pyramid_levels
 from pipeline.engine.runner import EngineConfig
 from pipeline.engine.tiling import ChunkJob, ModelCache, all_regions, run_chunks, torch_threads_per_worker
-from pipeline.io.store import combine_digests, create_pyramid, group_info, levels_like, mark_complete, open_complete
-from pipeline.provenance import StageRecord
+from pipeline.io.store import create_pyramid, group_info, join, levels_like, mark_complete, open_complete
+from pipeline.provenance import StageRecord, document_url, input_ref, marker_refs, now_iso, weights_ref
 
 DAMAGE_GROUP = "damage"
 CLASSES = ("craquelure", "paint_loss")
@@ -171,7 +171,7 @@ def detect(store: str, config: DetectConfig | None = None, engine: EngineConfig 
 
     config = (config or DetectConfig()).resolved()
     engine = engine or EngineConfig()
-    started = time.perf_counter()
+    started, prov_started = time.perf_counter(), now_iso()
     scan = open_complete(store, "scan")
     scan_info = group_info(store, "scan")
     entry = get_entry(config.weights, Path(config.manifest))
@@ -179,7 +179,11 @@ def detect(store: str, config: DetectConfig | None = None, engine: EngineConfig 
     existing = group_info(store, DAMAGE_GROUP)
     if existing and existing.get("key") == key and not force:
         return StageResult("detect", store, True, key, existing["digests"], existing["summary"],
-                           existing.get("provenance"), time.perf_counter() - started)
+                           document_url(store, existing.get("provenance")), time.perf_counter() - started)
+    params = {k: v for k, v in asdict(config).items() if k != "manifest"}
+    record = StageRecord("detect", store, {**params, "weights_sha256": entry.sha256}, run_id=run_id,
+                         started=prov_started)
+    record.invalidate(marker_refs(existing))  # the outputs this run replaces
     level0 = scan["0"]
     c, height, width = level0.shape
     chunk = level0.chunks[1]
@@ -193,38 +197,35 @@ def detect(store: str, config: DetectConfig | None = None, engine: EngineConfig 
         create_pyramid(group, "probabilities", levels_like(scan, 2), np.uint8, chunk)
         create_pyramid(group, "labels", levels_like(scan, 1), np.uint8, chunk)
     probs, labels = group["probabilities"], group["labels"]
-    record = StageRecord("detect", {**asdict(config), "weights_sha256": entry.sha256}, run_id=run_id)
-    record.used("scan/0", path="scan/0", sha256_chunks=scan_info["digests"]["0"], shape=list(level0.shape))
-    record.used(f"weights/{entry.name}", file=entry.file, sha256=entry.sha256, architecture=entry.architecture)
+    record.use("scan/0", input_ref(scan_info, "scan/0", scan_info["digests"]["0"]))
+    record.use("weights", weights_ref(entry.name, entry.sha256, entry.architecture, entry.file))
     job = ChunkJob(inputs=[level0], outputs=[probs["0"], labels["0"]],
                    fn=_DetectChunk(config, torch_threads_per_worker(engine)), halo=config.halo, chunk=chunk)
     records = run_chunks(job, all_regions(level0.shape, chunk), ledger, done, "detect", engine)
     resumed = sum(1 for task_id in done if task_id.startswith("0-"))
     counts = {name: sum(r["facts"]["counts"][name] for r in records.values()) for name in CLASSES}
-    digests = {
-        "probabilities/0": combine_digests({cid: r["digests"][0] for cid, r in records.items()}),
-        "labels/0": combine_digests({cid: r["digests"][1] for cid, r in records.items()}),
-    }
-    for name, mode in (("probabilities", "mean"), ("labels", "max")):
+    digests = {}
+    for index, (name, mode) in enumerate((("probabilities", "mean"), ("labels", "max"))):
+        path0 = f"{DAMAGE_GROUP}/{name}/0"
+        digests[f"{name}/0"] = record.generated_array(
+            group[name]["0"], path0, {cid: r["digests"][index] for cid, r in records.items()}, ["scan/0", "weights"])
         levels = levels_like(scan, 2 if name == "probabilities" else 1)
         for path, chunk_digests in build_pyramid_levels(group[name], levels, chunk, ledger, done, engine,
                                                         f"detect {name}", mode, prefix=name).items():
-            digests[f"{name}/{path}"] = combine_digests(chunk_digests)
+            digests[f"{name}/{path}"] = record.generated_array(group[name][path], f"{DAMAGE_GROUP}/{name}/{path}",
+                                                               chunk_digests, [path0])
     total = height * width
     summary = {"pixels": total, "counts": counts,
                "area_percent": {k: 100.0 * v / total for k, v in counts.items()},
                "threshold": config.threshold, "precision": config.precision, "device": config.device,
                "tta": config.tta}
-    for name in ("probabilities/0", "labels/0"):
-        record.generated(f"damage/{name}", derived_from=["scan/0", f"weights/{entry.name}"],
-                         path=f"damage/{name}", sha256_chunks=digests[name],
-                         shape=list(group[name].shape), dtype="uint8")
-    prov = record.write(store)
+    prov = record.write()
     mark_complete(group, {"stage": "detect", "key": key, "digests": digests, "summary": summary,
                           "weights": entry.name, "weights_sha256": entry.sha256, "provenance": prov,
-                          "scan_digest": scan_info["digests"]["0"], "classes": list(CLASSES),
-                          "params": {k: v for k, v in asdict(config).items() if k != "manifest"}})
+                          "prov": record.marker(prov), "scan_digest": scan_info["digests"]["0"],
+                          "classes": list(CLASSES), "params": params})
     ledger.clear()
     ModelCache.clear()
-    return StageResult("detect", store, False, key, digests, summary, prov, time.perf_counter() - started,
+    return StageResult("detect", store, False, key, digests, summary, join(store, prov),
+                       time.perf_counter() - started,
                        chunks_run=len(records) - resumed, chunks_resumed=resumed)

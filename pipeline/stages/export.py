@@ -5,7 +5,10 @@
     <out>/preview-overlay.png   the scan with craquelure (red) and paint loss (cyan) overlaid
     <out>/preview-restored.png  the restored image
     <out>/before-after.html     the three previews side by side with the damage summary
-    <out>/summary.json          damage area per class, chunks inpainted, digests, output files, provenance
+    <out>/summary.json          schema 2: software, catalog entry, pixel size, damage per class, digests, each
+                                file with its sha256 and what it was made from, provenance (paths relative)
+    <out>/ro-crate-metadata.json  the run as a Workflow Run RO-Crate (pipeline.crate), with provenance/ and
+                                workflow/ beside it
 
 The TIFF is written tile by tile from the Zarr pyramid (never the whole image in memory) under a temporary
 name and renamed when done; `summary.json` is written last and marks the export complete.
@@ -16,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import html
 import json
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -26,11 +30,24 @@ import numpy as np
 import tifffile
 
 from pipeline import __version__
+from pipeline.crate import write_crate
+from pipeline.io.digests import ALGORITHM
 from pipeline.io.image_io import write_png
-from pipeline.io.store import group_info, open_complete
-from pipeline.provenance import StageRecord, sha256_file
+from pipeline.io.store import group_info, is_local, join, local_path, open_complete
+from pipeline.provenance import (
+    StageRecord,
+    code_version,
+    document_url,
+    input_ref,
+    marker_refs,
+    now_iso,
+    sha256_file,
+    store_uuid,
+)
 from pipeline.stages.detect import CLASSES, StageResult
 
+SUMMARY_SCHEMA_VERSION = 2
+CATALOG_FIELDS = ("id", "title", "creator", "date", "institution", "accession_number", "licence")
 OVERLAY_COLOURS = {1: (230, 40, 40), 2: (40, 210, 230)}
 
 
@@ -158,39 +175,93 @@ def export_key(restored_digest: str, damage_digest: str, config: ExportConfig) -
 
 
 def export(store: str, out_dir: Path, config: ExportConfig | None = None, force: bool = False,
-           run_id: str | None = None, title: str | None = None) -> StageResult:
-    """Write the deliverables of `store` into `out_dir`; skipped when they are already there and current."""
+           run_id: str | None = None, title: str | None = None,
+           catalog: dict[str, Any] | None = None) -> StageResult:
+    """Write the deliverables of `store` into `out_dir`; skipped when they are already there and current.
+
+    `catalog`: the scan's catalog entry (title, creator, date, institution, accession_number, licence), kept
+    in `summary.json` and the RO-Crate.
+    """
     from pipeline.provenance import list_documents
 
     config = config or ExportConfig()
     started = time.perf_counter()
     out_dir = Path(out_dir)
+    record = StageRecord("export", store, {**asdict(config), "out_dir": _relative(out_dir, store)}, run_id=run_id,
+                         started=now_iso())
     restored = open_complete(store, "restored")
     damage = open_complete(store, "damage")
     scan = open_complete(store, "scan")
     scan_info, damage_info, restored_info = (group_info(store, g) for g in ("scan", "damage", "restored"))
     key = export_key(restored_info["digests"]["0"], damage_info["digests"]["labels/0"], config)
     summary_path = out_dir / "summary.json"
-    if summary_path.exists() and not force:
-        previous = json.loads(summary_path.read_text())
-        if previous.get("key") == key:
-            return StageResult("export", store, True, key, previous["files_sha256"], previous,
-                               previous.get("provenance"), time.perf_counter() - started)
+    previous = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    catalog = catalog or previous.get("catalog")  # a rerun of export keeps what the first one was told
+    if previous.get("key") == key and not force:
+        return StageResult("export", store, True, key, previous["files_sha256"], previous,
+                           document_url(store, previous.get("provenance_document")), time.perf_counter() - started)
     out_dir.mkdir(parents=True, exist_ok=True)
     summary_path.unlink(missing_ok=True)  # written again last: its absence means "not complete"
+    record.invalidate(marker_refs(previous))
+    levels = sorted(restored.array_keys(), key=int)
+    for path in levels:
+        record.use(f"restored/{path}", input_ref(restored_info, f"restored/{path}", restored_info["digests"][path]))
     tiff_path = out_dir / "restored.tif"
     write_pyramidal_tiff(restored, tiff_path, config.tile, config.compression, scan_info.get("source_metadata", {}))
     level = preview_level(scan, config.preview_max_side)
-    scan_rgb = to_rgb8(np.asarray(scan[level]))
     labels_level = level if level in damage["labels"].array_keys() else sorted(damage["labels"].array_keys())[-1]
+    record.use(f"scan/{level}", input_ref(scan_info, f"scan/{level}", scan_info["digests"][level]))
+    record.use(f"damage/labels/{labels_level}", input_ref(damage_info, f"damage/labels/{labels_level}",
+                                                          damage_info["digests"][f"labels/{labels_level}"]))
+    scan_rgb = to_rgb8(np.asarray(scan[level]))
     labels = _resize_labels(np.asarray(damage["labels"][labels_level][0]), scan_rgb.shape[:2])
     write_png(out_dir / "preview-scan.png", scan_rgb)
     write_png(out_dir / "preview-overlay.png", overlay(scan_rgb, labels))
     write_png(out_dir / "preview-restored.png", to_rgb8(np.asarray(restored[level])))
-    files = ["restored.tif", "preview-scan.png", "preview-overlay.png", "preview-restored.png"]
-    summary: dict[str, Any] = {
-        "store": store,
-        "source": scan_info.get("source"),
+    made_from = {  # each file and what it was made from
+        "restored.tif": [f"restored/{path}" for path in levels],
+        "preview-scan.png": [f"scan/{level}"],
+        "preview-overlay.png": [f"scan/{level}", f"damage/labels/{labels_level}"],
+        "preview-restored.png": [f"restored/{level}"],
+        "before-after.html": ["preview-scan.png", "preview-overlay.png", "preview-restored.png"],
+    }
+    summary = build_summary(store, out_dir, scan, scan_info, damage_info, restored_info, catalog)
+    page_title = title or (f"{catalog['creator']}, {catalog['title']}" if catalog else Path(store).stem)
+    (out_dir / "before-after.html").write_text(_page(page_title, {**summary, "provenance": list_documents(store)}))
+    summary["files_sha256"] = {name: sha256_file(out_dir / name) for name in made_from}
+    for name, sources in made_from.items():
+        record.generated(f"export/{name}", [s if s in record.inputs else f"export/{s}" for s in sources],
+                         file=name, sha256=summary["files_sha256"][name])
+    summary["files"] = {name: {"sha256": summary["files_sha256"][name], "made_from": sources}
+                        for name, sources in made_from.items()}
+    prov = record.write()
+    summary["provenance_document"] = prov
+    summary["provenance"] = [f"provenance/{Path(p).name}" for p in list_documents(store)]
+    summary["prov"] = record.marker(prov)
+    summary["key"] = key
+    summary["seconds"] = time.perf_counter() - started
+    write_crate(out_dir, summary, {"ingest": scan_info, "detect": damage_info, "inpaint": restored_info},
+                record, store)
+    tmp = summary_path.with_suffix(".json.partial")
+    tmp.write_text(json.dumps(summary, indent=2, sort_keys=True))
+    tmp.replace(summary_path)
+    return StageResult("export", store, False, key, summary["files_sha256"], summary, join(store, prov),
+                       summary["seconds"])
+
+
+def build_summary(store: str, out_dir: Path, scan: Any, scan_info: dict[str, Any], damage_info: dict[str, Any],
+                  restored_info: dict[str, Any], catalog: dict[str, Any] | None) -> dict[str, Any]:
+    """The readable part of `summary.json`: what was restored, how, by which software, with paths relative."""
+    return {
+        "schema_version": SUMMARY_SCHEMA_VERSION,
+        "software": {"name": "retouch", "version": __version__, "code": code_version()},
+        "created": now_iso(),
+        "catalog": {k: catalog.get(k) for k in CATALOG_FIELDS} if catalog else None,
+        "store": _relative(Path(store), str(out_dir)) if is_local(store) else store,
+        "store_uuid": store_uuid(store),
+        "source": Path(str(scan_info.get("source") or "")).name or None,
+        "source_sha256": scan_info.get("source_sha256"),
+        "pixel_size_um": (scan_info.get("params") or {}).get("pixel_size_um"),
         "shape": list(scan["0"].shape),
         "dtype": str(scan["0"].dtype),
         "damage": damage_info["summary"],
@@ -198,27 +269,17 @@ def export(store: str, out_dir: Path, config: ExportConfig | None = None, force:
                     "weights_sha256": restored_info.get("weights_sha256"),
                     "dilate": _stage_param(restored_info, "dilate")},
         "detector": {"weights": damage_info.get("weights"), "weights_sha256": damage_info.get("weights_sha256")},
+        "digest_algorithm": ALGORITHM,
         "digests": {"scan/0": scan_info["digests"]["0"], "damage/labels/0": damage_info["digests"]["labels/0"],
                     "restored/0": restored_info["digests"]["0"]},
     }
-    (out_dir / "before-after.html").write_text(_page(title or Path(store).stem, {**summary, "provenance":
-                                                                                 list_documents(store)}))
-    files.append("before-after.html")
-    summary["files_sha256"] = {name: sha256_file(out_dir / name) for name in files}
-    record = StageRecord("export", {**asdict(config), "out_dir": str(out_dir.resolve())}, run_id=run_id)
-    record.used("restored/0", path="restored/0", sha256_chunks=restored_info["digests"]["0"])
-    record.used("damage/labels/0", path="damage/labels/0", sha256_chunks=damage_info["digests"]["labels/0"])
-    for name, digest in summary["files_sha256"].items():
-        record.generated(name, derived_from=["restored/0", "damage/labels/0"],
-                         path=str((out_dir / name).resolve()), sha256=digest)
-    summary["provenance"] = record.write(store)
-    summary["key"] = key
-    summary["seconds"] = time.perf_counter() - started
-    tmp = summary_path.with_suffix(".json.partial")
-    tmp.write_text(json.dumps(summary, indent=2, sort_keys=True))
-    tmp.replace(summary_path)
-    return StageResult("export", store, False, key, summary["files_sha256"], summary, summary["provenance"],
-                       summary["seconds"])
+
+
+def _relative(path: Path, base: str) -> str:
+    """`path` relative to the local folder `base` (a remote base: the path as given)."""
+    if not is_local(base):
+        return str(path)
+    return os.path.relpath(Path(path).resolve(), Path(local_path(base)).resolve())
 
 
 def _stage_param(info: dict[str, Any], name: str) -> Any:

@@ -14,6 +14,7 @@ import json
 import shutil
 import threading
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,16 +32,25 @@ from pipeline.io.store import (
     StoreError,
     block_digest,
     chunk_grid,
-    combine_digests,
     create_pyramid,
     fs_and_path,
     group_info,
     is_local,
+    join,
     level_shapes,
     local_path,
     mark_complete,
 )
-from pipeline.provenance import StageRecord, file_entity, sha256_file
+from pipeline.provenance import (
+    STORE_ATTR,
+    StageRecord,
+    document_url,
+    marker_refs,
+    now_iso,
+    read_history,
+    restore_history,
+    sha256_file,
+)
 
 SCAN_GROUP = "scan"
 
@@ -127,10 +137,10 @@ def ingest(source: str | Path, store: str, config: IngestConfig | None = None,
     config = config or IngestConfig()
     engine = engine or EngineConfig()
     started = time.perf_counter()
+    prov_started = now_iso()  # the activity starts before the file is read
     source = Path(source)
     src = open_source(source)  # validates before anything is written
     try:
-        height, width, channels = src.shape
         file_sha = sha256_file(source)
         key = ingest_key(file_sha, config)
         existing = group_info(store, SCAN_GROUP)
@@ -139,14 +149,19 @@ def ingest(source: str | Path, store: str, config: IngestConfig | None = None,
                 return _skipped_result(store, existing)
             raise StoreError(store, "already holds a different scan (other file or parameters); "
                                     "choose another store or pass --force to replace it")
+        previous = _previous_store(store)
         if is_local(store):
             work = f"{local_path(store).rstrip('/')}.partial"
         else:
             work = store
-            if existing is not None:  # force on a remote store: start from nothing
+            if existing is not None:  # force on a remote store: start from nothing, keeping the history
                 fs, path = fs_and_path(store)
                 fs.rm(path, recursive=True)
-        result = _write_scan(src, source, work, key, file_sha, config, engine, run_id)
+        record = StageRecord("ingest", work, {**asdict(config), "source": source.name}, run_id=run_id,
+                             started=prov_started)
+        record.invalidate(previous.get("refs", {}))
+        restore_history(work, previous.get("history", {}))
+        result = _write_scan(src, source, work, key, file_sha, config, engine, record, previous.get("uuid"))
     except InputError:
         _discard_partial(store)
         raise
@@ -158,20 +173,32 @@ def ingest(source: str | Path, store: str, config: IngestConfig | None = None,
         if target.exists():
             shutil.rmtree(target)
         Path(work).rename(target)
-        result = _with_store(result, store, target)
-    return IngestResult(**{**asdict(result), "seconds": time.perf_counter() - started})
+    return IngestResult(**{**asdict(result), "store": store, "provenance": join(store, result.provenance or ""),
+                           "seconds": time.perf_counter() - started})
+
+
+def _previous_store(store: str) -> dict[str, Any]:
+    """What a forced re-ingest keeps of the store it replaces: its UUID, its history, the outputs it invalidates."""
+    try:
+        attrs = dict(zarr.open_group(store, mode="r").attrs.get(STORE_ATTR) or {})
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError):
+        attrs = {}
+    refs: dict[str, Any] = {}
+    for group in ("scan", "damage", "mask_edited", "restored"):
+        refs.update(marker_refs(group_info(store, group)))
+    return {"uuid": attrs.get("uuid"), "history": read_history(store), "refs": refs}
 
 
 def _write_scan(src: ScanSource, source: Path, work: str, key: str, file_sha: str, config: IngestConfig,
-                engine: EngineConfig, run_id: str | None) -> IngestResult:
+                engine: EngineConfig, record: StageRecord, store_uuid: str | None) -> IngestResult:
     height, width, channels = src.shape
     levels = level_shapes(height, width, channels, config.top_level_max_side)
-    record = StageRecord("ingest", {**asdict(config), "source": str(source)}, run_id=run_id)
-    record.used("source", **file_entity(source, file_sha), format=src.format)
     ledger = Ledger(work, "ingest", key)
     done = ledger.start()
     root = zarr.open_group(work, mode="a")
-    root.attrs["retouch_store"] = {"version": __version__}
+    uuid_now = (root.attrs.get(STORE_ATTR) or {}).get("uuid")  # a resumed ingest keeps the UUID it minted
+    root.attrs[STORE_ATTR] = {"version": __version__, "uuid": store_uuid or uuid_now or str(uuid.uuid4())}
+    record.use_file("source", source, file_sha, format=src.format)
     if done and SCAN_GROUP in root:
         group = root[SCAN_GROUP]
     else:
@@ -191,7 +218,11 @@ def _write_scan(src: ScanSource, source: Path, work: str, key: str, file_sha: st
         level0.update(result)
     digests = {"0": level0, **build_pyramid_levels(group, levels, config.chunk, ledger, done, engine,
                                                    f"ingest {source.name}")}
-    combined = {path: combine_digests(d) for path, d in digests.items()}
+    combined = {level.path: record.generated_array(group[level.path], f"{SCAN_GROUP}/{level.path}",
+                                                   digests[level.path],
+                                                   ["source"] if level.path == "0" else [f"{SCAN_GROUP}/0"])
+                for level in levels}
+    prov_doc = record.write()
     info = {
         "stage": "ingest",
         "key": key,
@@ -201,27 +232,14 @@ def _write_scan(src: ScanSource, source: Path, work: str, key: str, file_sha: st
         "source_metadata": src.metadata,
         "digests": combined,
         "chunk": config.chunk,
+        "params": asdict(config),
         "version": __version__,
     }
-    record.generated(f"{SCAN_GROUP}/0", path=f"{SCAN_GROUP}/0", shape=list(levels[0].shape),
-                     dtype=str(src.dtype), sha256_chunks=combined["0"])
-    for level in levels[1:]:
-        record.generated(f"{SCAN_GROUP}/{level.path}", derived_from=[f"{SCAN_GROUP}/0"],
-                         path=f"{SCAN_GROUP}/{level.path}", shape=list(level.shape), dtype=str(src.dtype),
-                         sha256_chunks=combined[level.path])
-    prov_url = record.write(work)
-    mark_complete(group, {**info, "provenance": prov_url.rsplit("/", 2)[-2] + "/" + prov_url.rsplit("/", 1)[-1]})
+    mark_complete(group, {**info, "provenance": prov_doc, "prov": record.marker(prov_doc)})
     ledger.clear()
     return IngestResult(store=work, skipped=False, shape=levels[0].shape, dtype=str(src.dtype),
-                        levels=len(levels), digest=combined["0"], key=key, provenance=prov_url,
+                        levels=len(levels), digest=combined["0"], key=key, provenance=prov_doc,
                         resumed_tasks=len(done), source_metadata=src.metadata)
-
-
-def _with_store(result: IngestResult, store: str, target: Path) -> IngestResult:
-    prov = result.provenance
-    if prov:
-        prov = str(target / "provenance" / Path(prov).name)
-    return IngestResult(**{**asdict(result), "store": store, "provenance": prov})
 
 
 def _skipped_result(store: str, info: dict[str, Any]) -> IngestResult:
@@ -229,7 +247,8 @@ def _skipped_result(store: str, info: dict[str, Any]) -> IngestResult:
     level0 = group["0"]
     return IngestResult(store=store, skipped=True, shape=tuple(level0.shape), dtype=str(level0.dtype),
                         levels=len(info.get("digests", {})), digest=info["digests"]["0"], key=info["key"],
-                        provenance=info.get("provenance"), source_metadata=info.get("source_metadata", {}))
+                        provenance=document_url(store, info.get("provenance")),
+                        source_metadata=info.get("source_metadata", {}))
 
 
 def _discard_partial(store: str) -> None:

@@ -26,14 +26,14 @@ from pipeline.engine.runner import EngineConfig
 from pipeline.engine.tiling import ChunkJob, ModelCache, regions_with_coverage, run_chunks, torch_threads_per_worker
 from pipeline.io.store import (
     block_digest,
-    combine_digests,
     create_pyramid,
     group_info,
+    join,
     levels_like,
     mark_complete,
     open_complete,
 )
-from pipeline.provenance import StageRecord, file_entity
+from pipeline.provenance import StageRecord, document_url, input_ref, marker_refs, now_iso, weights_ref
 from pipeline.stages.detect import StageResult, check_device, default_manifest
 
 RESTORED_GROUP = "restored"
@@ -74,20 +74,30 @@ class _InpaintChunk:
                             dilate=self.config.dilate)
         halo = self.config.halo
         core = hole[halo : hole.shape[0] - halo, halo : hole.shape[1] - halo]
-        return [np.ascontiguousarray(np.moveaxis(out, -1, 0))], {"hole_pixels": int(core.sum())}
+        changed = (out != image).any(axis=-1)[halo : hole.shape[0] - halo, halo : hole.shape[1] - halo]
+        return [np.ascontiguousarray(np.moveaxis(out, -1, 0))], {"hole_pixels": int(core.sum()),
+                                                                "changed_pixels": int(changed.sum())}
 
 
 def _copy_chunk(scan: np.ndarray, mask: np.ndarray) -> tuple[list[np.ndarray], dict[str, Any]]:
     """An undamaged chunk: the scan's pixels, unchanged."""
-    return [scan], {"hole_pixels": 0}
+    return [scan], {"hole_pixels": 0, "changed_pixels": 0}
 
 
 def write_edited_mask(store: str, mask_path: Path, height: int, width: int, chunk: int,
-                      engine: EngineConfig) -> str:
-    """Store a conservator's mask as `mask_edited/` (labels pyramid, nonzero = fill); returns its digest."""
+                      engine: EngineConfig, record: StageRecord) -> str:
+    """Store a conservator's mask as `mask_edited/` (labels pyramid, nonzero = fill); returns its digest.
+
+    `record` (the inpaint run) reads the mask file and generates the `mask_edited/` arrays.
+    """
     from pipeline.io.edited_mask import EditedMask
 
     mask = EditedMask(mask_path, (height, width))  # InputError names the file on a bad mask
+    record.invalidate(marker_refs(group_info(store, EDITED_MASK_GROUP)))
+    if mask_path.is_file():
+        record.use_file("mask file", mask_path)
+    else:  # a Zarr folder: named, its content digested below as mask_edited/0
+        record.use("mask file", {"id": f"store:input/mask@{record.activity}", "attrs": {"file": mask_path.name}})
     root = zarr.open_group(store, mode="a")
     levels = levels_like(open_complete(store, "scan"), 1)
     group = create_pyramid(root, EDITED_MASK_GROUP, levels, np.uint8, chunk)
@@ -102,11 +112,14 @@ def write_edited_mask(store: str, mask_path: Path, height: int, width: int, chun
     finally:
         mask.close()
     ledger = Ledger(store, "mask-edited", "pyramid")
-    build_pyramid_levels(group, levels, chunk, ledger, ledger.start(), engine, "edited mask", "max")
+    per_level = build_pyramid_levels(group, levels, chunk, ledger, ledger.start(), engine, "edited mask", "max")
     ledger.clear()
-    digest = combine_digests(digests)
-    mark_complete(group, {"stage": "mask-edited", "source": str(mask_path), "digests": {"0": digest},
-                          "source_file": file_entity(mask_path) if mask_path.is_file() else str(mask_path)})
+    path0 = f"{EDITED_MASK_GROUP}/0"
+    digest = record.generated_array(level0, path0, digests, ["mask file"])
+    for path, chunk_digests in per_level.items():
+        record.generated_array(group[path], f"{EDITED_MASK_GROUP}/{path}", chunk_digests, [path0])
+    mark_complete(group, {"stage": "mask-edited", "source": mask_path.name, "digests": {"0": digest},
+                          "prov": record.marker(record.document_path)})
     return digest
 
 
@@ -136,24 +149,37 @@ def inpaint_store(store: str, config: InpaintStageConfig | None = None, engine: 
     check_device(config.device)
     engine = engine or EngineConfig()
     started = time.perf_counter()
+    params = {k: v for k, v in asdict(config).items() if k != "manifest"}
+    record = StageRecord("inpaint", store, {**params, "mask": Path(mask).name if mask else "damage/labels"},
+                         run_id=run_id, started=now_iso())
     scan = open_complete(store, "scan")
     scan_info = group_info(store, "scan")
     level0 = scan["0"]
     c, height, width = level0.shape
     chunk = level0.chunks[1]
     if mask is not None:
-        mask_digest = write_edited_mask(store, Path(mask), height, width, chunk, engine)
+        mask_digest = write_edited_mask(store, Path(mask), height, width, chunk, engine, record)
         mask_group, mask_name = open_complete(store, EDITED_MASK_GROUP), EDITED_MASK_GROUP
+        mask_ref = record.outputs[f"{EDITED_MASK_GROUP}/0"]
     else:
         damage = open_complete(store, "damage")
-        mask_digest = group_info(store, "damage")["digests"]["labels/0"]
+        damage_info = group_info(store, "damage")
+        mask_digest = damage_info["digests"]["labels/0"]
         mask_group, mask_name = damage["labels"], "damage/labels"
+        mask_ref = input_ref(damage_info, "damage/labels/0", mask_digest)
     entry = get_entry(config.weights, Path(config.manifest))
     key = inpaint_key(scan_info["digests"]["0"], mask_digest, config, entry.sha256)
     existing = group_info(store, RESTORED_GROUP)
     if existing and existing.get("key") == key and not force:
+        if mask is not None:  # the edited mask was written again: its record says so
+            record.write()
         return StageResult("inpaint", store, True, key, existing["digests"], existing["summary"],
-                           existing.get("provenance"), time.perf_counter() - started)
+                           document_url(store, existing.get("provenance")), time.perf_counter() - started)
+    record.invalidate(marker_refs(existing))
+    record.use("scan/0", input_ref(scan_info, "scan/0", scan_info["digests"]["0"]))
+    if mask is None:
+        record.use("mask", mask_ref)
+    record.use("weights", weights_ref(entry.name, entry.sha256, entry.architecture, entry.file))
     ledger = Ledger(store, "inpaint", key)
     done = ledger.start()
     root = zarr.open_group(store, mode="a")
@@ -174,27 +200,26 @@ def inpaint_store(store: str, config: InpaintStageConfig | None = None, engine: 
     copy = ChunkJob([level0, mask_group["0"]], [group["0"]], _copy_chunk, 0, chunk)
     records = run_chunks(fill, damaged, ledger, done, "inpaint (damaged chunks)", engine)
     records.update(run_chunks(copy, clean, ledger, done, "inpaint (copy clean chunks)", engine))
-    digests = {"0": combine_digests({cid: r["digests"][0] for cid, r in records.items()})}
+    mask_source = f"{EDITED_MASK_GROUP}/0" if mask is not None else "mask"
+    chunk_digests0 = {cid: r["digests"][0] for cid, r in records.items()}
+    digests = {"0": record.generated_array(group["0"], "restored/0", chunk_digests0,
+                                           ["scan/0", mask_source, "weights"])}
     for path, chunk_digests in build_pyramid_levels(group, levels, chunk, ledger, done, engine,
                                                     "inpaint pyramid").items():
-        digests[path] = combine_digests(chunk_digests)
+        digests[path] = record.generated_array(group[path], f"{RESTORED_GROUP}/{path}", chunk_digests, ["restored/0"])
     summary = {"chunks_total": len(damaged) + len(clean), "chunks_inpainted": len(damaged),
                "chunks_copied": len(clean), "mask": mask_name,
-               "hole_pixels": sum(r["facts"]["hole_pixels"] for r in records.values())}
-    record = StageRecord("inpaint", {**asdict(config), "weights_sha256": entry.sha256,
-                                     "mask": str(mask) if mask else mask_name}, run_id=run_id)
-    record.used("scan/0", path="scan/0", sha256_chunks=scan_info["digests"]["0"])
-    record.used(f"{mask_name}/0", path=f"{mask_name}/0", sha256_chunks=mask_digest)
-    record.used(f"weights/{entry.name}", file=entry.file, sha256=entry.sha256, architecture=entry.architecture)
-    record.generated("restored/0", path="restored/0", sha256_chunks=digests["0"], shape=list(level0.shape),
-                     dtype=str(level0.dtype))
-    prov = record.write(store)
+               "hole_pixels": sum(r["facts"]["hole_pixels"] for r in records.values()),
+               "pixels_changed": sum(r["facts"].get("changed_pixels", 0) for r in records.values())}
+    prov = record.write()
     mark_complete(group, {"stage": "inpaint", "key": key, "digests": digests, "summary": summary,
                           "weights": entry.name, "weights_sha256": entry.sha256, "mask": mask_name,
-                          "mask_digest": mask_digest, "provenance": prov,
-                          "params": {k: v for k, v in asdict(config).items() if k != "manifest"}})
+                          "mask_digest": mask_digest, "provenance": prov, "prov": record.marker(prov),
+                          "inpainted_chunks": sorted(f"{r[0] // chunk}-{r[2] // chunk}" for r in damaged),
+                          "params": params})
     ledger.clear()
     ModelCache.clear()
     resumed = sum(1 for task_id in done if task_id.startswith("0-"))
-    return StageResult("inpaint", store, False, key, digests, summary, prov, time.perf_counter() - started,
+    return StageResult("inpaint", store, False, key, digests, summary, join(store, prov),
+                       time.perf_counter() - started,
                        chunks_run=len(damaged) - resumed, chunks_resumed=resumed, chunks_copied=len(clean))
