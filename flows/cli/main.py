@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from flows.cli import catalog, detector, inpainter, ops, stages
+from flows.cli import catalog, detector, inpainter, ops, review, stages
 from flows.settings import configure_prefect
 
 app = typer.Typer(help="Retouch: find and fill damage in digitized paintings, with provenance.",
@@ -28,3 +28,4 @@ catalog.register(catalog_app)
 detector.register(train_app, evaluate_app)
 inpainter.register(train_app, evaluate_app)
 ops.register(app)
+review.register(app)

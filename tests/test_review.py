@@ -1,0 +1,163 @@
+"""The review server: IIIF Image API 3 from the store's pyramids, and saving brush strokes (mask_edited, scribbles)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+from PIL import Image
+from review_store import HEIGHT, WIDTH, damage_labels, make_store
+from starlette.testclient import TestClient
+
+from pipeline.io.store import downsample2, group_info
+from pipeline.review.app import create_app
+from pipeline.review.edits import Stroke, stroke_coverage
+from pipeline.review.iiif import IIIFError, Request, choose_level, parse_region, parse_size
+from pipeline.review.images import read_window
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return make_store(tmp_path_factory.mktemp("review"))
+
+
+@pytest.fixture()
+def client(store: str) -> TestClient:
+    return TestClient(create_app(store))
+
+
+def _image(response) -> np.ndarray:
+    assert response.status_code == 200, response.text
+    return np.asarray(Image.open(io.BytesIO(response.content)))
+
+
+def test_info_json_describes_the_pyramid(client: TestClient) -> None:
+    info = client.get("/iiif/scan/info.json").json()
+    assert info["type"] == "ImageService3" and info["profile"] == "level1"
+    assert info["protocol"] == "http://iiif.io/api/image"
+    assert info["id"].endswith("/iiif/scan")
+    assert (info["width"], info["height"]) == (WIDTH, HEIGHT)
+    assert info["tiles"][0]["scaleFactors"] == [1, 2, 4, 8]
+    assert {"width": 88, "height": 63} in info["sizes"] and {"width": WIDTH, "height": HEIGHT} in info["sizes"]
+    assert client.get("/iiif/damage/info.json").json()["preferredFormats"] == ["png"]
+    assert client.get("/iiif/nothing/info.json").status_code == 404
+
+
+def test_sixteen_bit_scan_is_shown_in_eight_bits(client: TestClient) -> None:
+    pixels = _image(client.get("/iiif/scan/full/max/0/default.png"))
+    assert pixels.shape == (HEIGHT, WIDTH, 3) and pixels.dtype == np.uint8
+    assert (pixels[:, :, 0] == 255).all() and pixels[:, :, 1].max() > 200 and pixels[:, :, 1].min() < 50
+
+
+def test_region_and_size_arithmetic_at_the_borders() -> None:
+    assert parse_region("full", WIDTH, HEIGHT) == (0, 0, WIDTH, HEIGHT)
+    assert parse_region("600,400,200,200", WIDTH, HEIGHT) == (600, 400, 100, 100)  # clipped at the border
+    assert parse_region("pct:50,50,100,100", WIDTH, HEIGHT) == (350, 250, 350, 250)
+    assert parse_region("square", WIDTH, HEIGHT) == (100, 0, 500, 500)
+    assert parse_size("50,", 100, 100) == (50, 50)
+    assert parse_size(",25", 100, 50) == (50, 25)
+    assert parse_size("pct:50", 700, 500) == (350, 250)
+    assert parse_size("!100,100", 700, 500) == (100, 71)
+    assert parse_size("max", 700, 500) == (700, 500)
+    assert parse_size("^1400,", 700, 500) == (1400, 1000)
+    for region in ("700,0,10,10", "0,0,0,10", "a,b,c,d", "pct:x"):
+        with pytest.raises(IIIFError):
+            parse_region(region, WIDTH, HEIGHT)
+    for size in ("800,", "0,", ",", "pct:0", "!100,", "big", "^9000,"):
+        with pytest.raises(IIIFError):
+            parse_size(size, 700, 500)
+
+
+def test_border_tile_has_the_clipped_size(client: TestClient) -> None:
+    assert _image(client.get("/iiif/scan/512,256,512,512/94,/0/default.png")).shape == (122, 94, 3)
+    assert _image(client.get("/iiif/damage/512,256,512,512/94,/0/default.png")).shape == (122, 94, 4)
+
+
+def test_bad_requests_are_answered_400_with_the_reason(client: TestClient) -> None:
+    cases = {"full/max/90/default.jpg": "rotation", "full/max/0/gray.jpg": "quality",
+             "full/max/0/default.gif": "format", "full/9999,/0/default.jpg": "larger than the region",
+             "800,0,10,10/max/0/default.jpg": "outside", "full/abc/0/default.jpg": "size"}
+    for path, reason in cases.items():
+        response = client.get(f"/iiif/scan/{path}")
+        assert response.status_code == 400 and reason in response.text, (path, response.text)
+
+
+def test_zoomed_out_requests_read_a_coarse_level_only(client: TestClient) -> None:
+    source = client.app.state.images.get("scan")
+    scales = list(source.scales)
+    request = Request(0, 0, WIDTH, HEIGHT, 88, 63, "default", "jpg")
+    assert choose_level(scales, request) == 3
+    assert choose_level(scales, Request(0, 0, 512, 512, 200, 200, "default", "jpg")) == 1  # 2.56 -> factor 2
+    assert choose_level(scales, Request(0, 0, 512, 512, 512, 512, "default", "jpg")) == 0
+    for out in (88, 175, 300, 700):  # the window read is never more than twice the output per side
+        block, _ = read_window(source, Request(0, 0, WIDTH, HEIGHT, out, round(out * HEIGHT / WIDTH), "d", "jpg"))
+        assert block.shape[2] <= 2 * out
+
+
+def test_damage_overlay_is_red_and_cyan_on_transparent(client: TestClient) -> None:
+    rgba = _image(client.get("/iiif/damage/full/max/0/default.png"))
+    assert tuple(rgba[100, 300]) == (230, 40, 40, 255) and tuple(rgba[320, 320]) == (40, 210, 230, 255)
+    assert rgba[200, 200, 3] == 0
+    only_loss = _image(client.get("/iiif/damage-paint_loss/full/max/0/default.png"))
+    assert only_loss[100, 300, 3] == 0 and only_loss[320, 320, 3] == 255
+    small = _image(client.get("/iiif/damage/full/88,/0/default.png"))  # a 1-px crack survives downsampling
+    assert (small[:, :, 3] > 0).sum(axis=1).max() >= 70
+
+
+def _save(client: TestClient, target: str, strokes: list[dict], version: str | None = None):
+    version = version or client.get("/api/meta").json()["versions"][target]
+    return client.post("/api/save", json={"target": target, "base_version": version, "strokes": strokes})
+
+
+def test_save_writes_mask_edited_exactly_under_the_stroke(tmp_path: Path) -> None:
+    store = make_store(tmp_path)
+    client = TestClient(create_app(store))
+    damage_before = group_info(store, "damage")["digests"]["labels/0"]
+    stroke = {"value": 2, "radius": 6, "points": [[100, 200], [260, 230], [400, 205]]}
+    response = _save(client, "mask_edited", [stroke, {"value": 1, "erase": True, "radius": 20, "points": [[600, 100]]}])
+    assert response.status_code == 200, response.text
+    edited = zarr.open_group(store, mode="r", path="mask_edited")
+    expected = damage_labels()
+    expected[stroke_coverage(Stroke(2, False, 6, tuple(map(tuple, stroke["points"]))), 0, HEIGHT, 0, WIDTH)] = 2
+    erased = stroke_coverage(Stroke(1, True, 20, ((600.0, 100.0),)), 0, HEIGHT, 0, WIDTH)
+    expected[erased & (expected == 1)] = 0
+    np.testing.assert_array_equal(edited["0"][0], expected)
+    assert expected[100, 590:611].max() == 0 and expected[100, 570] == 1  # the eraser took only its disc
+    level = expected[None]
+    for path in ("1", "2", "3"):  # the pyramid is rebuilt under the strokes as the stages build it
+        level = downsample2(level, "max")
+        np.testing.assert_array_equal(edited[path][:], level)
+    assert group_info(store, "damage")["digests"]["labels/0"] == damage_before  # damage/ untouched
+    marker = group_info(store, "mask_edited")
+    assert marker["base_digest"] == damage_before and marker["base"] == "damage/labels"
+    assert marker["pixels_changed"]["paint_loss"]["added"] == int((expected == 2).sum() - (damage_labels() == 2).sum())
+    assert marker["pixels_changed"]["craquelure"]["removed"] > 30
+    assert Path(marker["provenance"]).is_file()
+    assert _image(client.get("/iiif/mask_edited/full/max/0/default.png"))[230, 260, 3] == 255
+
+
+def test_a_save_from_an_old_version_is_refused_409(tmp_path: Path) -> None:
+    store = make_store(tmp_path)
+    client = TestClient(create_app(store))
+    start = client.get("/api/meta").json()["versions"]["mask_edited"]
+    assert _save(client, "mask_edited", [{"value": 1, "radius": 3, "points": [[10, 10]]}], start).status_code == 200
+    first = zarr.open_group(store, mode="r", path="mask_edited")["0"][:]
+    second = _save(client, "mask_edited", [{"value": 2, "radius": 3, "points": [[50, 50]]}], start)
+    assert second.status_code == 409 and "changed since" in second.text
+    np.testing.assert_array_equal(zarr.open_group(store, mode="r", path="mask_edited")["0"][:], first)
+    bad = _save(client, "mask_edited", [{"value": 3, "radius": 3, "points": [[5, 5]]}])
+    assert bad.status_code == 400 and "value 3" in bad.text
+
+
+def test_scribbles_hold_the_adapt_labels(tmp_path: Path) -> None:
+    store = make_store(tmp_path)
+    client = TestClient(create_app(store))
+    strokes = [{"value": 3, "radius": 2, "points": [[20, 400], [200, 400]]},
+               {"value": 1, "radius": 1, "points": [[300, 100], [320, 100]]}]
+    assert _save(client, "scribbles", strokes).status_code == 200
+    scribbles = zarr.open_group(store, mode="r", path="scribbles")["0"][0]
+    assert set(np.unique(scribbles)) == {0, 1, 3} and scribbles[400, 100] == 3 and scribbles[100, 310] == 1
+    assert group_info(store, "mask_edited") is None
