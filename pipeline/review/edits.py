@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 import zarr
-from PIL import Image, ImageDraw
 
 from pipeline.io.locking import store_lock
 from pipeline.io.store import (
@@ -39,11 +38,10 @@ from pipeline.io.store import (
     open_complete,
 )
 from pipeline.provenance import StageRecord
-from pipeline.review.images import label_digest, label_pyramid
+from pipeline.review.images import SCRIBBLE_GROUP, label_digest, label_pyramid
 from pipeline.stages.detect import CLASSES
 from pipeline.stages.inpaint_stage import EDITED_MASK_GROUP
 
-SCRIBBLE_GROUP = "scribbles"
 TARGET_VALUES = {EDITED_MASK_GROUP: (1, 2), SCRIBBLE_GROUP: (1, 2, 3)}
 SCRIBBLE_NAMES = {1: "craquelure", 2: "paint_loss", 3: "clean"}
 MAX_POINTS = 200_000  # one save; a stroke's points are its pointer positions, far fewer in practice
@@ -99,16 +97,26 @@ def parse_strokes(payload: Any, target: str) -> list[Stroke]:
 
 
 def stroke_coverage(stroke: Stroke, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
-    """(y1-y0, x1-x0) bool: the pixels of the window the round brush covers along the stroke."""
-    canvas = Image.new("1", (x1 - x0, y1 - y0), 0)
-    draw = ImageDraw.Draw(canvas)
+    """(y1-y0, x1-x0) bool: the pixels of the window whose centre lies within `radius` of the stroke's path.
+
+    Pixel (y, x) spans [x, x+1) x [y, y+1) (as OpenSeadragon's image coordinates), so its centre is
+    (x + 0.5, y + 0.5); the test is exact and independent of the window, so chunk borders show no seam.
+    """
+    covered = np.zeros((y1 - y0, x1 - x0), bool)
     r = stroke.radius
-    pts = [(x - x0, y - y0) for x, y in stroke.points]
-    if len(pts) > 1:
-        draw.line(pts, fill=1, width=max(1, round(2 * r)))
-    for x, y in pts:  # round caps and joints
-        draw.ellipse((x - r, y - r, x + r, y + r), fill=1)
-    return np.asarray(canvas, dtype=bool)
+    points = stroke.points if len(stroke.points) > 1 else stroke.points * 2
+    for (ax, ay), (bx, by) in zip(points[:-1], points[1:], strict=False):
+        wy0, wy1 = max(y0, int(np.floor(min(ay, by) - r)) - 1), min(y1, int(np.ceil(max(ay, by) + r)) + 1)
+        wx0, wx1 = max(x0, int(np.floor(min(ax, bx) - r)) - 1), min(x1, int(np.ceil(max(ax, bx) + r)) + 1)
+        if wy0 >= wy1 or wx0 >= wx1:
+            continue
+        ys = np.arange(wy0, wy1, dtype=np.float64)[:, None] + 0.5
+        xs = np.arange(wx0, wx1, dtype=np.float64)[None, :] + 0.5
+        dx, dy = bx - ax, by - ay
+        t = np.clip(((xs - ax) * dx + (ys - ay) * dy) / max(dx * dx + dy * dy, 1e-12), 0.0, 1.0)
+        near = np.hypot(xs - (ax + t * dx), ys - (ay + t * dy)) <= r
+        covered[wy0 - y0 : wy1 - y0, wx0 - x0 : wx1 - x0] |= near
+    return covered
 
 
 def apply_strokes(block: np.ndarray, strokes: list[Stroke], y0: int, x0: int) -> np.ndarray:

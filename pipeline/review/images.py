@@ -4,6 +4,10 @@
     damage                            detected labels as an RGBA overlay: craquelure red, paint loss cyan
     damage-craquelure, -paint_loss    one class each (the page shows each with its own toggle and opacity)
     mask_edited[-<class>]             the conservator's corrected map, the same colours, when it exists
+    scribbles                         the strokes for `adapt`: craquelure red, paint loss cyan, clean green
+
+A name may carry a version after `~` (`mask_edited~1a2b`): ignored here, it gives the page new tile URLs
+after a save, so no cached tile of the old map is shown.
 
 A request reads only the window of one level (at most about twice the output side per axis, see
 `iiif.choose_level`), so memory per request is bounded by the output size, not by the image size.
@@ -26,6 +30,8 @@ from pipeline.stages.export import OVERLAY_COLOURS, to_rgb8
 from pipeline.stages.inpaint_stage import EDITED_MASK_GROUP
 
 LABEL_SOURCES = {"damage": DAMAGE_GROUP, "mask_edited": EDITED_MASK_GROUP}
+SCRIBBLE_GROUP = "scribbles"
+COLOURS = {**OVERLAY_COLOURS, 3: (60, 200, 80)}  # 3 = clean (scribbles only)
 
 
 def label_pyramid(store: str, name: str) -> zarr.Group:
@@ -94,6 +100,9 @@ class ReviewImages:
             sources[name] = ImageSource(arrays, scales, (1, 2))
             for value, cls in enumerate(CLASSES, start=1):
                 sources[f"{name}-{cls}"] = ImageSource(arrays, scales, (value,))
+        if group_info(self.store, SCRIBBLE_GROUP) is not None:
+            arrays, scales = _pyramid(open_complete(self.store, SCRIBBLE_GROUP))
+            sources[SCRIBBLE_GROUP] = ImageSource(arrays, scales, (1, 2, 3))
         with self._lock:
             self._sources = sources
 
@@ -103,7 +112,7 @@ class ReviewImages:
 
     def get(self, name: str) -> ImageSource | None:
         with self._lock:
-            return self._sources.get(name)
+            return self._sources.get(name.split("~", 1)[0])
 
 
 def read_window(source: ImageSource, request: Request) -> tuple[np.ndarray, int]:
@@ -122,7 +131,7 @@ def render(source: ImageSource, request: Request) -> bytes:
         rgba = np.zeros((request.height, request.width, 4), np.uint8)
         for value in source.overlay_classes:  # box-filtered coverage > 0: a 1-px crack stays visible
             present = Image.fromarray(np.where(block[0] == value, 255, 0).astype(np.uint8))
-            rgba[np.asarray(present.resize(size, Image.Resampling.BOX)) > 0] = (*OVERLAY_COLOURS[value], 255)
+            rgba[np.asarray(present.resize(size, Image.Resampling.BOX)) > 0] = (*COLOURS[value], 255)
         image = Image.fromarray(rgba, "RGBA")
         if request.format == "jpg":  # JPEG has no transparency: the overlay on black
             image = image.convert("RGB")

@@ -8,7 +8,8 @@ from typing import Any
 
 from pipeline.io.store import fs_and_path, group_info, join
 from pipeline.provenance import list_documents
-from pipeline.review.edits import SCRIBBLE_GROUP, current_version
+from pipeline.review.edits import current_version
+from pipeline.review.images import SCRIBBLE_GROUP
 from pipeline.stages.inpaint_stage import EDITED_MASK_GROUP
 
 STAGE_GROUPS = ("scan", "damage", "restored", EDITED_MASK_GROUP, SCRIBBLE_GROUP)
