@@ -33,9 +33,10 @@ def review_command(
 
     import uvicorn
 
+    from flows.review import review_jobs
     from pipeline.review.app import create_app
 
-    app = create_app(store, catalog)  # StoreError (one line, exit 2) without a scan
+    app = create_app(store, catalog, review_jobs(store))  # StoreError (one line, exit 2) without a scan
     with socket.socket() as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:

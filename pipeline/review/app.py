@@ -26,7 +26,8 @@ from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from pipeline.io.store import StoreError, local_path
+from pipeline.errors import InputError
+from pipeline.io.store import local_path
 from pipeline.review.edits import EditConflict, EditError, parse_strokes, save_strokes
 from pipeline.review.iiif import FORMATS, IIIFError, info_json, parse_request
 from pipeline.review.images import ReviewImages, render
@@ -95,7 +96,7 @@ def create_app(store: str, catalog: Path | None = None, jobs: Any = None) -> Sta
             marker = await run_in_threadpool(save_strokes, store, target, strokes, base_version)
         except EditConflict as exc:
             return _bad(str(exc), 409)
-        except (EditError, StoreError) as exc:
+        except (EditError, InputError) as exc:  # a store that is busy, remote or incomplete
             return _bad(str(exc))
         images.reload()
         return JSONResponse({"target": target, "version": marker["digests"]["0"],
@@ -104,7 +105,10 @@ def create_app(store: str, catalog: Path | None = None, jobs: Any = None) -> Sta
     async def inpaint(request: Request) -> Response:
         if jobs is None:
             return _bad("re-running inpainting is not enabled in this server", 404)
-        return JSONResponse(jobs.start_inpaint(), status_code=202)
+        state = await run_in_threadpool(jobs.start_inpaint)
+        if state["status"] == "refused":
+            return _bad(f"not started: {state['error']}", 409)
+        return JSONResponse(state, status_code=202)
 
     async def job(request: Request) -> Response:
         state = jobs.state(request.path_params["job_id"]) if jobs is not None else None

@@ -213,7 +213,7 @@ $("save").onclick = save;
 // ---- re-run inpainting on the edited map, with progress
 $("inpaint").onclick = async () => {
   const response = await fetch("/api/inpaint", { method: "POST" });
-  if (!response.ok) { status(`not started: ${(await response.text()).trim()}`, "error"); return; }
+  if (!response.ok) { status((await response.text()).trim(), "error"); return; }
   const job = await response.json();
   const poll = async () => {
     const s = await (await fetch(`/api/jobs/${job.id}`)).json();
