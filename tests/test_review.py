@@ -161,3 +161,26 @@ def test_scribbles_hold_the_adapt_labels(tmp_path: Path) -> None:
     scribbles = zarr.open_group(store, mode="r", path="scribbles")["0"][0]
     assert set(np.unique(scribbles)) == {0, 1, 3} and scribbles[400, 100] == 3 and scribbles[100, 310] == 1
     assert group_info(store, "mask_edited") is None
+
+
+def test_tiles_of_a_gigapixel_store_stay_within_bounded_memory(tmp_path: Path) -> None:
+    """A 40000 x 40000 RGB store (4.8 GB at level 0, unwritten chunks read as fill): a whole-image view and a
+    deep-zoom tile each allocate a few MB, because each reads one window of the level that fits."""
+    import tracemalloc
+
+    from pipeline.io.store import create_pyramid, level_shapes, mark_complete
+
+    store = str(tmp_path / "big.zarr")
+    root = zarr.open_group(store, mode="w")
+    levels = level_shapes(40_000, 40_000, 3)
+    mark_complete(create_pyramid(root, "scan", levels, np.uint8, 1024), {"digests": {"0": "x"}})
+    client = TestClient(create_app(store))
+    assert client.get("/iiif/scan/info.json").json()["tiles"][0]["scaleFactors"][-1] == 64
+    for path in ("full/1024,/0/default.jpg", "20000,20000,512,512/512,/0/default.jpg",
+                 "pct:10,10,50,50/1024,/0/default.jpg"):
+        tracemalloc.start()
+        response = client.get(f"/iiif/scan/{path}")
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert response.status_code == 200, response.text
+        assert peak < 64 * 2**20, (path, peak)
