@@ -68,6 +68,7 @@ async function showOverlays() {
     state.overlays[key] = await addImage(before, name, 0);
   }
   applyOverlayStyle();
+  applySwipe();
 }
 
 function applyOverlayStyle() {
@@ -96,12 +97,14 @@ function applyMode() {
   }
   if (!swipe) { after.viewport.zoomTo(before.viewport.getZoom(), null, true); after.viewport.panTo(before.viewport.getCenter(), true); }
 }
-function applySwipe() {
+function applySwipe() {  // restored right of the line, the damage map left of it (on the scan)
   const item = state.restoredA;
   if (!item) return;
   const size = item.getContentSize();
   const x = Math.round(size.x * $("swipe").value / 100);
+  const swipe = state.mode === "swipe";
   item.setClip(new OpenSeadragon.Rect(x, 0, size.x - x, size.y));
+  for (const overlay of Object.values(state.overlays)) overlay.setClip(swipe ? new OpenSeadragon.Rect(0, 0, x, size.y) : null);
 }
 $("mode-side").onclick = () => { state.mode = "side"; applyMode(); };
 $("mode-swipe").onclick = () => { state.mode = "swipe"; applyMode(); };
@@ -253,7 +256,7 @@ async function loadMeta() {
   }
   $("stages").innerHTML = Object.entries(meta.stages).map(([name, s]) => `<h3>${esc(name)}</h3>` + table([
     ...(s.weights ? [["weights", `${esc(s.weights)}<br>${esc((s.weights_sha256 || "").slice(0, 16))}`]] : []),
-    ...Object.entries(s.params || {}).map(([k, v]) => [esc(k), esc(JSON.stringify(v))]),
+    ...Object.entries(s.params || {}).filter(([k]) => k !== "weights").map(([k, v]) => [esc(k), esc(JSON.stringify(v))]),
     ...(s.pixels_changed ? [["changed", esc(JSON.stringify(s.pixels_changed))], ["saved", esc(s.time)]] : []),
   ])).join("");
   $("runs").innerHTML = table(meta.runs.map((r) => [esc(r.stage),
