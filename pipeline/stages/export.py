@@ -1,6 +1,7 @@
 """Export stage: the restored pyramid as a tiled pyramidal TIFF, PNG previews, a before/after page, a summary.
 
-    <out>/restored.tif          pyramidal tiled TIFF (SubIFDs), the scan's ICC profile and resolution kept
+    <out>/restored.tif          pyramidal tiled BigTIFF (levels as top-level IFDs: OpenSlide, libvips), the
+                                scan's ICC profile and resolution kept, described as a restoration (text + XMP)
     <out>/preview-scan.png      the scan, downsampled to at most `preview_max_side`
     <out>/preview-overlay.png   the scan with craquelure (red) and paint loss (cyan) overlaid
     <out>/preview-restored.png  the restored image
@@ -66,8 +67,38 @@ def _tiles(array: Any, tile: int) -> Iterator[np.ndarray]:
             yield block
 
 
-def write_pyramidal_tiff(group: Any, path: Path, tile: int, compression: str, meta: dict[str, Any]) -> None:
-    """All levels of a (c, y, x) pyramid group into one tiled TIFF: level 0, then SubIFDs."""
+def restoration_description(info: dict[str, Any]) -> str:
+    """The TIFF ImageDescription: what the file is and what made it (one line per fact, plain text)."""
+    lines = ["Digital restoration made by Retouch: NOT the original. Pixels differ from the scan only inside "
+             "the damage mask (inpainted); everywhere else they are the scan's.",
+             *(f"{key}: {value}" for key, value in info.items() if value is not None)]
+    return "\n".join(lines)
+
+
+def restoration_xmp(info: dict[str, Any]) -> bytes:
+    """An XMP packet (TIFF tag 700) with the same facts: dc:description, dc:source, xmp:CreatorTool, dates."""
+    facts = "".join(f"<retouch:{key}>{html.escape(str(value))}</retouch:{key}>"
+                    for key, value in info.items() if value is not None)
+    text = (
+        '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>'
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/" '
+        'xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmlns:retouch="https://retouch.invalid/ns/1.0/">'
+        '<dc:description><rdf:Alt><rdf:li xml:lang="x-default">Digital restoration (Retouch) derived from the '
+        f'scan with sha256 {html.escape(str(info.get("source_sha256")))}; not the original.</rdf:li></rdf:Alt>'
+        f'</dc:description><dc:source>sha256:{html.escape(str(info.get("source_sha256")))}</dc:source>'
+        f'<xmp:CreatorTool>Retouch {html.escape(str(info.get("retouch_version")))}</xmp:CreatorTool>'
+        f'<xmp:CreateDate>{html.escape(str(info.get("date")))}</xmp:CreateDate>{facts}'
+        '</rdf:Description></rdf:RDF></x:xmpmeta><?xpacket end="w"?>'
+    )
+    return text.encode("utf-8")
+
+
+def write_pyramidal_tiff(group: Any, path: Path, tile: int, compression: str, meta: dict[str, Any],
+                         description: dict[str, Any] | None = None) -> None:
+    """All levels of a (c, y, x) pyramid group into one tiled BigTIFF, each level a top-level IFD (level 0
+    first, then the reduced-resolution levels, NewSubfileType 1): the layout OpenSlide's generic tiled TIFF
+    and libvips read as a pyramid. Level 0 carries the ImageDescription and XMP of `description`."""
     levels = sorted(group.array_keys(), key=int)
     c = group[levels[0]].shape[0]
     photometric = "rgb" if c in (3, 4) else "minisblack"
@@ -76,6 +107,7 @@ def write_pyramidal_tiff(group: Any, path: Path, tile: int, compression: str, me
         "tile": (tile, tile),
         "photometric": photometric,
         "compression": None if compression == "none" else compression,
+        "metadata": None,  # no tifffile JSON: the description is ours
         **extras,
     }
     if meta.get("icc_profile_hex"):
@@ -84,14 +116,20 @@ def write_pyramidal_tiff(group: Any, path: Path, tile: int, compression: str, me
         x, y = meta["XResolution"], meta["YResolution"]
         options["resolution"] = (x[0] / x[1], y[0] / y[1])
         options["resolutionunit"] = meta.get("ResolutionUnit", 2)
+    xmp = restoration_xmp(description) if description else b""
     tmp = path.with_name(path.name + ".partial")
     with tifffile.TiffWriter(tmp, bigtiff=True) as tif:
         for index, level in enumerate(levels):
             array = group[level]
             _, h, w = array.shape
+            first = {"description": restoration_description(description),
+                     "extratags": [(700, 1, len(xmp), xmp, True)]} \
+                if index == 0 and description else {}
+            level_options = dict(options)
+            if index and "resolution" in options:  # a reduced level's pixels are 2**index times larger
+                level_options["resolution"] = tuple(r / 2**index for r in options["resolution"])
             tif.write(_tiles(array, tile), shape=(h, w, c), dtype=array.dtype,
-                      subifds=len(levels) - 1 if index == 0 else None,
-                      subfiletype=1 if index else 0, **options)
+                      subfiletype=1 if index else 0, **level_options, **first)
     tmp.replace(path)
 
 
@@ -179,7 +217,14 @@ def export(store: str, out_dir: Path, config: ExportConfig | None = None, force:
     out_dir.mkdir(parents=True, exist_ok=True)
     summary_path.unlink(missing_ok=True)  # written again last: its absence means "not complete"
     tiff_path = out_dir / "restored.tif"
-    write_pyramidal_tiff(restored, tiff_path, config.tile, config.compression, scan_info.get("source_metadata", {}))
+    facts = {"source": scan_info.get("source"), "source_sha256": scan_info.get("source_sha256"),
+             "retouch_version": __version__, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+             "inpainter": restored_info.get("weights"), "inpainter_sha256": restored_info.get("weights_sha256"),
+             "mask": restored_info.get("mask"), "mask_digest": restored_info.get("mask_digest"),
+             "detector": damage_info.get("weights"), "detector_sha256": damage_info.get("weights_sha256"),
+             "restored_digest": restored_info["digests"]["0"]}
+    write_pyramidal_tiff(restored, tiff_path, config.tile, config.compression, scan_info.get("source_metadata", {}),
+                         facts)
     level = preview_level(scan, config.preview_max_side)
     scan_rgb = to_rgb8(np.asarray(scan[level]))
     labels_level = level if level in damage["labels"].array_keys() else sorted(damage["labels"].array_keys())[-1]
