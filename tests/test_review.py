@@ -184,3 +184,26 @@ def test_tiles_of_a_gigapixel_store_stay_within_bounded_memory(tmp_path: Path) -
         tracemalloc.stop()
         assert response.status_code == 200, response.text
         assert peak < 64 * 2**20, (path, peak)
+
+
+def test_review_command_refuses_a_store_without_a_scan_in_one_line(tmp_path: Path, refused_in_one_line) -> None:
+    refused_in_one_line(["review", str(tmp_path / "nothing.zarr")], "nothing.zarr/scan: missing or incomplete")
+
+
+def test_provenance_documents_are_served_and_nothing_else(client: TestClient, store: str) -> None:
+    documents = client.get("/api/meta").json()["runs"]
+    name = documents[0]["document"]
+    assert client.get(f"/provenance/{name}").json()["activity"]
+    assert client.get("/provenance/..%2Fzarr.json").status_code == 404
+    assert client.get("/provenance/zarr.json").status_code == 404
+
+
+def test_meta_names_the_catalog_entry_of_the_ingested_file(store: str, tmp_path: Path) -> None:
+    catalog = tmp_path / "catalog.yaml"
+    source = Path(store).parent / "scan.tif"
+    catalog.write_text(f"scans:\n  - {{id: test-scan, source: {source}, title: A Title, creator: A Painter, "
+                       "date: '1630', institution: A Museum, accession_number: '1.2.3', licence: CC0}\n")
+    meta = TestClient(create_app(store, catalog)).get("/api/meta").json()
+    assert meta["catalog"]["title"] == "A Title" and meta["catalog"]["accession_number"] == "1.2.3"
+    assert meta["stages"]["damage"]["weights"] == "test" and meta["runs"][0]["stage"] == "ingest"
+    assert TestClient(create_app(store)).get("/api/meta").json()["catalog"] is None  # not in the bundled one
