@@ -207,3 +207,19 @@ def test_meta_names_the_catalog_entry_of_the_ingested_file(store: str, tmp_path:
     assert meta["catalog"]["title"] == "A Title" and meta["catalog"]["accession_number"] == "1.2.3"
     assert meta["stages"]["damage"]["weights"] == "test" and meta["runs"][0]["stage"] == "ingest"
     assert TestClient(create_app(store)).get("/api/meta").json()["catalog"] is None  # not in the bundled one
+
+
+def test_static_iiif_tiles_are_what_the_server_answers_for_the_same_urls(store: str, client: TestClient,
+                                                                        tmp_path: Path) -> None:
+    from pipeline.stages.iiif_static import write_static_iiif
+
+    damage = zarr.open_group(store, mode="r", path="damage/labels")
+    info = write_static_iiif(damage, tmp_path, "damage", tile=128, overlay=True)
+    assert info["profile"] == "level0" and info["id"] == "iiif/damage"
+    assert info["tiles"][0]["scaleFactors"] == [1, 2, 4, 8]
+    tiles = sorted((tmp_path / "iiif" / "damage").glob("*/*/0/default.png"))
+    assert len(tiles) == 24 + 6 + 2 + 1  # 6x4 at full size, 3x2, 2x1, and one whole image at 88x63
+    for path in tiles:
+        region, size = path.parts[-4], path.parts[-3]
+        served = _image(client.get(f"/iiif/damage/{region}/{size}/0/default.png"))
+        np.testing.assert_array_equal(np.asarray(Image.open(path)), served, err_msg=str(path))

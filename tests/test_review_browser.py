@@ -108,3 +108,32 @@ def test_paint_a_stroke_and_save_it_in_the_browser(served) -> None:
     covered = _distance_to_polyline(np.asarray(stroke["points"]), ys, xs) <= stroke["radius"]
     np.testing.assert_array_equal(changed, covered & (before != 2))
     assert group_info(store, "damage")["digests"]["labels/0"] != group_info(store, "mask_edited")["digests"]["0"]
+
+
+def test_the_exported_deep_zoom_page_works_from_file(tmp_path: Path) -> None:
+    """The export's static IIIF tiles and its before/after block, opened from file:// with no server: every
+    tile OpenSeadragon asks for exists (no failed load) at the whole view and zoomed in; swipe and overlay."""
+    from pipeline.stages.iiif_static import deep_zoom_section, write_static_iiif
+
+    store = make_store(tmp_path)
+    out = tmp_path / "export"
+    out.mkdir()
+    infos = {name: write_static_iiif(zarr.open_group(store, mode="r", path=path), out, name, tile=128,
+                                     overlay=name == "damage")
+             for name, path in (("scan", "scan"), ("restored", "scan"), ("damage", "damage/labels"))}
+    (out / "page.html").write_text(f"<!doctype html><html><body>{deep_zoom_section(infos, out)}</body></html>")
+    browser = Browser(tmp_path / "profile")
+    try:
+        browser.send("Page.navigate", url=(out / "page.html").as_uri())
+        browser.wait_for("typeof A === 'object' && typeof items === 'object'")
+        browser.js("window.fails = 0; for (const v of [A, B]) v.addHandler('tile-load-failed', () => fails++); 0")
+        loaded = "Object.keys(items).length === 4 && Object.values(items).every(i => i.getFullyLoaded())"
+        browser.wait_for(loaded)
+        browser.js("A.viewport.zoomTo(6, null, true); 0")
+        time.sleep(0.5)
+        browser.wait_for(loaded)
+        assert browser.js("fails") == 0 and browser.js("B.viewport.getZoom()") == 6
+        browser.js("document.getElementById('dz-swipe').click(); 0")
+        assert browser.js("items.restoredA.getOpacity()") == 1 and browser.js("items.damageA.getOpacity()") > 0
+    finally:
+        browser.close()

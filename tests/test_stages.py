@@ -162,6 +162,14 @@ def test_export_writes_pyramidal_tiff_with_icc_previews_and_summary(tmp_path: Pa
         pages = subprocess.run(["vipsheader", "-f", "n-pages", str(tmp_path / "out" / "restored.tif")],
                                capture_output=True, text=True, check=True).stdout
         assert pages.strip() == "3"
+    for name in ("scan", "restored", "damage"):  # static IIIF level-0 tiles beside the page
+        info = json.loads((tmp_path / "out" / "iiif" / name / "info.json").read_text())
+        assert (info["width"], info["height"], info["profile"]) == (260, 300, "level0")
+        fmt = "png" if name == "damage" else "jpg"  # 300 x 260 < one 512 tile: each level is one whole image
+        assert (tmp_path / "out" / "iiif" / name / "full" / "max" / "0" / f"default.{fmt}").is_file()
+        assert (tmp_path / "out" / "iiif" / name / "full" / "130,150" / "0" / f"default.{fmt}").is_file()
+    assert "openseadragon.min.js" in (tmp_path / "out" / "before-after.html").read_text()
+    assert (tmp_path / "out" / "openseadragon-LICENSE.txt").is_file()
     for name in ("preview-scan.png", "preview-overlay.png", "preview-restored.png", "before-after.html"):
         assert (tmp_path / "out" / name).stat().st_size > 0
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())

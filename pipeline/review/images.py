@@ -26,7 +26,8 @@ from PIL import Image
 from pipeline.io.store import StoreError, group_info, open_complete
 from pipeline.review.iiif import IIIFError, Request, choose_level, level_window
 from pipeline.stages.detect import CLASSES, DAMAGE_GROUP
-from pipeline.stages.export import OVERLAY_COLOURS, to_rgb8
+from pipeline.stages.export import OVERLAY_COLOURS
+from pipeline.stages.iiif_static import to_rgb8
 from pipeline.stages.inpaint_stage import EDITED_MASK_GROUP
 
 LABEL_SOURCES = {"damage": DAMAGE_GROUP, "mask_edited": EDITED_MASK_GROUP}

@@ -5,7 +5,9 @@
     <out>/preview-scan.png      the scan, downsampled to at most `preview_max_side`
     <out>/preview-overlay.png   the scan with craquelure (red) and paint loss (cyan) overlaid
     <out>/preview-restored.png  the restored image
-    <out>/before-after.html     the three previews side by side with the damage summary
+    <out>/iiif/<image>/         static IIIF level-0 tiles of scan, restored and damage (see iiif_static)
+    <out>/before-after.html     deep zoom before/after (swipe, damage overlay; works offline), the three
+                                previews and the damage summary
     <out>/summary.json          damage area per class, chunks inpainted, digests, output files, provenance
 
 The TIFF is written tile by tile from the Zarr pyramid (never the whole image in memory) under a temporary
@@ -31,6 +33,7 @@ from pipeline.io.image_io import write_png
 from pipeline.io.store import group_info, open_complete
 from pipeline.provenance import StageRecord, sha256_file
 from pipeline.stages.detect import CLASSES, StageResult
+from pipeline.stages.iiif_static import deep_zoom_section, to_rgb8, write_static_iiif
 
 OVERLAY_COLOURS = {1: (230, 40, 40), 2: (40, 210, 230)}
 
@@ -42,6 +45,8 @@ class ExportConfig:
     tile: int = 512
     preview_max_side: int = 2048
     compression: str = "zlib"
+    iiif: bool = True  # static IIIF level-0 tiles of scan, restored and the damage map, and a deep-zoom page
+    iiif_base_url: str | None = None  # where iiif/ will be published (None: ids relative to the page)
 
     def __post_init__(self) -> None:
         if self.tile % 16 or self.tile < 64:
@@ -142,15 +147,6 @@ def preview_level(group: Any, max_side: int) -> str:
     return levels[-1]
 
 
-def to_rgb8(block: np.ndarray) -> np.ndarray:
-    """(c, y, x) uint8/uint16 -> (y, x, 3) uint8 for previews (alpha dropped, grey replicated)."""
-    image = np.moveaxis(block, 0, -1)
-    if image.dtype == np.uint16:
-        image = (image >> 8).astype(np.uint8)
-    image = image[:, :, :1] if image.shape[2] in (1, 2) else image[:, :, :3]
-    return np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image
-
-
 def overlay(scan_rgb: np.ndarray, labels: np.ndarray, alpha: float = 0.65) -> np.ndarray:
     """The scan with each damage class painted over it in its colour."""
     out = scan_rgb.astype(np.float32)
@@ -168,7 +164,7 @@ def _resize_labels(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return labels[np.ix_(ys, xs)]
 
 
-def _page(title: str, summary: dict[str, Any]) -> str:
+def _page(title: str, summary: dict[str, Any], deep_zoom: str = "") -> str:
     rows = "".join(
         f"<tr><td>{html.escape(name)}</td><td>{summary['damage']['area_percent'].get(name, 0.0):.3f} %</td></tr>"
         for name in CLASSES
@@ -180,8 +176,9 @@ def _page(title: str, summary: dict[str, Any]) -> str:
     )
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:1.5em}} .row{{display:flex;gap:1em;flex-wrap:wrap}}
-figure{{margin:0;flex:1;min-width:280px}} img{{width:100%}} td{{padding:0 1em 0 0}}</style></head><body>
-<h1>{html.escape(title)}</h1><div class="row">{figures}</div>
+figure{{margin:0;flex:1;min-width:280px}} img{{width:100%}} td{{padding:0 1em 0 0}}
+.dz{{display:flex;gap:4px;height:70vh}} .dz div{{flex:1;background:#000}}</style></head><body>
+<h1>{html.escape(title)}</h1>{deep_zoom}<div class="row">{figures}</div>
 <h2>Damage found</h2><table>{rows}</table>
 <p>Only pixels inside the damage mask (dilated by {summary['inpaint'].get('dilate', 0)} px) were changed;
 every other pixel of <code>restored.tif</code> equals the scan. Provenance: {len(summary['provenance'])} PROV-JSON
@@ -246,8 +243,15 @@ def export(store: str, out_dir: Path, config: ExportConfig | None = None, force:
         "digests": {"scan/0": scan_info["digests"]["0"], "damage/labels/0": damage_info["digests"]["labels/0"],
                     "restored/0": restored_info["digests"]["0"]},
     }
+    deep_zoom = ""
+    if config.iiif:
+        infos = {name: write_static_iiif(group, out_dir, name, base_url=config.iiif_base_url,
+                                         overlay=name == "damage")
+                 for name, group in (("scan", scan), ("restored", restored), ("damage", damage["labels"]))}
+        files += [f"iiif/{name}/info.json" for name in infos]
+        deep_zoom = deep_zoom_section(infos, out_dir)
     (out_dir / "before-after.html").write_text(_page(title or Path(store).stem, {**summary, "provenance":
-                                                                                 list_documents(store)}))
+                                                                                 list_documents(store)}, deep_zoom))
     files.append("before-after.html")
     summary["files_sha256"] = {name: sha256_file(out_dir / name) for name in files}
     record = StageRecord("export", {**asdict(config), "out_dir": str(out_dir.resolve())}, run_id=run_id)
