@@ -170,6 +170,11 @@ def test_export_writes_pyramidal_tiff_with_icc_previews_and_summary(tmp_path: Pa
         assert (tmp_path / "out" / "iiif" / name / "full" / "130,150" / "0" / f"default.{fmt}").is_file()
     assert "openseadragon.min.js" in (tmp_path / "out" / "before-after.html").read_text()
     assert (tmp_path / "out" / "openseadragon-LICENSE.txt").is_file()
+    from PIL import Image
+
+    for name in ("preview-scan.png", "preview-overlay.png", "preview-restored.png"):
+        with Image.open(tmp_path / "out" / name) as preview:
+            assert preview.info["icc_profile"] == b"\x00\x00\x01\x00icc" * 20
     for name in ("preview-scan.png", "preview-overlay.png", "preview-restored.png", "before-after.html"):
         assert (tmp_path / "out" / name).stat().st_size > 0
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())

@@ -226,9 +226,11 @@ def export(store: str, out_dir: Path, config: ExportConfig | None = None, force:
     scan_rgb = to_rgb8(np.asarray(scan[level]))
     labels_level = level if level in damage["labels"].array_keys() else sorted(damage["labels"].array_keys())[-1]
     labels = _resize_labels(np.asarray(damage["labels"][labels_level][0]), scan_rgb.shape[:2])
-    write_png(out_dir / "preview-scan.png", scan_rgb)
-    write_png(out_dir / "preview-overlay.png", overlay(scan_rgb, labels))
-    write_png(out_dir / "preview-restored.png", to_rgb8(np.asarray(restored[level])))
+    icc_hex = scan_info.get("source_metadata", {}).get("icc_profile_hex")
+    icc = bytes.fromhex(icc_hex) if icc_hex else None  # the previews keep the scan's colours too
+    write_png(out_dir / "preview-scan.png", scan_rgb, icc)
+    write_png(out_dir / "preview-overlay.png", overlay(scan_rgb, labels), icc)
+    write_png(out_dir / "preview-restored.png", to_rgb8(np.asarray(restored[level])), icc)
     files = ["restored.tif", "preview-scan.png", "preview-overlay.png", "preview-restored.png"]
     summary: dict[str, Any] = {
         "store": store,
