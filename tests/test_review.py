@@ -148,6 +148,8 @@ def test_a_save_from_an_old_version_is_refused_409(tmp_path: Path) -> None:
     second = _save(client, "mask_edited", [{"value": 2, "radius": 3, "points": [[50, 50]]}], start)
     assert second.status_code == 409 and "changed since" in second.text
     np.testing.assert_array_equal(zarr.open_group(store, mode="r", path="mask_edited")["0"][:], first)
+    forged = client.post("/api/save", content=b'{"target": "mask_edited"}', headers={"content-type": "text/plain"})
+    assert forged.status_code == 415  # what another site's page could send without a preflight
     bad = _save(client, "mask_edited", [{"value": 3, "radius": 3, "points": [[5, 5]]}])
     assert bad.status_code == 400 and "value 3" in bad.text
 

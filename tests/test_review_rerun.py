@@ -54,9 +54,9 @@ def test_inpaint_uses_the_stores_own_edited_mask_in_place(tmp_path: Path, tiny_w
 def test_the_page_reruns_inpainting_on_the_edited_map(tmp_path: Path, tiny_weights: Path,
                                                       prefect_harness: None) -> None:
     store, client = _saved_store(tmp_path)
-    job = client.post("/api/inpaint").json()
+    job = client.post("/api/inpaint", json={}).json()
     assert job["status"] == "running"
-    second = client.post("/api/inpaint")  # one at a time
+    second = client.post("/api/inpaint", json={})  # one at a time
     assert second.status_code == 409 and "already going" in second.text
     deadline = time.time() + 300
     while (state := client.get(f"/api/jobs/{job['id']}").json())["status"] == "running":

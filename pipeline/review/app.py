@@ -41,6 +41,14 @@ def _bad(reason: str, status: int = 400) -> PlainTextResponse:
     return PlainTextResponse(reason + "\n", status_code=status)
 
 
+def _cross_site(request: Request) -> PlainTextResponse | None:
+    """Refuse a write that a web page of another site could send without a CORS preflight (a form or a
+    text/plain fetch): writes must be JSON, which browsers only send cross-site after a preflight we deny."""
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+        return _bad("writes must be sent as application/json", 415)
+    return None
+
+
 def create_app(store: str, catalog: Path | None = None, jobs: Any = None) -> Starlette:
     """The app for `store` (refused at once when it has no complete scan). `jobs` runs re-inpainting."""
     images = ReviewImages(store)
@@ -86,6 +94,8 @@ def create_app(store: str, catalog: Path | None = None, jobs: Any = None) -> Sta
         return FileResponse(path, media_type="application/json")
 
     async def save(request: Request) -> Response:
+        if (refused := _cross_site(request)) is not None:
+            return refused
         try:
             body = await request.json()
             target, base_version = body["target"], str(body["base_version"])
@@ -103,6 +113,8 @@ def create_app(store: str, catalog: Path | None = None, jobs: Any = None) -> Sta
                              "pixels_changed": marker["pixels_changed"], "time": marker["time"]})
 
     async def inpaint(request: Request) -> Response:
+        if (refused := _cross_site(request)) is not None:
+            return refused
         if jobs is None:
             return _bad("re-running inpainting is not enabled in this server", 404)
         state = await run_in_threadpool(jobs.start_inpaint)

@@ -215,7 +215,8 @@ $("save").onclick = save;
 
 // ---- re-run inpainting on the edited map, with progress
 $("inpaint").onclick = async () => {
-  const response = await fetch("/api/inpaint", { method: "POST" });
+  const response = await fetch("/api/inpaint", { method: "POST", headers: { "Content-Type": "application/json" },
+                                                 body: "{}" });
   if (!response.ok) { status((await response.text()).trim(), "error"); return; }
   const job = await response.json();
   const poll = async () => {
