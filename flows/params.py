@@ -75,9 +75,12 @@ class ExportParams(_Params):
                                                   "(default: beside the store, '<store>-export')")
     preview_max_side: int = Field(2048, ge=64, description="longest side of the PNG previews")
     compression: str = Field("zlib", description="TIFF compression: zlib, zstd, lzw or none")
+    iiif_base_url: str | None = Field(None, description="URL where <out_dir>/iiif/ will be published (the IIIF "
+                                                        "ids; default: relative to the before/after page)")
 
     def config(self) -> ExportConfig:
-        return ExportConfig(preview_max_side=self.preview_max_side, compression=self.compression)
+        return ExportConfig(preview_max_side=self.preview_max_side, compression=self.compression,
+                            iiif_base_url=self.iiif_base_url)
 
 
 def default_export_dir(store: str) -> str:

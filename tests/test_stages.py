@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from pipeline.engine.runner import EngineConfig
 from pipeline.engine.tiling import read_with_halo, regions_with_coverage
 from pipeline.errors import InputError
 from pipeline.io.locking import StoreBusyError, store_lock
-from pipeline.io.store import StoreError
+from pipeline.io.store import StoreError, group_info
 from pipeline.stages.detect import DetectConfig, detect
 from pipeline.stages.export import export
 from pipeline.stages.ingest import IngestConfig, ingest
@@ -146,7 +147,35 @@ def test_export_writes_pyramidal_tiff_with_icc_previews_and_summary(tmp_path: Pa
         assert series.shape == (300, 260, 3) and len(series.levels) == 3 and tif.pages[0].is_tiled
         assert tif.pages[0].tags["InterColorProfile"].value == b"\x00\x00\x01\x00icc" * 20
         restored = series.asarray()
+        description = tif.pages[0].description
+        xmp = tif.pages[0].tags["XMP"].value
+        assert len(tif.pages) == 3 and not tif.pages[0].subifds  # levels as top-level IFDs, not SubIFDs
     assert np.array_equal(restored, np.moveaxis(zarr.open_group(store, mode="r")["restored/0"][:], 0, -1))
+    scan_sha = group_info(store, "scan")["source_sha256"]
+    assert description.startswith("Digital restoration made by Retouch") and f"source_sha256: {scan_sha}" in description
+    assert b"<dc:source>sha256:" + scan_sha.encode() in bytes(xmp) and b"inpainter-pconv" in bytes(xmp)
+    import openslide
+
+    with openslide.OpenSlide(tmp_path / "out" / "restored.tif") as slide:  # a pyramid to slide viewers too
+        assert slide.level_count == 3 and slide.level_dimensions[0] == (260, 300)
+        assert slide.properties["tiff.ImageDescription"] == description
+    if shutil.which("vipsheader"):  # libvips (Debian libvips-tools) sees the three levels as pages
+        pages = subprocess.run(["vipsheader", "-f", "n-pages", str(tmp_path / "out" / "restored.tif")],
+                               capture_output=True, text=True, check=True).stdout
+        assert pages.strip() == "3"
+    for name in ("scan", "restored", "damage"):  # static IIIF level-0 tiles beside the page
+        info = json.loads((tmp_path / "out" / "iiif" / name / "info.json").read_text())
+        assert (info["width"], info["height"], info["profile"]) == (260, 300, "level0")
+        fmt = "png" if name == "damage" else "jpg"  # 300 x 260 < one 512 tile: each level is one whole image
+        assert (tmp_path / "out" / "iiif" / name / "full" / "max" / "0" / f"default.{fmt}").is_file()
+        assert (tmp_path / "out" / "iiif" / name / "full" / "130,150" / "0" / f"default.{fmt}").is_file()
+    assert "openseadragon.min.js" in (tmp_path / "out" / "before-after.html").read_text()
+    assert (tmp_path / "out" / "openseadragon-LICENSE.txt").is_file()
+    from PIL import Image
+
+    for name in ("preview-scan.png", "preview-overlay.png", "preview-restored.png"):
+        with Image.open(tmp_path / "out" / name) as preview:
+            assert preview.info["icc_profile"] == b"\x00\x00\x01\x00icc" * 20
     for name in ("preview-scan.png", "preview-overlay.png", "preview-restored.png", "before-after.html"):
         assert (tmp_path / "out" / name).stat().st_size > 0
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
@@ -199,8 +228,6 @@ def test_detect_killed_halfway_resumes_missing_chunks_to_the_same_bytes(tmp_path
         time.sleep(0.05)
     child.send_signal(signal.SIGKILL)
     child.wait()
-    from pipeline.io.store import group_info
-
     assert group_info(store, "damage") is None  # a killed stage never looks complete
     resumed = detect(store, config, one)
     assert resumed.chunks_resumed >= 4 and resumed.chunks_run + resumed.chunks_resumed == 20

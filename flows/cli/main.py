@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from flows.cli import audit, catalog, detector, inpainter, ops, stages
+from flows.cli import audit, catalog, detector, inpainter, ops, review, stages
 from flows.settings import configure_prefect
 
 app = typer.Typer(help="Retouch: find and fill damage in digitized paintings, with provenance.",
@@ -29,3 +29,4 @@ detector.register(train_app, evaluate_app)
 inpainter.register(train_app, evaluate_app)
 ops.register(app)
 audit.register(app)
+review.register(app)

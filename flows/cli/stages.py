@@ -107,13 +107,16 @@ def export_command(
     store: Annotated[str, typer.Argument(help="a store with scan/, damage/ and restored/")],
     outdir: Annotated[Path, typer.Argument(help="folder for the TIFF, previews, page and summary")],
     preview_max_side: Annotated[int, typer.Option(help="longest side of the PNG previews")] = 2048,
+    iiif_base_url: Annotated[str | None, typer.Option(help="URL where OUTDIR/iiif/ will be published (the "
+                                                           "info.json ids; default: relative to the page)")] = None,
     force: ForceOpt = False,
 ) -> None:
-    """Write the restored pyramidal TIFF, PNG previews, a before/after page and the damage summary."""
+    """Write the restored pyramidal TIFF, PNG previews, static IIIF tiles, a deep-zoom before/after page and
+    the damage summary."""
     from flows.export import export_flow
     from flows.params import ExportParams
 
-    params = ExportParams(out_dir=str(outdir), preview_max_side=preview_max_side)
+    params = ExportParams(out_dir=str(outdir), preview_max_side=preview_max_side, iiif_base_url=iiif_base_url)
     print_export(export_flow(store, params, force))
 
 

@@ -45,15 +45,21 @@ def from_float(image: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return np.clip(np.rint(image * top), 0, top).astype(dtype)
 
 
-def write_png(path: str | Path, image: np.ndarray) -> None:
-    """Write (H, W), (H, W, 1|3|4) uint8 or uint16 as PNG, atomically."""
+def write_png(path: str | Path, image: np.ndarray, icc_profile: bytes | None = None) -> None:
+    """Write (H, W), (H, W, 1|3|4) uint8 or uint16 as PNG, atomically; with `icc_profile` (8-bit images) the
+    profile goes into an iCCP chunk, so colour-managed viewers show the colours the scan has."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     array = image[:, :, 0] if image.ndim == 3 and image.shape[2] == 1 else image
     tmp = path.with_name(path.name + ".tmp.png")
-    import imagecodecs
+    if icc_profile and array.dtype == np.uint8:
+        from PIL import Image
 
-    tmp.write_bytes(imagecodecs.png_encode(np.ascontiguousarray(array)))
+        Image.fromarray(np.ascontiguousarray(array)).save(tmp, "PNG", icc_profile=icc_profile, compress_level=6)
+    else:
+        import imagecodecs
+
+        tmp.write_bytes(imagecodecs.png_encode(np.ascontiguousarray(array)))
     tmp.replace(path)
 
 

@@ -1,10 +1,13 @@
 """Export stage: the restored pyramid as a tiled pyramidal TIFF, PNG previews, a before/after page, a summary.
 
-    <out>/restored.tif          pyramidal tiled TIFF (SubIFDs), the scan's ICC profile and resolution kept
+    <out>/restored.tif          pyramidal tiled BigTIFF (levels as top-level IFDs: OpenSlide, libvips), the
+                                scan's ICC profile and resolution kept, described as a restoration (text + XMP)
     <out>/preview-scan.png      the scan, downsampled to at most `preview_max_side`
     <out>/preview-overlay.png   the scan with craquelure (red) and paint loss (cyan) overlaid
     <out>/preview-restored.png  the restored image
-    <out>/before-after.html     the three previews side by side with the damage summary
+    <out>/iiif/<image>/         static IIIF level-0 tiles of scan, restored and damage (see iiif_static)
+    <out>/before-after.html     deep zoom before/after (swipe, damage overlay; works offline), the three
+                                previews and the damage summary
     <out>/summary.json          schema 2: software, catalog entry, pixel size, damage per class, digests, each
                                 file with its sha256 and what it was made from, provenance (paths relative)
     <out>/ro-crate-metadata.json  the run as a Workflow Run RO-Crate (pipeline.crate), with provenance/ and
@@ -45,6 +48,7 @@ from pipeline.provenance import (
     store_uuid,
 )
 from pipeline.stages.detect import CLASSES, StageResult
+from pipeline.stages.iiif_static import deep_zoom_section, to_rgb8, write_static_iiif
 
 SUMMARY_SCHEMA_VERSION = 2
 CATALOG_FIELDS = ("id", "title", "creator", "date", "institution", "accession_number", "licence")
@@ -58,6 +62,8 @@ class ExportConfig:
     tile: int = 512
     preview_max_side: int = 2048
     compression: str = "zlib"
+    iiif: bool = True  # static IIIF level-0 tiles of scan, restored and the damage map, and a deep-zoom page
+    iiif_base_url: str | None = None  # where iiif/ will be published (None: ids relative to the page)
 
     def __post_init__(self) -> None:
         if self.tile % 16 or self.tile < 64:
@@ -83,8 +89,38 @@ def _tiles(array: Any, tile: int) -> Iterator[np.ndarray]:
             yield block
 
 
-def write_pyramidal_tiff(group: Any, path: Path, tile: int, compression: str, meta: dict[str, Any]) -> None:
-    """All levels of a (c, y, x) pyramid group into one tiled TIFF: level 0, then SubIFDs."""
+def restoration_description(info: dict[str, Any]) -> str:
+    """The TIFF ImageDescription: what the file is and what made it (one line per fact, plain text)."""
+    lines = ["Digital restoration made by Retouch: NOT the original. Pixels differ from the scan only inside "
+             "the damage mask (inpainted); everywhere else they are the scan's.",
+             *(f"{key}: {value}" for key, value in info.items() if value is not None)]
+    return "\n".join(lines)
+
+
+def restoration_xmp(info: dict[str, Any]) -> bytes:
+    """An XMP packet (TIFF tag 700) with the same facts: dc:description, dc:source, xmp:CreatorTool, dates."""
+    facts = "".join(f"<retouch:{key}>{html.escape(str(value))}</retouch:{key}>"
+                    for key, value in info.items() if value is not None)
+    text = (
+        '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>'
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/" '
+        'xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmlns:retouch="https://retouch.invalid/ns/1.0/">'
+        '<dc:description><rdf:Alt><rdf:li xml:lang="x-default">Digital restoration (Retouch) derived from the '
+        f'scan with sha256 {html.escape(str(info.get("source_sha256")))}; not the original.</rdf:li></rdf:Alt>'
+        f'</dc:description><dc:source>sha256:{html.escape(str(info.get("source_sha256")))}</dc:source>'
+        f'<xmp:CreatorTool>Retouch {html.escape(str(info.get("retouch_version")))}</xmp:CreatorTool>'
+        f'<xmp:CreateDate>{html.escape(str(info.get("date")))}</xmp:CreateDate>{facts}'
+        '</rdf:Description></rdf:RDF></x:xmpmeta><?xpacket end="w"?>'
+    )
+    return text.encode("utf-8")
+
+
+def write_pyramidal_tiff(group: Any, path: Path, tile: int, compression: str, meta: dict[str, Any],
+                         description: dict[str, Any] | None = None) -> None:
+    """All levels of a (c, y, x) pyramid group into one tiled BigTIFF, each level a top-level IFD (level 0
+    first, then the reduced-resolution levels, NewSubfileType 1): the layout OpenSlide's generic tiled TIFF
+    and libvips read as a pyramid. Level 0 carries the ImageDescription and XMP of `description`."""
     levels = sorted(group.array_keys(), key=int)
     c = group[levels[0]].shape[0]
     photometric = "rgb" if c in (3, 4) else "minisblack"
@@ -93,6 +129,7 @@ def write_pyramidal_tiff(group: Any, path: Path, tile: int, compression: str, me
         "tile": (tile, tile),
         "photometric": photometric,
         "compression": None if compression == "none" else compression,
+        "metadata": None,  # no tifffile JSON: the description is ours
         **extras,
     }
     if meta.get("icc_profile_hex"):
@@ -101,14 +138,20 @@ def write_pyramidal_tiff(group: Any, path: Path, tile: int, compression: str, me
         x, y = meta["XResolution"], meta["YResolution"]
         options["resolution"] = (x[0] / x[1], y[0] / y[1])
         options["resolutionunit"] = meta.get("ResolutionUnit", 2)
+    xmp = restoration_xmp(description) if description else b""
     tmp = path.with_name(path.name + ".partial")
     with tifffile.TiffWriter(tmp, bigtiff=True) as tif:
         for index, level in enumerate(levels):
             array = group[level]
             _, h, w = array.shape
+            first = {"description": restoration_description(description),
+                     "extratags": [(700, 1, len(xmp), xmp, True)]} \
+                if index == 0 and description else {}
+            level_options = dict(options)
+            if index and "resolution" in options:  # a reduced level's pixels are 2**index times larger
+                level_options["resolution"] = tuple(r / 2**index for r in options["resolution"])
             tif.write(_tiles(array, tile), shape=(h, w, c), dtype=array.dtype,
-                      subifds=len(levels) - 1 if index == 0 else None,
-                      subfiletype=1 if index else 0, **options)
+                      subfiletype=1 if index else 0, **level_options, **first)
     tmp.replace(path)
 
 
@@ -119,15 +162,6 @@ def preview_level(group: Any, max_side: int) -> str:
         if max(group[level].shape[1:]) <= max_side:
             return level
     return levels[-1]
-
-
-def to_rgb8(block: np.ndarray) -> np.ndarray:
-    """(c, y, x) uint8/uint16 -> (y, x, 3) uint8 for previews (alpha dropped, grey replicated)."""
-    image = np.moveaxis(block, 0, -1)
-    if image.dtype == np.uint16:
-        image = (image >> 8).astype(np.uint8)
-    image = image[:, :, :1] if image.shape[2] in (1, 2) else image[:, :, :3]
-    return np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image
 
 
 def overlay(scan_rgb: np.ndarray, labels: np.ndarray, alpha: float = 0.65) -> np.ndarray:
@@ -147,7 +181,7 @@ def _resize_labels(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return labels[np.ix_(ys, xs)]
 
 
-def _page(title: str, summary: dict[str, Any]) -> str:
+def _page(title: str, summary: dict[str, Any], deep_zoom: str = "") -> str:
     rows = "".join(
         f"<tr><td>{html.escape(name)}</td><td>{summary['damage']['area_percent'].get(name, 0.0):.3f} %</td></tr>"
         for name in CLASSES
@@ -159,8 +193,9 @@ def _page(title: str, summary: dict[str, Any]) -> str:
     )
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:1.5em}} .row{{display:flex;gap:1em;flex-wrap:wrap}}
-figure{{margin:0;flex:1;min-width:280px}} img{{width:100%}} td{{padding:0 1em 0 0}}</style></head><body>
-<h1>{html.escape(title)}</h1><div class="row">{figures}</div>
+figure{{margin:0;flex:1;min-width:280px}} img{{width:100%}} td{{padding:0 1em 0 0}}
+.dz{{display:flex;gap:4px;height:70vh}} .dz div{{flex:1;background:#000}}</style></head><body>
+<h1>{html.escape(title)}</h1>{deep_zoom}<div class="row">{figures}</div>
 <h2>Damage found</h2><table>{rows}</table>
 <p>Only pixels inside the damage mask (dilated by {summary['inpaint'].get('dilate', 0)} px) were changed;
 every other pixel of <code>restored.tif</code> equals the scan. Provenance: {len(summary['provenance'])} PROV-JSON
@@ -207,7 +242,14 @@ def export(store: str, out_dir: Path, config: ExportConfig | None = None, force:
     for path in levels:
         record.use(f"restored/{path}", input_ref(restored_info, f"restored/{path}", restored_info["digests"][path]))
     tiff_path = out_dir / "restored.tif"
-    write_pyramidal_tiff(restored, tiff_path, config.tile, config.compression, scan_info.get("source_metadata", {}))
+    facts = {"source": scan_info.get("source"), "source_sha256": scan_info.get("source_sha256"),
+             "retouch_version": __version__, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+             "inpainter": restored_info.get("weights"), "inpainter_sha256": restored_info.get("weights_sha256"),
+             "mask": restored_info.get("mask"), "mask_digest": restored_info.get("mask_digest"),
+             "detector": damage_info.get("weights"), "detector_sha256": damage_info.get("weights_sha256"),
+             "restored_digest": restored_info["digests"]["0"]}
+    write_pyramidal_tiff(restored, tiff_path, config.tile, config.compression, scan_info.get("source_metadata", {}),
+                         facts)
     level = preview_level(scan, config.preview_max_side)
     labels_level = level if level in damage["labels"].array_keys() else sorted(damage["labels"].array_keys())[-1]
     record.use(f"scan/{level}", input_ref(scan_info, f"scan/{level}", scan_info["digests"][level]))
@@ -215,9 +257,11 @@ def export(store: str, out_dir: Path, config: ExportConfig | None = None, force:
                                                           damage_info["digests"][f"labels/{labels_level}"]))
     scan_rgb = to_rgb8(np.asarray(scan[level]))
     labels = _resize_labels(np.asarray(damage["labels"][labels_level][0]), scan_rgb.shape[:2])
-    write_png(out_dir / "preview-scan.png", scan_rgb)
-    write_png(out_dir / "preview-overlay.png", overlay(scan_rgb, labels))
-    write_png(out_dir / "preview-restored.png", to_rgb8(np.asarray(restored[level])))
+    icc_hex = scan_info.get("source_metadata", {}).get("icc_profile_hex")
+    icc = bytes.fromhex(icc_hex) if icc_hex else None  # the previews keep the scan's colours too
+    write_png(out_dir / "preview-scan.png", scan_rgb, icc)
+    write_png(out_dir / "preview-overlay.png", overlay(scan_rgb, labels), icc)
+    write_png(out_dir / "preview-restored.png", to_rgb8(np.asarray(restored[level])), icc)
     made_from = {  # each file and what it was made from
         "restored.tif": [f"restored/{path}" for path in levels],
         "preview-scan.png": [f"scan/{level}"],
@@ -226,8 +270,20 @@ def export(store: str, out_dir: Path, config: ExportConfig | None = None, force:
         "before-after.html": ["preview-scan.png", "preview-overlay.png", "preview-restored.png"],
     }
     summary = build_summary(store, out_dir, scan, scan_info, damage_info, restored_info, catalog)
+    deep_zoom = ""
+    if config.iiif:
+        infos = {name: write_static_iiif(group, out_dir, name, base_url=config.iiif_base_url,
+                                         overlay=name == "damage")
+                 for name, group in (("scan", scan), ("restored", restored), ("damage", damage["labels"]))}
+        for name in infos:  # each image's tiles were cut from its pyramid
+            source = {"scan": f"scan/{level}", "restored": f"restored/{level}",
+                      "damage": f"damage/labels/{labels_level}"}[name]
+            made_from[f"iiif/{name}/info.json"] = [source]
+        made_from["before-after.html"] += [f"iiif/{name}/info.json" for name in infos]
+        deep_zoom = deep_zoom_section(infos, out_dir)
     page_title = title or (f"{catalog['creator']}, {catalog['title']}" if catalog else Path(store).stem)
-    (out_dir / "before-after.html").write_text(_page(page_title, {**summary, "provenance": list_documents(store)}))
+    (out_dir / "before-after.html").write_text(_page(page_title, {**summary, "provenance": list_documents(store)},
+                                                     deep_zoom))
     summary["files_sha256"] = {name: sha256_file(out_dir / name) for name in made_from}
     for name, sources in made_from.items():
         record.generated(f"export/{name}", [s if s in record.inputs else f"export/{s}" for s in sources],

@@ -28,8 +28,10 @@ from pipeline.io.store import (
     block_digest,
     create_pyramid,
     group_info,
+    is_local,
     join,
     levels_like,
+    local_path,
     mark_complete,
     open_complete,
 )
@@ -123,6 +125,14 @@ def write_edited_mask(store: str, mask_path: Path, height: int, width: int, chun
     return digest
 
 
+def is_store_edited_mask(store: str, mask: Path) -> bool:
+    """Whether `mask` is this store's own complete `mask_edited/` (used in place, never rewritten from itself)."""
+    if not is_local(store) or group_info(store, EDITED_MASK_GROUP) is None:
+        return False
+    own = Path(local_path(store)) / EDITED_MASK_GROUP
+    return mask.exists() and mask.resolve() == own.resolve()
+
+
 def coverage_level(group: zarr.Group, chunk: int) -> tuple[np.ndarray, int]:
     """The smallest pyramid level whose downsampling factor still divides the chunk, read whole."""
     scale, path = 1, "0"
@@ -157,7 +167,10 @@ def inpaint_store(store: str, config: InpaintStageConfig | None = None, engine: 
     level0 = scan["0"]
     c, height, width = level0.shape
     chunk = level0.chunks[1]
-    if mask is not None:
+    if mask is not None and is_store_edited_mask(store, Path(mask)):  # corrected in `retouch review`: as is
+        mask_digest = group_info(store, EDITED_MASK_GROUP)["digests"]["0"]
+        mask_group, mask_name = open_complete(store, EDITED_MASK_GROUP), EDITED_MASK_GROUP
+    elif mask is not None:
         mask_digest = write_edited_mask(store, Path(mask), height, width, chunk, engine, record)
         mask_group, mask_name = open_complete(store, EDITED_MASK_GROUP), EDITED_MASK_GROUP
         mask_ref = record.outputs[f"{EDITED_MASK_GROUP}/0"]
