@@ -27,11 +27,20 @@ import numpy as np
 import zarr
 
 from pipeline import __version__
-from pipeline.engine.ledger import Ledger
+from pipeline.engine.ledger import Ledger, resume_group
 from pipeline.engine.pyramid import build_pyramid_levels
 from pipeline.engine.runner import EngineConfig
 from pipeline.engine.tiling import ChunkJob, ModelCache, all_regions, run_chunks, torch_threads_per_worker
-from pipeline.io.store import combine_digests, create_pyramid, group_info, levels_like, mark_complete, open_complete
+from pipeline.io.staging import recover, swap_in
+from pipeline.io.store import (
+    MARKER_KEY,
+    combine_digests,
+    create_pyramid,
+    group_info,
+    levels_like,
+    mark_complete,
+    open_complete,
+)
 from pipeline.provenance import StageRecord
 
 DAMAGE_GROUP = "damage"
@@ -125,6 +134,7 @@ class StageResult:
     chunks_run: int = 0
     chunks_resumed: int = 0
     chunks_copied: int = 0
+    notes: tuple[str, ...] = ()  # what the user should know (e.g. outputs now stale), one line each
 
 
 @dataclass(frozen=True)
@@ -166,12 +176,16 @@ def detect_key(scan_digest: str, config: DetectConfig, weights_sha: str) -> str:
 
 def detect(store: str, config: DetectConfig | None = None, engine: EngineConfig | None = None,
            force: bool = False, run_id: str | None = None) -> StageResult:
-    """Find craquelure and paint loss in `<store>/scan/`; skipped when scan, parameters and weights are unchanged."""
-    from models.weights import get_entry
+    """Find craquelure and paint loss in `<store>/scan/`; skipped when scan, parameters and weights are unchanged.
+
+    A recompute writes `damage.partial/` and swaps it in when complete: until then the previous `damage/`
+    stays as it was, whatever fails (bad weights are refused before anything is written)."""
+    from models.weights import get_entry, verify_weights
 
     config = (config or DetectConfig()).resolved()
     engine = engine or EngineConfig()
     started = time.perf_counter()
+    recover(store, DAMAGE_GROUP)
     scan = open_complete(store, "scan")
     scan_info = group_info(store, "scan")
     entry = get_entry(config.weights, Path(config.manifest))
@@ -180,16 +194,13 @@ def detect(store: str, config: DetectConfig | None = None, engine: EngineConfig 
     if existing and existing.get("key") == key and not force:
         return StageResult("detect", store, True, key, existing["digests"], existing["summary"],
                            existing.get("provenance"), time.perf_counter() - started)
+    verify_weights(entry, Path(config.manifest).parent)  # before anything is written
     level0 = scan["0"]
     c, height, width = level0.shape
     chunk = level0.chunks[1]
     ledger = Ledger(store, "detect", key)
-    done = ledger.start()
-    root = zarr.open_group(store, mode="a")
-    if done and DAMAGE_GROUP in root:
-        group = root[DAMAGE_GROUP]
-    else:
-        group = root.create_group(DAMAGE_GROUP, overwrite=True)
+    group, done, fresh = resume_group(store, DAMAGE_GROUP, ledger)
+    if fresh:
         create_pyramid(group, "probabilities", levels_like(scan, 2), np.uint8, chunk)
         create_pyramid(group, "labels", levels_like(scan, 1), np.uint8, chunk)
     probs, labels = group["probabilities"], group["labels"]
@@ -224,7 +235,32 @@ def detect(store: str, config: DetectConfig | None = None, engine: EngineConfig 
                           "weights": entry.name, "weights_sha256": entry.sha256, "provenance": prov,
                           "scan_digest": scan_info["digests"]["0"], "classes": list(CLASSES),
                           "params": {k: v for k, v in asdict(config).items() if k != "manifest"}})
+    swap_in(store, DAMAGE_GROUP)
     ledger.clear()
     ModelCache.clear()
+    notes = mark_dependents_stale(store, digests["labels/0"],
+                                  existing["digests"]["labels/0"] if existing else None)
     return StageResult("detect", store, False, key, digests, summary, prov, time.perf_counter() - started,
-                       chunks_run=len(records) - resumed, chunks_resumed=resumed)
+                       chunks_run=len(records) - resumed, chunks_resumed=resumed, notes=tuple(notes))
+
+
+STALE_KEY = "stale"
+
+
+def mark_dependents_stale(store: str, labels_digest: str, previous_digest: str | None) -> list[str]:
+    """After `damage/` was recomputed: mark `restored/` stale in the store when it was made from other
+    labels (cleared when the labels are those it was made from again); what is now stale, one line each."""
+    info = group_info(store, "restored")
+    notes = []
+    if info is not None and info.get("mask") == "damage/labels":
+        marker = {k: v for k, v in info.items() if k != STALE_KEY}
+        if info.get("mask_digest") != labels_digest:
+            marker[STALE_KEY] = {"reason": "damage/ was recomputed after restored/ was made from it",
+                                 "damage_labels_digest": labels_digest}
+            notes.append("restored/ is now stale (made from the previous damage/): run `retouch inpaint`, "
+                         "then `retouch export`")
+        zarr.open_group(store, mode="r+", path="restored").attrs[MARKER_KEY] = marker
+    if labels_digest != previous_digest and info is not None and not notes:
+        notes.append("the export of this store is now stale (its damage overlay and figures come from the "
+                     "previous damage/): run `retouch export` again")
+    return notes
