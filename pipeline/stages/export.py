@@ -9,6 +9,11 @@
 
 The TIFF is written tile by tile from the Zarr pyramid (never the whole image in memory) under a temporary
 name and renamed when done; `summary.json` is written last and marks the export complete.
+
+Before anything is written, the export refuses (one line, the folder left as it was): a `restored/` made
+from damage that was recomputed since (stale), a folder holding another scan's export (unless `force`),
+and a `restored/` whose pixels, read chunk by chunk, no longer match the digests recorded when it was
+written (a corrupt or modified store). The summary's digests are those of what was read.
 """
 
 from __future__ import annotations
@@ -26,10 +31,21 @@ import numpy as np
 import tifffile
 
 from pipeline import __version__
+from pipeline.errors import InputError
 from pipeline.io.image_io import write_png
-from pipeline.io.store import group_info, open_complete
+from pipeline.io.store import (
+    StoreError,
+    array_url,
+    block_digest,
+    chunk_grid,
+    combine_digests,
+    group_info,
+    join,
+    open_complete,
+    read_region,
+)
 from pipeline.provenance import StageRecord, sha256_file
-from pipeline.stages.detect import CLASSES, StageResult
+from pipeline.stages.detect import CLASSES, STALE_KEY, StageResult
 
 OVERLAY_COLOURS = {1: (230, 40, 40), 2: (40, 210, 230)}
 
@@ -169,13 +185,20 @@ def export(store: str, out_dir: Path, config: ExportConfig | None = None, force:
     damage = open_complete(store, "damage")
     scan = open_complete(store, "scan")
     scan_info, damage_info, restored_info = (group_info(store, g) for g in ("scan", "damage", "restored"))
+    check_not_stale(store, restored_info, damage_info)
     key = export_key(restored_info["digests"]["0"], damage_info["digests"]["labels/0"], config)
     summary_path = out_dir / "summary.json"
     if summary_path.exists() and not force:
-        previous = json.loads(summary_path.read_text())
+        previous = _previous_summary(summary_path)
         if previous.get("key") == key:
             return StageResult("export", store, True, key, previous["files_sha256"], previous,
                                previous.get("provenance"), time.perf_counter() - started)
+        other = previous.get("digests", {}).get("scan/0")
+        if other != scan_info["digests"]["0"]:
+            raise InputError(out_dir, f"holds the export of another scan ({previous.get('source')}, store "
+                                      f"{previous.get('store')}); choose another folder, or pass --force to "
+                                      "replace it")
+    read_digests = verify_pyramid(restored, restored_info["digests"])
     out_dir.mkdir(parents=True, exist_ok=True)
     summary_path.unlink(missing_ok=True)  # written again last: its absence means "not complete"
     tiff_path = out_dir / "restored.tif"
@@ -199,7 +222,7 @@ def export(store: str, out_dir: Path, config: ExportConfig | None = None, force:
                     "dilate": _stage_param(restored_info, "dilate")},
         "detector": {"weights": damage_info.get("weights"), "weights_sha256": damage_info.get("weights_sha256")},
         "digests": {"scan/0": scan_info["digests"]["0"], "damage/labels/0": damage_info["digests"]["labels/0"],
-                    "restored/0": restored_info["digests"]["0"]},
+                    "restored/0": read_digests["0"]},
     }
     (out_dir / "before-after.html").write_text(_page(title or Path(store).stem, {**summary, "provenance":
                                                                                  list_documents(store)}))
@@ -219,6 +242,39 @@ def export(store: str, out_dir: Path, config: ExportConfig | None = None, force:
     tmp.replace(summary_path)
     return StageResult("export", store, False, key, summary["files_sha256"], summary, summary["provenance"],
                        summary["seconds"])
+
+
+def check_not_stale(store: str, restored_info: dict[str, Any], damage_info: dict[str, Any]) -> None:
+    """Refuse `restored/` made from detected damage other than the current `damage/` (recomputed since)."""
+    made_from = restored_info.get("mask_digest") if restored_info.get("mask") == "damage/labels" else None
+    if restored_info.get(STALE_KEY) or (made_from and made_from != damage_info["digests"]["labels/0"]):
+        raise StoreError(join(store, "restored"), "stale: damage/ was recomputed after restored/ was made from "
+                                                  "it; run `retouch inpaint` first, then export")
+
+
+def verify_pyramid(group: Any, recorded: dict[str, str]) -> dict[str, str]:
+    """Per level, the digest of the pixels as read now (chunk by chunk, as the stage digested them when it
+    wrote them); a StoreError names the array whose pixels differ from the recorded digest, or the chunk
+    that does not decode."""
+    digests = {}
+    for level in sorted(group.array_keys(), key=int):
+        array = group[level]
+        chunk = array.chunks[1]
+        per_chunk = {f"{y0 // chunk}-{x0 // chunk}": block_digest(read_region(array, y0, y1, x0, x1))
+                     for y0, y1, x0, x1 in chunk_grid(array.shape, chunk)}
+        digests[level] = combine_digests(per_chunk)
+        if level in recorded and digests[level] != recorded[level]:
+            raise StoreError(array_url(array), "pixels differ from the digest recorded when they were written "
+                                               "(corrupt or modified store); re-run the stage that writes it "
+                                               "with --force")
+    return digests
+
+
+def _previous_summary(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (ValueError, OSError) as exc:
+        raise InputError(path, f"unreadable export summary ({exc}); remove it or pass --force") from exc
 
 
 def _stage_param(info: dict[str, Any], name: str) -> Any:
