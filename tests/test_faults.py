@@ -245,3 +245,24 @@ def test_no_lock_file_is_left_after_a_run(tmp_path: Path) -> None:
     with store_lock(store, timeout=1):  # and it can be taken again
         pass
     assert list(tmp_path.iterdir()) == []
+
+
+def test_mask_rules_keep_label_maps_and_count_any_colour(tmp_path: Path) -> None:
+    from pipeline.io.edited_mask import load_edited_mask
+
+    labels = np.zeros((20, 30), np.uint8)
+    labels[2:5, 3:9], labels[10:12, 10:20] = 1, 2  # a detect-style label map: nonzero = fill
+    assert np.array_equal(load_edited_mask(_mask_file(tmp_path / "labels.png", labels), (20, 30)), labels > 0)
+    painted = np.zeros((20, 30, 3), np.uint8)
+    painted[5:9, 5:15] = (255, 0, 0)  # a red stroke
+    painted[15:18, 0:30] = (40, 40, 40)  # soft grey, below half range
+    hole = load_edited_mask(_mask_file(tmp_path / "painted.png", painted), (20, 30))
+    assert int(hole.sum()) == 40 and hole[5:9, 5:15].all()
+
+
+def test_rerun_takes_the_mask_flags() -> None:
+    from flows.cli.ops import Stage, stage_params
+
+    params = stage_params(Stage.inpaint, ["--mask", "m.png", "--allow-large-mask", "--allow-empty-mask"])
+    assert params.allow_large_mask and params.allow_empty_mask
+    assert "allow_large_mask" not in params.config().__dict__
