@@ -84,7 +84,12 @@ def test_recompute_with_bad_weights_keeps_damage_and_restored(tmp_path: Path, ti
     config = dataclasses.replace(FAST_INPAINT, manifest=str(bad_inpainter))
     with pytest.raises(WeightsError, match=r"inpainter-pconv\.safetensors: sha256"):
         inpaint_store(store, config, QUIET, force=True)
+    mask = np.zeros(SHAPE, np.uint8)
+    mask[5:20, 5:30] = 255
+    with pytest.raises(WeightsError, match="sha256"):  # a new mask too: refused before it is stored
+        inpaint_store(store, config, QUIET, mask=_mask_file(tmp_path / "m.png", mask))
     _assert_unchanged(store, "restored", "0", restored)
+    assert group_info(store, "mask_edited") is None
     assert not any(Path(store).glob("*.partial"))
 
 

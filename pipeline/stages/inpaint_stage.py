@@ -187,6 +187,7 @@ def inpaint_store(store: str, config: InpaintStageConfig | None = None, engine: 
     entry = get_entry(config.weights, Path(config.manifest))
     mask_read = None
     if mask is not None:
+        verify_weights(entry, Path(config.manifest).parent)  # a new mask is swapped in: not for bad weights
         mask_digest, mask_read = write_edited_mask(store, Path(mask), height, width, chunk, engine,
                                                    allow_large_mask, allow_empty_mask)
         mask_group, mask_name = open_complete(store, EDITED_MASK_GROUP), EDITED_MASK_GROUP
@@ -199,7 +200,8 @@ def inpaint_store(store: str, config: InpaintStageConfig | None = None, engine: 
     if existing and existing.get("key") == key and not force and not existing.get(STALE_KEY):
         return StageResult("inpaint", store, True, key, existing["digests"], existing["summary"],
                            existing.get("provenance"), time.perf_counter() - started)
-    verify_weights(entry, Path(config.manifest).parent)  # before anything is written
+    if mask is None:
+        verify_weights(entry, Path(config.manifest).parent)  # before anything is written
     ledger = Ledger(store, "inpaint", key)
     levels = levels_like(scan, c)
     group, done, fresh = resume_group(store, RESTORED_GROUP, ledger)
