@@ -271,3 +271,17 @@ def test_rerun_takes_the_mask_flags() -> None:
     params = stage_params(Stage.inpaint, ["--mask", "m.png", "--allow-large-mask", "--allow-empty-mask"])
     assert params.allow_large_mask and params.allow_empty_mask
     assert "allow_large_mask" not in params.config().__dict__
+
+
+def test_a_swap_interrupted_between_its_renames_is_finished_at_the_next_start(tmp_path: Path) -> None:
+    from pipeline.io.staging import partial_name, recover
+    from pipeline.io.store import LevelSpec, create_pyramid, mark_complete
+
+    store = str(tmp_path / "s.zarr")
+    root = zarr.open_group(store, mode="w")
+    for name, version in (("damage.old", 1), (partial_name("damage"), 2)):  # crashed after the first rename
+        group = create_pyramid(root, name, [LevelSpec("0", (1, 8, 8), 1)], np.uint8, 8)
+        mark_complete(group, {"version": version})
+    recover(store, "damage")
+    assert group_info(store, "damage")["version"] == 2
+    assert sorted(p.name for p in Path(store).iterdir()) == ["damage", "zarr.json"]
