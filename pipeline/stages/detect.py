@@ -257,8 +257,8 @@ def mark_dependents_stale(store: str, labels_digest: str, previous_digest: str |
         if info.get("mask_digest") != labels_digest:
             marker[STALE_KEY] = {"reason": "damage/ was recomputed after restored/ was made from it",
                                  "damage_labels_digest": labels_digest}
-            notes.append("restored/ is now stale (made from the previous damage/): run `retouch inpaint`, "
-                         "then `retouch export`")
+            notes.append("restored/ is now stale (made from the previous damage/) until `retouch inpaint` (or "
+                         "`retouch run`) recomputes it; export it again after that")
         zarr.open_group(store, mode="r+", path="restored").attrs[MARKER_KEY] = marker
     if labels_digest != previous_digest and info is not None and not notes:
         notes.append("the export of this store is now stale (its damage overlay and figures come from the "
