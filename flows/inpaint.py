@@ -22,7 +22,8 @@ def inpaint_task(store: str, params: InpaintParams, engine: EngineParams, force:
     mask = Path(params.mask) if params.mask else None
     with store_lock(store, timeout=LOCK_WAIT_SECONDS), progress_artifact("inpaint", store):
         result = inpaint_store(store, params.config(), engine.config(), mask=mask, force=force,
-                               run_id=current_run_id())
+                               run_id=current_run_id(), allow_large_mask=params.allow_large_mask,
+                               allow_empty_mask=params.allow_empty_mask)
     report_stage(result)
     return result_dict(result)
 

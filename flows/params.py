@@ -65,9 +65,13 @@ class InpaintParams(_Params):
     dilate: int = Field(2, ge=0, le=32, description="grow the mask by this many px before filling")
     halo: int = Field(64, ge=0, description="context read from neighbouring chunks, px")
     device: str = Field("cpu", description="'cpu' or 'cuda'")
+    allow_large_mask: bool = Field(False, description="accept an edited mask marking more than half the image "
+                                                      "(refused by default: usually an inverted or blank mask)")
+    allow_empty_mask: bool = Field(False, description="accept an edited mask marking no pixel (restored/ is "
+                                                      "then a copy of the scan)")
 
     def config(self) -> InpaintStageConfig:
-        return InpaintStageConfig(**self.model_dump(exclude={"mask"}))
+        return InpaintStageConfig(**self.model_dump(exclude={"mask", "allow_large_mask", "allow_empty_mask"}))
 
 
 class ExportParams(_Params):

@@ -140,8 +140,10 @@ def save_weights(
     return entry
 
 
-def load_state(entry: WeightsEntry, weights_dir: Path | None = None) -> dict[str, torch.Tensor]:
-    """The verified state dict of `entry`: refuses a missing file or a sha256 mismatch."""
+def verify_weights(entry: WeightsEntry, weights_dir: Path | None = None) -> Path:
+    """The weights file of `entry`, refused (WeightsError) when missing or not matching its sha256.
+
+    Stages call it before they touch their output, so bad weights never cost a good result."""
     path = entry.path(weights_dir or WEIGHTS_DIR)
     if not path.exists():
         raise WeightsError(f"{path}: weights file for {entry.name!r} is missing")
@@ -151,6 +153,12 @@ def load_state(entry: WeightsEntry, weights_dir: Path | None = None) -> dict[str
             f"{path}: sha256 {actual[:16]}… does not match the manifest's {entry.sha256[:16]}… "
             f"for {entry.name!r}; refusing to load (re-train or restore the file)"
         )
+    return path
+
+
+def load_state(entry: WeightsEntry, weights_dir: Path | None = None) -> dict[str, torch.Tensor]:
+    """The verified state dict of `entry`: refuses a missing file or a sha256 mismatch."""
+    path = verify_weights(entry, weights_dir)
     from models.quantize import dequantize
 
     try:

@@ -152,9 +152,13 @@ class StageRecord:
         return ref
 
     def generated_array(self, array: zarr.Array, path: str, chunks: dict[str, str],
-                        derived_from: list[str]) -> str:
-        """An output array: its per-chunk digests go to its sidecar; returns the combined digest."""
-        combined = write_sidecar(self.store, path, array, chunks, generated_by=self.activity_id)
+                        derived_from: list[str], stored_at: str | None = None) -> str:
+        """An output array: its per-chunk digests go to its sidecar; returns the combined digest.
+
+        `path` is where the array will be read (its entity); `stored_at`, where it is while written aside
+        (`<group>.partial/...`, swapped in whole, sidecar included)."""
+        combined = write_sidecar(self.store, path, array, chunks, generated_by=self.activity_id,
+                                 stored_at=stored_at)
         c, h, w = array.shape
         self.generated(path, derived_from, digest=combined, digest_algorithm=ALGORITHM,
                        digests_sidecar=f"{path}/{SIDECAR}", channels=c, height=h, width=w,

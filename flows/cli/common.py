@@ -72,15 +72,27 @@ def print_ingest(result: dict[str, Any]) -> None:
                   f"{result['levels']} levels; {state_line(result)})")
 
 
+def print_notes(result: dict[str, Any]) -> None:
+    """A stage's notes (e.g. outputs it made stale), one `warning:` line each on stderr."""
+    for note in result.get("notes") or ():
+        err_console.print(f"[bold yellow]warning:[/] {note}", highlight=False, soft_wrap=True)
+
+
 def print_detect(result: dict[str, Any]) -> None:
     area = ", ".join(f"{k} {v:.2f} %" for k, v in result["summary"]["area_percent"].items())
     console.print(f"damage:     {result['store']}/damage  ({area}; {state_line(result)})")
+    print_notes(result)
 
 
 def print_inpaint(result: dict[str, Any]) -> None:
     s = result["summary"]
+    read = s.get("mask_read")
+    if read:
+        console.print(f"mask:       {read['file']}  ({read['channels']} channel(s), {read['rule']}: "
+                      f"{read['pixels_marked']} px marked, {read['percent_marked']:.2f} %)")
+    filled = s.get("pixels_changed", s["hole_pixels"])
     console.print(f"restored:   {result['store']}/restored  ({s['chunks_inpainted']} of {s['chunks_total']} chunks "
-                  f"inpainted, {s['hole_pixels']} px in the mask, {s.get('pixels_changed', '?')} px changed; "
+                  f"inpainted, {s['hole_pixels']} px in the mask, {filled} px changed; "
                   f"{state_line(result)})")
 
 

@@ -87,6 +87,10 @@ def inpaint_command(
                                                    "nonzero = fill) instead of the detected damage")] = None,
     weights: Annotated[str, typer.Option(help="inpainter weights name (manifest)")] = "inpainter-pconv",
     dilate: Annotated[int, typer.Option(help="grow the mask by this many px")] = 2,
+    allow_large_mask: Annotated[bool, typer.Option("--allow-large-mask", help="accept an edited mask that marks "
+                                                   "more than half the image")] = False,
+    allow_empty_mask: Annotated[bool, typer.Option("--allow-empty-mask", help="accept an edited mask that marks "
+                                                   "no pixel (restored/ = the scan)")] = False,
     device: DeviceOpt = "cpu",
     workers: EngineOpt = 0,
     dask_address: AddressOpt = None,
@@ -96,7 +100,8 @@ def inpaint_command(
     from flows.inpaint import inpaint_flow
     from flows.params import InpaintParams
 
-    params = InpaintParams(weights=weights, mask=str(mask) if mask else None, dilate=dilate, device=device)
+    params = InpaintParams(weights=weights, mask=str(mask) if mask else None, dilate=dilate, device=device,
+                           allow_large_mask=allow_large_mask, allow_empty_mask=allow_empty_mask)
     from pipeline.stages.detect import check_device
 
     check_device(device)

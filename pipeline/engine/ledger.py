@@ -3,6 +3,9 @@ resumes with only the missing tasks."""
 
 from __future__ import annotations
 
+import zarr
+
+from pipeline.io.staging import partial_name
 from pipeline.io.store import fs_and_path, join
 
 
@@ -35,3 +38,17 @@ class Ledger:
     def clear(self) -> None:
         if self.fs.exists(self.path):
             self.fs.rm(self.path, recursive=True)
+
+
+def resume_group(store_url: str, name: str, ledger: Ledger) -> tuple[zarr.Group, dict[str, str], bool]:
+    """The `.partial` group a recompute of `name` writes into, the ledger's finished tasks, and whether the
+    group is new: an interrupted run with the same key is resumed, anything else starts afresh."""
+    done = ledger.start()
+    root = zarr.open_group(store_url, mode="a")
+    partial = partial_name(name)
+    if done and partial in root:
+        return root[partial], done, False
+    if done:  # the ledger outlived its group: its records are worthless
+        ledger.clear()
+        done = ledger.start()
+    return root.create_group(partial, overwrite=True), done, True

@@ -5,19 +5,18 @@ from __future__ import annotations
 import json
 
 import dask
-import numpy as np
 import zarr
 
 from pipeline.engine.ledger import Ledger
 from pipeline.engine.runner import EngineConfig, run_tasks
-from pipeline.io.store import LevelSpec, block_digest, chunk_grid, downsample2
+from pipeline.io.store import LevelSpec, block_digest, chunk_grid, downsample2, read_region
 
 
 def _downsample_chunk(source: zarr.Array, target: zarr.Array, region: tuple[int, int, int, int],
                       chunk: int, ledger: Ledger, task_id: str, mode: str = "mean") -> dict[str, str]:
     """Write one chunk of a level from the 2x2 region of the level before it."""
     y0, y1, x0, x1 = region
-    block = np.asarray(source[:, 2 * y0 : 2 * y1, 2 * x0 : 2 * x1])
+    block = read_region(source, 2 * y0, 2 * y1, 2 * x0, 2 * x1)
     small = downsample2(block, mode)[:, : y1 - y0, : x1 - x0]
     target[:, y0:y1, x0:x1] = small
     digests = {f"{y0 // chunk}-{x0 // chunk}": block_digest(small)}

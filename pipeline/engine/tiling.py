@@ -24,7 +24,7 @@ import zarr
 
 from pipeline.engine.ledger import Ledger
 from pipeline.engine.runner import EngineConfig, run_tasks
-from pipeline.io.store import block_digest, chunk_grid
+from pipeline.io.store import block_digest, chunk_grid, read_region
 
 Region = tuple[int, int, int, int]
 
@@ -35,7 +35,8 @@ def read_with_halo(array: Any, region: Region, halo: int) -> np.ndarray:
     y0, y1, x0, x1 = region
     ry0, ry1 = max(0, y0 - halo), min(height, y1 + halo)
     rx0, rx1 = max(0, x0 - halo), min(width, x1 + halo)
-    block = np.asarray(array[:, ry0:ry1, rx0:rx1])
+    block = read_region(array, ry0, ry1, rx0, rx1) if isinstance(array, zarr.Array) \
+        else np.asarray(array[:, ry0:ry1, rx0:rx1])
     pad = ((0, 0), (halo - (y0 - ry0), halo - (ry1 - y1)), (halo - (x0 - rx0), halo - (rx1 - x1)))
     if any(p for pair in pad for p in pair):
         small = block.shape[1] <= max(pad[1]) or block.shape[2] <= max(pad[2])

@@ -28,10 +28,13 @@ def sidecar_url(store: str, array_path: str) -> str:
 
 
 def write_sidecar(store: str, array_path: str, array: Any, chunks: dict[str, str],
-                  generated_by: str | None = None) -> str:
-    """Write the per-chunk digests of `array` (a zarr array at `array_path`); returns the combined digest."""
+                  generated_by: str | None = None, stored_at: str | None = None) -> str:
+    """Write the per-chunk digests of `array` (a zarr array at `array_path`); returns the combined digest.
+
+    `stored_at`: where the array is while being written (a recompute's `<group>.partial/...`, swapped into
+    `array_path` when complete); the sidecar goes beside it there and moves with it."""
     combined = combine_digests(chunks)
-    write_json(sidecar_url(store, array_path), {
+    write_json(sidecar_url(store, stored_at or array_path), {
         "algorithm": ALGORITHM,
         "algorithm_text": ALGORITHM_TEXT,
         "array": array_path,

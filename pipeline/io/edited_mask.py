@@ -1,7 +1,10 @@
 """A conservator's edited mask (PNG/TIFF image or Zarr array), read lazily, block by block.
 
-Non-zero = hole. Grey masks: the grey value; colour masks: any colour channel; an alpha channel, if present,
-must also be non-zero. A label mask (1 = craquelure, 2 = paint loss) works as is. TIFF and Zarr masks are
+Grey masks from a lossless file (PNG, TIFF, Zarr): non-zero = hole, so a label mask (1 = craquelure,
+2 = paint loss) works as is. Colour masks and JPEG masks are thresholded at half the range (> 127 for 8 bit)
+on their brightest colour channel: JPEG noise and anti-aliased edges around a painted mark do not count,
+and a mark in any colour does. An alpha channel, if present, must pass the same rule. `rule` says which
+applied. TIFF and Zarr masks are
 read one block at a time, so a gigapixel mask never sits whole in memory (PNG/JPEG have no random access
 and are decoded whole). Every problem is an InputError naming the file.
 """
@@ -53,6 +56,12 @@ class EditedMask:
             raise InputError(self.path, f"mask is {height}x{width} (HxW) but the scan is {eh}x{ew}; "
                                         "an edited mask must have exactly the scan's size")
         self.shape = (height, width)
+        lossy = self._source is not None and self._source.format == "jpeg"
+        if dtype.kind == "b" or (self.channels <= 2 and not lossy):
+            self.threshold, self.rule = 0, "nonzero = hole"
+        else:
+            self.threshold = int(np.iinfo(dtype).max) // 2
+            self.rule = f"> {self.threshold} on the brightest colour channel = hole"
 
     def hole(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
         """The hole over [y0:y1, x0:x1] as (h, w) bool."""
@@ -66,9 +75,9 @@ class EditedMask:
                 raise InputError(self.path, f"corrupt mask data near y={y0}, x={x0} ({exc})") from exc
             block = block[None] if block.ndim == 2 else block if self.channel_first else np.moveaxis(block, -1, 0)
         colour = colour_channels(self.channels)
-        hole = (block[:colour] != 0).any(axis=0)
+        hole = (block[:colour] > self.threshold).any(axis=0)
         if self.channels in (2, 4):
-            hole &= block[-1] != 0
+            hole &= block[-1] > self.threshold
         return hole
 
     def close(self) -> None:

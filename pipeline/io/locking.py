@@ -1,7 +1,8 @@
 """One writer per store: a lock that a second run waits for (up to a timeout) and then fails on, clearly.
 
 Local stores use an OS file lock (`fcntl.flock`) on `<store>.lock` beside the store: the OS releases it when
-the holding process dies, even on kill -9, so a crash never leaves a stale lock. Remote (fsspec) stores
+the holding process dies, even on kill -9, so a crash never leaves a stale lock; a run that ends removes
+the file. Remote (fsspec) stores
 use a lock object `<store>/_lock` created exclusively, with the holder and time in it; one older than
 `stale_after` seconds is taken over.
 """
@@ -42,27 +43,50 @@ def store_lock(store: str, timeout: float = 0.0, poll: float = 0.5, stale_after:
 
 @contextmanager
 def _local_lock(store: str, timeout: float, poll: float) -> Iterator[None]:
+    """flock on `<store>.lock`, removed by its holder on release (no leftover file after a run).
+
+    A waiter may lock the file just after the holder unlinked it: it then holds a lock on a file no one
+    else can open, so after locking it checks that the path still names its file and retries otherwise."""
     path = Path(f"{local_path(store).rstrip('/')}.lock")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     deadline = time.monotonic() + timeout
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            if time.monotonic() >= deadline:
+                holder = _read(path) or "another process"
+                raise StoreBusyError(store, f"another Retouch run is writing this store ({holder}); "
+                                            "wait for it to finish or use another store") from None
+            time.sleep(poll)
+            continue
+        if _same_file(fd, path):
+            break
+        os.close(fd)  # locked a file its holder had just removed: take the current one
     try:
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    holder = path.read_text() or "another process"
-                    raise StoreBusyError(store, f"another Retouch run is writing this store ({holder}); "
-                                                "wait for it to finish or use another store") from None
-                time.sleep(poll)
         os.ftruncate(fd, 0)
         os.write(fd, _holder().encode())
         yield
     finally:
+        path.unlink(missing_ok=True)  # while still holding the lock
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        return os.fstat(fd).st_ino == path.stat().st_ino
+    except FileNotFoundError:
+        return False
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return ""
 
 
 @contextmanager

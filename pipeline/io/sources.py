@@ -50,8 +50,20 @@ class ScanSource:
         try:
             block = np.asarray(self.array[y0:y1, x0:x1])
         except Exception as exc:  # codec errors come in many types
-            raise InputError(self.path, f"corrupt image data near y={y0}, x={x0} ({exc})") from exc
+            raise self._corrupt_tile_error(y0, y1, x0, x1, exc) from exc
         return np.ascontiguousarray(np.moveaxis(block, -1, 0))
+
+    def _corrupt_tile_error(self, y0: int, y1: int, x0: int, x1: int, exc: Exception) -> InputError:
+        """Name the first tile (or strip) of the region that does not decode: a region spans many."""
+        ty, tx = getattr(self.array, "chunks", None) or (y1 - y0, x1 - x0)
+        for cy in range(y0 // ty * ty, y1, ty):
+            for cx in range(x0 // tx * tx, x1, tx):
+                try:
+                    self.array[cy : min(cy + ty, y1), cx : min(cx + tx, x1)]
+                except Exception as tile_exc:  # noqa: BLE001 - any codec failure marks the tile
+                    return InputError(self.path, f"corrupt image data in the {ty}x{tx} tile at y={cy}, x={cx} "
+                                                 f"({tile_exc})")
+        return InputError(self.path, f"corrupt image data in y={y0}:{y1}, x={x0}:{x1} ({exc})")
 
     def close(self) -> None:
         if self._handle is not None:
@@ -204,13 +216,16 @@ def _open_pil(path: Path) -> ScanSource:
                 meta["icc_profile_hex"] = bytes(im.info["icc_profile"]).hex()
             if im.info.get("dpi"):
                 meta["dpi"] = [float(v) for v in im.info["dpi"]]
-            if im.mode == "P":
-                im = im.convert("RGBA" if "transparency" in im.info else "RGB")
-            elif im.mode in ("1", "CMYK", "YCbCr"):
-                im = im.convert("L" if im.mode == "1" else "RGB")
-            array = np.asarray(im)
-            if im.mode.startswith("I;16") or array.dtype == np.int32:
-                array = array.astype(np.uint16)
+            if _png_bit_depth(path) == 16:  # Pillow would give 16-bit RGB(A) as 8 bit
+                array = _decode_png16(path)
+            else:
+                if im.mode == "P":
+                    im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+                elif im.mode in ("1", "CMYK", "YCbCr"):
+                    im = im.convert("L" if im.mode == "1" else "RGB")
+                array = np.asarray(im)
+                if im.mode.startswith("I;16") or array.dtype == np.int32:
+                    array = array.astype(np.uint16)
     except InputError:
         raise
     except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
@@ -221,6 +236,25 @@ def _open_pil(path: Path) -> ScanSource:
         array = array[:, :, None]
     _check_size_and_dtype(path, array.shape[0], array.shape[1], array.shape[2], array.dtype)
     return ScanSource(path, array, path.suffix.lower().lstrip(".").replace("jpg", "jpeg"), False, meta)
+
+
+def _png_bit_depth(path: Path) -> int | None:
+    """The bit depth in a PNG's IHDR (None for other files)."""
+    with open(path, "rb") as fh:
+        head = fh.read(26)
+    if head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return None
+    return head[24]
+
+
+def _decode_png16(path: Path) -> np.ndarray:
+    """A 16-bit PNG at full depth (libpng through imagecodecs), as uint16 (H, W[, C])."""
+    import imagecodecs
+
+    try:
+        return np.asarray(imagecodecs.png_decode(path.read_bytes()), dtype=np.uint16)
+    except imagecodecs.PngError as exc:
+        raise InputError(path, f"corrupt or truncated PNG ({exc})") from exc
 
 
 def open_source(path: str | Path) -> ScanSource:

@@ -120,18 +120,27 @@ def create_pyramid(
 ) -> zarr.Group:
     """Create group `name` with one array per level, OME-Zarr 0.5 metadata, not yet marked complete."""
     group = root.create_group(name, overwrite=True)
+    create_levels(group, name, levels, dtype, chunk, pixel_size_um, compression_level)
+    return group
+
+
+def create_levels(group: zarr.Group, ome_name: str, levels: list[LevelSpec], dtype: np.dtype, chunk: int,
+                  pixel_size_um: float | None = None, compression_level: int = 3) -> None:
+    """One array per level inside `group` and its OME metadata (named `ome_name`).
+
+    Chunks are zstd frames with a content checksum: a corrupt chunk fails to decode instead of giving
+    wrong pixels."""
     for level in levels:
         group.create_array(
             level.path,
             shape=level.shape,
             chunks=(level.shape[0], chunk, chunk),
             dtype=dtype,
-            compressors=ZstdCodec(level=compression_level),
+            compressors=ZstdCodec(level=compression_level, checksum=True),
             fill_value=0,
             dimension_names=["c", "y", "x"],
         )
-    group.attrs["ome"] = ome_multiscales(name, levels, pixel_size_um)
-    return group
+    group.attrs["ome"] = ome_multiscales(ome_name, levels, pixel_size_um)
 
 
 def ome_multiscales(name: str, levels: list[LevelSpec], pixel_size_um: float | None) -> dict[str, Any]:
@@ -208,3 +217,37 @@ def read_json(url: str) -> dict[str, Any]:
     fs, path = fs_and_path(url)
     with fs.open(path, "r") as fh:
         return json.load(fh)
+
+
+def array_url(array: zarr.Array) -> str:
+    """Where `array` lives, for messages (a local path without `file://`)."""
+    return local_path(str(array.store_path))
+
+
+def read_region(array: zarr.Array, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+    """array[:, y0:y1, x0:x1]; a chunk that fails to decode is a StoreError naming the array and the chunk."""
+    try:
+        return np.asarray(array[:, y0:y1, x0:x1])
+    except Exception as exc:  # codec errors come in many types
+        raise corrupt_chunk_error(array, (y0, y1, x0, x1), exc) from exc
+
+
+def corrupt_chunk_error(array: zarr.Array, region: tuple[int, int, int, int], exc: Exception) -> StoreError:
+    """The error for a failed read of `region`: the first chunk inside it that does not decode, by index and
+    position (a region spans several chunks; the failure itself does not say which)."""
+    y0, y1, x0, x1 = region
+    cy, cx = array.chunks[1], array.chunks[2]
+    for ty in range(y0 // cy * cy, y1, cy):
+        for tx in range(x0 // cx * cx, x1, cx):
+            try:
+                array[:, ty : ty + cy, tx : tx + cx]
+            except Exception as chunk_exc:  # noqa: BLE001 - any codec failure marks the chunk
+                return StoreError(array_url(array), f"chunk {ty // cy}-{tx // cx} (y={ty}, x={tx}) is corrupt "
+                                                    f"and cannot be decoded ({_first_line(chunk_exc)}); "
+                                                    "re-run the stage that writes it with --force")
+    return StoreError(array_url(array), f"cannot read y={y0}:{y1}, x={x0}:{x1} ({_first_line(exc)})")
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0]

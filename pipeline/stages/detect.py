@@ -27,11 +27,12 @@ import numpy as np
 import zarr
 
 from pipeline import __version__
-from pipeline.engine.ledger import Ledger
+from pipeline.engine.ledger import Ledger, resume_group
 from pipeline.engine.pyramid import build_pyramid_levels
 from pipeline.engine.runner import EngineConfig
 from pipeline.engine.tiling import ChunkJob, ModelCache, all_regions, run_chunks, torch_threads_per_worker
-from pipeline.io.store import create_pyramid, group_info, join, levels_like, mark_complete, open_complete
+from pipeline.io.staging import partial_name, recover, swap_in
+from pipeline.io.store import MARKER_KEY, create_pyramid, group_info, join, levels_like, mark_complete, open_complete
 from pipeline.provenance import StageRecord, document_url, input_ref, marker_refs, now_iso, weights_ref
 
 DAMAGE_GROUP = "damage"
@@ -125,6 +126,7 @@ class StageResult:
     chunks_run: int = 0
     chunks_resumed: int = 0
     chunks_copied: int = 0
+    notes: tuple[str, ...] = ()  # what the user should know (e.g. outputs now stale), one line each
 
 
 @dataclass(frozen=True)
@@ -166,12 +168,16 @@ def detect_key(scan_digest: str, config: DetectConfig, weights_sha: str) -> str:
 
 def detect(store: str, config: DetectConfig | None = None, engine: EngineConfig | None = None,
            force: bool = False, run_id: str | None = None) -> StageResult:
-    """Find craquelure and paint loss in `<store>/scan/`; skipped when scan, parameters and weights are unchanged."""
-    from models.weights import get_entry
+    """Find craquelure and paint loss in `<store>/scan/`; skipped when scan, parameters and weights are unchanged.
+
+    A recompute writes `damage.partial/` and swaps it in when complete: until then the previous `damage/`
+    stays as it was, whatever fails (bad weights are refused before anything is written)."""
+    from models.weights import get_entry, verify_weights
 
     config = (config or DetectConfig()).resolved()
     engine = engine or EngineConfig()
     started, prov_started = time.perf_counter(), now_iso()
+    recover(store, DAMAGE_GROUP)
     scan = open_complete(store, "scan")
     scan_info = group_info(store, "scan")
     entry = get_entry(config.weights, Path(config.manifest))
@@ -184,16 +190,13 @@ def detect(store: str, config: DetectConfig | None = None, engine: EngineConfig 
     record = StageRecord("detect", store, {**params, "weights_sha256": entry.sha256}, run_id=run_id,
                          started=prov_started)
     record.invalidate(marker_refs(existing))  # the outputs this run replaces
+    verify_weights(entry, Path(config.manifest).parent)  # before anything is written
     level0 = scan["0"]
     c, height, width = level0.shape
     chunk = level0.chunks[1]
     ledger = Ledger(store, "detect", key)
-    done = ledger.start()
-    root = zarr.open_group(store, mode="a")
-    if done and DAMAGE_GROUP in root:
-        group = root[DAMAGE_GROUP]
-    else:
-        group = root.create_group(DAMAGE_GROUP, overwrite=True)
+    group, done, fresh = resume_group(store, DAMAGE_GROUP, ledger)
+    if fresh:
         create_pyramid(group, "probabilities", levels_like(scan, 2), np.uint8, chunk)
         create_pyramid(group, "labels", levels_like(scan, 1), np.uint8, chunk)
     probs, labels = group["probabilities"], group["labels"]
@@ -205,15 +208,18 @@ def detect(store: str, config: DetectConfig | None = None, engine: EngineConfig 
     resumed = sum(1 for task_id in done if task_id.startswith("0-"))
     counts = {name: sum(r["facts"]["counts"][name] for r in records.values()) for name in CLASSES}
     digests = {}
+    staged = partial_name(DAMAGE_GROUP)  # sidecars are written beside the arrays and swapped in with them
     for index, (name, mode) in enumerate((("probabilities", "mean"), ("labels", "max"))):
         path0 = f"{DAMAGE_GROUP}/{name}/0"
         digests[f"{name}/0"] = record.generated_array(
-            group[name]["0"], path0, {cid: r["digests"][index] for cid, r in records.items()}, ["scan/0", "weights"])
+            group[name]["0"], path0, {cid: r["digests"][index] for cid, r in records.items()}, ["scan/0", "weights"],
+            stored_at=f"{staged}/{name}/0")
         levels = levels_like(scan, 2 if name == "probabilities" else 1)
         for path, chunk_digests in build_pyramid_levels(group[name], levels, chunk, ledger, done, engine,
                                                         f"detect {name}", mode, prefix=name).items():
             digests[f"{name}/{path}"] = record.generated_array(group[name][path], f"{DAMAGE_GROUP}/{name}/{path}",
-                                                               chunk_digests, [path0])
+                                                               chunk_digests, [path0],
+                                                               stored_at=f"{staged}/{name}/{path}")
     total = height * width
     summary = {"pixels": total, "counts": counts,
                "area_percent": {k: 100.0 * v / total for k, v in counts.items()},
@@ -224,8 +230,33 @@ def detect(store: str, config: DetectConfig | None = None, engine: EngineConfig 
                           "weights": entry.name, "weights_sha256": entry.sha256, "provenance": prov,
                           "prov": record.marker(prov), "scan_digest": scan_info["digests"]["0"],
                           "classes": list(CLASSES), "params": params})
+    swap_in(store, DAMAGE_GROUP)
     ledger.clear()
     ModelCache.clear()
+    notes = mark_dependents_stale(store, digests["labels/0"],
+                                  existing["digests"]["labels/0"] if existing else None)
     return StageResult("detect", store, False, key, digests, summary, join(store, prov),
                        time.perf_counter() - started,
-                       chunks_run=len(records) - resumed, chunks_resumed=resumed)
+                       chunks_run=len(records) - resumed, chunks_resumed=resumed, notes=tuple(notes))
+
+
+STALE_KEY = "stale"
+
+
+def mark_dependents_stale(store: str, labels_digest: str, previous_digest: str | None) -> list[str]:
+    """After `damage/` was recomputed: mark `restored/` stale in the store when it was made from other
+    labels (cleared when the labels are those it was made from again); what is now stale, one line each."""
+    info = group_info(store, "restored")
+    notes = []
+    if info is not None and info.get("mask") == "damage/labels":
+        marker = {k: v for k, v in info.items() if k != STALE_KEY}
+        if info.get("mask_digest") != labels_digest:
+            marker[STALE_KEY] = {"reason": "damage/ was recomputed after restored/ was made from it",
+                                 "damage_labels_digest": labels_digest}
+            notes.append("restored/ is now stale (made from the previous damage/) until `retouch inpaint` (or "
+                         "`retouch run`) recomputes it; export it again after that")
+        zarr.open_group(store, mode="r+", path="restored").attrs[MARKER_KEY] = marker
+    if labels_digest != previous_digest and info is not None and not notes:
+        notes.append("the export of this store is now stale (its damage overlay and figures come from the "
+                     "previous damage/): run `retouch export` again")
+    return notes

@@ -15,6 +15,11 @@
 
 The TIFF is written tile by tile from the Zarr pyramid (never the whole image in memory) under a temporary
 name and renamed when done; `summary.json` is written last and marks the export complete.
+
+Before anything is written, the export refuses (one line, the folder left as it was): a `restored/` made
+from damage that was recomputed since (stale), a folder holding another scan's export (unless `force`),
+and a `restored/` whose pixels, read chunk by chunk, no longer match the digests recorded when it was
+written (a corrupt or modified store). The summary's digests are those of what was read.
 """
 
 from __future__ import annotations
@@ -34,9 +39,22 @@ import tifffile
 
 from pipeline import __version__
 from pipeline.crate import write_crate
+from pipeline.errors import InputError
 from pipeline.io.digests import ALGORITHM
 from pipeline.io.image_io import write_png
-from pipeline.io.store import group_info, is_local, join, local_path, open_complete
+from pipeline.io.store import (
+    StoreError,
+    array_url,
+    block_digest,
+    chunk_grid,
+    combine_digests,
+    group_info,
+    is_local,
+    join,
+    local_path,
+    open_complete,
+    read_region,
+)
 from pipeline.provenance import (
     StageRecord,
     code_version,
@@ -47,7 +65,7 @@ from pipeline.provenance import (
     sha256_file,
     store_uuid,
 )
-from pipeline.stages.detect import CLASSES, StageResult
+from pipeline.stages.detect import CLASSES, STALE_KEY, StageResult
 from pipeline.stages.iiif_static import deep_zoom_section, to_rgb8, write_static_iiif
 
 SUMMARY_SCHEMA_VERSION = 2
@@ -228,13 +246,23 @@ def export(store: str, out_dir: Path, config: ExportConfig | None = None, force:
     damage = open_complete(store, "damage")
     scan = open_complete(store, "scan")
     scan_info, damage_info, restored_info = (group_info(store, g) for g in ("scan", "damage", "restored"))
+    check_not_stale(store, restored_info, damage_info)
     key = export_key(restored_info["digests"]["0"], damage_info["digests"]["labels/0"], config)
     summary_path = out_dir / "summary.json"
-    previous = json.loads(summary_path.read_text()) if summary_path.exists() else {}
-    catalog = catalog or previous.get("catalog")  # a rerun of export keeps what the first one was told
-    if previous.get("key") == key and not force:
-        return StageResult("export", store, True, key, previous["files_sha256"], previous,
-                           document_url(store, previous.get("provenance_document")), time.perf_counter() - started)
+    previous = _previous_summary(summary_path, force) if summary_path.exists() else {}
+    same_scan = previous.get("digests", {}).get("scan/0") == scan_info["digests"]["0"]
+    if previous and not force:
+        if previous.get("key") == key:
+            return StageResult("export", store, True, key, previous["files_sha256"], previous,
+                               document_url(store, previous.get("provenance_document")),
+                               time.perf_counter() - started)
+        if not same_scan:
+            raise InputError(out_dir, f"holds the export of another scan ({previous.get('source')}, store "
+                                      f"{previous.get('store')}); choose another folder, or pass --force to "
+                                      "replace it")
+    if same_scan:
+        catalog = catalog or previous.get("catalog")  # a rerun of export keeps what the first one was told
+    read_digests = verify_pyramid(restored, restored_info["digests"])
     out_dir.mkdir(parents=True, exist_ok=True)
     summary_path.unlink(missing_ok=True)  # written again last: its absence means "not complete"
     record.invalidate(marker_refs(previous))
@@ -269,7 +297,7 @@ def export(store: str, out_dir: Path, config: ExportConfig | None = None, force:
         "preview-restored.png": [f"restored/{level}"],
         "before-after.html": ["preview-scan.png", "preview-overlay.png", "preview-restored.png"],
     }
-    summary = build_summary(store, out_dir, scan, scan_info, damage_info, restored_info, catalog)
+    summary = build_summary(store, out_dir, scan, scan_info, damage_info, restored_info, catalog, read_digests)
     deep_zoom = ""
     if config.iiif:
         infos = {name: write_static_iiif(group, out_dir, name, base_url=config.iiif_base_url,
@@ -306,8 +334,10 @@ def export(store: str, out_dir: Path, config: ExportConfig | None = None, force:
 
 
 def build_summary(store: str, out_dir: Path, scan: Any, scan_info: dict[str, Any], damage_info: dict[str, Any],
-                  restored_info: dict[str, Any], catalog: dict[str, Any] | None) -> dict[str, Any]:
-    """The readable part of `summary.json`: what was restored, how, by which software, with paths relative."""
+                  restored_info: dict[str, Any], catalog: dict[str, Any] | None,
+                  read_digests: dict[str, str]) -> dict[str, Any]:
+    """The readable part of `summary.json`: what was restored, how, by which software, with paths relative;
+    the digest of `restored/0` is that of the pixels read (and checked) for this export."""
     return {
         "schema_version": SUMMARY_SCHEMA_VERSION,
         "software": {"name": "retouch", "version": __version__, "code": code_version()},
@@ -327,7 +357,7 @@ def build_summary(store: str, out_dir: Path, scan: Any, scan_info: dict[str, Any
         "detector": {"weights": damage_info.get("weights"), "weights_sha256": damage_info.get("weights_sha256")},
         "digest_algorithm": ALGORITHM,
         "digests": {"scan/0": scan_info["digests"]["0"], "damage/labels/0": damage_info["digests"]["labels/0"],
-                    "restored/0": restored_info["digests"]["0"]},
+                    "restored/0": read_digests["0"]},
     }
 
 
@@ -336,6 +366,42 @@ def _relative(path: Path, base: str) -> str:
     if not is_local(base):
         return str(path)
     return os.path.relpath(Path(path).resolve(), Path(local_path(base)).resolve())
+
+
+def check_not_stale(store: str, restored_info: dict[str, Any], damage_info: dict[str, Any]) -> None:
+    """Refuse `restored/` made from detected damage other than the current `damage/` (recomputed since)."""
+    made_from = restored_info.get("mask_digest") if restored_info.get("mask") == "damage/labels" else None
+    if restored_info.get(STALE_KEY) or (made_from and made_from != damage_info["digests"]["labels/0"]):
+        raise StoreError(join(store, "restored"), "stale: damage/ was recomputed after restored/ was made from "
+                                                  "it; run `retouch inpaint` first, then export")
+
+
+def verify_pyramid(group: Any, recorded: dict[str, str]) -> dict[str, str]:
+    """Per level, the digest of the pixels as read now (chunk by chunk, as the stage digested them when it
+    wrote them); a StoreError names the array whose pixels differ from the recorded digest, or the chunk
+    that does not decode."""
+    digests = {}
+    for level in sorted(group.array_keys(), key=int):
+        array = group[level]
+        chunk = array.chunks[1]
+        per_chunk = {f"{y0 // chunk}-{x0 // chunk}": block_digest(read_region(array, y0, y1, x0, x1))
+                     for y0, y1, x0, x1 in chunk_grid(array.shape, chunk)}
+        digests[level] = combine_digests(per_chunk)
+        if level in recorded and digests[level] != recorded[level]:
+            raise StoreError(array_url(array), "pixels differ from the digest recorded when they were written "
+                                               "(corrupt or modified store); re-run the stage that writes it "
+                                               "with --force")
+    return digests
+
+
+def _previous_summary(path: Path, force: bool = False) -> dict[str, Any]:
+    """The summary.json already in the export folder; unreadable: refused, or ignored with --force."""
+    try:
+        return json.loads(path.read_text())
+    except (ValueError, OSError) as exc:
+        if force:
+            return {}
+        raise InputError(path, f"unreadable export summary ({exc}); remove it or pass --force") from exc
 
 
 def _stage_param(info: dict[str, Any], name: str) -> Any:

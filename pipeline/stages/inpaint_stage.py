@@ -20,13 +20,14 @@ import numpy as np
 import zarr
 
 from pipeline import __version__
-from pipeline.engine.ledger import Ledger
+from pipeline.engine.ledger import Ledger, resume_group
 from pipeline.engine.pyramid import build_pyramid_levels
 from pipeline.engine.runner import EngineConfig
 from pipeline.engine.tiling import ChunkJob, ModelCache, regions_with_coverage, run_chunks, torch_threads_per_worker
+from pipeline.io.staging import partial_name, recover, remove, swap_in
 from pipeline.io.store import (
     block_digest,
-    create_pyramid,
+    create_levels,
     group_info,
     is_local,
     join,
@@ -36,7 +37,7 @@ from pipeline.io.store import (
     open_complete,
 )
 from pipeline.provenance import StageRecord, document_url, input_ref, marker_refs, now_iso, weights_ref
-from pipeline.stages.detect import StageResult, check_device, default_manifest
+from pipeline.stages.detect import STALE_KEY, StageResult, check_device, default_manifest
 
 RESTORED_GROUP = "restored"
 EDITED_MASK_GROUP = "mask_edited"
@@ -86,12 +87,19 @@ def _copy_chunk(scan: np.ndarray, mask: np.ndarray) -> tuple[list[np.ndarray], d
     return [scan], {"hole_pixels": 0, "changed_pixels": 0}
 
 
-def write_edited_mask(store: str, mask_path: Path, height: int, width: int, chunk: int,
-                      engine: EngineConfig, record: StageRecord) -> str:
-    """Store a conservator's mask as `mask_edited/` (labels pyramid, nonzero = fill); returns its digest.
+MAX_MASK_FRACTION = 0.5  # an edited mask marking more than this share of the image is refused unless allowed
 
-    `record` (the inpaint run) reads the mask file and generates the `mask_edited/` arrays.
-    """
+
+def write_edited_mask(store: str, mask_path: Path, height: int, width: int, chunk: int, engine: EngineConfig,
+                      record: StageRecord, allow_large: bool = False,
+                      allow_empty: bool = False) -> tuple[str, dict[str, Any]]:
+    """Store a conservator's mask as `mask_edited/` (labels pyramid, nonzero = fill); its digest and what
+    was read (channels, threshold rule, pixels marked). `record` (the inpaint run) reads the mask file and
+    generates the `mask_edited/` arrays.
+
+    It is written aside and swapped in only once read whole and accepted: a mask that marks no pixel, or
+    more than half the image (an inverted or blank-white mask), is refused in one line naming the file
+    unless `allow_empty` / `allow_large`, and the previous `mask_edited/` then stays as it was."""
     from pipeline.io.edited_mask import EditedMask
 
     mask = EditedMask(mask_path, (height, width))  # InputError names the file on a bad mask
@@ -102,27 +110,53 @@ def write_edited_mask(store: str, mask_path: Path, height: int, width: int, chun
         record.use("mask file", {"id": f"store:input/mask@{record.activity}", "attrs": {"file": mask_path.name}})
     root = zarr.open_group(store, mode="a")
     levels = levels_like(open_complete(store, "scan"), 1)
-    group = create_pyramid(root, EDITED_MASK_GROUP, levels, np.uint8, chunk)
+    staging = partial_name(EDITED_MASK_GROUP)
+    group = root.create_group(staging, overwrite=True)
+    create_levels(group, EDITED_MASK_GROUP, levels, np.uint8, chunk)
     level0 = group["0"]
     digests = {}
+    marked = 0
     try:
         for y0 in range(0, height, chunk):  # one band of chunk rows at a time: memory ~ chunk x width
             band = mask.hole(y0, min(y0 + chunk, height), 0, width)[None].astype(np.uint8)
+            marked += int(band.sum())
             level0[:, y0 : y0 + band.shape[1], :] = band
             for x0 in range(0, width, chunk):
                 digests[f"{y0 // chunk}-{x0 // chunk}"] = block_digest(band[:, :, x0 : x0 + chunk])
+        read = {"file": str(mask_path), "channels": mask.channels, "rule": mask.rule,
+                "pixels_marked": marked, "percent_marked": 100.0 * marked / (height * width)}
+        _check_coverage(mask_path, read, allow_large, allow_empty)
+    except BaseException:
+        remove(store, staging)
+        raise
     finally:
         mask.close()
     ledger = Ledger(store, "mask-edited", "pyramid")
     per_level = build_pyramid_levels(group, levels, chunk, ledger, ledger.start(), engine, "edited mask", "max")
     ledger.clear()
     path0 = f"{EDITED_MASK_GROUP}/0"
-    digest = record.generated_array(level0, path0, digests, ["mask file"])
+    digest = record.generated_array(level0, path0, digests, ["mask file"], stored_at=f"{staging}/0")
     for path, chunk_digests in per_level.items():
-        record.generated_array(group[path], f"{EDITED_MASK_GROUP}/{path}", chunk_digests, [path0])
+        record.generated_array(group[path], f"{EDITED_MASK_GROUP}/{path}", chunk_digests, [path0],
+                               stored_at=f"{staging}/{path}")
     mark_complete(group, {"stage": "mask-edited", "source": mask_path.name, "digests": {"0": digest},
-                          "prov": record.marker(record.document_path)})
-    return digest
+                          "read": read, "prov": record.marker(record.document_path)})
+    swap_in(store, EDITED_MASK_GROUP)
+    return digest, read
+
+
+def _check_coverage(path: Path, read: dict[str, Any], allow_large: bool, allow_empty: bool) -> None:
+    """Refuse a mask that marks nothing or most of the image, unless the user said so."""
+    from pipeline.errors import InputError
+
+    seen = f"{read['channels']} channel(s), {read['rule']}"
+    if read["pixels_marked"] == 0 and not allow_empty:
+        raise InputError(path, f"mask marks no pixel ({seen}): restored/ would be a copy of the scan; "
+                               "pass --allow-empty-mask if that is what you want")
+    if read["percent_marked"] > 100 * MAX_MASK_FRACTION and not allow_large:
+        raise InputError(path, f"mask marks {read['percent_marked']:.1f} % of the image ({seen}), more than "
+                               f"{100 * MAX_MASK_FRACTION:.0f} %: inverted or blank? pass --allow-large-mask "
+                               "if you mean it")
 
 
 def is_store_edited_mask(store: str, mask: Path) -> bool:
@@ -151,9 +185,13 @@ def inpaint_key(scan_digest: str, mask_digest: str, config: InpaintStageConfig, 
 
 
 def inpaint_store(store: str, config: InpaintStageConfig | None = None, engine: EngineConfig | None = None,
-                  mask: Path | None = None, force: bool = False, run_id: str | None = None) -> StageResult:
-    """Fill the damage of `<store>/scan/` into `<store>/restored/` (detected mask, or the edited `mask`)."""
-    from models.weights import get_entry
+                  mask: Path | None = None, force: bool = False, run_id: str | None = None,
+                  allow_large_mask: bool = False, allow_empty_mask: bool = False) -> StageResult:
+    """Fill the damage of `<store>/scan/` into `<store>/restored/` (detected mask, or the edited `mask`).
+
+    A recompute writes `restored.partial/` and swaps it in when complete: until then the previous
+    `restored/` stays as it was (weights are checked before anything is written)."""
+    from models.weights import get_entry, verify_weights
 
     config = config or InpaintStageConfig()
     check_device(config.device)
@@ -162,16 +200,22 @@ def inpaint_store(store: str, config: InpaintStageConfig | None = None, engine: 
     params = {k: v for k, v in asdict(config).items() if k != "manifest"}
     record = StageRecord("inpaint", store, {**params, "mask": Path(mask).name if mask else "damage/labels"},
                          run_id=run_id, started=now_iso())
+    for name in (RESTORED_GROUP, EDITED_MASK_GROUP):
+        recover(store, name)
     scan = open_complete(store, "scan")
     scan_info = group_info(store, "scan")
     level0 = scan["0"]
     c, height, width = level0.shape
     chunk = level0.chunks[1]
+    entry = get_entry(config.weights, Path(config.manifest))
+    mask_read = None
     if mask is not None and is_store_edited_mask(store, Path(mask)):  # corrected in `retouch review`: as is
         mask_digest = group_info(store, EDITED_MASK_GROUP)["digests"]["0"]
         mask_group, mask_name = open_complete(store, EDITED_MASK_GROUP), EDITED_MASK_GROUP
     elif mask is not None:
-        mask_digest = write_edited_mask(store, Path(mask), height, width, chunk, engine, record)
+        verify_weights(entry, Path(config.manifest).parent)  # a new mask is swapped in: not for bad weights
+        mask_digest, mask_read = write_edited_mask(store, Path(mask), height, width, chunk, engine, record,
+                                                   allow_large_mask, allow_empty_mask)
         mask_group, mask_name = open_complete(store, EDITED_MASK_GROUP), EDITED_MASK_GROUP
         mask_ref = record.outputs[f"{EDITED_MASK_GROUP}/0"]
     else:
@@ -180,27 +224,25 @@ def inpaint_store(store: str, config: InpaintStageConfig | None = None, engine: 
         mask_digest = damage_info["digests"]["labels/0"]
         mask_group, mask_name = damage["labels"], "damage/labels"
         mask_ref = input_ref(damage_info, "damage/labels/0", mask_digest)
-    entry = get_entry(config.weights, Path(config.manifest))
     key = inpaint_key(scan_info["digests"]["0"], mask_digest, config, entry.sha256)
     existing = group_info(store, RESTORED_GROUP)
-    if existing and existing.get("key") == key and not force:
+    if existing and existing.get("key") == key and not force and not existing.get(STALE_KEY):
         if mask is not None:  # the edited mask was written again: its record says so
             record.write()
         return StageResult("inpaint", store, True, key, existing["digests"], existing["summary"],
                            document_url(store, existing.get("provenance")), time.perf_counter() - started)
+    if mask_read is None:  # (a new edited mask had them checked before it was stored)
+        verify_weights(entry, Path(config.manifest).parent)  # before anything is written
     record.invalidate(marker_refs(existing))
     record.use("scan/0", input_ref(scan_info, "scan/0", scan_info["digests"]["0"]))
     if mask is None:
         record.use("mask", mask_ref)
     record.use("weights", weights_ref(entry.name, entry.sha256, entry.architecture, entry.file))
     ledger = Ledger(store, "inpaint", key)
-    done = ledger.start()
-    root = zarr.open_group(store, mode="a")
     levels = levels_like(scan, c)
-    if done and RESTORED_GROUP in root:
-        group = root[RESTORED_GROUP]
-    else:
-        group = create_pyramid(root, RESTORED_GROUP, levels, level0.dtype, chunk)
+    group, done, fresh = resume_group(store, RESTORED_GROUP, ledger)
+    if fresh:
+        create_levels(group, RESTORED_GROUP, levels, level0.dtype, chunk)
     # dilation reaches `dilate` px beyond the mask: a chunk next to damage may change too
     coverage, scale = coverage_level(mask_group, chunk)
     if config.dilate:
@@ -215,21 +257,27 @@ def inpaint_store(store: str, config: InpaintStageConfig | None = None, engine: 
     records.update(run_chunks(copy, clean, ledger, done, "inpaint (copy clean chunks)", engine))
     mask_source = f"{EDITED_MASK_GROUP}/0" if mask is not None else "mask"
     chunk_digests0 = {cid: r["digests"][0] for cid, r in records.items()}
+    staged = partial_name(RESTORED_GROUP)  # sidecars beside the arrays, swapped in with them
     digests = {"0": record.generated_array(group["0"], "restored/0", chunk_digests0,
-                                           ["scan/0", mask_source, "weights"])}
+                                           ["scan/0", mask_source, "weights"], stored_at=f"{staged}/0")}
     for path, chunk_digests in build_pyramid_levels(group, levels, chunk, ledger, done, engine,
                                                     "inpaint pyramid").items():
-        digests[path] = record.generated_array(group[path], f"{RESTORED_GROUP}/{path}", chunk_digests, ["restored/0"])
+        digests[path] = record.generated_array(group[path], f"{RESTORED_GROUP}/{path}", chunk_digests, ["restored/0"],
+                                               stored_at=f"{staged}/{path}")
     summary = {"chunks_total": len(damaged) + len(clean), "chunks_inpainted": len(damaged),
                "chunks_copied": len(clean), "mask": mask_name,
                "hole_pixels": sum(r["facts"]["hole_pixels"] for r in records.values()),
+               # the pixels restored/ really changed: the dilated mask, less those the network left as they were
                "pixels_changed": sum(r["facts"].get("changed_pixels", 0) for r in records.values())}
+    if mask_read is not None:
+        summary["mask_read"] = mask_read
     prov = record.write()
     mark_complete(group, {"stage": "inpaint", "key": key, "digests": digests, "summary": summary,
                           "weights": entry.name, "weights_sha256": entry.sha256, "mask": mask_name,
                           "mask_digest": mask_digest, "provenance": prov, "prov": record.marker(prov),
                           "inpainted_chunks": sorted(f"{r[0] // chunk}-{r[2] // chunk}" for r in damaged),
                           "params": params})
+    swap_in(store, RESTORED_GROUP)
     ledger.clear()
     ModelCache.clear()
     resumed = sum(1 for task_id in done if task_id.startswith("0-"))
