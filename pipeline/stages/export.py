@@ -7,8 +7,9 @@
     <out>/before-after.html     the three previews side by side with the damage summary
     <out>/summary.json          damage area per class, chunks inpainted, digests, output files, provenance
 
-The TIFF is written tile by tile from the Zarr pyramid (never the whole image in memory) under a temporary
-name and renamed when done; `summary.json` is written last and marks the export complete.
+The TIFF is written tile by tile from the Zarr pyramid (never the whole image in memory). Every file is
+written into `<out>/.export.partial/` first and moved into `<out>` when all are done, `summary.json` last: it
+marks the export complete, and a failed export leaves no complete-looking deliverable.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import html
 import json
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -104,6 +106,16 @@ def preview_level(group: Any, max_side: int) -> str:
     return levels[-1]
 
 
+def fit_preview(image: np.ndarray, max_side: int) -> np.ndarray:
+    """`image` (y, x, ...) subsampled so that its longest side is at most `max_side` (each side >= 1 px):
+    the pyramid stops halving at a small side, so a 1x50000 scan's smallest level is still 50000 px long."""
+    h, w = image.shape[:2]
+    step = -(-max(h, w) // max_side)
+    if step <= 1:
+        return image
+    return np.ascontiguousarray(image[::step, ::step])
+
+
 def to_rgb8(block: np.ndarray) -> np.ndarray:
     """(c, y, x) uint8/uint16 -> (y, x, 3) uint8 for previews (alpha dropped, grey replicated)."""
     image = np.moveaxis(block, 0, -1)
@@ -177,16 +189,18 @@ def export(store: str, out_dir: Path, config: ExportConfig | None = None, force:
             return StageResult("export", store, True, key, previous["files_sha256"], previous,
                                previous.get("provenance"), time.perf_counter() - started)
     out_dir.mkdir(parents=True, exist_ok=True)
-    summary_path.unlink(missing_ok=True)  # written again last: its absence means "not complete"
-    tiff_path = out_dir / "restored.tif"
-    write_pyramidal_tiff(restored, tiff_path, config.tile, config.compression, scan_info.get("source_metadata", {}))
+    work = out_dir / ".export.partial"  # everything is written here first, moved into out_dir when complete
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    write_pyramidal_tiff(restored, work / "restored.tif", config.tile, config.compression,
+                         scan_info.get("source_metadata", {}))
     level = preview_level(scan, config.preview_max_side)
-    scan_rgb = to_rgb8(np.asarray(scan[level]))
+    scan_rgb = fit_preview(to_rgb8(np.asarray(scan[level])), config.preview_max_side)
     labels_level = level if level in damage["labels"].array_keys() else sorted(damage["labels"].array_keys())[-1]
     labels = _resize_labels(np.asarray(damage["labels"][labels_level][0]), scan_rgb.shape[:2])
-    write_png(out_dir / "preview-scan.png", scan_rgb)
-    write_png(out_dir / "preview-overlay.png", overlay(scan_rgb, labels))
-    write_png(out_dir / "preview-restored.png", to_rgb8(np.asarray(restored[level])))
+    write_png(work / "preview-scan.png", scan_rgb)
+    write_png(work / "preview-overlay.png", overlay(scan_rgb, labels))
+    write_png(work / "preview-restored.png", fit_preview(to_rgb8(np.asarray(restored[level])), config.preview_max_side))
     files = ["restored.tif", "preview-scan.png", "preview-overlay.png", "preview-restored.png"]
     summary: dict[str, Any] = {
         "store": store,
@@ -201,10 +215,10 @@ def export(store: str, out_dir: Path, config: ExportConfig | None = None, force:
         "digests": {"scan/0": scan_info["digests"]["0"], "damage/labels/0": damage_info["digests"]["labels/0"],
                     "restored/0": restored_info["digests"]["0"]},
     }
-    (out_dir / "before-after.html").write_text(_page(title or Path(store).stem, {**summary, "provenance":
+    (work / "before-after.html").write_text(_page(title or Path(store).stem, {**summary, "provenance":
                                                                                  list_documents(store)}))
     files.append("before-after.html")
-    summary["files_sha256"] = {name: sha256_file(out_dir / name) for name in files}
+    summary["files_sha256"] = {name: sha256_file(work / name) for name in files}
     record = StageRecord("export", {**asdict(config), "out_dir": str(out_dir.resolve())}, run_id=run_id)
     record.used("restored/0", path="restored/0", sha256_chunks=restored_info["digests"]["0"])
     record.used("damage/labels/0", path="damage/labels/0", sha256_chunks=damage_info["digests"]["labels/0"])
@@ -214,9 +228,13 @@ def export(store: str, out_dir: Path, config: ExportConfig | None = None, force:
     summary["provenance"] = record.write(store)
     summary["key"] = key
     summary["seconds"] = time.perf_counter() - started
-    tmp = summary_path.with_suffix(".json.partial")
+    summary_path.unlink(missing_ok=True)  # written again last: its absence means "not complete"
+    for name in files:
+        (work / name).replace(out_dir / name)
+    tmp = work / "summary.json"
     tmp.write_text(json.dumps(summary, indent=2, sort_keys=True))
     tmp.replace(summary_path)
+    work.rmdir()
     return StageResult("export", store, False, key, summary["files_sha256"], summary, summary["provenance"],
                        summary["seconds"])
 
