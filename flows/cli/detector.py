@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from flows.cli.common import DEFAULT_TTA, TtaOpt, check_tta, clean_errors
+from flows.cli.common import DEFAULT_TTA, FLAG, TtaOpt, check_tta, clean_errors, start_flows
 
 
 def register(train_app: typer.Typer, evaluate_app: typer.Typer) -> None:
@@ -59,7 +59,7 @@ def train_detector_command(
                                                               "label (default 1)")] = None,
     teacher_views: Annotated[int | None, typer.Option(help="average the teacher's probabilities over 1, 2, 4 or "
                                                            "8 flipped views, as --tta does (default 1)")] = None,
-    no_flow: Annotated[bool, typer.Option("--no-flow", help="run without Prefect")] = False,
+    no_flow: Annotated[bool, typer.Option("--no-flow", help="run without Prefect", metavar=FLAG)] = False,
 ) -> None:
     """Train the damage detector (resumable) and ship the best weights to the manifest."""
     overrides = {k: v for k, v in {
@@ -89,6 +89,7 @@ def train_detector_command(
     else:
         from flows.train import train_detector_flow
 
+        start_flows()
         summary = train_detector_flow(overrides)
     typer.echo(json.dumps({k: summary[k] for k in ("steps", "minutes", "shipped") if k in summary}, indent=2))
 
@@ -112,9 +113,10 @@ def evaluate_detect_command(
     save: Annotated[Path | None, typer.Option(help="write predicted 0/255 maps per class here")] = None,
     tolerance: Annotated[float, typer.Option(help="also score with this distance tolerance (px)")] = 2.0,
     weights: Annotated[str, typer.Option(help="manifest name of the detector weights")] = "detector-resunet18",
-    bf16: Annotated[bool, typer.Option(help="bf16 autocast inference")] = False,
+    bf16: Annotated[bool, typer.Option(help="bf16 autocast inference", metavar=FLAG)] = False,
     mask_value: Annotated[int | None, typer.Option(help="only this mask value is damage (e.g. 255)")] = None,
-    no_baseline: Annotated[bool, typer.Option("--no-baseline", help="skip the classical baseline")] = False,
+    no_baseline: Annotated[bool, typer.Option("--no-baseline", help="skip the classical baseline",
+                                              metavar=FLAG)] = False,
     tta: TtaOpt = DEFAULT_TTA,
 ) -> None:
     """Score the shipped detector and the classical baseline against masks (strict and tolerant)."""
@@ -149,7 +151,8 @@ def detect_styles_command(
     copies: Annotated[int, typer.Option(min=1, help="seeded crops per VAL painting, style and fill")] = 2,
     crop: Annotated[int, typer.Option(min=64, help="crop side (px)")] = 512,
     seed: Annotated[int, typer.Option(help="first seed")] = 7_000_000,
-    no_baseline: Annotated[bool, typer.Option("--no-baseline", help="skip the classical baseline")] = False,
+    no_baseline: Annotated[bool, typer.Option("--no-baseline", help="skip the classical baseline",
+                                              metavar=FLAG)] = False,
     tta: TtaOpt = DEFAULT_TTA,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the figures here")] = None,
 ) -> None:

@@ -23,6 +23,7 @@ from flows.cli.common import (
     print_export,
     print_ingest,
     print_inpaint,
+    start_flows,
 )
 
 
@@ -48,6 +49,7 @@ def ingest_command(
     from pipeline.io.sources import open_source
 
     open_source(source).close()  # bad input fails here, in one line, before any run starts
+    start_flows()
     from flows.ingest import ingest_flow
     from flows.params import IngestParams
 
@@ -78,6 +80,7 @@ def detect_command(
     from pipeline.stages.detect import check_device
 
     check_device(device)  # before Prefect starts: one line, no flow-run traceback
+    start_flows()
     print_detect(detect_flow(store, params, engine_params(workers, dask_address), force))
 
 
@@ -100,6 +103,7 @@ def inpaint_command(
     from pipeline.stages.detect import check_device
 
     check_device(device)
+    start_flows()
     print_inpaint(inpaint_flow(store, params, engine_params(workers, dask_address), force))
 
 
@@ -114,6 +118,7 @@ def export_command(
     from flows.params import ExportParams
 
     params = ExportParams(out_dir=str(outdir), preview_max_side=preview_max_side)
+    start_flows()
     print_export(export_flow(store, params, force))
 
 
@@ -146,6 +151,7 @@ def run_command(
     out_dir.mkdir(parents=True, exist_ok=True)
     store = str(out_dir / f"{name}.zarr")
     console.print(f"[bold]Restoring[/] {source_str}")
+    start_flows()
     from flows.params import DetectParams, ExportParams, IngestParams
     from flows.restore import restore_flow
 
