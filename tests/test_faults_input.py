@@ -129,3 +129,26 @@ def test_limits_are_configurable_and_pillows_bomb_guard_stays_on(tmp_path: Path,
 
     with pytest.raises(ConfigError, match="RETOUCH_MAX_SEGMENT_MB='lots': expected a positive integer"):
         open_source(striped)
+
+
+def test_cached_restore_is_found_only_when_every_stage_would_skip(tmp_path: Path, tiny_weights: Path,
+                                                                  one_torch_thread: None) -> None:
+    from dataclasses import asdict, replace
+
+    from pipeline.stages.cached import cached_restore
+
+    out = restore(tmp_path, np.full((40, 50, 3), 90, np.uint8))
+    store, source = str(tmp_path / "scan.zarr"), tmp_path / "scan.png"
+    configs = [IngestConfig(chunk=256), DetectConfig(tile=64, overlap=16, halo=16, tta=1),
+               InpaintStageConfig(tile=64, overlap=16, halo=16), ExportConfig()]
+    cached = cached_restore(source, store, out, *configs)
+    assert cached is not None and all(result["skipped"] for result in cached.values())
+    again = asdict(detect(store, configs[1], QUIET))  # what the stage itself says: skipped, same record
+    assert again["skipped"] and {**again, "seconds": 0.0} == cached["detect"]
+    assert cached["export"]["out_dir"] == str(out) and "restored.tif" in cached["export"]["digests"]
+    for changed in ([configs[0], replace(configs[1], threshold=0.3), *configs[2:]],
+                    [*configs[:2], replace(configs[2], dilate=3), configs[3]],
+                    [*configs[:3], ExportConfig(compression="zstd")]):
+        assert cached_restore(source, store, out, *changed) is None
+    (out / "summary.json").unlink()
+    assert cached_restore(source, store, out, *configs) is None

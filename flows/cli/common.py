@@ -12,7 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-import click
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -84,9 +83,9 @@ def clean_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except (typer.Exit, typer.Abort, click.exceptions.ClickException, KeyboardInterrupt):
-            raise
         except Exception as exc:
+            if type(exc).__module__.startswith(("click", "typer")):  # usage errors, Exit, Abort: typer's own
+                raise
             line, code = error_line(exc)
             err_console.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
             raise typer.Exit(code) from None

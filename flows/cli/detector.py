@@ -87,9 +87,9 @@ def train_detector_command(
 
         summary = train_detector(cfg)
     else:
+        start_flows()  # before Prefect is imported
         from flows.train import train_detector_flow
 
-        start_flows()
         summary = train_detector_flow(overrides)
     typer.echo(json.dumps({k: summary[k] for k in ("steps", "minutes", "shipped") if k in summary}, indent=2))
 

@@ -86,9 +86,9 @@ def train_inpainter_command(
 
             summary = run_inpainter_training(overrides, ship)
         else:
+            start_flows()  # before Prefect is imported
             from flows.train import train_inpainter_flow
 
-            start_flows()
             summary = train_inpainter_flow(overrides, ship)
         typer.echo(json.dumps(summary, indent=2))
 

@@ -72,7 +72,6 @@ def detect_command(
     force: ForceOpt = False,
 ) -> None:
     """Find craquelure and paint loss: writes `damage/` (probabilities + label mask pyramids)."""
-    from flows.detect import detect_flow
     from flows.params import DetectParams
 
     params = DetectParams(weights=weights, threshold=threshold, tile=tile, precision=precision, batch=batch,
@@ -81,6 +80,8 @@ def detect_command(
 
     check_device(device)  # before Prefect starts: one line, no flow-run traceback
     start_flows()
+    from flows.detect import detect_flow
+
     print_detect(detect_flow(store, params, engine_params(workers, dask_address), force))
 
 
@@ -96,7 +97,6 @@ def inpaint_command(
     force: ForceOpt = False,
 ) -> None:
     """Fill the damage: writes `restored/`, equal to the scan bit for bit outside the mask."""
-    from flows.inpaint import inpaint_flow
     from flows.params import InpaintParams
 
     params = InpaintParams(weights=weights, mask=str(mask) if mask else None, dilate=dilate, device=device)
@@ -104,6 +104,8 @@ def inpaint_command(
 
     check_device(device)
     start_flows()
+    from flows.inpaint import inpaint_flow
+
     print_inpaint(inpaint_flow(store, params, engine_params(workers, dask_address), force))
 
 
@@ -114,11 +116,12 @@ def export_command(
     force: ForceOpt = False,
 ) -> None:
     """Write the restored pyramidal TIFF, PNG previews, a before/after page and the damage summary."""
-    from flows.export import export_flow
     from flows.params import ExportParams
 
     params = ExportParams(out_dir=str(outdir), preview_max_side=preview_max_side)
     start_flows()
+    from flows.export import export_flow
+
     print_export(export_flow(store, params, force))
 
 
@@ -151,14 +154,24 @@ def run_command(
     out_dir.mkdir(parents=True, exist_ok=True)
     store = str(out_dir / f"{name}.zarr")
     console.print(f"[bold]Restoring[/] {source_str}")
-    start_flows()
-    from flows.params import DetectParams, ExportParams, IngestParams
-    from flows.restore import restore_flow
+    from flows.params import DetectParams, ExportParams, IngestParams, InpaintParams
 
-    results = restore_flow(source_str, store, ingest=IngestParams(pixel_size_um=pixel_size_um),
-                           detect=DetectParams(tta=tta),
-                           export=ExportParams(out_dir=str(out_dir / f"{name}-export")),
-                           engine=engine_params(workers, dask_address), force=force, title=title)
+    params = {"ingest": IngestParams(pixel_size_um=pixel_size_um), "detect": DetectParams(tta=tta),
+              "inpaint": InpaintParams(), "export": ExportParams(out_dir=str(out_dir / f"{name}-export"))}
+    results = None
+    if not force:  # every stage current: the results, without starting Prefect (most of a re-run's time)
+        from pipeline.stages.cached import cached_restore
+
+        results = cached_restore(source_str, store, params["export"].out_dir,
+                                 *(p.config() for p in params.values()))
+    if results is None:
+        start_flows()
+        from flows.restore import restore_flow
+
+        results = restore_flow(source_str, store, **params, engine=engine_params(workers, dask_address),
+                               force=force, title=title)
+    else:
+        console.print("(every stage unchanged: nothing to run, no flow run recorded; --force recomputes)")
     print_ingest(results["ingest"])
     print_detect(results["detect"])
     print_inpaint(results["inpaint"])
