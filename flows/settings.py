@@ -130,7 +130,7 @@ def quiet_failures_on_console() -> Path:
     The runs' full logs are in the Prefect UI. Returns the log's path."""
     import logging.handlers
 
-    import prefect  # noqa: F401  (configures Prefect's logging, whose console handler we filter)
+    import prefect.main  # noqa: F401  (sets up Prefect's logging, whose console handler is filtered here)
 
     path = error_log_path()
     root = logging.getLogger()

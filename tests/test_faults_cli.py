@@ -176,6 +176,13 @@ def test_stage_errors_say_what_to_do(prefect_harness: None, stores: dict[str, st
     missing = str(tmp_path / "nowhere.zarr")
     line = one_error_line(CliRunner().invoke(app, ["detect", missing]))
     assert line.startswith(f"error: {missing}: no such store") and not Path(missing).exists()
+    other = tmp_path / "other.png"
+    other.write_bytes(imagecodecs.png_encode(np.zeros((48, 64, 3), np.uint8)))
+    before = sorted(p.name for p in Path(store).rglob("*"))
+    line = one_error_line(CliRunner().invoke(app, ["ingest", str(other), store]))
+    assert line == (f"error: {store}: already holds a different scan (another file or other parameters): write "
+                    "elsewhere (`retouch run SCAN --out DIR`, or another STORE) or pass --force to replace it")
+    assert sorted(p.name for p in Path(store).rglob("*")) == before
 
 
 def test_export_onto_a_file_or_a_full_disk_fails_at_once_naming_the_path(

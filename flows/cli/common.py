@@ -87,6 +87,7 @@ def clean_errors(func: F) -> F:
             if type(exc).__module__.startswith(("click", "typer")):  # usage errors, Exit, Abort: typer's own
                 raise
             line, code = error_line(exc)
+            line = " ".join(line.splitlines())  # one line, whatever the message holds
             err_console.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
             raise typer.Exit(code) from None
         finally:
