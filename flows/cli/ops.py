@@ -46,13 +46,9 @@ def register(app: typer.Typer) -> None:
 
 def healthy(api_url: str, timeout: float = 2.0) -> bool:
     """Whether a Prefect API answers at `api_url` (…/api)."""
-    import urllib.request
+    from flows.settings import api_answers
 
-    try:
-        with urllib.request.urlopen(f"{api_url.rstrip('/')}/health", timeout=timeout) as response:
-            return response.status == 200
-    except OSError:
-        return False
+    return api_answers(api_url, timeout)
 
 
 def _configured_api_url() -> str | None:
