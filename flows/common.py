@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+from collections.abc import Callable
+from pathlib import PurePosixPath
 from typing import Any
 
 from prefect.states import Completed
@@ -12,17 +15,48 @@ RETRY_DELAYS = [5, 30, 120]
 LOCK_WAIT_SECONDS = 30.0
 
 
+# OSErrors that another try can cure: a dropped or refused connection, a timeout, an interrupted call,
+# a busy or briefly unavailable resource (object stores, network filesystems). A full disk, a file that
+# exists, a permission, a missing path or a read-only filesystem stay as they are: retrying them only
+# delays the error by minutes.
+TRANSIENT_ERRNOS = frozenset({
+    errno.EAGAIN, errno.EINTR, errno.EBUSY, errno.ETIMEDOUT, errno.ECONNRESET, errno.ECONNREFUSED,
+    errno.ECONNABORTED, errno.EPIPE, errno.ENETDOWN, errno.ENETUNREACH, errno.ENETRESET, errno.EHOSTUNREACH,
+    errno.EHOSTDOWN, errno.ESTALE, errno.EIO,
+})
+
+
+def is_transient_error(exc: BaseException) -> bool:
+    """Whether `exc` is a storage or network hiccup worth retrying (never bad input or a busy store)."""
+    if isinstance(exc, InputError):
+        return False
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        return True
+    if isinstance(exc, OSError):
+        return exc.errno in TRANSIENT_ERRNOS
+    return False
+
+
 def is_transient(task: Any, run: Any, state: Any) -> bool:
-    """Retry storage hiccups (OSError other than a missing file), never bad input or a busy store."""
+    """Prefect's retry condition: retry a failed task only when `is_transient_error` says so."""
     try:
         state.result()
-    except (InputError, FileNotFoundError):
-        return False
-    except OSError:
-        return True
-    except Exception:
-        return False
+    except Exception as exc:
+        return is_transient_error(exc)
     return False
+
+
+def run_name(stage: str) -> Callable[[], str]:
+    """A flow's `flow_run_name`: '<scan id> · <stage>' (the store's name without .zarr), readable in the UI."""
+
+    def name() -> str:
+        from prefect.runtime import flow_run
+
+        store = str(flow_run.parameters.get("store") or "")
+        scan_id = PurePosixPath(store.rstrip("/")).name.removesuffix(".zarr") or "scan"
+        return f"{scan_id} · {stage}"
+
+    return name
 
 
 def finish(result: dict[str, Any]) -> Any:

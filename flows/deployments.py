@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from prefect import flow, task
 
-from flows.common import RETRY_DELAYS, is_transient
+from flows.common import RETRY_DELAYS, is_transient, run_name
 from flows.detect import detect_flow
 from flows.export import export_flow
 from flows.inpaint import inpaint_flow
@@ -80,7 +80,7 @@ def catalog_sweep_flow(catalog: str | None = None, out: str | None = None, inges
     return outcomes
 
 
-@flow(name="rerun-detect", log_prints=True)
+@flow(name="rerun-detect", flow_run_name=run_name("rerun-detect"), log_prints=True)
 def rerun_detect_flow(store: str, threshold: float = DetectParams().threshold, weights: str = DetectParams().weights,
                       tta: Tta = DetectParams().tta, force: bool = False,
                       engine: EngineParams = EngineParams()) -> Any:
@@ -97,7 +97,7 @@ def rerun_detect_flow(store: str, threshold: float = DetectParams().threshold, w
     return detect_flow(store, DetectParams(threshold=threshold, weights=weights, tta=tta), engine, force)
 
 
-@flow(name="rerun-inpaint", log_prints=True)
+@flow(name="rerun-inpaint", flow_run_name=run_name("rerun-inpaint"), log_prints=True)
 def rerun_inpaint_flow(store: str, mask: str | None = None, weights: str = InpaintParams().weights,
                        dilate: int = InpaintParams().dilate, force: bool = False,
                        engine: EngineParams = EngineParams()) -> Any:

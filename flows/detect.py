@@ -6,7 +6,7 @@ from typing import Any
 
 from prefect import flow, task
 
-from flows.common import LOCK_WAIT_SECONDS, RETRY_DELAYS, finish, is_transient
+from flows.common import LOCK_WAIT_SECONDS, RETRY_DELAYS, finish, is_transient, run_name
 from flows.params import DetectParams, EngineParams
 from flows.reporting import progress_artifact, report_damage_table, report_stage, result_dict
 from flows.settings import current_run_id
@@ -25,7 +25,7 @@ def detect_task(store: str, params: DetectParams, engine: EngineParams, force: b
     return result_dict(result)
 
 
-@flow(name="detect", log_prints=True)
+@flow(name="detect", flow_run_name=run_name("detect"), log_prints=True)
 def detect_flow(store: str, params: DetectParams = DetectParams(), engine: EngineParams = EngineParams(),
                 force: bool = False) -> Any:
     """Find craquelure and paint loss in an ingested store (`damage/`)."""

@@ -7,7 +7,7 @@ from typing import Any
 
 from prefect import flow, task
 
-from flows.common import LOCK_WAIT_SECONDS, RETRY_DELAYS, finish, is_transient
+from flows.common import LOCK_WAIT_SECONDS, RETRY_DELAYS, finish, is_transient, run_name
 from flows.params import ExportParams, default_export_dir
 from flows.reporting import report_previews, report_stage, result_dict
 from flows.settings import current_run_id
@@ -30,7 +30,7 @@ def export_task(store: str, params: ExportParams, force: bool, title: str | None
     return {**result_dict(result), "out_dir": str(out_dir)}
 
 
-@flow(name="export", log_prints=True)
+@flow(name="export", flow_run_name=run_name("export"), log_prints=True)
 def export_flow(store: str, params: ExportParams = ExportParams(), force: bool = False,
                 title: str | None = None, catalog: dict[str, Any] | None = None) -> Any:
     """Write the restored pyramidal TIFF, previews, before/after page, damage summary and RO-Crate.

@@ -6,7 +6,7 @@ from typing import Any
 
 from prefect import flow, task
 
-from flows.common import LOCK_WAIT_SECONDS, RETRY_DELAYS, finish, is_transient
+from flows.common import LOCK_WAIT_SECONDS, RETRY_DELAYS, finish, is_transient, run_name
 from flows.params import EngineParams, IngestParams
 from flows.reporting import progress_artifact, report_stage
 from flows.settings import current_run_id
@@ -29,7 +29,7 @@ def ingest_task(source: str, store: str, params: IngestParams, engine: EnginePar
     return asdict(result)
 
 
-@flow(name="ingest", log_prints=True)
+@flow(name="ingest", flow_run_name=run_name("ingest"), log_prints=True)
 def ingest_flow(source: str, store: str, params: IngestParams = IngestParams(),
                 engine: EngineParams = EngineParams(), force: bool = False) -> Any:
     """Stream a scan file into the store's `scan/` OME-Zarr pyramid."""

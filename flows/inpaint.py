@@ -7,7 +7,7 @@ from typing import Any
 
 from prefect import flow, task
 
-from flows.common import LOCK_WAIT_SECONDS, RETRY_DELAYS, finish, is_transient
+from flows.common import LOCK_WAIT_SECONDS, RETRY_DELAYS, finish, is_transient, run_name
 from flows.params import EngineParams, InpaintParams
 from flows.reporting import progress_artifact, report_stage, result_dict
 from flows.settings import current_run_id
@@ -28,7 +28,7 @@ def inpaint_task(store: str, params: InpaintParams, engine: EngineParams, force:
     return result_dict(result)
 
 
-@flow(name="inpaint", log_prints=True)
+@flow(name="inpaint", flow_run_name=run_name("inpaint"), log_prints=True)
 def inpaint_flow(store: str, params: InpaintParams = InpaintParams(), engine: EngineParams = EngineParams(),
                  force: bool = False) -> Any:
     """Fill the detected (or an edited) damage mask: `restored/`, equal to the scan outside the mask."""

@@ -6,6 +6,7 @@ from typing import Any
 
 from prefect import flow
 
+from flows.common import run_name
 from flows.detect import detect_flow
 from flows.export import export_flow
 from flows.ingest import ingest_flow
@@ -13,7 +14,7 @@ from flows.inpaint import inpaint_flow
 from flows.params import DetectParams, EngineParams, ExportParams, IngestParams, InpaintParams
 
 
-@flow(name="restore", log_prints=True)
+@flow(name="restore", flow_run_name=run_name("restore"), log_prints=True)
 def restore_flow(source: str, store: str, ingest: IngestParams = IngestParams(),
                  detect: DetectParams = DetectParams(), inpaint: InpaintParams = InpaintParams(),
                  export: ExportParams = ExportParams(), engine: EngineParams = EngineParams(),

@@ -189,7 +189,8 @@ def test_tiles_of_a_gigapixel_store_stay_within_bounded_memory(tmp_path: Path) -
 
 
 def test_review_command_refuses_a_store_without_a_scan_in_one_line(tmp_path: Path, refused_in_one_line) -> None:
-    refused_in_one_line(["review", str(tmp_path / "nothing.zarr")], "nothing.zarr/scan: missing or incomplete")
+    refused_in_one_line(["review", str(tmp_path / "nothing.zarr")],
+                        "nothing.zarr: no such store (ingest a scan into it first")
 
 
 def test_provenance_documents_are_served_and_nothing_else(client: TestClient, store: str) -> None:

@@ -5,45 +5,105 @@ Only typer and rich at import time: `retouch --help` loads no Prefect, torch or 
 
 from __future__ import annotations
 
+import errno
 import functools
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 F = TypeVar("F", bound=Callable[..., Any])
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True)
 
 
+USER_ERRORS = {  # module: the error classes whose message is the one line to print (exit 2)
+    "pipeline.errors": ("InputError", "ConfigError"),
+    "models.weights": ("WeightsError",),
+    "data_catalog.schema": ("CatalogError",),
+    "flows.settings": ("PrefectUnreachable",),
+    "flows.deployments": ("SweepError",),
+}
+
+
+def _user_error_types() -> tuple[type[BaseException], ...]:
+    """The USER_ERRORS classes of the modules already loaded (an error's module was loaded to raise it;
+    importing the others here would load torch for `retouch catalog list`)."""
+    return tuple(getattr(sys.modules[module], name) for module, names in USER_ERRORS.items()
+                 if module in sys.modules for name in names)
+
+
+def error_line(exc: BaseException) -> tuple[str, int]:
+    """The one line a failure prints and the exit code: 2 for what the user can fix (bad input, settings,
+    disk full, a path that exists or is not writable), 1 for a bug (the traceback is in the error log)."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, _user_error_types()):
+        return str(exc), 2
+    if isinstance(exc, ValidationError):
+        return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()), 2
+    if isinstance(exc, OSError):
+        problem = exc.strerror or str(exc) or type(exc).__name__
+        if exc.filename is not None:
+            problem = f"{exc.filename}: {problem}"
+            if exc.filename2 is not None:
+                problem += f" (-> {exc.filename2})"
+        hints = {errno.ENOSPC: "; free some space or write elsewhere", errno.EEXIST: "; remove it or choose "
+                 "another path", errno.EACCES: "; check its permissions", errno.EROFS: "; write elsewhere"}
+        return problem + hints.get(exc.errno or 0, ""), 2
+    return f"{type(exc).__name__}: {exc} (a bug; traceback in {_log_traceback(exc)})", 1
+
+
+def _log_traceback(exc: BaseException) -> str:
+    """Append `exc`'s traceback to the error log; its path (or 'nowhere' when it cannot be written)."""
+    import traceback
+
+    from flows.settings import error_log_path
+
+    path = error_log_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as log:
+            log.write("".join(traceback.format_exception(exc)))
+    except OSError:
+        return "nowhere: the log could not be written"
+    return str(path)
+
+
 def clean_errors(func: F) -> F:
-    """Turn the errors users cause (bad or missing files, bad catalog, weights, settings or parameters) into one
-    line and exit code 2; every command uses it (the model and operations commands too)."""
+    """Turn every failure into one `error:` line (exit 2 for what the user can fix, 1 for a bug): bad or
+    missing files, catalog, weights, settings or parameters, a full disk, an unreachable Prefect API. Every
+    command uses it. Tracebacks go to the error log (`flows.settings.error_log_path`), not the terminal."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from pydantic import ValidationError
-
-        from data_catalog.schema import CatalogError
-        from models.weights import WeightsError
-        from pipeline.engine.runner import close_local_clusters
-        from pipeline.errors import ConfigError, InputError
-
         try:
             return func(*args, **kwargs)
-        except (InputError, CatalogError, WeightsError, ConfigError, FileNotFoundError) as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-        except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-            err_console.print(f"[bold red]error:[/] {problems}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
+        except Exception as exc:
+            if type(exc).__module__.startswith(("click", "typer")):  # usage errors, Exit, Abort: typer's own
+                raise
+            line, code = error_line(exc)
+            line = " ".join(line.splitlines())  # one line, whatever the message holds
+            err_console.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
+            raise typer.Exit(code) from None
         finally:
-            close_local_clusters()  # the stages' Dask workers, if any were started
+            if "pipeline.engine.runner" in sys.modules:
+                sys.modules["pipeline.engine.runner"].close_local_clusters()  # the stages' Dask workers
 
     return wrapper  # type: ignore[return-value]
+
+
+def start_flows() -> None:
+    """Before a command's first flow run: the configured Prefect API must answer (one line if not), and
+    Prefect's console keeps failures out (the command prints one line; the log file keeps the rest)."""
+    from flows.settings import check_prefect_api, quiet_failures_on_console
+
+    check_prefect_api()
+    quiet_failures_on_console()
 
 
 def default_out_dir() -> Path:
@@ -51,8 +111,9 @@ def default_out_dir() -> Path:
 EngineOpt = Annotated[int, typer.Option("--workers", help="parallel chunk tasks (0 = one per core)")]
 AddressOpt = Annotated[str | None, typer.Option("--dask-address", envvar="RETOUCH_DASK_ADDRESS",
                                                 help="run the chunk tasks on this Dask scheduler")]
-ForceOpt = Annotated[bool, typer.Option("--force", help="recompute even when inputs, parameters and weights "
-                                                        "are unchanged")]
+FLAG = ""  # metavar of boolean options: help shows `--force`, not `--force <bool>`
+ForceOpt = Annotated[bool, typer.Option("--force", metavar=FLAG, help="recompute even when inputs, parameters and "
+                                                                      "weights are unchanged")]
 DeviceOpt = Annotated[str, typer.Option(help="'cpu' or 'cuda'")]
 
 

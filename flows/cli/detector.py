@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from flows.cli.common import DEFAULT_TTA, TtaOpt, check_tta, clean_errors
+from flows.cli.common import DEFAULT_TTA, FLAG, TtaOpt, check_tta, clean_errors, start_flows
 
 
 def register(train_app: typer.Typer, evaluate_app: typer.Typer) -> None:
@@ -68,7 +68,7 @@ def train_detector_command(
     real_fraction: Annotated[float | None, typer.Option(help="share of tiles cropped from the real pairs")] = None,
     clean_fraction: Annotated[float | None, typer.Option(help="share of tiles that are undamaged painting crops "
                                                               "with all-zero targets (intact paint)")] = None,
-    no_flow: Annotated[bool, typer.Option("--no-flow", help="run without Prefect")] = False,
+    no_flow: Annotated[bool, typer.Option("--no-flow", help="run without Prefect", metavar=FLAG)] = False,
 ) -> None:
     """Train the damage detector (resumable) and ship the best weights to the manifest."""
     overrides = {k: v for k, v in {
@@ -98,6 +98,7 @@ def train_detector_command(
 
         summary = train_detector(cfg)
     else:
+        start_flows()  # before Prefect is imported
         from flows.train import train_detector_flow
 
         summary = train_detector_flow(overrides)
@@ -123,9 +124,10 @@ def evaluate_detect_command(
     save: Annotated[Path | None, typer.Option(help="write predicted 0/255 maps per class here")] = None,
     tolerance: Annotated[float, typer.Option(help="also score with this distance tolerance (px)")] = 2.0,
     weights: Annotated[str, typer.Option(help="manifest name of the detector weights")] = "detector-resunet18",
-    bf16: Annotated[bool, typer.Option(help="bf16 autocast inference")] = False,
+    bf16: Annotated[bool, typer.Option(help="bf16 autocast inference", metavar=FLAG)] = False,
     mask_value: Annotated[int | None, typer.Option(help="only this mask value is damage (e.g. 255)")] = None,
-    no_baseline: Annotated[bool, typer.Option("--no-baseline", help="skip the classical baseline")] = False,
+    no_baseline: Annotated[bool, typer.Option("--no-baseline", help="skip the classical baseline",
+                                              metavar=FLAG)] = False,
     tta: TtaOpt = DEFAULT_TTA,
     split: Annotated[str, typer.Option(help="all, or train/test of a set whose split is fixed in code "
                                             "(CrackForest: lab.real_cracks.crackforest_split)")] = "all",
@@ -165,7 +167,8 @@ def detect_styles_command(
     copies: Annotated[int, typer.Option(min=1, help="seeded crops per VAL painting, style and fill")] = 2,
     crop: Annotated[int, typer.Option(min=64, help="crop side (px)")] = 512,
     seed: Annotated[int, typer.Option(help="first seed")] = 7_000_000,
-    no_baseline: Annotated[bool, typer.Option("--no-baseline", help="skip the classical baseline")] = False,
+    no_baseline: Annotated[bool, typer.Option("--no-baseline", help="skip the classical baseline",
+                                              metavar=FLAG)] = False,
     tta: TtaOpt = DEFAULT_TTA,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the figures here")] = None,
 ) -> None:

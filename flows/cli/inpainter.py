@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from flows.cli.common import clean_errors
+from flows.cli.common import FLAG, clean_errors, start_flows
 
 # lab.eval.inpaint_eval.METHODS, spelled out so that `--help` does not import torch (a test keeps them equal)
 DEFAULT_METHODS = "model,telea,ns,biharmonic,fsr,harmonic,fast_biharmonic"
@@ -53,15 +53,17 @@ def train_inpainter_command(
         int | None, typer.Option(help="channels of a full-resolution refinement branch (default 0: none)")
     ] = None,
     refine_only: Annotated[
-        bool, typer.Option("--refine-only", help="train that branch only, the rest kept as --init-weights")
+        bool, typer.Option("--refine-only", help="train that branch only, the rest kept as --init-weights",
+                           metavar=FLAG)
     ] = False,
     psnr_weight: Annotated[
         float | None, typer.Option(help="weight of minus each composite's PSNR (dB) in the loss (default 0: off)")
     ] = None,
     threads: Annotated[int | None, typer.Option(help="torch threads")] = None,
     run_dir: Annotated[str | None, typer.Option(help="checkpoints and log (resumes from here)")] = None,
-    ship: Annotated[bool, typer.Option(help="save the final weights to the manifest as inpainter-pconv")] = True,
-    no_flow: Annotated[bool, typer.Option("--no-flow", help="run without Prefect")] = False,
+    ship: Annotated[bool, typer.Option(help="save the final weights to the manifest as inpainter-pconv",
+                                       metavar=FLAG)] = True,
+    no_flow: Annotated[bool, typer.Option("--no-flow", help="run without Prefect", metavar=FLAG)] = False,
 ) -> None:
     """Train the partial-convolution U-Net inpainter (resumable) and ship its weights."""
     overrides = {
@@ -85,6 +87,7 @@ def train_inpainter_command(
 
             summary = run_inpainter_training(overrides, ship)
         else:
+            start_flows()  # before Prefect is imported
             from flows.train import train_inpainter_flow
 
             summary = train_inpainter_flow(overrides, ship)

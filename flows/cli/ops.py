@@ -12,7 +12,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from flows.cli.common import clean_errors, console, print_detect, print_export, print_inpaint
+from flows.cli.common import (
+    FLAG,
+    clean_errors,
+    console,
+    print_detect,
+    print_export,
+    print_inpaint,
+    start_flows,
+)
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -38,13 +46,9 @@ def register(app: typer.Typer) -> None:
 
 def healthy(api_url: str, timeout: float = 2.0) -> bool:
     """Whether a Prefect API answers at `api_url` (…/api)."""
-    import urllib.request
+    from flows.settings import api_answers
 
-    try:
-        with urllib.request.urlopen(f"{api_url.rstrip('/')}/health", timeout=timeout) as response:
-            return response.status == 200
-    except OSError:
-        return False
+    return api_answers(api_url, timeout)
 
 
 def _configured_api_url() -> str | None:
@@ -186,7 +190,7 @@ def rerun_command(
     ctx: typer.Context,
     stage: Annotated[Stage, typer.Argument(help="the stage to run again")],
     store: Annotated[str, typer.Argument(help="the store (a local folder or an fsspec URL)")],
-    force: Annotated[bool, typer.Option(help="recompute even when nothing changed")] = False,
+    force: Annotated[bool, typer.Option("--force", metavar=FLAG, help="recompute even when nothing changed")] = False,
     workers: Annotated[int, typer.Option(help="parallel chunk tasks (0 = one per core)")] = 0,
     dask_address: Annotated[str | None, typer.Option(envvar="RETOUCH_DASK_ADDRESS",
                                                      help="run the chunk tasks on this Dask scheduler")] = None,
@@ -203,6 +207,7 @@ def rerun_command(
 
     params = stage_params(stage, ctx.args)
     engine = EngineParams(workers=workers, dask_address=dask_address)
+    start_flows()
     if stage is Stage.detect:
         from flows.detect import detect_flow
 

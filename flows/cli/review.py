@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from flows.cli.common import clean_errors, console
+from flows.cli.common import clean_errors, console, start_flows
 
 LOCALHOST = "127.0.0.1"
 
@@ -33,6 +33,7 @@ def review_command(
 
     import uvicorn
 
+    start_flows()  # the page's re-runs are inpaint flow runs: the API is probed before Prefect is imported
     from flows.review import review_jobs
     from pipeline.review.app import create_app
 

@@ -23,6 +23,7 @@ from flows.cli.common import (
     print_export,
     print_ingest,
     print_inpaint,
+    start_flows,
 )
 
 
@@ -48,6 +49,7 @@ def ingest_command(
     from pipeline.io.sources import open_source
 
     open_source(source).close()  # bad input fails here, in one line, before any run starts
+    start_flows()
     from flows.ingest import ingest_flow
     from flows.params import IngestParams
 
@@ -70,7 +72,6 @@ def detect_command(
     force: ForceOpt = False,
 ) -> None:
     """Find craquelure and paint loss: writes `damage/` (probabilities + label mask pyramids)."""
-    from flows.detect import detect_flow
     from flows.params import DetectParams
 
     params = DetectParams(weights=weights, threshold=threshold, tile=tile, precision=precision, batch=batch,
@@ -78,6 +79,9 @@ def detect_command(
     from pipeline.stages.detect import check_device
 
     check_device(device)  # before Prefect starts: one line, no flow-run traceback
+    start_flows()
+    from flows.detect import detect_flow
+
     print_detect(detect_flow(store, params, engine_params(workers, dask_address), force))
 
 
@@ -97,7 +101,6 @@ def inpaint_command(
     force: ForceOpt = False,
 ) -> None:
     """Fill the damage: writes `restored/`, equal to the scan bit for bit outside the mask."""
-    from flows.inpaint import inpaint_flow
     from flows.params import InpaintParams
 
     params = InpaintParams(weights=weights, mask=str(mask) if mask else None, dilate=dilate, device=device,
@@ -105,6 +108,9 @@ def inpaint_command(
     from pipeline.stages.detect import check_device
 
     check_device(device)
+    start_flows()
+    from flows.inpaint import inpaint_flow
+
     print_inpaint(inpaint_flow(store, params, engine_params(workers, dask_address), force))
 
 
@@ -118,10 +124,12 @@ def export_command(
 ) -> None:
     """Write the restored pyramidal TIFF, PNG previews, static IIIF tiles, a deep-zoom before/after page and
     the damage summary."""
-    from flows.export import export_flow
     from flows.params import ExportParams
 
     params = ExportParams(out_dir=str(outdir), preview_max_side=preview_max_side, iiif_base_url=iiif_base_url)
+    start_flows()
+    from flows.export import export_flow
+
     print_export(export_flow(store, params, force))
 
 
@@ -154,14 +162,25 @@ def run_command(
     out_dir.mkdir(parents=True, exist_ok=True)
     store = str(out_dir / f"{name}.zarr")
     console.print(f"[bold]Restoring[/] {source_str}")
-    from flows.params import DetectParams, ExportParams, IngestParams
-    from flows.restore import restore_flow
+    from flows.params import DetectParams, ExportParams, IngestParams, InpaintParams
 
-    results = restore_flow(source_str, store, ingest=IngestParams(pixel_size_um=pixel_size_um),
-                           detect=DetectParams(tta=tta),
-                           export=ExportParams(out_dir=str(out_dir / f"{name}-export")),
-                           engine=engine_params(workers, dask_address), force=force, title=title,
-                           catalog=catalog_entry)
+    params = {"ingest": IngestParams(pixel_size_um=pixel_size_um), "detect": DetectParams(tta=tta),
+              "inpaint": InpaintParams(), "export": ExportParams(out_dir=str(out_dir / f"{name}-export"))}
+    results = None
+    if not force:  # every stage current: the results, without starting Prefect (most of a re-run's time)
+        from pipeline.stages.cached import cached_restore
+
+        results = cached_restore(source_str, store, params["export"].out_dir,
+                                 *(p.config() for p in params.values()))
+    if results is None:
+        start_flows()
+        from flows.restore import restore_flow
+
+        results = restore_flow(source_str, store, **params, engine=engine_params(workers, dask_address),
+                               force=force, title=title,
+                               catalog=catalog_entry)
+    else:
+        console.print("(every stage unchanged: nothing to run, no flow run recorded; --force recomputes)")
     print_ingest(results["ingest"])
     print_detect(results["detect"])
     print_inpaint(results["inpaint"])

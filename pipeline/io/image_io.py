@@ -59,7 +59,8 @@ def write_png(path: str | Path, image: np.ndarray, icc_profile: bytes | None = N
     else:
         import imagecodecs
 
-        tmp.write_bytes(imagecodecs.png_encode(np.ascontiguousarray(array)))
+        # a fresh C-ordered copy: numpy calls a (1, 1, 3) view contiguous whatever its strides, imagecodecs does not
+        tmp.write_bytes(imagecodecs.png_encode(np.array(array, order="C", copy=True)))
     tmp.replace(path)
 
 

@@ -7,7 +7,10 @@ limited to what those formats hold; gigapixel scans come as TIFF).
 
 from __future__ import annotations
 
+import logging
 import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +23,15 @@ from PIL import Image, UnidentifiedImageError
 from pipeline.errors import InputError
 
 MAX_SIDE = 1 << 20  # 1,048,576 px: larger than any painting scan
-MAX_PIXELS = 1 << 37  # ~137 gigapixels
+# Limits, each overridable in the environment (a header is only a claim: these bound what one can make us do)
+LIMITS = {
+    # a TIFF is streamed chunk by chunk: its size is bounded by disk, not memory (~137 gigapixels)
+    "RETOUCH_MAX_PIXELS": 1 << 37,
+    # PNG and JPEG are decoded whole, in memory (Pillow's decompression-bomb guard is set to this too)
+    "RETOUCH_MAX_DECODE_PIXELS": 1 << 29,
+    # the largest TIFF strip or tile, decoded, that one chunk read may have to decode whole
+    "RETOUCH_MAX_SEGMENT_MB": 512,
+}
 TIFF_SUFFIXES = {".tif", ".tiff", ".btf", ".tf8"}
 PIL_SUFFIXES = {".png", ".jpg", ".jpeg"}
 SUPPORTED_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16))
@@ -71,13 +82,36 @@ class ScanSource:
             self._handle = None
 
 
-def _check_size_and_dtype(path: Path, height: int, width: int, channels: int, dtype: np.dtype) -> None:
+def limit(name: str) -> int:
+    """The limit `name` of LIMITS, or its override from the environment (a positive integer)."""
+    import os
+
+    value = os.environ.get(name)
+    if value is None:
+        return LIMITS[name]
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number <= 0:
+        from pipeline.errors import ConfigError
+
+        raise ConfigError(f"{name}={value!r}: expected a positive integer")
+    return number
+
+
+def _check_size_and_dtype(path: Path, height: int, width: int, channels: int, dtype: np.dtype,
+                          max_pixels_name: str = "RETOUCH_MAX_PIXELS") -> None:
     if height <= 0 or width <= 0:
         raise InputError(path, f"image has zero size ({width}x{height})")
-    if height > MAX_SIDE or width > MAX_SIDE or height * width > MAX_PIXELS:
+    max_pixels = limit(max_pixels_name)
+    if height > MAX_SIDE or width > MAX_SIDE:
         raise InputError(
             path, f"header claims absurd dimensions {width}x{height}; the limit is {MAX_SIDE} px per side"
         )
+    if height * width > max_pixels:
+        raise InputError(path, f"{width}x{height} px is more than the {max_pixels:,} px this format may hold "
+                               f"here ({max_pixels_name}; TIFF is streamed, PNG and JPEG are decoded whole)")
     if channels not in (1, 2, 3, 4):
         raise InputError(path, f"{channels} channels; Retouch reads grey, grey+alpha, RGB and RGBA")
     if np.dtype(dtype) not in SUPPORTED_DTYPES:
@@ -105,7 +139,9 @@ def _tiff_metadata(page: tifffile.TiffPage) -> dict[str, Any]:
 
 
 def _check_tiff_offsets(path: Path, page: tifffile.TiffPage) -> None:
-    """A truncated file has strips/tiles that point past its end: refuse before streaming."""
+    """A truncated file has strips/tiles that point past its end; a forged or damaged header claims more
+    strips/tiles than the file indexes, or strips so large that one read would decode gigabytes: refuse
+    all three before streaming."""
     size = path.stat().st_size
     offsets = np.asarray(page.dataoffsets, dtype=np.int64)
     counts = np.asarray(page.databytecounts, dtype=np.int64)
@@ -113,6 +149,24 @@ def _check_tiff_offsets(path: Path, page: tifffile.TiffPage) -> None:
         raise InputError(path, "TIFF has no image data (no strips or tiles)")
     if np.any(counts <= 0) or np.any(offsets + counts > size):
         raise InputError(path, f"truncated TIFF: image data points past the end of the file ({size} bytes)")
+    height, width = int(page.imagelength), int(page.imagewidth)
+    planes = int(page.samplesperpixel) if int(page.planarconfig) == 2 else 1  # SEPARATE: one set per sample
+    if page.is_tiled:
+        rows, cols = int(page.tilelength), int(page.tilewidth)
+        kind = "tiles"
+    else:
+        rows, cols = min(int(page.rowsperstrip or height), height), width
+        kind = "strips"
+    expected = -(-height // rows) * -(-width // cols) * planes * max(int(page.imagedepth), 1)
+    if offsets.size != expected:
+        raise InputError(path, f"header claims {width}x{height} px, which takes {expected:,} {kind}, but the file "
+                               f"indexes {offsets.size:,}: a damaged or forged TIFF header")
+    segment = rows * cols * (int(page.samplesperpixel) // planes) * np.dtype(page.dtype).itemsize
+    max_mb = limit("RETOUCH_MAX_SEGMENT_MB")
+    if segment > max_mb << 20:
+        raise InputError(path, f"one of its {kind} decodes to {segment / 2**20:,.0f} MB, over the "
+                               f"{max_mb} MB limit (RETOUCH_MAX_SEGMENT_MB): save it as a tiled TIFF "
+                               "(e.g. 512-px tiles)")
 
 
 def _channel_last(path: Path, axes: str, array: Any) -> Any:
@@ -168,7 +222,25 @@ def _chunks_of(array: Any, axes: str) -> tuple[int, int]:
     return int(dims["Y"]), int(dims["X"])
 
 
+@contextmanager
+def _tifffile_quiet() -> Iterator[None]:
+    """tifffile logs what it finds odd in a header (e.g. 'shape does not match page shape') on stderr; the
+    checks here turn what matters into one InputError, so its warnings would only be extra lines."""
+    logger = logging.getLogger("tifffile")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)  # it logs a forged shape as an error, then reads on
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _open_tiff(path: Path) -> ScanSource:
+    with _tifffile_quiet():
+        return _open_tiff_checked(path)
+
+
+def _open_tiff_checked(path: Path) -> ScanSource:
     try:
         tif = tifffile.TiffFile(path)
     except (tifffile.TiffFileError, ValueError, OSError, struct.error) as exc:
@@ -206,11 +278,11 @@ def _open_tiff(path: Path) -> ScanSource:
 
 
 def _open_pil(path: Path) -> ScanSource:
-    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+    Image.MAX_IMAGE_PIXELS = limit("RETOUCH_MAX_DECODE_PIXELS")  # Pillow's decompression-bomb guard
     try:
         with Image.open(path) as im:
             width, height = im.size
-            _check_size_and_dtype(path, height, width, 1, np.uint8)
+            _check_size_and_dtype(path, height, width, 1, np.uint8, "RETOUCH_MAX_DECODE_PIXELS")
             meta: dict[str, Any] = {}
             if im.info.get("icc_profile"):
                 meta["icc_profile_hex"] = bytes(im.info["icc_profile"]).hex()
@@ -260,6 +332,8 @@ def _decode_png16(path: Path) -> np.ndarray:
 def open_source(path: str | Path) -> ScanSource:
     """Open a scan lazily; InputError names the file and says what is wrong with it."""
     path = Path(path)
+    for name in LIMITS:
+        limit(name)  # a bad override fails as itself, not as a corrupt file
     if not path.exists():
         raise InputError(path, "file not found")
     if path.is_dir():

@@ -192,13 +192,26 @@ def group_info(url: str, name: str) -> dict[str, Any] | None:
     return info if isinstance(info, dict) and info.get("complete") else None
 
 
+WRITTEN_BY = {"scan": "ingest", "damage": "detect", "restored": "inpaint"}  # group -> the stage writing it
+
+
 def open_complete(url: str, name: str) -> zarr.Group:
-    """Group `name` of the store, refusing one that is missing or was never completed."""
-    if group_info(url, name) is None:
-        raise StoreError(
-            join(url, name), "missing or incomplete (a stage was interrupted?); re-run the stage that writes it"
-        )
-    return zarr.open_group(url, mode="r", path=name)
+    """Group `name` of the store, refusing one that is missing or was never completed; the message says
+    which command writes it (a store that does not exist at all is named as such)."""
+    if group_info(url, name) is not None:
+        return zarr.open_group(url, mode="r", path=name)
+    stage = WRITTEN_BY.get(name)
+    command = f"`retouch {stage} {'SCAN ' if stage == 'ingest' else ''}{url}`" if stage else "the stage that writes it"
+    try:
+        zarr.open_group(url, mode="r")
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError, KeyError):
+        raise StoreError(url, "no such store (ingest a scan into it first: `retouch ingest SCAN STORE`, "
+                              "or `retouch run SCAN`)") from None
+    try:
+        zarr.open_group(url, mode="r", path=name)
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError, KeyError):
+        raise StoreError(join(url, name), f"not there yet: run {command} first") from None
+    raise StoreError(join(url, name), f"incomplete (the stage was interrupted?): run {command} again")
 
 
 def write_json(url: str, data: dict[str, Any]) -> None:

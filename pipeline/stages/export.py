@@ -13,8 +13,9 @@
     <out>/ro-crate-metadata.json  the run as a Workflow Run RO-Crate (pipeline.crate), with provenance/ and
                                 workflow/ beside it
 
-The TIFF is written tile by tile from the Zarr pyramid (never the whole image in memory) under a temporary
-name and renamed when done; `summary.json` is written last and marks the export complete.
+The TIFF is written tile by tile from the Zarr pyramid (never the whole image in memory). Every file is
+written into `<out>/.export.partial/` first and moved into `<out>` when all are done, `summary.json` last: it
+marks the export complete, and a failed export leaves no complete-looking deliverable.
 
 Before anything is written, the export refuses (one line, the folder left as it was): a `restored/` made
 from damage that was recomputed since (stale), a folder holding another scan's export (unless `force`),
@@ -28,6 +29,7 @@ import hashlib
 import html
 import json
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -182,6 +184,16 @@ def preview_level(group: Any, max_side: int) -> str:
     return levels[-1]
 
 
+def fit_preview(image: np.ndarray, max_side: int) -> np.ndarray:
+    """`image` (y, x, ...) subsampled so that its longest side is at most `max_side` (each side >= 1 px):
+    the pyramid stops halving at a small side, so a 1x50000 scan's smallest level is still 50000 px long."""
+    h, w = image.shape[:2]
+    step = -(-max(h, w) // max_side)
+    if step <= 1:
+        return image
+    return np.ascontiguousarray(image[::step, ::step])
+
+
 def overlay(scan_rgb: np.ndarray, labels: np.ndarray, alpha: float = 0.65) -> np.ndarray:
     """The scan with each damage class painted over it in its colour."""
     out = scan_rgb.astype(np.float32)
@@ -264,32 +276,34 @@ def export(store: str, out_dir: Path, config: ExportConfig | None = None, force:
         catalog = catalog or previous.get("catalog")  # a rerun of export keeps what the first one was told
     read_digests = verify_pyramid(restored, restored_info["digests"])
     out_dir.mkdir(parents=True, exist_ok=True)
-    summary_path.unlink(missing_ok=True)  # written again last: its absence means "not complete"
+    work = out_dir / ".export.partial"  # everything is written here first, moved into out_dir when complete
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
     record.invalidate(marker_refs(previous))
     levels = sorted(restored.array_keys(), key=int)
     for path in levels:
         record.use(f"restored/{path}", input_ref(restored_info, f"restored/{path}", restored_info["digests"][path]))
-    tiff_path = out_dir / "restored.tif"
     facts = {"source": scan_info.get("source"), "source_sha256": scan_info.get("source_sha256"),
              "retouch_version": __version__, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
              "inpainter": restored_info.get("weights"), "inpainter_sha256": restored_info.get("weights_sha256"),
              "mask": restored_info.get("mask"), "mask_digest": restored_info.get("mask_digest"),
              "detector": damage_info.get("weights"), "detector_sha256": damage_info.get("weights_sha256"),
              "restored_digest": restored_info["digests"]["0"]}
-    write_pyramidal_tiff(restored, tiff_path, config.tile, config.compression, scan_info.get("source_metadata", {}),
-                         facts)
+    write_pyramidal_tiff(restored, work / "restored.tif", config.tile, config.compression,
+                         scan_info.get("source_metadata", {}), facts)
     level = preview_level(scan, config.preview_max_side)
     labels_level = level if level in damage["labels"].array_keys() else sorted(damage["labels"].array_keys())[-1]
     record.use(f"scan/{level}", input_ref(scan_info, f"scan/{level}", scan_info["digests"][level]))
     record.use(f"damage/labels/{labels_level}", input_ref(damage_info, f"damage/labels/{labels_level}",
                                                           damage_info["digests"][f"labels/{labels_level}"]))
-    scan_rgb = to_rgb8(np.asarray(scan[level]))
+    scan_rgb = fit_preview(to_rgb8(np.asarray(scan[level])), config.preview_max_side)
     labels = _resize_labels(np.asarray(damage["labels"][labels_level][0]), scan_rgb.shape[:2])
     icc_hex = scan_info.get("source_metadata", {}).get("icc_profile_hex")
     icc = bytes.fromhex(icc_hex) if icc_hex else None  # the previews keep the scan's colours too
-    write_png(out_dir / "preview-scan.png", scan_rgb, icc)
-    write_png(out_dir / "preview-overlay.png", overlay(scan_rgb, labels), icc)
-    write_png(out_dir / "preview-restored.png", to_rgb8(np.asarray(restored[level])), icc)
+    write_png(work / "preview-scan.png", scan_rgb, icc)
+    write_png(work / "preview-overlay.png", overlay(scan_rgb, labels), icc)
+    write_png(work / "preview-restored.png", fit_preview(to_rgb8(np.asarray(restored[level])), config.preview_max_side),
+              icc)
     made_from = {  # each file and what it was made from
         "restored.tif": [f"restored/{path}" for path in levels],
         "preview-scan.png": [f"scan/{level}"],
@@ -300,7 +314,7 @@ def export(store: str, out_dir: Path, config: ExportConfig | None = None, force:
     summary = build_summary(store, out_dir, scan, scan_info, damage_info, restored_info, catalog, read_digests)
     deep_zoom = ""
     if config.iiif:
-        infos = {name: write_static_iiif(group, out_dir, name, base_url=config.iiif_base_url,
+        infos = {name: write_static_iiif(group, work, name, base_url=config.iiif_base_url,
                                          overlay=name == "damage")
                  for name, group in (("scan", scan), ("restored", restored), ("damage", damage["labels"]))}
         for name in infos:  # each image's tiles were cut from its pyramid
@@ -308,11 +322,11 @@ def export(store: str, out_dir: Path, config: ExportConfig | None = None, force:
                       "damage": f"damage/labels/{labels_level}"}[name]
             made_from[f"iiif/{name}/info.json"] = [source]
         made_from["before-after.html"] += [f"iiif/{name}/info.json" for name in infos]
-        deep_zoom = deep_zoom_section(infos, out_dir)
+        deep_zoom = deep_zoom_section(infos, work)
     page_title = title or (f"{catalog['creator']}, {catalog['title']}" if catalog else Path(store).stem)
-    (out_dir / "before-after.html").write_text(_page(page_title, {**summary, "provenance": list_documents(store)},
-                                                     deep_zoom))
-    summary["files_sha256"] = {name: sha256_file(out_dir / name) for name in made_from}
+    (work / "before-after.html").write_text(_page(page_title, {**summary, "provenance": list_documents(store)},
+                                                  deep_zoom))
+    summary["files_sha256"] = {name: sha256_file(work / name) for name in made_from}
     for name, sources in made_from.items():
         record.generated(f"export/{name}", [s if s in record.inputs else f"export/{s}" for s in sources],
                          file=name, sha256=summary["files_sha256"][name])
@@ -324,13 +338,26 @@ def export(store: str, out_dir: Path, config: ExportConfig | None = None, force:
     summary["prov"] = record.marker(prov)
     summary["key"] = key
     summary["seconds"] = time.perf_counter() - started
-    write_crate(out_dir, summary, {"ingest": scan_info, "detect": damage_info, "inpaint": restored_info},
+    write_crate(work, summary, {"ingest": scan_info, "detect": damage_info, "inpaint": restored_info},
                 record, store)
-    tmp = summary_path.with_suffix(".json.partial")
-    tmp.write_text(json.dumps(summary, indent=2, sort_keys=True))
-    tmp.replace(summary_path)
+    _move_in(work, out_dir, summary_path, summary)
     return StageResult("export", store, False, key, summary["files_sha256"], summary, join(store, prov),
                        summary["seconds"])
+
+
+def _move_in(work: Path, out_dir: Path, summary_path: Path, summary: dict[str, Any]) -> None:
+    """Move every file and folder written in `work` into `out_dir` (replacing the previous export's), then
+    write `summary.json` last: until then the folder has no summary, i.e. no complete-looking export."""
+    summary_path.unlink(missing_ok=True)
+    for entry in sorted(work.iterdir()):
+        target = out_dir / entry.name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        entry.replace(target)
+    tmp = work / "summary.json"
+    tmp.write_text(json.dumps(summary, indent=2, sort_keys=True))
+    tmp.replace(summary_path)
+    work.rmdir()
 
 
 def build_summary(store: str, out_dir: Path, scan: Any, scan_info: dict[str, Any], damage_info: dict[str, Any],

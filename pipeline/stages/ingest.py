@@ -147,8 +147,9 @@ def ingest(source: str | Path, store: str, config: IngestConfig | None = None,
         if existing is not None and not force:
             if existing.get("key") == key:
                 return _skipped_result(store, existing)
-            raise StoreError(store, "already holds a different scan (other file or parameters); "
-                                    "choose another store or pass --force to replace it")
+            raise StoreError(store, "already holds a different scan (another file or other parameters): write "
+                                    "elsewhere (`retouch run SCAN --out DIR`, or another STORE) or pass --force "
+                                    "to replace it")
         previous = _previous_store(store)
         if is_local(store):
             work = f"{local_path(store).rstrip('/')}.partial"

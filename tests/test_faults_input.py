@@ -1,0 +1,155 @@
+"""Fault injection on inputs and export: tiny and extreme images, forged TIFF headers, decompression bombs, an
+export that fails half-way. Each checks the refusal (one line, naming the file) and what is left on disk."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import imagecodecs
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+from typer.testing import CliRunner
+
+from pipeline.engine.runner import EngineConfig
+from pipeline.errors import InputError
+from pipeline.io.sources import open_source
+from pipeline.stages.detect import DetectConfig, detect
+from pipeline.stages.export import ExportConfig, export
+from pipeline.stages.ingest import IngestConfig, ingest
+from pipeline.stages.inpaint_stage import InpaintStageConfig, inpaint_store
+
+QUIET = EngineConfig(workers=1, progress=False)
+DELIVERABLES = sorted(["before-after.html", "preview-overlay.png", "preview-restored.png", "preview-scan.png",
+                       "restored.tif", "summary.json", "iiif", "openseadragon.min.js", "openseadragon-LICENSE.txt",
+                       "ro-crate-metadata.json", "provenance", "workflow"])  # (static IIIF tiles and RO-Crate)
+
+
+def restore(tmp_path: Path, image: np.ndarray, preview_max_side: int = 2048) -> Path:
+    """ingest -> detect -> inpaint -> export of `image` (a PNG) with the tiny networks; the export folder."""
+    source = tmp_path / "scan.png"
+    source.write_bytes(imagecodecs.png_encode(image))
+    store = str(tmp_path / "scan.zarr")
+    ingest(source, store, IngestConfig(chunk=256), QUIET)
+    detect(store, DetectConfig(tile=64, overlap=16, halo=16, tta=1), QUIET)
+    inpaint_store(store, InpaintStageConfig(tile=64, overlap=16, halo=16), QUIET)
+    out = tmp_path / "export"
+    export(store, out, ExportConfig(preview_max_side=preview_max_side))
+    return out
+
+
+@pytest.mark.parametrize(("shape", "max_side", "preview"), [
+    ((1, 1), 2048, (1, 1)),
+    pytest.param((1, 300), 64, (60, 1), marks=pytest.mark.slow),  # thin tiles are slow to detect (~20 s)
+    pytest.param((200, 2), 64, (1, 50), marks=pytest.mark.slow),
+])
+def test_tiny_and_extreme_aspect_images_restore_with_previews_within_their_limit(
+        tmp_path: Path, tiny_weights: Path, one_torch_thread: None, shape: tuple[int, int], max_side: int,
+        preview: tuple[int, int]) -> None:
+    image = np.full((*shape, 3), 140, np.uint8)
+    out = restore(tmp_path, image, max_side)
+    assert sorted(p.name for p in out.iterdir()) == DELIVERABLES  # nothing half-written left beside them
+    for name in ("preview-scan.png", "preview-overlay.png", "preview-restored.png"):
+        with Image.open(out / name) as im:
+            assert im.size == preview and max(im.size) <= max_side
+    assert tifffile.imread(out / "restored.tif").shape == (*shape, 3)
+    assert json.loads((out / "summary.json").read_text())["shape"] == [3, *shape]
+
+
+def test_export_failing_half_way_leaves_the_last_complete_export(tmp_path: Path, tiny_weights: Path,
+                                                                 one_torch_thread: None,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    out = restore(tmp_path, np.full((40, 50, 3), 90, np.uint8))
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}  # (iiif/, provenance/: folders)
+
+    def disk_full(path: Path, image: np.ndarray, icc_profile: bytes | None = None) -> None:
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr("pipeline.stages.export.write_png", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        export(str(tmp_path / "scan.zarr"), out, ExportConfig(compression="zstd"))  # a changed export
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before  # old export intact
+    fresh = tmp_path / "fresh"
+    with pytest.raises(OSError, match="No space left"):
+        export(str(tmp_path / "scan.zarr"), fresh, ExportConfig())
+    assert not (fresh / "restored.tif").exists() and not (fresh / "summary.json").exists()
+
+
+def forged_tiff(path: Path, tiled: bool, rows_per_strip: int = 200_000) -> Path:
+    """A 512x512 TIFF whose header then claims 200000x200000 px (tile/strip tables left as they were)."""
+    layout = {"tile": (256, 256)} if tiled else {"rowsperstrip": 512}
+    tifffile.imwrite(path, np.zeros((512, 512, 3), np.uint8), photometric="rgb", compression="zlib", **layout)
+    with tifffile.TiffFile(path, mode="r+b") as tif:
+        tags = tif.pages[0].tags
+        tags["ImageWidth"].overwrite(200_000)
+        tags["ImageLength"].overwrite(200_000)
+        if not tiled:
+            tags["RowsPerStrip"].overwrite(rows_per_strip)
+    return path
+
+
+@pytest.mark.parametrize(("tiled", "rows", "message"), [
+    (True, 0, "claims 200000x200000 px, which takes 611,524 tiles, but the file indexes 4"),
+    (False, 512, "claims 200000x200000 px, which takes 391 strips, but the file indexes 1"),
+    (False, 200_000, "one of its strips decodes to 114,441 MB, over the 512 MB limit (RETOUCH_MAX_SEGMENT_MB)"),
+])
+def test_forged_tiff_header_is_refused_at_ingest_in_one_line(tmp_path: Path, tiled: bool, rows: int,
+                                                             message: str) -> None:
+    from flows.cli import app
+
+    source = forged_tiff(tmp_path / "forged.tif", tiled, rows)
+    with pytest.raises(InputError, match=re.escape(message)):
+        open_source(source)
+    result = CliRunner().invoke(app, ["ingest", str(source), str(tmp_path / "s.zarr")])
+    assert result.exit_code == 2
+    assert result.output.splitlines() == [f"error: {source}: {result.output.split(': ', 2)[2].strip()}"]
+    assert message in " ".join(result.output.split())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["forged.tif"]  # no store, no .partial
+
+
+def test_limits_are_configurable_and_pillows_bomb_guard_stays_on(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    png = tmp_path / "big.png"
+    png.write_bytes(imagecodecs.png_encode(np.zeros((30, 40, 3), np.uint8)))
+    assert open_source(png).shape == (30, 40, 3)
+    assert Image.MAX_IMAGE_PIXELS == 1 << 29  # set by the reader: a limit, not switched off
+    monkeypatch.setenv("RETOUCH_MAX_DECODE_PIXELS", "1000")
+    with pytest.raises(InputError, match=r"big\.png: 40x30 px is more than the 1,000 px.*RETOUCH_MAX_DECODE_PIXELS"):
+        open_source(png)
+    striped = tmp_path / "striped.tif"
+    tifffile.imwrite(striped, np.zeros((1024, 1024, 3), np.uint8), photometric="rgb", rowsperstrip=1024)
+    assert open_source(striped).shape == (1024, 1024, 3)
+    monkeypatch.setenv("RETOUCH_MAX_SEGMENT_MB", "2")
+    with pytest.raises(InputError, match="strips decodes to 3 MB, over the 2 MB limit"):
+        open_source(striped)
+    monkeypatch.setenv("RETOUCH_MAX_SEGMENT_MB", "lots")
+    from pipeline.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="RETOUCH_MAX_SEGMENT_MB='lots': expected a positive integer"):
+        open_source(striped)
+
+
+def test_cached_restore_is_found_only_when_every_stage_would_skip(tmp_path: Path, tiny_weights: Path,
+                                                                  one_torch_thread: None) -> None:
+    from dataclasses import asdict, replace
+
+    from pipeline.stages.cached import cached_restore
+
+    out = restore(tmp_path, np.full((40, 50, 3), 90, np.uint8))
+    store, source = str(tmp_path / "scan.zarr"), tmp_path / "scan.png"
+    configs = [IngestConfig(chunk=256), DetectConfig(tile=64, overlap=16, halo=16, tta=1),
+               InpaintStageConfig(tile=64, overlap=16, halo=16), ExportConfig()]
+    cached = cached_restore(source, store, out, *configs)
+    assert cached is not None and all(result["skipped"] for result in cached.values())
+    again = asdict(detect(store, configs[1], QUIET))  # what the stage itself says: skipped, same record
+    assert again["skipped"] and {**again, "seconds": 0.0} == cached["detect"]
+    assert cached["export"]["out_dir"] == str(out) and "restored.tif" in cached["export"]["digests"]
+    for changed in ([configs[0], replace(configs[1], threshold=0.3), *configs[2:]],
+                    [*configs[:2], replace(configs[2], dilate=3), configs[3]],
+                    [*configs[:3], ExportConfig(compression="zstd")]):
+        assert cached_restore(source, store, out, *changed) is None
+    (out / "summary.json").unlink()
+    assert cached_restore(source, store, out, *configs) is None
