@@ -1,8 +1,10 @@
 """Detect stage: the Res-UNet over the scan, chunk by chunk with a halo, into the store's `damage/` group.
 
-    damage/probabilities/0..N   (2, y, x) uint8 0-255: craquelure, paint loss (mean-downsampled pyramid)
-    damage/labels/0..N          (1, y, x) uint8: 0 none, 1 craquelure, 2 paint loss (max-downsampled, so
-                                a low level shows exactly which chunks hold damage)
+    damage/probabilities/0..N     (2, y, x) uint8 0-255: craquelure, paint loss (mean-downsampled pyramid)
+    scan/labels/damage/0..N       (1, y, x) uint8: 0 none, 1 craquelure, 2 paint loss (max-downsampled, so
+                                  a low level shows exactly which chunks hold damage): an OME-Zarr label
+                                  image of the scan, with each class's name and colour
+The completion marker (digests keyed `probabilities/N` and `labels/N`) is on `damage/`.
 
 Each chunk is read with `halo` px of its neighbours (reflected at the image border) and keeps only its own
 pixels. By default the chunk and its halo (1024 + 2 x 96) go through the model in one 1216-px tile (1.41
@@ -31,11 +33,28 @@ from pipeline.engine.ledger import Ledger
 from pipeline.engine.pyramid import build_pyramid_levels
 from pipeline.engine.runner import EngineConfig
 from pipeline.engine.tiling import ChunkJob, ModelCache, all_regions, run_chunks, torch_threads_per_worker
-from pipeline.io.store import combine_digests, create_pyramid, group_info, levels_like, mark_complete, open_complete
+from pipeline.io.ome import Channel, LabelClass
+from pipeline.io.store import (
+    DAMAGE,
+    DAMAGE_LABELS,
+    SCAN,
+    combine_digests,
+    create_labels,
+    create_pyramid,
+    group_info,
+    levels_like,
+    mark_complete,
+    open_complete,
+    pixel_size_of,
+    shard_chunks_of,
+)
 from pipeline.provenance import StageRecord
 
-DAMAGE_GROUP = "damage"
+DAMAGE_GROUP = DAMAGE
 CLASSES = ("craquelure", "paint_loss")
+# The label image's classes and display colours (alpha 166 = the export overlay's 65 % opacity).
+LABEL_CLASSES = (LabelClass(1, "craquelure", (230, 40, 40, 166)), LabelClass(2, "paint_loss", (40, 210, 230, 166)))
+PROBABILITY_CHANNELS = (Channel("craquelure", "E62828"), Channel("paint_loss", "28D2E6"))
 
 
 MANIFEST_ENV = "RETOUCH_WEIGHTS_MANIFEST"
@@ -177,7 +196,8 @@ def detect(store: str, config: DetectConfig | None = None, engine: EngineConfig 
     entry = get_entry(config.weights, Path(config.manifest))
     key = detect_key(scan_info["digests"]["0"], config, entry.sha256)
     existing = group_info(store, DAMAGE_GROUP)
-    if existing and existing.get("key") == key and not force:
+    root = zarr.open_group(store, mode="a")
+    if existing and existing.get("key") == key and not force and DAMAGE_LABELS in root:
         return StageResult("detect", store, True, key, existing["digests"], existing["summary"],
                            existing.get("provenance"), time.perf_counter() - started)
     level0 = scan["0"]
@@ -185,14 +205,16 @@ def detect(store: str, config: DetectConfig | None = None, engine: EngineConfig 
     chunk = level0.chunks[1]
     ledger = Ledger(store, "detect", key)
     done = ledger.start()
-    root = zarr.open_group(store, mode="a")
-    if done and DAMAGE_GROUP in root:
+    if done and DAMAGE_GROUP in root and DAMAGE_LABELS in root:
         group = root[DAMAGE_GROUP]
     else:
         group = root.create_group(DAMAGE_GROUP, overwrite=True)
-        create_pyramid(group, "probabilities", levels_like(scan, 2), np.uint8, chunk)
-        create_pyramid(group, "labels", levels_like(scan, 1), np.uint8, chunk)
-    probs, labels = group["probabilities"], group["labels"]
+        size, shards = pixel_size_of(scan), shard_chunks_of(level0)
+        create_pyramid(group, "probabilities", levels_like(scan, 2), np.uint8, chunk, size,
+                       channels=PROBABILITY_CHANNELS, shard_chunks=shards)
+        create_labels(root, SCAN, "damage", levels_like(scan, 1), chunk, LABEL_CLASSES, size, shards)
+    outputs = {"probabilities": group["probabilities"], "labels": root[DAMAGE_LABELS]}
+    probs, labels = outputs["probabilities"], outputs["labels"]
     record = StageRecord("detect", {**asdict(config), "weights_sha256": entry.sha256}, run_id=run_id)
     record.used("scan/0", path="scan/0", sha256_chunks=scan_info["digests"]["0"], shape=list(level0.shape))
     record.used(f"weights/{entry.name}", file=entry.file, sha256=entry.sha256, architecture=entry.architecture)
@@ -207,7 +229,7 @@ def detect(store: str, config: DetectConfig | None = None, engine: EngineConfig 
     }
     for name, mode in (("probabilities", "mean"), ("labels", "max")):
         levels = levels_like(scan, 2 if name == "probabilities" else 1)
-        for path, chunk_digests in build_pyramid_levels(group[name], levels, chunk, ledger, done, engine,
+        for path, chunk_digests in build_pyramid_levels(outputs[name], levels, chunk, ledger, done, engine,
                                                         f"detect {name}", mode, prefix=name).items():
             digests[f"{name}/{path}"] = combine_digests(chunk_digests)
     total = height * width
@@ -215,10 +237,9 @@ def detect(store: str, config: DetectConfig | None = None, engine: EngineConfig 
                "area_percent": {k: 100.0 * v / total for k, v in counts.items()},
                "threshold": config.threshold, "precision": config.precision, "device": config.device,
                "tta": config.tta}
-    for name in ("probabilities/0", "labels/0"):
+    for name, array in (("probabilities/0", probs["0"]), ("labels/0", labels["0"])):
         record.generated(f"damage/{name}", derived_from=["scan/0", f"weights/{entry.name}"],
-                         path=f"damage/{name}", sha256_chunks=digests[name],
-                         shape=list(group[name].shape), dtype="uint8")
+                         path=array.path, sha256_chunks=digests[name], shape=list(array.shape), dtype="uint8")
     prov = record.write(store)
     mark_complete(group, {"stage": "detect", "key": key, "digests": digests, "summary": summary,
                           "weights": entry.name, "weights_sha256": entry.sha256, "provenance": prov,

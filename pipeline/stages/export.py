@@ -27,11 +27,11 @@ import tifffile
 
 from pipeline import __version__
 from pipeline.io.image_io import write_png
-from pipeline.io.store import group_info, open_complete
+from pipeline.io.store import DAMAGE_LABELS, group_info, open_complete, open_damage_labels
 from pipeline.provenance import StageRecord, sha256_file
-from pipeline.stages.detect import CLASSES, StageResult
+from pipeline.stages.detect import CLASSES, LABEL_CLASSES, StageResult
 
-OVERLAY_COLOURS = {1: (230, 40, 40), 2: (40, 210, 230)}
+OVERLAY_COLOURS = {c.value: c.rgba[:3] for c in LABEL_CLASSES}  # the label image's own colours
 
 
 @dataclass(frozen=True)
@@ -166,7 +166,7 @@ def export(store: str, out_dir: Path, config: ExportConfig | None = None, force:
     started = time.perf_counter()
     out_dir = Path(out_dir)
     restored = open_complete(store, "restored")
-    damage = open_complete(store, "damage")
+    damage_labels = open_damage_labels(store)
     scan = open_complete(store, "scan")
     scan_info, damage_info, restored_info = (group_info(store, g) for g in ("scan", "damage", "restored"))
     key = export_key(restored_info["digests"]["0"], damage_info["digests"]["labels/0"], config)
@@ -182,8 +182,9 @@ def export(store: str, out_dir: Path, config: ExportConfig | None = None, force:
     write_pyramidal_tiff(restored, tiff_path, config.tile, config.compression, scan_info.get("source_metadata", {}))
     level = preview_level(scan, config.preview_max_side)
     scan_rgb = to_rgb8(np.asarray(scan[level]))
-    labels_level = level if level in damage["labels"].array_keys() else sorted(damage["labels"].array_keys())[-1]
-    labels = _resize_labels(np.asarray(damage["labels"][labels_level][0]), scan_rgb.shape[:2])
+    labels_levels = sorted(damage_labels.array_keys(), key=int)
+    labels_level = level if level in labels_levels else labels_levels[-1]
+    labels = _resize_labels(np.asarray(damage_labels[labels_level][0]), scan_rgb.shape[:2])
     write_png(out_dir / "preview-scan.png", scan_rgb)
     write_png(out_dir / "preview-overlay.png", overlay(scan_rgb, labels))
     write_png(out_dir / "preview-restored.png", to_rgb8(np.asarray(restored[level])))
@@ -207,7 +208,7 @@ def export(store: str, out_dir: Path, config: ExportConfig | None = None, force:
     summary["files_sha256"] = {name: sha256_file(out_dir / name) for name in files}
     record = StageRecord("export", {**asdict(config), "out_dir": str(out_dir.resolve())}, run_id=run_id)
     record.used("restored/0", path="restored/0", sha256_chunks=restored_info["digests"]["0"])
-    record.used("damage/labels/0", path="damage/labels/0", sha256_chunks=damage_info["digests"]["labels/0"])
+    record.used("damage/labels/0", path=f"{DAMAGE_LABELS}/0", sha256_chunks=damage_info["digests"]["labels/0"])
     for name, digest in summary["files_sha256"].items():
         record.generated(name, derived_from=["restored/0", "damage/labels/0"],
                          path=str((out_dir / name).resolve()), sha256=digest)

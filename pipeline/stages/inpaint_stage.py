@@ -1,6 +1,6 @@
 """Inpaint stage over a store: `scan/` + a damage mask -> `restored/`, equal to the scan outside the mask.
 
-The mask is the detected label map (`damage/labels`, nonzero = fill) or a conservator's edited mask
+The mask is the detected label map (`scan/labels/damage`, nonzero = fill) or a conservator's edited mask
 (PNG/TIFF/Zarr of the scan's size), which is first written into the store as `mask_edited/` so that it
 has a digest and a pyramid like any other stage output. Which chunks hold damage is read from a
 low-resolution level of the max-downsampled mask, so undamaged chunks are never read at full resolution
@@ -23,8 +23,17 @@ from pipeline import __version__
 from pipeline.engine.ledger import Ledger
 from pipeline.engine.pyramid import build_pyramid_levels
 from pipeline.engine.runner import EngineConfig
-from pipeline.engine.tiling import ChunkJob, ModelCache, regions_with_coverage, run_chunks, torch_threads_per_worker
+from pipeline.engine.tiling import (
+    ChunkJob,
+    ModelCache,
+    regions_with_coverage,
+    run_chunk_jobs,
+    torch_threads_per_worker,
+)
+from pipeline.io.ome import colour_channels
 from pipeline.io.store import (
+    DAMAGE,
+    DAMAGE_LABELS,
     block_digest,
     combine_digests,
     create_pyramid,
@@ -32,6 +41,10 @@ from pipeline.io.store import (
     levels_like,
     mark_complete,
     open_complete,
+    open_damage_labels,
+    pixel_size_of,
+    shard_chunks_of,
+    write_side,
 )
 from pipeline.provenance import StageRecord, file_entity
 from pipeline.stages.detect import StageResult, check_device, default_manifest
@@ -89,16 +102,21 @@ def write_edited_mask(store: str, mask_path: Path, height: int, width: int, chun
 
     mask = EditedMask(mask_path, (height, width))  # InputError names the file on a bad mask
     root = zarr.open_group(store, mode="a")
-    levels = levels_like(open_complete(store, "scan"), 1)
-    group = create_pyramid(root, EDITED_MASK_GROUP, levels, np.uint8, chunk)
+    scan = open_complete(store, "scan")
+    levels = levels_like(scan, 1)
+    group = create_pyramid(root, EDITED_MASK_GROUP, levels, np.uint8, chunk, pixel_size_of(scan),
+                           downsampling="max", shard_chunks=shard_chunks_of(scan["0"]))
     level0 = group["0"]
     digests = {}
+    band_height = write_side(level0)  # whole shards: no read-modify-write of a shard per chunk row
     try:
-        for y0 in range(0, height, chunk):  # one band of chunk rows at a time: memory ~ chunk x width
-            band = mask.hole(y0, min(y0 + chunk, height), 0, width)[None].astype(np.uint8)
+        for y0 in range(0, height, band_height):  # one band at a time: memory ~ band_height x width
+            band = mask.hole(y0, min(y0 + band_height, height), 0, width)[None].astype(np.uint8)
             level0[:, y0 : y0 + band.shape[1], :] = band
-            for x0 in range(0, width, chunk):
-                digests[f"{y0 // chunk}-{x0 // chunk}"] = block_digest(band[:, :, x0 : x0 + chunk])
+            for cy in range(0, band.shape[1], chunk):
+                for x0 in range(0, width, chunk):
+                    digests[f"{(y0 + cy) // chunk}-{x0 // chunk}"] = block_digest(
+                        band[:, cy : cy + chunk, x0 : x0 + chunk])
     finally:
         mask.close()
     ledger = Ledger(store, "mask-edited", "pyramid")
@@ -145,9 +163,8 @@ def inpaint_store(store: str, config: InpaintStageConfig | None = None, engine: 
         mask_digest = write_edited_mask(store, Path(mask), height, width, chunk, engine)
         mask_group, mask_name = open_complete(store, EDITED_MASK_GROUP), EDITED_MASK_GROUP
     else:
-        damage = open_complete(store, "damage")
-        mask_digest = group_info(store, "damage")["digests"]["labels/0"]
-        mask_group, mask_name = damage["labels"], "damage/labels"
+        mask_group, mask_name = open_damage_labels(store), DAMAGE_LABELS
+        mask_digest = group_info(store, DAMAGE)["digests"]["labels/0"]
     entry = get_entry(config.weights, Path(config.manifest))
     key = inpaint_key(scan_info["digests"]["0"], mask_digest, config, entry.sha256)
     existing = group_info(store, RESTORED_GROUP)
@@ -161,7 +178,8 @@ def inpaint_store(store: str, config: InpaintStageConfig | None = None, engine: 
     if done and RESTORED_GROUP in root:
         group = root[RESTORED_GROUP]
     else:
-        group = create_pyramid(root, RESTORED_GROUP, levels, level0.dtype, chunk)
+        group = create_pyramid(root, RESTORED_GROUP, levels, level0.dtype, chunk, pixel_size_of(scan),
+                               channels=colour_channels(c), shard_chunks=shard_chunks_of(level0))
     # dilation reaches `dilate` px beyond the mask: a chunk next to damage may change too
     coverage, scale = coverage_level(mask_group, chunk)
     if config.dilate:
@@ -172,8 +190,9 @@ def inpaint_store(store: str, config: InpaintStageConfig | None = None, engine: 
     threads = torch_threads_per_worker(engine)
     fill = ChunkJob([level0, mask_group["0"]], [group["0"]], _InpaintChunk(config, threads), config.halo, chunk)
     copy = ChunkJob([level0, mask_group["0"]], [group["0"]], _copy_chunk, 0, chunk)
-    records = run_chunks(fill, damaged, ledger, done, "inpaint (damaged chunks)", engine)
-    records.update(run_chunks(copy, clean, ledger, done, "inpaint (copy clean chunks)", engine))
+    # one call: a shard can hold both damaged and clean chunks, and only one task may write it
+    records = run_chunk_jobs([(fill, damaged), (copy, clean)], ledger, done,
+                             f"inpaint ({len(damaged)} damaged, {len(clean)} clean chunks)", engine)
     digests = {"0": combine_digests({cid: r["digests"][0] for cid, r in records.items()})}
     for path, chunk_digests in build_pyramid_levels(group, levels, chunk, ledger, done, engine,
                                                     "inpaint pyramid").items():
