@@ -26,11 +26,12 @@ IMAGES = ("scan", DAMAGE_PROBABILITIES, "restored")
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory, tiny_manifest: Path) -> Iterator[str]:
-    """ingest (with a catalog pixel size) -> detect -> inpaint on a small synthetic painting."""
+    """ingest (with a catalog pixel size, 64-px chunks in 256-px shards) -> detect -> inpaint on a small
+    synthetic painting."""
     from lab.synthesis.synthetic_damage import synthesize_damage
 
     tmp = tmp_path_factory.mktemp("ome")
-    yy, xx = np.mgrid[0:200, 0:180] / 200
+    yy, xx = np.mgrid[0:300, 0:260] / 300  # level 0 larger than one 256-px shard: sharded
     clean = np.stack([0.5 + 0.3 * np.sin(5 * yy + c) * np.cos(4 * xx) for c in range(3)], axis=-1)
     image, _ = synthesize_damage((clean * 255).astype(np.uint8), seed=4)
     tifffile.imwrite(tmp / "s.tif", image, photometric="rgb")
@@ -38,7 +39,7 @@ def store(tmp_path_factory: pytest.TempPathFactory, tiny_manifest: Path) -> Iter
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("RETOUCH_WEIGHTS_MANIFEST", str(tiny_manifest))
         ingest(tmp / "s.tif", url, IngestConfig(chunk=64, top_level_max_side=64, pixel_size_um=PIXEL_UM), QUIET)
-        detect(url, DetectConfig(tile=128, overlap=32, halo=16), QUIET)
+        detect(url, DetectConfig(tile=128, overlap=32, halo=16, tta=1), QUIET)
         inpaint_store(url, InpaintStageConfig(tile=64, overlap=16, halo=16), QUIET)
     yield url
 
@@ -94,6 +95,7 @@ def test_ome_zarr_py_reader_finds_the_labels_with_names_and_colours(store: str) 
     from ome_zarr.io import parse_url
     from ome_zarr.reader import OMERO, Label, Reader
 
+    assert zarr.open_array(f"{store}/{DAMAGE_LABELS}/0", mode="r").shards  # sharded arrays read too
     nodes = list(Reader(parse_url(f"{store}/scan"))())
     scan = nodes[0]
     assert scan.metadata["channel_names"] == ["R", "G", "B"]
