@@ -5,7 +5,8 @@ file) against one file per chunk, on a generated painting-like RGB scan.
     python benchmarks/bench_store_layout.py --side 32768    # 1 gigapixel, by hand (needs ~10 GB of disk)
 
 Each layout is ingested by `retouch ingest`'s own code (level 0 from a tiled TIFF, then the pyramid) on the
-threads scheduler, `--repeats` times, alternating the layouts; then level 0 is read back whole. The result
+threads scheduler, `--repeats` times, alternating the layouts (`--layouts` sets the order); then level 0
+is read back whole. The result
 goes to benchmarks/results/<date>-bench_store_layout-<side>.json.
 """
 
@@ -63,16 +64,20 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--workdir", type=Path, default=None, help="where the scan and stores go (a temp dir)")
+    parser.add_argument("--layouts", default=",".join(LAYOUTS), help="which layouts, in this order each repeat")
     args = parser.parse_args()
     engine = EngineConfig(workers=args.workers, progress=False, scheduler="threads")
+    order = args.layouts.split(",")
+    if not order or set(order) - set(LAYOUTS):
+        parser.error(f"--layouts takes names from {', '.join(LAYOUTS)}")
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         work = Path(tmp)
         scan = work / "scan.tif"
         make_scan(scan, args.side, "uint8")
-        runs: dict[str, list[dict]] = {name: [] for name in LAYOUTS}
+        runs: dict[str, list[dict]] = {name: [] for name in order}
         for _ in range(args.repeats):
-            for name, shard_chunks in LAYOUTS.items():
-                runs[name].append(measure(scan, work, shard_chunks, engine))
+            for name in order:
+                runs[name].append(measure(scan, work, LAYOUTS[name], engine))
                 print(name, json.dumps(runs[name][-1]), flush=True)
     summary = {}
     for name, results in runs.items():
@@ -83,8 +88,12 @@ def main() -> None:
               "channels": 3, "dtype": "uint8", "chunk": 1024, "repeats": args.repeats, "workers": args.workers,
               "cpus": os.cpu_count(), "command": " ".join(["python", "benchmarks/bench_store_layout.py",
                                                            *sys.argv[1:]]),
-              "median_of_repeats": summary, "runs": runs}
+              "order": order, "median_of_repeats": summary, "runs": runs}
     out = ROOT / "benchmarks" / "results" / f"{record['date']}-bench_store_layout-{args.side}.json"
+    n = 2
+    while out.exists():  # keep earlier runs of the day
+        out = out.with_name(f"{record['date']}-bench_store_layout-{args.side}-{n}.json")
+        n += 1
     out.write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
     print(f"written {out}")
