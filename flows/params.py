@@ -31,9 +31,11 @@ class EngineParams(_Params):
 class IngestParams(_Params):
     chunk: int = Field(1024, ge=64, le=8192, description="Zarr chunk side in pixels (y and x)")
     pixel_size_um: float | None = Field(None, gt=0, description="physical pixel size, if known (micrometres)")
+    shard_chunks: int = Field(4, ge=0, le=64, description="chunks per shard side for levels larger than one "
+                                                          "shard (0 = one file per chunk)")
 
     def config(self) -> IngestConfig:
-        return IngestConfig(chunk=self.chunk, pixel_size_um=self.pixel_size_um)
+        return IngestConfig(chunk=self.chunk, pixel_size_um=self.pixel_size_um, shard_chunks=self.shard_chunks)
 
 
 class DetectParams(_Params):

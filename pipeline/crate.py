@@ -19,7 +19,7 @@ from typing import Any
 
 from pipeline import __version__
 from pipeline.io.digests import ALGORITHM
-from pipeline.io.store import fs_and_path, join
+from pipeline.io.store import DAMAGE_LABELS, fs_and_path, join
 
 PROFILES = {
     "https://w3id.org/ro/wfrun/process/0.5": "Process Run Crate",
@@ -29,7 +29,7 @@ PROFILES = {
 WORKFLOW_SOURCE = Path(__file__).resolve().parents[1] / "flows" / "restore.py"
 WORKFLOW_PATH = "workflow/restore.py"
 PROV_JSON = "https://www.w3.org/submissions/prov-json/"
-STAGE_OUTPUTS = {"ingest": "scan/0", "detect": "damage/labels/0", "inpaint": "restored/0"}
+STAGE_OUTPUTS = {"ingest": "scan/0", "detect": f"{DAMAGE_LABELS}/0", "inpaint": "restored/0"}
 
 
 def write_crate(out_dir: Path, summary: dict[str, Any], infos: dict[str, dict[str, Any]], export_record: Any,

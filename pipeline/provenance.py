@@ -5,7 +5,7 @@ conflict:
 
 - a store has a UUID minted at ingest (root attribute `retouch_store.uuid`); its outputs live in the
   namespace `urn:retouch:store:<store-uuid>:`, and each output is named by its path and the run that wrote
-  it: `store:damage/labels/0@<run-uuid>` (a rerun writes a new entity and invalidates the old one);
+  it: `store:scan/labels/damage/0@<run-uuid>` (a rerun writes a new entity and invalidates the old one);
 - a stage run is the activity `urn:uuid:<run-uuid>`, with its real start (taken before any work) and end,
   its parameters as typed attributes (`param:threshold` = 0.5 as xsd:double, ...), host and user;
 - weights (and any file known by content) are `urn:sha256:<hex>`; an input file is an entity of the store;

@@ -13,12 +13,13 @@ from pipeline.io.store import (
     block_digest,
     chunk_grid,
     combine_digests,
-    create_pyramid,
+    create_labels,
     downsample2,
     levels_like,
     mark_complete,
     open_complete,
 )
+from pipeline.stages.detect import LABEL_CLASSES
 from pipeline.stages.ingest import IngestConfig, ingest
 
 HEIGHT, WIDTH, CHUNK = 500, 700, 128
@@ -45,16 +46,18 @@ def make_store(tmp_path: Path) -> str:
 
 
 def write_damage(store: str, labels: np.ndarray) -> None:
-    """A complete `damage/` group holding `labels` (max-downsampled pyramid), as detect writes it."""
+    """A complete `damage/` group and its label image `scan/labels/damage` holding `labels` (max-downsampled
+    pyramid), as detect writes them (the two markers name the same key)."""
     root = zarr.open_group(store, mode="a")
     group = root.create_group("damage", overwrite=True)
     levels = levels_like(open_complete(store, "scan"), 1)
-    pyramid = create_pyramid(group, "labels", levels, np.uint8, CHUNK)
+    pyramid = create_labels(root, "scan", "damage", levels, CHUNK, LABEL_CLASSES)
     block = labels[None]
     for level in levels:
         pyramid[level.path][:] = block
         block = downsample2(block, "max")
     digests = {f"{y0 // CHUNK}-{x0 // CHUNK}": block_digest(labels[None, y0:y1, x0:x1])
                for y0, y1, x0, x1 in chunk_grid(labels[None].shape, CHUNK)}
-    mark_complete(group, {"stage": "detect", "digests": {"labels/0": combine_digests(digests)},
+    mark_complete(pyramid, {"stage": "detect", "key": "test"})
+    mark_complete(group, {"stage": "detect", "key": "test", "digests": {"labels/0": combine_digests(digests)},
                           "weights": "test", "params": {"threshold": 0.5}})

@@ -18,7 +18,7 @@ from models.weights import WeightsError
 from pipeline.engine.runner import EngineConfig
 from pipeline.errors import InputError
 from pipeline.io.locking import store_lock
-from pipeline.io.store import StoreError, group_info
+from pipeline.io.store import DAMAGE_LABELS, StoreError, group_info
 from pipeline.stages import detect as detect_module
 from pipeline.stages.detect import DetectConfig, detect
 from pipeline.stages.export import export
@@ -65,7 +65,9 @@ def _bad_manifest(tiny_weights: Path, tmp_path: Path, stem: str) -> Path:
 
 
 def _snapshot(store: str, group: str, array: str) -> tuple[dict, np.ndarray]:
-    return group_info(store, group), zarr.open_group(store, mode="r")[f"{group}/{array}"][:]
+    """The group's marker and the pixels of `array` (the damage labels: the label image `scan/labels/damage`)."""
+    path = f"{DAMAGE_LABELS}/0" if (group, array) == ("damage", "labels/0") else f"{group}/{array}"
+    return group_info(store, group), zarr.open_group(store, mode="r")[path][:]
 
 
 def _assert_unchanged(store: str, group: str, array: str, before: tuple[dict, np.ndarray]) -> None:

@@ -64,7 +64,7 @@ def built(tmp_path_factory: pytest.TempPathFactory, tiny_manifest: Path) -> Iter
         detect(a, DetectConfig(tile=256, threshold=0.6), QUIET)
         inpaint_store(a, InpaintStageConfig(tile=128, overlap=32), QUIET)
         yield {"a": a, "b": b, "clean": clean, "export": str(root / "a-export"),
-               "old_labels": before["prov"]["entities"]["damage/labels/0"]["id"]}
+               "old_labels": before["prov"]["entities"]["scan/labels/damage/0"]["id"]}
 
 
 def _documents(*stores: str) -> list[ProvDocument]:
@@ -126,7 +126,7 @@ def test_export_uses_the_scan_and_each_file_derives_from_what_made_it(built: dic
     summary = json.loads((Path(built["export"]) / "summary.json").read_text())
     doc = json.loads(read_document(str(Path(built["clean"]) / summary["provenance_document"])).serialize(format="json"))
     used = {u["prov:entity"].split(":", 1)[1].split("@")[0] for u in doc["used"].values()}
-    assert {"scan/0", "restored/0"} <= used and any(u.startswith("damage/labels/") for u in used)
+    assert {"scan/0", "restored/0"} <= used and any(u.startswith("scan/labels/damage/") for u in used)
     derived: dict[str, set[str]] = {}
     for rel in doc["wasDerivedFrom"].values():
         name = rel["prov:generatedEntity"].split(":", 1)[1].split("@")[0]
@@ -181,7 +181,7 @@ def test_lineage_of_a_region_across_chunk_borders(built: dict[str, str]) -> None
     assert sorted(tuple(c["chunk"]) for c in restored["chunks"]) == [(0, 0), (0, 1), (1, 0), (1, 1)]
     assert all(c["sha256"] for step in answer["steps"] for c in step["chunks"])
     arrays = [s["array"] for s in answer["steps"]]
-    assert arrays == ["restored/0", "damage/labels/0", "scan/0"]
+    assert arrays == ["restored/0", "scan/labels/damage/0", "scan/0"]
     assert {w["name"] for w in answer["weights"]} == {"inpainter-pconv", "detector-resunet18"}
     assert [r["stage"] for r in answer["runs"]] == ["inpaint", "detect", "ingest"]
     assert answer["runs"][1]["parameters"]["threshold"] == 0.5
@@ -205,7 +205,7 @@ def test_lineage_names_an_edited_mask_and_a_damage_region(built: dict[str, str])
     assert [r["stage"] for r in answer["runs"]] == ["inpaint", "ingest"]
     assert verify_store(built["b"]).ok  # the edited mask's arrays have sidecars too
     damage = lineage(built["b"], (0, 0, 10, 10), image="damage")
-    assert [s["array"] for s in damage["steps"]] == ["damage/labels/0", "scan/0"]
+    assert [s["array"] for s in damage["steps"]] == ["scan/labels/damage/0", "scan/0"]
 
 
 def test_ro_crate_is_a_workflow_run_crate(built: dict[str, str]) -> None:

@@ -132,7 +132,7 @@ def test_save_writes_mask_edited_exactly_under_the_stroke(tmp_path: Path) -> Non
         np.testing.assert_array_equal(edited[path][:], level)
     assert group_info(store, "damage")["digests"]["labels/0"] == damage_before  # damage/ untouched
     marker = group_info(store, "mask_edited")
-    assert marker["base_digest"] == damage_before and marker["base"] == "damage/labels"
+    assert marker["base_digest"] == damage_before and marker["base"] == "scan/labels/damage"
     assert marker["pixels_changed"]["paint_loss"]["added"] == int((expected == 2).sum() - (damage_labels() == 2).sum())
     assert marker["pixels_changed"]["craquelure"]["removed"] > 30
     assert (Path(store) / marker["provenance"]).is_file()  # relative to the store
@@ -216,7 +216,7 @@ def test_static_iiif_tiles_are_what_the_server_answers_for_the_same_urls(store: 
                                                                         tmp_path: Path) -> None:
     from pipeline.stages.iiif_static import write_static_iiif
 
-    damage = zarr.open_group(store, mode="r", path="damage/labels")
+    damage = zarr.open_group(store, mode="r", path="scan/labels/damage")
     info = write_static_iiif(damage, tmp_path, "damage", tile=128, overlay=True)
     assert info["profile"] == "level0" and info["id"] == "iiif/damage"
     assert info["tiles"][0]["scaleFactors"] == [1, 2, 4, 8]

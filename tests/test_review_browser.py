@@ -120,7 +120,7 @@ def test_the_exported_deep_zoom_page_works_from_file(tmp_path: Path) -> None:
     out.mkdir()
     infos = {name: write_static_iiif(zarr.open_group(store, mode="r", path=path), out, name, tile=128,
                                      overlay=name == "damage")
-             for name, path in (("scan", "scan"), ("restored", "scan"), ("damage", "damage/labels"))}
+             for name, path in (("scan", "scan"), ("restored", "scan"), ("damage", "scan/labels/damage"))}
     (out / "page.html").write_text(f"<!doctype html><html><body>{deep_zoom_section(infos, out)}</body></html>")
     browser = Browser(tmp_path / "profile")
     try:

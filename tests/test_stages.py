@@ -77,10 +77,10 @@ def test_restored_equals_scan_outside_mask_bit_for_bit(tmp_path: Path, tiny_weig
     result = inpaint_store(store, InpaintStageConfig(tile=128, overlap=32, dilate=2), QUIET)
     root = zarr.open_group(store, mode="r")
     scan, restored = root["scan/0"][:], root["restored/0"][:]
-    hole = dilate_hole(root["damage/labels/0"][0] > 0, 2)
+    hole = dilate_hole(root["scan/labels/damage/0"][0] > 0, 2)
     assert restored.dtype == dtype
     assert np.array_equal(scan[:, ~hole], restored[:, ~hole])
-    assert result.summary["hole_pixels"] == int((root["damage/labels/0"][0] > 0).sum())
+    assert result.summary["hole_pixels"] == int((root["scan/labels/damage/0"][0] > 0).sum())
     assert result.summary["pixels_changed"] == int((restored != scan).any(axis=0).sum())
     assert [restored.shape for restored in (root[f"restored/{i}"] for i in range(2))] == [(3, 300, 260),
                                                                                              (3, 150, 130)]
@@ -215,6 +215,7 @@ def test_detect_killed_halfway_resumes_missing_chunks_to_the_same_bytes(tmp_path
     image, _ = damaged_scan((256, 320), np.uint8)
     store = make_store(tmp_path, image, chunk=64, name="killed")
     clean_store = make_store(tmp_path, image, chunk=64, name="clean")
+    assert zarr.open_array(f"{store}/scan/0", mode="r").shards == (3, 256, 256)  # resume works shard by shard
     config = DetectConfig(tile=96, overlap=0, halo=16)  # one model pass per 64-px chunk with its halo
     one = EngineConfig(workers=1, progress=False)
     reference = detect(clean_store, config, one)

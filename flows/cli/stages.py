@@ -41,6 +41,8 @@ def ingest_command(
     store: Annotated[str, typer.Argument(help="output store: a local folder or an fsspec URL")],
     chunk: Annotated[int, typer.Option(help="chunk side in pixels")] = 1024,
     pixel_size_um: Annotated[float | None, typer.Option(help="physical pixel size (micrometres)")] = None,
+    shard_chunks: Annotated[int, typer.Option(help="chunks per shard side for levels larger than one shard "
+                                                   "(0 = one file per chunk)")] = 4,
     workers: EngineOpt = 0,
     dask_address: AddressOpt = None,
     force: ForceOpt = False,
@@ -53,7 +55,8 @@ def ingest_command(
     from flows.ingest import ingest_flow
     from flows.params import IngestParams
 
-    result = ingest_flow(str(source), store, IngestParams(chunk=chunk, pixel_size_um=pixel_size_um),
+    result = ingest_flow(str(source), store, IngestParams(chunk=chunk, pixel_size_um=pixel_size_um,
+                                                                  shard_chunks=shard_chunks),
                          engine_params(workers, dask_address), force)
     print_ingest(result)
 

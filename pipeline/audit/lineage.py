@@ -12,7 +12,7 @@ from typing import Any
 
 from pipeline.errors import InputError
 from pipeline.io.digests import ALGORITHM, read_sidecar
-from pipeline.io.store import group_info, open_complete, open_root
+from pipeline.io.store import DAMAGE_LABELS, group_info, open_complete, open_damage_labels, open_root
 from pipeline.provenance import STORE_ATTR
 
 IMAGES = ("restored", "damage", "scan")
@@ -72,8 +72,8 @@ def lineage(store: str, region: tuple[int, int, int, int], image: str = "restore
     """What produced `region` (x, y, w, h in level-0 pixels) of `image` (restored, damage or scan)."""
     if image not in IMAGES:
         raise InputError(image, f"image must be one of {', '.join(IMAGES)}")
-    group = open_complete(store, image)
-    level0 = group["labels/0"] if image == "damage" else group["0"]
+    group = open_damage_labels(store) if image == "damage" else open_complete(store, image)
+    level0 = group["0"]
     _, height, width = level0.shape
     chunk = level0.chunks[1]
     x, y, w, h = region
@@ -89,7 +89,7 @@ def lineage(store: str, region: tuple[int, int, int, int], image: str = "restore
         halo = int((info.get("params") or {}).get("halo", 0))
         inpainted = {tuple(int(v) for v in k.split("-")) for k in info.get("inpainted_chunks", [])}
         filled, copied = keys & inpainted, keys - inpainted
-        mask_array = "mask_edited/0" if info.get("mask") == "mask_edited" else "damage/labels/0"
+        mask_array = "mask_edited/0" if info.get("mask") == "mask_edited" else f"{DAMAGE_LABELS}/0"
         mask_keys = _grow(filled, chunk, halo, height, width) | copied
         scan_keys |= mask_keys
         runs.append(_run("inpaint", info))
@@ -97,7 +97,7 @@ def lineage(store: str, region: tuple[int, int, int, int], image: str = "restore
                       "chunks": _describe(store, "restored/0", keys, chunk, height, width),
                       "inpainted": [list(k) for k in sorted(filled)], "copied": [list(k) for k in sorted(copied)],
                       "halo": halo})
-        if mask_array == "damage/labels/0":
+        if mask_array == f"{DAMAGE_LABELS}/0":
             detect_keys = mask_keys  # described with the detect run below
         else:
             mask_info = group_info(store, "mask_edited") or {}
@@ -111,8 +111,8 @@ def lineage(store: str, region: tuple[int, int, int, int], image: str = "restore
         info = group_info(store, "damage") or {}
         halo = int((info.get("params") or {}).get("halo", 0))
         runs.append(_run("detect", info))
-        steps.append({"array": "damage/labels/0", "kind": "detected", "run": runs[-1]["activity"], "halo": halo,
-                      "chunks": _describe(store, "damage/labels/0", detect_keys, chunk, height, width)})
+        steps.append({"array": f"{DAMAGE_LABELS}/0", "kind": "detected", "run": runs[-1]["activity"], "halo": halo,
+                      "chunks": _describe(store, f"{DAMAGE_LABELS}/0", detect_keys, chunk, height, width)})
         scan_keys |= _grow(detect_keys, chunk, halo, height, width)
     scan_info = group_info(store, "scan") or {}
     runs.append(_run("ingest", scan_info))

@@ -1,4 +1,5 @@
-"""Pyramid levels: each level made from the one before it, one output chunk per task (2x2 mean or max)."""
+"""Pyramid levels: each level made from the one before it (2x2 mean or max), one output chunk per task, or
+one whole shard per task where the level is sharded (partial shard writes from concurrent tasks lose data)."""
 
 from __future__ import annotations
 
@@ -9,17 +10,18 @@ import zarr
 
 from pipeline.engine.ledger import Ledger
 from pipeline.engine.runner import EngineConfig, run_tasks
-from pipeline.io.store import LevelSpec, block_digest, chunk_grid, downsample2, read_region
+from pipeline.io.store import LevelSpec, block_digest, chunks_in, downsample2, read_region, write_regions
 
 
 def _downsample_chunk(source: zarr.Array, target: zarr.Array, region: tuple[int, int, int, int],
                       chunk: int, ledger: Ledger, task_id: str, mode: str = "mean") -> dict[str, str]:
-    """Write one chunk of a level from the 2x2 region of the level before it."""
+    """Write one chunk (or shard) of a level from the 2x2 region of the level before it; digest each chunk."""
     y0, y1, x0, x1 = region
     block = read_region(source, 2 * y0, 2 * y1, 2 * x0, 2 * x1)
     small = downsample2(block, mode)[:, : y1 - y0, : x1 - x0]
     target[:, y0:y1, x0:x1] = small
-    digests = {f"{y0 // chunk}-{x0 // chunk}": block_digest(small)}
+    digests = {f"{cy0 // chunk}-{cx0 // chunk}": block_digest(small[:, cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0])
+               for cy0, cy1, cx0, cx1 in chunks_in(region, chunk)}
     ledger.record(task_id, json.dumps(digests))
     return digests
 
@@ -33,7 +35,7 @@ def build_pyramid_levels(group: zarr.Group, levels: list[LevelSpec], chunk: int,
         source, target = group[prev.path], group[level.path]
         digests: dict[str, str] = {}
         tasks = []
-        for region in chunk_grid(level.shape, chunk):
+        for region in write_regions(target):
             task_id = f"{prefix}{level.path}-{region[0] // chunk}-{region[2] // chunk}"
             if task_id in done:
                 digests.update(json.loads(done[task_id]))

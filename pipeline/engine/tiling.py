@@ -2,7 +2,8 @@
 
 Each task reads one output chunk plus `halo` pixels on every side (taken from the neighbours, reflected at
 the image border), calls `fn(block)`, crops the halo off its result and writes the chunk-aligned result
-into the output arrays. Dask chunks therefore always equal Zarr chunks: tasks never write the same chunk.
+into the output arrays. Where the outputs are sharded, one task runs all chunks of a shard and writes the
+shard whole: tasks never write to the same chunk or shard.
 Finished tasks are recorded in the stage's ledger, so a stage killed halfway resumes at the next chunk.
 Models are loaded once per worker process (`ModelCache`) and torch threads are set so that the workers
 together use the cores without oversubscribing them.
@@ -24,7 +25,7 @@ import zarr
 
 from pipeline.engine.ledger import Ledger
 from pipeline.engine.runner import EngineConfig, run_tasks
-from pipeline.io.store import block_digest, chunk_grid, read_region
+from pipeline.io.store import block_digest, chunk_grid, read_region, write_side
 
 Region = tuple[int, int, int, int]
 
@@ -113,36 +114,75 @@ class ChunkJob:
     chunk: int
 
 
-def _run_chunk(job: ChunkJob, region: Region, ledger: Ledger, task_id: str) -> dict[str, Any]:
-    blocks = [read_with_halo(a, region, job.halo) for a in job.inputs]
-    results, facts = job.fn(*blocks)
-    y0, y1, x0, x1 = region
-    digests = []
-    for out, result in zip(job.outputs, results, strict=True):
-        kept = crop_halo(result, job.halo)
-        out[:, y0:y1, x0:x1] = kept
-        digests.append(block_digest(kept))
-    record = {"digests": digests, "facts": facts}
-    ledger.record(task_id, json.dumps(record))
-    return record
+def _run_block(items: Sequence[tuple[ChunkJob, Region]], ledger: Ledger, task_ids: Sequence[str]) -> dict[str, Any]:
+    """Run the chunks of one write block (a shard, or a single chunk) and write each output once.
+
+    The block's chunk results are assembled in memory and written in one go where they tile the block
+    (always, for a stage's full chunk grid); otherwise chunk by chunk, still within this one task.
+    """
+    outputs = items[0][0].outputs
+    chunk = items[0][0].chunk
+    y0, y1 = min(r[0] for _, r in items), max(r[1] for _, r in items)
+    x0, x1 = min(r[2] for _, r in items), max(r[3] for _, r in items)
+    whole = sum((r[1] - r[0]) * (r[3] - r[2]) for _, r in items) == (y1 - y0) * (x1 - x0)
+    buffers = [np.zeros((out.shape[0], y1 - y0, x1 - x0), out.dtype) for out in outputs] if whole else []
+    records: dict[str, dict[str, Any]] = {}
+    for job, region in items:
+        blocks = [read_with_halo(a, region, job.halo) for a in job.inputs]
+        results, facts = job.fn(*blocks)
+        ry0, ry1, rx0, rx1 = region
+        digests = []
+        for i, (out, result) in enumerate(zip(outputs, results, strict=True)):
+            kept = crop_halo(result, job.halo)
+            if whole:
+                buffers[i][:, ry0 - y0 : ry1 - y0, rx0 - x0 : rx1 - x0] = kept
+            else:
+                out[:, ry0:ry1, rx0:rx1] = kept
+            digests.append(block_digest(kept))
+        records[chunk_id(region, chunk)] = {"digests": digests, "facts": facts}
+    for out, buffer in zip(outputs, buffers, strict=False):
+        out[:, y0:y1, x0:x1] = buffer
+    for (_, region), task_id in zip(items, task_ids, strict=True):  # recorded once the block is written
+        ledger.record(task_id, json.dumps(records[chunk_id(region, chunk)]))
+    return records
+
+
+def run_chunk_jobs(parts: Sequence[tuple[ChunkJob, list[Region]]], ledger: Ledger, done: dict[str, str],
+                   label: str, engine: EngineConfig, prefix: str = "0") -> dict[str, dict[str, Any]]:
+    """Run each job over its regions (chunks), skipping those the ledger has; per-chunk records by chunk id.
+
+    All jobs write the same outputs. Chunks are grouped by the outputs' write blocks (`write_side`): one
+    task per shard where the outputs are sharded, so that no two tasks ever write to the same shard.
+    A block runs again whole unless the ledger has all of its chunks.
+    """
+    outputs = parts[0][0].outputs
+    if any(list(job.outputs) != list(outputs) for job, _ in parts):
+        raise ValueError("run_chunk_jobs: every job must write the same outputs")
+    chunk = parts[0][0].chunk
+    side = write_side(outputs[0])
+    blocks: dict[tuple[int, int], list[tuple[ChunkJob, Region]]] = {}
+    for job, regions in parts:
+        for region in regions:
+            blocks.setdefault((region[0] // side, region[2] // side), []).append((job, region))
+    records: dict[str, dict[str, Any]] = {}
+    tasks = []
+    for (by, bx), items in blocks.items():
+        task_ids = [f"{prefix}-{chunk_id(region, chunk)}" for _, region in items]
+        if all(task_id in done for task_id in task_ids):
+            for (_, region), task_id in zip(items, task_ids, strict=True):
+                records[chunk_id(region, chunk)] = json.loads(done[task_id])
+            continue
+        tasks.append(dask.delayed(_run_block, pure=False)(items, ledger, task_ids,
+                                                          dask_key_name=f"chunk-{prefix}-{by}-{bx}"))
+    for block_records in run_tasks(tasks, label, engine):
+        records.update(block_records)
+    return records
 
 
 def run_chunks(job: ChunkJob, regions: list[Region], ledger: Ledger, done: dict[str, str], label: str,
                engine: EngineConfig, prefix: str = "0") -> dict[str, dict[str, Any]]:
     """Run `job` over `regions` (skipping those the ledger has); per-chunk records by chunk id."""
-    records: dict[str, dict[str, Any]] = {}
-    tasks = []
-    for region in regions:
-        task_id = f"{prefix}-{chunk_id(region, job.chunk)}"
-        if task_id in done:
-            records[chunk_id(region, job.chunk)] = json.loads(done[task_id])
-            continue
-        tasks.append(dask.delayed(_run_chunk, pure=False)(job, region, ledger, task_id,
-                                                          dask_key_name=f"chunk-{task_id}"))
-    ids = [t.key[len("chunk-") + len(prefix) + 1 :] for t in tasks]
-    for cid, record in zip(ids, run_tasks(tasks, label, engine), strict=True):
-        records[cid] = record
-    return records
+    return run_chunk_jobs([(job, regions)], ledger, done, label, engine, prefix)
 
 
 def all_regions(shape: tuple[int, int, int], chunk: int) -> list[Region]:

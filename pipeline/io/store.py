@@ -1,10 +1,16 @@
 """The Retouch store: one Zarr v3 hierarchy per scan, addressed by a local path or an fsspec URL.
 
-    <store>/scan/0..N       ingested pyramid (c, y, x), original dtype     (OME-Zarr 0.5 multiscales)
-    <store>/damage/...      detection output
-    <store>/restored/0..N   restored pyramid
+    <store>/scan/0..N                  ingested pyramid (c, y, x), original dtype   (OME-Zarr 0.5 image, omero)
+    <store>/scan/labels/damage/0..N    damage labels (1, y, x) uint8                (OME-Zarr 0.5 label image)
+    <store>/damage/probabilities/0..N  damage probabilities (2, y, x) uint8         (OME-Zarr 0.5 image)
+    <store>/restored/0..N              restored pyramid                             (OME-Zarr 0.5 image, omero)
+    <store>/mask_edited/0..N           a conservator's mask, when one was given     (OME-Zarr 0.5 image)
     <store>/provenance/     PROV-JSON documents (plain files)
     <store>/_progress/      per-chunk ledger of a stage in progress (resume after a crash)
+
+Every image group carries the scan's pixel size; the root's `retouch_store` attribute lists the image
+groups (OME-Zarr 0.5 has no collection of named images yet). Large levels are sharded (Zarr v3 sharding,
+several chunks per shard file) and written a whole shard per task (`write_regions`).
 
 Each group is complete only when its attributes carry `retouch.complete = true`, written last; readers
 check it, so a crash never leaves a group that looks complete.
@@ -14,6 +20,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,8 +31,35 @@ import zarr
 from zarr.codecs import ZstdCodec
 
 from pipeline.errors import InputError
+from pipeline.io.ome import NGFF_VERSION, Channel, LabelClass, image_label, multiscales, omero
 
 MARKER_KEY = "retouch"
+ROOT_KEY = "retouch_store"
+STORE_FORMAT = "Retouch store: OME-Zarr 0.5 image groups in one Zarr v3 hierarchy (one scan)"
+
+SCAN = "scan"
+RESTORED = "restored"
+DAMAGE = "damage"  # the detect stage's group: its completion marker and probabilities
+DAMAGE_PROBABILITIES = f"{DAMAGE}/probabilities"
+EDITED_MASK = "mask_edited"
+
+
+def label_path(image: str, name: str) -> str:
+    """Where the label image `name` of `image` lives: `<image>/labels/<name>` (the OME-Zarr labels place)."""
+    return f"{image}/labels/{name}"
+
+
+DAMAGE_LABELS = label_path(SCAN, "damage")
+# how a restored/ marker names the detected mask it was made from (the second: stores from before the labels
+# moved to the OME-Zarr label image)
+DETECTED_MASKS = (DAMAGE_LABELS, f"{DAMAGE}/labels")
+IMAGE_DESCRIPTIONS = {
+    SCAN: "the ingested scan (original dtype and channels)",
+    DAMAGE_PROBABILITIES: "per-class damage probability 0-255: craquelure, paint loss",
+    DAMAGE_LABELS: "damage label image: 1 craquelure, 2 paint loss",
+    RESTORED: "the restored image: the scan with the damage filled",
+    EDITED_MASK: "a conservator's edited damage mask (nonzero = fill)",
+}
 
 
 class StoreError(InputError):
@@ -108,66 +143,152 @@ def combine_digests(digests: dict[str, str]) -> str:
     return total.hexdigest()
 
 
+def shard_side(chunk: int, shard_chunks: int, height: int, width: int) -> int | None:
+    """Side of the square shards of a level (`shard_chunks` chunks per side), or None to leave it unsharded.
+
+    Only an array larger than one shard is sharded: a small one would gain nothing and only pay the shard
+    index. `shard_chunks` 0 or 1 turns sharding off.
+    """
+    side = chunk * shard_chunks
+    if shard_chunks < 2 or height * width <= side * side:
+        return None
+    return side
+
+
+def write_side(array: zarr.Array) -> int:
+    """The side of the blocks a task must write whole: the shard where the array is sharded, else the chunk.
+
+    Writes to parts of a shard from concurrent tasks lose data (zarr-python issue 3514), so every writer
+    splits its work on this grid.
+    """
+    return array.shards[1] if array.shards else array.chunks[1]
+
+
+def shard_chunks_of(array: zarr.Array) -> int:
+    """Chunks per shard side of `array` (0 when unsharded): outputs take the layout of the scan they follow."""
+    return array.shards[1] // array.chunks[1] if array.shards else 0
+
+
+def write_regions(array: zarr.Array) -> list[tuple[int, int, int, int]]:
+    """(y0, y1, x0, x1) of each block of `array` that one task writes whole (see `write_side`)."""
+    return chunk_grid(array.shape, write_side(array))
+
+
+def chunks_in(region: tuple[int, int, int, int], chunk: int) -> list[tuple[int, int, int, int]]:
+    """The chunk regions inside a chunk-aligned `region`, row by row."""
+    y0, y1, x0, x1 = region
+    return [(cy, min(cy + chunk, y1), cx, min(cx + chunk, x1))
+            for cy in range(y0, y1, chunk) for cx in range(x0, x1, chunk)]
+
+
 def create_pyramid(
     root: zarr.Group,
     name: str,
     levels: list[LevelSpec],
     dtype: np.dtype,
     chunk: int,
-    axes_units: str | None = None,
     pixel_size_um: float | None = None,
     compression_level: int = 3,
+    downsampling: str = "mean",
+    channels: Sequence[Channel] | None = None,
+    shard_chunks: int = 0,
 ) -> zarr.Group:
-    """Create group `name` with one array per level, OME-Zarr 0.5 metadata, not yet marked complete."""
+    """Create group `name` with one array per level and its OME-Zarr 0.5 metadata, not yet marked complete.
+
+    `downsampling` names how levels 1..N are made ('mean' or 'max'), `channels` adds the `omero` rendering
+    block, `shard_chunks` > 1 puts levels larger than one shard into shards of that many chunks per side.
+    """
     group = root.create_group(name, overwrite=True)
-    create_levels(group, name, levels, dtype, chunk, pixel_size_um, compression_level)
+    create_levels(group, name, levels, dtype, chunk, pixel_size_um, compression_level, downsampling, channels,
+                  shard_chunks)
     return group
 
 
 def create_levels(group: zarr.Group, ome_name: str, levels: list[LevelSpec], dtype: np.dtype, chunk: int,
-                  pixel_size_um: float | None = None, compression_level: int = 3) -> None:
-    """One array per level inside `group` and its OME metadata (named `ome_name`).
+                  pixel_size_um: float | None = None, compression_level: int = 3, downsampling: str = "mean",
+                  channels: Sequence[Channel] | None = None, shard_chunks: int = 0) -> None:
+    """One array per level inside `group` and its OME-Zarr 0.5 metadata (the image named `ome_name`; `group`
+    may be a recompute's `<name>.partial`, swapped in whole later).
 
     Chunks are zstd frames with a content checksum: a corrupt chunk fails to decode instead of giving
-    wrong pixels."""
+    wrong pixels. `downsampling` names how levels 1..N are made ('mean' or 'max'), `channels` adds the
+    `omero` rendering block, `shard_chunks` > 1 puts levels larger than one shard into shards of that many
+    chunks per side."""
     for level in levels:
+        shard = shard_side(chunk, shard_chunks, *level.shape[1:])
         group.create_array(
             level.path,
             shape=level.shape,
             chunks=(level.shape[0], chunk, chunk),
+            shards=(level.shape[0], shard, shard) if shard else None,
             dtype=dtype,
             compressors=ZstdCodec(level=compression_level, checksum=True),
             fill_value=0,
             dimension_names=["c", "y", "x"],
         )
-    group.attrs["ome"] = ome_multiscales(ome_name, levels, pixel_size_um)
-
-
-def ome_multiscales(name: str, levels: list[LevelSpec], pixel_size_um: float | None) -> dict[str, Any]:
-    """NGFF 0.5 `ome` attribute: axes (c, y, x) and a scale transform per level."""
-    size = pixel_size_um or 1.0
-    space: dict[str, Any] = {"type": "space"}
-    if pixel_size_um:
-        space["unit"] = "micrometer"
-    return {
-        "version": "0.5",
-        "multiscales": [
-            {
-                "name": name,
-                "axes": [{"name": "c", "type": "channel"}, {"name": "y", **space}, {"name": "x", **space}],
-                "datasets": [
-                    {
-                        "path": lv.path,
-                        "coordinateTransformations": [
-                            {"type": "scale", "scale": [1.0, size * lv.scale, size * lv.scale]}
-                        ],
-                    }
-                    for lv in levels
-                ],
-                "type": "mean",
-            }
-        ],
+    ome: dict[str, Any] = {
+        "version": NGFF_VERSION,
+        "multiscales": [multiscales(ome_name.rsplit("/", 1)[-1], [lv.path for lv in levels],
+                                    [lv.scale for lv in levels], pixel_size_um, downsampling)],
     }
+    if channels is not None:
+        ome["omero"] = omero(channels, np.dtype(dtype))
+    group.attrs["ome"] = ome
+    _register(group)
+
+
+def create_labels(
+    root: zarr.Group,
+    image: str,
+    name: str,
+    levels: list[LevelSpec],
+    chunk: int,
+    classes: Sequence[LabelClass],
+    pixel_size_um: float | None = None,
+    shard_chunks: int = 0,
+    staged: bool = False,
+) -> zarr.Group:
+    """Create the label image `<image>/labels/<name>` (uint8, max-pooled levels) where OME-Zarr readers look
+    for an image's labels, listed in `<image>/labels` and pointing back to `<image>`; not yet complete.
+
+    `staged`: create it as `<name>.partial` (a recompute aside, swapped in by pipeline.io.staging), listed
+    under its final name."""
+    labels = root[image].require_group("labels")
+    names = [n for n in labels.attrs.get("ome", {}).get("labels", []) if n != name]
+    labels.attrs["ome"] = {"version": NGFF_VERSION, "labels": [*names, name]}
+    group = labels.create_group(f"{name}.partial" if staged else name, overwrite=True)
+    create_levels(group, name, levels, np.uint8, chunk, pixel_size_um, downsampling="max",
+                  shard_chunks=shard_chunks)
+    group.attrs["ome"] = {**group.attrs["ome"], "image-label": image_label(classes)}
+    return group
+
+
+def pixel_size_of(group: zarr.Group) -> float | None:
+    """The physical pixel size (micrometres) of level 0 of an image group, or None where it is not known."""
+    try:
+        multiscale = group.attrs["ome"]["multiscales"][0]
+        if multiscale["axes"][-1].get("unit") != "micrometer":
+            return None
+        return float(multiscale["datasets"][0]["coordinateTransformations"][0]["scale"][-1])
+    except (KeyError, IndexError, TypeError):
+        return None
+
+
+def _register(group: zarr.Group) -> None:
+    """List an image group in the store root's attributes, so that the store says what it holds."""
+    root = zarr.open_group(store=group.store, mode="a")
+    info = dict(root.attrs.get(ROOT_KEY, {}))
+    # a group written aside (a recompute's `<name>.partial`, a review save's `_<name>.new`) is listed by the
+    # name it will have once swapped in
+    path = re.sub(r"(^|/)_([^/]+)\.new$", r"\1\2", re.sub(r"\.partial(?=/|$)", "", group.path))
+    images = {**info.get("images", {}), path: IMAGE_DESCRIPTIONS.get(path, "")}
+    root.attrs[ROOT_KEY] = {**info, "format": STORE_FORMAT, "ome_zarr": NGFF_VERSION,
+                            "images": dict(sorted(images.items()))}
+
+
+def store_images(url: str) -> dict[str, str]:
+    """The image groups a store lists in its root attributes (path -> what it holds)."""
+    return dict(open_root(url).attrs.get(ROOT_KEY, {}).get("images", {}))
 
 
 def mark_complete(group: zarr.Group, info: dict[str, Any]) -> None:
@@ -264,3 +385,18 @@ def corrupt_chunk_error(array: zarr.Array, region: tuple[int, int, int, int], ex
 def _first_line(exc: Exception) -> str:
     text = str(exc) or type(exc).__name__
     return text.splitlines()[0]
+
+
+def open_damage_labels(url: str) -> zarr.Group:
+    """The damage label image (`scan/labels/damage`), refusing it unless the detect stage completed."""
+    open_complete(url, DAMAGE)
+    try:
+        group = zarr.open_group(url, mode="r", path=DAMAGE_LABELS)
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError) as exc:
+        raise StoreError(join(url, DAMAGE_LABELS), "missing (a store written before labels moved there); "
+                                                   "re-run `retouch detect --force`") from exc
+    labels_key = (group.attrs.get(MARKER_KEY) or {}).get("key")
+    if labels_key is not None and labels_key != (group_info(url, DAMAGE) or {}).get("key"):
+        raise StoreError(join(url, DAMAGE_LABELS), "written by another detect run than damage/ (an interrupted "
+                                                   "recompute); run `retouch detect` again")
+    return group

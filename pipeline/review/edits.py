@@ -1,7 +1,8 @@
 """Saving a conservator's brush strokes: `mask_edited/` (the corrected damage map) and `scribbles/` (for adapt).
 
     mask_edited/0..N   (1, y, x) uint8: 0 none, 1 craquelure, 2 paint loss; starts as a copy of the detected
-                       map (`damage/labels`), max-downsampled like it
+                       map (the label image `scan/labels/damage`), max-downsampled like it, in the same
+                       chunk and shard layout
     scribbles/0..N     (1, y, x) uint8: 0 unlabelled, 1 craquelure, 2 paint loss, 3 clean (what `adapt` takes)
 
 A save names the version (level-0 digest) it started from; when the target changed since (another tab
@@ -25,6 +26,7 @@ import zarr
 from pipeline.io.digests import ALGORITHM
 from pipeline.io.locking import store_lock
 from pipeline.io.store import (
+    DAMAGE_LABELS,
     StoreError,
     block_digest,
     combine_digests,
@@ -35,8 +37,10 @@ from pipeline.io.store import (
     levels_like,
     local_path,
     mark_complete,
-    ome_multiscales,
     open_complete,
+    pixel_size_of,
+    shard_chunks_of,
+    write_regions,
 )
 from pipeline.provenance import StageRecord, input_ref, now_iso
 from pipeline.review.images import SCRIBBLE_GROUP, label_digest, label_pyramid
@@ -159,7 +163,7 @@ def _base_group(store: str, target: str) -> tuple[zarr.Group | None, str]:
     if target == EDITED_MASK_GROUP:
         if group_info(store, EDITED_MASK_GROUP):
             return label_pyramid(store, EDITED_MASK_GROUP), EDITED_MASK_GROUP
-        return label_pyramid(store, "damage"), "damage/labels"
+        return label_pyramid(store, "damage"), DAMAGE_LABELS
     return (open_complete(store, SCRIBBLE_GROUP), SCRIBBLE_GROUP) if group_info(store, SCRIBBLE_GROUP) else \
         (None, "empty")
 
@@ -176,13 +180,13 @@ def _write(store: str, target: str, strokes: list[Stroke], base_version: str) ->
     if new_dir.exists():
         shutil.rmtree(new_dir)  # the leftover of a save that failed: never complete, never read
     root = zarr.open_group(store, mode="a")
-    create_pyramid(root, new_name, levels, np.uint8, chunk)
-    if base is not None:  # the base's compressed chunk files as they are: a copy, no decoding
-        for level in levels:
-            src = root_dir / base.path / level.path / "c"
-            if src.exists():
-                shutil.copytree(src, new_dir / level.path / "c")
+    create_pyramid(root, new_name, levels, np.uint8, chunk, pixel_size_of(scan), downsampling="max",
+                   shard_chunks=shard_chunks_of(scan["0"]))
     group = zarr.open_group(store, mode="a", path=new_name)
+    if base is not None:
+        for level in levels:
+            _copy_level(base[level.path], group[level.path], root_dir / base.path / level.path / "c",
+                        new_dir / level.path / "c")
     changed = _paint_level0(group["0"], strokes, chunk, TARGET_VALUES[target])
     _rebuild_levels(group, levels, strokes, chunk)
     digest = _level0_digest(group["0"], chunk)
@@ -194,7 +198,6 @@ def _write(store: str, target: str, strokes: list[Stroke], base_version: str) ->
                      **{f"pixels_{name}_{kind}": n for name, counts in changed_named.items()
                         for kind, n in counts.items()})
     prov = record.write()
-    group.attrs["ome"] = ome_multiscales(target, levels, None)
     marker = {"stage": f"review-{target}", "digests": {"0": digest}, "base": base_name,
               "base_digest": base_version, "pixels_changed": changed_named, "strokes": len(strokes),
               "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "seconds": time.time() - started,
@@ -202,6 +205,25 @@ def _write(store: str, target: str, strokes: list[Stroke], base_version: str) ->
     mark_complete(group, marker)
     _swap(root_dir, new_name, target)
     return marker
+
+
+def _same_layout(a: zarr.Array, b: zarr.Array) -> bool:
+    """Whether two arrays store their chunks identically on disk (shape, chunk and shard grid, codecs)."""
+    meta_a, meta_b = a.metadata.to_dict(), b.metadata.to_dict()
+    keys = ("shape", "data_type", "chunk_grid", "chunk_key_encoding", "codecs", "fill_value")
+    return all(meta_a.get(k) == meta_b.get(k) for k in keys)
+
+
+def _copy_level(source: zarr.Array, target: zarr.Array, source_dir: Path, target_dir: Path) -> None:
+    """The base's level into the new pyramid: its chunk (or shard) files as they are where both arrays lay
+    them out alike (a copy, no decoding); otherwise (a base from before sharding or checksums) decoded and
+    written again, a whole shard per write."""
+    if _same_layout(source, target):
+        if source_dir.exists():
+            shutil.copytree(source_dir, target_dir)
+        return
+    for y0, y1, x0, x1 in write_regions(target):
+        target[:, y0:y1, x0:x1] = np.asarray(source[:, y0:y1, x0:x1])
 
 
 def _paint_level0(array: zarr.Array, strokes: list[Stroke], chunk: int,

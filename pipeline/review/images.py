@@ -23,7 +23,7 @@ import numpy as np
 import zarr
 from PIL import Image
 
-from pipeline.io.store import StoreError, group_info, open_complete
+from pipeline.io.store import StoreError, group_info, open_complete, open_damage_labels
 from pipeline.review.iiif import IIIFError, Request, choose_level, level_window
 from pipeline.stages.detect import CLASSES, DAMAGE_GROUP
 from pipeline.stages.export import OVERLAY_COLOURS
@@ -38,9 +38,10 @@ COLOURS = {**OVERLAY_COLOURS, 3: (60, 200, 80)}  # 3 = clean (scribbles only)
 def label_pyramid(store: str, name: str) -> zarr.Group:
     """The label pyramid (arrays 0..N of (1, y, x) uint8: 0 none, 1 craquelure, 2 paint loss) of `name`
     (`damage` = the detected map, `mask_edited` = the corrected one). Every label read goes through here,
-    so moving the labels (an OME-Zarr `labels` group) changes this one function."""
+    so moving the labels changes this one function: the detected map is the OME-Zarr label image
+    `scan/labels/damage` (pipeline.io.store.open_damage_labels)."""
     if name == "damage":
-        return open_complete(store, DAMAGE_GROUP)["labels"]
+        return open_damage_labels(store)
     if name == "mask_edited":
         return open_complete(store, EDITED_MASK_GROUP)
     raise StoreError(store, f"no label map called '{name}'")

@@ -15,7 +15,7 @@ from typing import Any
 
 from pipeline.io.store import group_info
 from pipeline.provenance import document_url, sha256_file
-from pipeline.stages.detect import STALE_KEY, DetectConfig, StageResult, detect_key
+from pipeline.stages.detect import STALE_KEY, DetectConfig, StageResult, detect_key, labels_current
 from pipeline.stages.export import ExportConfig, export_key
 from pipeline.stages.ingest import IngestConfig, _skipped_result, ingest_key
 from pipeline.stages.inpaint_stage import InpaintStageConfig, inpaint_key
@@ -37,6 +37,8 @@ def cached_restore(source: str | Path, store: str, out_dir: str | Path, ingest: 
     damage = group_info(store, "damage")
     if damage is None or damage.get("key") != detect_key(
             scan_digest, detect, get_entry(detect.weights, Path(detect.manifest)).sha256):
+        return None
+    if not labels_current(store, damage):  # detect's own skip condition: the label image of the same run
         return None
     restored = group_info(store, "restored")
     if restored is None or restored.get("key") != inpaint_key(

@@ -1,8 +1,10 @@
 """Detect stage: the Res-UNet over the scan, chunk by chunk with a halo, into the store's `damage/` group.
 
-    damage/probabilities/0..N   (2, y, x) uint8 0-255: craquelure, paint loss (mean-downsampled pyramid)
-    damage/labels/0..N          (1, y, x) uint8: 0 none, 1 craquelure, 2 paint loss (max-downsampled, so
-                                a low level shows exactly which chunks hold damage)
+    damage/probabilities/0..N     (2, y, x) uint8 0-255: craquelure, paint loss (mean-downsampled pyramid)
+    scan/labels/damage/0..N       (1, y, x) uint8: 0 none, 1 craquelure, 2 paint loss (max-downsampled, so
+                                  a low level shows exactly which chunks hold damage): an OME-Zarr label
+                                  image of the scan, with each class's name and colour
+The completion marker (digests keyed `probabilities/N` and `labels/N`) is on `damage/`.
 
 Each chunk is read with `halo` px of its neighbours (reflected at the image border) and keeps only its own
 pixels. By default the chunk and its halo (1024 + 2 x 96) go through the model in one 1216-px tile (1.41
@@ -31,12 +33,31 @@ from pipeline.engine.ledger import Ledger, resume_group
 from pipeline.engine.pyramid import build_pyramid_levels
 from pipeline.engine.runner import EngineConfig
 from pipeline.engine.tiling import ChunkJob, ModelCache, all_regions, run_chunks, torch_threads_per_worker
+from pipeline.io.ome import Channel, LabelClass
 from pipeline.io.staging import partial_name, recover, swap_in
-from pipeline.io.store import MARKER_KEY, create_pyramid, group_info, join, levels_like, mark_complete, open_complete
+from pipeline.io.store import (
+    DAMAGE,
+    DAMAGE_LABELS,
+    DETECTED_MASKS,
+    MARKER_KEY,
+    SCAN,
+    create_labels,
+    create_pyramid,
+    group_info,
+    join,
+    levels_like,
+    mark_complete,
+    open_complete,
+    pixel_size_of,
+    shard_chunks_of,
+)
 from pipeline.provenance import StageRecord, document_url, input_ref, marker_refs, now_iso, weights_ref
 
-DAMAGE_GROUP = "damage"
+DAMAGE_GROUP = DAMAGE
 CLASSES = ("craquelure", "paint_loss")
+# The label image's classes and display colours (alpha 166 = the export overlay's 65 % opacity).
+LABEL_CLASSES = (LabelClass(1, "craquelure", (230, 40, 40, 166)), LabelClass(2, "paint_loss", (40, 210, 230, 166)))
+PROBABILITY_CHANNELS = (Channel("craquelure", "E62828"), Channel("paint_loss", "28D2E6"))
 
 
 MANIFEST_ENV = "RETOUCH_WEIGHTS_MANIFEST"
@@ -177,13 +198,13 @@ def detect(store: str, config: DetectConfig | None = None, engine: EngineConfig 
     config = (config or DetectConfig()).resolved()
     engine = engine or EngineConfig()
     started, prov_started = time.perf_counter(), now_iso()
-    recover(store, DAMAGE_GROUP)
+    recover_detect(store)
     scan = open_complete(store, "scan")
     scan_info = group_info(store, "scan")
     entry = get_entry(config.weights, Path(config.manifest))
     key = detect_key(scan_info["digests"]["0"], config, entry.sha256)
     existing = group_info(store, DAMAGE_GROUP)
-    if existing and existing.get("key") == key and not force:
+    if existing and existing.get("key") == key and not force and labels_current(store, existing):
         return StageResult("detect", store, True, key, existing["digests"], existing["summary"],
                            document_url(store, existing.get("provenance")), time.perf_counter() - started)
     params = {k: v for k, v in asdict(config).items() if k != "manifest"}
@@ -195,11 +216,19 @@ def detect(store: str, config: DetectConfig | None = None, engine: EngineConfig 
     c, height, width = level0.shape
     chunk = level0.chunks[1]
     ledger = Ledger(store, "detect", key)
+    root = zarr.open_group(store, mode="a")
     group, done, fresh = resume_group(store, DAMAGE_GROUP, ledger)
+    staged_labels = partial_name(DAMAGE_LABELS)
+    if not fresh and staged_labels not in root:  # the label image's partial is gone: start afresh
+        ledger.clear()
+        group, done, fresh = resume_group(store, DAMAGE_GROUP, ledger)
     if fresh:
-        create_pyramid(group, "probabilities", levels_like(scan, 2), np.uint8, chunk)
-        create_pyramid(group, "labels", levels_like(scan, 1), np.uint8, chunk)
-    probs, labels = group["probabilities"], group["labels"]
+        size, shards = pixel_size_of(scan), shard_chunks_of(level0)
+        create_pyramid(group, "probabilities", levels_like(scan, 2), np.uint8, chunk, size,
+                       channels=PROBABILITY_CHANNELS, shard_chunks=shards)
+        create_labels(root, SCAN, "damage", levels_like(scan, 1), chunk, LABEL_CLASSES, size, shards, staged=True)
+    outputs = {"probabilities": group["probabilities"], "labels": root[staged_labels]}
+    probs, labels = outputs["probabilities"], outputs["labels"]
     record.use("scan/0", input_ref(scan_info, "scan/0", scan_info["digests"]["0"]))
     record.use("weights", weights_ref(entry.name, entry.sha256, entry.architecture, entry.file))
     job = ChunkJob(inputs=[level0], outputs=[probs["0"], labels["0"]],
@@ -208,28 +237,33 @@ def detect(store: str, config: DetectConfig | None = None, engine: EngineConfig 
     resumed = sum(1 for task_id in done if task_id.startswith("0-"))
     counts = {name: sum(r["facts"]["counts"][name] for r in records.values()) for name in CLASSES}
     digests = {}
-    staged = partial_name(DAMAGE_GROUP)  # sidecars are written beside the arrays and swapped in with them
+    # entity paths are where each array is read (the labels: the OME-Zarr label image); the sidecars are
+    # written beside the arrays in their `.partial` groups and swapped in with them
+    where = {"probabilities": (f"{DAMAGE_GROUP}/probabilities", f"{partial_name(DAMAGE_GROUP)}/probabilities"),
+             "labels": (DAMAGE_LABELS, staged_labels)}
     for index, (name, mode) in enumerate((("probabilities", "mean"), ("labels", "max"))):
-        path0 = f"{DAMAGE_GROUP}/{name}/0"
+        final, staged = where[name]
+        path0 = f"{final}/0"
         digests[f"{name}/0"] = record.generated_array(
-            group[name]["0"], path0, {cid: r["digests"][index] for cid, r in records.items()}, ["scan/0", "weights"],
-            stored_at=f"{staged}/{name}/0")
+            outputs[name]["0"], path0, {cid: r["digests"][index] for cid, r in records.items()}, ["scan/0", "weights"],
+            stored_at=f"{staged}/0")
         levels = levels_like(scan, 2 if name == "probabilities" else 1)
-        for path, chunk_digests in build_pyramid_levels(group[name], levels, chunk, ledger, done, engine,
+        for path, chunk_digests in build_pyramid_levels(outputs[name], levels, chunk, ledger, done, engine,
                                                         f"detect {name}", mode, prefix=name).items():
-            digests[f"{name}/{path}"] = record.generated_array(group[name][path], f"{DAMAGE_GROUP}/{name}/{path}",
-                                                               chunk_digests, [path0],
-                                                               stored_at=f"{staged}/{name}/{path}")
+            digests[f"{name}/{path}"] = record.generated_array(outputs[name][path], f"{final}/{path}",
+                                                               chunk_digests, [path0], stored_at=f"{staged}/{path}")
     total = height * width
     summary = {"pixels": total, "counts": counts,
                "area_percent": {k: 100.0 * v / total for k, v in counts.items()},
                "threshold": config.threshold, "precision": config.precision, "device": config.device,
                "tta": config.tta}
     prov = record.write()
+    mark_complete(labels, {"stage": "detect", "key": key})  # pairs the label image with damage/'s marker
     mark_complete(group, {"stage": "detect", "key": key, "digests": digests, "summary": summary,
                           "weights": entry.name, "weights_sha256": entry.sha256, "provenance": prov,
                           "prov": record.marker(prov), "scan_digest": scan_info["digests"]["0"],
                           "classes": list(CLASSES), "params": params})
+    swap_in(store, DAMAGE_LABELS)  # the label image first: damage/'s marker, swapped last, names its key
     swap_in(store, DAMAGE_GROUP)
     ledger.clear()
     ModelCache.clear()
@@ -240,6 +274,24 @@ def detect(store: str, config: DetectConfig | None = None, engine: EngineConfig 
                        chunks_run=len(records) - resumed, chunks_resumed=resumed, notes=tuple(notes))
 
 
+def labels_current(store: str, damage_info: dict[str, Any] | None) -> bool:
+    """Whether the label image is the one `damage/`'s marker describes (written by the same detect run)."""
+    labels_info = group_info(store, DAMAGE_LABELS)
+    return bool(damage_info and labels_info and labels_info.get("key") == damage_info.get("key"))
+
+
+def recover_detect(store: str) -> None:
+    """Finish a detect swap a crash interrupted: the label image and `damage/` are swapped in one after the
+    other; when the new labels are in and `damage/` still the old one, the complete `damage.partial` of the
+    same run follows them."""
+    recover(store, DAMAGE_LABELS)
+    recover(store, DAMAGE_GROUP)
+    staged = group_info(store, partial_name(DAMAGE_GROUP))
+    labels_info = group_info(store, DAMAGE_LABELS)
+    if staged and labels_info and labels_info.get("key") == staged.get("key"):
+        swap_in(store, DAMAGE_GROUP)
+
+
 STALE_KEY = "stale"
 
 
@@ -248,7 +300,7 @@ def mark_dependents_stale(store: str, labels_digest: str, previous_digest: str |
     labels (cleared when the labels are those it was made from again); what is now stale, one line each."""
     info = group_info(store, "restored")
     notes = []
-    if info is not None and info.get("mask") == "damage/labels":
+    if info is not None and info.get("mask") in DETECTED_MASKS:
         marker = {k: v for k, v in info.items() if k != STALE_KEY}
         if info.get("mask_digest") != labels_digest:
             marker[STALE_KEY] = {"reason": "damage/ was recomputed after restored/ was made from it",

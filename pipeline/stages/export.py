@@ -45,6 +45,8 @@ from pipeline.errors import InputError
 from pipeline.io.digests import ALGORITHM
 from pipeline.io.image_io import write_png
 from pipeline.io.store import (
+    DAMAGE_LABELS,
+    DETECTED_MASKS,
     StoreError,
     array_url,
     block_digest,
@@ -55,6 +57,7 @@ from pipeline.io.store import (
     join,
     local_path,
     open_complete,
+    open_damage_labels,
     read_region,
 )
 from pipeline.provenance import (
@@ -67,12 +70,12 @@ from pipeline.provenance import (
     sha256_file,
     store_uuid,
 )
-from pipeline.stages.detect import CLASSES, STALE_KEY, StageResult
+from pipeline.stages.detect import CLASSES, LABEL_CLASSES, STALE_KEY, StageResult
 from pipeline.stages.iiif_static import deep_zoom_section, to_rgb8, write_static_iiif
 
 SUMMARY_SCHEMA_VERSION = 2
 CATALOG_FIELDS = ("id", "title", "creator", "date", "institution", "accession_number", "licence")
-OVERLAY_COLOURS = {1: (230, 40, 40), 2: (40, 210, 230)}
+OVERLAY_COLOURS = {c.value: c.rgba[:3] for c in LABEL_CLASSES}  # the label image's own colours
 
 
 @dataclass(frozen=True)
@@ -255,7 +258,7 @@ def export(store: str, out_dir: Path, config: ExportConfig | None = None, force:
     record = StageRecord("export", store, {**asdict(config), "out_dir": _relative(out_dir, store)}, run_id=run_id,
                          started=now_iso())
     restored = open_complete(store, "restored")
-    damage = open_complete(store, "damage")
+    damage_labels = open_damage_labels(store)
     scan = open_complete(store, "scan")
     scan_info, damage_info, restored_info = (group_info(store, g) for g in ("scan", "damage", "restored"))
     check_not_stale(store, restored_info, damage_info)
@@ -292,12 +295,13 @@ def export(store: str, out_dir: Path, config: ExportConfig | None = None, force:
     write_pyramidal_tiff(restored, work / "restored.tif", config.tile, config.compression,
                          scan_info.get("source_metadata", {}), facts)
     level = preview_level(scan, config.preview_max_side)
-    labels_level = level if level in damage["labels"].array_keys() else sorted(damage["labels"].array_keys())[-1]
+    labels_levels = sorted(damage_labels.array_keys(), key=int)
+    labels_level = level if level in labels_levels else labels_levels[-1]
     record.use(f"scan/{level}", input_ref(scan_info, f"scan/{level}", scan_info["digests"][level]))
-    record.use(f"damage/labels/{labels_level}", input_ref(damage_info, f"damage/labels/{labels_level}",
+    record.use(f"{DAMAGE_LABELS}/{labels_level}", input_ref(damage_info, f"{DAMAGE_LABELS}/{labels_level}",
                                                           damage_info["digests"][f"labels/{labels_level}"]))
     scan_rgb = fit_preview(to_rgb8(np.asarray(scan[level])), config.preview_max_side)
-    labels = _resize_labels(np.asarray(damage["labels"][labels_level][0]), scan_rgb.shape[:2])
+    labels = _resize_labels(np.asarray(damage_labels[labels_level][0]), scan_rgb.shape[:2])
     icc_hex = scan_info.get("source_metadata", {}).get("icc_profile_hex")
     icc = bytes.fromhex(icc_hex) if icc_hex else None  # the previews keep the scan's colours too
     write_png(work / "preview-scan.png", scan_rgb, icc)
@@ -307,7 +311,7 @@ def export(store: str, out_dir: Path, config: ExportConfig | None = None, force:
     made_from = {  # each file and what it was made from
         "restored.tif": [f"restored/{path}" for path in levels],
         "preview-scan.png": [f"scan/{level}"],
-        "preview-overlay.png": [f"scan/{level}", f"damage/labels/{labels_level}"],
+        "preview-overlay.png": [f"scan/{level}", f"{DAMAGE_LABELS}/{labels_level}"],
         "preview-restored.png": [f"restored/{level}"],
         "before-after.html": ["preview-scan.png", "preview-overlay.png", "preview-restored.png"],
     }
@@ -316,10 +320,10 @@ def export(store: str, out_dir: Path, config: ExportConfig | None = None, force:
     if config.iiif:
         infos = {name: write_static_iiif(group, work, name, base_url=config.iiif_base_url,
                                          overlay=name == "damage")
-                 for name, group in (("scan", scan), ("restored", restored), ("damage", damage["labels"]))}
+                 for name, group in (("scan", scan), ("restored", restored), ("damage", damage_labels))}
         for name in infos:  # each image's tiles were cut from its pyramid
             source = {"scan": f"scan/{level}", "restored": f"restored/{level}",
-                      "damage": f"damage/labels/{labels_level}"}[name]
+                      "damage": f"{DAMAGE_LABELS}/{labels_level}"}[name]
             made_from[f"iiif/{name}/info.json"] = [source]
         made_from["before-after.html"] += [f"iiif/{name}/info.json" for name in infos]
         deep_zoom = deep_zoom_section(infos, work)
@@ -383,7 +387,7 @@ def build_summary(store: str, out_dir: Path, scan: Any, scan_info: dict[str, Any
                     "dilate": _stage_param(restored_info, "dilate")},
         "detector": {"weights": damage_info.get("weights"), "weights_sha256": damage_info.get("weights_sha256")},
         "digest_algorithm": ALGORITHM,
-        "digests": {"scan/0": scan_info["digests"]["0"], "damage/labels/0": damage_info["digests"]["labels/0"],
+        "digests": {"scan/0": scan_info["digests"]["0"], f"{DAMAGE_LABELS}/0": damage_info["digests"]["labels/0"],
                     "restored/0": read_digests["0"]},
     }
 
@@ -397,7 +401,7 @@ def _relative(path: Path, base: str) -> str:
 
 def check_not_stale(store: str, restored_info: dict[str, Any], damage_info: dict[str, Any]) -> None:
     """Refuse `restored/` made from detected damage other than the current `damage/` (recomputed since)."""
-    made_from = restored_info.get("mask_digest") if restored_info.get("mask") == "damage/labels" else None
+    made_from = restored_info.get("mask_digest") if restored_info.get("mask") in DETECTED_MASKS else None
     if restored_info.get(STALE_KEY) or (made_from and made_from != damage_info["digests"]["labels/0"]):
         raise StoreError(join(store, "restored"), "stale: damage/ was recomputed after restored/ was made from "
                                                   "it; run `retouch inpaint` first, then export")

@@ -1,7 +1,8 @@
 """Ingest: stream a scan file into the store's `scan/` OME-Zarr pyramid, chunk by chunk.
 
 Peak memory is set by the chunk size and the number of workers, not by the image: level 0 is copied one
-chunk (or, for striped TIFFs, one row of chunks) per task, and every further level is made from the level
+chunk (or, for striped TIFFs, one row of chunks) per task, a whole shard (row of shards) where level 0 is
+sharded, and every further level is made from the level
 before it, one output chunk per task. A local store is written under `<store>.partial` and renamed on
 success; any store's `scan/` group is marked complete only at the end. Bad input removes the partial
 output; a crash leaves it to be resumed by the next run.
@@ -27,11 +28,13 @@ from pipeline.engine.ledger import Ledger
 from pipeline.engine.pyramid import build_pyramid_levels
 from pipeline.engine.runner import EngineConfig, run_tasks
 from pipeline.errors import InputError
+from pipeline.io.ome import colour_channels
 from pipeline.io.sources import ScanSource, open_source
 from pipeline.io.store import (
     StoreError,
     block_digest,
     chunk_grid,
+    chunks_in,
     create_pyramid,
     fs_and_path,
     group_info,
@@ -40,6 +43,7 @@ from pipeline.io.store import (
     level_shapes,
     local_path,
     mark_complete,
+    write_side,
 )
 from pipeline.provenance import (
     STORE_ATTR,
@@ -57,12 +61,14 @@ SCAN_GROUP = "scan"
 
 @dataclass(frozen=True)
 class IngestConfig:
-    """Chunk side (px on y and x), largest side of the smallest level, zstd level, optional pixel size."""
+    """Chunk side (px on y and x), largest side of the smallest level, zstd level, optional pixel size,
+    chunks per shard side for levels larger than one shard (0 = no sharding: one file per chunk)."""
 
     chunk: int = 1024
     top_level_max_side: int = 1024
     compression_level: int = 1  # zstd 1: ~2.5x faster than 3 on noisy scans, a few % larger
     pixel_size_um: float | None = None
+    shard_chunks: int = 4
 
     def __post_init__(self) -> None:
         if not 64 <= self.chunk <= 8192 or self.chunk % 16:
@@ -73,6 +79,8 @@ class IngestConfig:
             raise ValueError(f"compression_level must be in [1, 22], got {self.compression_level}")
         if self.pixel_size_um is not None and self.pixel_size_um <= 0:
             raise ValueError(f"pixel_size_um must be positive, got {self.pixel_size_um}")
+        if not 0 <= self.shard_chunks <= 64:
+            raise ValueError(f"shard_chunks must be in [0, 64], got {self.shard_chunks}")
 
 
 @dataclass(frozen=True)
@@ -104,14 +112,13 @@ def _cached_source(path: str) -> ScanSource:
 
 def _copy_level0(path: str, array: zarr.Array, region: tuple[int, int, int, int], chunk: int,
                  ledger: Ledger, task_id: str) -> dict[str, str]:
-    """Copy source pixels of `region` (a chunk, or a row of chunks) into level 0; digest each chunk."""
+    """Copy source pixels of `region` (a chunk or shard, or a row of them) into level 0; digest each chunk."""
     y0, y1, x0, x1 = region
     block = _cached_source(path).read(y0, y1, x0, x1)  # (C, h, w)
     array[:, y0:y1, x0:x1] = block
     digests = {}
-    for cx0 in range(x0, x1, chunk):
-        sub = block[:, :, cx0 - x0 : min(cx0 + chunk, x1) - x0]
-        digests[f"{y0 // chunk}-{cx0 // chunk}"] = block_digest(sub)
+    for cy0, cy1, cx0, cx1 in chunks_in(region, chunk):
+        digests[f"{cy0 // chunk}-{cx0 // chunk}"] = block_digest(block[:, cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0])
     ledger.record(task_id, json.dumps(digests))
     return digests
 
@@ -123,12 +130,14 @@ def ingest_key(file_sha256: str, config: IngestConfig) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def _level0_regions(src: ScanSource, shape: tuple[int, int, int], chunk: int) -> list[tuple[int, int, int, int]]:
-    """Chunks for random-access sources; whole rows of chunks for striped TIFFs (each strip decoded once)."""
+def _level0_regions(src: ScanSource, array: zarr.Array) -> list[tuple[int, int, int, int]]:
+    """Write blocks (chunks, or shards) for random-access sources; whole rows of them for striped TIFFs
+    (each strip decoded once)."""
+    side = write_side(array)
     if src.striped:
-        _, h, w = shape
-        return [(y0, min(y0 + chunk, h), 0, w) for y0 in range(0, h, chunk)]
-    return chunk_grid(shape, chunk)
+        _, h, w = array.shape
+        return [(y0, min(y0 + side, h), 0, w) for y0 in range(0, h, side)]
+    return chunk_grid(array.shape, side)
 
 
 def ingest(source: str | Path, store: str, config: IngestConfig | None = None,
@@ -198,17 +207,19 @@ def _write_scan(src: ScanSource, source: Path, work: str, key: str, file_sha: st
     done = ledger.start()
     root = zarr.open_group(work, mode="a")
     uuid_now = (root.attrs.get(STORE_ATTR) or {}).get("uuid")  # a resumed ingest keeps the UUID it minted
-    root.attrs[STORE_ATTR] = {"version": __version__, "uuid": store_uuid or uuid_now or str(uuid.uuid4())}
+    root.attrs[STORE_ATTR] = {**root.attrs.get(STORE_ATTR, {}), "version": __version__,
+                              "uuid": store_uuid or uuid_now or str(uuid.uuid4())}
     record.use_file("source", source, file_sha, format=src.format)
     if done and SCAN_GROUP in root:
         group = root[SCAN_GROUP]
     else:
         group = create_pyramid(root, SCAN_GROUP, levels, src.dtype, config.chunk,
                                pixel_size_um=config.pixel_size_um,
-                               compression_level=config.compression_level)
+                               compression_level=config.compression_level,
+                               channels=colour_channels(channels), shard_chunks=config.shard_chunks)
     level0: dict[str, str] = {}
     tasks = []
-    for region in _level0_regions(src, levels[0].shape, config.chunk):
+    for region in _level0_regions(src, group["0"]):
         task_id = f"0-{region[0] // config.chunk}-{region[2] // config.chunk}"
         if task_id in done:
             level0.update(json.loads(done[task_id]))

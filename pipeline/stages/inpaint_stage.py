@@ -1,6 +1,6 @@
 """Inpaint stage over a store: `scan/` + a damage mask -> `restored/`, equal to the scan outside the mask.
 
-The mask is the detected label map (`damage/labels`, nonzero = fill) or a conservator's edited mask
+The mask is the detected label map (`scan/labels/damage`, nonzero = fill) or a conservator's edited mask
 (PNG/TIFF/Zarr of the scan's size), which is first written into the store as `mask_edited/` so that it
 has a digest and a pyramid like any other stage output. Which chunks hold damage is read from a
 low-resolution level of the max-downsampled mask, so undamaged chunks are never read at full resolution
@@ -23,9 +23,18 @@ from pipeline import __version__
 from pipeline.engine.ledger import Ledger, resume_group
 from pipeline.engine.pyramid import build_pyramid_levels
 from pipeline.engine.runner import EngineConfig
-from pipeline.engine.tiling import ChunkJob, ModelCache, regions_with_coverage, run_chunks, torch_threads_per_worker
+from pipeline.engine.tiling import (
+    ChunkJob,
+    ModelCache,
+    regions_with_coverage,
+    run_chunk_jobs,
+    torch_threads_per_worker,
+)
+from pipeline.io.ome import colour_channels
 from pipeline.io.staging import partial_name, recover, remove, swap_in
 from pipeline.io.store import (
+    DAMAGE,
+    DAMAGE_LABELS,
     block_digest,
     create_levels,
     group_info,
@@ -35,6 +44,10 @@ from pipeline.io.store import (
     local_path,
     mark_complete,
     open_complete,
+    open_damage_labels,
+    pixel_size_of,
+    shard_chunks_of,
+    write_side,
 )
 from pipeline.provenance import StageRecord, document_url, input_ref, marker_refs, now_iso, weights_ref
 from pipeline.stages.detect import STALE_KEY, StageResult, check_device, default_manifest
@@ -109,20 +122,25 @@ def write_edited_mask(store: str, mask_path: Path, height: int, width: int, chun
     else:  # a Zarr folder: named, its content digested below as mask_edited/0
         record.use("mask file", {"id": f"store:input/mask@{record.activity}", "attrs": {"file": mask_path.name}})
     root = zarr.open_group(store, mode="a")
-    levels = levels_like(open_complete(store, "scan"), 1)
+    scan = open_complete(store, "scan")
+    levels = levels_like(scan, 1)
     staging = partial_name(EDITED_MASK_GROUP)
     group = root.create_group(staging, overwrite=True)
-    create_levels(group, EDITED_MASK_GROUP, levels, np.uint8, chunk)
+    create_levels(group, EDITED_MASK_GROUP, levels, np.uint8, chunk, pixel_size_of(scan), downsampling="max",
+                  shard_chunks=shard_chunks_of(scan["0"]))
     level0 = group["0"]
     digests = {}
     marked = 0
+    band_height = write_side(level0)  # whole shards: no read-modify-write of a shard per chunk row
     try:
-        for y0 in range(0, height, chunk):  # one band of chunk rows at a time: memory ~ chunk x width
-            band = mask.hole(y0, min(y0 + chunk, height), 0, width)[None].astype(np.uint8)
+        for y0 in range(0, height, band_height):  # one band at a time: memory ~ band_height x width
+            band = mask.hole(y0, min(y0 + band_height, height), 0, width)[None].astype(np.uint8)
             marked += int(band.sum())
             level0[:, y0 : y0 + band.shape[1], :] = band
-            for x0 in range(0, width, chunk):
-                digests[f"{y0 // chunk}-{x0 // chunk}"] = block_digest(band[:, :, x0 : x0 + chunk])
+            for cy in range(0, band.shape[1], chunk):
+                for x0 in range(0, width, chunk):
+                    digests[f"{(y0 + cy) // chunk}-{x0 // chunk}"] = block_digest(
+                        band[:, cy : cy + chunk, x0 : x0 + chunk])
         read = {"file": str(mask_path), "channels": mask.channels, "rule": mask.rule,
                 "pixels_marked": marked, "percent_marked": 100.0 * marked / (height * width)}
         _check_coverage(mask_path, read, allow_large, allow_empty)
@@ -198,7 +216,7 @@ def inpaint_store(store: str, config: InpaintStageConfig | None = None, engine: 
     engine = engine or EngineConfig()
     started = time.perf_counter()
     params = {k: v for k, v in asdict(config).items() if k != "manifest"}
-    record = StageRecord("inpaint", store, {**params, "mask": Path(mask).name if mask else "damage/labels"},
+    record = StageRecord("inpaint", store, {**params, "mask": Path(mask).name if mask else DAMAGE_LABELS},
                          run_id=run_id, started=now_iso())
     for name in (RESTORED_GROUP, EDITED_MASK_GROUP):
         recover(store, name)
@@ -219,11 +237,10 @@ def inpaint_store(store: str, config: InpaintStageConfig | None = None, engine: 
         mask_group, mask_name = open_complete(store, EDITED_MASK_GROUP), EDITED_MASK_GROUP
         mask_ref = record.outputs[f"{EDITED_MASK_GROUP}/0"]
     else:
-        damage = open_complete(store, "damage")
-        damage_info = group_info(store, "damage")
+        damage_info = group_info(store, DAMAGE)
+        mask_group, mask_name = open_damage_labels(store), DAMAGE_LABELS
         mask_digest = damage_info["digests"]["labels/0"]
-        mask_group, mask_name = damage["labels"], "damage/labels"
-        mask_ref = input_ref(damage_info, "damage/labels/0", mask_digest)
+        mask_ref = input_ref(damage_info, f"{DAMAGE_LABELS}/0", mask_digest)
     key = inpaint_key(scan_info["digests"]["0"], mask_digest, config, entry.sha256)
     existing = group_info(store, RESTORED_GROUP)
     if existing and existing.get("key") == key and not force and not existing.get(STALE_KEY):
@@ -242,7 +259,8 @@ def inpaint_store(store: str, config: InpaintStageConfig | None = None, engine: 
     levels = levels_like(scan, c)
     group, done, fresh = resume_group(store, RESTORED_GROUP, ledger)
     if fresh:
-        create_levels(group, RESTORED_GROUP, levels, level0.dtype, chunk)
+        create_levels(group, RESTORED_GROUP, levels, level0.dtype, chunk, pixel_size_of(scan),
+                      channels=colour_channels(c), shard_chunks=shard_chunks_of(level0))
     # dilation reaches `dilate` px beyond the mask: a chunk next to damage may change too
     coverage, scale = coverage_level(mask_group, chunk)
     if config.dilate:
@@ -253,8 +271,9 @@ def inpaint_store(store: str, config: InpaintStageConfig | None = None, engine: 
     threads = torch_threads_per_worker(engine)
     fill = ChunkJob([level0, mask_group["0"]], [group["0"]], _InpaintChunk(config, threads), config.halo, chunk)
     copy = ChunkJob([level0, mask_group["0"]], [group["0"]], _copy_chunk, 0, chunk)
-    records = run_chunks(fill, damaged, ledger, done, "inpaint (damaged chunks)", engine)
-    records.update(run_chunks(copy, clean, ledger, done, "inpaint (copy clean chunks)", engine))
+    # one call: a shard can hold both damaged and clean chunks, and only one task may write it
+    records = run_chunk_jobs([(fill, damaged), (copy, clean)], ledger, done,
+                             f"inpaint ({len(damaged)} damaged, {len(clean)} clean chunks)", engine)
     mask_source = f"{EDITED_MASK_GROUP}/0" if mask is not None else "mask"
     chunk_digests0 = {cid: r["digests"][0] for cid, r in records.items()}
     staged = partial_name(RESTORED_GROUP)  # sidecars beside the arrays, swapped in with them
