@@ -128,3 +128,17 @@ def test_cli_default_methods_are_all_methods() -> None:
     from flows.cli.inpainter import DEFAULT_METHODS
 
     assert tuple(DEFAULT_METHODS.split(",")) == METHODS
+
+
+def test_evaluate_with_boxes_scores_the_stage_path_and_says_so(tmp_path: Path) -> None:
+    write_png(tmp_path / "a.png", _image(96, 96))
+    torch.manual_seed(0)
+    model = PConvUNet(base_channels=4, depth=3, max_channels=16).eval()
+    runs = {s: evaluate([tmp_path / "a.png"], model, EvalConfig(kinds=("craquelure",), methods=("model",), tile=32,
+                                                                 overlap=8, strategy=s, margin=4))
+            for s in ("tiles", "boxes")}
+    assert runs["boxes"]["settings"]["strategy"] == "boxes" and runs["boxes"]["settings"]["margin"] == 4
+    small = "craquelure/0-10"  # thin cracks on 10% of the area: boxes smaller than the tile grid
+    assert runs["boxes"]["model"][small]["psnr"] != runs["tiles"]["model"][small]["psnr"]
+    with pytest.raises(ValueError, match="strategy"):
+        EvalConfig(strategy="whole")
