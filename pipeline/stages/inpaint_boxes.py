@@ -2,13 +2,13 @@
 
 The tiled path (`pipeline.stages.inpaint.inpaint_image`) runs every tile of the overlapping grid that holds a
 hole pixel, so one small flake costs a whole tile (and a chunk of scattered specks costs nearly every tile).
-Here (IOPaint's crop strategy), each connected component of the (dilated) hole gets a box: its bounding box
-grown by `margin` px of context on every side and then to a multiple of the network's size multiple, kept
-inside the image. Two boxes are merged while the merged box costs no more pixels than the two apart; boxes
-may still overlap, and each fills only the pixels of its own components (the others' holes are holes in
-its input too). Boxes no larger than `tile` run
-through the network in batches of equal shape; larger ones go through `inpaint_image`'s tiled, blended path
-on the box, so large damage is filled as seamlessly as before. Outside the hole the image comes back bit for
+Here (IOPaint's crop strategy), each connected component of the (dilated) hole, grown by `margin` px of
+context on every side, gets a box: its bounding box, grown to a multiple of the network's size multiple and
+kept inside the image. Two boxes are merged while the merged box costs no more pixels than the two apart;
+boxes may still overlap, and each fills only the pixels of its own components (the others' holes are holes
+in its input too). Boxes no larger than `tile` run through the network in batches of equal shape; larger
+ones go through `inpaint_image`'s tiled, blended path on the box, so large damage is filled as seamlessly
+as before. Outside the hole the image comes back bit for
 bit, in its dtype.
 """
 
@@ -60,33 +60,42 @@ def damage_boxes(hole: np.ndarray, margin: int, multiple: int = 1,
                  core: Box | None = None) -> tuple[list[Box], list[list[int]], np.ndarray]:
     """Boxes around the connected damage, the components each one fills, and the component labels.
 
-    hole: (h, w) bool. Each connected component (8-connected) gets its bounding box grown by `margin` px and
-    then to a multiple of `multiple` (inside the image; shorter only where the image is). Two boxes are
+    hole: (h, w) bool. Each connected component (8-connected) of the hole dilated by `margin` px (a square)
+    gets its bounding box, i.e. the damage's box with `margin` px of context (clipped to the image), grown
+    to a multiple of `multiple` (inside the image; shorter only where the image is). Two boxes are then
     merged while the merged box costs no more pixels than the two apart, so near and overlapping damage
     shares one network pass, but scattered specks never chain into one large box. Every component belongs
-    to exactly one box, which fills its pixels. With `core`, boxes that do not reach into that region are
-    dropped (their fill would be cropped away). Returns (boxes, component ids per box, (h, w) int32 labels).
+    to exactly one box, which fills its hole pixels. With `core`, boxes that do not reach into that region are
+    dropped (their fill would be cropped away). Returns (boxes, component ids per box, (h, w) int32 labels
+    of the dilated components).
     """
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(hole.astype(np.uint8), connectivity=8)
-    raw = np.array([(y - margin, y + hh + margin, x - margin, x + ww + margin) for x, y, ww, hh in
-                    stats[1:n, :4].tolist()], np.int64).reshape(-1, 4)
+    grown = hole.astype(np.uint8)
+    if margin:  # damage closer than 2 x margin shares a component: one box, and few pairs to weigh below
+        grown = cv2.dilate(grown, np.ones((2 * margin + 1, 2 * margin + 1), np.uint8))
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(grown, connectivity=8)
+    raw = np.array([(y, y + hh, x, x + ww) for x, y, ww, hh in stats[1:n, :4].tolist()], np.int64).reshape(-1, 4)
     boxes, owners = _fitted(raw, multiple, hole.shape), [[i + 1] for i in range(n - 1)]
-    while len(boxes) > 1:
-        union = np.stack([np.minimum.outer(boxes[:, 0], boxes[:, 0]), np.maximum.outer(boxes[:, 1], boxes[:, 1]),
-                          np.minimum.outer(boxes[:, 2], boxes[:, 2]), np.maximum.outer(boxes[:, 3], boxes[:, 3])],
-                         axis=-1)  # (n, n, 4): the bounding box of each pair
-        k, (h, w) = multiple, hole.shape
-        cost = (np.minimum(-(-(union[..., 1] - union[..., 0]) // k) * k, h)
-                * np.minimum(-(-(union[..., 3] - union[..., 2]) // k) * k, w))  # the merged box, fitted
+    k, (h, w) = multiple, hole.shape
+    while len(boxes) > 1:  # each round merges a greedy matching of the pairs that merging makes cheaper
+        y0, y1 = np.minimum.outer(boxes[:, 0], boxes[:, 0]), np.maximum.outer(boxes[:, 1], boxes[:, 1])
+        x0, x1 = np.minimum.outer(boxes[:, 2], boxes[:, 2]), np.maximum.outer(boxes[:, 3], boxes[:, 3])
+        cost = np.minimum(-(-(y1 - y0) // k) * k, h) * np.minimum(-(-(x1 - x0) // k) * k, w)  # merged, fitted
         saving = _area(boxes)[:, None] + _area(boxes)[None, :] - cost
-        np.fill_diagonal(saving, -1)
-        i, j = np.unravel_index(int(np.argmax(saving)), saving.shape)
-        if saving[i, j] < 0:
+        saving[np.tril_indices(len(boxes))] = -1
+        pairs = np.argwhere(saving >= 0)
+        if not len(pairs):
             break
-        merged = _fitted(union[i, j][None], multiple, hole.shape)[0]
-        keep = [k for k in range(len(boxes)) if k not in (i, j)]
-        boxes = np.concatenate([boxes[keep], merged[None]])
-        owners = [owners[k] for k in keep] + [owners[i] + owners[j]]
+        used: set[int] = set()
+        new_boxes, new_owners = [], []
+        for i, j in pairs[np.argsort(-saving[pairs[:, 0], pairs[:, 1]], kind="stable")].tolist():
+            if i in used or j in used:
+                continue
+            used.update((i, j))
+            new_boxes.append(_fitted(np.array([[y0[i, j], y1[i, j], x0[i, j], x1[i, j]]]), k, hole.shape)[0])
+            new_owners.append(owners[i] + owners[j])
+        keep = [n for n in range(len(boxes)) if n not in used]
+        boxes = np.concatenate([boxes[keep], np.array(new_boxes, np.int64).reshape(-1, 4)])
+        owners = [owners[n] for n in keep] + new_owners
     result = [(tuple(int(v) for v in box), sorted(own)) for box, own in zip(boxes.tolist(), owners, strict=True)]
     if core is not None:
         cy0, cy1, cx0, cx1 = core
@@ -132,7 +141,7 @@ def inpaint_boxes(image: np.ndarray, hole: np.ndarray, model: torch.nn.Module, *
         stats.tiled_boxes += 1
         filled = inpaint_image(image[y0:y1, x0:x1], hole[y0:y1, x0:x1], _CallCounter(model, stats), tile=tile,
                                overlap=overlap)
-        mine = np.isin(labels[y0:y1, x0:x1], owners[n])
+        mine = np.isin(labels[y0:y1, x0:x1], owners[n]) & hole[y0:y1, x0:x1]
         out[y0:y1, x0:x1][mine] = filled[mine]
     for group in small.values():
         step = max(1, batch)
@@ -142,7 +151,7 @@ def inpaint_boxes(image: np.ndarray, hole: np.ndarray, model: torch.nn.Module, *
             holes = [hole[y0:y1, x0:x1] for y0, y1, x0, x1 in part]
             fills = _run_batch(model, crops, holes, stats)
             for n, (y0, y1, x0, x1), fill in zip(group[i : i + step], part, fills, strict=True):
-                mine = np.isin(labels[y0:y1, x0:x1], owners[n])
+                mine = np.isin(labels[y0:y1, x0:x1], owners[n]) & hole[y0:y1, x0:x1]
                 out[y0:y1, x0:x1, :c][mine] = np.clip(np.rint(fill[mine] * top), 0, top).astype(image.dtype)
     return out
 
