@@ -65,6 +65,9 @@ class InpaintParams(_Params):
     dilate: int = Field(2, ge=0, le=32, description="grow the mask by this many px before filling")
     halo: int = Field(64, ge=0, description="context read from neighbouring chunks, px")
     device: str = Field("cpu", description="'cpu' or 'cuda'")
+    strategy: Literal["boxes", "tiles"] = Field("boxes", description="network on boxes around the damage, or "
+                                                                     "on every damaged tile (the earlier path)")
+    margin: int = Field(32, ge=0, description="context around each damage box, px")
 
     def config(self) -> InpaintStageConfig:
         return InpaintStageConfig(**self.model_dump(exclude={"mask"}))
