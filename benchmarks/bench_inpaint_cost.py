@@ -41,7 +41,7 @@ from pathlib import Path
 import psutil
 from pipeline.engine.runner import EngineConfig, close_local_clusters, local_cluster
 from pipeline.stages.inpaint_stage import InpaintStageConfig, inpaint_store
-store, mask, strategy = sys.argv[1:4]
+store, mask, strategy, margin = sys.argv[1:5]
 engine = EngineConfig(progress=False)
 if engine.scheduler == "cluster":
     local_cluster(engine)
@@ -55,7 +55,7 @@ def cpu():
             pass
     return total
 c, t = cpu(), time.perf_counter()
-r = inpaint_store(store, InpaintStageConfig(strategy=strategy), engine, mask=Path(mask), force=True)
+r = inpaint_store(store, InpaintStageConfig(strategy=strategy, margin=int(margin)), engine, mask=Path(mask), force=True)
 seconds, cpu_seconds = time.perf_counter() - t, cpu() - c
 print(json.dumps({"seconds": seconds, "cpu_seconds": cpu_seconds, **r.summary}))
 close_local_clusters()
@@ -92,9 +92,9 @@ def damage(side: int, specks: int, pattern: str, seed: int) -> np.ndarray:
     return mask
 
 
-def run_inpaint(store: Path, mask: Path, strategy: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", STAGE, str(store), str(mask), strategy], capture_output=True,
-                         text=True, cwd=REPO)
+def run_inpaint(store: Path, mask: Path, strategy: str, margin: int) -> dict:
+    out = subprocess.run([sys.executable, "-c", STAGE, str(store), str(mask), strategy, str(margin)],
+                         capture_output=True, text=True, cwd=REPO)
     if out.returncode:
         raise RuntimeError(f"inpaint failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -118,6 +118,7 @@ def main() -> None:
     parser.add_argument("--sides", type=int, nargs="+", default=[2048, 4096])
     parser.add_argument("--specks", type=int, nargs="+", default=[150, 600])
     parser.add_argument("--tiles-at", type=int, default=600, help="specks for the tiled-path runs (0: none)")
+    parser.add_argument("--margin", type=int, default=24, help="the box strategy's context margin, px")
     parser.add_argument("--dir", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
@@ -139,7 +140,7 @@ def main() -> None:
                     tifffile.imwrite(mask_path, mask, tile=(512, 512))
                     strategies = ["boxes"] + (["tiles"] if side == args.sides[0] and n == args.tiles_at else [])
                     for strategy in strategies:
-                        r = run_inpaint(store, mask_path, strategy)
+                        r = run_inpaint(store, mask_path, strategy, args.margin)
                         row = {"strategy": strategy, "pattern": pattern, "scan_mp": side * side / 1e6,
                                "specks": n, "filled_mp": r["hole_pixels"] / 1e6, "seconds": r["seconds"],
                                "cpu_seconds": r["cpu_seconds"],
@@ -151,6 +152,7 @@ def main() -> None:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     result = {"command": shlex.join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]), "cores": os.cpu_count(),
+              "margin": args.margin,
               "rows": rows, "fit_wall": fit(rows, "seconds"), "fit_cpu": fit(rows, "cpu_seconds"),
               "load_average": os.getloadavg()}
     for r in rows:

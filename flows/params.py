@@ -67,7 +67,7 @@ class InpaintParams(_Params):
     device: str = Field("cpu", description="'cpu' or 'cuda'")
     strategy: Literal["boxes", "tiles"] = Field("boxes", description="network on boxes around the damage, or "
                                                                      "on every damaged tile (the earlier path)")
-    margin: int = Field(32, ge=0, description="context around each damage box, px")
+    margin: int = Field(24, ge=0, description="context around each damage box, px")
 
     def config(self) -> InpaintStageConfig:
         return InpaintStageConfig(**self.model_dump(exclude={"mask"}))

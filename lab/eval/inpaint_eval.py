@@ -56,7 +56,7 @@ class EvalConfig:
     methods: tuple[str, ...] = METHODS
     masks_per_bin: int = 1
     strategy: str = "tiles"  # "boxes": the model runs on boxes around the damage, as the inpaint stage does
-    margin: int = 32  # the boxes' context margin (px)
+    margin: int = 24  # the boxes' context margin (px)
 
     def __post_init__(self) -> None:
         if self.strategy not in ("tiles", "boxes"):

@@ -112,7 +112,7 @@ def _run_batch(model: torch.nn.Module, crops: list[np.ndarray], holes: list[np.n
 
 
 def inpaint_boxes(image: np.ndarray, hole: np.ndarray, model: torch.nn.Module, *, tile: int = 256,
-                  overlap: int = 64, dilate: int = 0, margin: int = 32, batch: int = 8,
+                  overlap: int = 64, dilate: int = 0, margin: int = 24, batch: int = 8,
                   core: Box | None = None, stats: BoxStats | None = None) -> np.ndarray:
     """The composite of `inpaint_image`, with the network run on damage boxes only.
 

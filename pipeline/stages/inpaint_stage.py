@@ -56,7 +56,7 @@ class InpaintStageConfig:
     halo: int = 64
     device: str = "cpu"
     strategy: str = "boxes"
-    margin: int = 32
+    margin: int = 24
     batch: int = 8
     manifest: str = field(default_factory=default_manifest)
 
