@@ -1,6 +1,6 @@
 """The inpainting evaluation run both ways: the model on 256-px tiles (the stage's earlier path) and on boxes.
 
-    python benchmarks/eval_inpaint_boxes.py --images DIR [--count 3] [--json FILE]
+    python benchmarks/eval_inpaint_boxes.py --images DIR [--count 3] [--margin 24] [--json FILE]
 
 The first `--count` images of DIR (sorted), the default seeded masks of every kind and hole-ratio bin, the
 model only; per kind/bin the PSNR and hole L1 of both, their paired difference (boxes - tiles) with its
@@ -27,11 +27,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=Path, required=True)
     parser.add_argument("--count", type=int, default=3)
+    parser.add_argument("--margin", type=int, default=EvalConfig.margin, help="the boxes' context margin, px")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     images = sorted(p for p in args.images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[: args.count]
     model = load_inpainter()
-    base = EvalConfig(tile=256, overlap=64, methods=("model",))
+    base = EvalConfig(tile=256, overlap=64, methods=("model",), margin=args.margin)
     runs = {s: evaluate(images, model, replace(base, strategy=s)) for s in ("tiles", "boxes")}
     table = {}
     for key, rows in runs["tiles"]["cases"]["model"].items():
@@ -49,7 +50,8 @@ def main() -> None:
     print(f"model seconds: {seconds}")
     if args.json:
         args.json.write_text(json.dumps({"command": shlex.join(["benchmarks/eval_inpaint_boxes.py", *sys.argv[1:]]),
-                                         "images": [p.name for p in images], "table": table,
+                                         "images": [p.name for p in images], "margin": args.margin,
+                                         "table": table,
                                          "seconds": seconds}, indent=1) + "\n")
 
 
