@@ -10,8 +10,10 @@ DetectConfig apart from `--tta` (I/O, halos, labels, pyramids, provenance includ
 CPU time of the process and its workers are recorded. Then, in the same process with the cluster closed
 and torch at W*T threads, the pure forward: the same network on one (1, 3, tile, tile) channels-last input
 (a chunk with its halo is one tile), the same precision, timed `--repeats` times after a warm-up, times
-chunks x tta. The ratio stage / forward is reported with min and median (the machine is shared: the load
-average is recorded with the figures).
+the chunks (tta views included); with W > 1 also at T threads, divided by W (each worker's share of the
+chunks, run side by side). Wall and CPU ratios are both recorded: on a shared machine a torch thread that
+waits for the cores spins and burns CPU. Ratios stage / forward are reported with min and median (the
+machine is shared: the load average is recorded with the figures).
 """
 
 from __future__ import annotations
@@ -62,15 +64,24 @@ from pipeline.stages.detect_infer import tile_probabilities
 torch.set_num_threads(workers * threads)
 model, _ = load_model(config.weights)
 x = torch.rand(1, 3, config.tile, config.tile).contiguous(memory_format=torch.channels_last)
-forward = []
-with torch.inference_mode():
-    tile_probabilities(model, x, config.precision == "bf16", tta)
-    for _ in range(repeats):
-        t = time.perf_counter()
+def forwards():
+    times, cpus = [], []
+    with torch.inference_mode():
         tile_probabilities(model, x, config.precision == "bf16", tta)
-        forward.append((time.perf_counter() - t) * chunks)
-print(json.dumps({"stage_s": stage, "stage_cpu_s": stage_cpu, "forward_s": forward, "chunks": chunks,
-                  "precision": config.precision, "tile": config.tile}))
+        for _ in range(repeats):
+            c, t = time.process_time(), time.perf_counter()
+            tile_probabilities(model, x, config.precision == "bf16", tta)
+            times.append((time.perf_counter() - t) * chunks)
+            cpus.append((time.process_time() - c) * chunks)
+    return times, cpus
+forward, forward_cpu = forwards()
+extra = {}
+if workers > 1:  # the workers' own view: one worker's threads, its share of the chunks
+    torch.set_num_threads(threads)
+    single, single_cpu = forwards()
+    extra = {"forward_per_worker_s": [s / workers for s in single], "forward_per_worker_cpu_s": single_cpu}
+print(json.dumps({"stage_s": stage, "stage_cpu_s": stage_cpu, "forward_s": forward, "forward_cpu_s": forward_cpu,
+                  **extra, "chunks": chunks, "precision": config.precision, "tile": config.tile}))
 """
 
 
@@ -103,7 +114,12 @@ def main() -> None:
             r = json.loads(out.stdout.strip().splitlines()[-1])
             ratios = [s / f for s, f in zip(r["stage_s"], r["forward_s"], strict=True)]
             row = {"layout": layout, **r, "ratio_min": min(ratios), "ratio_median": statistics.median(ratios),
-                   "ratio_best_over_best": min(r["stage_s"]) / min(r["forward_s"]), "load_average": os.getloadavg()}
+                   "ratio_best_over_best": min(r["stage_s"]) / min(r["forward_s"]),
+                   "cpu_ratio_min": min(r["stage_cpu_s"]) / min(r["forward_cpu_s"]), "load_average": os.getloadavg()}
+            if "forward_per_worker_s" in r:
+                row["ratio_to_per_worker_forward_min"] = min(r["stage_s"]) / min(r["forward_per_worker_s"])
+                row["cpu_ratio_to_per_worker_forward_min"] = (min(r["stage_cpu_s"])
+                                                              / min(r["forward_per_worker_cpu_s"]))
             rows.append(row)
             print(f"{layout}: stage {min(r['stage_s']):.1f}/{statistics.median(r['stage_s']):.1f} s (min/median), "
                   f"forward {min(r['forward_s']):.1f}/{statistics.median(r['forward_s']):.1f} s, ratio "
