@@ -71,6 +71,9 @@ class InpaintParams(_Params):
                                                       "(refused by default: usually an inverted or blank mask)")
     allow_empty_mask: bool = Field(False, description="accept an edited mask marking no pixel (restored/ is "
                                                       "then a copy of the scan)")
+    strategy: Literal["boxes", "tiles"] = Field("boxes", description="network on boxes around the damage, or "
+                                                                     "on every damaged tile (the earlier path)")
+    margin: int = Field(24, ge=0, description="context around each damage box, px")
 
     def config(self) -> InpaintStageConfig:
         return InpaintStageConfig(**self.model_dump(exclude={"mask", "allow_large_mask", "allow_empty_mask"}))

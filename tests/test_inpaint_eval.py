@@ -239,3 +239,40 @@ def test_cli_ghost_reports_each_rule(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert result["dilate:2"]["fill_ratio"] > result["none"]["fill_ratio"]
     res = CliRunner().invoke(root, [*args[:-4], "--rules", "grow:2"])
     assert res.exit_code != 0 and "fill rule" in res.output
+
+
+def test_evaluate_with_boxes_scores_the_stage_path_and_says_so(tmp_path: Path) -> None:
+    write_png(tmp_path / "a.png", _image(96, 96))
+    torch.manual_seed(0)
+    model = PConvUNet(base_channels=4, depth=3, max_channels=16).eval()
+    runs = {s: evaluate([tmp_path / "a.png"], model, EvalConfig(kinds=("craquelure",), methods=("model",), tile=32,
+                                                                 overlap=8, strategy=s, margin=4))
+            for s in ("tiles", "boxes")}
+    assert runs["boxes"]["settings"]["strategy"] == "boxes" and runs["boxes"]["settings"]["margin"] == 4
+    small = "craquelure/0-10"  # thin cracks on 10% of the area: boxes smaller than the tile grid
+    assert runs["boxes"]["model"][small]["psnr"] != runs["tiles"]["model"][small]["psnr"]
+    with pytest.raises(ValueError, match="strategy"):
+        EvalConfig(strategy="whole")
+
+
+def test_cli_strategy_boxes_is_recorded_and_a_bad_one_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from flows.cli import inpainter as cli_inpainter
+
+    write_png(tmp_path / "images" / "a.png", _image())
+    torch.manual_seed(0)
+    monkeypatch.setattr(
+        cli_inpainter, "_load_model", lambda name: PConvUNet(base_channels=4, depth=3, max_channels=16).eval()
+    )
+    train_app, evaluate_app = typer.Typer(), typer.Typer()
+    cli_inpainter.register(train_app, evaluate_app)
+    root = typer.Typer()
+    root.add_typer(evaluate_app, name="evaluate")
+    root.add_typer(train_app, name="train")
+    args = ["evaluate", "inpaint", "--images", str(tmp_path / "images"), "--kinds", "paint_loss", "--methods",
+            "model", "--tile", "32", "--overlap", "8", "--json", str(tmp_path / "r.json")]
+    res = CliRunner().invoke(root, [*args, "--strategy", "boxes", "--margin", "4"])
+    assert res.exit_code == 0, res.output
+    settings = json.loads((tmp_path / "r.json").read_text())["settings"]
+    assert settings["strategy"] == "boxes" and settings["margin"] == 4
+    res = CliRunner().invoke(root, [*args, "--strategy", "whole"])
+    assert res.exit_code != 0 and "whole" in res.output

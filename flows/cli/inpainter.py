@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
@@ -135,6 +135,9 @@ def evaluate_inpaint_command(
     long_side: Annotated[int, typer.Option(help="downscale images to this long side first (px)")] = 512,
     tile: Annotated[int, typer.Option(help="inference tile side")] = 512,
     overlap: Annotated[int, typer.Option(help="overlap of inference tiles")] = 64,
+    strategy: Annotated[Literal["tiles", "boxes"], typer.Option(
+        help="the model on every tile, or on boxes around the damage as the inpaint stage runs it")] = "tiles",
+    margin: Annotated[int, typer.Option(help="context around each damage box, px (--strategy boxes)", min=0)] = 24,
     kinds: Annotated[str, typer.Option(help="mask kinds, comma-separated")] = "irregular,craquelure,paint_loss",
     methods: Annotated[
         str, typer.Option(help="methods, comma-separated (also: fsr_best, FSR's slow variant, 20-130 s per case)")
@@ -155,6 +158,7 @@ def evaluate_inpaint_command(
 
             torch.set_num_threads(threads)
         cfg = EvalConfig(seed=seed, masks_per_bin=masks_per_bin, long_side=long_side, tile=tile, overlap=overlap,
+                         strategy=strategy, margin=margin,
                          kinds=tuple(k.strip() for k in kinds.split(",") if k.strip()),
                          methods=tuple(m.strip() for m in methods.split(",") if m.strip()))
         model = None

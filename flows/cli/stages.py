@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -94,6 +94,9 @@ def inpaint_command(
                                                    "nonzero = fill) instead of the detected damage")] = None,
     weights: Annotated[str, typer.Option(help="inpainter weights name (manifest)")] = "inpainter-pconv",
     dilate: Annotated[int, typer.Option(help="grow the mask by this many px")] = 2,
+    strategy: Annotated[Literal["boxes", "tiles"], typer.Option(
+        help="run the network on boxes around the damage, or on every damaged tile (the earlier path)")] = "boxes",
+    margin: Annotated[int, typer.Option(help="context around each damage box, px (--strategy boxes)", min=0)] = 24,
     allow_large_mask: Annotated[bool, typer.Option("--allow-large-mask", help="accept an edited mask that marks "
                                                    "more than half the image")] = False,
     allow_empty_mask: Annotated[bool, typer.Option("--allow-empty-mask", help="accept an edited mask that marks "
@@ -107,7 +110,8 @@ def inpaint_command(
     from flows.params import InpaintParams
 
     params = InpaintParams(weights=weights, mask=str(mask) if mask else None, dilate=dilate, device=device,
-                           allow_large_mask=allow_large_mask, allow_empty_mask=allow_empty_mask)
+                           strategy=strategy, margin=margin, allow_large_mask=allow_large_mask,
+                           allow_empty_mask=allow_empty_mask)
     from pipeline.stages.detect import check_device
 
     check_device(device)

@@ -47,6 +47,7 @@ from models.smooth_fill import biharmonic_cg, harmonic_fill
 from pipeline.errors import InputError
 from pipeline.io.image_io import from_float, read_image, write_png
 from pipeline.stages.inpaint import dilate_hole, inpaint_image, load_edited_mask
+from pipeline.stages.inpaint_boxes import inpaint_boxes
 
 CLASSICAL = ("telea", "ns", "biharmonic", "fsr", "harmonic", "fast_biharmonic")
 METHODS = ("model", *CLASSICAL)  # the default set
@@ -67,8 +68,12 @@ class EvalConfig:
     kinds: tuple[str, ...] = KINDS
     methods: tuple[str, ...] = METHODS
     masks_per_bin: int = 1
+    strategy: str = "tiles"  # "boxes": the model runs on boxes around the damage, as the inpaint stage does
+    margin: int = 24  # the boxes' context margin (px)
 
     def __post_init__(self) -> None:
+        if self.strategy not in ("tiles", "boxes"):
+            raise ValueError(f"strategy must be 'tiles' or 'boxes', got {self.strategy!r}")
         if self.masks_per_bin < 1:
             raise ValueError(f"masks_per_bin must be >= 1, got {self.masks_per_bin}")
 
@@ -196,7 +201,10 @@ def evaluate(
         for method in methods:
             t0 = time.perf_counter()
             if method == "model":
-                filled = inpaint_image(clean, hole, model, tile=cfg.tile, overlap=cfg.overlap)
+                if cfg.strategy == "boxes":
+                    filled = inpaint_boxes(clean, hole, model, tile=cfg.tile, overlap=cfg.overlap, margin=cfg.margin)
+                else:
+                    filled = inpaint_image(clean, hole, model, tile=cfg.tile, overlap=cfg.overlap)
             else:
                 filled = classical_fill(method, clean, hole)
             seconds[method] += time.perf_counter() - t0
@@ -222,6 +230,8 @@ def evaluate(
         "long_side": cfg.long_side,
         "tile": cfg.tile,
         "overlap": cfg.overlap,
+        "strategy": cfg.strategy,
+        "margin": cfg.margin if cfg.strategy == "boxes" else None,
         "seconds": seconds,
     }
     return result

@@ -62,7 +62,6 @@ def _multiple(model: torch.nn.Module) -> int:
     return int(getattr(model, "multiple", 1))
 
 
-@torch.inference_mode()
 def inpaint_tile(tile: np.ndarray, hole: np.ndarray, model: torch.nn.Module) -> np.ndarray:
     """The network's fill of one tile.
 
@@ -70,29 +69,44 @@ def inpaint_tile(tile: np.ndarray, hole: np.ndarray, model: torch.nn.Module) -> 
     Returns (h, w, c) float32 in [0, 1] for the c colour channels (1 for grey, 3 for RGB); meaningful
     inside the hole. The tile is reflect-padded to a multiple of 2**depth and the result cropped.
     """
-    if tile.ndim != 3 or hole.shape != tile.shape[:2]:
-        raise ValueError(f"tile (h, w, C) and hole (h, w) must match, got {tile.shape} and {hole.shape}")
-    h, w = hole.shape
+    return inpaint_tiles([tile], [hole], model)[0]
+
+
+@torch.inference_mode()
+def inpaint_tiles(tiles: list[np.ndarray], holes: list[np.ndarray], model: torch.nn.Module) -> list[np.ndarray]:
+    """`inpaint_tile` over tiles of one shape in a single network call (a batch); one fill per tile."""
+    if not tiles or len(tiles) != len(holes):
+        raise ValueError(f"need as many holes as tiles (at least one), got {len(tiles)} and {len(holes)}")
+    tile = tiles[0]
+    for t, hole in zip(tiles, holes, strict=True):
+        if t.ndim != 3 or hole.shape != t.shape[:2] or t.shape != tile.shape:
+            raise ValueError(f"tiles (h, w, C) of one shape and holes (h, w) must match, got {t.shape} and "
+                             f"{hole.shape}")
+    h, w = holes[0].shape
     c = colour_channels(tile.shape[2])
-    rgb = _to_unit(tile[:, :, :c])
-    if c == 1:
-        rgb = np.repeat(rgb, 3, axis=2)
     k = _multiple(model)
     ph, pw = -(-h // k) * k - h, -(-w // k) * k - w
-    valid = (~hole.astype(bool)).astype(np.float32)
-    if ph or pw:
-        mode = "reflect" if h > ph and w > pw else "edge"
-        rgb = np.pad(rgb, ((0, ph), (0, pw), (0, 0)), mode=mode)
-        valid = np.pad(valid, ((0, ph), (0, pw)), mode=mode)
+    mode = "reflect" if h > ph and w > pw else "edge"
+    rgbs, valids = [], []
+    for t, hole in zip(tiles, holes, strict=True):
+        rgb = _to_unit(t[:, :, :c])
+        if c == 1:
+            rgb = np.repeat(rgb, 3, axis=2)
+        valid = (~hole.astype(bool)).astype(np.float32)
+        if ph or pw:
+            rgb = np.pad(rgb, ((0, ph), (0, pw), (0, 0)), mode=mode)
+            valid = np.pad(valid, ((0, ph), (0, pw)), mode=mode)
+        rgbs.append(rgb.transpose(2, 0, 1))
+        valids.append(valid[None])
     device = next(model.parameters()).device
-    x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None].to(device)  # (1, 3, H, W)
-    m = torch.from_numpy(np.ascontiguousarray(valid))[None, None].to(device)  # (1, 1, H, W), 1 = valid
+    x = torch.from_numpy(np.ascontiguousarray(np.stack(rgbs))).to(device)  # (B, 3, H, W)
+    m = torch.from_numpy(np.ascontiguousarray(np.stack(valids))).to(device)  # (B, 1, H, W), 1 = valid
     was_training = model.training
     model.eval()
-    pred = model(x * m, m)[0, :, :h, :w].clamp(0, 1).cpu()  # (3, h, w)
+    pred = model(x * m, m)[:, :, :h, :w].clamp(0, 1).cpu()  # (B, 3, h, w)
     model.train(was_training)
-    fill = pred.float().permute(1, 2, 0).numpy()
-    return fill.mean(axis=2, keepdims=True) if c == 1 else fill
+    fills = pred.float().permute(0, 2, 3, 1).numpy()
+    return [f.mean(axis=2, keepdims=True) if c == 1 else f for f in fills]
 
 
 def _starts(length: int, tile: int, stride: int) -> list[int]:

@@ -58,7 +58,12 @@ EDITED_MASK_GROUP = "mask_edited"
 
 @dataclass(frozen=True)
 class InpaintStageConfig:
-    """Weights, model tile/overlap inside a chunk, hole dilation (px), chunk halo, device."""
+    """Weights, model tile/overlap inside a chunk, hole dilation (px), chunk halo, device, strategy.
+
+    strategy "boxes" runs the network on boxes around connected damage (`margin` px of context, equal-shape
+    boxes `batch` at a time; boxes larger than `tile` are tiled); "tiles" runs every tile of the chunk's
+    overlapping grid that holds a hole pixel (the earlier path, kept for comparison).
+    """
 
     weights: str = "inpainter-pconv"
     tile: int = 256
@@ -66,9 +71,16 @@ class InpaintStageConfig:
     dilate: int = 2
     halo: int = 64
     device: str = "cpu"
+    strategy: str = "boxes"
+    margin: int = 24
+    batch: int = 8
     manifest: str = field(default_factory=default_manifest)
 
     def __post_init__(self) -> None:
+        if self.strategy not in ("boxes", "tiles"):
+            raise ValueError(f"strategy must be 'boxes' or 'tiles', got {self.strategy!r}")
+        if self.margin < 0 or self.batch < 1:
+            raise ValueError(f"need margin >= 0 and batch >= 1, got {self.margin} and {self.batch}")
         if self.tile < 32 or not 0 <= self.overlap < self.tile:
             raise ValueError(f"need tile >= 32 and 0 <= overlap < tile, got {self.tile}/{self.overlap}")
         if self.dilate < 0 or self.halo < self.dilate:
@@ -82,17 +94,26 @@ class _InpaintChunk:
 
     def __call__(self, scan: np.ndarray, mask: np.ndarray) -> tuple[list[np.ndarray], dict[str, Any]]:
         from pipeline.stages.inpaint import inpaint_image
+        from pipeline.stages.inpaint_boxes import BoxStats, inpaint_boxes
 
-        model, _ = ModelCache.get(self.config.weights, self.config.manifest, self.config.device, self.threads)
+        cfg = self.config
+        model, _ = ModelCache.get(cfg.weights, cfg.manifest, cfg.device, self.threads)
         image = np.moveaxis(scan, 0, -1)  # (h, w, C), scan dtype
         hole = mask[0] > 0  # (h, w)
-        out = inpaint_image(image, hole, model, tile=self.config.tile, overlap=self.config.overlap,
-                            dilate=self.config.dilate)
-        halo = self.config.halo
-        core = hole[halo : hole.shape[0] - halo, halo : hole.shape[1] - halo]
-        changed = (out != image).any(axis=-1)[halo : hole.shape[0] - halo, halo : hole.shape[1] - halo]
-        return [np.ascontiguousarray(np.moveaxis(out, -1, 0))], {"hole_pixels": int(core.sum()),
-                                                                "changed_pixels": int(changed.sum())}
+        halo = cfg.halo
+        core = (halo, hole.shape[0] - halo, halo, hole.shape[1] - halo)
+        facts: dict[str, Any] = {"hole_pixels": int(hole[core[0] : core[1], core[2] : core[3]].sum())}
+        if cfg.strategy == "tiles":
+            out = inpaint_image(image, hole, model, tile=cfg.tile, overlap=cfg.overlap, dilate=cfg.dilate)
+        else:
+            stats = BoxStats()
+            out = inpaint_boxes(image, hole, model, tile=cfg.tile, overlap=cfg.overlap, dilate=cfg.dilate,
+                                margin=cfg.margin, batch=cfg.batch, stats=stats, core=core)
+            facts.update(boxes=stats.boxes, network_calls=stats.network_calls,
+                         network_pixels=stats.network_pixels)
+        changed = (out != image).any(axis=-1)[core[0] : core[1], core[2] : core[3]]
+        facts["changed_pixels"] = int(changed.sum())
+        return [np.ascontiguousarray(np.moveaxis(out, -1, 0))], facts
 
 
 def _copy_chunk(scan: np.ndarray, mask: np.ndarray) -> tuple[list[np.ndarray], dict[str, Any]]:
@@ -287,7 +308,11 @@ def inpaint_store(store: str, config: InpaintStageConfig | None = None, engine: 
                "chunks_copied": len(clean), "mask": mask_name,
                "hole_pixels": sum(r["facts"]["hole_pixels"] for r in records.values()),
                # the pixels restored/ really changed: the dilated mask, less those the network left as they were
-               "pixels_changed": sum(r["facts"].get("changed_pixels", 0) for r in records.values())}
+               "pixels_changed": sum(r["facts"].get("changed_pixels", 0) for r in records.values()),
+               "strategy": config.strategy}
+    if config.strategy == "boxes":  # what the network ran: boxes, calls, and pixels (before padding)
+        for name in ("boxes", "network_calls", "network_pixels"):
+            summary[name] = sum(r["facts"].get(name, 0) for r in records.values())
     if mask_read is not None:
         summary["mask_read"] = mask_read
     prov = record.write()
