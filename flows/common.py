@@ -60,7 +60,23 @@ def run_name(stage: str) -> Callable[[], str]:
 
 
 def finish(result: dict[str, Any]) -> Any:
-    """A skipped stage ends in a Completed state named 'Skipped' (visible in the UI), else its result."""
+    """A skipped stage ends in a Completed state named 'Skipped', else its result. Prefect's UI colours every
+    Completed-type state alike, so a skipped run is also renamed '<name> · skipped': the graph's node says it."""
     if result["skipped"]:
+        mark_run_skipped()
         return Completed(name="Skipped", message=f"unchanged (key {result['key'][:16]}…)", data=result)
     return result
+
+
+def mark_run_skipped() -> None:
+    """Append ' · skipped' to the current flow run's name (a no-op outside a flow run or without the API)."""
+    from prefect.client.orchestration import get_client
+    from prefect.runtime import flow_run
+
+    if not flow_run.id or str(flow_run.name).endswith(" · skipped"):
+        return
+    try:
+        with get_client(sync_client=True) as client:
+            client.update_flow_run(flow_run.id, name=f"{flow_run.name} · skipped")
+    except Exception:  # the name is a courtesy of the UI; the state already says Skipped
+        return

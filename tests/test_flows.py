@@ -112,6 +112,7 @@ def test_restore_runs_the_four_stages_as_subflows_with_artifacts(first_run: Firs
     runs = subflows(first_run.state.state_details.flow_run_id)
     assert sorted(runs) == ["detect", "export", "ingest", "inpaint"]
     assert {run.state.name for run in runs.values()} == {"Completed"}
+    assert not any(run.name.endswith("skipped") for run in runs.values())
     assert set(artifacts(runs["detect"].id)) >= {"detect-progress", "detect-summary", "damage-per-class"}
     previews = artifacts(runs["export"].id)["before-after"]["data"]
     assert previews.count("data:image/jpeg;base64,") == 3
@@ -126,6 +127,7 @@ def test_second_run_skips_every_stage_visibly_with_its_key(first_run: FirstRun, 
     assert all(r["skipped"] for r in state.result().values())
     runs = subflows(state.state_details.flow_run_id)
     assert {name: run.state.name for name, run in runs.items()} == dict.fromkeys(runs, "Skipped") and len(runs) == 4
+    assert all(run.name.endswith(" · skipped") for run in runs.values())  # the UI graph's node label says it
     key = state.result()["detect"]["key"]
     assert key[:16] in runs["detect"].state.message
     summary = artifacts(runs["detect"].id)["detect-summary"]["data"]
