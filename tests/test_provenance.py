@@ -34,7 +34,7 @@ CATALOG = {"id": "leyster", "title": "Self-Portrait", "creator": "Judith Leyster
 
 
 def _restored_store(root: Path, name: str, seed: int) -> str:
-    from tests.test_stages import damaged_scan
+    from test_stages import damaged_scan
 
     image, _ = damaged_scan((300, 260), np.uint8, seed=seed)
     src = root / f"{name}.tif"
@@ -235,7 +235,7 @@ def test_ro_crate_is_a_workflow_run_crate(built: dict[str, str]) -> None:
 
 
 def test_force_reingest_keeps_the_history(tmp_path: Path) -> None:
-    from tests.test_stages import damaged_scan
+    from test_stages import damaged_scan
 
     image, _ = damaged_scan((100, 100), np.uint8)
     tifffile.imwrite(tmp_path / "s.tif", image, photometric="rgb")
