@@ -95,22 +95,13 @@ def test_compare_gives_the_paired_standard_error_of_the_margin() -> None:
 
 
 def test_cli_with_given_masks_pairs_by_stem(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from flows.cli import inpainter as cli_inpainter
 
     images, masks = tmp_path / "images", tmp_path / "masks"
     write_png(images / "a.png", _image())
     hole = np.zeros((48, 64), np.uint8)
     hole[10:20, 10:30] = 255
     write_png(masks / "a.png", hole)
-    torch.manual_seed(0)
-    monkeypatch.setattr(
-        cli_inpainter, "_load_model", lambda name: PConvUNet(base_channels=4, depth=3, max_channels=16).eval()
-    )
-    train_app, evaluate_app = typer.Typer(), typer.Typer()
-    cli_inpainter.register(train_app, evaluate_app)
-    root = typer.Typer()
-    root.add_typer(evaluate_app, name="evaluate")
-    root.add_typer(train_app, name="train")
+    root = _cli_with_tiny_model(monkeypatch)
     args = ["evaluate", "inpaint", "--images", str(images), "--masks", str(masks), "--json",
             str(tmp_path / "r.json"), "--save", str(tmp_path / "filled"), "--tile", "32", "--overlap", "8"]
     res = CliRunner().invoke(root, args)
@@ -218,18 +209,9 @@ def test_ghost_contrast_on_a_constructed_crack() -> None:
 
 
 def test_cli_ghost_reports_each_rule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from flows.cli import inpainter as cli_inpainter
 
     write_png(tmp_path / "images" / "a.png", _texture(96, 96))
-    torch.manual_seed(0)
-    monkeypatch.setattr(
-        cli_inpainter, "_load_model", lambda name: PConvUNet(base_channels=4, depth=3, max_channels=16).eval()
-    )
-    train_app, evaluate_app = typer.Typer(), typer.Typer()
-    cli_inpainter.register(train_app, evaluate_app)
-    root = typer.Typer()
-    root.add_typer(evaluate_app, name="evaluate")
-    root.add_typer(train_app, name="train")
+    root = _cli_with_tiny_model(monkeypatch)
     args = ["evaluate", "ghost", "--images", str(tmp_path / "images"), "--copies", "3", "--rules", "dilate:2,width:1",
             "--json", str(tmp_path / "g.json")]
     res = CliRunner().invoke(root, args)
@@ -256,9 +238,23 @@ def test_evaluate_with_boxes_scores_the_stage_path_and_says_so(tmp_path: Path) -
 
 
 def test_cli_strategy_boxes_is_recorded_and_a_bad_one_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from flows.cli import inpainter as cli_inpainter
 
     write_png(tmp_path / "images" / "a.png", _image())
+    root = _cli_with_tiny_model(monkeypatch)
+    args = ["evaluate", "inpaint", "--images", str(tmp_path / "images"), "--kinds", "paint_loss", "--methods",
+            "model", "--tile", "32", "--overlap", "8", "--json", str(tmp_path / "r.json")]
+    res = CliRunner().invoke(root, [*args, "--strategy", "boxes", "--margin", "4"])
+    assert res.exit_code == 0, res.output
+    settings = json.loads((tmp_path / "r.json").read_text())["settings"]
+    assert settings["strategy"] == "boxes" and settings["margin"] == 4
+    res = CliRunner().invoke(root, [*args, "--strategy", "whole"])
+    assert res.exit_code != 0 and "whole" in res.output
+
+
+def _cli_with_tiny_model(monkeypatch: pytest.MonkeyPatch) -> typer.Typer:
+    """`retouch train|evaluate` of flows.cli.inpainter with a small untrained PConv in place of the shipped one."""
+    from flows.cli import inpainter as cli_inpainter
+
     torch.manual_seed(0)
     monkeypatch.setattr(
         cli_inpainter, "_load_model", lambda name: PConvUNet(base_channels=4, depth=3, max_channels=16).eval()
@@ -268,11 +264,4 @@ def test_cli_strategy_boxes_is_recorded_and_a_bad_one_refused(tmp_path: Path, mo
     root = typer.Typer()
     root.add_typer(evaluate_app, name="evaluate")
     root.add_typer(train_app, name="train")
-    args = ["evaluate", "inpaint", "--images", str(tmp_path / "images"), "--kinds", "paint_loss", "--methods",
-            "model", "--tile", "32", "--overlap", "8", "--json", str(tmp_path / "r.json")]
-    res = CliRunner().invoke(root, [*args, "--strategy", "boxes", "--margin", "4"])
-    assert res.exit_code == 0, res.output
-    settings = json.loads((tmp_path / "r.json").read_text())["settings"]
-    assert settings["strategy"] == "boxes" and settings["margin"] == 4
-    res = CliRunner().invoke(root, [*args, "--strategy", "whole"])
-    assert res.exit_code != 0 and "whole" in res.output
+    return root
