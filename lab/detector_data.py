@@ -20,7 +20,7 @@ import numpy as np
 
 from lab.real_cracks import RealSet
 from lab.synthesis.synthetic_damage import CRAQUELURE, PAINT_LOSS, DamageConfig, synthesize_damage
-from pipeline.io.image_io import read_image, to_float
+from pipeline.io.image_io import as_rgb, read_image, to_float
 
 
 @dataclass(frozen=True)
@@ -53,13 +53,6 @@ def load_paintings(paths: list[Path]) -> list[np.ndarray]:
         image = read_image(path)
         images.append(as_rgb(image))
     return images
-
-
-def as_rgb(image: np.ndarray) -> np.ndarray:
-    """(H, W, C) with C in 1..4 -> (H, W, 3): grey replicated, alpha dropped."""
-    if image.shape[2] in (1, 2):
-        return np.repeat(image[:, :, :1], 3, axis=2)
-    return image[:, :, :3]
 
 
 def _crop(painting: np.ndarray, tile: int, scale: float, rng: np.random.Generator) -> np.ndarray:

@@ -25,7 +25,7 @@ import numpy as np
 
 from lab.pairs import CRACKFOREST_TEST_EVERY, crackforest_split, pair_files  # noqa: F401  (re-exported)
 from pipeline.errors import InputError
-from pipeline.io.image_io import read_image, read_mask
+from pipeline.io.image_io import as_rgb, read_image, read_mask
 
 HELD_OUT_PARTS = {"test", "val", "valid", "validation"}
 SPLITS = ("all", "train", "test")
@@ -118,7 +118,7 @@ def load_real_set(spec: RealSpec) -> RealSet:
         if mask.shape != image.shape[:2]:
             raise InputError(mask_path, f"mask is {mask.shape[1]}x{mask.shape[0]} but the image "
                                         f"{image_path.name} is {image.shape[1]}x{image.shape[0]}")
-        images.append(image[:, :, :3] if image.shape[2] >= 3 else np.repeat(image[:, :, :1], 3, axis=2))
+        images.append(as_rgb(image))
         masks.append(mask == spec.mask_value if spec.mask_value is not None else mask > 0)
         stems.append(image_path.stem)
     if not images:

@@ -48,8 +48,7 @@ def intact_report(
     """Flagged fractions of each painting in `paths` (read as RGB float) under `prob_fn` ((H, W, 3) float image
     -> (K, H, W) probabilities), the worst painting (largest "any") and whether every painting meets
     TARGET_FRACTION. With `save_dir`, writes `<save_dir>/<worst stem>_flagged.png`."""
-    from lab.detector_data import as_rgb
-    from pipeline.io.image_io import read_image, to_float, write_png
+    from pipeline.io.image_io import as_rgb, read_image, to_float, write_png
 
     if not paths:
         raise FileNotFoundError("no paintings to check (is ../shared/data present?)")

@@ -34,6 +34,13 @@ def read_mask(path: str | Path) -> np.ndarray:
     return array
 
 
+def as_rgb(image: np.ndarray) -> np.ndarray:
+    """(H, W, C) with C in 1..4 -> (H, W, 3): grey replicated, alpha dropped."""
+    if image.shape[2] in (1, 2):
+        return np.repeat(image[:, :, :1], 3, axis=2)
+    return image[:, :, :3]
+
+
 def to_float(image: np.ndarray) -> np.ndarray:
     """uint8/uint16 (H, W, C) -> float32 in [0, 1]."""
     return image.astype(np.float32) / float(np.iinfo(image.dtype).max)
