@@ -108,7 +108,7 @@ class DetectorTrainConfig:
         if bool(self.real_train) != (self.real_fraction > 0):
             raise ValueError("real_train (IMAGES_DIR:MASKS_DIR[:MASK_VALUE]) and real_fraction > 0 go together")
         for spec in self.real_train:
-            RealSpec.parse(spec).check()  # malformed, missing or held-out (test/val, UAV75) refused here
+            RealSpec.parse(spec).check()  # malformed, missing or held-out (test/val, UAV75 test) refused here
 
     def arch_args(self) -> dict[str, Any]:
         args = {"encoder_name": self.encoder, "classes": 2, "decoder_channels": list(self.decoder_channels)}
@@ -156,6 +156,8 @@ def config_from_overrides(**overrides: Any) -> DetectorTrainConfig:
         raise TypeError(f"unknown training option(s) {sorted(unknown)}")
     if isinstance(overrides.get("damage"), dict):  # JSON form (Prefect flow parameters): DamageConfig fields
         overrides = {**overrides, "damage": DamageConfig(**overrides["damage"])}
+    if isinstance(overrides.get("augment"), dict):  # AugmentConfig fields given (the rest keep their defaults)
+        overrides = {**overrides, "augment": AugmentConfig(**overrides["augment"])}
     return DetectorTrainConfig(**{k: v for k, v in overrides.items() if v is not None})
 
 

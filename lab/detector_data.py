@@ -37,11 +37,14 @@ class AugmentConfig:
     jpeg_quality: tuple[int, int] = (35, 95)
     noise_sigma: float = 0.02  # max std of additive Gaussian noise
     p_grey: float = 0.05
+    # Share of painting crops taken at an image edge and reflect-padded there, as detection pads a scan's
+    # border (pipeline.engine.tiling, pipeline.stages.detect_infer): the mirror line is taught as intact.
+    p_edge: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0 < self.scale[0] <= self.scale[1]:
             raise ValueError(f"AugmentConfig.scale must be an increasing positive range, got {self.scale}")
-        for name in ("p_blur", "p_jpeg", "p_grey"):
+        for name in ("p_blur", "p_jpeg", "p_grey", "p_edge"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"AugmentConfig.{name} must be in [0, 1]")
 
@@ -55,16 +58,42 @@ def load_paintings(paths: list[Path]) -> list[np.ndarray]:
     return images
 
 
-def _crop(painting: np.ndarray, tile: int, scale: float, rng: np.random.Generator) -> np.ndarray:
+def _crop(painting: np.ndarray, tile: int, scale: float, rng: np.random.Generator, p_edge: float = 0.0) -> np.ndarray:
     h, w = painting.shape[:2]
     side = int(min(round(tile * scale), h, w))
+    if p_edge and rng.random() < p_edge:
+        return _edge_crop(painting, side, tile, rng)
     y = int(rng.integers(0, h - side + 1))
     x = int(rng.integers(0, w - side + 1))
-    crop = painting[y : y + side, x : x + side]
+    return _resize(painting[y : y + side, x : x + side], tile)
+
+
+def _resize(crop: np.ndarray, tile: int) -> np.ndarray:
+    side = crop.shape[0]
     if side != tile:
         interp = cv2.INTER_AREA if side > tile else cv2.INTER_CUBIC
         crop = cv2.resize(crop, (tile, tile), interpolation=interp)
     return crop
+
+
+def _edge_crop(painting: np.ndarray, side: int, tile: int, rng: np.random.Generator) -> np.ndarray:
+    """A side x side window that overhangs one or two image edges (a side or a corner) by 4 px to 3/8 of
+    the window, the overhang filled by reflection."""
+    h, w = painting.shape[:2]
+    over_y = int(rng.integers(4, max(5, 3 * side // 8))) * int(rng.random() < 0.5)
+    over_x = int(rng.integers(4, max(5, 3 * side // 8))) if (over_y == 0 or rng.random() < 0.5) else 0
+    over_y, over_x = min(over_y, side - 1), min(over_x, side - 1)
+    top = bool(rng.random() < 0.5)
+    left = bool(rng.random() < 0.5)
+    y = 0 if top else h - (side - over_y)
+    x = int(rng.integers(0, w - side + 1)) if over_x == 0 else (0 if left else w - (side - over_x))
+    if over_y == 0:
+        y = int(rng.integers(0, h - side + 1))
+    crop = painting[y : y + side - over_y, x : x + side - over_x]
+    pad_y = (over_y, 0) if top else (0, over_y)
+    pad_x = (over_x, 0) if left else (0, over_x)
+    crop = np.pad(crop, (pad_y, pad_x, (0, 0)), mode="symmetric")
+    return _resize(crop, tile)
 
 
 def _photometric(image: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
@@ -99,7 +128,7 @@ def make_tile(
     """One (3, T, T) float32 image in [0, 1] and its (2, T, T) float32 targets (craquelure, paint loss)."""
     painting = paintings[int(rng.integers(len(paintings)))]
     scale = float(rng.uniform(*augment.scale)) if augment else 1.0
-    crop = _crop(painting, tile, scale, rng)
+    crop = _crop(painting, tile, scale, rng, augment.p_edge if augment else 0.0)
     damaged, labels = synthesize_damage(crop, int(rng.integers(1 << 31)), damage)
     img, labels = _augment(to_float(damaged), labels, augment, rng)
     target = np.stack([labels == CRAQUELURE, labels == PAINT_LOSS]).astype(np.float32)  # (2, T, T)
@@ -125,7 +154,8 @@ def make_clean_tile(
     """A hard negative: a crop of a painting with no damage drawn, augmented, and all-zero (2, T, T) targets."""
     painting = paintings[int(rng.integers(len(paintings)))]
     scale = float(rng.uniform(*augment.scale)) if augment else 1.0
-    img, _ = _augment(to_float(_crop(painting, tile, scale, rng)), np.zeros((tile, tile), np.uint8), augment, rng)
+    crop = _crop(painting, tile, scale, rng, augment.p_edge if augment else 0.0)
+    img, _ = _augment(to_float(crop), np.zeros((tile, tile), np.uint8), augment, rng)
     return np.ascontiguousarray(img.transpose(2, 0, 1)), np.zeros((2, tile, tile), np.float32)
 
 

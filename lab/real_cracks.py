@@ -9,10 +9,11 @@ or is nonzero without one. Only training splits may be used:
   sorted, every 4th (index 3, 7, 11, ...) is TEST, the rest TRAIN (89 train / 29 test of its 118 pairs).
   Training on a CrackForest folder takes only its TRAIN stems; `retouch evaluate detect --split test`
   scores only its TEST stems.
-- UAV75 has only val/test splits here: never trained on (refused), only scored or monitored.
+- UAV75 has only val/test splits here. Its val split (10 images, `uav75/val/{images,labels}`, crack = 255,
+  planking = 204 a distractor) is the set's only non-test data and may be trained on; its test split is held out.
 
 A folder whose path names a test or validation split (a `test`, `val`, `valid` or `validation` component) is
-refused as training data, as is anything under `uav75`.
+refused as training data, except UAV75's `val`.
 """
 
 from __future__ import annotations
@@ -75,14 +76,14 @@ class RealSpec:
         return cls(Path(parts[0]), Path(parts[1]), value)
 
     def check(self) -> None:
-        """Refuse missing folders and held-out splits (test/val folders, UAV75) in one line."""
+        """Refuse missing folders and held-out splits (test/val folders, UAV75 test) in one line."""
         for folder in (self.images, self.masks):
             if not folder.is_dir():
                 raise ValueError(f"{folder}: real training folder not found")
             parts = [p.lower() for p in folder.resolve().parts]
-            if any(p.startswith("uav75") for p in parts):
-                raise ValueError(f"{folder}: UAV75 has only val/test splits here; it is never trained on")
             held = HELD_OUT_PARTS.intersection(parts)
+            if any(p.startswith("uav75") for p in parts):
+                held -= {"val"}  # UAV75's only non-test split (see the module docstring)
             if held:
                 raise ValueError(f"{folder}: a held-out split ({sorted(held)[0]}) is never trained on")
 

@@ -82,6 +82,8 @@ def _config_key(cfg: DetectorTrainConfig) -> dict[str, Any]:
     for name, default in (("real_train", []), ("real_fraction", 0.0), ("clean_fraction", 0.0)):
         if data[name] == default:  # off: checkpoints made before these fields resume
             data.pop(name)
+    if not data["augment"].get("p_edge"):
+        data["augment"].pop("p_edge", None)  # off: checkpoints made before the field resume
     if tuple(data["damage"].get("crack_kinds", CRACK_KINDS)) == CRACK_KINDS:
         data["damage"].pop("crack_kinds", None)  # the default: checkpoints made before the field resume
     return json.loads(json.dumps(data))  # tuples -> lists, as stored in the checkpoint
@@ -297,7 +299,7 @@ def main(argv: list[str] | None = None) -> None:
     [--real-val-images DIR --real-val-masks DIR [--real-val-mask-value V]]
     [--teacher NAME [--teacher-weight W] [--teacher-views N]]
     [--real-train IMAGES_DIR:MASKS_DIR[:MASK_VALUE] ... --real-fraction P] [--clean-fraction P]
-    [--weights-name NAME] [--ship-only]`
+    [--edge-fraction P] [--weights-name NAME] [--ship-only]`
     (no Prefect)."""
     import argparse
 
@@ -330,6 +332,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--real-fraction", type=float, help="share of tiles cropped from the real pairs")
     parser.add_argument("--clean-fraction", type=float,
                         help="share of tiles that are undamaged painting crops with all-zero targets")
+    parser.add_argument("--edge-fraction", type=float,
+                        help="AugmentConfig.p_edge: share of painting crops reflect-padded at an image edge")
     parser.add_argument("--weights-name", help="manifest name of the shipped weights")
     parser.add_argument("--ship-only", action="store_true",
                         help="train no further: ship what the run dir holds (same options as the run)")
@@ -344,6 +348,7 @@ def main(argv: list[str] | None = None) -> None:
         teacher_views=args.teacher_views, weights_name=args.weights_name,
         real_train=tuple(args.real_train) if args.real_train else None, real_fraction=args.real_fraction,
         clean_fraction=args.clean_fraction,
+        augment={"p_edge": args.edge_fraction} if args.edge_fraction is not None else None,
         damage=damage_overrides(args.free_cracks, args.texture, args.dark_cracks, args.crack_contrast,
                                 args.damage_style)),
         **ship_only)

@@ -46,7 +46,7 @@ def test_spec_parsing_and_held_out_folders_are_refused(tmp_path: Path) -> None:
     for bad in (f"{images}", f"{images}:{masks}:x", f"{images}:{masks}:0", f"{images}:{masks}:1:2"):
         with pytest.raises(ValueError, match="real training set"):
             RealSpec.parse(bad)
-    for held in ("test", "val", "uav75"):
+    for held in ("test", "val", "uav75/test"):
         i, m = _real_set_dirs(tmp_path / held / "x", n=1)
         with pytest.raises(ValueError, match="never trained on"):
             RealSpec.parse(f"{i}:{m}").check()
@@ -113,9 +113,11 @@ def test_config_refuses_mismatched_real_options(tmp_path: Path) -> None:
         DetectorTrainConfig(real_train=(f"{images}:{masks}",))
     with pytest.raises(ValueError, match="at most 1"):
         DetectorTrainConfig(real_train=(f"{images}:{masks}",), real_fraction=0.6, clean_fraction=0.6)
-    i, m = _real_set_dirs(tmp_path / "uav75" / "val", n=1)
+    i, m = _real_set_dirs(tmp_path / "uav75" / "test", n=1)
     with pytest.raises(ValueError, match="never trained on"):
         DetectorTrainConfig(real_train=(f"{i}:{m}:255",), real_fraction=0.3)
+    i, m = _real_set_dirs(tmp_path / "uav75" / "val", n=1)  # UAV75's only non-test split: allowed
+    DetectorTrainConfig(real_train=(f"{i}:{m}:255",), real_fraction=0.3)
 
 
 def test_training_with_real_and_clean_tiles_records_them_resumes_only_alike_and_ships_later(
