@@ -105,12 +105,17 @@ def _wood(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
     return 1.0 - float(rng.uniform(0.02, 0.06)) * grain
 
 
-def paint_negatives(rgb: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Paint a random few hard negatives into `rgb` (H, W, 3) float32; returns (painted, (H, W) float32
-    coverage of the strokes and marks, for tests: everything here is paint, never damage)."""
+def paint_negatives(
+    rgb: np.ndarray, rng: np.random.Generator, kinds: tuple[str, ...] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Paint a random few hard negatives (or exactly `kinds`, of NEGATIVE_KINDS) into `rgb` (H, W, 3) float32;
+    returns (painted, (H, W) float32 coverage of the strokes and marks: everything here is paint, never damage)."""
     h, w = rgb.shape[:2]
     out, marks = rgb.copy(), np.zeros((h, w), np.float32)
-    kinds = [k for k in NEGATIVE_KINDS if rng.random() < 0.35]
+    if kinds is None:
+        kinds = tuple(k for k in NEGATIVE_KINDS if rng.random() < 0.35)
+    elif unknown := set(kinds) - set(NEGATIVE_KINDS):
+        raise ValueError(f"unknown negative kind(s) {sorted(unknown)}; known: {', '.join(NEGATIVE_KINDS)}")
     for kind in kinds:
         if kind in ("rigging", "contour", "hatching"):
             if kind == "rigging":
