@@ -34,19 +34,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 RUN = """
 import json, sys, time
-import psutil, torch
+import torch
 from pipeline.engine.runner import EngineConfig, close_local_clusters, local_cluster
 from pipeline.stages.detect import DetectConfig, detect
 store, workers, threads, tta, repeats = sys.argv[1], *map(int, sys.argv[2:6])
-def cpu():
-    me = psutil.Process()
-    total = sum(me.cpu_times()[:2])
-    for child in me.children(recursive=True):
-        try:
-            total += sum(child.cpu_times()[:2])
-        except psutil.Error:
-            pass
-    return total
+from benchmarks.cpu_time import process_cpu_seconds as cpu
 engine = EngineConfig(workers=workers, torch_threads=threads, progress=False)
 if engine.scheduler == "cluster":
     local_cluster(engine)

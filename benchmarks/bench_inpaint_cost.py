@@ -38,22 +38,13 @@ REPO = Path(__file__).resolve().parents[1]
 STAGE = """
 import json, sys, time
 from pathlib import Path
-import psutil
 from pipeline.engine.runner import EngineConfig, close_local_clusters, local_cluster
 from pipeline.stages.inpaint_stage import InpaintStageConfig, inpaint_store
 store, mask, strategy, margin = sys.argv[1:5]
 engine = EngineConfig(progress=False)
 if engine.scheduler == "cluster":
     local_cluster(engine)
-def cpu():
-    me = psutil.Process()
-    total = sum(me.cpu_times()[:2])
-    for child in me.children(recursive=True):
-        try:
-            total += sum(child.cpu_times()[:2])
-        except psutil.Error:
-            pass
-    return total
+from benchmarks.cpu_time import process_cpu_seconds as cpu
 c, t = cpu(), time.perf_counter()
 r = inpaint_store(store, InpaintStageConfig(strategy=strategy, margin=int(margin)), engine, mask=Path(mask), force=True)
 seconds, cpu_seconds = time.perf_counter() - t, cpu() - c

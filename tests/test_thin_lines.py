@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -46,3 +50,22 @@ def test_report_counts_flagged_line_pixels_and_area() -> None:
     assert loud["kinds"]["rigging"]["line_flagged"] > 0.5
     assert all(v["area_flagged"] > v["area_flagged_plain"] for v in loud["kinds"].values())
     assert loud["worst_kind"] in THIN_KINDS and "worst kind" in format_thin_lines(loud)
+
+
+def test_evaluate_thin_lines_with_a_detector_that_flags_everything(tmp_path: Path) -> None:
+    from test_intact_eval import _detector, _paintings
+
+    from lab.eval.thin_lines import evaluate_thin_lines
+
+    manifest = tmp_path / "w" / "manifest.json"
+    _detector(manifest, "all", (4.0, -4.0))
+    report = evaluate_thin_lines("all", tta=1, copies=1, crop=48, paths=_paintings(tmp_path / "p")[:1],
+                                 manifest=manifest, save_dir=tmp_path / "out", tile=128)
+    assert all(v["line_flagged"] == 1.0 and v["area_flagged"] == 1.0 for v in report["kinds"].values())
+    assert Path(report["worst_case"]).is_file()
+    json.dumps(report)
+
+
+def test_evaluate_thin_lines_command_refuses_bad_options(refused_in_one_line: Callable[[list[str], str], None]) -> None:
+    refused_in_one_line(["evaluate", "thin-lines", "--copies", "0"], "--copies must be >= 1")
+    refused_in_one_line(["evaluate", "thin-lines", "--threshold", "1.5"], "--threshold must be in")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -177,3 +178,11 @@ def check_tta(tta: int) -> int:
     if tta not in TTA_VIEWS:
         raise typer.BadParameter(f"--tta must be one of {', '.join(map(str, TTA_VIEWS))}, got {tta}")
     return tta
+
+
+def write_report(json_out: Path | None, report: dict[str, Any]) -> None:
+    """Write figures as indented JSON to `json_out` (its folder made) and say so; nothing without one."""
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(report, indent=2) + "\n")
+        typer.echo(f"wrote {json_out}")

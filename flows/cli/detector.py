@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from flows.cli.common import DEFAULT_TTA, FLAG, TtaOpt, check_tta, clean_errors, start_flows
+from flows.cli.common import DEFAULT_TTA, FLAG, TtaOpt, check_tta, clean_errors, start_flows, write_report
 
 
 def register(train_app: typer.Typer, evaluate_app: typer.Typer) -> None:
@@ -141,10 +141,7 @@ def evaluate_detect_command(
                        baseline=not no_baseline, save_dir=save, tta=check_tta(tta), split=split)
     report = evaluate_detect(images, masks, opts)
     typer.echo(format_report(report))
-    if json_out:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(report, indent=2) + "\n")
-        typer.echo(f"wrote {json_out}")
+    write_report(json_out, report)
 
 
 def make_detect_set_command(
@@ -201,10 +198,7 @@ def detect_styles_command(
         report["baseline"] = style_breakdown(lambda image: baseline_predict(image, params)[0], images, copies, crop,
                                              seed)
         typer.echo("classical baseline\n" + format_styles(report["baseline"]))
-    if json_out:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(report, indent=2) + "\n")
-        typer.echo(f"wrote {json_out}")
+    write_report(json_out, report)
 
 
 def evaluate_intact_command(
@@ -226,10 +220,7 @@ def evaluate_intact_command(
     typer.echo(format_intact(report))
     if save is not None:
         typer.echo(f"wrote {report['overlay']}")
-    if json_out:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(report, indent=2) + "\n")
-        typer.echo(f"wrote {json_out}")
+    write_report(json_out, report)
 
 
 def evaluate_thin_lines_command(
@@ -254,6 +245,4 @@ def evaluate_thin_lines_command(
     typer.echo(format_thin_lines(report))
     if save is not None:
         typer.echo(f"wrote {report['worst_case']}")
-    if json_out:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(report, indent=2) + "\n")
+    write_report(json_out, report)
