@@ -7,14 +7,21 @@ L1 per image over its own hole (models.inpaint_loss.InpaintingLoss), so small ho
 `steps_per_epoch` steps the run logs the mean loss terms and the PSNR/SSIM of the composite on fixed tiles
 of the VALIDATION paintings (never trained on), and writes a resumable checkpoint (safetensors only, model +
 Adam state; the step's randomness is derived from (seed, step), so a resumed run draws the same batches).
+
+`adv_weight` > 0 adds an adversarial term: a spectral-norm patch discriminator (models.patch_disc) is trained
+one step after each inpainter step, on the clean tile (real) against the composite (fake in its hole), and
+the inpainter's loss gains `adv_weight` times the composite's generator loss. The discriminator and its Adam
+state are saved in the same checkpoint, so a resumed run continues both. `decoder_only` trains the decoder
+and refinement branch from `init_weights`, the encoder frozen.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +34,7 @@ from lab.checkpoint import init_from
 from lab.inpainter_config import RESUMABLE_CHANGES, InpainterTrainConfig
 from lab.inpainter_data import TileSampler, validation_set
 from models.inpaint_loss import InpaintingLoss, LossWeights, build_feature_net
+from models.patch_disc import PatchDiscriminator, discriminator_loss, generator_loss
 from models.pconv import PConvUNet, composite
 from models.weights import Tiling, WeightsEntry, save_weights
 
@@ -59,12 +67,21 @@ def _optimizer(model: PConvUNet, lr: float) -> torch.optim.Adam:
     return torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
 
 
-def save_checkpoint(path: Path, model: PConvUNet, opt: torch.optim.Optimizer, meta: dict[str, Any]) -> None:
-    """Model and Adam state as safetensors; step, phase, config and log in the metadata. Atomic."""
+def save_checkpoint(
+    path: Path, model: PConvUNet, opt: torch.optim.Optimizer, meta: dict[str, Any],
+    disc: torch.nn.Module | None = None, disc_opt: torch.optim.Optimizer | None = None,
+) -> None:
+    """Model and Adam state (and the discriminator's, if any) as safetensors; step, phase, config and log in the
+    metadata. Atomic."""
     tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
-    for idx, st in opt.state_dict()["state"].items():
-        for key, val in st.items():
-            tensors[f"opt.{idx}.{key}"] = torch.as_tensor(val).detach().contiguous()
+    for prefix, optimizer in (("opt", opt), ("dopt", disc_opt)):
+        if optimizer is None:
+            continue
+        for idx, st in optimizer.state_dict()["state"].items():
+            for key, val in st.items():
+                tensors[f"{prefix}.{idx}.{key}"] = torch.as_tensor(val).detach().contiguous()
+    if disc is not None:
+        tensors.update({f"disc.{k}": v.detach().contiguous() for k, v in disc.state_dict().items()})
     tmp = path.with_suffix(".tmp")
     save_file(tensors, str(tmp), metadata={"meta": json.dumps(meta)})
     tmp.replace(path)
@@ -72,17 +89,32 @@ def save_checkpoint(path: Path, model: PConvUNet, opt: torch.optim.Optimizer, me
 
 def load_checkpoint(path: Path, model: PConvUNet) -> tuple[dict[str, Any], dict[int, dict[str, torch.Tensor]]]:
     """Load model weights from a checkpoint; return its metadata and the Adam state by parameter index."""
-    model_state, opt_state = {}, {}
+    meta, state = _read_checkpoint(path)
+    model.load_state_dict(state["model"])
+    return meta, state["opt"]
+
+
+def load_discriminator(path: Path, disc: torch.nn.Module) -> dict[int, dict[str, torch.Tensor]]:
+    """Load the discriminator's weights from a checkpoint; return its Adam state by parameter index."""
+    _, state = _read_checkpoint(path)
+    if not state["disc"]:
+        raise ValueError(f"{path}: checkpoint holds no discriminator")
+    disc.load_state_dict(state["disc"])
+    return state["dopt"]
+
+
+def _read_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    state: dict[str, Any] = {"model": {}, "disc": {}, "opt": {}, "dopt": {}}
     with safe_open(str(path), framework="pt") as f:
         meta = json.loads(f.metadata()["meta"])
         for key in f.keys():
-            if key.startswith("model."):
-                model_state[key[len("model.") :]] = f.get_tensor(key)
+            prefix, rest = key.split(".", 1)
+            if prefix in ("model", "disc"):
+                state[prefix][rest] = f.get_tensor(key)
             else:
-                _, idx, name = key.split(".", 2)
-                opt_state.setdefault(int(idx), {})[name] = f.get_tensor(key)
-    model.load_state_dict(model_state)
-    return meta, opt_state
+                idx, name = rest.split(".", 1)
+                state[prefix].setdefault(int(idx), {})[name] = f.get_tensor(key)
+    return meta, state
 
 
 def build_model(cfg: InpainterTrainConfig) -> PConvUNet:
@@ -106,7 +138,8 @@ def train(cfg: InpainterTrainConfig, paintings_train: list[Path], paintings_val:
     if ckpt.exists():
         meta, opt_state = load_checkpoint(ckpt, model)
         theirs, ours = meta["config"], json.loads(json.dumps(asdict(cfg)))
-        changed = sorted(k for k in ours if theirs.get(k) != ours[k] and k not in RESUMABLE_CHANGES)
+        defaults = json.loads(json.dumps({f.name: f.default for f in fields(InpainterTrainConfig)}))
+        changed = sorted(k for k in ours if theirs.get(k, defaults[k]) != ours[k] and k not in RESUMABLE_CHANGES)
         if changed:
             raise ValueError(f"{ckpt}: checkpoint was made with other {', '.join(changed)}; use a new run_dir")
         step, log = meta["step"], meta["log"]
@@ -120,6 +153,8 @@ def train(cfg: InpainterTrainConfig, paintings_train: list[Path], paintings_val:
         return ckpt
     if cfg.refine_only:
         model.freeze_base()
+    if cfg.decoder_only:
+        model.freeze_encoder()
     phase = 1 if step < cfg.phase1_steps else 2
     if phase == 2:
         model.freeze_encoder_bn()
@@ -131,8 +166,10 @@ def train(cfg: InpainterTrainConfig, paintings_train: list[Path], paintings_val:
 
     sampler = TileSampler(cfg, paintings_train)
     val_x, val_m = validation_set(cfg, paintings_val)
-    criterion = InpaintingLoss(build_feature_net(cfg.feature_net, cfg.feature_seed),
-                               LossWeights(psnr=cfg.psnr_weight), hole_norm=cfg.hole_norm)
+    weights = LossWeights(psnr=cfg.psnr_weight, perceptual=cfg.perceptual_weight, style=cfg.style_weight,
+                          tv=cfg.tv_weight)
+    criterion = InpaintingLoss(build_feature_net(cfg.feature_net, cfg.feature_seed), weights, hole_norm=cfg.hole_norm)
+    disc, disc_opt = _discriminator(cfg, ckpt if meta else None)
     model.train()
     sums: dict[str, float] = {}
     n_in_epoch = 0
@@ -145,11 +182,24 @@ def train(cfg: InpainterTrainConfig, paintings_train: list[Path], paintings_val:
         x, m = sampler.batch(step)
         pred = model(x * m, m)
         loss, terms = criterion(pred, x, m)
+        if disc is not None:
+            comp, hole = composite(pred, x, m), 1.0 - m
+            disc.requires_grad_(False)
+            adv = generator_loss(disc(comp, hole), hole, cfg.adv_loss)
+            disc.requires_grad_(True)
+            loss = loss + cfg.adv_weight * adv
+            terms["adv_g"] = float(adv.detach())
         if not math.isfinite(float(loss.detach())):
             raise FloatingPointError(f"loss became {float(loss.detach())} at step {step}")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if disc is not None and disc_opt is not None:
+            d_loss = discriminator_loss(disc(x, hole), disc(comp.detach(), hole), hole, cfg.adv_loss)
+            disc_opt.zero_grad(set_to_none=True)
+            d_loss.backward()
+            disc_opt.step()
+            terms["adv_d"] = float(d_loss.detach())
         step += 1
         n_in_epoch += 1
         for k, v in {"loss": float(loss.detach()), **terms}.items():
@@ -169,9 +219,29 @@ def train(cfg: InpainterTrainConfig, paintings_train: list[Path], paintings_val:
             print(json.dumps(entry), flush=True)
             phase_now = 2 if getattr(model, "_encoder_bn_frozen", False) else 1
             meta_out = {"step": step, "phase": phase_now, "config": asdict(cfg), "log": log}
-            save_checkpoint(ckpt, model, opt, meta_out)
+            save_checkpoint(ckpt, model, opt, meta_out, disc, disc_opt)
+            if cfg.snapshot_every and step % cfg.snapshot_every == 0:
+                shutil.copyfile(ckpt, run / f"checkpoint-step{step}.safetensors")
             sums, n_in_epoch, t_epoch = {}, 0, time.time()
     return ckpt
+
+
+def _discriminator(
+    cfg: InpainterTrainConfig, ckpt: Path | None
+) -> tuple[PatchDiscriminator | None, torch.optim.Adam | None]:
+    """The patch discriminator and its Adam (Adam betas 0.5/0.999), resumed from `ckpt` when it holds one."""
+    if not cfg.adv_weight:
+        return None, None
+    disc = PatchDiscriminator(3, cfg.disc_channels, cfg.disc_layers)
+    disc_opt = torch.optim.Adam(disc.parameters(), lr=cfg.lr_disc, betas=(0.5, 0.999))
+    if ckpt is not None:
+        state = load_discriminator(ckpt, disc)
+        if state:
+            sd = disc_opt.state_dict()
+            sd["state"] = state
+            disc_opt.load_state_dict(sd)
+    disc.train()
+    return disc, disc_opt
 
 
 def _config(stored: dict[str, Any]) -> InpainterTrainConfig:

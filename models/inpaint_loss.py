@@ -109,15 +109,47 @@ class VGG16Features(nn.Module):
         return feats
 
 
+class DetectorFeatures(nn.Module):
+    """The encoder of a trained detector (a manifest entry, verified and frozen): its stride 2, 4, 8 features.
+
+    Of an ensemble (models.ensemble.MaxResUNet) the first member's encoder is used. Input sides must be
+    multiples of the detector's (32 for the ResUNet).
+    """
+
+    def __init__(self, name: str, manifest_path: Path | None = None) -> None:
+        super().__init__()
+        from models.weights import MANIFEST_PATH, load_model
+
+        detector, _ = load_model(name, manifest_path or MANIFEST_PATH)
+        if isinstance(getattr(detector, "members", None), nn.ModuleList):
+            detector = detector.members[0]
+        if not hasattr(detector, "features"):
+            raise ValueError(f"weights {name!r} ({type(detector).__name__}) have no encoder features")
+        self.detector = detector
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> DetectorFeatures:
+        return super().train(False)  # batch norm keeps the detector's statistics
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.detector.features(x)[1:4]  # [(B, 64, H/2, W/2), (B, 64, H/4, W/4), (B, 128, H/8, W/8)]
+
+
+FEATURE_NETS = "'random', 'none', 'vgg16:/path/to/vgg16.safetensors' or 'detector:<weights name>'"
+
+
 def build_feature_net(spec: str, seed: int = 0) -> nn.Module | None:
-    """'random' (default, seeded), 'vgg16:<file.safetensors>', or 'none' (no perceptual/style terms)."""
+    """'random' (seeded), 'vgg16:<file.safetensors>', 'detector:<manifest name>' or 'none' (no perceptual/style)."""
     if spec == "none":
         return None
     if spec == "random":
         return RandomFeatures(seed=seed)
     if spec.startswith("vgg16:"):
         return VGG16Features(spec.split(":", 1)[1])
-    raise ValueError(f"unknown feature net {spec!r}; use 'random', 'none' or 'vgg16:/path/to/vgg16.safetensors'")
+    if spec.startswith("detector:"):
+        return DetectorFeatures(spec.split(":", 1)[1])
+    raise ValueError(f"unknown feature net {spec!r}; use {FEATURE_NETS}")
 
 
 def gram(f: torch.Tensor) -> torch.Tensor:

@@ -266,11 +266,20 @@ class PConvUNet(nn.Module):
             p.requires_grad_(name.startswith("refine."))
         self.train(self.training)
 
+    def freeze_encoder(self) -> None:
+        """Train the decoder (and refinement branch) only: the encoder keeps its weights and batch-norm statistics."""
+        self._encoder_frozen = True
+        for name, p in self.named_parameters():
+            p.requires_grad_(not name.startswith("encoder."))
+        self.train(self.training)
+
     def train(self, mode: bool = True) -> PConvUNet:
         super().train(mode)
         if mode and getattr(self, "_base_frozen", False):
             self.encoder.eval()
             self.decoder.eval()
+        if mode and getattr(self, "_encoder_frozen", False):
+            self.encoder.eval()
         if mode and getattr(self, "_encoder_bn_frozen", False):
             for block in self.encoder:
                 if block.bn is not None:

@@ -32,7 +32,8 @@ def train_inpainter_command(
     depth: Annotated[int | None, typer.Option(help="U-Net depth (encoder layers)")] = None,
     base_channels: Annotated[int | None, typer.Option(help="channels of the first layer")] = None,
     feature_net: Annotated[
-        str | None, typer.Option(help="'none' (default: L1 + TV only), 'random' or 'vgg16:FILE.safetensors'")
+        str | None, typer.Option(help="'none' (default: L1 + TV only), 'random', 'vgg16:FILE.safetensors' or "
+                                      "'detector:NAME' (a detector's encoder from the weights manifest)")
     ] = None,
     prefill: Annotated[
         str | None, typer.Option(help="'none' (the paper's network), or 'harmonic', 'biharmonic' (Jacobi) or "
@@ -59,6 +60,17 @@ def train_inpainter_command(
     psnr_weight: Annotated[
         float | None, typer.Option(help="weight of minus each composite's PSNR (dB) in the loss (default 0: off)")
     ] = None,
+    decoder_only: Annotated[
+        bool, typer.Option("--decoder-only", help="train the decoder and refinement branch, the encoder kept as "
+                           "--init-weights", metavar=FLAG)
+    ] = False,
+    perceptual_weight: Annotated[float | None, typer.Option(help="perceptual loss weight (default 0.05)")] = None,
+    style_weight: Annotated[float | None, typer.Option(help="style (Gram) loss weight (default 120)")] = None,
+    tv_weight: Annotated[float | None, typer.Option(help="total-variation weight (default 0.1)")] = None,
+    adv_weight: Annotated[
+        float | None, typer.Option(help="weight of the patch discriminator's adversarial term (default 0: none)")
+    ] = None,
+    adv_loss: Annotated[str | None, typer.Option(help="'hinge' (default) or 'nsgan' (non-saturating)")] = None,
     threads: Annotated[int | None, typer.Option(help="torch threads")] = None,
     run_dir: Annotated[str | None, typer.Option(help="checkpoints and log (resumes from here)")] = None,
     ship: Annotated[bool, typer.Option(help="save the final weights to the manifest as inpainter-pconv",
@@ -73,7 +85,9 @@ def train_inpainter_command(
             "depth": depth, "base_channels": base_channels, "feature_net": feature_net, "prefill": prefill,
             "prefill_iterations": prefill_iterations, "init_weights": init_weights, "threads": threads,
             "run_dir": run_dir, "hole_norm": hole_norm, "psnr_weight": psnr_weight, "refine": refine,
-            "refine_only": refine_only or None,
+            "refine_only": refine_only or None, "decoder_only": decoder_only or None,
+            "perceptual_weight": perceptual_weight, "style_weight": style_weight, "tv_weight": tv_weight,
+            "adv_weight": adv_weight, "adv_loss": adv_loss,
         }.items()
         if v is not None
     }

@@ -217,3 +217,33 @@ def seam_score(prob: np.ndarray, chunk: int) -> float:
     border = np.concatenate([dy[..., rows, :].ravel(), dx[..., :, cols].ravel()])
     overall = np.concatenate([dy.ravel(), dx.ravel()]).mean()
     return float(border.mean() / overall) if overall > 0 else 1.0
+
+
+def fill_seam_jumps(
+    image: np.ndarray, fill: np.ndarray, chunk: int, near: int = 8
+) -> tuple[np.ndarray, np.ndarray]:
+    """Neighbour jumps of `image` between two filled pixels: (across chunk borders, inside chunks near them).
+
+    image: (C, y, x) or (y, x); fill: (y, x) bool, the pixels a fill replaced. A pair counts only when both of
+    its pixels are filled (elsewhere the image is the scan, whose jumps say nothing of the fill); a jump is the
+    mean over channels of |difference| between rows y-1 and y (or columns x-1 and x). Border pairs straddle a
+    multiple of `chunk`; the inside pairs are the parallel pairs within `near` px of a border that do not
+    cross it, so both samples come from the same stretch of paint. A seam makes the border jumps larger.
+    """
+    p = image.astype(np.float64).reshape(-1, *image.shape[-2:])
+    dy = np.abs(np.diff(p, axis=-2)).mean(axis=0)  # (y-1, x): jump between rows y-1 and y at index y-1
+    dx = np.abs(np.diff(p, axis=-1)).mean(axis=0)  # (y, x-1)
+    pair_y, pair_x = fill[1:, :] & fill[:-1, :], fill[:, 1:] & fill[:, :-1]
+
+    def lines(n: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+        on, close = np.zeros(n, bool), np.zeros(n, bool)
+        for b in range(chunk, size, chunk):
+            on[b - 1] = True
+            close[max(0, b - 1 - near) : b + near] = True
+        return on, close & ~on
+
+    on_y, close_y = lines(dy.shape[0], fill.shape[0])
+    on_x, close_x = lines(dx.shape[1], fill.shape[1])
+    border = np.concatenate([dy[pair_y & on_y[:, None]], dx[pair_x & on_x[None, :]]])
+    inside = np.concatenate([dy[pair_y & close_y[:, None]], dx[pair_x & close_x[None, :]]])
+    return border, inside
