@@ -14,6 +14,7 @@ import tifffile
 import torch
 import zarr
 from PIL import Image
+from test_stages import QUIET, make_store
 
 from models.weights import WeightsError
 from pipeline.errors import InputError
@@ -22,7 +23,6 @@ from pipeline.provenance import list_documents, read_document
 from pipeline.stages.adapt import AdaptConfig, adapt
 from pipeline.stages.adapt_weights import ADAPTED_FILE, WEIGHTS_GROUP, adapted_info
 from pipeline.stages.detect import DetectConfig, detect
-from test_stages import QUIET, make_store
 
 SIZE = 256
 LOSSES = [(40, 40), (40, 200), (128, 128), (210, 60), (200, 200), (120, 30)]  # centres of plaster lacunae
@@ -229,3 +229,19 @@ def test_strokes_of_one_damage_class_adapt_that_class_only(tmp_path: Path, tiny_
         a, b = adapted(x), base(x)
     assert torch.equal(a[:, 1], b[:, 1])  # paint loss: the base's logit, bit for bit
     assert not torch.allclose(a[:, 0], b[:, 0])
+
+
+def test_adapt_flow_fits_then_detects_with_the_adapted_weights(tmp_path: Path, tiny_weights: Path,
+                                                               prefect_harness: None) -> None:
+    from flows.adapt import adapt_flow
+    from flows.params import AdaptParams, DetectParams, EngineParams
+
+    store, _ = _store(tmp_path)
+    path = save_png(tmp_path, strokes(LOSSES[:2], CLEAN_SPOTS))
+    engine = EngineParams(workers=1, progress=False)
+    results = adapt_flow(store, str(path), AdaptParams(steps=20), DetectParams(tile=256, tta=1), engine)
+    assert results["adapt"]["summary"]["adapted_classes"] == ["paint_loss"]
+    assert any("adapted weights" in note for note in results["detect"]["notes"])
+    assert group_info(store, "damage")["weights"] == "adapted"
+    again = adapt_flow(store, str(path), AdaptParams(steps=20), DetectParams(tile=256, tta=1), engine)
+    assert again["adapt"]["skipped"] and again["detect"]["skipped"]

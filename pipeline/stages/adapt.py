@@ -53,6 +53,12 @@ class AdaptConfig:
     cell: int = 256
     context: int = 64
     max_points: int = 20_000
+    scales: tuple[float, ...] = (1.0, 2.0, 4.0)
+    smooth: float = 0.0
+    union: bool = False
+    background: float = 0.0
+    background_cells: int = 8
+    background_per_cell: int = 500
     seed: int = 0
     device: str = "cpu"
     manifest: str = field(default_factory=default_manifest)
@@ -72,7 +78,8 @@ def adapt_key(scan_digest: str, scribbles_digest: str, config: AdaptConfig, base
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def build_adapted(base_name: str, manifest: Path, adapted: list[int], hidden: int, device: str = "cpu") -> Any:
+def build_adapted(base_name: str, manifest: Path, adapted: list[int], hidden: int, device: str = "cpu",
+                  scales: tuple[float, ...] = (1.0, 2.0, 4.0), smooth: float = 0.0, union: bool = False) -> Any:
     """An AdaptedDetector over the verified base weights (head not fitted) and the base's manifest entry."""
     from models.adapted import BASES, AdaptedDetector
     from models.weights import get_entry, load_state
@@ -81,7 +88,7 @@ def build_adapted(base_name: str, manifest: Path, adapted: list[int], hidden: in
     if entry.architecture not in BASES:
         raise ConfigError(f"{manifest}: {base_name!r} is a {entry.architecture!r}; adapt takes a detector "
                           f"({', '.join(sorted(BASES))})")
-    model = AdaptedDetector(entry.architecture, entry.arch_args, adapted, hidden)
+    model = AdaptedDetector(entry.architecture, entry.arch_args, adapted, hidden, scales, smooth, union)
     model.base.load_state_dict(load_state(entry, manifest.parent))
     return model.to(device).eval(), entry
 
@@ -120,7 +127,8 @@ def adapt(store: str, scribbles: str | Path, config: AdaptConfig | None = None, 
                                           "scribbles_digest": marks.digest}, run_id=run_id, started=prov_started)
     record.invalidate(marker_refs(existing))
     adapted = [c - 1 for c in marks.damage_classes]  # class channels: 0 craquelure, 1 paint loss
-    model, _ = build_adapted(config.base, Path(config.manifest), adapted, config.hidden, config.device)
+    model, _ = build_adapted(config.base, Path(config.manifest), adapted, config.hidden, config.device,
+                             config.scales, config.smooth, config.union)
     torch.manual_seed(config.seed)
     samples = collect_features(model, level0, marks.points, config.cell, config.context)
     fit = fit_head(model, samples, config.steps, config.lr, config.weight_decay, config.seed)
@@ -159,7 +167,8 @@ def _save(model: Any, base_entry: Any, adapted: list[int], config: AdaptConfig, 
     from models.weights import save_weights
 
     arch_args = {"base": base_entry.architecture, "base_args": base_entry.arch_args, "adapted": adapted,
-                 "hidden": config.hidden}
+                 "hidden": config.hidden, "scales": list(config.scales), "smooth": config.smooth,
+                 "union": config.union}
     training = {"base": base_entry.name, "base_sha256": base_entry.sha256, "scribbles_digest": marks.digest,
                 "labelled_pixels": marks.counts, "fit": {k: v for k, v in asdict(config).items()
                                                          if k not in ("manifest", "device", "base")}}

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from models.adapted import AdaptedDetector
 
-CLEAN = 3
+UNLABELLED, CLEAN = 0, 3
 
 
 @dataclass(frozen=True)
@@ -77,10 +77,29 @@ def collect_features(model: AdaptedDetector, scan: Any, points: dict[int, np.nda
     return PixelSamples(np.concatenate(feats), np.concatenate(labels), np.concatenate(probs))
 
 
+def background_points(shape: tuple[int, int], marks: dict[int, np.ndarray], cells: int, per_cell: int, cell: int,
+                      rng: np.random.Generator) -> np.ndarray:
+    """(n, 2) (y, x) unlabelled pixels: `per_cell` random pixels in each of `cells` random `cell`-px squares of
+    the scan (labelled pixels left out)."""
+    height, width = shape
+    labelled = {tuple(p) for pts in marks.values() for p in pts.tolist()}
+    out = []
+    for _ in range(cells):
+        y0, x0 = int(rng.integers(0, max(height - cell, 0) + 1)), int(rng.integers(0, max(width - cell, 0) + 1))
+        ys = rng.integers(y0, min(y0 + cell, height), per_cell)
+        xs = rng.integers(x0, min(x0 + cell, width), per_cell)
+        out += [(int(y), int(x)) for y, x in zip(ys, xs, strict=True) if (int(y), int(x)) not in labelled]
+    return np.unique(np.array(out, np.int64).reshape(-1, 2), axis=0)
+
+
 def fit_head(model: AdaptedDetector, samples: PixelSamples, steps: int = 300, lr: float = 1e-2,
-             weight_decay: float = 1e-3, seed: int = 0) -> dict[str, float]:
-    """Fit `model.head` on the samples (label of class channel k is k + 1; clean = 3); the final training loss
-    and the training accuracy per adapted class."""
+             weight_decay: float = 1e-3, seed: int = 0, background: float = 0.0) -> dict[str, float]:
+    """Fit `model.head` on the samples (label of class channel k is k + 1; clean = 3; unlabelled = 0); the final
+    training loss and the training accuracy per adapted class.
+
+    Per class the positives weigh half the loss and the negatives the other half: the clean strokes, and with
+    `background` > 0 the unlabelled samples at that share of the negatives' half (most of a painting is intact
+    paint, so an unlabelled pixel is clean unless the strokes say otherwise)."""
     head = model.head
     torch.manual_seed(seed)
     z = torch.from_numpy(samples.features)  # (n, F)
@@ -93,11 +112,13 @@ def fit_head(model: AdaptedDetector, samples: PixelSamples, steps: int = 300, lr
     labels = torch.from_numpy(samples.labels.astype(np.int64))
     targets, weights = [], []
     for channel in model.adapted:
-        pos, neg = labels == channel + 1, labels == CLEAN
+        pos, neg, bg = labels == channel + 1, labels == CLEAN, labels == UNLABELLED
         if not pos.any() or not neg.any():
             raise ValueError(f"class {channel + 1} needs positive and clean samples to adapt")
+        share = background if bg.any() else 0.0
         targets.append(pos.float())
-        weights.append(pos.float() * 0.5 / pos.sum() + neg.float() * 0.5 / neg.sum())
+        weights.append(pos.float() * 0.5 / pos.sum() + neg.float() * 0.5 * (1 - share) / neg.sum()
+                       + (bg.float() * 0.5 * share / bg.sum() if share else 0.0))
     target, weight = torch.stack(targets, dim=1), torch.stack(weights, dim=1)  # (n, A)
     x = z[:, :, None, None]  # (n, F, 1, 1)
     head.train()
@@ -115,5 +136,6 @@ def fit_head(model: AdaptedDetector, samples: PixelSamples, steps: int = 300, lr
         hit = ((head(x)[:, :, 0, 0] > 0).float() == target).float()
     report = {"loss": float(loss.detach())}
     for i, channel in enumerate(model.adapted):
-        report[f"train_balanced_accuracy_{channel + 1}"] = float((hit[:, i] * weight[:, i]).sum())
+        strokes = weight[:, i] * (labels != UNLABELLED).float()
+        report[f"train_balanced_accuracy_{channel + 1}"] = float((hit[:, i] * strokes).sum() / strokes.sum())
     return report
