@@ -115,7 +115,7 @@ def adapted_probabilities(image: np.ndarray, marks: np.ndarray, config: AdaptCon
     torch.manual_seed(config.seed)
     scan = np.ascontiguousarray(np.moveaxis(image, -1, 0))  # (C, H, W)
     points = _points(marks)
-    if config.background:
+    if config.background and config.background_cells:
         points[0] = background_points(marks.shape, points, config.background_cells, config.background_per_cell,
                                       config.cell, np.random.default_rng(config.seed))
     samples = collect_features(model, scan, points, config.cell, config.context)

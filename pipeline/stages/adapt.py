@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import zarr
 
 from pipeline import __version__
@@ -43,7 +44,10 @@ from pipeline.stages.detect import DEFAULT_WEIGHTS, StageResult, check_device, d
 class AdaptConfig:
     """Base weights (shipped manifest), the head (`hidden` units per class; 0 = linear), its fit (Adam steps,
     learning rate, weight decay, seed), the squares run through the base (`cell` px + `context` px around),
-    the most labelled pixels used per class, and the device."""
+    the most labelled pixels used per class, the filter scales, the Gaussian smoothing of the head's logits
+    (`smooth` px, 0 = none), whether the adapted class keeps what the base found (`union`: the maximum of the
+    two logits), the share of the negatives taken from unlabelled pixels (`background`, drawn from
+    `background_cells` random squares, `background_per_cell` each) and the device."""
 
     base: str = DEFAULT_WEIGHTS
     hidden: int = 32
@@ -54,9 +58,9 @@ class AdaptConfig:
     context: int = 64
     max_points: int = 20_000
     scales: tuple[float, ...] = (1.0, 2.0, 4.0)
-    smooth: float = 0.0
-    union: bool = False
-    background: float = 0.0
+    smooth: float = 1.5
+    union: bool = True
+    background: float = 0.3
     background_cells: int = 8
     background_per_cell: int = 500
     seed: int = 0
@@ -66,6 +70,8 @@ class AdaptConfig:
     def __post_init__(self) -> None:
         if self.hidden < 0 or self.steps < 1 or self.lr <= 0 or self.weight_decay < 0 or self.max_points < 1:
             raise ValueError("hidden >= 0, steps >= 1, lr > 0, weight_decay >= 0 and max_points >= 1 are required")
+        if not 0.0 <= self.background < 1.0 or self.smooth < 0 or self.background_cells < 0:
+            raise ValueError("background must be in [0, 1), smooth >= 0 and background_cells >= 0")
         if self.cell < 32 or self.context < 0 or (self.cell + 2 * self.context) % 32:
             raise ValueError(f"cell + 2 * context must be a multiple of 32 (cell >= 32), got {self.cell}, "
                              f"{self.context}")
@@ -101,7 +107,7 @@ def adapt(store: str, scribbles: str | Path, config: AdaptConfig | None = None, 
     until the new ones are complete."""
     import torch
 
-    from pipeline.stages.adapt_fit import collect_features, fit_head
+    from pipeline.stages.adapt_fit import background_points, collect_features, fit_head
 
     config = config or AdaptConfig()
     check_device(config.device)
@@ -130,8 +136,12 @@ def adapt(store: str, scribbles: str | Path, config: AdaptConfig | None = None, 
     model, _ = build_adapted(config.base, Path(config.manifest), adapted, config.hidden, config.device,
                              config.scales, config.smooth, config.union)
     torch.manual_seed(config.seed)
-    samples = collect_features(model, level0, marks.points, config.cell, config.context)
-    fit = fit_head(model, samples, config.steps, config.lr, config.weight_decay, config.seed)
+    points = dict(marks.points)
+    if config.background and config.background_cells:
+        points[0] = background_points((height, width), marks.points, config.background_cells,
+                                      config.background_per_cell, config.cell, np.random.default_rng(config.seed))
+    samples = collect_features(model, level0, points, config.cell, config.context)
+    fit = fit_head(model, samples, config.steps, config.lr, config.weight_decay, config.seed, config.background)
     base_recall = {CLASS_NAMES[c + 1]: float((samples.base_prob[samples.labels == c + 1, c] >= 0.5).mean())
                    for c in adapted}
     model = model.cpu()
@@ -140,7 +150,8 @@ def adapt(store: str, scribbles: str | Path, config: AdaptConfig | None = None, 
     staged_dir = folder.with_name(partial_name(WEIGHTS_GROUP))
     entry = _save(model, base_entry, adapted, config, marks, staged_dir)
     summary = {"adapted_classes": [CLASS_NAMES[c + 1] for c in adapted], "labelled_pixels": marks.counts,
-               "pixels_fitted": int(len(samples.labels)), "base_recall_on_strokes": base_recall, "fit": fit}
+               "pixels_fitted": int((samples.labels > 0).sum()),
+               "unlabelled_fitted": int((samples.labels == 0).sum()), "base_recall_on_strokes": base_recall, "fit": fit}
     record.use("scan/0", input_ref(scan_info, "scan/0", scan_digest))
     record.use("scribbles", _scribbles_ref(marks, record.activity))
     record.use("base weights", weights_ref(base_entry.name, base_entry.sha256, base_entry.architecture,
