@@ -21,6 +21,7 @@ from models.ensemble import MaxResUNet
 from models.resunet import ResUNet
 
 DEFAULT_SCALES = (1.0, 2.0, 4.0)
+STRIP = 128  # rows of a tile the head takes at once (bounds the memory of its per-pixel layers)
 
 
 class FilterBank(nn.Module):
@@ -74,8 +75,9 @@ BASES: dict[str, type[nn.Module]] = {"resunet": ResUNet, "resunet-max": MaxResUN
 class PixelHead(nn.Module):
     """Per-pixel classifier: (B, F, H, W) standardised features -> (B, A, H, W) logits, one per adapted class.
 
-    `hidden` = 0 is a linear classifier (one 1x1 convolution); otherwise a one-hidden-layer MLP per class
-    (grouped 1x1 convolutions, so the classes are fitted independently)."""
+    `hidden` = 0 is a linear classifier (one 1x1 convolution); otherwise a one-hidden-layer MLP per class (the
+    hidden units of class a are the a-th block of the first layer's outputs, and the second layer is grouped,
+    so the classes are fitted independently)."""
 
     def __init__(self, features: int, classes: int, hidden: int = 32) -> None:
         super().__init__()
@@ -87,21 +89,22 @@ class PixelHead(nn.Module):
         self.register_buffer("scale", torch.ones(features))
         if hidden:
             self.net: nn.Module = nn.Sequential(
-                nn.Conv2d(features * classes, hidden * classes, 1, groups=classes), nn.ReLU(inplace=True),
+                nn.Conv2d(features, hidden * classes, 1), nn.ReLU(inplace=True),
                 nn.Conv2d(hidden * classes, classes, 1, groups=classes))
         else:
-            self.net = nn.Conv2d(features * classes, classes, 1, groups=classes)
+            self.net = nn.Conv2d(features, classes, 1)
         self.classes = classes
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         z = (z - self.mean.view(1, -1, 1, 1)) / self.scale.view(1, -1, 1, 1)  # (B, F, H, W) standardised
-        return self.net(z.repeat(1, self.classes, 1, 1))  # (B, A, H, W)
+        return self.net(z)  # (B, A, H, W)
 
 
 class AdaptedDetector(nn.Module):
     """`base` (registered name) built with `base_args`; classes `adapted` (0-based channel indices) are
     decided by a fitted `PixelHead`, the others by the base; `scales` are the filter bank's (empty: the image's
-    colour only)."""
+    colour only). `smooth` > 0 blurs the head's logits with a Gaussian of that sigma (px) before use; `union`
+    keeps what the base found: an adapted class's logit is the maximum of the head's and the base's."""
 
     def __init__(self, base: str, base_args: dict[str, Any], adapted: Sequence[int], hidden: int = 32,
                  scales: Sequence[float] = DEFAULT_SCALES, smooth: float = 0.0, union: bool = False) -> None:
@@ -131,8 +134,11 @@ class AdaptedDetector(nn.Module):
         return logits, torch.cat([feats, logits, self.filters(x)], dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits, z = self.pixel_features(x)
-        new = self.head(z)  # (B, A, H, W)
+        logits, feats = self.base.forward_features(x)  # (B, K, H, W), (B, C, H, W)
+        filters = self.filters(x)  # (B, 3 + 6 * scales, H, W)
+        new = torch.cat([self.head(torch.cat([feats[:, :, r : r + STRIP], logits[:, :, r : r + STRIP],
+                                              filters[:, :, r : r + STRIP]], dim=1))
+                         for r in range(0, x.shape[-2], STRIP)], dim=2)  # (B, A, H, W), strip by strip
         if self.smooth:
             new = FilterBank._blur(new, self.smoothing)
         if self.union:

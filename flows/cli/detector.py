@@ -262,7 +262,10 @@ def evaluate_adapt_command(
     if background is not None:
         config = dataclasses.replace(config, background=background)
     plan = StrokePlan()
-    report: dict = {"config": {k: v for k, v in dataclasses.asdict(config).items() if k != "manifest"},
+    import sys
+
+    report: dict = {"command": "retouch " + " ".join(sys.argv[1:]),
+                    "config": {k: v for k, v in dataclasses.asdict(config).items() if k != "manifest"},
                     "plan": dataclasses.asdict(plan), "seed": seed, "tta": check_tta(tta), "sets": {}}
     for name in names:
         if name == "held-out":
