@@ -4,6 +4,7 @@
     rerun-detect/rerun-detect     detect again with another threshold or other weights
     rerun-inpaint/rerun-inpaint   inpaint again, e.g. with a conservator's edited mask
     export/export                 write the deliverables again
+    adapt/adapt                   fit the detector to one painting from a conservator's scribbles, detect again
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from prefect import flow, task
 
+from flows.adapt import adapt_flow
 from flows.common import RETRY_DELAYS, is_transient, run_name
 from flows.detect import detect_flow
 from flows.export import export_flow
@@ -81,7 +83,8 @@ def catalog_sweep_flow(catalog: str | None = None, out: str | None = None, inges
 
 
 @flow(name="rerun-detect", flow_run_name=run_name("rerun-detect"), log_prints=True)
-def rerun_detect_flow(store: str, threshold: float = DetectParams().threshold, weights: str = DetectParams().weights,
+def rerun_detect_flow(store: str, threshold: float = DetectParams().threshold,
+                      weights: str | None = DetectParams().weights,
                       tta: Tta = DetectParams().tta, force: bool = False,
                       engine: EngineParams = EngineParams()) -> Any:
     """Detect damage again in an ingested store, with another threshold, other weights or other views.
@@ -89,7 +92,8 @@ def rerun_detect_flow(store: str, threshold: float = DetectParams().threshold, w
     Args:
         store: the store (absolute path or fsspec URL) holding scan/
         threshold: probability above which a pixel is labelled damaged
-        weights: detector weights (name in the weights manifest)
+        weights: detector weights (name in the weights manifest); empty: the store's adapted weights when
+            `adapt` made some, else the shipped detector
         tta: test-time augmentation: every tile in this many flipped orientations, averaged (that many times
             slower); 2 (default) = the tile and its mirror, 1 = one pass
         force: recompute even when scan, parameters and weights are unchanged
@@ -115,7 +119,7 @@ def rerun_inpaint_flow(store: str, mask: str | None = None, weights: str = Inpai
 
 def build_deployments(cron: str = NIGHTLY, catalog: str | None = None, out: str | None = None,
                       timezone: str = "UTC") -> list[RunnerDeployment]:
-    """The four deployments; the sweep's catalog and output folder are fixed here as absolute paths."""
+    """The five deployments; the sweep's catalog and output folder are fixed here as absolute paths."""
     from prefect.schedules import Cron
     from prefect.types.entrypoint import EntrypointType
 
@@ -128,6 +132,7 @@ def build_deployments(cron: str = NIGHTLY, catalog: str | None = None, out: str 
         rerun_detect_flow.to_deployment("rerun-detect", **common),
         rerun_inpaint_flow.to_deployment("rerun-inpaint", **common),
         export_flow.to_deployment("export", **common),
+        adapt_flow.to_deployment("adapt", **common),
     ]
 
 

@@ -7,7 +7,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.engine.runner import EngineConfig
-from pipeline.stages.detect import DEFAULT_TTA, DetectConfig
+from pipeline.stages.adapt import AdaptConfig
+from pipeline.stages.detect import DEFAULT_TTA, DEFAULT_WEIGHTS, DetectConfig
 from pipeline.stages.export import ExportConfig
 from pipeline.stages.ingest import IngestConfig
 from pipeline.stages.inpaint_stage import InpaintStageConfig
@@ -39,7 +40,9 @@ class IngestParams(_Params):
 
 
 class DetectParams(_Params):
-    weights: str = Field("detector-resunet18", description="detector weights (name in the weights manifest)")
+    weights: str | None = Field(None, description="detector weights (name in the weights manifest); empty: the "
+                                                  "store's adapted weights when `adapt` made some, else "
+                                                  f"{DEFAULT_WEIGHTS}")
     threshold: float = Field(0.5, gt=0, lt=1, description="probability above which a pixel is labelled damaged")
     tile: int = Field(1216, ge=64, description="largest model tile side in px (multiple of 32); the default "
                                                "takes a 1024-px chunk and its 96-px halo in one pass")
@@ -56,6 +59,18 @@ class DetectParams(_Params):
 
     def config(self) -> DetectConfig:
         return DetectConfig(**self.model_dump())
+
+
+class AdaptParams(_Params):
+    base: str = Field(DEFAULT_WEIGHTS, description="the detector to adapt (name in the weights manifest)")
+    hidden: int = Field(32, ge=0, le=256, description="hidden units of the per-pixel classifier per class "
+                                                      "(0 = a linear classifier)")
+    steps: int = Field(300, ge=1, le=10000, description="optimiser steps of the fit")
+    seed: int = Field(0, description="seed of the pixel sampling and the fit")
+    device: str = Field("cpu", description="'cpu' or 'cuda'")
+
+    def config(self) -> AdaptConfig:
+        return AdaptConfig(**self.model_dump())
 
 
 class InpaintParams(_Params):

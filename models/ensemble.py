@@ -42,3 +42,20 @@ class MaxResUNet(nn.Module):
         return torch.stack([member(x) - offset if offset else member(x)
                             for member, offset in zip(self.members, self.offsets, strict=True)]).amax(dim=0)
 
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ensemble's logits (B, K, H, W) and every member's decoder features and shifted logits, stacked
+        along channels (B, members * (decoder_channels[-1] + K), H, W)."""
+        logits, feats = [], []
+        for member, offset in zip(self.members, self.offsets, strict=True):
+            member_logits, dec = member.forward_features(x)
+            member_logits = member_logits - offset if offset else member_logits
+            logits.append(member_logits)
+            feats.extend((dec, member_logits))
+        return torch.stack(logits).amax(dim=0), torch.cat(feats, dim=1)
+
+    @property
+    def feature_channels(self) -> int:
+        """Channels of `forward_features`' feature map."""
+        first = self.members[0]
+        return len(self.members) * (first.feature_channels + int(first.net.segmentation_head[0].out_channels))
+

@@ -7,6 +7,7 @@ from typing import Any
 import torch.nn as nn
 
 import models  # noqa: F401  (torchvision import fix before smp)
+from models.adapted import AdaptedDetector
 from models.ensemble import MaxResUNet
 from models.pconv import PConvUNet
 from models.resunet import ResUNet
@@ -15,6 +16,7 @@ MODELS: dict[str, type[nn.Module]] = {
     "resunet": ResUNet,
     "resunet-max": MaxResUNet,
     "pconvunet": PConvUNet,
+    "resunet-adapted": AdaptedDetector,
 }
 
 

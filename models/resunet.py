@@ -85,10 +85,19 @@ class ResUNet(nn.Module):
         return list(self.net.encoder(self._check(x)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_features(x)[0]
+
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The logits (B, classes, H, W) and the decoder's last feature map (B, decoder_channels[-1], H, W)."""
         x = self._check(x)  # (B, 3, H, W)
         feats = self.net.encoder(x)  # [(B, C_i, H / 2^i, W / 2^i) for i in 0..5]
         dec = self.net.decoder(feats)  # (B, decoder_channels[-1], H, W)
         logits = self.net.segmentation_head(dec)  # (B, classes, H, W)
         if self.refine is not None:
             logits = logits + self.refine(torch.cat([x, dec], dim=1))
-        return logits
+        return logits, dec
+
+    @property
+    def feature_channels(self) -> int:
+        """Channels of `forward_features`' feature map."""
+        return int(self.net.segmentation_head[0].in_channels)

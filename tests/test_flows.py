@@ -226,7 +226,7 @@ def test_deployments_schedule_the_sweep_and_offer_the_reruns(tmp_path: Path) -> 
     from flows.deployments import build_deployments, rerun_detect_flow, rerun_inpaint_flow
 
     deployments = {d.name: d for d in build_deployments("*/30 * * * *", "cat.yaml", str(tmp_path), "Europe/Paris")}
-    assert sorted(deployments) == ["catalog-sweep", "export", "rerun-detect", "rerun-inpaint"]
+    assert sorted(deployments) == ["adapt", "catalog-sweep", "export", "rerun-detect", "rerun-inpaint"]
     sweep = deployments["catalog-sweep"]
     assert sweep.schedules[0].schedule.cron == "*/30 * * * *"
     assert sweep.schedules[0].schedule.timezone == "Europe/Paris"
@@ -235,7 +235,7 @@ def test_deployments_schedule_the_sweep_and_offer_the_reruns(tmp_path: Path) -> 
     form = parameter_schema(rerun_inpaint_flow)  # the form the UI shows for a run of the deployment
     assert form.required == ["store"] and "edited mask" in form.properties["mask"]["description"]
     detect_form = parameter_schema(rerun_detect_flow).properties
-    assert detect_form["threshold"]["default"] == 0.5 and detect_form["weights"]["default"] == "detector-resunet18"
+    assert detect_form["threshold"]["default"] == 0.5 and detect_form["weights"].get("default") is None
     assert detect_form["tta"]["default"] == 2 and detect_form["tta"]["enum"] == [1, 2, 4, 8]
     assert all(d.schedules == [] for name, d in deployments.items() if name != "catalog-sweep")
 

@@ -1,4 +1,5 @@
-"""`retouch train detector`, `train baseline`, `evaluate detect`, `evaluate intact` and `evaluate thin-lines`."""
+"""`retouch train detector`, `train baseline`, `evaluate detect`, `evaluate intact`, `evaluate thin-lines` and
+`evaluate adapt`."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ def register(train_app: typer.Typer, evaluate_app: typer.Typer) -> None:
     evaluate_app.command("detect-styles")(clean_errors(detect_styles_command))
     evaluate_app.command("intact")(clean_errors(evaluate_intact_command))
     evaluate_app.command("thin-lines")(clean_errors(evaluate_thin_lines_command))
+    evaluate_app.command("adapt")(clean_errors(evaluate_adapt_command))
 
 
 def train_detector_command(
@@ -245,4 +247,48 @@ def evaluate_thin_lines_command(
     typer.echo(format_thin_lines(report))
     if save is not None:
         typer.echo(f"wrote {report['worst_case']}")
+    write_report(json_out, report)
+
+
+def evaluate_adapt_command(
+    sets: Annotated[str, typer.Option(help="comma-separated: held-out (realistic paint loss on lime plaster, "
+                                           "VAL paintings), deepcrack, crackforest, uav75")]
+    = "held-out,deepcrack,crackforest,uav75",
+    copies: Annotated[int, typer.Option(help="held-out crops per VAL painting", min=1)] = 2,
+    crop: Annotated[int, typer.Option(help="held-out crop side, px", min=128)] = 768,
+    limit: Annotated[int, typer.Option(help="images per real set, evenly spread (0 = all)", min=0)] = 20,
+    seed: Annotated[int, typer.Option(help="seed of the crops, the damage and the strokes")] = 22_000_000,
+    hidden: Annotated[int, typer.Option(help="hidden units of the adapted head (0 = linear)", min=0)] = 32,
+    background: Annotated[float | None, typer.Option(help="share of the negatives drawn from unlabelled pixels "
+                                                          "(default: adapt's)")] = None,
+    tta: TtaOpt = DEFAULT_TTA,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the figures here")] = None,
+) -> None:
+    """Recall and precision on pixels more than 8 px from 10 simulated strokes, before and after adapt."""
+    import dataclasses
+    import sys
+
+    from lab.eval.adapt_eval import REAL_SETS, StrokePlan, evaluate_cases, format_adapt, held_out_cases, real_cases
+    from lab.paintings import shared_data_dir
+    from pipeline.stages.adapt import AdaptConfig
+
+    names = [n.strip() for n in sets.split(",") if n.strip()]
+    unknown = [n for n in names if n != "held-out" and n not in REAL_SETS]
+    if unknown or not names:
+        raise typer.BadParameter(f"unknown set(s) {unknown}; choose from held-out, {', '.join(REAL_SETS)}")
+    config = AdaptConfig(hidden=hidden)
+    if background is not None:
+        config = dataclasses.replace(config, background=background)
+    plan = StrokePlan()
+    report: dict = {"command": "retouch " + " ".join(sys.argv[1:]),
+                    "config": {k: v for k, v in dataclasses.asdict(config).items() if k != "manifest"},
+                    "plan": dataclasses.asdict(plan), "seed": seed, "tta": check_tta(tta), "sets": {}}
+    for name in names:
+        if name == "held-out":
+            cases, channel = held_out_cases(copies, crop, seed), 1
+            report["held_out"] = {"copies": copies, "crop": crop, "style": "realistic paint loss, lime plaster"}
+        else:
+            cases, channel = real_cases(name, shared_data_dir(), limit), 0
+        report["sets"][name] = evaluate_cases(cases, channel, config, plan, seed, tta)
+        typer.echo(format_adapt({"sets": {name: report["sets"][name]}}))
     write_report(json_out, report)

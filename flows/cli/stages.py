@@ -1,4 +1,4 @@
-"""`retouch ingest`, `detect`, `inpaint`, `export` and `run`: one stage, or all of them, over the flows."""
+"""`retouch ingest`, `detect`, `adapt`, `inpaint`, `export` and `run`: one stage, or all of them, over the flows."""
 
 from __future__ import annotations
 
@@ -23,14 +23,17 @@ from flows.cli.common import (
     print_export,
     print_ingest,
     print_inpaint,
+    print_notes,
     start_flows,
+    state_line,
 )
 
 
 def register(app: typer.Typer) -> None:
-    """Add the stage commands (ingest, detect, inpaint, export, run) to the `retouch` app."""
+    """Add the stage commands (ingest, detect, adapt, inpaint, export, run) to the `retouch` app."""
     app.command("ingest")(clean_errors(ingest_command))
     app.command("detect")(clean_errors(detect_command))
+    app.command("adapt")(clean_errors(adapt_command))
     app.command("inpaint")(clean_errors(inpaint_command))
     app.command("export")(clean_errors(export_command))
     app.command("run")(clean_errors(run_command))
@@ -63,7 +66,9 @@ def ingest_command(
 
 def detect_command(
     store: Annotated[str, typer.Argument(help="an ingested store")],
-    weights: Annotated[str, typer.Option(help="detector weights name (manifest)")] = "detector-resunet18",
+    weights: Annotated[str | None, typer.Option(help="detector weights name (manifest); default: the store's "
+                                                     "adapted weights when `retouch adapt` made some, else "
+                                                     "detector-resunet18")] = None,
     threshold: Annotated[float, typer.Option(help="probability threshold for the label mask")] = 0.5,
     tile: Annotated[int, typer.Option(help="largest model tile side (multiple of 32)")] = 1216,
     precision: Annotated[str, typer.Option(help="auto (bf16 where native), fp32 or bf16")] = "auto",
@@ -86,6 +91,51 @@ def detect_command(
     from flows.detect import detect_flow
 
     print_detect(detect_flow(store, params, engine_params(workers, dask_address), force))
+
+
+def adapt_command(
+    store: Annotated[str, typer.Argument(help="an ingested store (a local folder)")],
+    scribbles: Annotated[Path | None, typer.Option(help="PNG/TIFF of the scan's size or a Zarr array, uint8: "
+                                                        "0 unlabelled, 1 craquelure, 2 paint loss, 3 clean "
+                                                        "(default: the store's scribbles/ from `retouch review`)")]
+    = None,
+    base: Annotated[str, typer.Option(help="the detector to adapt (manifest name)")] = "detector-resunet18",
+    hidden: Annotated[int, typer.Option(help="hidden units of the per-pixel classifier (0 = linear)", min=0)] = 32,
+    steps: Annotated[int, typer.Option(help="optimiser steps of the fit", min=1)] = 300,
+    seed: Annotated[int, typer.Option(help="seed of the pixel sampling and the fit")] = 0,
+    threshold: Annotated[float, typer.Option(help="probability threshold of the detection run after")] = 0.5,
+    tta: TtaOpt = DEFAULT_TTA,
+    device: DeviceOpt = "cpu",
+    workers: EngineOpt = 0,
+    dask_address: AddressOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Fit the detector to this painting from a conservator's scribbles (`weights/`), then detect again."""
+    from flows.params import AdaptParams, DetectParams
+    from pipeline.io.scribbles import read_scribbles
+    from pipeline.io.store import join, open_complete
+    from pipeline.stages.adapt_weights import weights_dir
+    from pipeline.stages.detect import check_device
+
+    source = str(scribbles) if scribbles else join(store, "scribbles")
+    weights_dir(store)  # a remote store is refused here
+    _, height, width = open_complete(store, "scan")["0"].shape
+    read_scribbles(source, (height, width))  # bad scribbles fail here, in one line, before any run starts
+    check_device(device)
+    params = AdaptParams(base=base, hidden=hidden, steps=steps, seed=seed, device=device)
+    detect = DetectParams(threshold=threshold, tta=check_tta(tta), device=device)
+    start_flows()
+    from flows.adapt import adapt_flow
+
+    results = adapt_flow(store, source, params, detect, engine_params(workers, dask_address), force)
+    adapted = results["adapt"]
+    s = adapted["summary"]
+    sha = adapted["digests"]["adapted.safetensors"]
+    console.print(f"weights:    {store}/weights/adapted.safetensors  (sha256 {sha[:16]}…; {state_line(adapted)})")
+    console.print(f"            adapted {', '.join(s['adapted_classes'])} from "
+                  + ", ".join(f"{k} {v} px" for k, v in s["labelled_pixels"].items()))
+    print_notes(adapted)
+    print_detect(results["detect"])
 
 
 def inpaint_command(

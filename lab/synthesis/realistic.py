@@ -107,12 +107,12 @@ def _draw_cracks(paint: np.ndarray, rng: np.random.Generator, cfg: RealisticOpti
     return np.clip(out * (1 - a) + fill * a, 0, 1).astype(np.float32), alpha
 
 
-def _draw_losses(paint: np.ndarray, rng: np.random.Generator, cfg: RealisticOptions, cracks: np.ndarray | None
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """(paint with losses, (H, W) loss coverage)."""
+def _draw_losses(paint: np.ndarray, rng: np.random.Generator, cfg: RealisticOptions, cracks: np.ndarray | None,
+                 ground: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(paint with losses, (H, W) loss coverage); the exposed ground is `ground` or drawn by GROUND_WEIGHTS."""
     shape = paint.shape[:2]
     cover = losses.loss_coverage(shape, rng, float(rng.uniform(*cfg.loss_amount)), cracks)
-    kind = str(rng.choice(list(GROUND_WEIGHTS), p=list(GROUND_WEIGHTS.values())))
+    kind = ground or str(rng.choice(list(GROUND_WEIGHTS), p=list(GROUND_WEIGHTS.values())))
     exposed = grounds.ground(kind, shape, rng)
     # Dirt and paint remnants lodged in the exposed ground: mottled, partly the colour of the paint around.
     local = cv2.GaussianBlur(paint, (0, 0), 3.0)
@@ -148,8 +148,10 @@ def _from_rgb(rgb: np.ndarray, like: np.ndarray) -> np.ndarray:
     return out
 
 
-def realistic_damage(image: np.ndarray, seed: int, cfg: RealisticOptions) -> RealisticDamage:
-    """Damage a clean (H, W, C) uint8/uint16 image (C = 1, 3 or 4; an alpha channel is kept)."""
+def realistic_damage(image: np.ndarray, seed: int, cfg: RealisticOptions, ground: str | None = None
+                     ) -> RealisticDamage:
+    """Damage a clean (H, W, C) uint8/uint16 image (C = 1, 3 or 4; an alpha channel is kept); `ground` fixes
+    the ground every paint loss exposes (one of grounds.GROUNDS; default: drawn per image)."""
     rng = np.random.default_rng(seed)
     paint = _to_rgb(image)
     shape = paint.shape[:2]
@@ -162,7 +164,7 @@ def realistic_damage(image: np.ndarray, seed: int, cfg: RealisticOptions) -> Rea
         out, crack = _draw_cracks(out, rng, cfg, used)
     loss = np.zeros(shape, np.float32)
     if rng.random() < cfg.p_paint_loss:
-        out, loss = _draw_losses(out, rng, cfg, crack >= 0.5 if crack.any() else None)
+        out, loss = _draw_losses(out, rng, cfg, crack >= 0.5 if crack.any() else None, ground)
     photo = photography.draw_photography(shape, rng) if rng.random() < cfg.p_photography else None
     clean, damaged = (paint, out) if photo is None else (photography.optics(paint, photo),
                                                          photography.optics(out, photo))

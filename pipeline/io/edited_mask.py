@@ -31,7 +31,7 @@ class EditedMask:
             raise InputError(self.path, "mask file not found")
         self._source: Any = None
         if self.path.is_dir() or self.path.suffix.lower() == ".zarr":
-            self.array, self.channel_first = _open_zarr_mask(self.path)
+            self.array, self.channel_first = open_zarr_mask(self.path)
         else:
             from pipeline.io.sources import open_source
 
@@ -95,7 +95,7 @@ def load_edited_mask(path: str | Path, expected_shape: tuple[int, int]) -> np.nd
         mask.close()
 
 
-def _open_zarr_mask(path: Path) -> tuple[Any, bool]:
+def open_zarr_mask(path: Path) -> tuple[Any, bool]:
     """The Zarr array (the first array of a group) and whether it is channel-first (c, y, x)."""
     import zarr
 

@@ -15,7 +15,14 @@ from typing import Any
 
 from pipeline.io.store import group_info
 from pipeline.provenance import document_url, sha256_file
-from pipeline.stages.detect import STALE_KEY, DetectConfig, StageResult, detect_key, labels_current
+from pipeline.stages.detect import (
+    STALE_KEY,
+    DetectConfig,
+    StageResult,
+    detect_key,
+    labels_current,
+    resolve_weights,
+)
 from pipeline.stages.export import ExportConfig, export_key
 from pipeline.stages.ingest import IngestConfig, _skipped_result, ingest_key
 from pipeline.stages.inpaint_stage import InpaintStageConfig, inpaint_key
@@ -33,7 +40,8 @@ def cached_restore(source: str | Path, store: str, out_dir: str | Path, ingest: 
     if scan is None or scan.get("key") != ingest_key(sha256_file(Path(source)), ingest):
         return None
     scan_digest = scan["digests"]["0"]
-    detect = detect.resolved()
+    detect, _ = resolve_weights(store, detect.resolved())
+    assert detect.weights is not None
     damage = group_info(store, "damage")
     if damage is None or damage.get("key") != detect_key(
             scan_digest, detect, get_entry(detect.weights, Path(detect.manifest)).sha256):

@@ -61,6 +61,7 @@ PROBABILITY_CHANNELS = (Channel("craquelure", "E62828"), Channel("paint_loss", "
 
 
 MANIFEST_ENV = "RETOUCH_WEIGHTS_MANIFEST"
+DEFAULT_WEIGHTS = "detector-resunet18"
 
 # Test-time augmentation by default: every tile and its mirror image, averaged, for twice the compute; it
 # scores higher on the held-out sets (models/weights/detector-resunet18.eval.json). `tta=1` is the single pass.
@@ -79,9 +80,11 @@ def default_manifest() -> str:
 @dataclass(frozen=True)
 class DetectConfig:
     """Weights, decision threshold per class, model tile/overlap, chunk halo, device, precision and
-    test-time augmentation (`tta` orientations of every tile, averaged: 1, 2, 4 or 8)."""
+    test-time augmentation (`tta` orientations of every tile, averaged: 1, 2, 4 or 8).
 
-    weights: str = "detector-resunet18"
+    `weights` None: the store's adapted weights when `adapt` made some (`resolve_weights`), else the default."""
+
+    weights: str | None = None
     threshold: float = 0.5
     tile: int = 1216
     overlap: int = 64
@@ -130,6 +133,27 @@ def check_device(device: str) -> None:
 
     if not torch.cuda.is_available():
         raise ConfigError(f"device {device!r} asked for, but this torch build sees no CUDA GPU")
+
+
+def resolve_weights(store: str, config: DetectConfig) -> tuple[DetectConfig, str | None]:
+    """`config` with its weights decided: named weights stay; none named takes the store's adapted weights
+    (`<store>/weights/`, fitted on this scan) when there are some, else DEFAULT_WEIGHTS. The one line saying
+    which store weights were taken (or why not), else None."""
+    from pipeline.stages.adapt_weights import ADAPTED_NAME, adapted_info, store_manifest
+
+    if config.weights is not None:
+        return config, None
+    info = adapted_info(store)
+    if info is None:
+        return dataclasses.replace(config, weights=DEFAULT_WEIGHTS), None
+    scan = group_info(store, SCAN) or {}
+    if info.get("scan_digest") != (scan.get("digests") or {}).get("0"):
+        return dataclasses.replace(config, weights=DEFAULT_WEIGHTS), (
+            f"this store's adapted weights were fitted on another scan than its scan/ now: using {DEFAULT_WEIGHTS} "
+            "(run `retouch adapt` again)")
+    note = (f"using this store's adapted weights (weights/{info['file']}, sha256 {info['sha256'][:12]}…, fitted "
+            f"on {info['base']} with {info['scribbles']['counts']} scribbled px); --weights NAME overrides")
+    return dataclasses.replace(config, weights=ADAPTED_NAME, manifest=str(store_manifest(store))), note
 
 
 @dataclass(frozen=True)
@@ -195,18 +219,20 @@ def detect(store: str, config: DetectConfig | None = None, engine: EngineConfig 
     stays as it was, whatever fails (bad weights are refused before anything is written)."""
     from models.weights import get_entry, verify_weights
 
-    config = (config or DetectConfig()).resolved()
     engine = engine or EngineConfig()
     started, prov_started = time.perf_counter(), now_iso()
     recover_detect(store)
     scan = open_complete(store, "scan")
     scan_info = group_info(store, "scan")
+    config, weights_note = resolve_weights(store, (config or DetectConfig()).resolved())
+    assert config.weights is not None
     entry = get_entry(config.weights, Path(config.manifest))
     key = detect_key(scan_info["digests"]["0"], config, entry.sha256)
     existing = group_info(store, DAMAGE_GROUP)
     if existing and existing.get("key") == key and not force and labels_current(store, existing):
         return StageResult("detect", store, True, key, existing["digests"], existing["summary"],
-                           document_url(store, existing.get("provenance")), time.perf_counter() - started)
+                           document_url(store, existing.get("provenance")), time.perf_counter() - started,
+                           notes=(weights_note,) if weights_note else ())
     params = {k: v for k, v in asdict(config).items() if k != "manifest"}
     record = StageRecord("detect", store, {**params, "weights_sha256": entry.sha256}, run_id=run_id,
                          started=prov_started)
@@ -230,7 +256,7 @@ def detect(store: str, config: DetectConfig | None = None, engine: EngineConfig 
     outputs = {"probabilities": group["probabilities"], "labels": root[staged_labels]}
     probs, labels = outputs["probabilities"], outputs["labels"]
     record.use("scan/0", input_ref(scan_info, "scan/0", scan_info["digests"]["0"]))
-    record.use("weights", weights_ref(entry.name, entry.sha256, entry.architecture, entry.file))
+    record.use("weights", weights_input(store, entry))
     job = ChunkJob(inputs=[level0], outputs=[probs["0"], labels["0"]],
                    fn=_DetectChunk(config, torch_threads_per_worker(engine)), halo=config.halo, chunk=chunk)
     records = run_chunks(job, all_regions(level0.shape, chunk), ledger, done, "detect", engine)
@@ -267,11 +293,25 @@ def detect(store: str, config: DetectConfig | None = None, engine: EngineConfig 
     swap_in(store, DAMAGE_GROUP)
     ledger.clear()
     ModelCache.clear()
-    notes = mark_dependents_stale(store, digests["labels/0"],
-                                  existing["digests"]["labels/0"] if existing else None)
+    notes = [weights_note] if weights_note else []
+    notes += mark_dependents_stale(store, digests["labels/0"],
+                                   existing["digests"]["labels/0"] if existing else None)
     return StageResult("detect", store, False, key, digests, summary, join(store, prov),
                        time.perf_counter() - started,
                        chunks_run=len(records) - resumed, chunks_resumed=resumed, notes=tuple(notes))
+
+
+def weights_input(store: str, entry: Any) -> dict[str, Any]:
+    """The weights as a PROV input: the store's adapted weights as the entity their adapt run generated (so
+    the lineage reaches the scribbles), shipped weights by their sha256."""
+    from pipeline.stages.adapt_weights import ADAPTED_FILE, WEIGHTS_GROUP, adapted_info
+
+    ref = weights_ref(entry.name, entry.sha256, entry.architecture, entry.file)
+    info = adapted_info(store) if entry.file == ADAPTED_FILE else None
+    generated = marker_refs(info).get(f"{WEIGHTS_GROUP}/{ADAPTED_FILE}")
+    if info and info.get("sha256") == entry.sha256 and generated:
+        return {"id": generated["id"], "attrs": {**generated["attrs"], **ref["attrs"]}}
+    return ref
 
 
 def labels_current(store: str, damage_info: dict[str, Any] | None) -> bool:

@@ -1,0 +1,217 @@
+"""`retouch evaluate adapt`: what ten strokes of a conservator buy, before and after adapting the detector.
+
+A simulated conservator draws 10 short strokes per image from the true masks (seeded): 6 along the true
+damage (on the skeleton of each damaged region, so inside a loss and along a crack; 3 px wide, clipped to the
+damage) and 4 on clean paint (at least 12 px from any damage). The base detector and the detector adapted on
+those strokes (pipeline.stages.adapt_fit, as `retouch adapt` fits it) are scored only on pixels more than
+8 px from any stroke: recall, precision, strict F1 and the share of undamaged pixels flagged, per image and
+averaged over the images (and pooled over all pixels).
+
+Sets:
+- held out: a damage style the base detector never saw: realistic-generator paint loss exposing lime plaster
+  (lab.synthesis.realistic with the ground fixed to plaster, no old fills, no craquelure) on seeded crops of
+  the VALIDATION paintings; scored on the paint-loss channel;
+- real crack photos (DeepCrack test, CrackForest test split, UAV75 test), scored on the craquelure channel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from lab.eval.metrics import Counts, confusion
+from pipeline.stages.adapt import AdaptConfig, build_adapted
+
+FAR_PX = 8  # scored pixels are farther than this from every stroke
+CLEAN_LABEL = 3
+DEFAULT_SEED = 22_000_000
+
+
+@dataclass(frozen=True)
+class StrokePlan:
+    """How the simulated conservator marks an image."""
+
+    damage: int = 6
+    clean: int = 4
+    length: tuple[int, int] = (10, 30)
+    width: int = 3
+    clean_margin: int = 12  # a clean stroke starts at least this far from any damage, px
+    near_clean: int = 2  # of the clean strokes, how many start near the damage (within `near` px), as a
+    near: int = 40  # conservator marks the intact paint beside a loss; the others anywhere on clean paint
+
+
+def _walk(skeleton: np.ndarray, start: tuple[int, int], length: int) -> list[tuple[int, int]]:
+    """Up to `length` pixels of a path along the 8-connected skeleton from `start` (depth first)."""
+    h, w = skeleton.shape
+    path, seen, y, x = [start], {start}, *start
+    while len(path) < length:
+        step = next(((y + dy, x + dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)
+                     if (dy or dx) and 0 <= y + dy < h and 0 <= x + dx < w and skeleton[y + dy, x + dx]
+                     and (y + dy, x + dx) not in seen), None)
+        if step is None:
+            break
+        seen.add(step)
+        path.append(step)
+        y, x = step
+    return path
+
+
+def simulate_strokes(truth: np.ndarray, rng: np.random.Generator, plan: StrokePlan = StrokePlan()) -> np.ndarray:
+    """(H, W) uint8 scribbles from an (H, W) label truth (0 none, 1 craquelure, 2 paint loss): `plan.damage`
+    strokes shared between the damage classes present, `plan.clean` on clean paint."""
+    h, w = truth.shape
+    marks = np.zeros((h, w), np.uint8)
+    brush = np.ones((plan.width, plan.width), np.uint8)
+    classes = [c for c in (1, 2) if (truth == c).any()]
+    for i in range(plan.damage if classes else 0):
+        value = classes[i % len(classes)]
+        region = (truth == value).astype(np.uint8)
+        skeleton = cv2.ximgproc.thinning(region * 255) > 0
+        ys, xs = np.nonzero(skeleton)
+        if ys.size == 0:
+            continue
+        k = int(rng.integers(ys.size))
+        line = np.zeros((h, w), np.uint8)
+        for y, x in _walk(skeleton, (int(ys[k]), int(xs[k])), int(rng.integers(*plan.length, endpoint=True))):
+            line[y, x] = 1
+        marks[(cv2.dilate(line, brush) > 0) & (region > 0)] = value
+    room = cv2.distanceTransform((truth == 0).astype(np.uint8), cv2.DIST_L2, 5)
+    anywhere = np.nonzero(room > plan.clean_margin)
+    beside = np.nonzero((room > plan.clean_margin) & (room <= plan.near))
+    for i in range(plan.clean if anywhere[0].size else 0):
+        ys, xs = beside if i < plan.near_clean and beside[0].size else anywhere
+        k = int(rng.integers(ys.size))
+        angle, length = rng.uniform(0, np.pi), int(rng.integers(*plan.length, endpoint=True))
+        end = (int(xs[k] + length * np.cos(angle)), int(ys[k] + length * np.sin(angle)))
+        line = cv2.line(np.zeros((h, w), np.uint8), (int(xs[k]), int(ys[k])), end, 1, plan.width)
+        marks[(line > 0) & (room > plan.width) & (marks == 0)] = CLEAN_LABEL
+    return marks
+
+
+def far_from_strokes(marks: np.ndarray, distance: int = FAR_PX) -> np.ndarray:
+    return cv2.distanceTransform((marks == 0).astype(np.uint8), cv2.DIST_L2, 5) > distance
+
+
+def _points(marks: np.ndarray) -> dict[int, np.ndarray]:
+    return {v: np.argwhere(marks == v).astype(np.int64) for v in (1, 2, 3)}
+
+
+def adapted_probabilities(image: np.ndarray, marks: np.ndarray, config: AdaptConfig, tile: int = 512,
+                          tta: int = 2) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+    """(base, adapted) (2, H, W) probabilities for an (H, W, C) image and its scribbles, and the fit's report."""
+    import torch
+
+    from pipeline.stages.adapt_fit import background_points, collect_features, fit_head
+    from pipeline.stages.detect_infer import predict_probabilities
+
+    adapted = [c - 1 for c in (1, 2) if (marks == c).any()]
+    model, _ = build_adapted(config.base, Path(config.manifest), adapted, config.hidden, config.device,
+                             config.scales, config.smooth, config.union)
+    torch.manual_seed(config.seed)
+    scan = np.ascontiguousarray(np.moveaxis(image, -1, 0))  # (C, H, W)
+    points = _points(marks)
+    if config.background and config.background_cells:
+        points[0] = background_points(marks.shape, points, config.background_cells, config.background_per_cell,
+                                      config.cell, np.random.default_rng(config.seed))
+    samples = collect_features(model, scan, points, config.cell, config.context)
+    fit = fit_head(model, samples, config.steps, config.lr, config.weight_decay, config.seed, config.background)
+    base = predict_probabilities(model.base, image, tile=tile, overlap=64, views=tta)
+    after = predict_probabilities(model, image, tile=tile, overlap=64, views=tta)
+    return base, after, fit
+
+
+def score(prob: np.ndarray, truth: np.ndarray, channel: int, far: np.ndarray) -> dict[str, Any]:
+    """Strict scores of one channel on the far pixels, and the share of far undamaged pixels flagged (any
+    class), with the raw counts."""
+    pred = prob[channel] >= 0.5
+    counts = confusion(pred[far], (truth == channel + 1)[far])
+    clean = far & (truth == 0)
+    flagged = (prob >= 0.5).any(axis=0) & clean
+    return {**counts.scores(), "counts": asdict(counts),
+            "flagged_undamaged": float(flagged.sum() / max(clean.sum(), 1))}
+
+
+def evaluate_cases(cases: Iterator[tuple[str, np.ndarray, np.ndarray]], channel: int, config: AdaptConfig,
+                   plan: StrokePlan, seed: int, tta: int = 2) -> dict[str, Any]:
+    """Before/after scores per image (name, (H, W, C) image, (H, W) label truth), averaged and pooled."""
+    rows, pooled = [], {"before": Counts(), "after": Counts()}
+    for i, (name, image, truth) in enumerate(cases):
+        marks = simulate_strokes(truth, np.random.default_rng(seed + i), plan)
+        if not (marks == channel + 1).any() or not (marks == CLEAN_LABEL).any():
+            rows.append({"image": name, "skipped": "no stroke of the class or no clean room"})
+            continue
+        base, after, fit = adapted_probabilities(image, marks, config, tta=tta)
+        far = far_from_strokes(marks)
+        row = {"image": name, "labelled": {int(v): int((marks == v).sum()) for v in (1, 2, 3)},
+               "before": score(base, truth, channel, far), "after": score(after, truth, channel, far), "fit": fit}
+        for when in ("before", "after"):
+            pooled[when] += Counts(**row[when]["counts"])
+        rows.append(row)
+    scored = [r for r in rows if "skipped" not in r]
+    keys = ("recall", "precision", "f1", "flagged_undamaged")
+    mean = {when: {k: float(np.mean([r[when][k] for r in scored])) if scored else float("nan") for k in keys}
+            for when in ("before", "after")}
+    return {"images": rows, "scored": len(scored), "mean": mean,
+            "pooled": {when: c.scores() for when, c in pooled.items()}}
+
+
+def held_out_cases(copies: int, crop: int, seed: int) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """Seeded crops of the VAL paintings with realistic paint loss on lime plaster (labels 0/2)."""
+    from lab.detector_data import load_paintings
+    from lab.paintings import paintings
+    from lab.synthesis.realistic import realistic_damage
+    from lab.synthesis.synthetic_damage import DamageConfig
+
+    files = paintings("val")
+    images = load_paintings(files)
+    if not images:
+        raise FileNotFoundError("no VAL paintings found (is ../shared/data present?)")
+    cfg = DamageConfig(style="realistic", p_craquelure=0.0, p_paint_loss=1.0, p_fills=0.0)
+    rng = np.random.default_rng(seed)
+    for path, image in zip(files, images, strict=True):
+        for copy in range(copies):
+            h, w = image.shape[:2]
+            y0, x0 = int(rng.integers(0, max(h - crop, 0) + 1)), int(rng.integers(0, max(w - crop, 0) + 1))
+            clean = np.ascontiguousarray(image[y0 : y0 + crop, x0 : x0 + crop])
+            damage = realistic_damage(clean, seed + 1000 * copy + len(path.name), cfg, ground="plaster")
+            yield f"{path.stem[:40]}#{copy}", damage.damaged, np.where(damage.labels > 0, 2, 0).astype(np.uint8)
+
+
+REAL_SETS = {  # name: (images, masks, crack mask value or None = any nonzero, split)
+    "deepcrack": ("deepcrack/test/images", "deepcrack/test/masks", 255, "all"),
+    "crackforest": ("crackforest_cfd/images", "crackforest_cfd/masks", None, "test"),
+    "uav75": ("uav75/test/images", "uav75/test/labels", 255, "all"),
+}
+
+
+def real_cases(name: str, root: Path, limit: int) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """Up to `limit` pairs of a real crack test set, evenly spread over its sorted pairs (labels 0/1)."""
+    from lab.pairs import pair_files
+    from lab.real_cracks import split_pairs
+    from pipeline.io.image_io import as_rgb, read_image, read_mask
+
+    images, masks, value, split = REAL_SETS[name]
+    pairs = split_pairs(pair_files(root / images, root / masks), root / images, split)
+    if limit and len(pairs) > limit:
+        pairs = [pairs[int(i)] for i in np.linspace(0, len(pairs) - 1, limit)]
+    for image_path, mask_path in pairs:
+        mask = read_mask(mask_path)
+        crack = mask == value if value is not None else mask > 0
+        yield image_path.stem, as_rgb(read_image(image_path)), crack.astype(np.uint8)
+
+
+def format_adapt(report: dict[str, Any]) -> str:
+    lines = []
+    for name, result in report["sets"].items():
+        m = result["mean"]
+        lines.append(f"{name}: {result['scored']} image(s), mean over images (pixels > {FAR_PX} px from strokes)")
+        for when in ("before", "after"):
+            s = m[when]
+            lines.append(f"  {when:6}  recall {s['recall']:.3f}  precision {s['precision']:.3f}  F1 {s['f1']:.3f}"
+                         f"  undamaged flagged {100 * s['flagged_undamaged']:.3f} %")
+    return "\n".join(lines)

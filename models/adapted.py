@@ -1,0 +1,147 @@
+"""A detector adapted to one painting: a frozen base detector with a per-pixel classifier for some classes.
+
+The base (a Res-UNet or a max-ensemble of them) gives its logits and its decoder's last feature maps; for each
+adapted class a small per-pixel network (1x1 convolutions) over [base features, base logits, image colour and
+fixed filters of it], standardised by the statistics of the pixels it was fitted on, replaces that class's
+logit. The filters are those of ilastik's pixel classification, at a few scales: Gaussian-smoothed colour,
+gradient magnitude, difference of Gaussians and local standard deviation of the luminance. Classes not adapted
+keep the base logit unchanged. The head is fitted on a conservator's strokes (pipeline.stages.adapt); the whole
+network (base and head) is one weights file, so detect loads it as it loads any detector.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from models.ensemble import MaxResUNet
+from models.resunet import ResUNet
+
+DEFAULT_SCALES = (1.0, 2.0, 4.0)
+STRIP = 128  # rows of a tile the head takes at once (bounds the memory of its per-pixel layers)
+
+
+class FilterBank(nn.Module):
+    """Fixed filters of an (B, 3, H, W) image at each scale sigma: Gaussian-smoothed colour (3), and of the
+    luminance the gradient magnitude, the difference of Gaussians (sigma, 2 sigma) and the local standard
+    deviation (1 each): (B, 3 + 6 * len(scales), H, W), the image itself first. Borders are reflected."""
+
+    def __init__(self, scales: Sequence[float] = DEFAULT_SCALES) -> None:
+        super().__init__()
+        self.scales = [float(s) for s in scales]
+        for i, sigma in enumerate(self.scales):
+            self.register_buffer(f"g{i}", self._kernel(sigma), persistent=False)
+            self.register_buffer(f"h{i}", self._kernel(2 * sigma), persistent=False)
+
+    @staticmethod
+    def _kernel(sigma: float) -> torch.Tensor:
+        radius = max(1, int(round(3 * sigma)))
+        x = torch.arange(-radius, radius + 1, dtype=torch.float32)
+        k = torch.exp(-0.5 * (x / sigma) ** 2)
+        return k / k.sum()
+
+    @property
+    def channels(self) -> int:
+        return 3 + 6 * len(self.scales)
+
+    @staticmethod
+    def _blur(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        c, r = x.shape[1], k.numel() // 2
+        x = nn.functional.pad(x, (r, r, r, r), mode="reflect" if min(x.shape[-2:]) > r else "replicate")
+        x = nn.functional.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+        return nn.functional.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lum = x.mean(dim=1, keepdim=True)  # (B, 1, H, W)
+        out = [x]
+        for i in range(len(self.scales)):
+            g, h = getattr(self, f"g{i}"), getattr(self, f"h{i}")
+            smooth = self._blur(torch.cat([x, lum, lum * lum], dim=1), g)  # (B, 5, H, W)
+            colour, mean, square = smooth[:, :3], smooth[:, 3:4], smooth[:, 4:5]
+            gy = nn.functional.pad(mean[:, :, 2:] - mean[:, :, :-2], (0, 0, 1, 1), mode="replicate")
+            gx = nn.functional.pad(mean[:, :, :, 2:] - mean[:, :, :, :-2], (1, 1, 0, 0), mode="replicate")
+            dog = mean - self._blur(lum, h)
+            std = (square - mean * mean).clamp_min(0).sqrt()
+            out += [colour, (gy * gy + gx * gx).sqrt() / 2, dog, std]
+        return torch.cat(out, dim=1)  # (B, 3 + 6 * len(scales), H, W)
+
+ARCHITECTURE = "resunet-adapted"
+BASES: dict[str, type[nn.Module]] = {"resunet": ResUNet, "resunet-max": MaxResUNet}
+
+
+class PixelHead(nn.Module):
+    """Per-pixel classifier: (B, F, H, W) standardised features -> (B, A, H, W) logits, one per adapted class.
+
+    `hidden` = 0 is a linear classifier (one 1x1 convolution); otherwise a one-hidden-layer MLP per class (the
+    hidden units of class a are the a-th block of the first layer's outputs, and the second layer is grouped,
+    so the classes are fitted independently)."""
+
+    def __init__(self, features: int, classes: int, hidden: int = 32) -> None:
+        super().__init__()
+        if classes < 1:
+            raise ValueError(f"an adapted head needs at least one class, got {classes}")
+        if hidden < 0:
+            raise ValueError(f"hidden must be >= 0, got {hidden}")
+        self.register_buffer("mean", torch.zeros(features))
+        self.register_buffer("scale", torch.ones(features))
+        if hidden:
+            self.net: nn.Module = nn.Sequential(
+                nn.Conv2d(features, hidden * classes, 1), nn.ReLU(inplace=True),
+                nn.Conv2d(hidden * classes, classes, 1, groups=classes))
+        else:
+            self.net = nn.Conv2d(features, classes, 1)
+        self.classes = classes
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        z = (z - self.mean.view(1, -1, 1, 1)) / self.scale.view(1, -1, 1, 1)  # (B, F, H, W) standardised
+        return self.net(z)  # (B, A, H, W)
+
+
+class AdaptedDetector(nn.Module):
+    """`base` (registered name) built with `base_args`; classes `adapted` (0-based channel indices) are
+    decided by a fitted `PixelHead`, the others by the base; `scales` are the filter bank's (empty: the image's
+    colour only). `smooth` > 0 blurs the head's logits with a Gaussian of that sigma (px) before use; `union`
+    keeps what the base found: an adapted class's logit is the maximum of the head's and the base's."""
+
+    def __init__(self, base: str, base_args: dict[str, Any], adapted: Sequence[int], hidden: int = 32,
+                 scales: Sequence[float] = DEFAULT_SCALES, smooth: float = 0.0, union: bool = False) -> None:
+        super().__init__()
+        if base not in BASES:
+            raise ValueError(f"unknown base {base!r}; choose one of {', '.join(sorted(BASES))}")
+        self.base = BASES[base](**base_args)
+        classes = int(base_args.get("classes", 2))
+        self.adapted = [int(c) for c in adapted]
+        if not self.adapted or len(set(self.adapted)) != len(self.adapted) or not all(
+                0 <= c < classes for c in self.adapted):
+            raise ValueError(f"adapted must be distinct class indices in [0, {classes}), got {list(adapted)}")
+        self.in_channels = int(base_args.get("in_channels", 3))
+        if self.in_channels != 3:
+            raise ValueError(f"an adapted detector takes RGB input, got in_channels={self.in_channels}")
+        self.filters = FilterBank(scales)
+        self.features = self.base.feature_channels + classes + self.filters.channels
+        self.head = PixelHead(self.features, len(self.adapted), hidden)
+        self.smooth = float(smooth)
+        if self.smooth:
+            self.register_buffer("smoothing", FilterBank._kernel(self.smooth), persistent=False)
+        self.union = bool(union)
+
+    def pixel_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The base logits (B, K, H, W) and the head's input (B, F, H, W): base features, base logits, filters."""
+        logits, feats = self.base.forward_features(x)
+        return logits, torch.cat([feats, logits, self.filters(x)], dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits, feats = self.base.forward_features(x)  # (B, K, H, W), (B, C, H, W)
+        filters = self.filters(x)  # (B, 3 + 6 * scales, H, W)
+        new = torch.cat([self.head(torch.cat([feats[:, :, r : r + STRIP], logits[:, :, r : r + STRIP],
+                                              filters[:, :, r : r + STRIP]], dim=1))
+                         for r in range(0, x.shape[-2], STRIP)], dim=2)  # (B, A, H, W), strip by strip
+        if self.smooth:
+            new = FilterBank._blur(new, self.smoothing)
+        if self.union:
+            new = torch.maximum(new, logits[:, self.adapted])
+        out = [new[:, self.adapted.index(c)] if c in self.adapted else logits[:, c] for c in range(logits.shape[1])]
+        return torch.stack(out, dim=1)  # (B, K, H, W)

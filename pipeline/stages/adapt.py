@@ -1,0 +1,203 @@
+"""Adapt stage: fit the detector to one painting from a conservator's scribbles, into `<store>/weights/`.
+
+The scribbles (pipeline.io.scribbles: 0 unlabelled, 1 craquelure, 2 paint loss, 3 clean) are checked first.
+The base detector (shipped weights) stays frozen; it runs only on the squares of the scan around labelled
+pixels, and at those pixels its decoder features, its logits and the pixel's colour feed a small per-pixel
+classifier per damage class that has strokes (models.adapted), fitted against the clean strokes
+(pipeline.stages.adapt_fit). A damage class without strokes keeps the base detector's answer.
+The whole adapted network is written as safetensors with its manifest entry beside it in `weights.partial/`
+and swapped in when complete (pipeline.stages.adapt_weights). Detection is then run again by the caller
+(the `adapt` flow): `detect` takes the store's adapted weights when none are named.
+Skipped when the scan, the scribbles, the base weights and the parameters are unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from pipeline import __version__
+from pipeline.errors import ConfigError
+from pipeline.io.scribbles import CLASS_NAMES, Scribbles, read_scribbles
+from pipeline.io.staging import partial_name, remove, swap_in
+from pipeline.io.store import group_info, join, mark_complete, open_complete
+from pipeline.provenance import StageRecord, document_url, input_ref, marker_refs, now_iso, weights_ref
+from pipeline.stages.adapt_weights import (
+    ADAPTED_FILE,
+    ADAPTED_NAME,
+    MANIFEST_FILE,
+    WEIGHTS_GROUP,
+    adapted_info,
+    weights_dir,
+)
+from pipeline.stages.detect import DEFAULT_WEIGHTS, StageResult, check_device, default_manifest
+
+
+@dataclass(frozen=True)
+class AdaptConfig:
+    """Base weights (shipped manifest), the head (`hidden` units per class; 0 = linear), its fit (Adam steps,
+    learning rate, weight decay, seed), the squares run through the base (`cell` px + `context` px around),
+    the most labelled pixels used per class, the filter scales, the Gaussian smoothing of the head's logits
+    (`smooth` px, 0 = none), whether the adapted class keeps what the base found (`union`: the maximum of the
+    two logits), the share of the negatives taken from unlabelled pixels (`background`, drawn from
+    `background_cells` random squares, `background_per_cell` each) and the device."""
+
+    base: str = DEFAULT_WEIGHTS
+    hidden: int = 32
+    steps: int = 300
+    lr: float = 1e-2
+    weight_decay: float = 1e-3
+    cell: int = 256
+    context: int = 64
+    max_points: int = 20_000
+    scales: tuple[float, ...] = (1.0, 2.0, 4.0)
+    smooth: float = 1.5
+    union: bool = True
+    background: float = 0.3
+    background_cells: int = 8
+    background_per_cell: int = 500
+    seed: int = 0
+    device: str = "cpu"
+    manifest: str = field(default_factory=default_manifest)
+
+    def __post_init__(self) -> None:
+        if self.hidden < 0 or self.steps < 1 or self.lr <= 0 or self.weight_decay < 0 or self.max_points < 1:
+            raise ValueError("hidden >= 0, steps >= 1, lr > 0, weight_decay >= 0 and max_points >= 1 are required")
+        if not 0.0 <= self.background < 1.0 or self.smooth < 0 or self.background_cells < 0:
+            raise ValueError("background must be in [0, 1), smooth >= 0 and background_cells >= 0")
+        if self.cell < 32 or self.context < 0 or (self.cell + 2 * self.context) % 32:
+            raise ValueError(f"cell + 2 * context must be a multiple of 32 (cell >= 32), got {self.cell}, "
+                             f"{self.context}")
+
+
+def adapt_key(scan_digest: str, scribbles_digest: str, config: AdaptConfig, base_sha: str) -> str:
+    params = {k: v for k, v in asdict(config).items() if k not in ("manifest", "device")}
+    payload = json.dumps({"scan": scan_digest, "scribbles": scribbles_digest, "config": params, "base": base_sha,
+                          "version": __version__}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def build_adapted(base_name: str, manifest: Path, adapted: list[int], hidden: int, device: str = "cpu",
+                  scales: tuple[float, ...] = (1.0, 2.0, 4.0), smooth: float = 0.0, union: bool = False) -> Any:
+    """An AdaptedDetector over the verified base weights (head not fitted) and the base's manifest entry."""
+    from models.adapted import BASES, AdaptedDetector
+    from models.weights import get_entry, load_state
+
+    entry = get_entry(base_name, manifest)
+    if entry.architecture not in BASES:
+        raise ConfigError(f"{manifest}: {base_name!r} is a {entry.architecture!r}; adapt takes a detector "
+                          f"({', '.join(sorted(BASES))})")
+    model = AdaptedDetector(entry.architecture, entry.arch_args, adapted, hidden, scales, smooth, union)
+    model.base.load_state_dict(load_state(entry, manifest.parent))
+    return model.to(device).eval(), entry
+
+
+def adapt(store: str, scribbles: str | Path, config: AdaptConfig | None = None, force: bool = False,
+          run_id: str | None = None) -> StageResult:
+    """Fit the store's adapted detector on `scribbles`; skipped when nothing it depends on changed.
+
+    Bad scribbles and bad base weights are refused before anything is written; the previous weights stay
+    until the new ones are complete."""
+    import torch
+
+    from pipeline.stages.adapt_fit import background_points, collect_features, fit_head
+
+    config = config or AdaptConfig()
+    check_device(config.device)
+    started, prov_started = time.perf_counter(), now_iso()
+    folder = weights_dir(store)  # refuses a remote store
+    existing = adapted_info(store)
+    scan = open_complete(store, "scan")
+    scan_info = group_info(store, "scan")
+    assert scan_info is not None
+    level0 = scan["0"]
+    _, height, width = level0.shape
+    marks = read_scribbles(scribbles, (height, width), max_points=config.max_points, seed=config.seed)
+    from models.weights import get_entry
+
+    base_entry = get_entry(config.base, Path(config.manifest))
+    scan_digest = scan_info["digests"]["0"]
+    key = adapt_key(scan_digest, marks.digest, config, base_entry.sha256)
+    if existing and existing.get("key") == key and not force:
+        return StageResult("adapt", store, True, key, {ADAPTED_FILE: existing["sha256"]}, existing["summary"],
+                           document_url(store, existing.get("provenance")), time.perf_counter() - started)
+    params = {k: v for k, v in asdict(config).items() if k != "manifest"}
+    record = StageRecord("adapt", store, {**params, "base_sha256": base_entry.sha256,
+                                          "scribbles_digest": marks.digest}, run_id=run_id, started=prov_started)
+    record.invalidate(marker_refs(existing))
+    adapted = [c - 1 for c in marks.damage_classes]  # class channels: 0 craquelure, 1 paint loss
+    model, _ = build_adapted(config.base, Path(config.manifest), adapted, config.hidden, config.device,
+                             config.scales, config.smooth, config.union)
+    torch.manual_seed(config.seed)
+    points = dict(marks.points)
+    if config.background and config.background_cells:
+        points[0] = background_points((height, width), marks.points, config.background_cells,
+                                      config.background_per_cell, config.cell, np.random.default_rng(config.seed))
+    samples = collect_features(model, level0, points, config.cell, config.context)
+    fit = fit_head(model, samples, config.steps, config.lr, config.weight_decay, config.seed, config.background)
+    base_recall = {CLASS_NAMES[c + 1]: float((samples.base_prob[samples.labels == c + 1, c] >= 0.5).mean())
+                   for c in adapted}
+    model = model.cpu()
+    remove(store, partial_name(WEIGHTS_GROUP))  # leftovers of a killed fit
+    staged = zarr.open_group(store, mode="w", path=partial_name(WEIGHTS_GROUP))
+    staged_dir = folder.with_name(partial_name(WEIGHTS_GROUP))
+    entry = _save(model, base_entry, adapted, config, marks, staged_dir)
+    summary = {"adapted_classes": [CLASS_NAMES[c + 1] for c in adapted], "labelled_pixels": marks.counts,
+               "pixels_fitted": int((samples.labels > 0).sum()),
+               "unlabelled_fitted": int((samples.labels == 0).sum()), "base_recall_on_strokes": base_recall, "fit": fit}
+    record.use("scan/0", input_ref(scan_info, "scan/0", scan_digest))
+    record.use("scribbles", _scribbles_ref(marks, record.activity))
+    record.use("base weights", weights_ref(base_entry.name, base_entry.sha256, base_entry.architecture,
+                                           base_entry.file))
+    path = f"{WEIGHTS_GROUP}/{ADAPTED_FILE}"
+    record.generated(path, ["scan/0", "scribbles", "base weights"], name=ADAPTED_NAME, sha256=entry.sha256,
+                     architecture=entry.architecture, base=base_entry.name, base_sha256=base_entry.sha256,
+                     scribbles_digest=marks.digest,
+                     **{f"labelled_{name}": count for name, count in marks.counts.items()})
+    prov = record.write()
+    mark_complete(staged, {"stage": "adapt", "key": key, "name": ADAPTED_NAME, "file": ADAPTED_FILE,
+                           "manifest": MANIFEST_FILE, "sha256": entry.sha256, "base": base_entry.name,
+                           "base_sha256": base_entry.sha256, "scan_digest": scan_digest,
+                           "scribbles": {"file": str(scribbles), "digest": marks.digest, "counts": marks.counts},
+                           "summary": summary, "params": params, "provenance": prov, "prov": record.marker(prov)})
+    swap_in(store, WEIGHTS_GROUP)
+    return StageResult("adapt", store, False, key, {ADAPTED_FILE: entry.sha256}, summary, join(store, prov),
+                       time.perf_counter() - started)
+
+
+def _save(model: Any, base_entry: Any, adapted: list[int], config: AdaptConfig, marks: Scribbles,
+          folder: Path) -> Any:
+    from models.adapted import ARCHITECTURE
+    from models.weights import save_weights
+
+    arch_args = {"base": base_entry.architecture, "base_args": base_entry.arch_args, "adapted": adapted,
+                 "hidden": config.hidden, "scales": list(config.scales), "smooth": config.smooth,
+                 "union": config.union}
+    training = {"base": base_entry.name, "base_sha256": base_entry.sha256, "scribbles_digest": marks.digest,
+                "labelled_pixels": marks.counts, "fit": {k: v for k, v in asdict(config).items()
+                                                         if k not in ("manifest", "device", "base")}}
+    return save_weights(model, name=ADAPTED_NAME, architecture=ARCHITECTURE, arch_args=arch_args,
+                        tiling=base_entry.tiling, training=training, manifest_path=folder / MANIFEST_FILE)
+
+
+def _scribbles_ref(marks: Scribbles, activity: str) -> dict[str, Any]:
+    counts = {f"labelled_{name}": count for name, count in marks.counts.items()}
+    return {"id": f"store:input/scribbles@{activity}",
+            "attrs": {"file": Path(marks.path).name, "digest": marks.digest, "digest_algorithm": "sha256 of the "
+                      "uint8 labels row by row", "height": marks.shape[0], "width": marks.shape[1], **counts}}
+
+
+def describe(result: StageResult) -> list[str]:
+    """Lines for the command line: what was fitted on what."""
+    s = result.summary
+    counts = ", ".join(f"{k} {v} px" for k, v in s["labelled_pixels"].items())
+    return [f"scribbles: {counts}", f"adapted:   {', '.join(s['adapted_classes'])} (base recall on the strokes: "
+            + ", ".join(f"{k} {v:.2f}" for k, v in s["base_recall_on_strokes"].items()) + ")"]
+

@@ -1,0 +1,141 @@
+"""Fitting an adapted detector's head on scribbles: features at the labelled pixels, then a class-balanced fit.
+
+Only the `cell`-px squares of the scan that hold labelled pixels go through the frozen base network (each with
+`context` px of its neighbours, reflected at the image border), one at a time, so the cost follows the strokes,
+not the scan, and memory is one tile. Each square gives the head's input features at its labelled pixels.
+Per adapted damage class, its strokes are the positives and the clean strokes the negatives, each side
+weighted to half the loss (class-balanced binary cross-entropy); the other damage class's strokes are left out
+(a pixel may be both).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from models.adapted import AdaptedDetector
+
+UNLABELLED, CLEAN = 0, 3
+
+
+@dataclass(frozen=True)
+class PixelSamples:
+    """Head inputs (n, F) float32 at labelled pixels, their labels (n,) uint8 and the base's probability
+    (n, K) float32 (to report what the base said about the strokes)."""
+
+    features: np.ndarray
+    labels: np.ndarray
+    base_prob: np.ndarray
+
+
+def cells_with_points(points: np.ndarray, cell: int) -> dict[tuple[int, int], np.ndarray]:
+    """Labelled (y, x) points grouped by the `cell`-px square holding them."""
+    keys = points // cell
+    order = np.lexsort((keys[:, 1], keys[:, 0]))
+    keys, points = keys[order], points[order]
+    out: dict[tuple[int, int], np.ndarray] = {}
+    if len(points) == 0:
+        return out
+    breaks = np.flatnonzero(np.any(np.diff(keys, axis=0) != 0, axis=1)) + 1
+    for group in np.split(np.arange(len(points)), breaks):
+        out[(int(keys[group[0], 0]), int(keys[group[0], 1]))] = points[group]
+    return out
+
+
+@torch.inference_mode()
+def collect_features(model: AdaptedDetector, scan: Any, points: dict[int, np.ndarray], cell: int = 256,
+                     context: int = 64) -> PixelSamples:
+    """The head's inputs at every point of `points` (label value -> (n, 2) (y, x)), cell by cell, from `scan`
+    (C, H, W): a Zarr array or an array in memory."""
+    from pipeline.engine.tiling import read_with_halo
+    from pipeline.stages.detect_infer import MULTIPLE_OF, as_rgb_float
+
+    if (cell + 2 * context) % MULTIPLE_OF:
+        raise ValueError(f"cell + 2 * context must be a multiple of {MULTIPLE_OF}, got {cell + 2 * context}")
+    labelled = np.concatenate([p for p in points.values()])
+    values = np.concatenate([np.full(len(p), c, np.uint8) for c, p in points.items()])
+    index = {tuple(p): v for p, v in zip(map(tuple, labelled), values, strict=True)}
+    _, height, width = scan.shape
+    side = cell + 2 * context
+    feats, labels, probs = [], [], []
+    device = next(model.parameters()).device
+    for (cy, cx), cell_points in cells_with_points(labelled, cell).items():
+        y0, x0 = cy * cell, cx * cell
+        block = read_with_halo(scan, (y0, min(y0 + cell, height), x0, min(x0 + cell, width)), context)
+        block = np.pad(block, ((0, 0), (0, side - block.shape[1]), (0, side - block.shape[2])), mode="edge")
+        image = as_rgb_float(np.moveaxis(block, 0, -1))  # (T, T, 3)
+        x = torch.from_numpy(image.transpose(2, 0, 1)[None]).to(device)  # (1, 3, T, T)
+        logits, z = model.pixel_features(x)  # (1, K, T, T), (1, F, T, T)
+        ys, xs = cell_points[:, 0] - y0 + context, cell_points[:, 1] - x0 + context
+        feats.append(z[0][:, ys, xs].T.float().cpu().numpy())  # (n, F)
+        probs.append(torch.sigmoid(logits[0][:, ys, xs].T.float()).cpu().numpy())  # (n, K)
+        labels.append(np.array([index[(int(y), int(x))] for y, x in cell_points], np.uint8))
+    return PixelSamples(np.concatenate(feats), np.concatenate(labels), np.concatenate(probs))
+
+
+def background_points(shape: tuple[int, int], marks: dict[int, np.ndarray], cells: int, per_cell: int, cell: int,
+                      rng: np.random.Generator) -> np.ndarray:
+    """(n, 2) (y, x) unlabelled pixels: `per_cell` random pixels in each of `cells` random `cell`-px squares of
+    the scan (labelled pixels left out)."""
+    height, width = shape
+    labelled = {tuple(p) for pts in marks.values() for p in pts.tolist()}
+    out = []
+    for _ in range(cells):
+        y0, x0 = int(rng.integers(0, max(height - cell, 0) + 1)), int(rng.integers(0, max(width - cell, 0) + 1))
+        ys = rng.integers(y0, min(y0 + cell, height), per_cell)
+        xs = rng.integers(x0, min(x0 + cell, width), per_cell)
+        out += [(int(y), int(x)) for y, x in zip(ys, xs, strict=True) if (int(y), int(x)) not in labelled]
+    return np.unique(np.array(out, np.int64).reshape(-1, 2), axis=0)
+
+
+def fit_head(model: AdaptedDetector, samples: PixelSamples, steps: int = 300, lr: float = 1e-2,
+             weight_decay: float = 1e-3, seed: int = 0, background: float = 0.0) -> dict[str, float]:
+    """Fit `model.head` on the samples (label of class channel k is k + 1; clean = 3; unlabelled = 0); the final
+    training loss and the training accuracy per adapted class.
+
+    Per class the positives weigh half the loss and the negatives the other half: the clean strokes, and with
+    `background` > 0 the unlabelled samples at that share of the negatives' half (most of a painting is intact
+    paint, so an unlabelled pixel is clean unless the strokes say otherwise)."""
+    head = model.head
+    torch.manual_seed(seed)
+    z = torch.from_numpy(samples.features)  # (n, F)
+    mean, scale = z.mean(dim=0), z.std(dim=0).clamp_min(1e-3)
+    head.mean.copy_(mean)
+    head.scale.copy_(scale)
+    for module in head.net.modules():  # a fresh start whatever was fitted before
+        if isinstance(module, torch.nn.Conv2d):
+            module.reset_parameters()
+    labels = torch.from_numpy(samples.labels.astype(np.int64))
+    targets, weights = [], []
+    for channel in model.adapted:
+        pos, neg, bg = labels == channel + 1, labels == CLEAN, labels == UNLABELLED
+        if not pos.any() or not neg.any():
+            raise ValueError(f"class {channel + 1} needs positive and clean samples to adapt")
+        share = background if bg.any() else 0.0
+        targets.append(pos.float())
+        weights.append(pos.float() * 0.5 / pos.sum() + neg.float() * 0.5 * (1 - share) / neg.sum()
+                       + (bg.float() * 0.5 * share / bg.sum() if share else 0.0))
+    target, weight = torch.stack(targets, dim=1), torch.stack(weights, dim=1)  # (n, A)
+    x = z[:, :, None, None]  # (n, F, 1, 1)
+    head.train()
+    optimiser = torch.optim.Adam(head.net.parameters(), lr=lr, weight_decay=weight_decay)
+    loss = torch.zeros(())
+    with torch.enable_grad():
+        for _ in range(steps):
+            optimiser.zero_grad()
+            out = head(x)[:, :, 0, 0]  # (n, A)
+            loss = (F.binary_cross_entropy_with_logits(out, target, reduction="none") * weight).sum()
+            loss.backward()
+            optimiser.step()
+    head.eval()
+    with torch.no_grad():
+        hit = ((head(x)[:, :, 0, 0] > 0).float() == target).float()
+    report = {"loss": float(loss.detach())}
+    for i, channel in enumerate(model.adapted):
+        strokes = weight[:, i] * (labels != UNLABELLED).float()
+        report[f"train_balanced_accuracy_{channel + 1}"] = float((hit[:, i] * strokes).sum() / strokes.sum())
+    return report
