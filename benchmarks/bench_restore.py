@@ -6,6 +6,7 @@
     python benchmarks/bench_restore.py --sides 4000 --efficiency  # detect with 1 vs 2 workers (1 thread each)
     python benchmarks/bench_restore.py --sides 4000 --inpaint-scaling  # inpaint time vs damaged area
     python benchmarks/bench_restore.py --device cuda            # on a GPU machine
+    python benchmarks/bench_restore.py --weights detector-resunet18-paint  # another detector (one network)
 
 Scans are painting-like RGB 8-bit tiled BigTIFFs written tile by tile; about `--damage` of the area carries
 synthetic craquelure and paint loss (lab.synthesis.synthetic_damage on randomly chosen 1024-px blocks), and the
@@ -126,7 +127,8 @@ if stage == "ingest":
     ingest(sys.argv[8], store, engine=engine)
 elif stage == "detect":
     from pipeline.stages.detect import DetectConfig, detect
-    r = detect(store, DetectConfig(device=device, precision=precision, tta=int(tta)), engine, force=True)
+    r = detect(store, DetectConfig(weights=sys.argv[8], device=device, precision=precision, tta=int(tta)), engine,
+               force=True)
 elif stage == "inpaint":
     from pathlib import Path
     from pipeline.stages.inpaint_stage import InpaintStageConfig, inpaint_store
@@ -168,9 +170,9 @@ import numpy as np, torch, zarr
 from monai.inferers import sliding_window_inference
 from models.weights import load_model
 from pipeline.stages.detect import DetectConfig
-store, threads, precision = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+store, threads, precision, weights = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 torch.set_num_threads(threads)
-model, _ = load_model("detector-resunet18")
+model, _ = load_model(weights)
 config = DetectConfig()  # the stage's tile, and its overlap between neighbouring chunks' tiles: 2 x halo
 t = time.perf_counter()
 image = zarr.open_group(store, mode="r")["scan/0"][:]  # (3, H, W) whole image in memory
@@ -186,9 +188,9 @@ print(json.dumps({"seconds": seconds, "peak_rss_mb": peak[0] / 2**20}))
 """
 
 
-def run_monai(store: Path, threads: int, precision: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", MONAI, str(store), str(threads), precision], capture_output=True,
-                         text=True, cwd=REPO)
+def run_monai(store: Path, threads: int, precision: str, weights: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", MONAI, str(store), str(threads), precision, weights],
+                         capture_output=True, text=True, cwd=REPO)
     if out.returncode:
         raise RuntimeError(f"monai failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -203,6 +205,7 @@ def main() -> None:
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     parser.add_argument("--tta", type=int, default=DEFAULT_TTA, choices=[1, 2, 4, 8],
                         help=f"detect's test-time augmentation views (default {DEFAULT_TTA}, the stage's)")
+    parser.add_argument("--weights", default="detector-resunet18", help="detector weights (manifest name)")
     parser.add_argument("--monai", action="store_true", help="detect vs MONAI (on --monai-side)")
     parser.add_argument("--monai-side", type=int, default=None, help="size for --monai (default: the first)")
     parser.add_argument("--efficiency", action="store_true", help="detect with 1 and 2 workers on the first size")
@@ -225,21 +228,22 @@ def main() -> None:
             damaged = make_scan(scan, side, args.damage)
             store = scratch / f"scan-{side}.zarr"
             mp = side * side / 1e6
-            for stage, extra in (("ingest", [str(scan)]), ("detect", []), ("inpaint", [str(labels_path(scan))]),
-                                 ("export", [str(scratch / f"export-{side}")])):
+            stages = (("ingest", [str(scan)]), ("detect", [args.weights]), ("inpaint", [str(labels_path(scan))]),
+                      ("export", [str(scratch / f"export-{side}")]))
+            for stage, extra in stages:
                 r = run_stage(stage, store, *extra, **stage_opts)
                 rows.append({"stage": stage, "mp": mp, "damage %": 100 * damaged, **r})
                 if stage == "detect":
                     ours = r
             if args.efficiency and side == args.sides[0]:
-                one = run_stage("detect", store, workers=1, threads=1, precision=precision, tta=args.tta)
-                two = run_stage("detect", store, workers=2, threads=1, precision=precision, tta=args.tta)
+                one = run_stage("detect", store, args.weights, workers=1, threads=1, precision=precision, tta=args.tta)
+                two = run_stage("detect", store, args.weights, workers=2, threads=1, precision=precision, tta=args.tta)
                 notes.append(f"detect parallel efficiency at {mp:.0f} MP ({precision}): 1 worker "
                              f"{one['seconds']:.1f} s, 2 workers {two['seconds']:.1f} s -> speed-up "
                              f"{one['seconds'] / two['seconds']:.2f}, efficiency "
                              f"{one['seconds'] / (2 * two['seconds']):.2f}")
             if args.monai and side == (args.monai_side or args.sides[0]):
-                theirs = run_monai(store, os.cpu_count() or 1, precision)
+                theirs = run_monai(store, os.cpu_count() or 1, precision, args.weights)
                 t_ratio = ours["seconds"] / theirs["seconds"]
                 m_ratio = ours["peak_rss_mb"] / theirs["peak_rss_mb"]
                 notes.append(f"detect stage vs MONAI sliding_window_inference at {mp:.0f} MP, same model, {precision}, "
