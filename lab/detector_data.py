@@ -78,22 +78,29 @@ def _resize(crop: np.ndarray, tile: int) -> np.ndarray:
 
 def _edge_crop(painting: np.ndarray, side: int, tile: int, rng: np.random.Generator) -> np.ndarray:
     """A side x side window that overhangs one or two image edges (a side or a corner) by 4 px to 3/8 of
-    the window, the overhang filled by reflection."""
+    the window, the overhang filled by mirroring (np.pad "symmetric": the edge row repeated, where detection's
+    reflect padding does not repeat it)."""
     h, w = painting.shape[:2]
     over_y = int(rng.integers(4, max(5, 3 * side // 8))) * int(rng.random() < 0.5)
     over_x = int(rng.integers(4, max(5, 3 * side // 8))) if (over_y == 0 or rng.random() < 0.5) else 0
     over_y, over_x = min(over_y, side - 1), min(over_x, side - 1)
     top = bool(rng.random() < 0.5)
     left = bool(rng.random() < 0.5)
-    y = 0 if top else h - (side - over_y)
-    x = int(rng.integers(0, w - side + 1)) if over_x == 0 else (0 if left else w - (side - over_x))
-    if over_y == 0:
-        y = int(rng.integers(0, h - side + 1))
+    x = _window_start(w, side, over_x, left, rng)  # at most one of the two is drawn: over_x or over_y is > 0
+    y = _window_start(h, side, over_y, top, rng)
     crop = painting[y : y + side - over_y, x : x + side - over_x]
     pad_y = (over_y, 0) if top else (0, over_y)
     pad_x = (over_x, 0) if left else (0, over_x)
     crop = np.pad(crop, (pad_y, pad_x, (0, 0)), mode="symmetric")
     return _resize(crop, tile)
+
+
+def _window_start(size: int, side: int, over: int, near: bool, rng: np.random.Generator) -> int:
+    """Start of the window's part inside the image along one axis: at the near or far edge when it overhangs
+    by `over` px, else anywhere (drawn)."""
+    if over:
+        return 0 if near else size - (side - over)
+    return int(rng.integers(0, size - side + 1))
 
 
 def _photometric(image: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
