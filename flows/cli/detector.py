@@ -215,10 +215,9 @@ def evaluate_intact_command(
     run as `retouch detect` runs it; the worst painting and the 0.05% target of issue 21."""
     from lab.eval.intact_eval import evaluate_intact, format_intact
 
-    if not 0.0 < threshold < 1.0:
-        raise typer.BadParameter(f"--threshold must be in (0, 1), got {threshold}")
+    check_flag_threshold(threshold)
     report = evaluate_intact(weights=weights, tta=check_tta(tta), threshold=threshold, save_dir=save, bf16=bf16)
-    typer.echo(f"weights {report['weights']['name']} ({report['weights']['sha256'][:12]}), tta {report['tta']}")
+    typer.echo(weights_line(report))
     typer.echo(format_intact(report))
     if save is not None:
         typer.echo(f"wrote {report['overlay']}")
@@ -237,13 +236,12 @@ def evaluate_thin_lines_command(
     the VAL paintings, no damage: the share of the lines' pixels the detector flags, per kind."""
     from lab.eval.thin_lines import evaluate_thin_lines, format_thin_lines
 
-    if not 0.0 < threshold < 1.0:
-        raise typer.BadParameter(f"--threshold must be in (0, 1), got {threshold}")
+    check_flag_threshold(threshold)
     if copies < 1:
         raise typer.BadParameter(f"--copies must be >= 1, got {copies}")
     report = evaluate_thin_lines(weights=weights, tta=check_tta(tta), threshold=threshold, copies=copies,
                                  save_dir=save)
-    typer.echo(f"weights {report['weights']['name']} ({report['weights']['sha256'][:12]}), tta {report['tta']}")
+    typer.echo(weights_line(report))
     typer.echo(format_thin_lines(report))
     if save is not None:
         typer.echo(f"wrote {report['worst_case']}")
@@ -292,3 +290,14 @@ def evaluate_adapt_command(
         report["sets"][name] = evaluate_cases(cases, channel, config, plan, seed, tta)
         typer.echo(format_adapt({"sets": {name: report["sets"][name]}}))
     write_report(json_out, report)
+
+
+def check_flag_threshold(threshold: float) -> None:
+    """Refuse a flagging threshold outside (0, 1) in one line."""
+    if not 0.0 < threshold < 1.0:
+        raise typer.BadParameter(f"--threshold must be in (0, 1), got {threshold}")
+
+
+def weights_line(report: dict) -> str:
+    """`weights NAME (SHA12), tta N` of an evaluation report."""
+    return f"weights {report['weights']['name']} ({report['weights']['sha256'][:12]}), tta {report['tta']}"
