@@ -22,6 +22,7 @@ import torch
 
 import models  # noqa: F401
 from models.weights import load_model
+from pipeline.stages.detect import DEFAULT_WEIGHTS
 from pipeline.stages.detect_infer import predict_probabilities
 
 
@@ -41,7 +42,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--size", type=int, default=1024)
-    parser.add_argument("--weights", default="detector-resunet18")
+    parser.add_argument("--weights", default=DEFAULT_WEIGHTS)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from pipeline.stages.detect import DEFAULT_TTA
+from pipeline.stages.detect import DEFAULT_TTA, DEFAULT_WEIGHTS
 
 BLOCK = 1024
 REPO = Path(__file__).resolve().parents[1]
@@ -205,7 +205,7 @@ def main() -> None:
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     parser.add_argument("--tta", type=int, default=DEFAULT_TTA, choices=[1, 2, 4, 8],
                         help=f"detect's test-time augmentation views (default {DEFAULT_TTA}, the stage's)")
-    parser.add_argument("--weights", default="detector-resunet18", help="detector weights (manifest name)")
+    parser.add_argument("--weights", default=DEFAULT_WEIGHTS, help="detector weights (manifest name)")
     parser.add_argument("--monai", action="store_true", help="detect vs MONAI (on --monai-side)")
     parser.add_argument("--monai-side", type=int, default=None, help="size for --monai (default: the first)")
     parser.add_argument("--efficiency", action="store_true", help="detect with 1 and 2 workers on the first size")

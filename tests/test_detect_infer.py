@@ -92,7 +92,7 @@ def test_tta_setting_is_checked_everywhere(tmp_path) -> None:
     from typer.testing import CliRunner
 
     from flows.cli import app
-    from flows.cli.common import DEFAULT_TTA, TTA_VIEWS
+    from flows.cli.common import DEFAULT_TTA, DEFAULT_WEIGHTS, TTA_VIEWS
     from lab.eval.detect_eval import EvalOptions
     from pipeline.stages import detect
     from pipeline.stages.detect import DetectConfig
@@ -100,6 +100,7 @@ def test_tta_setting_is_checked_everywhere(tmp_path) -> None:
 
     assert TTA_VIEWS == VIEWS
     assert DEFAULT_TTA == detect.DEFAULT_TTA == DetectConfig().tta == EvalOptions().tta == 2
+    assert DEFAULT_WEIGHTS == detect.DEFAULT_WEIGHTS == EvalOptions().weights
     with pytest.raises(ValueError, match="tta must be one of"):
         DetectConfig(tta=3)
     for args in (["detect", str(tmp_path / "x.zarr"), "--tta", "3"],

@@ -9,7 +9,16 @@ from typing import Annotated
 
 import typer
 
-from flows.cli.common import DEFAULT_TTA, FLAG, TtaOpt, check_tta, clean_errors, start_flows, write_report
+from flows.cli.common import (
+    DEFAULT_TTA,
+    DEFAULT_WEIGHTS,
+    FLAG,
+    TtaOpt,
+    check_tta,
+    clean_errors,
+    start_flows,
+    write_report,
+)
 
 
 def register(train_app: typer.Typer, evaluate_app: typer.Typer) -> None:
@@ -126,7 +135,7 @@ def evaluate_detect_command(
     json_out: Annotated[Path | None, typer.Option("--json", help="write the figures here")] = None,
     save: Annotated[Path | None, typer.Option(help="write predicted 0/255 maps per class here")] = None,
     tolerance: Annotated[float, typer.Option(help="also score with this distance tolerance (px)")] = 2.0,
-    weights: Annotated[str, typer.Option(help="manifest name of the detector weights")] = "detector-resunet18",
+    weights: Annotated[str, typer.Option(help="manifest name of the detector weights")] = DEFAULT_WEIGHTS,
     bf16: Annotated[bool, typer.Option(help="bf16 autocast inference", metavar=FLAG)] = False,
     mask_value: Annotated[int | None, typer.Option(help="only this mask value is damage (e.g. 255)")] = None,
     no_baseline: Annotated[bool, typer.Option("--no-baseline", help="skip the classical baseline",
@@ -163,7 +172,7 @@ def make_detect_set_command(
 
 
 def detect_styles_command(
-    weights: Annotated[str, typer.Option(help="manifest name of the detector weights")] = "detector-resunet18",
+    weights: Annotated[str, typer.Option(help="manifest name of the detector weights")] = DEFAULT_WEIGHTS,
     copies: Annotated[int, typer.Option(min=1, help="seeded crops per VAL painting, style and fill")] = 2,
     crop: Annotated[int, typer.Option(min=64, help="crop side (px)")] = 512,
     seed: Annotated[int, typer.Option(help="first seed")] = 7_000_000,
@@ -204,7 +213,7 @@ def detect_styles_command(
 
 
 def evaluate_intact_command(
-    weights: Annotated[str, typer.Option(help="manifest name of the detector weights")] = "detector-resunet18",
+    weights: Annotated[str, typer.Option(help="manifest name of the detector weights")] = DEFAULT_WEIGHTS,
     tta: TtaOpt = DEFAULT_TTA,
     threshold: Annotated[float, typer.Option(help="probability above which a pixel is flagged")] = 0.5,
     bf16: Annotated[bool, typer.Option(help="bf16 autocast inference")] = False,
@@ -225,7 +234,7 @@ def evaluate_intact_command(
 
 
 def evaluate_thin_lines_command(
-    weights: Annotated[str, typer.Option(help="manifest name of the detector weights")] = "detector-resunet18",
+    weights: Annotated[str, typer.Option(help="manifest name of the detector weights")] = DEFAULT_WEIGHTS,
     tta: TtaOpt = DEFAULT_TTA,
     threshold: Annotated[float, typer.Option(help="probability above which a pixel is flagged")] = 0.5,
     copies: Annotated[int, typer.Option(help="seeded crops per VAL painting and kind")] = 2,

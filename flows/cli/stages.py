@@ -9,6 +9,7 @@ import typer
 
 from flows.cli.common import (
     DEFAULT_TTA,
+    DEFAULT_WEIGHTS,
     AddressOpt,
     DeviceOpt,
     EngineOpt,
@@ -68,7 +69,7 @@ def detect_command(
     store: Annotated[str, typer.Argument(help="an ingested store")],
     weights: Annotated[str | None, typer.Option(help="detector weights name (manifest); default: the store's "
                                                      "adapted weights when `retouch adapt` made some, else "
-                                                     "detector-resunet18")] = None,
+                                                     f"{DEFAULT_WEIGHTS}")] = None,
     threshold: Annotated[float, typer.Option(help="probability threshold for the label mask")] = 0.5,
     tile: Annotated[int, typer.Option(help="largest model tile side (multiple of 32)")] = 1216,
     precision: Annotated[str, typer.Option(help="auto (bf16 where native), fp32 or bf16")] = "auto",
@@ -99,7 +100,7 @@ def adapt_command(
                                                         "0 unlabelled, 1 craquelure, 2 paint loss, 3 clean "
                                                         "(default: the store's scribbles/ from `retouch review`)")]
     = None,
-    base: Annotated[str, typer.Option(help="the detector to adapt (manifest name)")] = "detector-resunet18",
+    base: Annotated[str, typer.Option(help="the detector to adapt (manifest name)")] = DEFAULT_WEIGHTS,
     hidden: Annotated[int, typer.Option(help="hidden units of the per-pixel classifier (0 = linear)", min=0)] = 32,
     steps: Annotated[int, typer.Option(help="optimiser steps of the fit", min=1)] = 300,
     seed: Annotated[int, typer.Option(help="seed of the pixel sampling and the fit")] = 0,

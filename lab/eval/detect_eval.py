@@ -19,7 +19,7 @@ from lab.pairs import IMAGE_SUFFIXES, MASK_SUFFIXES, pair_files  # noqa: F401  (
 from lab.synthesis.synthetic_damage import CLASS_NAMES
 from pipeline.errors import InputError
 from pipeline.io.image_io import read_image, read_mask, to_float, write_png
-from pipeline.stages.detect import DEFAULT_TTA
+from pipeline.stages.detect import DEFAULT_TTA, DEFAULT_WEIGHTS
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class EvalOptions:
 
     classes: tuple[str, ...] = CLASS_NAMES
     tolerance: float = 2.0  # px; 0 = strict only
-    weights: str = "detector-resunet18"
+    weights: str = DEFAULT_WEIGHTS
     bf16: bool = False
     mask_value: int | None = None
     baseline: bool = True

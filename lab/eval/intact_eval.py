@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from lab.synthesis.synthetic_damage import CLASS_NAMES
+from pipeline.stages.detect import DEFAULT_WEIGHTS
 
 TARGET_FRACTION = 0.0005  # issue 21: at most 0.05% of a painting's area flagged
 OVERLAY_COLOURS = {"craquelure": (1.0, 0.0, 0.0), "paint_loss": (0.0, 0.3, 1.0)}
@@ -79,7 +80,7 @@ def intact_report(
 
 
 def evaluate_intact(
-    weights: str = "detector-resunet18",
+    weights: str = DEFAULT_WEIGHTS,
     tta: int | None = None,
     threshold: float = 0.5,
     save_dir: Path | None = None,

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from lab.synthesis.negatives import paint_negatives
+from pipeline.stages.detect import DEFAULT_WEIGHTS
 
 THIN_KINDS = ("rigging", "contour", "hatching", "lace", "highlight", "inscription")
 DEFAULT_SEED = 8_000_000  # apart from the training seeds and the other held-out sets'
@@ -99,7 +100,7 @@ def format_thin_lines(report: dict[str, Any]) -> str:
 
 
 def evaluate_thin_lines(
-    weights: str = "detector-resunet18", tta: int | None = None, threshold: float = 0.5, copies: int = 2,
+    weights: str = DEFAULT_WEIGHTS, tta: int | None = None, threshold: float = 0.5, copies: int = 2,
     crop: int = 384, save_dir: Path | None = None, paths: list[Path] | None = None, manifest: Path | None = None,
     tile: int | None = None,
 ) -> dict[str, Any]:
