@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import dask
+import numpy as np
 import zarr
 
 from pipeline.engine.ledger import Ledger
@@ -15,13 +16,20 @@ from pipeline.io.store import LevelSpec, block_digest, chunks_in, downsample2, r
 
 def _downsample_chunk(source: zarr.Array, target: zarr.Array, region: tuple[int, int, int, int],
                       chunk: int, ledger: Ledger, task_id: str, mode: str = "mean") -> dict[str, str]:
-    """Write one chunk (or shard) of a level from the 2x2 region of the level before it; digest each chunk."""
+    """Write one chunk (or shard) of a level from the level before it; digest each chunk.
+
+    The region is made one output chunk at a time, each from its own 2x2 source region, and written whole:
+    a task holds the output region and one chunk's source, never the source of a whole shard.
+    """
     y0, y1, x0, x1 = region
-    block = read_region(source, 2 * y0, 2 * y1, 2 * x0, 2 * x1)
-    small = downsample2(block, mode)[:, : y1 - y0, : x1 - x0]
+    small = np.empty((target.shape[0], y1 - y0, x1 - x0), target.dtype)
+    digests = {}
+    for cy0, cy1, cx0, cx1 in chunks_in(region, chunk):
+        block = read_region(source, 2 * cy0, 2 * cy1, 2 * cx0, 2 * cx1)
+        part = downsample2(block, mode)[:, : cy1 - cy0, : cx1 - cx0]
+        small[:, cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0] = part
+        digests[f"{cy0 // chunk}-{cx0 // chunk}"] = block_digest(part)
     target[:, y0:y1, x0:x1] = small
-    digests = {f"{cy0 // chunk}-{cx0 // chunk}": block_digest(small[:, cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0])
-               for cy0, cy1, cx0, cx1 in chunks_in(region, chunk)}
     ledger.record(task_id, json.dumps(digests))
     return digests
 

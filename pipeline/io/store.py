@@ -114,7 +114,8 @@ def downsample2(block: np.ndarray, mode: str = "mean") -> np.ndarray:
     quads = block.reshape(c, block.shape[1] // 2, 2, block.shape[2] // 2, 2)
     if mode == "max":
         return quads.max(axis=(2, 4))
-    summed = quads.astype(np.uint32).sum(axis=(2, 4))
+    # accumulated in the smallest type that holds 4 * max + 2 (no widened copy of the whole block)
+    summed = quads.sum(axis=(2, 4), dtype=np.uint16 if block.dtype.itemsize == 1 else np.uint32)
     return ((summed + 2) // 4).astype(block.dtype)
 
 

@@ -36,6 +36,7 @@ from pipeline.io.store import (
     DAMAGE,
     DAMAGE_LABELS,
     block_digest,
+    chunks_in,
     create_levels,
     group_info,
     is_local,
@@ -47,7 +48,7 @@ from pipeline.io.store import (
     open_damage_labels,
     pixel_size_of,
     shard_chunks_of,
-    write_side,
+    write_regions,
 )
 from pipeline.provenance import StageRecord, document_url, input_ref, marker_refs, now_iso, weights_ref
 from pipeline.stages.detect import STALE_KEY, StageResult, check_device, default_manifest
@@ -152,16 +153,15 @@ def write_edited_mask(store: str, mask_path: Path, height: int, width: int, chun
     level0 = group["0"]
     digests = {}
     marked = 0
-    band_height = write_side(level0)  # whole shards: no read-modify-write of a shard per chunk row
     try:
-        for y0 in range(0, height, band_height):  # one band at a time: memory ~ band_height x width
-            band = mask.hole(y0, min(y0 + band_height, height), 0, width)[None].astype(np.uint8)
-            marked += int(band.sum())
-            level0[:, y0 : y0 + band.shape[1], :] = band
-            for cy in range(0, band.shape[1], chunk):
-                for x0 in range(0, width, chunk):
-                    digests[f"{(y0 + cy) // chunk}-{x0 // chunk}"] = block_digest(
-                        band[:, cy : cy + chunk, x0 : x0 + chunk])
+        # one write block (shard, or chunk) at a time, written whole: memory ~ one block, whatever the scan
+        for y0, y1, x0, x1 in write_regions(level0):
+            block = mask.hole(y0, y1, x0, x1)[None].astype(np.uint8)
+            marked += int(block.sum())
+            level0[:, y0:y1, x0:x1] = block
+            for cy0, cy1, cx0, cx1 in chunks_in((y0, y1, x0, x1), chunk):
+                digests[f"{cy0 // chunk}-{cx0 // chunk}"] = block_digest(
+                    block[:, cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0])
         read = {"file": str(mask_path), "channels": mask.channels, "rule": mask.rule,
                 "pixels_marked": marked, "percent_marked": 100.0 * marked / (height * width)}
         _check_coverage(mask_path, read, allow_large, allow_empty)
