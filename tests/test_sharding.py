@@ -62,7 +62,8 @@ def test_sharded_store_equals_unsharded_byte_for_byte(tmp_path: Path, tiny_weigh
     damage = [zarr.open_group(u, mode="r", path="damage").attrs["retouch"]["digests"] for u in (sharded, plain)]
     assert damage[0] == damage[1]  # per-chunk digests are taken the same way in both layouts
     files = [sum(1 for p in (Path(u) / "scan" / "0").rglob("*") if p.is_file()) for u in (sharded, plain)]
-    assert files == [4 + 1, 25 + 1]  # 4 shard files against 25 chunk files (+ zarr.json each)
+    # 4 shard files against 25 chunk files, + zarr.json and the level's retouch-digests.json in each
+    assert files == [4 + 2, 25 + 2]
 
 
 def test_a_sharded_ingest_that_crashed_resumes_from_the_ledger(tmp_path: Path,
