@@ -14,7 +14,7 @@ from test_stages import QUIET, damaged_scan, make_store
 from lab.eval.texture_metrics import gradient_ratio
 from pipeline.io.store import group_info
 from pipeline.stages.inpaint import dilate_hole
-from pipeline.stages.inpaint_grain import GrainConfig, add_grain, high_pass
+from pipeline.stages.inpaint_grain import GrainConfig, add_grain, clip_band, grain_weight, high_pass
 from pipeline.stages.inpaint_stage import InpaintStageConfig, inpaint_key, inpaint_store
 
 
@@ -78,16 +78,32 @@ def test_same_bytes_twice_and_the_seed_matters() -> None:
 def test_a_periodic_surround_gives_the_fill_its_texture() -> None:
     image = _weave(np.uint8)
     hole = _hole(image.shape[:2])
+    loss = hole.copy()
+    loss[60:66] = False  # scored on the loss; the thin crack gets no grain (below)
     filled = _flat_fill(image, hole)
-    before = gradient_ratio(filled, image, hole)
-    half = gradient_ratio(add_grain(filled, image, hole, GrainConfig(alpha=0.5)), image, hole)
-    after = gradient_ratio(add_grain(filled, image, hole, GrainConfig(alpha=1.0)), image, hole)
+    before = gradient_ratio(filled, image, loss)
+    half = gradient_ratio(add_grain(filled, image, hole, GrainConfig(alpha=0.5)), image, loss)
+    after = gradient_ratio(add_grain(filled, image, hole, GrainConfig(alpha=1.0)), image, loss)
     assert before < 0.5 < half < after  # more strength, more texture
     assert 0.8 <= after <= 1.2  # the weave's gradient energy, not noise
 
 
+def test_thin_cracks_keep_the_fill_and_wide_losses_take_full_grain() -> None:
+    image = _weave(np.uint8)
+    hole = _hole(image.shape[:2])  # a 32 x 36 loss and a 6 px wide crack
+    weight = grain_weight(hole, narrow=3.0, reach=8)
+    assert weight[~hole].max() == 0 and weight[62, 5:80].max() == 0
+    assert weight[21:51, 25:59].min() == 1 and weight[20:52, 24:60].min() > 0.8  # corners: a little less
+    filled = _flat_fill(image, hole)
+    out = add_grain(filled, image, hole, GrainConfig(alpha=1.0))
+    assert np.array_equal(out[61:65, 12:19], filled[61:65, 12:19])  # the crack, away from the loss
+    everywhere = add_grain(filled, image, hole, GrainConfig(alpha=1.0, narrow=0.0))
+    assert not np.array_equal(everywhere[61:65, 12:19], filled[61:65, 12:19])
+
+
 def test_bad_settings_are_refused() -> None:
-    for bad in ({"alpha": -1.0}, {"sigma": 0.1}, {"block": 2}, {"block": 16, "overlap": 12}, {"candidates": 0}):
+    for bad in ({"alpha": -1.0}, {"sigma": 0.1}, {"block": 2}, {"block": 16, "overlap": 12}, {"candidates": 0},
+                {"clip": -1.0}, {"narrow": -1.0}):
         with pytest.raises(ValueError):
             GrainConfig(**bad)
     with pytest.raises(ValueError, match="grain"):
@@ -121,3 +137,17 @@ def test_stage_with_grain_keeps_the_scan_outside_the_fill_and_records_it(tmp_pat
     for out in restored.values():
         assert out.dtype == dtype and np.array_equal(scan[:, ~hole], out[:, ~hole])
     assert not np.array_equal(restored[0.0][:, hole], restored[1.0][:, hole])
+
+
+def test_clipping_cuts_an_edge_halo_but_keeps_the_texture() -> None:
+    rng = np.random.default_rng(1)
+    texture = rng.normal(0, 0.02, (64, 64, 1)).astype(np.float32)
+    band = texture.copy()
+    band[:, 30:32] += 0.5  # a sharp ridge beside the hole
+    hole = np.zeros((64, 64), bool)
+    hole[20:40, 36:56] = True
+    clipped = clip_band(band, hole, 16, 2.5)
+    assert np.abs(clipped[:, 30:32]).max() < 0.1  # the ridge is cut to a few deviations of the texture
+    keep = np.abs(texture) < 0.04  # within two deviations: passed unchanged
+    keep[:, 30:32] = False
+    assert np.array_equal(clipped[keep], band[keep])

@@ -8,8 +8,10 @@ overlap; each block that holds hole pixels takes, among `candidates` fully known
 it, the one whose high-pass is closest (sum of squared differences) to what is already fixed in the block
 (known pixels and the overlap of blocks already placed), and is pasted into the hole pixels with a linear
 ramp over the overlap. Copying whole blocks keeps a periodic texture's period (canvas weave), and matching
-the overlaps keeps its phase. The synthesised band, times `alpha`, is added to the fill inside the hole only;
-every pixel outside the hole comes back bit for bit.
+the overlaps keeps its phase. Before copying, the band is clipped per channel to `clip` robust deviations of
+the known ring around the hole, so that the fine texture is copied but the halo of a sharp edge (a fold, a
+contour) is not. The synthesised band, times `alpha`, is added to the fill inside the hole only; every pixel
+outside the hole comes back bit for bit.
 
 Deterministic: the candidates are drawn from `numpy.random.default_rng(seed)`, so the same input gives
 the same bytes (a resumed stage rewrites a chunk identically).
@@ -29,7 +31,10 @@ _MIN_WEIGHT = 1e-3  # normalised blur: below this share of known pixels the loca
 
 @dataclass(frozen=True)
 class GrainConfig:
-    """Strength `alpha` (0 = off), high-pass `sigma` (px), quilting `block` and `overlap` (px), candidates, seed."""
+    """Strength `alpha` (0 = off), high-pass `sigma` (px), quilting `block` and `overlap` (px), candidates, seed;
+    `clip` > 0 limits the band to that many robust deviations of the ring around the hole (see `clip_band`);
+    `narrow` > 0: damage of at most that half-width (px) gets no grain, twice that and more the full strength
+    (see `grain_weight`)."""
 
     alpha: float = 0.0
     sigma: float = 3.0
@@ -37,6 +42,8 @@ class GrainConfig:
     overlap: int = 4
     candidates: int = 96
     seed: int = 0
+    clip: float = 2.5
+    narrow: float = 3.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.alpha <= 4.0:
@@ -47,6 +54,8 @@ class GrainConfig:
             raise ValueError(f"need block >= 4 and 0 <= overlap <= block / 2, got {self.block}/{self.overlap}")
         if self.candidates < 1:
             raise ValueError(f"need candidates >= 1, got {self.candidates}")
+        if self.clip < 0 or self.narrow < 0:
+            raise ValueError(f"grain clip and narrow must be >= 0 (0 = off), got {self.clip} and {self.narrow}")
 
 
 def high_pass(unit: np.ndarray, known: np.ndarray, sigma: float) -> np.ndarray:
@@ -58,6 +67,30 @@ def high_pass(unit: np.ndarray, known: np.ndarray, sigma: float) -> np.ndarray:
     low = num / np.maximum(den, _MIN_WEIGHT)[:, :, None]
     trusted = (den >= _MIN_WEIGHT) & known
     return np.where(trusted[:, :, None], unit - low, 0.0).astype(np.float32)
+
+
+def clip_band(band: np.ndarray, hole: np.ndarray, reach: int, clip: float) -> np.ndarray:
+    """`band` limited per channel to +-clip robust deviations (1.4826 x median |band|) of the known ring within
+    `reach` px of the hole: the paint's fine texture passes, the halo of a sharp edge is cut down."""
+    ring = cv2.dilate(hole.astype(np.uint8), np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)).astype(bool) & ~hole
+    if not ring.any():
+        return band
+    limit = clip * 1.4826 * np.median(np.abs(band[ring]), axis=0)  # (c,)
+    return np.clip(band, -limit, limit).astype(np.float32)
+
+
+def grain_weight(hole: np.ndarray, narrow: float, reach: int) -> np.ndarray:
+    """(h, w) float32 in [0, 1]: how much grain each hole pixel takes, from the hole's local half-width.
+
+    The half-width near a pixel is the largest distance to known paint within `reach` px of it: a thin crack
+    (half-width <= narrow) takes none, a loss of half-width >= 2 x narrow takes all, in between a linear ramp;
+    so thin cracks keep the network's clean fill, and a large loss is textured up to its edge."""
+    dist = cv2.distanceTransform(hole.astype(np.uint8), cv2.DIST_L2, 3)
+    if not narrow:
+        return hole.astype(np.float32)
+    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1))
+    width = cv2.dilate(dist, disk)
+    return np.where(hole, np.clip((width - narrow) / narrow, 0.0, 1.0), 0.0).astype(np.float32)
 
 
 def _block_sums(mask: np.ndarray, block: int) -> np.ndarray:
@@ -89,8 +122,11 @@ def _candidates(valid: np.ndarray, y: int, x: int, reach: int, count: int,
     return pos[rng.choice(len(pos), size=min(count, len(pos)), replace=False)] if len(pos) else pos
 
 
-def synthesize_grain(band: np.ndarray, hole: np.ndarray, config: GrainConfig) -> np.ndarray:
-    """(h, w, c) float32: the high-pass `band` (known pixels' values used) quilted into `hole`; 0 outside it."""
+def synthesize_grain(band: np.ndarray, hole: np.ndarray, config: GrainConfig,
+                     where: np.ndarray | None = None) -> np.ndarray:
+    """(h, w, c) float32: the high-pass `band` (known pixels' values used) quilted into `hole`; 0 outside it.
+
+    With `where` ((h, w) bool), only the grid blocks holding `where` pixels are synthesised (0 elsewhere)."""
     h, w = hole.shape
     b, o = config.block, config.overlap
     out = np.zeros_like(band)
@@ -102,7 +138,7 @@ def synthesize_grain(band: np.ndarray, hole: np.ndarray, config: GrainConfig) ->
     rng = np.random.default_rng(config.seed)
     canvas = np.where(hole[:, :, None], 0.0, band).astype(np.float32)
     fixed = ~hole
-    holes_in = _block_sums(hole, b)
+    holes_in = _block_sums(hole if where is None else hole & where, b)
     dist = cv2.distanceTransform(hole.astype(np.uint8), cv2.DIST_L2, 3)
     ramp = np.minimum(1.0, (np.arange(b, dtype=np.float32) + 0.5) / max(o, 1))
     feather = np.minimum.outer(ramp, ramp) if o else np.ones((b, b), np.float32)
@@ -158,8 +194,13 @@ def add_grain(filled: np.ndarray, original: np.ndarray, hole: np.ndarray, config
     c = colour_channels(filled.shape[2])
     top = float(np.iinfo(filled.dtype).max)
     unit = original[:, :, :c].astype(np.float32) / top
+    weight = grain_weight(hole, config.narrow, config.block // 2)
+    if not weight.any():
+        return out
     band = high_pass(unit, ~hole, config.sigma)
-    grain = synthesize_grain(band, hole, config)
-    layer = filled[:, :, :c].astype(np.float32)[hole] + config.alpha * top * grain[hole]
+    if config.clip:
+        band = clip_band(band, hole, 2 * config.block, config.clip)
+    grain = synthesize_grain(band, hole, config, where=weight > 0)
+    layer = filled[:, :, :c].astype(np.float32)[hole] + config.alpha * top * (weight[:, :, None] * grain)[hole]
     out[:, :, :c][hole] = np.clip(np.rint(layer), 0, top).astype(filled.dtype)
     return out
