@@ -11,7 +11,16 @@ import torch
 import typer
 from typer.testing import CliRunner
 
-from lab.eval.inpaint_eval import METHODS, EvalConfig, cases, classical_fill, compare, evaluate, score
+from lab.eval.inpaint_eval import (
+    METHODS,
+    EvalConfig,
+    cases,
+    classical_fill,
+    compare,
+    evaluate,
+    result_methods,
+    score,
+)
 from lab.synthesis.masks import BINS, KINDS, bin_name, mask_in_bin
 from models.pconv import PConvUNet
 from pipeline.io.image_io import read_image, write_png
@@ -265,3 +274,33 @@ def _cli_with_tiny_model(monkeypatch: pytest.MonkeyPatch) -> typer.Typer:
     root.add_typer(evaluate_app, name="evaluate")
     root.add_typer(train_app, name="train")
     return root
+
+
+def test_grain_method_scores_each_strength_on_the_model_fill(tmp_path: Path) -> None:
+    write_png(tmp_path / "a.png", _texture(64, 64))
+    torch.manual_seed(0)
+    model = PConvUNet(base_channels=4, depth=3, max_channels=16).eval()
+    cfg = EvalConfig(kinds=("paint_loss",), methods=("model", "grain", "telea"), tile=32, overlap=8,
+                     grain_alphas=(0.0, 1.0))
+    result = evaluate([tmp_path / "a.png"], model, cfg, save_dir=tmp_path / "out")
+    assert result_methods(result) == ["model", "grain0", "grain1", "telea"]
+    assert result["settings"]["grain"] == {"alphas": [0.0, 1.0], "sigma": 3.0}
+    for key, fig in result["model"].items():  # strength 0 is the model's fill itself
+        assert result["grain0"][key]["psnr"] == fig["psnr"]
+    big = [k for k in result["model"] if k != "paint_loss/0-10"]
+    assert np.mean([result["grain1"][k]["grad_ratio"] - result["model"][k]["grad_ratio"] for k in big]) > 0
+    with pytest.raises(ValueError, match="alpha"):
+        EvalConfig(grain_alphas=(-1.0,))
+
+
+def test_cli_grain_strengths_are_parsed_and_bad_ones_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_png(tmp_path / "images" / "a.png", _image())
+    root = _cli_with_tiny_model(monkeypatch)
+    args = ["evaluate", "inpaint", "--images", str(tmp_path / "images"), "--kinds", "paint_loss", "--methods",
+            "grain,telea", "--tile", "32", "--overlap", "8", "--json", str(tmp_path / "r.json")]
+    res = CliRunner().invoke(root, [*args, "--grain-alpha", "0.5,1", "--grain-sigma", "2"])
+    assert res.exit_code == 0, res.output
+    assert "grain0.5" in res.output and "grain1" in res.output
+    assert json.loads((tmp_path / "r.json").read_text())["settings"]["grain"] == {"alphas": [0.5, 1.0], "sigma": 2.0}
+    res = CliRunner().invoke(root, [*args, "--grain-alpha", "x"])
+    assert res.exit_code != 0 and "--grain-alpha" in res.output

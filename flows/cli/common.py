@@ -116,6 +116,11 @@ FLAG = ""  # metavar of boolean options: help shows `--force`, not `--force <boo
 ForceOpt = Annotated[bool, typer.Option("--force", metavar=FLAG, help="recompute even when inputs, parameters and "
                                                                       "weights are unchanged")]
 DeviceOpt = Annotated[str, typer.Option(help="'cpu' or 'cuda'")]
+GrainOpt = Annotated[float, typer.Option(help="inpaint: add this strength of the surrounding paint's quilted "
+                                              "high-pass texture to the fill (0 = off; 1 = its full amplitude)",
+                                         min=0.0, max=4.0)]
+GrainSigmaOpt = Annotated[float, typer.Option(help="inpaint: the texture layer's high-pass Gaussian sigma, px",
+                                              min=0.5, max=32.0)]
 
 
 def engine_params(workers: int, dask_address: str | None) -> Any:
@@ -156,6 +161,8 @@ def print_inpaint(result: dict[str, Any]) -> None:
     console.print(f"restored:   {result['store']}/restored  ({s['chunks_inpainted']} of {s['chunks_total']} chunks "
                   f"inpainted, {s['hole_pixels']} px in the mask, {filled} px changed; "
                   f"{state_line(result)})")
+    if s.get("grain"):
+        console.print(f"            texture layer: grain {s['grain']['alpha']:g}, sigma {s['grain']['sigma']:g} px")
 
 
 def print_export(result: dict[str, Any]) -> None:

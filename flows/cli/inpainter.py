@@ -154,8 +154,11 @@ def evaluate_inpaint_command(
     margin: Annotated[int, typer.Option(help="context around each damage box, px (--strategy boxes)", min=0)] = 24,
     kinds: Annotated[str, typer.Option(help="mask kinds, comma-separated")] = "irregular,craquelure,paint_loss",
     methods: Annotated[
-        str, typer.Option(help="methods, comma-separated (also: fsr_best, FSR's slow variant, 20-130 s per case)")
+        str, typer.Option(help="methods, comma-separated (also: fsr_best, FSR's slow variant, 20-130 s per case; "
+                               "grain, the model's fill plus the quilted texture layer, one per --grain-alpha)")
     ] = DEFAULT_METHODS,
+    grain_alpha: Annotated[str, typer.Option(help="method grain: texture strengths, comma-separated")] = "0.5,1",
+    grain_sigma: Annotated[float, typer.Option(help="method grain: high-pass Gaussian sigma, px")] = 3.0,
     threads: Annotated[int, typer.Option(help="torch threads for the model (0: torch's default)")] = 0,
 ) -> None:
     """Score the inpainter against Telea/NS/FSR (OpenCV), biharmonic (skimage) and our two fast fills, per kind/bin.
@@ -174,9 +177,10 @@ def evaluate_inpaint_command(
         cfg = EvalConfig(seed=seed, masks_per_bin=masks_per_bin, long_side=long_side, tile=tile, overlap=overlap,
                          strategy=strategy, margin=margin,
                          kinds=tuple(k.strip() for k in kinds.split(",") if k.strip()),
-                         methods=tuple(m.strip() for m in methods.split(",") if m.strip()))
+                         methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
+                         grain_alphas=_floats(grain_alpha, "--grain-alpha"), grain_sigma=grain_sigma)
         model = None
-        if "model" in cfg.methods:
+        if "model" in cfg.methods or "grain" in cfg.methods:
             model = _checkpoint_model(checkpoint) if checkpoint else _load_model(weights)
         result = evaluate(_image_list(images, split), model, cfg, masks_dir=masks, save_dir=save)
         if model is not None:
@@ -258,6 +262,13 @@ def _weights_info(weights: str, checkpoint: Path | None) -> dict[str, str]:
     return {"name": entry.name, "file": entry.file, "sha256": entry.sha256}
 
 
+def _floats(text: str, option: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise typer.BadParameter(f"{option}: comma-separated numbers, got {text!r}") from None
+
+
 def _image_list(images: Path | None, split: str | None) -> list[Path]:
     from lab.eval.inpaint_eval import list_images
     from lab.paintings import paintings
@@ -274,9 +285,9 @@ def _image_list(images: Path | None, split: str | None) -> list[Path]:
 
 def format_table(result: dict, margins: dict) -> str:
     """One line per kind/bin: PSNR / SSIM / L1-hole of each method and the model's margin over the best."""
-    from lab.eval.inpaint_eval import ALL_METHODS
+    from lab.eval.inpaint_eval import result_methods
 
-    methods = [m for m in ALL_METHODS if m in result]
+    methods = result_methods(result)
     head = "   margin dPSNR  dSSIM  (paired standard error)"
     lines = [f"{'kind/bin':<22}" + "".join(f"{m:>24}" for m in methods) + head]
     for key in result[methods[0]]:
@@ -295,9 +306,9 @@ def format_table(result: dict, margins: dict) -> str:
 
 def format_texture_table(result: dict) -> str:
     """One line per kind/bin: each method's gradient ratio (fill / truth, 1 is right) and GMSD (lower is better)."""
-    from lab.eval.inpaint_eval import ALL_METHODS
+    from lab.eval.inpaint_eval import result_methods
 
-    methods = [m for m in ALL_METHODS if m in result]
+    methods = result_methods(result)
     lines = ["texture: gradient ratio +- se / GMSD +- se (hole + 2 px)",
              f"{'kind/bin':<22}" + "".join(f"{m:>28}" for m in methods)]
     for key in result[methods[0]]:

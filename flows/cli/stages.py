@@ -14,6 +14,8 @@ from flows.cli.common import (
     DeviceOpt,
     EngineOpt,
     ForceOpt,
+    GrainOpt,
+    GrainSigmaOpt,
     TtaOpt,
     check_tta,
     clean_errors,
@@ -148,6 +150,8 @@ def inpaint_command(
     strategy: Annotated[Literal["boxes", "tiles"], typer.Option(
         help="run the network on boxes around the damage, or on every damaged tile (the earlier path)")] = "boxes",
     margin: Annotated[int, typer.Option(help="context around each damage box, px (--strategy boxes)", min=0)] = 24,
+    grain: GrainOpt = 0.0,
+    grain_sigma: GrainSigmaOpt = 3.0,
     allow_large_mask: Annotated[bool, typer.Option("--allow-large-mask", help="accept an edited mask that marks "
                                                    "more than half the image")] = False,
     allow_empty_mask: Annotated[bool, typer.Option("--allow-empty-mask", help="accept an edited mask that marks "
@@ -161,7 +165,8 @@ def inpaint_command(
     from flows.params import InpaintParams
 
     params = InpaintParams(weights=weights, mask=str(mask) if mask else None, dilate=dilate, device=device,
-                           strategy=strategy, margin=margin, allow_large_mask=allow_large_mask,
+                           strategy=strategy, margin=margin, grain=grain, grain_sigma=grain_sigma,
+                           allow_large_mask=allow_large_mask,
                            allow_empty_mask=allow_empty_mask)
     from pipeline.stages.detect import check_device
 
@@ -197,6 +202,8 @@ def run_command(
     id: Annotated[str | None, typer.Option("--id", help="catalog entry id")] = None,  # noqa: A002
     out: Annotated[Path | None, typer.Option(help="output folder (default: ./retouch-out)")] = None,
     tta: TtaOpt = DEFAULT_TTA,
+    grain: GrainOpt = 0.0,
+    grain_sigma: GrainSigmaOpt = 3.0,
     workers: EngineOpt = 0,
     dask_address: AddressOpt = None,
     force: ForceOpt = False,
@@ -223,7 +230,8 @@ def run_command(
     from flows.params import DetectParams, ExportParams, IngestParams, InpaintParams
 
     params = {"ingest": IngestParams(pixel_size_um=pixel_size_um), "detect": DetectParams(tta=tta),
-              "inpaint": InpaintParams(), "export": ExportParams(out_dir=str(out_dir / f"{name}-export"))}
+              "inpaint": InpaintParams(grain=grain, grain_sigma=grain_sigma),
+              "export": ExportParams(out_dir=str(out_dir / f"{name}-export"))}
     results = None
     if not force:  # every stage current: the results, without starting Prefect (most of a re-run's time)
         from pipeline.stages.cached import cached_restore

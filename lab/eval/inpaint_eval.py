@@ -12,6 +12,9 @@ OpenCV's frequency-selective reconstruction (`cv2.xphoto.inpaint`, opencv-contri
 variant, and two fills of `models.smooth_fill`: `harmonic` and `fast_biharmonic` (`biharmonic_cg`, 64
 conjugate-gradient steps: the starting point of the shipped model, built with `prefill="biharmonic-cg"`, so
 the table shows what the network adds).
+`grain` (optional) is the model's fill with the quilted high-pass texture layer of
+`pipeline.stages.inpaint_grain` added, once per strength in `grain_alphas` (reported as `grain<alpha>`, e.g.
+`grain0.5`; it reuses the model's fill when `model` runs too, and its seconds are the texture layer's only).
 With `save_dir`, the model's composite and the mask of each case are written, and a contact sheet per case
 (`sheets/<kind>/<bin>/<stem>.png`: masked input, each method's composite, truth, labelled).
 A bin of a few images is a noisy figure, so
@@ -48,10 +51,11 @@ from pipeline.errors import InputError
 from pipeline.io.image_io import from_float, read_image, write_png
 from pipeline.stages.inpaint import dilate_hole, inpaint_image, load_edited_mask
 from pipeline.stages.inpaint_boxes import inpaint_boxes
+from pipeline.stages.inpaint_grain import GrainConfig, add_grain
 
 CLASSICAL = ("telea", "ns", "biharmonic", "fsr", "harmonic", "fast_biharmonic")
 METHODS = ("model", *CLASSICAL)  # the default set
-OPTIONAL = ("fsr_best",)  # run only when asked for (slow)
+OPTIONAL = ("fsr_best", "grain")  # run only when asked for (fsr_best: slow; grain: one per grain strength)
 ALL_METHODS = (*METHODS, *OPTIONAL)
 FIGURES = ("psnr", "ssim", "l1_hole", "grad_ratio", "gmsd", "haarpsi")
 GMSD_WIDEN = 2  # px: GMSD is scored over the hole dilated by this much (the fill's border counts)
@@ -70,8 +74,12 @@ class EvalConfig:
     masks_per_bin: int = 1
     strategy: str = "tiles"  # "boxes": the model runs on boxes around the damage, as the inpaint stage does
     margin: int = 24  # the boxes' context margin (px)
+    grain_alphas: tuple[float, ...] = (0.5, 1.0)  # method `grain`: one result per strength
+    grain_sigma: float = 3.0  # method `grain`: the high-pass band's Gaussian sigma (px)
 
     def __post_init__(self) -> None:
+        for alpha in self.grain_alphas:
+            GrainConfig(alpha=alpha, sigma=self.grain_sigma)  # raises on a bad strength or sigma
         if self.strategy not in ("tiles", "boxes"):
             raise ValueError(f"strategy must be 'tiles' or 'boxes', got {self.strategy!r}")
         if self.masks_per_bin < 1:
@@ -117,6 +125,24 @@ def classical_fill(method: str, image: np.ndarray, hole: np.ndarray) -> np.ndarr
     out = image.copy()
     out[hole] = filled[hole]
     return out
+
+
+def grain_name(alpha: float) -> str:
+    """The result key of method `grain` at strength `alpha`: 'grain0.5', 'grain1'."""
+    return f"grain{alpha:g}"
+
+
+def result_methods(result: dict[str, Any]) -> list[str]:
+    """The methods of an `evaluate` result, in table order (model, its grain variants, the classical ones)."""
+    grains = sorted((k for k in result if k.startswith("grain")), key=lambda k: float(k[5:]))
+    order = ["model", *grains, *CLASSICAL, "fsr_best"]
+    return [m for m in order if m in result]
+
+
+def _model_fill(model: torch.nn.Module, clean: np.ndarray, hole: np.ndarray, cfg: EvalConfig) -> np.ndarray:
+    if cfg.strategy == "boxes":
+        return inpaint_boxes(clean, hole, model, tile=cfg.tile, overlap=cfg.overlap, margin=cfg.margin)
+    return inpaint_image(clean, hole, model, tile=cfg.tile, overlap=cfg.overlap)
 
 
 def score(clean: np.ndarray, filled: np.ndarray, hole: np.ndarray) -> dict[str, float]:
@@ -193,20 +219,24 @@ def evaluate(
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """{method: {'kind/bin': {figure, figure_se for each of FIGURES, n}}} over the cases, 'cases', 'settings'."""
-    methods = [m for m in cfg.methods if m != "model" or model is not None]
-    per: dict[str, dict[str, list[dict[str, float]]]] = {m: {} for m in methods}
-    seconds = {m: 0.0 for m in methods}
+    methods = [m for m in cfg.methods if m not in ("model", "grain") or model is not None]
+    names = [n for m in methods for n in ([grain_name(a) for a in cfg.grain_alphas] if m == "grain" else [m])]
+    per: dict[str, dict[str, list[dict[str, float]]]] = {m: {} for m in names}
+    seconds = {m: 0.0 for m in names}
     for stem, key, clean, hole in cases(images, masks_dir, cfg):
         fills: dict[str, np.ndarray] = {}
         for method in methods:
             t0 = time.perf_counter()
-            if method == "model":
-                if cfg.strategy == "boxes":
-                    filled = inpaint_boxes(clean, hole, model, tile=cfg.tile, overlap=cfg.overlap, margin=cfg.margin)
-                else:
-                    filled = inpaint_image(clean, hole, model, tile=cfg.tile, overlap=cfg.overlap)
-            else:
-                filled = classical_fill(method, clean, hole)
+            if method == "grain":
+                net = fills["model"] if "model" in fills else _model_fill(model, clean, hole, cfg)
+                for alpha in cfg.grain_alphas:
+                    t1 = time.perf_counter()
+                    filled = add_grain(net, clean, hole, GrainConfig(alpha=alpha, sigma=cfg.grain_sigma))
+                    seconds[grain_name(alpha)] += time.perf_counter() - t1
+                    per[grain_name(alpha)].setdefault(key, []).append(score(clean, filled, hole) | {"image": stem})
+                    fills[grain_name(alpha)] = filled
+                continue
+            filled = _model_fill(model, clean, hole, cfg) if method == "model" else classical_fill(method, clean, hole)
             seconds[method] += time.perf_counter() - t0
             per[method].setdefault(key, []).append(score(clean, filled, hole) | {"image": stem})
             fills[method] = filled
@@ -220,8 +250,8 @@ def evaluate(
             write_contact_sheet(sheet, clean, hole, fills, title=f"{stem}  {key}  hole {hole.mean():.1%}")
         if progress:
             progress(f"{stem} {key} done")
-    result: dict[str, Any] = {m: {key: summary(rows) for key, rows in sorted(per[m].items())} for m in methods}
-    result["cases"] = {m: dict(sorted(per[m].items())) for m in methods}  # every case's figures, for pairing
+    result: dict[str, Any] = {m: {key: summary(rows) for key, rows in sorted(per[m].items())} for m in names}
+    result["cases"] = {m: dict(sorted(per[m].items())) for m in names}  # every case's figures, for pairing
     result["settings"] = {
         "images": [p.name for p in images],
         "masks_dir": str(masks_dir) if masks_dir else None,
@@ -232,6 +262,7 @@ def evaluate(
         "overlap": cfg.overlap,
         "strategy": cfg.strategy,
         "margin": cfg.margin if cfg.strategy == "boxes" else None,
+        "grain": ({"alphas": list(cfg.grain_alphas), "sigma": cfg.grain_sigma} if "grain" in methods else None),
         "seconds": seconds,
     }
     return result

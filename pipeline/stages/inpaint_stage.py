@@ -52,6 +52,7 @@ from pipeline.io.store import (
 )
 from pipeline.provenance import StageRecord, document_url, input_ref, marker_refs, now_iso, weights_ref
 from pipeline.stages.detect import STALE_KEY, StageResult, check_device, default_manifest
+from pipeline.stages.inpaint_grain import GrainConfig, add_grain
 
 RESTORED_GROUP = "restored"
 EDITED_MASK_GROUP = "mask_edited"
@@ -64,6 +65,8 @@ class InpaintStageConfig:
     strategy "boxes" runs the network on boxes around connected damage (`margin` px of context, equal-shape
     boxes `batch` at a time; boxes larger than `tile` are tiled); "tiles" runs every tile of the chunk's
     overlapping grid that holds a hole pixel (the earlier path, kept for comparison).
+    `grain` > 0 adds that strength of the quilted high-pass texture of the surrounding paint
+    (`pipeline.stages.inpaint_grain`, band sigma `grain_sigma` px) to the fill; 0 (the default) leaves it off.
     """
 
     weights: str = "inpainter-pconv"
@@ -75,6 +78,8 @@ class InpaintStageConfig:
     strategy: str = "boxes"
     margin: int = 24
     batch: int = 8
+    grain: float = 0.0
+    grain_sigma: float = 3.0
     manifest: str = field(default_factory=default_manifest)
 
     def __post_init__(self) -> None:
@@ -86,6 +91,19 @@ class InpaintStageConfig:
             raise ValueError(f"need tile >= 32 and 0 <= overlap < tile, got {self.tile}/{self.overlap}")
         if self.dilate < 0 or self.halo < self.dilate:
             raise ValueError(f"need 0 <= dilate <= halo, got dilate {self.dilate}, halo {self.halo}")
+        self.grain_config()  # raises on a bad strength or sigma
+
+    def grain_config(self) -> GrainConfig:
+        """The texture layer's settings (strength `grain`, band sigma `grain_sigma`, the fixed seed)."""
+        return GrainConfig(alpha=self.grain, sigma=self.grain_sigma)
+
+    def key_params(self) -> dict[str, Any]:
+        """The settings that decide `restored/`'s bytes: all but the manifest path, and the grain's only when on
+        (so a store restored before the option existed keeps its key)."""
+        params = {k: v for k, v in asdict(self).items() if k != "manifest"}
+        if not self.grain:
+            del params["grain"], params["grain_sigma"]
+        return params
 
 
 @dataclass(frozen=True)
@@ -112,6 +130,10 @@ class _InpaintChunk:
                                 margin=cfg.margin, batch=cfg.batch, stats=stats, core=core)
             facts.update(boxes=stats.boxes, network_calls=stats.network_calls,
                          network_pixels=stats.network_pixels)
+        if cfg.grain:
+            from pipeline.stages.inpaint import dilate_hole
+
+            out = add_grain(out, image, dilate_hole(hole, cfg.dilate), cfg.grain_config())
         changed = (out != image).any(axis=-1)[core[0] : core[1], core[2] : core[3]]
         facts["changed_pixels"] = int(changed.sum())
         return [np.ascontiguousarray(np.moveaxis(out, -1, 0))], facts
@@ -217,8 +239,8 @@ def coverage_level(group: zarr.Group, chunk: int) -> tuple[np.ndarray, int]:
 
 
 def inpaint_key(scan_digest: str, mask_digest: str, config: InpaintStageConfig, weights_sha: str) -> str:
-    params = {k: v for k, v in asdict(config).items() if k != "manifest"}
-    payload = json.dumps({"scan": scan_digest, "mask": mask_digest, "config": params, "weights": weights_sha,
+    payload = json.dumps({"scan": scan_digest, "mask": mask_digest, "config": config.key_params(),
+                          "weights": weights_sha,
                           "version": __version__}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
 
@@ -310,6 +332,8 @@ def inpaint_store(store: str, config: InpaintStageConfig | None = None, engine: 
                # the pixels restored/ really changed: the dilated mask, less those the network left as they were
                "pixels_changed": sum(r["facts"].get("changed_pixels", 0) for r in records.values()),
                "strategy": config.strategy}
+    if config.grain:
+        summary["grain"] = {"alpha": config.grain, "sigma": config.grain_sigma}
     if config.strategy == "boxes":  # what the network ran: boxes, calls, and pixels (before padding)
         for name in ("boxes", "network_calls", "network_pixels"):
             summary[name] = sum(r["facts"].get(name, 0) for r in records.values())

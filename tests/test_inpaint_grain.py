@@ -1,0 +1,153 @@
+"""The texture layer on a fill: nothing from a flat surround, known pixels kept, same bytes twice, a periodic
+surround's texture brought into the hole; the stage option keeps old keys and records its setting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import zarr
+from test_stages import QUIET, damaged_scan, make_store
+
+from lab.eval.texture_metrics import gradient_ratio
+from pipeline.io.store import group_info
+from pipeline.stages.inpaint import dilate_hole
+from pipeline.stages.inpaint_grain import GrainConfig, add_grain, clip_band, grain_weight, high_pass
+from pipeline.stages.inpaint_stage import InpaintStageConfig, inpaint_key, inpaint_store
+
+
+def _hole(shape: tuple[int, int]) -> np.ndarray:
+    hole = np.zeros(shape, bool)
+    hole[20:52, 24:60] = True
+    hole[60:66, 10:80] = True  # a thin crack beside the loss
+    return hole
+
+
+def _weave(dtype: type, shape: tuple[int, int] = (96, 96), seed: int = 0) -> np.ndarray:
+    """A canvas-like periodic texture (periods 6 and 5 px) with a little noise, RGB of `dtype`."""
+    top = np.iinfo(dtype).max
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float32)
+    weave = 0.5 + 0.15 * np.sin(2 * np.pi * xx / 6) * np.sin(2 * np.pi * yy / 5)
+    noise = np.random.default_rng(seed).normal(0, 0.01, (*shape, 3))
+    rgb = np.stack([weave * f for f in (1.0, 0.9, 0.7)], axis=-1) + noise
+    return np.clip(np.rint(rgb * top), 0, top).astype(dtype)
+
+
+def _flat_fill(image: np.ndarray, hole: np.ndarray) -> np.ndarray:
+    """The hole filled with the mean colour of the known pixels (a fill with no texture at all)."""
+    out = image.copy()
+    out[hole] = np.rint(image[~hole].mean(axis=0)).astype(image.dtype)
+    return out
+
+
+def test_grain_of_a_flat_surround_adds_nothing() -> None:
+    image = np.full((80, 96, 3), (120, 90, 60), np.uint8)
+    hole = _hole(image.shape[:2])
+    filled = image.copy()
+    filled[hole] = (100, 100, 100)
+    out = add_grain(filled, image, hole, GrainConfig(alpha=1.0))
+    assert np.array_equal(out, filled)
+    assert np.abs(high_pass(image.astype(np.float32) / 255, ~hole, 3.0)).max() < 1e-5
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_known_pixels_and_alpha_are_unchanged(dtype: type) -> None:
+    rgb = _weave(dtype)
+    alpha = np.full((*rgb.shape[:2], 1), np.iinfo(dtype).max // 3, dtype)
+    image = np.concatenate([rgb, alpha], axis=2)  # RGBA
+    hole = _hole(image.shape[:2])
+    filled = _flat_fill(image, hole)
+    out = add_grain(filled, image, hole, GrainConfig(alpha=1.0))
+    assert out.dtype == dtype and out.shape == image.shape
+    assert np.array_equal(out[~hole], filled[~hole])  # bit for bit outside the hole
+    assert np.array_equal(out[:, :, 3], filled[:, :, 3])  # alpha never changes
+    assert not np.array_equal(out[hole], filled[hole])  # the texture went in
+
+
+def test_same_bytes_twice_and_the_seed_matters() -> None:
+    image = _weave(np.uint8)
+    hole = _hole(image.shape[:2])
+    filled = _flat_fill(image, hole)
+    first = add_grain(filled, image, hole, GrainConfig(alpha=1.0, seed=3))
+    assert np.array_equal(first, add_grain(filled, image, hole, GrainConfig(alpha=1.0, seed=3)))
+    assert not np.array_equal(first, add_grain(filled, image, hole, GrainConfig(alpha=1.0, seed=4)))
+
+
+def test_a_periodic_surround_gives_the_fill_its_texture() -> None:
+    image = _weave(np.uint8)
+    hole = _hole(image.shape[:2])
+    loss = hole.copy()
+    loss[60:66] = False  # scored on the loss; the thin crack gets no grain (below)
+    filled = _flat_fill(image, hole)
+    before = gradient_ratio(filled, image, loss)
+    half = gradient_ratio(add_grain(filled, image, hole, GrainConfig(alpha=0.5)), image, loss)
+    after = gradient_ratio(add_grain(filled, image, hole, GrainConfig(alpha=1.0)), image, loss)
+    assert before < 0.5 < half < after  # more strength, more texture
+    assert 0.8 <= after <= 1.2  # the weave's gradient energy, not noise
+
+
+def test_thin_cracks_keep_the_fill_and_wide_losses_take_full_grain() -> None:
+    image = _weave(np.uint8)
+    hole = _hole(image.shape[:2])  # a 32 x 36 loss and a 6 px wide crack
+    weight = grain_weight(hole, narrow=3.0, reach=8)
+    assert weight[~hole].max() == 0 and weight[62, 5:80].max() == 0
+    assert weight[21:51, 25:59].min() == 1 and weight[20:52, 24:60].min() > 0.8  # corners: a little less
+    filled = _flat_fill(image, hole)
+    out = add_grain(filled, image, hole, GrainConfig(alpha=1.0))
+    assert np.array_equal(out[61:65, 12:19], filled[61:65, 12:19])  # the crack, away from the loss
+    everywhere = add_grain(filled, image, hole, GrainConfig(alpha=1.0, narrow=0.0))
+    assert not np.array_equal(everywhere[61:65, 12:19], filled[61:65, 12:19])
+
+
+def test_bad_settings_are_refused() -> None:
+    for bad in ({"alpha": -1.0}, {"sigma": 0.1}, {"block": 2}, {"block": 16, "overlap": 12}, {"candidates": 0},
+                {"clip": -1.0}, {"narrow": -1.0}):
+        with pytest.raises(ValueError):
+            GrainConfig(**bad)
+    with pytest.raises(ValueError, match="grain"):
+        InpaintStageConfig(grain=-0.5)
+
+
+def test_the_stage_key_is_unchanged_with_grain_off_and_changes_with_it_on() -> None:
+    off = InpaintStageConfig()
+    assert "grain" not in off.key_params()  # stores restored before the option keep their key
+    keys = {inpaint_key("s", "m", c, "w") for c in (off, InpaintStageConfig(grain=1.0),
+                                                     InpaintStageConfig(grain=1.0, grain_sigma=2.0))}
+    assert len(keys) == 3
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_stage_with_grain_keeps_the_scan_outside_the_fill_and_records_it(tmp_path: Path, tiny_weights: Path,
+                                                                         dtype: type) -> None:
+    image, labels = damaged_scan((160, 200), dtype)
+    tifffile.imwrite(tmp_path / "labels.tif", labels)
+    restored = {}
+    for grain in (0.0, 1.0):
+        store = make_store(tmp_path, image, name=f"g{grain:g}")
+        config = InpaintStageConfig(tile=128, overlap=32, dilate=2, grain=grain)
+        result = inpaint_store(store, config, QUIET, mask=tmp_path / "labels.tif")
+        restored[grain] = zarr.open_group(store, mode="r")["restored/0"][:]
+        info = group_info(store, "restored")
+        assert info["params"]["grain"] == grain and info["params"]["grain_sigma"] == 3.0
+        assert ("grain" in result.summary) == (grain > 0)
+        scan = zarr.open_group(store, mode="r")["scan/0"][:]
+    hole = dilate_hole(labels > 0, 2)
+    for out in restored.values():
+        assert out.dtype == dtype and np.array_equal(scan[:, ~hole], out[:, ~hole])
+    assert not np.array_equal(restored[0.0][:, hole], restored[1.0][:, hole])
+
+
+def test_clipping_cuts_an_edge_halo_but_keeps_the_texture() -> None:
+    rng = np.random.default_rng(1)
+    texture = rng.normal(0, 0.02, (64, 64, 1)).astype(np.float32)
+    band = texture.copy()
+    band[:, 30:32] += 0.5  # a sharp ridge beside the hole
+    hole = np.zeros((64, 64), bool)
+    hole[20:40, 36:56] = True
+    clipped = clip_band(band, hole, 16, 2.5)
+    assert np.abs(clipped[:, 30:32]).max() < 0.1  # the ridge is cut to a few deviations of the texture
+    keep = np.abs(texture) < 0.04  # within two deviations: passed unchanged
+    keep[:, 30:32] = False
+    assert np.array_equal(clipped[keep], band[keep])
