@@ -11,7 +11,7 @@ import zarr
 
 from pipeline.engine.ledger import Ledger
 from pipeline.engine.runner import EngineConfig, run_tasks
-from pipeline.io.store import LevelSpec, block_digest, chunks_in, downsample2, read_region, write_regions
+from pipeline.io.store import LevelSpec, chunk_digests, chunks_in, downsample2, read_region, write_regions
 
 
 def _downsample_chunk(source: zarr.Array, target: zarr.Array, region: tuple[int, int, int, int],
@@ -23,13 +23,11 @@ def _downsample_chunk(source: zarr.Array, target: zarr.Array, region: tuple[int,
     """
     y0, y1, x0, x1 = region
     small = np.empty((target.shape[0], y1 - y0, x1 - x0), target.dtype)
-    digests = {}
     for cy0, cy1, cx0, cx1 in chunks_in(region, chunk):
         block = read_region(source, 2 * cy0, 2 * cy1, 2 * cx0, 2 * cx1)
-        part = downsample2(block, mode)[:, : cy1 - cy0, : cx1 - cx0]
-        small[:, cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0] = part
-        digests[f"{cy0 // chunk}-{cx0 // chunk}"] = block_digest(part)
+        small[:, cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0] = downsample2(block, mode)[:, : cy1 - cy0, : cx1 - cx0]
     target[:, y0:y1, x0:x1] = small
+    digests = chunk_digests(small, region, chunk)
     ledger.record(task_id, json.dumps(digests))
     return digests
 

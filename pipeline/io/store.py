@@ -136,6 +136,14 @@ def block_digest(block: np.ndarray) -> str:
     return digest.hexdigest()
 
 
+def chunk_digests(block: np.ndarray, region: tuple[int, int, int, int], chunk: int) -> dict[str, str]:
+    """{'cy-cx': block_digest} of every `chunk`-px chunk of `block`, the (C, h, w) pixels of `region`
+    (y0, y1, x0, x1), which is made of whole chunks (edge chunks may be partial)."""
+    y0, _, x0, _ = region
+    return {f"{cy0 // chunk}-{cx0 // chunk}": block_digest(block[:, cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0])
+            for cy0, cy1, cx0, cx1 in chunks_in(region, chunk)}
+
+
 def combine_digests(digests: dict[str, str]) -> str:
     """One digest for a whole array from its per-chunk digests (order independent of execution)."""
     total = hashlib.sha256()

@@ -32,9 +32,8 @@ from pipeline.io.ome import colour_channels
 from pipeline.io.sources import ScanSource, open_source
 from pipeline.io.store import (
     StoreError,
-    block_digest,
+    chunk_digests,
     chunk_grid,
-    chunks_in,
     create_pyramid,
     fs_and_path,
     group_info,
@@ -116,9 +115,7 @@ def _copy_level0(path: str, array: zarr.Array, region: tuple[int, int, int, int]
     y0, y1, x0, x1 = region
     block = _cached_source(path).read(y0, y1, x0, x1)  # (C, h, w)
     array[:, y0:y1, x0:x1] = block
-    digests = {}
-    for cy0, cy1, cx0, cx1 in chunks_in(region, chunk):
-        digests[f"{cy0 // chunk}-{cx0 // chunk}"] = block_digest(block[:, cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0])
+    digests = chunk_digests(block, region, chunk)
     ledger.record(task_id, json.dumps(digests))
     return digests
 

@@ -35,8 +35,7 @@ from pipeline.io.staging import partial_name, recover, remove, swap_in
 from pipeline.io.store import (
     DAMAGE,
     DAMAGE_LABELS,
-    block_digest,
-    chunks_in,
+    chunk_digests,
     create_levels,
     group_info,
     is_local,
@@ -181,9 +180,7 @@ def write_edited_mask(store: str, mask_path: Path, height: int, width: int, chun
             block = mask.hole(y0, y1, x0, x1)[None].astype(np.uint8)
             marked += int(block.sum())
             level0[:, y0:y1, x0:x1] = block
-            for cy0, cy1, cx0, cx1 in chunks_in((y0, y1, x0, x1), chunk):
-                digests[f"{cy0 // chunk}-{cx0 // chunk}"] = block_digest(
-                    block[:, cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0])
+            digests.update(chunk_digests(block, (y0, y1, x0, x1), chunk))
         read = {"file": str(mask_path), "channels": mask.channels, "rule": mask.rule,
                 "pixels_marked": marked, "percent_marked": 100.0 * marked / (height * width)}
         _check_coverage(mask_path, read, allow_large, allow_empty)
@@ -197,8 +194,8 @@ def write_edited_mask(store: str, mask_path: Path, height: int, width: int, chun
     ledger.clear()
     path0 = f"{EDITED_MASK_GROUP}/0"
     digest = record.generated_array(level0, path0, digests, ["mask file"], stored_at=f"{staging}/0")
-    for path, chunk_digests in per_level.items():
-        record.generated_array(group[path], f"{EDITED_MASK_GROUP}/{path}", chunk_digests, [path0],
+    for path, level_digests in per_level.items():
+        record.generated_array(group[path], f"{EDITED_MASK_GROUP}/{path}", level_digests, [path0],
                                stored_at=f"{staging}/{path}")
     mark_complete(group, {"stage": "mask-edited", "source": mask_path.name, "digests": {"0": digest},
                           "read": read, "prov": record.marker(record.document_path)})
@@ -322,9 +319,9 @@ def inpaint_store(store: str, config: InpaintStageConfig | None = None, engine: 
     staged = partial_name(RESTORED_GROUP)  # sidecars beside the arrays, swapped in with them
     digests = {"0": record.generated_array(group["0"], "restored/0", chunk_digests0,
                                            ["scan/0", mask_source, "weights"], stored_at=f"{staged}/0")}
-    for path, chunk_digests in build_pyramid_levels(group, levels, chunk, ledger, done, engine,
+    for path, level_digests in build_pyramid_levels(group, levels, chunk, ledger, done, engine,
                                                     "inpaint pyramid").items():
-        digests[path] = record.generated_array(group[path], f"{RESTORED_GROUP}/{path}", chunk_digests, ["restored/0"],
+        digests[path] = record.generated_array(group[path], f"{RESTORED_GROUP}/{path}", level_digests, ["restored/0"],
                                                stored_at=f"{staged}/{path}")
     summary = {"chunks_total": len(damaged) + len(clean), "chunks_inpainted": len(damaged),
                "chunks_copied": len(clean), "mask": mask_name,
