@@ -68,6 +68,9 @@ class DetectorTrainConfig:
     real_train: tuple[str, ...] = ()
     real_fraction: float = 0.0
     clean_fraction: float = 0.0  # share of tiles that are undamaged painting crops with all-zero targets
+    # lab.hard_negatives record (JSON): `hard_fraction` of the clean crops are centred on the places it lists.
+    hard_negatives: str = ""
+    hard_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "real_train", tuple(self.real_train))  # JSON gives a list
@@ -99,7 +102,7 @@ class DetectorTrainConfig:
             raise ValueError(f"teacher_weight must be in [0, 1], got {self.teacher_weight}")
         if not 0 <= self.real_val_mask_value <= 65535:
             raise ValueError(f"real_val_mask_value must be in [0, 65535], got {self.real_val_mask_value}")
-        for name in ("real_fraction", "clean_fraction"):
+        for name in ("real_fraction", "clean_fraction", "hard_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.real_fraction + self.clean_fraction > 1.0:
@@ -107,6 +110,11 @@ class DetectorTrainConfig:
                              f"{self.real_fraction} + {self.clean_fraction}")
         if bool(self.real_train) != (self.real_fraction > 0):
             raise ValueError("real_train (IMAGES_DIR:MASKS_DIR[:MASK_VALUE]) and real_fraction > 0 go together")
+        if bool(self.hard_negatives) != (self.hard_fraction > 0) or (self.hard_fraction and not self.clean_fraction):
+            raise ValueError("hard_negatives (a lab.hard_negatives JSON) and hard_fraction > 0 go together, "
+                             "with clean_fraction > 0")
+        if self.hard_negatives and not Path(self.hard_negatives).is_file():
+            raise ValueError(f"{self.hard_negatives}: hard negatives file not found")
         for spec in self.real_train:
             RealSpec.parse(spec).check()  # malformed, missing or held-out (test/val, UAV75 test) refused here
 

@@ -4,7 +4,8 @@ A batch may also mix in (`make_batch(real=..., real_fraction=..., clean_fraction
 - real tiles: random crops of real crack photos (lab.real_cracks), crack mask -> craquelure channel,
   paint-loss channel 0, with the same rotations, flips and photometric augmentation;
 - clean tiles (hard negatives): crops of the paintings with NO damage drawn and all-zero targets, so that
-  intact paint (its thin lines, highlights and textures) is taught as "no damage".
+  intact paint (its thin lines, highlights and textures) is taught as "no damage"; with hard negatives
+  (lab.hard_negatives) a share of them is centred on places a detector flagged on those paintings.
 
 Every tile is a pure function of (seed, index), so a resumed run sees exactly the tiles it would have seen.
 Without real or clean fractions the random stream is the old one (same tiles, same validation set).
@@ -157,13 +158,37 @@ def _augment(img: np.ndarray, labels: np.ndarray, augment: AugmentConfig | None,
 
 def make_clean_tile(
     paintings: list[np.ndarray], tile: int, rng: np.random.Generator, augment: AugmentConfig | None,
+    hotspots: list[np.ndarray] | None = None, hard_fraction: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A hard negative: a crop of a painting with no damage drawn, augmented, and all-zero (2, T, T) targets."""
-    painting = paintings[int(rng.integers(len(paintings)))]
-    scale = float(rng.uniform(*augment.scale)) if augment else 1.0
-    crop = _crop(painting, tile, scale, rng, augment.p_edge if augment else 0.0)
+    """A hard negative: a crop of a painting with no damage drawn, augmented, and all-zero (2, T, T) targets.
+
+    With `hotspots` (per painting, (N, 2) y, x centres from lab.hard_negatives) a `hard_fraction` share of
+    the crops hold one of those places, drawn uniformly over all of them, at a random position in the crop."""
+    if hotspots is not None and hard_fraction > 0 and rng.random() < hard_fraction:
+        scale = float(rng.uniform(*augment.scale)) if augment else 1.0
+        crop = _hotspot_crop(paintings, hotspots, tile, scale, rng)
+    else:  # the draws of a plain clean tile, in their old order
+        painting = paintings[int(rng.integers(len(paintings)))]
+        scale = float(rng.uniform(*augment.scale)) if augment else 1.0
+        crop = _crop(painting, tile, scale, rng, augment.p_edge if augment else 0.0)
     img, _ = _augment(to_float(crop), np.zeros((tile, tile), np.uint8), augment, rng)
     return np.ascontiguousarray(img.transpose(2, 0, 1)), np.zeros((2, tile, tile), np.float32)
+
+
+def _hotspot_crop(paintings: list[np.ndarray], hotspots: list[np.ndarray], tile: int, scale: float,
+                  rng: np.random.Generator) -> np.ndarray:
+    sizes = np.array([len(h) for h in hotspots])
+    if not sizes.sum():
+        raise ValueError("hard negatives list no place in any training painting")
+    index = int(rng.integers(int(sizes.sum())))
+    which = int(np.searchsorted(np.cumsum(sizes), index, side="right"))
+    cy, cx = hotspots[which][index - int(sizes[:which].sum())]
+    painting = paintings[which]
+    h, w = painting.shape[:2]
+    side = int(min(round(tile * scale), h, w))
+    y = int(np.clip(cy - rng.integers(side // 8, side - side // 8), 0, h - side))
+    x = int(np.clip(cx - rng.integers(side // 8, side - side // 8), 0, w - side))
+    return _resize(painting[y : y + side, x : x + side], tile)
 
 
 def make_real_tile(
@@ -203,6 +228,8 @@ def make_batch(
     real: list[RealSet] | None = None,
     real_fraction: float = 0.0,
     clean_fraction: float = 0.0,
+    hotspots: list[np.ndarray] | None = None,
+    hard_fraction: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(B, 3, T, T) images and (B, 2, T, T) targets, a pure function of `seed`.
 
@@ -222,7 +249,7 @@ def make_batch(
         if u < real_fraction:
             pairs.append(make_real_tile(real or [], tile, rng, augment))
         elif u < real_fraction + clean_fraction:
-            pairs.append(make_clean_tile(paintings, tile, rng, augment))
+            pairs.append(make_clean_tile(paintings, tile, rng, augment, hotspots, hard_fraction))
         else:
             pairs.append(make_tile(paintings, tile, rng, damage, augment))
     return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])

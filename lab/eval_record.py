@@ -4,7 +4,8 @@
         "retouch evaluate detect --images ... --json runs/eval/synth_fp32.json"
 
 writes `models/weights/<weights>.eval.json` -> runs -> <name> = {command, result, date}. The result is the
-evaluation's own JSON, copied unchanged; the weights' sha256 in it must match the shipped file.
+evaluation's own JSON, copied unchanged except for the per-block counts of `retouch evaluate detect` (bulk
+that the command regenerates); the weights' sha256 in it must match the shipped file.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from models.weights import MANIFEST_PATH, get_entry
 def record(weights: str, name: str, result_path: Path, command: str, manifest: Path = MANIFEST_PATH) -> Path:
     """Merge one run into `<weights>.eval.json`; refuses results made with other weights."""
     result = json.loads(result_path.read_text())
+    result.pop("blocks", None)
     entry = get_entry(weights, manifest)
     used = result.get("weights", {}).get("sha256")
     if used is not None and used != entry.sha256:

@@ -46,6 +46,7 @@ from lab.detector_validation import (
     validation_tiles,
 )
 from lab.distill import distilled_targets, load_teacher
+from lab.hard_negatives import load_hotspots
 from lab.paintings import paintings
 from lab.real_cracks import RealSet, RealSpec, load_real_set
 from lab.synthesis.cracks import CRACK_KINDS
@@ -79,7 +80,9 @@ def _config_key(cfg: DetectorTrainConfig) -> dict[str, Any]:
     if not data["teacher"]:  # no distillation: checkpoints made before these fields resume
         data.pop("teacher")
         data.pop("teacher_weight")
-    for name, default in (("real_train", []), ("real_fraction", 0.0), ("clean_fraction", 0.0)):
+    data.pop("hard_negatives")  # the file's path; its use is keyed by hard_fraction
+    for name, default in (("real_train", []), ("real_fraction", 0.0), ("clean_fraction", 0.0),
+                          ("hard_fraction", 0.0)):
         if data[name] == default:  # off: checkpoints made before these fields resume
             data.pop(name)
     if not data["augment"].get("p_edge"):
@@ -121,6 +124,7 @@ def train_detector(
     real_pairs = load_real_val(cfg)
     real_train = [load_real_set(RealSpec.parse(spec)) for spec in cfg.real_train]
     teacher, teacher_record = load_teacher(cfg, manifest_path)
+    hotspots = load_hotspots(Path(cfg.hard_negatives), train_paths) if cfg.hard_negatives else None
 
     model = ResUNet(**cfg.arch_args())
     model = model.to(memory_format=torch.channels_last)
@@ -148,6 +152,9 @@ def train_detector(
             f"(fraction {cfg.real_fraction} of tiles, all sets together)")
     if cfg.clean_fraction:
         log(f"clean tiles: fraction {cfg.clean_fraction} undamaged painting crops with all-zero targets")
+    if hotspots is not None:
+        log(f"hard negatives: {cfg.hard_fraction} of the clean crops centred on {sum(map(len, hotspots))} "
+            f"flagged places in {sum(1 for h in hotspots if len(h))} paintings ({cfg.hard_negatives})")
     start, seconds_before = time.perf_counter(), float(extra.get("seconds", 0.0))
     running, t_last = [], time.perf_counter()
     while step < cfg.steps and not ship_only:
@@ -156,7 +163,8 @@ def train_detector(
         for group in optimizer.param_groups:
             group["lr"] = lr
         x, y = make_batch(train_images, cfg.tile, cfg.batch, cfg.seed * 1_000_003 + step, cfg.damage,
-                          cfg.augment, real_train, cfg.real_fraction, cfg.clean_fraction)
+                          cfg.augment, real_train, cfg.real_fraction, cfg.clean_fraction,
+                          hotspots, cfg.hard_fraction)
         x_t = torch.from_numpy(x).to(memory_format=torch.channels_last)  # (B, 3, T, T)
         y_t = torch.from_numpy(y)  # (B, 2, T, T)
         if teacher is not None:
@@ -332,6 +340,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--real-fraction", type=float, help="share of tiles cropped from the real pairs")
     parser.add_argument("--clean-fraction", type=float,
                         help="share of tiles that are undamaged painting crops with all-zero targets")
+    parser.add_argument("--hard-negatives", help="lab.hard_negatives JSON: flagged places on TRAIN paintings")
+    parser.add_argument("--hard-fraction", type=float, help="share of the clean crops centred on those places")
     parser.add_argument("--edge-fraction", type=float,
                         help="AugmentConfig.p_edge: share of painting crops reflect-padded at an image edge")
     parser.add_argument("--weights-name", help="manifest name of the shipped weights")
@@ -347,7 +357,7 @@ def main(argv: list[str] | None = None) -> None:
         real_val_mask_value=args.real_val_mask_value, teacher=args.teacher, teacher_weight=args.teacher_weight,
         teacher_views=args.teacher_views, weights_name=args.weights_name,
         real_train=tuple(args.real_train) if args.real_train else None, real_fraction=args.real_fraction,
-        clean_fraction=args.clean_fraction,
+        clean_fraction=args.clean_fraction, hard_negatives=args.hard_negatives, hard_fraction=args.hard_fraction,
         augment={"p_edge": args.edge_fraction} if args.edge_fraction is not None else None,
         damage=damage_overrides(args.free_cracks, args.texture, args.dark_cracks, args.crack_contrast,
                                 args.damage_style)),

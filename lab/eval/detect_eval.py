@@ -21,6 +21,18 @@ from pipeline.errors import InputError
 from pipeline.io.image_io import read_image, read_mask, to_float, write_png
 from pipeline.stages.detect import DEFAULT_TTA, DEFAULT_WEIGHTS
 
+BLOCK = 128  # px: the model's strict counts are also kept per block of this side (lab.eval.compare_detect)
+
+
+def block_counts(pred: np.ndarray, truth: np.ndarray, size: int) -> list[list[int]]:
+    """[y, x, tp, fp, fn] of every size x size block (edge blocks smaller) of a prediction against truth."""
+    rows = []
+    for y in range(0, pred.shape[0], size):
+        for x in range(0, pred.shape[1], size):
+            p, t = pred[y : y + size, x : x + size], truth[y : y + size, x : x + size]
+            rows.append([y, x, int((p & t).sum()), int((p & ~t).sum()), int((~p & t).sum())])
+    return rows
+
 
 @dataclass(frozen=True)
 class EvalOptions:
@@ -97,7 +109,8 @@ def evaluate_detect(images: Path, masks: Path, opts: EvalOptions | None = None) 
     methods = ["model", "baseline"] if opts.baseline else ["model"]
     strict = {m: {c: Counts() for c in opts.classes} for m in methods}
     tolerant = {m: {c: Counts() for c in opts.classes} for m in methods}
-    for image_path, mask_path in pairs:
+    blocks: dict[str, list[list[int]]] = {c: [] for c in opts.classes}
+    for index, (image_path, mask_path) in enumerate(pairs):
         image, truth = read_pair(image_path, mask_path, opts)
         prob = predict_probabilities(model, to_float(image), tile=opts.tile, overlap=opts.overlap,
                                      bf16=opts.bf16, views=opts.tta)
@@ -110,6 +123,8 @@ def evaluate_detect(images: Path, masks: Path, opts: EvalOptions | None = None) 
                 strict[method][c] += confusion(preds[method][c], truth[c])
                 if opts.tolerance > 0:
                     tolerant[method][c] += confusion(preds[method][c], truth[c], opts.tolerance)
+        for c in opts.classes:
+            blocks[c] += [[index, *row] for row in block_counts(preds["model"][c], truth[c], BLOCK)]
         if opts.save_dir is not None:
             for c in opts.classes:
                 write_png(opts.save_dir / c / f"{image_path.stem}.png",
@@ -119,6 +134,7 @@ def evaluate_detect(images: Path, masks: Path, opts: EvalOptions | None = None) 
         report["tolerant"] = {"tolerance_px": opts.tolerance,
                               **{m: {c: tolerant[m][c].scores() for c in opts.classes} for m in methods}}
     report["images"] = len(pairs)
+    report["blocks"] = {"size": BLOCK, "stems": [image.stem for image, _ in pairs], "counts": blocks}
     if opts.split != "all":
         report["split"] = opts.split
     report["weights"] = weights_info
