@@ -23,7 +23,7 @@ from pipeline.engine.runner import EngineConfig
 from pipeline.io.digests import read_sidecar
 from pipeline.io.store import group_info
 from pipeline.provenance import list_documents, read_document
-from pipeline.stages.detect import DetectConfig, detect
+from pipeline.stages.detect import DEFAULT_WEIGHTS, DetectConfig, detect
 from pipeline.stages.export import export
 from pipeline.stages.ingest import IngestConfig, ingest
 from pipeline.stages.inpaint_stage import InpaintStageConfig, inpaint_store
@@ -119,7 +119,7 @@ def test_each_run_has_real_times_typed_parameters_and_relative_paths(built: dict
     (activity,) = detect_doc["activity"].values()
     assert activity["param:threshold"]["type"] == "xsd:double" and activity["param:tile"]["type"] == "xsd:int"
     weights = [e for i, e in detect_doc["entity"].items() if i.startswith("sha256:")]
-    assert weights and weights[0]["retouch:name"] == "detector-resunet18"
+    assert weights and weights[0]["retouch:name"] == DEFAULT_WEIGHTS
 
 
 def test_export_uses_the_scan_and_each_file_derives_from_what_made_it(built: dict[str, str]) -> None:
@@ -182,7 +182,7 @@ def test_lineage_of_a_region_across_chunk_borders(built: dict[str, str]) -> None
     assert all(c["sha256"] for step in answer["steps"] for c in step["chunks"])
     arrays = [s["array"] for s in answer["steps"]]
     assert arrays == ["restored/0", "scan/labels/damage/0", "scan/0"]
-    assert {w["name"] for w in answer["weights"]} == {"inpainter-pconv", "detector-resunet18"}
+    assert {w["name"] for w in answer["weights"]} == {"inpainter-pconv", DEFAULT_WEIGHTS}
     assert [r["stage"] for r in answer["runs"]] == ["inpaint", "detect", "ingest"]
     assert answer["runs"][1]["parameters"]["threshold"] == 0.5
     scan_chunks = {tuple(c["chunk"]) for c in answer["steps"][-1]["chunks"]}
