@@ -14,7 +14,7 @@ from test_stages import QUIET, damaged_scan, make_store
 from lab.eval.texture_metrics import gradient_ratio
 from pipeline.io.store import group_info
 from pipeline.stages.inpaint import dilate_hole
-from pipeline.stages.inpaint_grain import GrainConfig, add_grain, clip_band, grain_weight, high_pass
+from pipeline.stages.inpaint_grain import GrainConfig, add_grain, grain_field, grain_weight, high_pass, robust_limit
 from pipeline.stages.inpaint_stage import InpaintStageConfig, inpaint_key, inpaint_store
 
 
@@ -102,12 +102,18 @@ def test_thin_cracks_keep_the_fill_and_wide_losses_take_full_grain() -> None:
 
 
 def test_bad_settings_are_refused() -> None:
-    for bad in ({"alpha": -1.0}, {"sigma": 0.1}, {"block": 2}, {"block": 16, "overlap": 12}, {"candidates": 0},
+    for bad in ({"alpha": -1.0}, {"sigma": 0.1}, {"block": 2}, {"block": 15}, {"candidates": 0}, {"reach": 0},
                 {"clip": -1.0}, {"narrow": -1.0}):
         with pytest.raises(ValueError):
             GrainConfig(**bad)
     with pytest.raises(ValueError, match="grain"):
         InpaintStageConfig(grain=-0.5)
+    with pytest.raises(ValueError, match="halo"):  # the grain cannot be made to read within the chunk's halo
+        InpaintStageConfig(grain=1.0, grain_sigma=3.0, halo=16)
+    InpaintStageConfig(grain=0.0, halo=16)  # no grain, no such need
+    for sigma, halo in ((3.0, 64), (6.0, 64), (3.0, 40)):  # the search reach narrows to fit the halo
+        grain = InpaintStageConfig(grain=1.0, grain_sigma=sigma, halo=halo).grain_config()
+        assert grain.span <= halo and (grain.reach == GrainConfig().reach or grain.span == halo)
 
 
 def test_the_stage_key_is_unchanged_with_grain_off_and_changes_with_it_on() -> None:
@@ -143,11 +149,45 @@ def test_clipping_cuts_an_edge_halo_but_keeps_the_texture() -> None:
     rng = np.random.default_rng(1)
     texture = rng.normal(0, 0.02, (64, 64, 1)).astype(np.float32)
     band = texture.copy()
-    band[:, 30:32] += 0.5  # a sharp ridge beside the hole
-    hole = np.zeros((64, 64), bool)
-    hole[20:40, 36:56] = True
-    clipped = clip_band(band, hole, 16, 2.5)
+    band[:, 30:32] += 0.5  # a sharp ridge in the known paint
+    known = np.ones((64, 64), bool)
+    known[20:40, 36:56] = False
+    limit = robust_limit(band, known, 2.5)
+    clipped = np.clip(band, -limit, limit)
     assert np.abs(clipped[:, 30:32]).max() < 0.1  # the ridge is cut to a few deviations of the texture
     keep = np.abs(texture) < 0.04  # within two deviations: passed unchanged
     keep[:, 30:32] = False
     assert np.array_equal(clipped[keep], band[keep])
+    assert np.isinf(robust_limit(band, np.zeros_like(known), 2.5)).all()  # nothing known: no limit
+
+
+def _chunked_field(image: np.ndarray, hole: np.ndarray, config: GrainConfig, chunk: int, halo: int) -> np.ndarray:
+    """The grain field as the stage computes it: chunk by chunk, each with `halo` px of its neighbours (the
+    image reflected at its border, as the engine reads a chunk)."""
+    h, w = hole.shape
+    image = np.pad(image, ((halo, halo), (halo, halo), (0, 0)), mode="reflect")
+    hole = np.pad(hole, halo, mode="reflect")
+    out = np.zeros((h, w, 3), np.float32)
+    for y0 in range(0, h, chunk):
+        for x0 in range(0, w, chunk):
+            window = (slice(y0, y0 + chunk + 2 * halo), slice(x0, x0 + chunk + 2 * halo))
+            part = grain_field(image[window], hole[window], config, origin=(y0 - halo, x0 - halo))
+            core = part[halo : halo + chunk, halo : halo + chunk]
+            out[y0 : y0 + chunk, x0 : x0 + chunk] = core[: h - y0, : w - x0]
+    return out
+
+
+def test_the_grain_does_not_depend_on_the_chunking() -> None:
+    image = _weave(np.uint8, (224, 224), seed=2)
+    yy, xx = np.mgrid[0:224, 0:224]
+    hole = (np.hypot(yy - 112, xx - 100) < 40) | ((np.abs(yy - 2 * xx + 90) < 4) & (xx > 60))  # crosses borders
+    config = GrainConfig(alpha=1.0)
+    whole = grain_field(image, hole, config)
+    assert np.abs(whole).max() > 0.02  # there is a texture to compare
+    by_48 = _chunked_field(image, hole, config, 48, config.span)
+    by_80 = _chunked_field(image, hole, config, 80, config.span)
+    assert np.array_equal(by_48, by_80)  # the same values whatever the chunk size
+    inner = (slice(config.span, -config.span),) * 2  # away from the image border, where chunks pad by reflection
+    assert np.abs(by_48[inner] - whole[inner]).max() < 1e-6  # the whole image's values, to float rounding
+    small = _chunked_field(image, hole, config, 48, config.span // 2)  # too small a halo: the chunks disagree
+    assert np.abs(small[inner] - whole[inner]).max() > 0.01

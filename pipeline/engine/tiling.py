@@ -112,6 +112,8 @@ class ChunkJob:
     fn: Callable[..., tuple[Sequence[np.ndarray], dict[str, Any]]]
     halo: int
     chunk: int
+    # True: fn is also given origin=(y, x), the image position of its blocks' first pixel (halo included)
+    origin: bool = False
 
 
 def _run_block(items: Sequence[tuple[ChunkJob, Region]], ledger: Ledger, task_ids: Sequence[str]) -> dict[str, Any]:
@@ -129,8 +131,9 @@ def _run_block(items: Sequence[tuple[ChunkJob, Region]], ledger: Ledger, task_id
     records: dict[str, dict[str, Any]] = {}
     for job, region in items:
         blocks = [read_with_halo(a, region, job.halo) for a in job.inputs]
-        results, facts = job.fn(*blocks)
         ry0, ry1, rx0, rx1 = region
+        extra = {"origin": (ry0 - job.halo, rx0 - job.halo)} if job.origin else {}
+        results, facts = job.fn(*blocks, **extra)
         digests = []
         for i, (out, result) in enumerate(zip(outputs, results, strict=True)):
             kept = crop_halo(result, job.halo)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +64,7 @@ class InpaintStageConfig:
     strategy "boxes" runs the network on boxes around connected damage (`margin` px of context, equal-shape
     boxes `batch` at a time; boxes larger than `tile` are tiled); "tiles" runs every tile of the chunk's
     overlapping grid that holds a hole pixel (the earlier path, kept for comparison).
-    `grain` > 0 adds that strength of the quilted high-pass texture of the surrounding paint
+    `grain` > 0 adds that strength of the copied high-pass texture of the surrounding paint
     (`pipeline.stages.inpaint_grain`, band sigma `grain_sigma` px) to the fill; 0 (the default) leaves it off.
     """
 
@@ -90,11 +90,20 @@ class InpaintStageConfig:
             raise ValueError(f"need tile >= 32 and 0 <= overlap < tile, got {self.tile}/{self.overlap}")
         if self.dilate < 0 or self.halo < self.dilate:
             raise ValueError(f"need 0 <= dilate <= halo, got dilate {self.dilate}, halo {self.halo}")
-        self.grain_config()  # raises on a bad strength or sigma
+        self.grain_config()  # raises on a bad strength or sigma, or a halo too small for the grain
 
     def grain_config(self) -> GrainConfig:
-        """The texture layer's settings (strength `grain`, band sigma `grain_sigma`, the fixed seed)."""
-        return GrainConfig(alpha=self.grain, sigma=self.grain_sigma)
+        """The texture layer's settings (strength `grain`, band sigma `grain_sigma`, the fixed seed); its source
+        search reach is narrowed where needed so that the grain reads no further than the chunk's halo (then
+        chunks agree where they meet)."""
+        grain = GrainConfig(alpha=self.grain, sigma=self.grain_sigma)
+        if not self.grain or grain.span <= self.halo:
+            return grain
+        reach = grain.reach - (grain.span - self.halo)
+        if reach < 1:
+            raise ValueError(f"grain sigma {self.grain_sigma:g} px needs a chunk halo of at least "
+                             f"{grain.span - grain.reach + 1} px, got {self.halo}")
+        return replace(grain, reach=reach)
 
     def key_params(self) -> dict[str, Any]:
         """The settings that decide `restored/`'s bytes: all but the manifest path, and the grain's only when on
@@ -110,7 +119,8 @@ class _InpaintChunk:
     config: InpaintStageConfig
     threads: int
 
-    def __call__(self, scan: np.ndarray, mask: np.ndarray) -> tuple[list[np.ndarray], dict[str, Any]]:
+    def __call__(self, scan: np.ndarray, mask: np.ndarray,
+                 origin: tuple[int, int] = (0, 0)) -> tuple[list[np.ndarray], dict[str, Any]]:
         from pipeline.stages.inpaint import inpaint_image
         from pipeline.stages.inpaint_boxes import BoxStats, inpaint_boxes
 
@@ -132,7 +142,7 @@ class _InpaintChunk:
         if cfg.grain:
             from pipeline.stages.inpaint import dilate_hole
 
-            out = add_grain(out, image, dilate_hole(hole, cfg.dilate), cfg.grain_config())
+            out = add_grain(out, image, dilate_hole(hole, cfg.dilate), cfg.grain_config(), origin)
         changed = (out != image).any(axis=-1)[core[0] : core[1], core[2] : core[3]]
         facts["changed_pixels"] = int(changed.sum())
         return [np.ascontiguousarray(np.moveaxis(out, -1, 0))], facts
@@ -309,7 +319,8 @@ def inpaint_store(store: str, config: InpaintStageConfig | None = None, engine: 
         coverage = dilate_hole(coverage > 0, -(-config.dilate // scale)).astype(np.uint8)
     damaged, clean = regions_with_coverage(coverage, scale, level0.shape, chunk)
     threads = torch_threads_per_worker(engine)
-    fill = ChunkJob([level0, mask_group["0"]], [group["0"]], _InpaintChunk(config, threads), config.halo, chunk)
+    fill = ChunkJob([level0, mask_group["0"]], [group["0"]], _InpaintChunk(config, threads), config.halo, chunk,
+                    origin=True)
     copy = ChunkJob([level0, mask_group["0"]], [group["0"]], _copy_chunk, 0, chunk)
     # one call: a shard can hold both damaged and clean chunks, and only one task may write it
     records = run_chunk_jobs([(fill, damaged), (copy, clean)], ledger, done,
