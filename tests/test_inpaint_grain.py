@@ -1,5 +1,6 @@
 """The texture layer on a fill: nothing from a flat surround, known pixels kept, same bytes twice, a periodic
-surround's texture brought into the hole; the stage option keeps old keys and records its setting."""
+surround's texture brought into the hole; the same grain whatever the chunking; the stage option keeps old keys
+and records its setting."""
 
 from __future__ import annotations
 
@@ -191,3 +192,19 @@ def test_the_grain_does_not_depend_on_the_chunking() -> None:
     assert np.abs(by_48[inner] - whole[inner]).max() < 1e-6  # the whole image's values, to float rounding
     small = _chunked_field(image, hole, config, 48, config.span // 2)  # too small a halo: the chunks disagree
     assert np.abs(small[inner] - whole[inner]).max() > 0.01
+
+
+def test_the_stage_adds_the_same_grain_whatever_the_chunk_size(tmp_path: Path, tiny_weights: Path) -> None:
+    image, labels = damaged_scan((160, 200), np.uint8)
+    tifffile.imwrite(tmp_path / "labels.tif", labels)
+    added = {}
+    for chunk in (64, 128):
+        restored = {}
+        for grain in (0.0, 1.0):
+            store = make_store(tmp_path, image, chunk=chunk, name=f"c{chunk}g{grain:g}")
+            inpaint_store(store, InpaintStageConfig(tile=128, overlap=32, dilate=2, grain=grain), QUIET,
+                          mask=tmp_path / "labels.tif")
+            restored[grain] = zarr.open_group(store, mode="r")["restored/0"][:].astype(np.int32)
+        added[chunk] = restored[1.0] - restored[0.0]  # the grain, rounded onto each chunking's own fill
+    assert np.abs(added[64]).max() > 2  # some grain went in
+    assert np.abs(added[64] - added[128]).max() <= 1  # the same grain, to the rounding of the fill it lands on
