@@ -2,8 +2,9 @@
 
 Each task reads one output chunk plus `halo` pixels on every side (taken from the neighbours, reflected at
 the image border), calls `fn(block)` (with `origin=`, the block's image position, when the job asks),
-crops the halo off its result and writes the chunk-aligned result into the output arrays. Where the outputs are sharded, one task runs all chunks of a shard and writes the
-shard whole: tasks never write to the same chunk or shard.
+crops the halo off its result and writes the chunk-aligned result into the output arrays. Where the
+outputs are sharded, one task runs all chunks of a shard and writes the shard whole: tasks never write to
+the same chunk or shard.
 Finished tasks are recorded in the stage's ledger, so a stage killed halfway resumes at the next chunk.
 Models are loaded once per worker process (`ModelCache`) and torch threads are set so that the workers
 together use the cores without oversubscribing them.
