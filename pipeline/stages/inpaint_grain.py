@@ -37,6 +37,7 @@ _COLOUR_MIN_WEIGHT = 0.05  # the block centre's low-pass colour is used when thi
 _COLOUR_SCALE = 0.03  # low-pass colour difference (unit range) that costs as much as ...
 _UNKNOWN_COST = 8.0  # ... this share of unknown source pixels (times one)
 _BATCH = 256  # blocks handled at once
+_TINY = 1e-8  # keeps log energy ratios finite
 
 
 @dataclass(frozen=True)
@@ -146,10 +147,17 @@ def _box_sums(mask: np.ndarray, block: int) -> np.ndarray:
     return s[block:, block:] - s[:-block, block:] - s[block:, :-block] + s[:-block, :-block]
 
 
-def _cell_limits(bandp: np.ndarray, known: np.ndarray, gy: np.ndarray, gx: np.ndarray, corner: tuple[int, int],
-                 config: GrainConfig) -> np.ndarray:
-    """(n, c) clip limits (`robust_limit`) per block, one per image-aligned cell of `block` px (the cell holding
-    the block's centre), from the known band within reach - block / 2 px of the cell."""
+def _box_sums_float(values: np.ndarray, block: int) -> np.ndarray:
+    """Sum of `values` (h, w) in every block x block window, indexed by its top-left corner."""
+    s = cv2.integral(values.astype(np.float64))
+    return s[block:, block:] - s[:-block, block:] - s[block:, :-block] + s[:-block, :-block]
+
+
+def _cell_deviations(bandp: np.ndarray, known: np.ndarray, gy: np.ndarray, gx: np.ndarray,
+                     corner: tuple[int, int], config: GrainConfig) -> np.ndarray:
+    """(n, c) robust deviations (`robust_limit` at clip 1; inf where nothing is known) per block, one per
+    image-aligned cell of `block` px (the cell holding the block's centre), from the known band within
+    reach - block / 2 px of the cell."""
     b = config.block
     margin = config.reach - b // 2
     cy, cx = (gy + b // 2) // b, (gx + b // 2) // b
@@ -158,7 +166,7 @@ def _cell_limits(bandp: np.ndarray, known: np.ndarray, gy: np.ndarray, gx: np.nd
     for i, (y, x) in enumerate(cells):
         y0, x0 = int(y) * b - corner[0] - margin, int(x) * b - corner[1] - margin
         near = (slice(max(0, y0), y0 + b + 2 * margin), slice(max(0, x0), x0 + b + 2 * margin))
-        out[i] = robust_limit(bandp[near], known[near], config.clip)
+        out[i] = robust_limit(bandp[near], known[near], 1.0)
     return out[index.reshape(-1)]
 
 
@@ -219,9 +227,15 @@ def synthesize_grain(band: np.ndarray, hole: np.ndarray, config: GrainConfig, wh
         ssd = np.einsum("mkijc,mij->mk", (patches - here[:, None]) ** 2, mine)
         scale = np.einsum("mijc,mij->m", here**2, mine) + 1e-8
         cost[part] += ssd / scale[:, None]
+    deviation = _cell_deviations(bandp, known, by + oy, bx + ox, (oy, ox), config)  # (n, c)
+    local = np.mean(deviation**2, axis=1)  # the band's local variance near each block
+    energy = _box_sums_float((bandp**2).mean(axis=-1), b)[sy, sx] / (b * b)  # (n, k) each source's
+    fair = np.isfinite(local)[:, None]
+    ratio = np.log((energy + _TINY) / (np.where(fair[:, 0], local, 1.0)[:, None] + _TINY))
+    cost = cost + np.where(fair, (ratio / 2) ** 2, 0.0)  # prefer sources as busy as the paint around the block
     pick = np.argmin(cost, axis=1)
     src_y, src_x = sy[np.arange(n), pick], sx[np.arange(n), pick]
-    limits = _cell_limits(bandp, known, by + oy, bx + ox, (oy, ox), config)  # (n, c)
+    limits = config.clip * deviation if config.clip else np.full_like(deviation, np.inf)
     win = _window(b)[:, :, None]
     acc = np.zeros((h + 2 * pad, w + 2 * pad, c), np.float32)
     norm = np.zeros((h + 2 * pad, w + 2 * pad), np.float32)
