@@ -109,12 +109,13 @@ def test_bad_settings_are_refused() -> None:
             GrainConfig(**bad)
     with pytest.raises(ValueError, match="grain"):
         InpaintStageConfig(grain=-0.5)
-    with pytest.raises(ValueError, match="halo"):  # the grain cannot be made to read within the chunk's halo
-        InpaintStageConfig(grain=1.0, grain_sigma=3.0, halo=16)
-    InpaintStageConfig(grain=0.0, halo=16)  # no grain, no such need
-    for sigma, halo in ((3.0, 64), (6.0, 64), (3.0, 40)):  # the search reach narrows to fit the halo
-        grain = InpaintStageConfig(grain=1.0, grain_sigma=sigma, halo=halo).grain_config()
-        assert grain.span <= halo and (grain.reach == GrainConfig().reach or grain.span == halo)
+    with pytest.raises(ValueError, match="far"):
+        GrainConfig(far=GrainConfig().reach)  # a far reach must reach further than the near one
+    assert InpaintStageConfig(grain=0.0, halo=16).grain_halo == 16  # no grain, no wider read
+    for sigma, halo in ((3.0, 64), (6.0, 64), (3.0, 40), (3.0, 400)):  # the grain's read covers all it reads
+        config = InpaintStageConfig(grain=1.0, grain_sigma=sigma, halo=halo)
+        assert config.grain_halo == max(halo, config.grain_config().span)
+    assert GrainConfig(sigma=6.0).span > GrainConfig(sigma=3.0).span > GrainConfig(far=0).span
 
 
 def test_the_stage_key_is_unchanged_with_grain_off_and_changes_with_it_on() -> None:
@@ -178,19 +179,32 @@ def _chunked_field(image: np.ndarray, hole: np.ndarray, config: GrainConfig, chu
     return out
 
 
+def test_a_wide_loss_takes_texture_in_its_core_from_the_far_sources() -> None:
+    image = _weave(np.uint8, (256, 256), seed=1)
+    yy, xx = np.mgrid[0:256, 0:256]
+    hole = np.hypot(yy - 128, xx - 128) < 70  # 140 px across: its core is over 50 px from known paint
+    core = np.hypot(yy - 128, xx - 128) < 20
+    filled = _flat_fill(image, hole)
+    near_only = add_grain(filled, image, hole, GrainConfig(alpha=1.0, far=0))
+    far = add_grain(filled, image, hole, GrainConfig(alpha=1.0))
+    assert np.array_equal(near_only[core], filled[core])  # nothing known within reach: a smooth core
+    assert 0.8 <= gradient_ratio(far, image, core) <= 1.2  # the weave's gradient energy, also in the core
+    assert gradient_ratio(far, image, hole & ~core) >= 0.8
+
+
 def test_the_grain_does_not_depend_on_the_chunking() -> None:
-    image = _weave(np.uint8, (224, 224), seed=2)
-    yy, xx = np.mgrid[0:224, 0:224]
-    hole = (np.hypot(yy - 112, xx - 100) < 40) | ((np.abs(yy - 2 * xx + 90) < 4) & (xx > 60))  # crosses borders
+    image = _weave(np.uint8, (320, 320), seed=2)
+    yy, xx = np.mgrid[0:320, 0:320]
+    hole = (np.hypot(yy - 160, xx - 150) < 60) | ((np.abs(yy - 2 * xx + 150) < 4) & (xx > 100))  # crosses borders
     config = GrainConfig(alpha=1.0)
     whole = grain_field(image, hole, config)
     assert np.abs(whole).max() > 0.02  # there is a texture to compare
-    by_48 = _chunked_field(image, hole, config, 48, config.span)
-    by_80 = _chunked_field(image, hole, config, 80, config.span)
-    assert np.array_equal(by_48, by_80)  # the same values whatever the chunk size
+    by_64 = _chunked_field(image, hole, config, 64, config.span)
+    by_112 = _chunked_field(image, hole, config, 112, config.span)
+    assert np.array_equal(by_64, by_112)  # the same values whatever the chunk size
     inner = (slice(config.span, -config.span),) * 2  # away from the image border, where chunks pad by reflection
-    assert np.abs(by_48[inner] - whole[inner]).max() < 1e-6  # the whole image's values, to float rounding
-    small = _chunked_field(image, hole, config, 48, config.span // 2)  # too small a halo: the chunks disagree
+    assert np.abs(by_64[inner] - whole[inner]).max() < 1e-6  # the whole image's values, to float rounding
+    small = _chunked_field(image, hole, config, 112, config.span // 2)  # too small a halo: the chunks disagree
     assert np.abs(small[inner] - whole[inner]).max() > 0.01
 
 

@@ -5,15 +5,16 @@ The network's fill is smooth (the mean of the plausible fills). Here the fine ba
 the known pixels only, so the hole does not leak into it), is copied into the hole block by block, and every
 value depends only on the image position and the image near it, never on where a chunk starts: the blocks
 (`block` px) lie on a grid of stride block / 2 aligned to image coordinates; each block that holds hole pixels
-takes, among `candidates` source positions within `reach` px drawn from a hash of the seed and the block's
-32-px cell (so neighbouring blocks try the same shifts and a periodic texture keeps its phase), the one that
-is best known (share of known source pixels), closest in low-pass colour (a wider normalised blur at the
-block centre) and closest on the block's own known pixels; the copies are overlap-added with raised-cosine
-windows and divided by the root of the summed squared windows, which keeps the band's variance. Each
-copy is first clipped per channel to `clip` robust deviations (1.4826 x median |band|) of the known band
-within `reach` px of its block, so the fine texture is copied but the halo of a sharp edge (a fold, a
-contour) is not. The band, times `alpha` and the crack weight (`grain_weight`), is added to the fill inside
-the hole only; every pixel outside the hole comes back bit for bit.
+takes, among `candidates` source positions within `reach` px and as many within `far` px, drawn from a hash of
+the seed and the block's 32-px cell (so neighbouring blocks try the same shifts and a periodic texture keeps its
+phase; the far ones reach known paint from the core of a wide loss), the one that is best known (share of known
+source pixels), closest in low-pass colour (a wider normalised blur at the block centre), closest on the block's
+own known pixels and as busy as the known paint around it; the copies are overlap-added with raised-cosine
+windows and divided by the root of the summed squared windows, which keeps the band's variance. Each copy is
+first clipped per channel to `clip` robust deviations (1.4826 x median |band|) of the known band within `reach`
+px of its block (within `far` px where nothing nearer is known), so the fine texture is copied but the halo of a
+sharp edge (a fold, a contour) is not. The band, times `alpha` and the crack weight (`grain_weight`), is added to
+the fill inside the hole only; every pixel outside the hole comes back bit for bit.
 
 A pixel's grain reads the image within `GrainConfig.span` px of it, so a chunk with at least that halo
 computes the same values as the whole image would (away from the image border, where the chunk's reflected
@@ -43,15 +44,16 @@ _TINY = 1e-8  # keeps log energy ratios finite
 @dataclass(frozen=True)
 class GrainConfig:
     """Strength `alpha` (0 = off), high-pass `sigma` (px), copy `block` (px, even; grid stride block / 2),
-    `candidates` source shifts tried per block within `reach` px, `seed`; `clip` > 0 limits each copy to that
-    many robust deviations of the known band near its block; `narrow` > 0: damage of at most that half-width
-    (px) gets no grain, twice that and more the full strength (see `grain_weight`)."""
+    `candidates` source shifts tried per block within `reach` px and as many within `far` px (0 = none), `seed`;
+    `clip` > 0 limits each copy to that many robust deviations of the known band near its block; `narrow` > 0:
+    damage of at most that half-width (px) gets no grain, twice that and more the full strength (see `grain_weight`)."""
 
     alpha: float = 0.0
     sigma: float = 3.0
     block: int = 16
     reach: int = 32
     candidates: int = 32
+    far: int = 96
     seed: int = 0
     clip: float = 2.5
     narrow: float = 3.0
@@ -65,6 +67,8 @@ class GrainConfig:
             raise ValueError(f"need an even grain block >= 4, got {self.block}")
         if self.reach < 1 or self.candidates < 1:
             raise ValueError(f"need grain reach >= 1 and candidates >= 1, got {self.reach} and {self.candidates}")
+        if self.far and self.far <= self.reach:
+            raise ValueError(f"the grain's far reach must be 0 (none) or more than reach {self.reach}, got {self.far}")
         if self.clip < 0 or self.narrow < 0:
             raise ValueError(f"grain clip and narrow must be >= 0 (0 = off), got {self.clip} and {self.narrow}")
 
@@ -74,7 +78,7 @@ class GrainConfig:
         band = _radius(self.sigma)
         colour = _radius(self.block / 4) - self.block // 2
         width = math.ceil(2 * self.narrow) + self.block // 2 + 2
-        return max(self.block - 1 + self.reach + max(band, colour), width)
+        return max(self.block - 1 + max(self.reach, self.far) + max(band, colour), width)
 
 
 def _radius(sigma: float) -> int:
@@ -157,16 +161,19 @@ def _cell_deviations(bandp: np.ndarray, known: np.ndarray, gy: np.ndarray, gx: n
                      corner: tuple[int, int], config: GrainConfig) -> np.ndarray:
     """(n, c) robust deviations (`robust_limit` at clip 1; inf where nothing is known) per block, one per
     image-aligned cell of `block` px (the cell holding the block's centre), from the known band within
-    reach - block / 2 px of the cell."""
+    reach - block / 2 px of the cell, or within far - block / 2 px where nothing nearer is known."""
     b = config.block
-    margin = config.reach - b // 2
     cy, cx = (gy + b // 2) // b, (gx + b // 2) // b
     cells, index = np.unique(np.stack([cy, cx], axis=1), axis=0, return_inverse=True)
     out = np.empty((len(cells), bandp.shape[-1]), np.float32)
     for i, (y, x) in enumerate(cells):
-        y0, x0 = int(y) * b - corner[0] - margin, int(x) * b - corner[1] - margin
-        near = (slice(max(0, y0), y0 + b + 2 * margin), slice(max(0, x0), x0 + b + 2 * margin))
-        out[i] = robust_limit(bandp[near], known[near], 1.0)
+        for reach in (config.reach, config.far):
+            margin = reach - b // 2
+            y0, x0 = int(y) * b - corner[0] - margin, int(x) * b - corner[1] - margin
+            near = (slice(max(0, y0), y0 + b + 2 * margin), slice(max(0, x0), x0 + b + 2 * margin))
+            out[i] = robust_limit(bandp[near], known[near], 1.0)
+            if np.isfinite(out[i]).all() or not config.far:
+                break
     return out[index.reshape(-1)]
 
 
@@ -186,7 +193,7 @@ def synthesize_grain(band: np.ndarray, hole: np.ndarray, config: GrainConfig, wh
     target = hole if where is None else hole & where
     if not target.any():
         return out
-    pad = r + b
+    pad = max(r, config.far) + b
     known = np.pad(~hole, pad, constant_values=False)
     bandp = np.pad(band, ((pad, pad), (pad, pad), (0, 0)))
     known_sum = _box_sums(known, b)  # indexed by the padded top-left corner
@@ -200,11 +207,13 @@ def synthesize_grain(band: np.ndarray, hole: np.ndarray, config: GrainConfig, wh
     n, k = len(by), config.candidates
     gy, gx = by + oy, bx + ox  # image coordinates
     cell_y, cell_x = gy // _CELL, gx // _CELL
-    kk = np.arange(k)[None, :]
-    code = _hash(config.seed, cell_y[:, None], cell_x[:, None], kk)
-    span = np.uint64(2 * r + 1)
-    dy = (code % span).astype(np.int64) - r
-    dx = ((code // span) % span).astype(np.int64) - r
+    shifts = []
+    for i, reach in enumerate((r, config.far) if config.far else (r,)):  # near candidates, then far ones
+        code = _hash(config.seed, cell_y[:, None], cell_x[:, None], np.arange(i * k, (i + 1) * k)[None, :])
+        span = np.uint64(2 * reach + 1)
+        shifts.append(((code % span).astype(np.int64) - reach, ((code // span) % span).astype(np.int64) - reach))
+    dy = np.concatenate([s[0] for s in shifts], axis=1)  # (n, k) or (n, 2k)
+    dx = np.concatenate([s[1] for s in shifts], axis=1)
     sy, sx = by[:, None] + dy, bx[:, None] + dx  # (n, k) padded source corners, inside the padding
     cost = _UNKNOWN_COST * (1.0 - known_sum[sy, sx] / (b * b))
     if low is not None and low_weight is not None:
@@ -241,7 +250,7 @@ def synthesize_grain(band: np.ndarray, hole: np.ndarray, config: GrainConfig, wh
     norm = np.zeros((h + 2 * pad, w + 2 * pad), np.float32)
     for phase_y in (0, 1):  # blocks of one grid parity do not overlap: add them in one go
         for phase_x in (0, 1):
-            sel = np.flatnonzero(((by - ty[0]) // step % 2 == phase_y) & ((bx - tx[0]) // step % 2 == phase_x))
+            sel = np.flatnonzero((gy // step % 2 == phase_y) & (gx // step % 2 == phase_x))  # image-aligned order
             for part in np.array_split(sel, max(1, len(sel) // _BATCH)):
                 if not len(part):
                     continue
@@ -257,24 +266,33 @@ def synthesize_grain(band: np.ndarray, hole: np.ndarray, config: GrainConfig, wh
     return out.astype(np.float32)
 
 
-def grain_field(original: np.ndarray, hole: np.ndarray, config: GrainConfig,
-                origin: tuple[int, int] = (0, 0)) -> np.ndarray:
+def grain_field(original: np.ndarray, hole: np.ndarray, config: GrainConfig, origin: tuple[int, int] = (0, 0),
+                where: np.ndarray | None = None) -> np.ndarray:
     """(h, w, c) float32 in the image's unit range: the texture layer added to a fill (alpha x crack weight x
     the copied band) of `original` (uint8/uint16, colour channels only) around `hole`; 0 outside the hole.
-    `origin` is the image position of the arrays' first pixel."""
+    `origin` is the image position of the arrays' first pixel. With `where` ((h, w) bool), only those pixels
+    are computed (0 elsewhere), from the part of the arrays within `config.span` px of them."""
     c = colour_channels(original.shape[2])
     top = float(np.iinfo(original.dtype).max)
     out = np.zeros((*hole.shape, c), np.float32)
     if config.alpha == 0 or not hole.any():
         return out
     weight = grain_weight(hole, config.narrow, config.block // 2)
-    if not weight.any():
+    need = weight > 0 if where is None else (weight > 0) & where
+    if not need.any():
         return out
-    unit = original[:, :, :c].astype(np.float32) / top
-    band = high_pass(unit, ~hole, config.sigma)
-    low, low_weight = known_mean(unit, ~hole, config.block / 4)
-    grain = synthesize_grain(band, hole, config, where=weight > 0, origin=origin, low=low, low_weight=low_weight)
-    return (config.alpha * weight[:, :, None] * grain).astype(np.float32)
+    rows, cols = np.flatnonzero(need.any(axis=1)), np.flatnonzero(need.any(axis=0))
+    y0, x0 = max(0, rows[0] - config.span), max(0, cols[0] - config.span)
+    y1, x1 = min(hole.shape[0], rows[-1] + 1 + config.span), min(hole.shape[1], cols[-1] + 1 + config.span)
+    box = (slice(y0, y1), slice(x0, x1))  # all that the needed pixels read
+    unit = original[box][:, :, :c].astype(np.float32) / top
+    known = ~hole[box]
+    band = high_pass(unit, known, config.sigma)
+    low, low_weight = known_mean(unit, known, config.block / 4)
+    grain = synthesize_grain(band, hole[box], config, where=need[box], origin=(origin[0] + y0, origin[1] + x0),
+                             low=low, low_weight=low_weight)
+    out[box] = config.alpha * weight[box][:, :, None] * grain
+    return out
 
 
 def add_grain(filled: np.ndarray, original: np.ndarray, hole: np.ndarray, config: GrainConfig,
@@ -292,12 +310,17 @@ def add_grain(filled: np.ndarray, original: np.ndarray, hole: np.ndarray, config
         raise ValueError(f"hole must be a bool (H, W) of the image's size, got {hole.dtype} {hole.shape}")
     if filled.dtype not in (np.uint8, np.uint16):
         raise TypeError(f"images must be uint8 or uint16, got {filled.dtype}")
-    out = filled.copy()
     if config.alpha == 0 or not hole.any():
-        return out
+        return filled.copy()
+    return add_field(filled, hole, grain_field(original, hole, config, origin))
+
+
+def add_field(filled: np.ndarray, hole: np.ndarray, field: np.ndarray) -> np.ndarray:
+    """A copy of `filled` (H, W, C) uint8/uint16 with `field` ((H, W, colour channels), unit range, see
+    `grain_field`) added inside `hole` (H, W) bool, rounded and clipped to the dtype's range."""
+    out = filled.copy()
     c = colour_channels(filled.shape[2])
     top = float(np.iinfo(filled.dtype).max)
-    field = grain_field(original, hole, config, origin)
     layer = filled[:, :, :c].astype(np.float32)[hole] + top * field[hole]
     out[:, :, :c][hole] = np.clip(np.rint(layer), 0, top).astype(filled.dtype)
     return out

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +51,7 @@ from pipeline.io.store import (
 )
 from pipeline.provenance import StageRecord, document_url, input_ref, marker_refs, now_iso, weights_ref
 from pipeline.stages.detect import STALE_KEY, StageResult, check_device, default_manifest
-from pipeline.stages.inpaint_grain import GrainConfig, add_grain
+from pipeline.stages.inpaint_grain import GrainConfig, add_field, grain_field
 
 RESTORED_GROUP = "restored"
 EDITED_MASK_GROUP = "mask_edited"
@@ -90,20 +90,17 @@ class InpaintStageConfig:
             raise ValueError(f"need tile >= 32 and 0 <= overlap < tile, got {self.tile}/{self.overlap}")
         if self.dilate < 0 or self.halo < self.dilate:
             raise ValueError(f"need 0 <= dilate <= halo, got dilate {self.dilate}, halo {self.halo}")
-        self.grain_config()  # raises on a bad strength or sigma, or a halo too small for the grain
+        self.grain_config()  # raises on a bad strength or sigma
 
     def grain_config(self) -> GrainConfig:
-        """The texture layer's settings (strength `grain`, band sigma `grain_sigma`, the fixed seed); its source
-        search reach is narrowed where needed so that the grain reads no further than the chunk's halo (then
-        chunks agree where they meet)."""
-        grain = GrainConfig(alpha=self.grain, sigma=self.grain_sigma)
-        if not self.grain or grain.span <= self.halo:
-            return grain
-        reach = grain.reach - (grain.span - self.halo)
-        if reach < 1:
-            raise ValueError(f"grain sigma {self.grain_sigma:g} px needs a chunk halo of at least "
-                             f"{grain.span - grain.reach + 1} px, got {self.halo}")
-        return replace(grain, reach=reach)
+        """The texture layer's settings: strength `grain`, band sigma `grain_sigma`, the rest its defaults."""
+        return GrainConfig(alpha=self.grain, sigma=self.grain_sigma)
+
+    @property
+    def grain_halo(self) -> int:
+        """The halo (px) the scan and mask are read with for the grain: all that it reads (`GrainConfig.span`),
+        so chunks agree where they meet; the fill itself keeps `halo`."""
+        return max(self.halo, self.grain_config().span) if self.grain else self.halo
 
     def key_params(self) -> dict[str, Any]:
         """The settings that decide `restored/`'s bytes: all but the manifest path, and the grain's only when on
@@ -111,6 +108,8 @@ class InpaintStageConfig:
         params = {k: v for k, v in asdict(self).items() if k != "manifest"}
         if not self.grain:
             del params["grain"], params["grain_sigma"]
+        else:  # the texture layer's every setting (a changed default changes the bytes)
+            params["grain_config"] = asdict(self.grain_config())
         return params
 
 
@@ -119,8 +118,10 @@ class _InpaintChunk:
     config: InpaintStageConfig
     threads: int
 
-    def __call__(self, scan: np.ndarray, mask: np.ndarray,
+    def __call__(self, scan: np.ndarray, mask: np.ndarray, *context: np.ndarray,
                  origin: tuple[int, int] = (0, 0)) -> tuple[list[np.ndarray], dict[str, Any]]:
+        """Fill one chunk (`scan`, `mask` read with `halo`); with the grain on, `context` is the scan and mask
+        read with `grain_halo`, and `origin` the image position of `scan`'s first pixel."""
         from pipeline.stages.inpaint import inpaint_image
         from pipeline.stages.inpaint_boxes import BoxStats, inpaint_boxes
 
@@ -142,7 +143,15 @@ class _InpaintChunk:
         if cfg.grain:
             from pipeline.stages.inpaint import dilate_hole
 
-            out = add_grain(out, image, dilate_hole(hole, cfg.dilate), cfg.grain_config(), origin)
+            wide_scan, wide_mask = context
+            extra = cfg.grain_halo - halo
+            where = np.zeros(wide_mask.shape[1:], bool)  # the chunk itself
+            gh = cfg.grain_halo
+            where[gh : where.shape[0] - gh, gh : where.shape[1] - gh] = True
+            field = grain_field(np.moveaxis(wide_scan, 0, -1), dilate_hole(wide_mask[0] > 0, cfg.dilate),
+                                cfg.grain_config(), (origin[0] - extra, origin[1] - extra), where)
+            field = field[extra : extra + hole.shape[0], extra : extra + hole.shape[1]]
+            out = add_field(out, dilate_hole(hole, cfg.dilate), field)
         changed = (out != image).any(axis=-1)[core[0] : core[1], core[2] : core[3]]
         facts["changed_pixels"] = int(changed.sum())
         return [np.ascontiguousarray(np.moveaxis(out, -1, 0))], facts
@@ -319,8 +328,11 @@ def inpaint_store(store: str, config: InpaintStageConfig | None = None, engine: 
         coverage = dilate_hole(coverage > 0, -(-config.dilate // scale)).astype(np.uint8)
     damaged, clean = regions_with_coverage(coverage, scale, level0.shape, chunk)
     threads = torch_threads_per_worker(engine)
-    fill = ChunkJob([level0, mask_group["0"]], [group["0"]], _InpaintChunk(config, threads), config.halo, chunk,
-                    origin=True)
+    inputs, halos = [level0, mask_group["0"]], [config.halo] * 2
+    if config.grain:  # the grain reads the scan and mask further than the fill
+        inputs, halos = inputs * 2, halos + [config.grain_halo] * 2
+    fill = ChunkJob(inputs, [group["0"]], _InpaintChunk(config, threads), config.halo, chunk, origin=True,
+                    halos=halos)
     copy = ChunkJob([level0, mask_group["0"]], [group["0"]], _copy_chunk, 0, chunk)
     # one call: a shard can hold both damaged and clean chunks, and only one task may write it
     records = run_chunk_jobs([(fill, damaged), (copy, clean)], ledger, done,
