@@ -5,16 +5,16 @@ The network's fill is smooth (the mean of the plausible fills). Here the fine ba
 the known pixels only, so the hole does not leak into it), is copied into the hole block by block, and every
 value depends only on the image position and the image near it, never on where a chunk starts: the blocks
 (`block` px) lie on a grid of stride block / 2 aligned to image coordinates; each block that holds hole pixels
-takes, among `candidates` source positions within `reach` px and as many within `far` px, drawn from a hash of
-the seed and the block's 32-px cell (so neighbouring blocks try the same shifts and a periodic texture keeps its
-phase; the far ones reach known paint from the core of a wide loss), the one that is best known (share of known
-source pixels), closest in low-pass colour (a wider normalised blur at the block centre), closest on the block's
-own known pixels and as busy as the known paint around it; the copies are overlap-added with raised-cosine
-windows and divided by the root of the summed squared windows, which keeps the band's variance. Each copy is
-first clipped per channel to `clip` robust deviations (1.4826 x median |band|) of the known band within `reach`
-px of its block (within `far` px where nothing nearer is known), so the fine texture is copied but the halo of a
-sharp edge (a fold, a contour) is not. The band, times `alpha` and the crack weight (`grain_weight`), is added to
-the fill inside the hole only; every pixel outside the hole comes back bit for bit.
+takes, among `candidates` source positions within `reach` px (and, where none of them is wholly known, as many
+within `far` px: the core of a wide loss) drawn from a hash of the seed and the block's 32-px cell (so
+neighbouring blocks try the same shifts and a periodic texture keeps its phase), the one that is best known
+(share of known source pixels), closest in low-pass colour (a wider normalised blur at the block centre),
+closest on the block's own known pixels and as busy as the known paint around it; the copies are overlap-added
+with raised-cosine windows and divided by the root of the summed squared windows, which keeps the band's
+variance. Each copy is first clipped per channel to `clip` robust deviations (1.4826 x median |band|) of the
+known band within `reach` px of its block (within `far` px where nothing nearer is known), so the fine texture
+is copied but the halo of a sharp edge (a fold, a contour) is not. The band, times `alpha` and the crack weight
+(`grain_weight`), is added to the fill inside the hole only; every pixel outside the hole comes back bit for bit.
 
 A pixel's grain reads the image within `GrainConfig.span` px of it, so a chunk with at least that halo
 computes the same values as the whole image would (away from the image border, where the chunk's reflected
@@ -44,9 +44,10 @@ _TINY = 1e-8  # keeps log energy ratios finite
 @dataclass(frozen=True)
 class GrainConfig:
     """Strength `alpha` (0 = off), high-pass `sigma` (px), copy `block` (px, even; grid stride block / 2),
-    `candidates` source shifts tried per block within `reach` px and as many within `far` px (0 = none), `seed`;
-    `clip` > 0 limits each copy to that many robust deviations of the known band near its block; `narrow` > 0:
-    damage of at most that half-width (px) gets no grain, twice that and more the full strength (see `grain_weight`)."""
+    `candidates` source shifts tried per block within `reach` px and as many within `far` px (0 = none; used
+    where no near one is wholly known), `seed`; `clip` > 0 limits each copy to that many robust deviations of the
+    known band near its block; `narrow` > 0: damage of at most that half-width (px) gets no grain, twice that
+    and more the full strength (see `grain_weight`)."""
 
     alpha: float = 0.0
     sigma: float = 3.0
@@ -223,19 +224,25 @@ def synthesize_grain(band: np.ndarray, hole: np.ndarray, config: GrainConfig, wh
         use = weightp[by + half, bx + half] >= _COLOUR_MIN_WEIGHT
         diff = ((lowp[sy + half, sx + half] - dest[:, None]) ** 2).mean(axis=-1) / _COLOUR_SCALE ** 2
         cost = cost + np.where(use[:, None], diff, 0.0)
+    # far sources only for blocks with no wholly known source among the near ones (the core of a wide loss)
+    near = np.ones(n, bool) if not config.far else (known_sum[sy[:, :k], sx[:, :k]] == b * b).any(axis=1)
+    cost[near, k:] = np.inf
     # blocks with known pixels of their own: also agree with them (keeps a periodic texture's phase)
     offsets = np.arange(b)
-    own = known_sum[by, bx]
-    for part in np.array_split(np.flatnonzero(own), max(1, int(np.count_nonzero(own)) // _BATCH)):
-        if not len(part):
-            continue
-        rows = by[part, None, None] + offsets[:, None]  # (m, b, 1)
-        cols = bx[part, None, None] + offsets[None, :]
-        here, mine = bandp[rows, cols], known[rows, cols].astype(np.float32)  # (m, b, b, c), (m, b, b)
-        patches = bandp[sy[part, :, None, None] + offsets[:, None], sx[part, :, None, None] + offsets[None, :]]
-        ssd = np.einsum("mkijc,mij->mk", (patches - here[:, None]) ** 2, mine)
-        scale = np.einsum("mijc,mij->m", here**2, mine) + 1e-8
-        cost[part] += ssd / scale[:, None]
+    own = known_sum[by, bx] > 0
+    for group, last in ((own & near, k), (own & ~near, sy.shape[1])):
+        blocks = np.flatnonzero(group)
+        for part in np.array_split(blocks, max(1, len(blocks) // _BATCH)):
+            if not len(part):
+                continue
+            rows = by[part, None, None] + offsets[:, None]  # (m, b, 1)
+            cols = bx[part, None, None] + offsets[None, :]
+            here, mine = bandp[rows, cols], known[rows, cols].astype(np.float32)  # (m, b, b, c), (m, b, b)
+            patches = bandp[sy[part, :last, None, None] + offsets[:, None],
+                            sx[part, :last, None, None] + offsets[None, :]]
+            ssd = np.einsum("mkijc,mij->mk", (patches - here[:, None]) ** 2, mine)
+            scale = np.einsum("mijc,mij->m", here**2, mine) + 1e-8
+            cost[part, :last] += ssd / scale[:, None]
     deviation = _cell_deviations(bandp, known, by + oy, bx + ox, (oy, ox), config)  # (n, c)
     local = np.mean(deviation**2, axis=1)  # the band's local variance near each block
     energy = _box_sums_float((bandp**2).mean(axis=-1), b)[sy, sx] / (b * b)  # (n, k) each source's
