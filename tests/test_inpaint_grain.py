@@ -1,6 +1,6 @@
 """The texture layer on a fill: nothing from a flat surround, known pixels kept, same bytes twice, a periodic
 surround's texture brought into the hole; the same grain whatever the chunking; the stage option keeps old keys
-and records its setting."""
+and records its setting; grain 1 is the default."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import tifffile
 import zarr
 from test_stages import QUIET, damaged_scan, make_store
 
+from flows.params import InpaintParams
 from lab.eval.texture_metrics import gradient_ratio
 from pipeline.io.store import group_info
 from pipeline.stages.inpaint import dilate_hole
@@ -118,9 +119,11 @@ def test_bad_settings_are_refused() -> None:
     assert GrainConfig(sigma=6.0).span > GrainConfig(sigma=3.0).span > GrainConfig(far=0).span
 
 
-def test_the_stage_key_is_unchanged_with_grain_off_and_changes_with_it_on() -> None:
-    off = InpaintStageConfig()
+def test_grain_1_is_the_default_and_the_key_is_unchanged_with_grain_off() -> None:
+    assert InpaintStageConfig().grain == 1.0 and InpaintParams().grain == 1.0 and InpaintParams().config().grain == 1.0
+    off = InpaintStageConfig(grain=0.0)
     assert "grain" not in off.key_params()  # stores restored before the option keep their key
+    assert InpaintStageConfig().key_params()["grain_config"]["far"] == GrainConfig().far  # every grain setting
     keys = {inpaint_key("s", "m", c, "w") for c in (off, InpaintStageConfig(grain=1.0),
                                                      InpaintStageConfig(grain=1.0, grain_sigma=2.0))}
     assert len(keys) == 3

@@ -65,7 +65,7 @@ class InpaintStageConfig:
     boxes `batch` at a time; boxes larger than `tile` are tiled); "tiles" runs every tile of the chunk's
     overlapping grid that holds a hole pixel (the earlier path, kept for comparison).
     `grain` > 0 adds that strength of the copied high-pass texture of the surrounding paint
-    (`pipeline.stages.inpaint_grain`, band sigma `grain_sigma` px) to the fill; 0 (the default) leaves it off.
+    (`pipeline.stages.inpaint_grain`, band sigma `grain_sigma` px) to the fill (default 1); 0 leaves it off.
     """
 
     weights: str = "inpainter-pconv"
@@ -77,7 +77,7 @@ class InpaintStageConfig:
     strategy: str = "boxes"
     margin: int = 24
     batch: int = 8
-    grain: float = 0.0
+    grain: float = 1.0
     grain_sigma: float = 3.0
     manifest: str = field(default_factory=default_manifest)
 
