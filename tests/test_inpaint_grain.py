@@ -225,3 +225,27 @@ def test_the_stage_adds_the_same_grain_whatever_the_chunk_size(tmp_path: Path, t
         added[chunk] = restored[1.0] - restored[0.0]  # the grain, rounded onto each chunking's own fill
     assert np.abs(added[64]).max() > 2  # some grain went in
     assert np.abs(added[64] - added[128]).max() <= 1  # the same grain, to the rounding of the fill it lands on
+
+
+def test_a_chunk_job_reads_each_input_with_its_own_halo(tmp_path: Path) -> None:
+    from pipeline.engine.ledger import Ledger
+    from pipeline.engine.tiling import ChunkJob, _run_block, read_with_halo
+
+    image = np.arange(3 * 96 * 80, dtype=np.uint16).reshape(3, 96, 80)
+    store = str(tmp_path / "s.zarr")
+    out = zarr.open_group(store, mode="w").create_array("out", shape=image.shape, chunks=(3, 32, 32), dtype=np.uint16)
+    seen = []
+
+    def fn(narrow: np.ndarray, wide: np.ndarray, origin: tuple[int, int]) -> tuple[list[np.ndarray], dict]:
+        seen.append((narrow.shape, wide.shape, origin))
+        return [narrow + 1], {}
+
+    region = (32, 64, 32, 64)
+    job = ChunkJob([image, image], [out], fn, 4, 32, origin=True, halos=[4, 20])
+    ledger = Ledger(store, "t", "k")
+    ledger.start()
+    _run_block([(job, region)], ledger, ["0-1-1"])
+    assert seen == [((3, 40, 40), (3, 72, 72), (28, 28))]  # the output's halo sets origin and the crop
+    assert np.array_equal(out[:, 32:64, 32:64], image[:, 32:64, 32:64] + 1)
+    wide = read_with_halo(image, region, 20)
+    assert np.array_equal(wide[:, 16:-16, 16:-16], read_with_halo(image, region, 4))  # the same pixels, nested
