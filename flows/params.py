@@ -89,8 +89,8 @@ class InpaintParams(_Params):
     strategy: Literal["boxes", "tiles"] = Field("boxes", description="network on boxes around the damage, or "
                                                                      "on every damaged tile (the earlier path)")
     margin: int = Field(24, ge=0, description="context around each damage box, px")
-    grain: float = Field(0.0, ge=0, le=4, description="strength of the texture layer added to the fill (the "
-                                                      "surrounding paint's high-pass, quilted; 0 = off)")
+    grain: float = Field(1.0, ge=0, le=4, description="strength of the texture layer added to the fill (the "
+                                                      "surrounding paint's high-pass, copied block by block; 0 = off)")
     grain_sigma: float = Field(3.0, ge=0.5, le=32, description="the texture layer's high-pass Gaussian sigma, px")
 
     def config(self) -> InpaintStageConfig:

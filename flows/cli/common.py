@@ -116,7 +116,7 @@ FLAG = ""  # metavar of boolean options: help shows `--force`, not `--force <boo
 ForceOpt = Annotated[bool, typer.Option("--force", metavar=FLAG, help="recompute even when inputs, parameters and "
                                                                       "weights are unchanged")]
 DeviceOpt = Annotated[str, typer.Option(help="'cpu' or 'cuda'")]
-GrainOpt = Annotated[float, typer.Option(help="inpaint: add this strength of the surrounding paint's quilted "
+GrainOpt = Annotated[float, typer.Option(help="inpaint: add this strength of the surrounding paint's copied "
                                               "high-pass texture to the fill (0 = off; 1 = its full amplitude)",
                                          min=0.0, max=4.0)]
 GrainSigmaOpt = Annotated[float, typer.Option(help="inpaint: the texture layer's high-pass Gaussian sigma, px",

@@ -155,7 +155,7 @@ def evaluate_inpaint_command(
     kinds: Annotated[str, typer.Option(help="mask kinds, comma-separated")] = "irregular,craquelure,paint_loss",
     methods: Annotated[
         str, typer.Option(help="methods, comma-separated (also: fsr_best, FSR's slow variant, 20-130 s per case; "
-                               "grain, the model's fill plus the quilted texture layer, one per --grain-alpha)")
+                               "grain, the model's fill plus the copied texture layer, one per --grain-alpha)")
     ] = DEFAULT_METHODS,
     grain_alpha: Annotated[str, typer.Option(help="method grain: texture strengths, comma-separated")] = "0.5,1",
     grain_sigma: Annotated[float, typer.Option(help="method grain: high-pass Gaussian sigma, px")] = 3.0,

@@ -150,7 +150,7 @@ def inpaint_command(
     strategy: Annotated[Literal["boxes", "tiles"], typer.Option(
         help="run the network on boxes around the damage, or on every damaged tile (the earlier path)")] = "boxes",
     margin: Annotated[int, typer.Option(help="context around each damage box, px (--strategy boxes)", min=0)] = 24,
-    grain: GrainOpt = 0.0,
+    grain: GrainOpt = 1.0,
     grain_sigma: GrainSigmaOpt = 3.0,
     allow_large_mask: Annotated[bool, typer.Option("--allow-large-mask", help="accept an edited mask that marks "
                                                    "more than half the image")] = False,
@@ -202,7 +202,7 @@ def run_command(
     id: Annotated[str | None, typer.Option("--id", help="catalog entry id")] = None,  # noqa: A002
     out: Annotated[Path | None, typer.Option(help="output folder (default: ./retouch-out)")] = None,
     tta: TtaOpt = DEFAULT_TTA,
-    grain: GrainOpt = 0.0,
+    grain: GrainOpt = 1.0,
     grain_sigma: GrainSigmaOpt = 3.0,
     workers: EngineOpt = 0,
     dask_address: AddressOpt = None,

@@ -12,7 +12,7 @@ OpenCV's frequency-selective reconstruction (`cv2.xphoto.inpaint`, opencv-contri
 variant, and two fills of `models.smooth_fill`: `harmonic` and `fast_biharmonic` (`biharmonic_cg`, 64
 conjugate-gradient steps: the starting point of the shipped model, built with `prefill="biharmonic-cg"`, so
 the table shows what the network adds).
-`grain` (optional) is the model's fill with the quilted high-pass texture layer of
+`grain` (optional) is the model's fill with the copied high-pass texture layer of
 `pipeline.stages.inpaint_grain` added, once per strength in `grain_alphas` (reported as `grain<alpha>`, e.g.
 `grain0.5`; it reuses the model's fill when `model` runs too, and its seconds are the texture layer's only).
 With `save_dir`, the model's composite and the mask of each case are written, and a contact sheet per case

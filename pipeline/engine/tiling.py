@@ -1,9 +1,10 @@
 """The tile engine: run a function over a (c, y, x) Zarr array chunk by chunk, with a halo of context.
 
 Each task reads one output chunk plus `halo` pixels on every side (taken from the neighbours, reflected at
-the image border), calls `fn(block)`, crops the halo off its result and writes the chunk-aligned result
-into the output arrays. Where the outputs are sharded, one task runs all chunks of a shard and writes the
-shard whole: tasks never write to the same chunk or shard.
+the image border; a job may read some inputs with a wider halo), calls `fn(block)` (with `origin=`, the
+block's image position, when the job asks), crops the halo off its result and writes the chunk-aligned
+result into the output arrays. Where the outputs are sharded, one task runs all chunks of a shard and
+writes the shard whole: tasks never write to the same chunk or shard.
 Finished tasks are recorded in the stage's ledger, so a stage killed halfway resumes at the next chunk.
 Models are loaded once per worker process (`ModelCache`) and torch threads are set so that the workers
 together use the cores without oversubscribing them.
@@ -112,6 +113,10 @@ class ChunkJob:
     fn: Callable[..., tuple[Sequence[np.ndarray], dict[str, Any]]]
     halo: int
     chunk: int
+    # True: fn is also given origin=(y, x), the image position of its blocks' first pixel (halo included)
+    origin: bool = False
+    # per input, the halo it is read with (default: `halo` for every input); results are cropped by `halo`
+    halos: Sequence[int] = ()
 
 
 def _run_block(items: Sequence[tuple[ChunkJob, Region]], ledger: Ledger, task_ids: Sequence[str]) -> dict[str, Any]:
@@ -128,9 +133,11 @@ def _run_block(items: Sequence[tuple[ChunkJob, Region]], ledger: Ledger, task_id
     buffers = [np.zeros((out.shape[0], y1 - y0, x1 - x0), out.dtype) for out in outputs] if whole else []
     records: dict[str, dict[str, Any]] = {}
     for job, region in items:
-        blocks = [read_with_halo(a, region, job.halo) for a in job.inputs]
-        results, facts = job.fn(*blocks)
+        halos = job.halos or [job.halo] * len(job.inputs)
+        blocks = [read_with_halo(a, region, h) for a, h in zip(job.inputs, halos, strict=True)]
         ry0, ry1, rx0, rx1 = region
+        extra = {"origin": (ry0 - job.halo, rx0 - job.halo)} if job.origin else {}
+        results, facts = job.fn(*blocks, **extra)
         digests = []
         for i, (out, result) in enumerate(zip(outputs, results, strict=True)):
             kept = crop_halo(result, job.halo)

@@ -51,7 +51,7 @@ from pipeline.io.store import (
 )
 from pipeline.provenance import StageRecord, document_url, input_ref, marker_refs, now_iso, weights_ref
 from pipeline.stages.detect import STALE_KEY, StageResult, check_device, default_manifest
-from pipeline.stages.inpaint_grain import GrainConfig, add_grain
+from pipeline.stages.inpaint_grain import GrainConfig, add_field, grain_field
 
 RESTORED_GROUP = "restored"
 EDITED_MASK_GROUP = "mask_edited"
@@ -64,8 +64,8 @@ class InpaintStageConfig:
     strategy "boxes" runs the network on boxes around connected damage (`margin` px of context, equal-shape
     boxes `batch` at a time; boxes larger than `tile` are tiled); "tiles" runs every tile of the chunk's
     overlapping grid that holds a hole pixel (the earlier path, kept for comparison).
-    `grain` > 0 adds that strength of the quilted high-pass texture of the surrounding paint
-    (`pipeline.stages.inpaint_grain`, band sigma `grain_sigma` px) to the fill; 0 (the default) leaves it off.
+    `grain` > 0 adds that strength of the copied high-pass texture of the surrounding paint
+    (`pipeline.stages.inpaint_grain`, band sigma `grain_sigma` px) to the fill (default 1); 0 leaves it off.
     """
 
     weights: str = "inpainter-pconv"
@@ -77,7 +77,7 @@ class InpaintStageConfig:
     strategy: str = "boxes"
     margin: int = 24
     batch: int = 8
-    grain: float = 0.0
+    grain: float = 1.0
     grain_sigma: float = 3.0
     manifest: str = field(default_factory=default_manifest)
 
@@ -93,8 +93,14 @@ class InpaintStageConfig:
         self.grain_config()  # raises on a bad strength or sigma
 
     def grain_config(self) -> GrainConfig:
-        """The texture layer's settings (strength `grain`, band sigma `grain_sigma`, the fixed seed)."""
+        """The texture layer's settings: strength `grain`, band sigma `grain_sigma`, the rest its defaults."""
         return GrainConfig(alpha=self.grain, sigma=self.grain_sigma)
+
+    @property
+    def grain_halo(self) -> int:
+        """The halo (px) the scan and mask are read with for the grain: all that it reads (`GrainConfig.span`),
+        so chunks agree where they meet; the fill itself keeps `halo`."""
+        return max(self.halo, self.grain_config().span) if self.grain else self.halo
 
     def key_params(self) -> dict[str, Any]:
         """The settings that decide `restored/`'s bytes: all but the manifest path, and the grain's only when on
@@ -102,6 +108,8 @@ class InpaintStageConfig:
         params = {k: v for k, v in asdict(self).items() if k != "manifest"}
         if not self.grain:
             del params["grain"], params["grain_sigma"]
+        else:  # the texture layer's every setting (a changed default changes the bytes)
+            params["grain_config"] = asdict(self.grain_config())
         return params
 
 
@@ -110,7 +118,10 @@ class _InpaintChunk:
     config: InpaintStageConfig
     threads: int
 
-    def __call__(self, scan: np.ndarray, mask: np.ndarray) -> tuple[list[np.ndarray], dict[str, Any]]:
+    def __call__(self, scan: np.ndarray, mask: np.ndarray, *context: np.ndarray,
+                 origin: tuple[int, int] = (0, 0)) -> tuple[list[np.ndarray], dict[str, Any]]:
+        """Fill one chunk (`scan`, `mask` read with `halo`); with the grain on, `context` is the scan and mask
+        read with `grain_halo`, and `origin` the image position of `scan`'s first pixel."""
         from pipeline.stages.inpaint import inpaint_image
         from pipeline.stages.inpaint_boxes import BoxStats, inpaint_boxes
 
@@ -132,7 +143,15 @@ class _InpaintChunk:
         if cfg.grain:
             from pipeline.stages.inpaint import dilate_hole
 
-            out = add_grain(out, image, dilate_hole(hole, cfg.dilate), cfg.grain_config())
+            wide_scan, wide_mask = context
+            extra = cfg.grain_halo - halo
+            where = np.zeros(wide_mask.shape[1:], bool)  # the chunk itself
+            gh = cfg.grain_halo
+            where[gh : where.shape[0] - gh, gh : where.shape[1] - gh] = True
+            field = grain_field(np.moveaxis(wide_scan, 0, -1), dilate_hole(wide_mask[0] > 0, cfg.dilate),
+                                cfg.grain_config(), (origin[0] - extra, origin[1] - extra), where)
+            field = field[extra : extra + hole.shape[0], extra : extra + hole.shape[1]]
+            out = add_field(out, dilate_hole(hole, cfg.dilate), field)
         changed = (out != image).any(axis=-1)[core[0] : core[1], core[2] : core[3]]
         facts["changed_pixels"] = int(changed.sum())
         return [np.ascontiguousarray(np.moveaxis(out, -1, 0))], facts
@@ -309,7 +328,11 @@ def inpaint_store(store: str, config: InpaintStageConfig | None = None, engine: 
         coverage = dilate_hole(coverage > 0, -(-config.dilate // scale)).astype(np.uint8)
     damaged, clean = regions_with_coverage(coverage, scale, level0.shape, chunk)
     threads = torch_threads_per_worker(engine)
-    fill = ChunkJob([level0, mask_group["0"]], [group["0"]], _InpaintChunk(config, threads), config.halo, chunk)
+    inputs, halos = [level0, mask_group["0"]], [config.halo] * 2
+    if config.grain:  # the grain reads the scan and mask further than the fill
+        inputs, halos = inputs * 2, halos + [config.grain_halo] * 2
+    fill = ChunkJob(inputs, [group["0"]], _InpaintChunk(config, threads), config.halo, chunk, origin=True,
+                    halos=halos)
     copy = ChunkJob([level0, mask_group["0"]], [group["0"]], _copy_chunk, 0, chunk)
     # one call: a shard can hold both damaged and clean chunks, and only one task may write it
     records = run_chunk_jobs([(fill, damaged), (copy, clean)], ledger, done,
