@@ -9,7 +9,7 @@ per image the base's probabilities and the head's own (smoothed) probability, ti
 `score` compares decision rules on the paint-loss channel, on pixels more than 8 px from the strokes: the base
 alone, the head alone, the union (base or head >= 0.5), the head adding only from probability `add`, and
 that with the head also removing the base's detections where its probability is below `remove`. Recall,
-precision (mean over images) and the share of undamaged pixels flagged in any class.
+precision, strict F1 (mean over images) and the share of undamaged pixels flagged in any class.
 """
 
 from __future__ import annotations
@@ -76,15 +76,16 @@ def score(folder: Path) -> dict[str, dict[str, float]]:
         cases.append((prob[1], prob[2], prob[0] >= 0.5, z["truth"], far_from_strokes(z["marks"])))
 
     def rule_scores(decide) -> dict[str, float]:
-        recall, precision, flagged = [], [], []
+        recall, precision, f1, flagged = [], [], [], []
         for base, head, crack, truth, far in cases:
             loss, damage = decide(base, head), truth == 2
             tp, fp, fn = (loss & damage & far).sum(), (loss & ~damage & far).sum(), (~loss & damage & far).sum()
             recall.append(tp / max(tp + fn, 1))
             precision.append(tp / (tp + fp) if tp + fp else 1.0)
+            f1.append(2 * tp / max(2 * tp + fp + fn, 1))
             clean = far & (truth == 0)
             flagged.append(((loss | crack) & clean).sum() / max(clean.sum(), 1))
-        return {"recall": float(np.mean(recall)), "precision": float(np.mean(precision)),
+        return {"recall": float(np.mean(recall)), "precision": float(np.mean(precision)), "f1": float(np.mean(f1)),
                 "flagged_undamaged": float(np.mean(flagged))}
 
     rules = {"base": lambda b, h: b >= 0.5, "head": lambda b, h: h >= 0.5}
@@ -119,7 +120,7 @@ def main() -> None:
         for name, r in result.items():
             if name != "images":
                 print(f"  {name:24} recall {r['recall']:.3f}  precision {r['precision']:.3f}  "
-                      f"undamaged flagged {100 * r['flagged_undamaged']:.3f} %")
+                      f"F1 {r['f1']:.3f}  undamaged flagged {100 * r['flagged_undamaged']:.3f} %")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
 

@@ -275,6 +275,8 @@ def evaluate_adapt_command(
     veto: Annotated[bool, typer.Option(help="the clean strokes veto the base's detections like those they "
                                             "cover")] = True,
     union: Annotated[bool, typer.Option(help="keep the base's detections (off: the head alone decides)")] = True,
+    default: Annotated[bool, typer.Option(help="also score detect's default detector when the base is another "
+                                               "(what the painting showed before adapting)")] = True,
     tta: TtaOpt = DEFAULT_TTA,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the figures here")] = None,
 ) -> None:
@@ -305,7 +307,7 @@ def evaluate_adapt_command(
             report["held_out"] = {"copies": copies, "crop": crop, "style": "realistic paint loss, lime plaster"}
         else:
             cases, channel = real_cases(name, shared_data_dir(), limit), 0
-        report["sets"][name] = evaluate_cases(cases, channel, config, plan, seed, tta)
+        report["sets"][name] = evaluate_cases(cases, channel, config, plan, seed, tta, default)
         typer.echo(format_adapt({"sets": {name: report["sets"][name]}}))
     write_report(json_out, report)
 

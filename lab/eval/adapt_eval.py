@@ -131,15 +131,16 @@ def score(prob: np.ndarray, truth: np.ndarray, channel: int, far: np.ndarray) ->
 
 
 def evaluate_cases(cases: Iterator[tuple[str, np.ndarray, np.ndarray]], channel: int, config: AdaptConfig,
-                   plan: StrokePlan, seed: int, tta: int = 2) -> dict[str, Any]:
-    """Before/after scores per image (name, (H, W, C) image, (H, W) label truth), averaged and pooled; when
-    adapt's base is not the default detector, the default detector's scores too ("default": what `detect`
-    showed before the painting was adapted)."""
+                   plan: StrokePlan, seed: int, tta: int = 2, reference: bool = True) -> dict[str, Any]:
+    """Before/after scores per image (name, (H, W, C) image, (H, W) label truth), averaged and pooled; with
+    `reference`, when adapt's base is not the default detector, the default detector's scores too ("default":
+    what `detect` showed before the painting was adapted)."""
     from models.weights import load_model
     from pipeline.stages.detect import DEFAULT_WEIGHTS
     from pipeline.stages.detect_infer import predict_probabilities
 
-    default = load_model(DEFAULT_WEIGHTS, Path(config.manifest))[0] if config.base != DEFAULT_WEIGHTS else None
+    scored_too = reference and config.base != DEFAULT_WEIGHTS
+    default = load_model(DEFAULT_WEIGHTS, Path(config.manifest))[0] if scored_too else None
     whens = ("default", "before", "after") if default is not None else ("before", "after")
     rows, pooled = [], {when: Counts() for when in whens}
     for i, (name, image, truth) in enumerate(cases):
