@@ -297,3 +297,18 @@ def test_the_command_line_spells_the_adapt_base_as_the_stage_does() -> None:
     from flows.params import AdaptParams
 
     assert CLI_BASE == ADAPT_BASE == AdaptParams().base == AdaptConfig().base
+
+
+def test_evaluate_adapt_scores_the_default_detector_beside_another_base(tiny_weights: Path) -> None:
+    from lab.eval.adapt_eval import StrokePlan, evaluate_cases
+
+    image, loss = plaster_scan()
+    truth = np.where(loss, 2, 0).astype(np.uint8)
+    config = AdaptConfig(steps=5, manifest=str(tiny_weights))
+    report = evaluate_cases(iter([("scene", image, truth)]), 1, config, StrokePlan(), seed=3, tta=1)
+    assert report["scored"] == 1 and set(report["mean"]) == {"default", "before", "after"}
+    row = report["images"][0]  # the tiny manifest holds one network under both names: the same scores
+    assert row["default"]["counts"] == row["before"]["counts"]
+    alone = evaluate_cases(iter([("scene", image, truth)]), 1, config, StrokePlan(), seed=3, tta=1,
+                           reference=False)
+    assert set(alone["mean"]) == {"before", "after"} and alone["images"][0]["after"] == row["after"]
