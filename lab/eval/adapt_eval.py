@@ -8,7 +8,8 @@ those strokes (pipeline.stages.adapt_fit, as `retouch adapt` fits it) are scored
 averaged over the images (and pooled over all pixels).
 
 Sets:
-- held out: a damage style the base detector never saw: realistic-generator paint loss exposing lime plaster
+- held out: a damage style the default detector never saw (`detector-resunet18-paint2` was fine-tuned with this
+  generator, on other paintings): realistic-generator paint loss exposing lime plaster
   (lab.synthesis.realistic with the ground fixed to plaster, no old fills, no craquelure) on seeded crops of
   the VALIDATION paintings; scored on the paint-loss channel;
 - real crack photos (DeepCrack test, CrackForest test split, UAV75 test), scored on the craquelure channel.
