@@ -111,9 +111,9 @@ class AdaptedDetector(nn.Module):
 
     `union` keeps what the base found: an adapted class's logit is the maximum of the head's, less
     logit(`add`) (the head adds a pixel only where its probability reaches `add`), and the base's. With `veto`
-    a second `PixelHead` per adapted class (its `veto_on` flag set when it was fitted) decides which of the
-    base's detections are the kind the clean strokes marked: where its logit is positive the base's logit is
-    replaced by a negative one, so the union keeps only what the head itself adds there."""
+    a second, linear `PixelHead`, one output per adapted class (its `veto_on` flag set when it was fitted),
+    decides which of the base's detections are the kind the clean strokes marked: where its logit is positive
+    the base's logit is replaced by a negative one, so the union keeps only what the head itself adds there."""
 
     def __init__(self, base: str, base_args: dict[str, Any], adapted: Sequence[int], hidden: int = 32,
                  scales: Sequence[float] = DEFAULT_SCALES, smooth: float = 0.0, union: bool = False,
