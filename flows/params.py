@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.engine.runner import EngineConfig
-from pipeline.stages.adapt import AdaptConfig
+from pipeline.stages.adapt import ADAPT_BASE, AdaptConfig
 from pipeline.stages.detect import DEFAULT_TTA, DEFAULT_WEIGHTS, DetectConfig
 from pipeline.stages.export import ExportConfig
 from pipeline.stages.ingest import IngestConfig
@@ -62,7 +62,7 @@ class DetectParams(_Params):
 
 
 class AdaptParams(_Params):
-    base: str = Field(DEFAULT_WEIGHTS, description="the detector to adapt (name in the weights manifest)")
+    base: str = Field(ADAPT_BASE, description="the detector to adapt (name in the weights manifest)")
     hidden: int = Field(32, ge=0, le=256, description="hidden units of the per-pixel classifier per class "
                                                       "(0 = a linear classifier)")
     steps: int = Field(300, ge=1, le=10000, description="optimiser steps of the fit")

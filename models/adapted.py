@@ -5,12 +5,16 @@ adapted class a small per-pixel network (1x1 convolutions) over [base features, 
 fixed filters of it], standardised by the statistics of the pixels it was fitted on, replaces that class's
 logit. The filters are those of ilastik's pixel classification, at a few scales: Gaussian-smoothed colour,
 gradient magnitude, difference of Gaussians and local standard deviation of the luminance. Classes not adapted
-keep the base logit unchanged. The head is fitted on a conservator's strokes (pipeline.stages.adapt); the whole
+keep the base logit unchanged. With `union`, an adapted class keeps what the base found, the head only adding
+where it is confident (its logit shifted by the adding threshold); an optional veto head per adapted class,
+fitted on the base's detections under the conservator's clean strokes, removes the base detections that
+resemble them. The head is fitted on a conservator's strokes (pipeline.stages.adapt); the whole
 network (base and head) is one weights file, so detect loads it as it loads any detector.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -103,11 +107,17 @@ class PixelHead(nn.Module):
 class AdaptedDetector(nn.Module):
     """`base` (registered name) built with `base_args`; classes `adapted` (0-based channel indices) are
     decided by a fitted `PixelHead`, the others by the base; `scales` are the filter bank's (empty: the image's
-    colour only). `smooth` > 0 blurs the head's logits with a Gaussian of that sigma (px) before use; `union`
-    keeps what the base found: an adapted class's logit is the maximum of the head's and the base's."""
+    colour only). `smooth` > 0 blurs the head's logits with a Gaussian of that sigma (px) before use.
+
+    `union` keeps what the base found: an adapted class's logit is the maximum of the head's, less
+    logit(`add`) (the head adds a pixel only where its probability reaches `add`), and the base's. With `veto`
+    a second, linear `PixelHead`, one output per adapted class (its `veto_on` flag set when it was fitted),
+    decides which of the base's detections are the kind the clean strokes marked: where its logit is positive
+    the base's logit is replaced by a negative one, so the union keeps only what the head itself adds there."""
 
     def __init__(self, base: str, base_args: dict[str, Any], adapted: Sequence[int], hidden: int = 32,
-                 scales: Sequence[float] = DEFAULT_SCALES, smooth: float = 0.0, union: bool = False) -> None:
+                 scales: Sequence[float] = DEFAULT_SCALES, smooth: float = 0.0, union: bool = False,
+                 add: float = 0.5, veto: bool = False) -> None:
         super().__init__()
         if base not in BASES:
             raise ValueError(f"unknown base {base!r}; choose one of {', '.join(sorted(BASES))}")
@@ -127,6 +137,13 @@ class AdaptedDetector(nn.Module):
         if self.smooth:
             self.register_buffer("smoothing", FilterBank._kernel(self.smooth), persistent=False)
         self.union = bool(union)
+        if not 0.0 < add < 1.0:
+            raise ValueError(f"add must be in (0, 1), got {add}")
+        self.add = float(add)
+        self.shift = math.log(self.add / (1.0 - self.add))
+        self.veto: PixelHead | None = PixelHead(self.features, len(self.adapted), 0) if veto else None
+        if veto:
+            self.register_buffer("veto_on", torch.zeros(len(self.adapted)))
 
     def pixel_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The base logits (B, K, H, W) and the head's input (B, F, H, W): base features, base logits, filters."""
@@ -136,12 +153,21 @@ class AdaptedDetector(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits, feats = self.base.forward_features(x)  # (B, K, H, W), (B, C, H, W)
         filters = self.filters(x)  # (B, 3 + 6 * scales, H, W)
-        new = torch.cat([self.head(torch.cat([feats[:, :, r : r + STRIP], logits[:, :, r : r + STRIP],
-                                              filters[:, :, r : r + STRIP]], dim=1))
-                         for r in range(0, x.shape[-2], STRIP)], dim=2)  # (B, A, H, W), strip by strip
-        if self.smooth:
-            new = FilterBank._blur(new, self.smoothing)
+        new = self._per_pixel(self.head, feats, logits, filters)  # (B, A, H, W)
         if self.union:
-            new = torch.maximum(new, logits[:, self.adapted])
+            base = logits[:, self.adapted]  # (B, A, H, W)
+            if self.veto is not None and bool(self.veto_on.any()):
+                veto = self._per_pixel(self.veto, feats, logits, filters)
+                vetoed = (veto > 0) & (self.veto_on.view(1, -1, 1, 1) > 0)
+                base = torch.where(vetoed, torch.minimum(base, -veto), base)
+            new = torch.maximum(new - self.shift, base)
         out = [new[:, self.adapted.index(c)] if c in self.adapted else logits[:, c] for c in range(logits.shape[1])]
         return torch.stack(out, dim=1)  # (B, K, H, W)
+
+    def _per_pixel(self, head: PixelHead, feats: torch.Tensor, logits: torch.Tensor,
+                   filters: torch.Tensor) -> torch.Tensor:
+        """`head` over the pixels' features, strip by strip (bounded memory), smoothed: (B, A, H, W)."""
+        out = torch.cat([head(torch.cat([feats[:, :, r : r + STRIP], logits[:, :, r : r + STRIP],
+                                         filters[:, :, r : r + STRIP]], dim=1))
+                         for r in range(0, feats.shape[-2], STRIP)], dim=2)
+        return FilterBank._blur(out, self.smoothing) if self.smooth else out

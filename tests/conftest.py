@@ -43,10 +43,11 @@ def tiny_manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     det_args = {"decoder_channels": [16, 16, 16, 16, 8]}
     inp_args = {"base_channels": 8, "depth": 4, "max_channels": 32}
+    from pipeline.stages.adapt import ADAPT_BASE
     from pipeline.stages.detect import DEFAULT_WEIGHTS
 
     detector = create_model("resunet", **det_args)
-    for name in dict.fromkeys(("detector-resunet18", DEFAULT_WEIGHTS)):  # the ensemble's name and the default's
+    for name in dict.fromkeys(("detector-resunet18", DEFAULT_WEIGHTS, ADAPT_BASE)):  # ensemble, defaults
         save_weights(detector, name=name, architecture="resunet", arch_args=det_args, tiling=Tiling(256, 32),
                      manifest_path=manifest)
     save_weights(create_model("pconvunet", **inp_args), name="inpainter-pconv", architecture="pconvunet",

@@ -8,6 +8,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import tifffile
@@ -20,7 +21,7 @@ from models.weights import WeightsError
 from pipeline.errors import InputError
 from pipeline.io.store import group_info
 from pipeline.provenance import list_documents, read_document
-from pipeline.stages.adapt import AdaptConfig, adapt
+from pipeline.stages.adapt import ADAPT_BASE, AdaptConfig, adapt
 from pipeline.stages.adapt_weights import ADAPTED_FILE, WEIGHTS_GROUP, adapted_info
 from pipeline.stages.detect import DetectConfig, detect
 
@@ -73,8 +74,30 @@ def blind_weights(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     with torch.no_grad():
         model.net.segmentation_head[0].weight.mul_(0.01)
         model.net.segmentation_head[0].bias.fill_(-6.0)
-    save_weights(model, name="detector-resunet18", architecture="resunet", arch_args=args, tiling=Tiling(256, 32),
-                 manifest_path=manifest)
+    for name in ("detector-resunet18", ADAPT_BASE):
+        save_weights(model, name=name, architecture="resunet", arch_args=args, tiling=Tiling(256, 32),
+                     manifest_path=manifest)
+    monkeypatch.setenv("RETOUCH_WEIGHTS_MANIFEST", str(manifest))
+    return manifest
+
+
+@pytest.fixture()
+def alarmist_weights(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A tiny detector that flags every pixel as paint loss (and nothing as craquelure): a base whose false
+    detections cover all the intact paint."""
+    from models.registry import create_model
+    from models.weights import Tiling, save_weights
+
+    manifest = tmp_path_factory.mktemp("alarmist") / "manifest.json"
+    torch.manual_seed(0)
+    args = {"decoder_channels": [16, 16, 16, 16, 8]}
+    model = create_model("resunet", **args)
+    with torch.no_grad():
+        model.net.segmentation_head[0].weight.mul_(0.01)
+        model.net.segmentation_head[0].bias.copy_(torch.tensor([-6.0, 6.0]))
+    for name in ("detector-resunet18", ADAPT_BASE):
+        save_weights(model, name=name, architecture="resunet", arch_args=args, tiling=Tiling(256, 32),
+                     manifest_path=manifest)
     monkeypatch.setenv("RETOUCH_WEIGHTS_MANIFEST", str(manifest))
     return manifest
 
@@ -85,8 +108,6 @@ def _store(tmp_path: Path) -> tuple[str, np.ndarray]:
 
 
 def _far_from(marks: np.ndarray, distance: int = 8) -> np.ndarray:
-    import cv2
-
     return cv2.distanceTransform((marks == 0).astype(np.uint8), cv2.DIST_L2, 5) > distance
 
 
@@ -140,8 +161,30 @@ def test_adapt_finds_a_style_the_base_misses_away_from_the_strokes(tmp_path: Pat
     assert any("adapted weights" in note for note in after_result.notes)
     flagged = _labels(store) == 2
     recall, precision = flagged[far & loss].mean(), loss[far & flagged].mean()
-    # the strokes lie across the centres of two lacunae; the rims of the others are the hard part
-    assert before < 0.05 and recall >= 0.35 and precision >= 0.9, (before, recall, precision)
+    # the strokes lie across the centres of two lacunae; the rims of the others are the hard part, and the head
+    # adds a pixel only where it is confident (AdaptConfig.add)
+    assert before < 0.05 and recall >= 0.25 and precision >= 0.9, (before, recall, precision)
+
+
+@pytest.mark.parametrize("veto", [True, False])
+def test_clean_strokes_on_base_false_detections_remove_them(tmp_path: Path, alarmist_weights: Path,
+                                                            veto: bool) -> None:
+    store, loss = _store(tmp_path)
+    marks = strokes(LOSSES[:2], CLEAN_SPOTS)
+    detect(store, DetectConfig(tile=256, tta=1), QUIET)
+    far = _far_from(marks)
+    assert (_labels(store) == 2)[far & ~loss].mean() > 0.99  # the base flags all the intact paint
+    result = adapt(store, save_png(tmp_path, marks), AdaptConfig(steps=200, background=0.0, veto=veto))
+    if veto:
+        assert result.summary["fit"]["veto_pixels_2"] == int((marks == 3).sum())  # every clean pixel is flagged
+    detect(store, DetectConfig(tile=256, tta=1), QUIET)
+    flagged = _labels(store) == 2
+    core = cv2.erode(loss.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0  # 3 px inside the lacunae's rims
+    intact, recall = flagged[far & ~loss].mean(), flagged[far & core].mean()
+    if veto:  # the intact paint like the clean strokes is cleared; the lacunae the base found stay found
+        assert intact < 0.05 and recall > 0.6, (intact, recall)  # the veto also clears lacuna pixels the head doubts
+    else:  # without the veto the union keeps every base detection
+        assert intact > 0.99, intact
 
 
 def test_detect_refuses_tampered_adapted_weights_and_keeps_its_output(tmp_path: Path, tiny_weights: Path) -> None:
@@ -177,7 +220,7 @@ def test_adapted_detect_has_provenance_back_to_the_scribbles(tmp_path: Path, tin
     weights_id = next(k for k in entities if k.startswith("store:weights/adapted"))
     sha = adapted_info(store)["sha256"]
     assert entities[weights_id]["retouch:sha256"] == sha == fitted.digests[ADAPTED_FILE]
-    assert any(e.get("retouch:name") == "detector-resunet18" for e in entities.values())  # the base weights
+    assert any(e.get("retouch:name") == ADAPT_BASE for e in entities.values())  # the base weights
     assert weights_id in detect_doc["entity"] and detect_doc["entity"][weights_id]["retouch:sha256"] == sha
     used = [u["prov:entity"] for u in detect_doc["used"].values()]
     assert weights_id in used
@@ -225,7 +268,7 @@ def test_strokes_of_one_damage_class_adapt_that_class_only(tmp_path: Path, tiny_
     result = adapt(store, save_png(tmp_path, strokes(LOSSES[:2], CLEAN_SPOTS, value=1)), AdaptConfig(steps=20))
     assert result.summary["adapted_classes"] == ["craquelure"]
     adapted, _ = load_model("adapted", Path(store) / WEIGHTS_GROUP / "manifest.json")
-    base, _ = load_model("detector-resunet18", tiny_weights)
+    base, _ = load_model(ADAPT_BASE, tiny_weights)
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         a, b = adapted(x), base(x)
@@ -247,3 +290,25 @@ def test_adapt_flow_fits_then_detects_with_the_adapted_weights(tmp_path: Path, t
     assert group_info(store, "damage")["weights"] == "adapted"
     again = adapt_flow(store, str(path), AdaptParams(steps=20), DetectParams(tile=256, tta=1), engine)
     assert again["adapt"]["skipped"] and again["detect"]["skipped"]
+
+
+def test_the_command_line_spells_the_adapt_base_as_the_stage_does() -> None:
+    from flows.cli.common import ADAPT_BASE as CLI_BASE
+    from flows.params import AdaptParams
+
+    assert CLI_BASE == ADAPT_BASE == AdaptParams().base == AdaptConfig().base
+
+
+def test_evaluate_adapt_scores_the_default_detector_beside_another_base(tiny_weights: Path) -> None:
+    from lab.eval.adapt_eval import StrokePlan, evaluate_cases
+
+    image, loss = plaster_scan()
+    truth = np.where(loss, 2, 0).astype(np.uint8)
+    config = AdaptConfig(steps=5, manifest=str(tiny_weights))
+    report = evaluate_cases(iter([("scene", image, truth)]), 1, config, StrokePlan(), seed=3, tta=1)
+    assert report["scored"] == 1 and set(report["mean"]) == {"default", "before", "after"}
+    row = report["images"][0]  # the tiny manifest holds one network under both names: the same scores
+    assert row["default"]["counts"] == row["before"]["counts"]
+    alone = evaluate_cases(iter([("scene", image, truth)]), 1, config, StrokePlan(), seed=3, tta=1,
+                           reference=False)
+    assert set(alone["mean"]) == {"before", "after"} and alone["images"][0]["after"] == row["after"]

@@ -268,6 +268,15 @@ def evaluate_adapt_command(
     hidden: Annotated[int, typer.Option(help="hidden units of the adapted head (0 = linear)", min=0)] = 32,
     background: Annotated[float | None, typer.Option(help="share of the negatives drawn from unlabelled pixels "
                                                           "(default: adapt's)")] = None,
+    base: Annotated[str | None, typer.Option(help="the detector to adapt (manifest name; default: adapt's)")]
+    = None,
+    add: Annotated[float | None, typer.Option(help="the head's probability from which it adds a pixel to the "
+                                                   "base's detections (default: adapt's)")] = None,
+    veto: Annotated[bool, typer.Option(help="the clean strokes veto the base's detections like those they "
+                                            "cover")] = True,
+    union: Annotated[bool, typer.Option(help="keep the base's detections (off: the head alone decides)")] = True,
+    default: Annotated[bool, typer.Option(help="also score detect's default detector when the base is another "
+                                               "(what the painting showed before adapting)")] = True,
     tta: TtaOpt = DEFAULT_TTA,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the figures here")] = None,
 ) -> None:
@@ -283,9 +292,11 @@ def evaluate_adapt_command(
     unknown = [n for n in names if n != "held-out" and n not in REAL_SETS]
     if unknown or not names:
         raise typer.BadParameter(f"unknown set(s) {unknown}; choose from held-out, {', '.join(REAL_SETS)}")
-    config = AdaptConfig(hidden=hidden)
-    if background is not None:
-        config = dataclasses.replace(config, background=background)
+    if add is not None and not 0.0 < add < 1.0:
+        raise typer.BadParameter(f"--add must be in (0, 1), got {add}")
+    config = AdaptConfig(hidden=hidden, veto=veto, union=union)
+    changes = {"background": background, "base": base, "add": add}
+    config = dataclasses.replace(config, **{k: v for k, v in changes.items() if v is not None})
     plan = StrokePlan()
     report: dict = {"command": "retouch " + " ".join(sys.argv[1:]),
                     "config": {k: v for k, v in dataclasses.asdict(config).items() if k != "manifest"},
@@ -296,7 +307,7 @@ def evaluate_adapt_command(
             report["held_out"] = {"copies": copies, "crop": crop, "style": "realistic paint loss, lime plaster"}
         else:
             cases, channel = real_cases(name, shared_data_dir(), limit), 0
-        report["sets"][name] = evaluate_cases(cases, channel, config, plan, seed, tta)
+        report["sets"][name] = evaluate_cases(cases, channel, config, plan, seed, tta, default)
         typer.echo(format_adapt({"sets": {name: report["sets"][name]}}))
     write_report(json_out, report)
 

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 import typer
 
 from flows.cli.common import (
+    ADAPT_BASE,
     DEFAULT_TTA,
     DEFAULT_WEIGHTS,
     AddressOpt,
@@ -102,7 +103,7 @@ def adapt_command(
                                                         "0 unlabelled, 1 craquelure, 2 paint loss, 3 clean "
                                                         "(default: the store's scribbles/ from `retouch review`)")]
     = None,
-    base: Annotated[str, typer.Option(help="the detector to adapt (manifest name)")] = DEFAULT_WEIGHTS,
+    base: Annotated[str, typer.Option(help="the detector to adapt (manifest name)")] = ADAPT_BASE,
     hidden: Annotated[int, typer.Option(help="hidden units of the per-pixel classifier (0 = linear)", min=0)] = 32,
     steps: Annotated[int, typer.Option(help="optimiser steps of the fit", min=1)] = 300,
     seed: Annotated[int, typer.Option(help="seed of the pixel sampling and the fit")] = 0,

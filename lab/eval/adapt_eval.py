@@ -8,7 +8,8 @@ those strokes (pipeline.stages.adapt_fit, as `retouch adapt` fits it) are scored
 averaged over the images (and pooled over all pixels).
 
 Sets:
-- held out: a damage style the base detector never saw: realistic-generator paint loss exposing lime plaster
+- held out: a damage style the default detector never saw (`detector-resunet18-paint2` was fine-tuned with this
+  generator, on other paintings): realistic-generator paint loss exposing lime plaster
   (lab.synthesis.realistic with the ground fixed to plaster, no old fills, no craquelure) on seeded crops of
   the VALIDATION paintings; scored on the paint-loss channel;
 - real crack photos (DeepCrack test, CrackForest test split, UAV75 test), scored on the craquelure channel.
@@ -25,7 +26,7 @@ import cv2
 import numpy as np
 
 from lab.eval.metrics import Counts, confusion
-from pipeline.stages.adapt import AdaptConfig, build_adapted
+from pipeline.stages.adapt import AdaptConfig, build_for, fit_adapted
 
 FAR_PX = 8  # scored pixels are farther than this from every stroke
 CLEAN_LABEL = 3
@@ -106,20 +107,14 @@ def adapted_probabilities(image: np.ndarray, marks: np.ndarray, config: AdaptCon
     """(base, adapted) (2, H, W) probabilities for an (H, W, C) image and its scribbles, and the fit's report."""
     import torch
 
-    from pipeline.stages.adapt_fit import background_points, collect_features, fit_head
     from pipeline.stages.detect_infer import predict_probabilities
 
     adapted = [c - 1 for c in (1, 2) if (marks == c).any()]
-    model, _ = build_adapted(config.base, Path(config.manifest), adapted, config.hidden, config.device,
-                             config.scales, config.smooth, config.union)
+    model = build_for(config, adapted)
     torch.manual_seed(config.seed)
     scan = np.ascontiguousarray(np.moveaxis(image, -1, 0))  # (C, H, W)
-    points = _points(marks)
-    if config.background and config.background_cells:
-        points[0] = background_points(marks.shape, points, config.background_cells, config.background_per_cell,
-                                      config.cell, np.random.default_rng(config.seed))
-    samples = collect_features(model, scan, points, config.cell, config.context)
-    fit = fit_head(model, samples, config.steps, config.lr, config.weight_decay, config.seed, config.background)
+    fit = fit_adapted(model, scan, _points(marks), config)
+    fit.pop("samples")
     base = predict_probabilities(model.base, image, tile=tile, overlap=64, views=tta)
     after = predict_probabilities(model, image, tile=tile, overlap=64, views=tta)
     return base, after, fit
@@ -137,9 +132,18 @@ def score(prob: np.ndarray, truth: np.ndarray, channel: int, far: np.ndarray) ->
 
 
 def evaluate_cases(cases: Iterator[tuple[str, np.ndarray, np.ndarray]], channel: int, config: AdaptConfig,
-                   plan: StrokePlan, seed: int, tta: int = 2) -> dict[str, Any]:
-    """Before/after scores per image (name, (H, W, C) image, (H, W) label truth), averaged and pooled."""
-    rows, pooled = [], {"before": Counts(), "after": Counts()}
+                   plan: StrokePlan, seed: int, tta: int = 2, reference: bool = True) -> dict[str, Any]:
+    """Before/after scores per image (name, (H, W, C) image, (H, W) label truth), averaged and pooled; with
+    `reference`, when adapt's base is not the default detector, the default detector's scores too ("default":
+    what `detect` showed before the painting was adapted)."""
+    from models.weights import load_model
+    from pipeline.stages.detect import DEFAULT_WEIGHTS
+    from pipeline.stages.detect_infer import predict_probabilities
+
+    scored_too = reference and config.base != DEFAULT_WEIGHTS
+    default = load_model(DEFAULT_WEIGHTS, Path(config.manifest))[0] if scored_too else None
+    whens = ("default", "before", "after") if default is not None else ("before", "after")
+    rows, pooled = [], {when: Counts() for when in whens}
     for i, (name, image, truth) in enumerate(cases):
         marks = simulate_strokes(truth, np.random.default_rng(seed + i), plan)
         if not (marks == channel + 1).any() or not (marks == CLEAN_LABEL).any():
@@ -149,13 +153,16 @@ def evaluate_cases(cases: Iterator[tuple[str, np.ndarray, np.ndarray]], channel:
         far = far_from_strokes(marks)
         row = {"image": name, "labelled": {int(v): int((marks == v).sum()) for v in (1, 2, 3)},
                "before": score(base, truth, channel, far), "after": score(after, truth, channel, far), "fit": fit}
-        for when in ("before", "after"):
+        if default is not None:
+            reference = predict_probabilities(default, image, tile=512, overlap=64, views=tta)
+            row["default"] = score(reference, truth, channel, far)
+        for when in whens:
             pooled[when] += Counts(**row[when]["counts"])
         rows.append(row)
     scored = [r for r in rows if "skipped" not in r]
     keys = ("recall", "precision", "f1", "flagged_undamaged")
     mean = {when: {k: float(np.mean([r[when][k] for r in scored])) if scored else float("nan") for k in keys}
-            for when in ("before", "after")}
+            for when in whens}
     return {"images": rows, "scored": len(scored), "mean": mean,
             "pooled": {when: c.scores() for when, c in pooled.items()}}
 
@@ -210,8 +217,8 @@ def format_adapt(report: dict[str, Any]) -> str:
     for name, result in report["sets"].items():
         m = result["mean"]
         lines.append(f"{name}: {result['scored']} image(s), mean over images (pixels > {FAR_PX} px from strokes)")
-        for when in ("before", "after"):
+        for when in [w for w in ("default", "before", "after") if w in m]:
             s = m[when]
-            lines.append(f"  {when:6}  recall {s['recall']:.3f}  precision {s['precision']:.3f}  F1 {s['f1']:.3f}"
+            lines.append(f"  {when:7}  recall {s['recall']:.3f}  precision {s['precision']:.3f}  F1 {s['f1']:.3f}"
                          f"  undamaged flagged {100 * s['flagged_undamaged']:.3f} %")
     return "\n".join(lines)

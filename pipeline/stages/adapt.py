@@ -37,7 +37,10 @@ from pipeline.stages.adapt_weights import (
     adapted_info,
     weights_dir,
 )
-from pipeline.stages.detect import DEFAULT_WEIGHTS, StageResult, check_device, default_manifest
+from pipeline.stages.detect import StageResult, check_device, default_manifest
+
+ADAPT_BASE = "detector-resunet18-paint2"  # the detector adapt fits to a painting by default
+ADD = 0.9  # the head's probability from which it adds a pixel to the base's detections
 
 
 @dataclass(frozen=True)
@@ -46,10 +49,12 @@ class AdaptConfig:
     learning rate, weight decay, seed), the squares run through the base (`cell` px + `context` px around),
     the most labelled pixels used per class, the filter scales, the Gaussian smoothing of the head's logits
     (`smooth` px, 0 = none), whether the adapted class keeps what the base found (`union`: the maximum of the
-    two logits), the share of the negatives taken from unlabelled pixels (`background`, drawn from
-    `background_cells` random squares, `background_per_cell` each) and the device."""
+    two logits), the head's probability from which it adds a pixel to the base's (`add`), whether the clean
+    strokes veto the base's detections they cover and the ones like them (`veto`, fitted when they cover at
+    least `veto_min_pixels` of them), the share of the negatives taken from unlabelled pixels (`background`,
+    drawn from `background_cells` random squares, `background_per_cell` each) and the device."""
 
-    base: str = DEFAULT_WEIGHTS
+    base: str = ADAPT_BASE
     hidden: int = 32
     steps: int = 300
     lr: float = 1e-2
@@ -60,6 +65,9 @@ class AdaptConfig:
     scales: tuple[float, ...] = (1.0, 2.0, 4.0)
     smooth: float = 1.5
     union: bool = True
+    add: float = ADD
+    veto: bool = True
+    veto_min_pixels: int = 20
     background: float = 0.3
     background_cells: int = 8
     background_per_cell: int = 500
@@ -72,6 +80,8 @@ class AdaptConfig:
             raise ValueError("hidden >= 0, steps >= 1, lr > 0, weight_decay >= 0 and max_points >= 1 are required")
         if not 0.0 <= self.background < 1.0 or self.smooth < 0 or self.background_cells < 0:
             raise ValueError("background must be in [0, 1), smooth >= 0 and background_cells >= 0")
+        if not 0.0 < self.add < 1.0 or self.veto_min_pixels < 1:
+            raise ValueError(f"add must be in (0, 1) and veto_min_pixels >= 1, got {self.add}, {self.veto_min_pixels}")
         if self.cell < 32 or self.context < 0 or (self.cell + 2 * self.context) % 32:
             raise ValueError(f"cell + 2 * context must be a multiple of 32 (cell >= 32), got {self.cell}, "
                              f"{self.context}")
@@ -85,8 +95,9 @@ def adapt_key(scan_digest: str, scribbles_digest: str, config: AdaptConfig, base
 
 
 def build_adapted(base_name: str, manifest: Path, adapted: list[int], hidden: int, device: str = "cpu",
-                  scales: tuple[float, ...] = (1.0, 2.0, 4.0), smooth: float = 0.0, union: bool = False) -> Any:
-    """An AdaptedDetector over the verified base weights (head not fitted) and the base's manifest entry."""
+                  scales: tuple[float, ...] = (1.0, 2.0, 4.0), smooth: float = 0.0, union: bool = False,
+                  add: float = 0.5, veto: bool = False) -> Any:
+    """An AdaptedDetector over the verified base weights (heads not fitted) and the base's manifest entry."""
     from models.adapted import BASES, AdaptedDetector
     from models.weights import get_entry, load_state
 
@@ -94,9 +105,36 @@ def build_adapted(base_name: str, manifest: Path, adapted: list[int], hidden: in
     if entry.architecture not in BASES:
         raise ConfigError(f"{manifest}: {base_name!r} is a {entry.architecture!r}; adapt takes a detector "
                           f"({', '.join(sorted(BASES))})")
-    model = AdaptedDetector(entry.architecture, entry.arch_args, adapted, hidden, scales, smooth, union)
+    model = AdaptedDetector(entry.architecture, entry.arch_args, adapted, hidden, scales, smooth, union, add, veto)
     model.base.load_state_dict(load_state(entry, manifest.parent))
     return model.to(device).eval(), entry
+
+
+def build_for(config: AdaptConfig, adapted: list[int]) -> Any:
+    """The AdaptedDetector `config` describes over its base weights, for the class channels `adapted`."""
+    model, _ = build_adapted(config.base, Path(config.manifest), adapted, config.hidden, config.device,
+                             config.scales, config.smooth, config.union, config.add, config.veto and config.union)
+    return model
+
+
+def fit_adapted(model: Any, scan: Any, marks: dict[int, np.ndarray], config: AdaptConfig) -> dict[str, Any]:
+    """Fit the head (and the veto head) of `model` on the labelled points `marks` (value -> (n, 2) (y, x)) of
+    `scan` (C, H, W) with unlabelled points as `config` says; the fit's report, with the samples under
+    "samples"."""
+    from pipeline.stages.adapt_fit import background_points, collect_features, fit_head, fit_veto
+
+    points = dict(marks)
+    _, height, width = scan.shape
+    if config.background and config.background_cells:
+        points[0] = background_points((height, width), marks, config.background_cells, config.background_per_cell,
+                                      config.cell, np.random.default_rng(config.seed))
+    samples = collect_features(model, scan, points, config.cell, config.context)
+    fit: dict[str, Any] = fit_head(model, samples, config.steps, config.lr, config.weight_decay, config.seed,
+                                   config.background)
+    if model.veto is not None:
+        fit.update(fit_veto(model, samples, config.veto_min_pixels, config.steps, config.lr, config.weight_decay,
+                            config.seed, config.background))
+    return {**fit, "samples": samples}
 
 
 def adapt(store: str, scribbles: str | Path, config: AdaptConfig | None = None, force: bool = False,
@@ -106,8 +144,6 @@ def adapt(store: str, scribbles: str | Path, config: AdaptConfig | None = None, 
     Bad scribbles and bad base weights are refused before anything is written; the previous weights stay
     until the new ones are complete."""
     import torch
-
-    from pipeline.stages.adapt_fit import background_points, collect_features, fit_head
 
     config = config or AdaptConfig()
     check_device(config.device)
@@ -133,15 +169,10 @@ def adapt(store: str, scribbles: str | Path, config: AdaptConfig | None = None, 
                                           "scribbles_digest": marks.digest}, run_id=run_id, started=prov_started)
     record.invalidate(marker_refs(existing))
     adapted = [c - 1 for c in marks.damage_classes]  # class channels: 0 craquelure, 1 paint loss
-    model, _ = build_adapted(config.base, Path(config.manifest), adapted, config.hidden, config.device,
-                             config.scales, config.smooth, config.union)
+    model = build_for(config, adapted)
     torch.manual_seed(config.seed)
-    points = dict(marks.points)
-    if config.background and config.background_cells:
-        points[0] = background_points((height, width), marks.points, config.background_cells,
-                                      config.background_per_cell, config.cell, np.random.default_rng(config.seed))
-    samples = collect_features(model, level0, points, config.cell, config.context)
-    fit = fit_head(model, samples, config.steps, config.lr, config.weight_decay, config.seed, config.background)
+    fit = fit_adapted(model, level0, marks.points, config)
+    samples = fit.pop("samples")
     base_recall = {CLASS_NAMES[c + 1]: float((samples.base_prob[samples.labels == c + 1, c] >= 0.5).mean())
                    for c in adapted}
     model = model.cpu()
@@ -179,7 +210,7 @@ def _save(model: Any, base_entry: Any, adapted: list[int], config: AdaptConfig, 
 
     arch_args = {"base": base_entry.architecture, "base_args": base_entry.arch_args, "adapted": adapted,
                  "hidden": config.hidden, "scales": list(config.scales), "smooth": config.smooth,
-                 "union": config.union}
+                 "union": config.union, "add": config.add, "veto": config.veto and config.union}
     training = {"base": base_entry.name, "base_sha256": base_entry.sha256, "scribbles_digest": marks.digest,
                 "labelled_pixels": marks.counts, "fit": {k: v for k, v in asdict(config).items()
                                                          if k not in ("manifest", "device", "base")}}

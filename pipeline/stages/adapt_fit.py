@@ -5,7 +5,8 @@ Only the `cell`-px squares of the scan that hold labelled pixels go through the 
 not the scan, and memory is one tile. Each square gives the head's input features at its labelled pixels.
 Per adapted damage class, its strokes are the positives and the clean strokes the negatives, each side
 weighted to half the loss (class-balanced binary cross-entropy); the other damage class's strokes are left out
-(a pixel may be both).
+(a pixel may be both). The veto head, per adapted class, learns the base's detections under the clean strokes
+against the class's strokes and the base's other detections.
 """
 
 from __future__ import annotations
@@ -100,26 +101,71 @@ def fit_head(model: AdaptedDetector, samples: PixelSamples, steps: int = 300, lr
     Per class the positives weigh half the loss and the negatives the other half: the clean strokes, and with
     `background` > 0 the unlabelled samples at that share of the negatives' half (most of a painting is intact
     paint, so an unlabelled pixel is clean unless the strokes say otherwise)."""
-    head = model.head
-    torch.manual_seed(seed)
-    z = torch.from_numpy(samples.features)  # (n, F)
-    mean, scale = z.mean(dim=0), z.std(dim=0).clamp_min(1e-3)
-    head.mean.copy_(mean)
-    head.scale.copy_(scale)
-    for module in head.net.modules():  # a fresh start whatever was fitted before
-        if isinstance(module, torch.nn.Conv2d):
-            module.reset_parameters()
     labels = torch.from_numpy(samples.labels.astype(np.int64))
     targets, weights = [], []
     for channel in model.adapted:
         pos, neg, bg = labels == channel + 1, labels == CLEAN, labels == UNLABELLED
         if not pos.any() or not neg.any():
             raise ValueError(f"class {channel + 1} needs positive and clean samples to adapt")
-        share = background if bg.any() else 0.0
         targets.append(pos.float())
-        weights.append(pos.float() * 0.5 / pos.sum() + neg.float() * 0.5 * (1 - share) / neg.sum()
-                       + (bg.float() * 0.5 * share / bg.sum() if share else 0.0))
+        weights.append(_balanced(pos, neg, bg, background))
     target, weight = torch.stack(targets, dim=1), torch.stack(weights, dim=1)  # (n, A)
+    hit, loss = _fit(model.head, samples.features, target, weight, steps, lr, weight_decay, seed)
+    report = {"loss": loss}
+    for i, channel in enumerate(model.adapted):
+        strokes = weight[:, i] * (labels != UNLABELLED).float()
+        report[f"train_balanced_accuracy_{channel + 1}"] = float((hit[:, i] * strokes).sum() / strokes.sum())
+    return report
+
+
+def fit_veto(model: AdaptedDetector, samples: PixelSamples, min_pixels: int, steps: int = 300, lr: float = 1e-2,
+             weight_decay: float = 1e-3, seed: int = 0, background: float = 0.0) -> dict[str, int]:
+    """Fit `model.veto` per adapted class where the clean strokes cover at least `min_pixels` of the base's
+    detections of that class; the count of such pixels per class (its `veto_on` flag set where fitted).
+
+    The positives are those clean pixels the base flags (the false alarms the conservator marked); the negatives
+    the class's own strokes (damage, never to be vetoed), and with `background` > 0, at that share of the
+    negatives' half, the unlabelled pixels the base flags (most of what the base flags is damage)."""
+    veto = model.veto
+    if veto is None:
+        raise ValueError("the model has no veto head")
+    model.veto_on.zero_()
+    labels = torch.from_numpy(samples.labels.astype(np.int64))
+    flagged = torch.from_numpy(samples.base_prob >= 0.5)  # (n, K)
+    targets, weights, counts = [], [], {}
+    for channel in model.adapted:
+        pos = (labels == CLEAN) & flagged[:, channel]
+        neg, bg = labels == channel + 1, (labels == UNLABELLED) & flagged[:, channel]
+        counts[f"veto_pixels_{channel + 1}"] = int(pos.sum())
+        targets.append(pos.float())
+        weights.append(_balanced(pos, neg, bg, background) if pos.any() and neg.any() else torch.zeros(len(pos)))
+    target, weight = torch.stack(targets, dim=1), torch.stack(weights, dim=1)  # (n, A)
+    if any(v >= min_pixels for v in counts.values()):
+        _fit(veto, samples.features, target, weight, steps, lr, weight_decay, seed)
+        for i, channel in enumerate(model.adapted):
+            model.veto_on[i] = float(counts[f"veto_pixels_{channel + 1}"] >= min_pixels)
+    return counts
+
+
+def _balanced(pos: torch.Tensor, neg: torch.Tensor, bg: torch.Tensor, background: float) -> torch.Tensor:
+    """Per-sample weights: the positives half the loss, the negatives the other half, of which the unlabelled
+    samples `background` (when there are some)."""
+    share = background if bg.any() else 0.0
+    return (pos.float() * 0.5 / pos.sum() + neg.float() * 0.5 * (1 - share) / neg.sum()
+            + (bg.float() * 0.5 * share / bg.sum() if share else 0.0))
+
+
+def _fit(head: Any, features: np.ndarray, target: torch.Tensor, weight: torch.Tensor, steps: int, lr: float,
+         weight_decay: float, seed: int) -> tuple[torch.Tensor, float]:
+    """Weighted binary cross-entropy fit of a `PixelHead` from a fresh start, standardised on `features`;
+    whether each training decision is right (n, A) and the final loss."""
+    torch.manual_seed(seed)
+    z = torch.from_numpy(features)  # (n, F)
+    head.mean.copy_(z.mean(dim=0))
+    head.scale.copy_(z.std(dim=0).clamp_min(1e-3))
+    for module in head.net.modules():  # a fresh start whatever was fitted before
+        if isinstance(module, torch.nn.Conv2d):
+            module.reset_parameters()
     x = z[:, :, None, None]  # (n, F, 1, 1)
     head.train()
     optimiser = torch.optim.Adam(head.net.parameters(), lr=lr, weight_decay=weight_decay)
@@ -134,8 +180,4 @@ def fit_head(model: AdaptedDetector, samples: PixelSamples, steps: int = 300, lr
     head.eval()
     with torch.no_grad():
         hit = ((head(x)[:, :, 0, 0] > 0).float() == target).float()
-    report = {"loss": float(loss.detach())}
-    for i, channel in enumerate(model.adapted):
-        strokes = weight[:, i] * (labels != UNLABELLED).float()
-        report[f"train_balanced_accuracy_{channel + 1}"] = float((hit[:, i] * strokes).sum() / strokes.sum())
-    return report
+    return hit, float(loss.detach())
