@@ -13,11 +13,18 @@ progress bar. Where they run:
 
 `Ledger` records each finished task under `<store>/_progress/<stage>/` so that a stage killed halfway
 resumes with only the missing tasks.
+
+What a long stage holds does not grow with its length: the local cluster's workers run without Dask's
+statistical profiler (it keeps the stack samples of the last cycles, one per second, per worker, for a
+dashboard this cluster does not start), and `release_free_memory` hands the heap's free pages back to the
+system after each chunk, so that memory freed by one chunk and fragmented by the next is not kept.
 """
 
 from __future__ import annotations
 
 import atexit
+import ctypes
+import ctypes.util
 import logging
 import os
 import threading
@@ -149,13 +156,32 @@ def local_cluster(config: EngineConfig) -> Any:
         if cluster is None or cluster.status.name != "running":
             logging.getLogger("distributed").setLevel(logging.WARNING)  # no per-worker INFO lines in the log
             # Workers are threads of this process: one loaded model for all of them, faster and smaller
-            # than worker processes.
-            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=False, dashboard_address=None,
-                                   silence_logs=logging.WARNING)
+            # than worker processes. No profiler: its history grows with the time the workers run.
+            with dask.config.set({"distributed.worker.profile.enabled": False}):
+                cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=False,
+                                       dashboard_address=None, silence_logs=logging.WARNING)
             _clusters[key] = cluster
             if len(_clusters) == 1:
                 atexit.register(close_local_clusters)
         return cluster
+
+
+_malloc_trim: list[Any] = []
+
+
+def release_free_memory() -> None:
+    """Return the free pages of every malloc arena to the system (glibc `malloc_trim`; elsewhere nothing).
+
+    Worker threads each allocate from their own arena; pages a chunk freed below memory still in use stay
+    counted in the process's RSS until trimmed, and what is kept can grow as a stage runs chunk after chunk.
+    """
+    if not _malloc_trim:
+        name = ctypes.util.find_library("c")
+        libc = ctypes.CDLL(name) if name else None
+        _malloc_trim.append(getattr(libc, "malloc_trim", None))
+    trim = _malloc_trim[0]
+    if trim is not None:
+        trim(0)
 
 
 def close_local_clusters() -> None:

@@ -25,7 +25,7 @@ import numpy as np
 import zarr
 
 from pipeline.engine.ledger import Ledger
-from pipeline.engine.runner import EngineConfig, run_tasks
+from pipeline.engine.runner import EngineConfig, release_free_memory, run_tasks
 from pipeline.io.store import block_digest, chunk_grid, read_region, write_side
 
 Region = tuple[int, int, int, int]
@@ -147,6 +147,8 @@ def _run_block(items: Sequence[tuple[ChunkJob, Region]], ledger: Ledger, task_id
                 out[:, ry0:ry1, rx0:rx1] = kept
             digests.append(block_digest(kept))
         records[chunk_id(region, chunk)] = {"digests": digests, "facts": facts}
+        del blocks, results, kept
+        release_free_memory()
     for out, buffer in zip(outputs, buffers, strict=False):
         out[:, y0:y1, x0:x1] = buffer
     for (_, region), task_id in zip(items, task_ids, strict=True):  # recorded once the block is written
