@@ -7,6 +7,7 @@
     python benchmarks/bench_restore.py --sides 4000 --inpaint-scaling  # inpaint time vs damaged area
     python benchmarks/bench_restore.py --device cuda            # on a GPU machine
     python benchmarks/bench_restore.py --weights detector-resunet18-paint  # another detector (one network)
+    python benchmarks/bench_restore.py --sides 10000 --grain 0  # inpaint without its texture layer
 
 Scans are painting-like RGB 8-bit tiled BigTIFFs written tile by tile; about `--damage` of the area carries
 synthetic craquelure and paint loss (lab.synthesis.synthetic_damage on randomly chosen 1024-px blocks), and the
@@ -132,7 +133,8 @@ elif stage == "detect":
 elif stage == "inpaint":
     from pathlib import Path
     from pipeline.stages.inpaint_stage import InpaintStageConfig, inpaint_store
-    r = inpaint_store(store, InpaintStageConfig(device=device), engine, mask=Path(sys.argv[8]), force=True)
+    grain = {"grain": float(sys.argv[9])} if len(sys.argv) > 9 else {}  # else the stage's default
+    r = inpaint_store(store, InpaintStageConfig(device=device, **grain), engine, mask=Path(sys.argv[8]), force=True)
 elif stage == "export":
     from pipeline.stages.export import export
     export(store, sys.argv[8], force=True)
@@ -206,6 +208,7 @@ def main() -> None:
     parser.add_argument("--tta", type=int, default=DEFAULT_TTA, choices=[1, 2, 4, 8],
                         help=f"detect's test-time augmentation views (default {DEFAULT_TTA}, the stage's)")
     parser.add_argument("--weights", default=DEFAULT_WEIGHTS, help="detector weights (manifest name)")
+    parser.add_argument("--grain", type=float, default=None, help="inpaint's texture layer (default: the stage's)")
     parser.add_argument("--monai", action="store_true", help="detect vs MONAI (on --monai-side)")
     parser.add_argument("--monai-side", type=int, default=None, help="size for --monai (default: the first)")
     parser.add_argument("--efficiency", action="store_true", help="detect with 1 and 2 workers on the first size")
@@ -221,6 +224,7 @@ def main() -> None:
     precision = resolve_precision(args.precision, args.device)
     scratch = Path(tempfile.mkdtemp(dir=args.dir, prefix="bench-restore-"))
     rows, notes = [], []
+    grain = [] if args.grain is None else [str(args.grain)]
     stage_opts = {"workers": args.workers, "device": args.device, "precision": precision, "tta": args.tta}
     try:
         for side in args.sides:
@@ -228,7 +232,8 @@ def main() -> None:
             damaged = make_scan(scan, side, args.damage)
             store = scratch / f"scan-{side}.zarr"
             mp = side * side / 1e6
-            stages = (("ingest", [str(scan)]), ("detect", [args.weights]), ("inpaint", [str(labels_path(scan))]),
+            stages = (("ingest", [str(scan)]), ("detect", [args.weights]),
+                      ("inpaint", [str(labels_path(scan)), *grain]),
                       ("export", [str(scratch / f"export-{side}")]))
             for stage, extra in stages:
                 r = run_stage(stage, store, *extra, **stage_opts)

@@ -37,7 +37,7 @@ _CELL = 32  # blocks in one cell of this size (px) try the same source shifts
 _COLOUR_MIN_WEIGHT = 0.05  # the block centre's low-pass colour is used when this share of its blur is known
 _COLOUR_SCALE = 0.03  # low-pass colour difference (unit range) that costs as much as ...
 _UNKNOWN_COST = 8.0  # ... this share of unknown source pixels (times one)
-_BATCH = 256  # blocks handled at once
+_BATCH = 64  # at most this many blocks handled at once (their candidate patches are held together)
 _TINY = 1e-8  # keeps log energy ratios finite
 
 
@@ -232,7 +232,7 @@ def synthesize_grain(band: np.ndarray, hole: np.ndarray, config: GrainConfig, wh
     own = known_sum[by, bx] > 0
     for group, last in ((own & near, k), (own & ~near, sy.shape[1])):
         blocks = np.flatnonzero(group)
-        for part in np.array_split(blocks, max(1, len(blocks) // _BATCH)):
+        for part in np.array_split(blocks, max(1, -(-len(blocks) // _BATCH))):
             if not len(part):
                 continue
             rows = by[part, None, None] + offsets[:, None]  # (m, b, 1)
@@ -258,7 +258,7 @@ def synthesize_grain(band: np.ndarray, hole: np.ndarray, config: GrainConfig, wh
     for phase_y in (0, 1):  # blocks of one grid parity do not overlap: add them in one go
         for phase_x in (0, 1):
             sel = np.flatnonzero((gy // step % 2 == phase_y) & (gx // step % 2 == phase_x))  # image-aligned order
-            for part in np.array_split(sel, max(1, len(sel) // _BATCH)):
+            for part in np.array_split(sel, max(1, -(-len(sel) // _BATCH))):
                 if not len(part):
                     continue
                 rows = by[part, None, None] + offsets[:, None]
