@@ -61,45 +61,38 @@ def save_png(tmp_path: Path, marks: np.ndarray, name: str = "scribbles.png") -> 
     return path
 
 
-@pytest.fixture()
-def blind_weights(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A tiny detector that flags nothing (its head's bias far below zero): a base blind to every style."""
+def _constant_detector(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch, folder: str,
+                       bias: list[float]) -> Path:
+    """A manifest (made the stages' own) with a tiny detector under the default and adapt-base names whose
+    output is all but its head's `bias` per class (craquelure, paint loss)."""
     from models.registry import create_model
     from models.weights import Tiling, save_weights
 
-    manifest = tmp_path_factory.mktemp("blind") / "manifest.json"
+    manifest = tmp_path_factory.mktemp(folder) / "manifest.json"
     torch.manual_seed(0)
     args = {"decoder_channels": [16, 16, 16, 16, 8]}
     model = create_model("resunet", **args)
     with torch.no_grad():
         model.net.segmentation_head[0].weight.mul_(0.01)
-        model.net.segmentation_head[0].bias.fill_(-6.0)
+        model.net.segmentation_head[0].bias.copy_(torch.tensor(bias))
     for name in ("detector-resunet18", ADAPT_BASE):
         save_weights(model, name=name, architecture="resunet", arch_args=args, tiling=Tiling(256, 32),
                      manifest_path=manifest)
     monkeypatch.setenv("RETOUCH_WEIGHTS_MANIFEST", str(manifest))
     return manifest
+
+
+@pytest.fixture()
+def blind_weights(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A tiny detector that flags nothing (its head's bias far below zero): a base blind to every style."""
+    return _constant_detector(tmp_path_factory, monkeypatch, "blind", [-6.0, -6.0])
 
 
 @pytest.fixture()
 def alarmist_weights(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A tiny detector that flags every pixel as paint loss (and nothing as craquelure): a base whose false
     detections cover all the intact paint."""
-    from models.registry import create_model
-    from models.weights import Tiling, save_weights
-
-    manifest = tmp_path_factory.mktemp("alarmist") / "manifest.json"
-    torch.manual_seed(0)
-    args = {"decoder_channels": [16, 16, 16, 16, 8]}
-    model = create_model("resunet", **args)
-    with torch.no_grad():
-        model.net.segmentation_head[0].weight.mul_(0.01)
-        model.net.segmentation_head[0].bias.copy_(torch.tensor([-6.0, 6.0]))
-    for name in ("detector-resunet18", ADAPT_BASE):
-        save_weights(model, name=name, architecture="resunet", arch_args=args, tiling=Tiling(256, 32),
-                     manifest_path=manifest)
-    monkeypatch.setenv("RETOUCH_WEIGHTS_MANIFEST", str(manifest))
-    return manifest
+    return _constant_detector(tmp_path_factory, monkeypatch, "alarmist", [-6.0, 6.0])
 
 
 def _store(tmp_path: Path) -> tuple[str, np.ndarray]:
