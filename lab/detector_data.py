@@ -177,12 +177,11 @@ def make_clean_tile(
 
 def _hotspot_crop(paintings: list[np.ndarray], hotspots: list[np.ndarray], tile: int, scale: float,
                   rng: np.random.Generator) -> np.ndarray:
-    sizes = np.array([len(h) for h in hotspots])
-    if not sizes.sum():
+    sizes = [len(h) for h in hotspots]
+    if not sum(sizes):
         raise ValueError("hard negatives list no place in any training painting")
-    index = int(rng.integers(int(sizes.sum())))
-    which = int(np.searchsorted(np.cumsum(sizes), index, side="right"))
-    cy, cx = hotspots[which][index - int(sizes[:which].sum())]
+    which, item = _draw_item(sizes, rng)
+    cy, cx = hotspots[which][item]
     painting = paintings[which]
     h, w = painting.shape[:2]
     side = int(min(round(tile * scale), h, w))
@@ -191,16 +190,20 @@ def _hotspot_crop(paintings: list[np.ndarray], hotspots: list[np.ndarray], tile:
     return _resize(painting[y : y + side, x : x + side], tile)
 
 
+def _draw_item(sizes: list[int], rng: np.random.Generator) -> tuple[int, int]:
+    """(list, item): one item drawn uniformly over all the items of lists of these sizes (one draw)."""
+    index = int(rng.integers(sum(sizes)))
+    which = int(np.searchsorted(np.cumsum(sizes), index, side="right"))
+    return which, index - sum(sizes[:which])
+
+
 def make_real_tile(
     real: list[RealSet], tile: int, rng: np.random.Generator, augment: AugmentConfig | None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A random crop of a real crack photo: (3, T, T) image and (2, T, T) targets (craquelure = its crack
     mask, resampled as coverage >= 0.5 like synthetic labels; paint loss 0). Sets are drawn in proportion
     to their number of pairs."""
-    sizes = np.array([len(s.images) for s in real], np.float64)
-    index = int(rng.integers(int(sizes.sum())))
-    which = int(np.searchsorted(np.cumsum(sizes), index, side="right"))
-    item = index - int(sizes[:which].sum())
+    which, item = _draw_item([len(s.images) for s in real], rng)
     image, mask = real[which].images[item], real[which].masks[item]
     h, w = image.shape[:2]
     scale = float(rng.uniform(*augment.scale)) if augment else 1.0
