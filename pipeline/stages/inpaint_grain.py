@@ -228,20 +228,20 @@ def synthesize_grain(band: np.ndarray, hole: np.ndarray, config: GrainConfig, wh
     near = np.ones(n, bool) if not config.far else (known_sum[sy[:, :k], sx[:, :k]] == b * b).any(axis=1)
     cost[near, k:] = np.inf
     # blocks with known pixels of their own: also agree with them (keeps a periodic texture's phase)
-    offsets = np.arange(b)
+    # every b x b window of the padded band (and of the known map) as a view, indexed by its top-left corner:
+    # gathering whole blocks by their corners, not pixel by pixel
+    windows = np.lib.stride_tricks.sliding_window_view(bandp, (b, b), axis=(0, 1))  # (.., .., c, b, b)
+    known_windows = np.lib.stride_tricks.sliding_window_view(known, (b, b))
     own = known_sum[by, bx] > 0
     for group, last in ((own & near, k), (own & ~near, sy.shape[1])):
         blocks = np.flatnonzero(group)
         for part in np.array_split(blocks, max(1, -(-len(blocks) // _BATCH))):
             if not len(part):
                 continue
-            rows = by[part, None, None] + offsets[:, None]  # (m, b, 1)
-            cols = bx[part, None, None] + offsets[None, :]
-            here, mine = bandp[rows, cols], known[rows, cols].astype(np.float32)  # (m, b, b, c), (m, b, b)
-            patches = bandp[sy[part, :last, None, None] + offsets[:, None],
-                            sx[part, :last, None, None] + offsets[None, :]]
-            ssd = np.einsum("mkijc,mij->mk", (patches - here[:, None]) ** 2, mine)
-            scale = np.einsum("mijc,mij->m", here**2, mine) + 1e-8
+            here, mine = windows[by[part], bx[part]], known_windows[by[part], bx[part]].astype(np.float32)
+            patches = windows[sy[part, :last], sx[part, :last]]  # (m, k, c, b, b)
+            ssd = np.einsum("mkcij,mij->mk", (patches - here[:, None]) ** 2, mine)
+            scale = np.einsum("mcij,mij->m", here**2, mine) + 1e-8
             cost[part, :last] += ssd / scale[:, None]
     deviation = _cell_deviations(bandp, known, by + oy, bx + ox, (oy, ox), config)  # (n, c)
     local = np.mean(deviation**2, axis=1)  # the band's local variance near each block
@@ -253,6 +253,7 @@ def synthesize_grain(band: np.ndarray, hole: np.ndarray, config: GrainConfig, wh
     src_y, src_x = sy[np.arange(n), pick], sx[np.arange(n), pick]
     limits = config.clip * deviation if config.clip else np.full_like(deviation, np.inf)
     win = _window(b)[:, :, None]
+    offsets = np.arange(b)
     acc = np.zeros((h + 2 * pad, w + 2 * pad, c), np.float32)
     norm = np.zeros((h + 2 * pad, w + 2 * pad), np.float32)
     for phase_y in (0, 1):  # blocks of one grid parity do not overlap: add them in one go
@@ -263,14 +264,14 @@ def synthesize_grain(band: np.ndarray, hole: np.ndarray, config: GrainConfig, wh
                     continue
                 rows = by[part, None, None] + offsets[:, None]
                 cols = bx[part, None, None] + offsets[None, :]
-                best = bandp[src_y[part, None, None] + offsets[:, None], src_x[part, None, None] + offsets[None, :]]
+                best = np.moveaxis(windows[src_y[part], src_x[part]], 1, -1)  # (m, b, b, c)
                 lim = limits[part][:, None, None, :]
                 acc[rows, cols] += win * np.clip(best, -lim, lim)
                 norm[rows, cols] += win[:, :, 0] ** 2
     acc = acc[pad : pad + h, pad : pad + w]
     norm = norm[pad : pad + h, pad : pad + w]
-    out = np.where(target[:, :, None], acc / np.sqrt(np.maximum(norm, 1e-6))[:, :, None], 0.0)
-    return out.astype(np.float32)
+    out[target] = acc[target] / np.sqrt(np.maximum(norm[target], 1e-6))[:, None]
+    return out
 
 
 def grain_field(original: np.ndarray, hole: np.ndarray, config: GrainConfig, origin: tuple[int, int] = (0, 0),
