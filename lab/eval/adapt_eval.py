@@ -2,10 +2,11 @@
 
 A simulated conservator draws 10 short strokes per image from the true masks (seeded): 6 along the true
 damage (on the skeleton of each damaged region, so inside a loss and along a crack; 3 px wide, clipped to the
-damage) and 4 on clean paint (at least 12 px from any damage). The base detector and the detector adapted on
-those strokes (pipeline.stages.adapt_fit, as `retouch adapt` fits it) are scored only on pixels more than
-8 px from any stroke: recall, precision, strict F1 and the share of undamaged pixels flagged, per image and
-averaged over the images (and pooled over all pixels).
+damage) and 4 on clean paint (at least 12 px from any damage); blindly, or informed by the base's detections
+(the clean strokes first on its false alarms, the damage strokes first on what it missed). The base detector
+and the detector adapted on those strokes (pipeline.stages.adapt_fit, as `retouch adapt` fits it) are scored
+only on pixels more than 8 px from any stroke: recall, precision, strict F1 and the share of undamaged pixels
+flagged, per image and averaged over the images (and pooled over all pixels).
 
 Sets:
 - held out: a damage style the default detector never saw (`detector-resunet18-paint2` was fine-tuned with this
