@@ -305,3 +305,17 @@ def test_evaluate_adapt_scores_the_default_detector_beside_another_base(tiny_wei
     alone = evaluate_cases(iter([("scene", image, truth)]), 1, config, StrokePlan(), seed=3, tta=1,
                            reference=False)
     assert set(alone["mean"]) == {"before", "after"} and alone["images"][0]["after"] == row["after"]
+
+
+def test_evaluate_adapt_informed_strokes_mark_the_base_false_alarms_and_fit_the_veto(
+        alarmist_weights: Path) -> None:
+    from lab.eval.adapt_eval import StrokePlan, evaluate_cases
+
+    image, loss = plaster_scan()
+    truth = np.where(loss, 2, 0).astype(np.uint8)
+    config = AdaptConfig(steps=5, manifest=str(alarmist_weights))
+    report = evaluate_cases(iter([("scene", image, truth)]), 1, config, StrokePlan(informed=True), seed=3, tta=1,
+                            reference=False)
+    row = report["images"][0]
+    assert report["strokes"] == "informed" and report["veto_fired"] == 1 and row["fit"]["veto_fired"]
+    assert row["clean_on_flagged"] == row["labelled"][3] == row["fit"]["veto_pixels_2"] > 0

@@ -265,6 +265,9 @@ def evaluate_adapt_command(
     crop: Annotated[int, typer.Option(help="held-out crop side, px", min=128)] = 768,
     limit: Annotated[int, typer.Option(help="images per real set, evenly spread (0 = all)", min=0)] = 20,
     seed: Annotated[int, typer.Option(help="seed of the crops, the damage and the strokes")] = 22_000_000,
+    strokes: Annotated[str, typer.Option(help="blind (drawn from the true masks alone) or informed (also from "
+                                              "the base's detections: clean strokes on its false alarms, damage "
+                                              "strokes on what it missed)")] = "blind",
     hidden: Annotated[int, typer.Option(help="hidden units of the adapted head (0 = linear)", min=0)] = 32,
     background: Annotated[float | None, typer.Option(help="share of the negatives drawn from unlabelled pixels "
                                                           "(default: adapt's)")] = None,
@@ -286,8 +289,11 @@ def evaluate_adapt_command(
 
     from lab.eval.adapt_eval import REAL_SETS, StrokePlan, evaluate_cases, format_adapt, held_out_cases, real_cases
     from lab.paintings import shared_data_dir
+    from pipeline.errors import ConfigError
     from pipeline.stages.adapt import AdaptConfig
 
+    if strokes not in ("blind", "informed"):
+        raise ConfigError(f"--strokes must be blind or informed, got {strokes!r}")
     names = [n.strip() for n in sets.split(",") if n.strip()]
     unknown = [n for n in names if n != "held-out" and n not in REAL_SETS]
     if unknown or not names:
@@ -297,10 +303,11 @@ def evaluate_adapt_command(
     config = AdaptConfig(hidden=hidden, veto=veto, union=union)
     changes = {"background": background, "base": base, "add": add}
     config = dataclasses.replace(config, **{k: v for k, v in changes.items() if v is not None})
-    plan = StrokePlan()
+    plan = StrokePlan(informed=strokes == "informed")
     report: dict = {"command": "retouch " + " ".join(sys.argv[1:]),
                     "config": {k: v for k, v in dataclasses.asdict(config).items() if k != "manifest"},
-                    "plan": dataclasses.asdict(plan), "seed": seed, "tta": check_tta(tta), "sets": {}}
+                    "strokes": strokes, "plan": dataclasses.asdict(plan), "seed": seed, "tta": check_tta(tta),
+                    "sets": {}}
     for name in names:
         if name == "held-out":
             cases, channel = held_out_cases(copies, crop, seed), 1

@@ -2,10 +2,11 @@
 
 A simulated conservator draws 10 short strokes per image from the true masks (seeded): 6 along the true
 damage (on the skeleton of each damaged region, so inside a loss and along a crack; 3 px wide, clipped to the
-damage) and 4 on clean paint (at least 12 px from any damage). The base detector and the detector adapted on
-those strokes (pipeline.stages.adapt_fit, as `retouch adapt` fits it) are scored only on pixels more than
-8 px from any stroke: recall, precision, strict F1 and the share of undamaged pixels flagged, per image and
-averaged over the images (and pooled over all pixels).
+damage) and 4 on clean paint (at least 12 px from any damage); blindly, or informed by the base's detections
+(the clean strokes first on its false alarms, the damage strokes first on what it missed). The base detector
+and the detector adapted on those strokes (pipeline.stages.adapt_fit, as `retouch adapt` fits it) are scored
+only on pixels more than 8 px from any stroke: recall, precision, strict F1 and the share of undamaged pixels
+flagged, per image and averaged over the images (and pooled over all pixels).
 
 Sets:
 - held out: a damage style the default detector never saw (`detector-resunet18-paint2` was fine-tuned with this
@@ -44,6 +45,12 @@ class StrokePlan:
     clean_margin: int = 12  # a clean stroke starts at least this far from any damage, px
     near_clean: int = 2  # of the clean strokes, how many start near the damage (within `near` px), as a
     near: int = 40  # conservator marks the intact paint beside a loss; the others anywhere on clean paint
+    informed: bool = False  # marks after looking at the base's detections: clean strokes on its false alarms,
+    min_area: int = 20  # damage strokes on what it missed (regions of at least `min_area` px); else as above
+
+    @property
+    def name(self) -> str:
+        return "informed" if self.informed else "blind"
 
 
 def _walk(skeleton: np.ndarray, start: tuple[int, int], length: int) -> list[tuple[int, int]]:
@@ -62,30 +69,87 @@ def _walk(skeleton: np.ndarray, start: tuple[int, int], length: int) -> list[tup
     return path
 
 
-def simulate_strokes(truth: np.ndarray, rng: np.random.Generator, plan: StrokePlan = StrokePlan()) -> np.ndarray:
+def _regions(mask: np.ndarray, min_area: int, most: int) -> list[np.ndarray]:
+    """Up to `most` 8-connected regions of the bool `mask` of at least `min_area` px, as bool masks, largest
+    first (equal areas in scan order)."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    order = [int(i) + 1 for i in np.argsort(-areas, kind="stable") if areas[i] >= min_area]
+    return [labels == i for i in order[:most]]
+
+
+def _skeleton_stroke(region: np.ndarray, rng: np.random.Generator, plan: StrokePlan) -> np.ndarray | None:
+    """A bool stroke `plan.width` px wide along the skeleton of the bool `region`, from a random skeleton pixel,
+    `plan.length` px long at most; None when the region has no skeleton."""
+    skeleton = cv2.ximgproc.thinning(region.astype(np.uint8) * 255) > 0
+    ys, xs = np.nonzero(skeleton)
+    if ys.size == 0:
+        return None
+    k = int(rng.integers(ys.size))
+    line = np.zeros(region.shape, np.uint8)
+    for y, x in _walk(skeleton, (int(ys[k]), int(xs[k])), int(rng.integers(*plan.length, endpoint=True))):
+        line[y, x] = 1
+    return cv2.dilate(line, np.ones((plan.width, plan.width), np.uint8)) > 0
+
+
+def _axis_stroke(region: np.ndarray, rng: np.random.Generator, plan: StrokePlan) -> np.ndarray:
+    """A bool straight stroke `plan.width` px wide and `plan.length` px long, centred on a random pixel of the
+    bool `region`'s core (at least half its greatest depth inside it), along the main axis of the region's
+    pixels within half that length of the centre (along a thin region, across a blob the long way)."""
+    depth = cv2.distanceTransform(np.pad(region, 1).astype(np.uint8), cv2.DIST_L2, 5)[1:-1, 1:-1]
+    cy, cx = np.nonzero(depth >= depth.max() / 2)
+    ys, xs = np.nonzero(region)
+    c, length = int(rng.integers(cy.size)), int(rng.integers(*plan.length, endpoint=True))
+    near = (ys - cy[c]) ** 2 + (xs - cx[c]) ** 2 <= (length / 2) ** 2
+    dy, dx = 0.0, 1.0
+    if near.sum() > 1:
+        _, vectors = np.linalg.eigh(np.cov(np.stack([ys[near], xs[near]]).astype(np.float64)))
+        dy, dx = vectors[:, -1]
+    ends = [(int(round(cx[c] + t * dx)), int(round(cy[c] + t * dy))) for t in (-length / 2, length / 2)]
+    return cv2.line(np.zeros(region.shape, np.uint8), ends[0], ends[1], 1, plan.width) > 0
+
+
+def simulate_strokes(truth: np.ndarray, rng: np.random.Generator, plan: StrokePlan = StrokePlan(),
+                     flagged: np.ndarray | None = None) -> np.ndarray:
     """(H, W) uint8 scribbles from an (H, W) label truth (0 none, 1 craquelure, 2 paint loss): `plan.damage`
-    strokes shared between the damage classes present, `plan.clean` on clean paint."""
+    strokes shared between the damage classes present (along the skeleton of the class's damage, clipped to
+    it), `plan.clean` on clean paint (straight, at least `plan.clean_margin` px from any damage at the start).
+
+    With `plan.informed`, `flagged` (K, H, W) bool holds the base's detections per class channel: the damage
+    strokes of a class go first on the regions of that class the base missed, the clean strokes first on the
+    base's false alarms of the classes present (flagged, undamaged and more than `plan.clean_margin` px from any
+    damage), one straight stroke per region of at least `plan.min_area` px, largest first, along the region
+    where it is centred (clipped like the blind strokes); the strokes left over follow the blind rules."""
+    if plan.informed and flagged is None:
+        raise ValueError("an informed stroke plan needs the base's detections (flagged)")
     h, w = truth.shape
     marks = np.zeros((h, w), np.uint8)
-    brush = np.ones((plan.width, plan.width), np.uint8)
     classes = [c for c in (1, 2) if (truth == c).any()]
+    missed = {c: _regions((truth == c) & ~flagged[c - 1], plan.min_area, plan.damage)
+              if plan.informed and flagged is not None else [] for c in classes}
     for i in range(plan.damage if classes else 0):
         value = classes[i % len(classes)]
-        region = (truth == value).astype(np.uint8)
-        skeleton = cv2.ximgproc.thinning(region * 255) > 0
-        ys, xs = np.nonzero(skeleton)
-        if ys.size == 0:
-            continue
-        k = int(rng.integers(ys.size))
-        line = np.zeros((h, w), np.uint8)
-        for y, x in _walk(skeleton, (int(ys[k]), int(xs[k])), int(rng.integers(*plan.length, endpoint=True))):
-            line[y, x] = 1
-        marks[(cv2.dilate(line, brush) > 0) & (region > 0)] = value
+        region = truth == value
+        if missed[value]:
+            stroke = _axis_stroke(missed[value].pop(0), rng, plan)
+        else:
+            stroke = _skeleton_stroke(region, rng, plan)
+        if stroke is not None:
+            marks[stroke & region] = value
     room = cv2.distanceTransform((truth == 0).astype(np.uint8), cv2.DIST_L2, 5)
+    alarms = []
+    if plan.informed and flagged is not None and classes:
+        wrong = flagged[[c - 1 for c in classes]].any(axis=0) & (room > plan.clean_margin)
+        alarms = _regions(wrong, plan.min_area, plan.clean)
     anywhere = np.nonzero(room > plan.clean_margin)
     beside = np.nonzero((room > plan.clean_margin) & (room <= plan.near))
-    for i in range(plan.clean if anywhere[0].size else 0):
-        ys, xs = beside if i < plan.near_clean and beside[0].size else anywhere
+    blind = 0
+    for _ in range(plan.clean if anywhere[0].size else 0):
+        if alarms:
+            marks[_axis_stroke(alarms.pop(0), rng, plan) & (room > plan.width) & (marks == 0)] = CLEAN_LABEL
+            continue
+        ys, xs = beside if blind < plan.near_clean and beside[0].size else anywhere
+        blind += 1
         k = int(rng.integers(ys.size))
         angle, length = rng.uniform(0, np.pi), int(rng.integers(*plan.length, endpoint=True))
         end = (int(xs[k] + length * np.cos(angle)), int(ys[k] + length * np.sin(angle)))
@@ -103,8 +167,11 @@ def _points(marks: np.ndarray) -> dict[int, np.ndarray]:
 
 
 def adapted_probabilities(image: np.ndarray, marks: np.ndarray, config: AdaptConfig, tile: int = 512,
-                          tta: int = 2) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
-    """(base, adapted) (2, H, W) probabilities for an (H, W, C) image and its scribbles, and the fit's report."""
+                          tta: int = 2, base: np.ndarray | None = None
+                          ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """(base, adapted) (2, H, W) probabilities for an (H, W, C) image and its scribbles, and the fit's report
+    (with "veto_fired": whether the clean strokes covered enough base detections to fit the veto); `base`, the
+    base's probabilities when already computed."""
     import torch
 
     from pipeline.stages.detect_infer import predict_probabilities
@@ -115,7 +182,9 @@ def adapted_probabilities(image: np.ndarray, marks: np.ndarray, config: AdaptCon
     scan = np.ascontiguousarray(np.moveaxis(image, -1, 0))  # (C, H, W)
     fit = fit_adapted(model, scan, _points(marks), config)
     fit.pop("samples")
-    base = predict_probabilities(model.base, image, tile=tile, overlap=64, views=tta)
+    fit["veto_fired"] = bool(model.veto is not None and model.veto_on.any())
+    if base is None:
+        base = predict_probabilities(model.base, image, tile=tile, overlap=64, views=tta)
     after = predict_probabilities(model, image, tile=tile, overlap=64, views=tta)
     return base, after, fit
 
@@ -135,23 +204,29 @@ def evaluate_cases(cases: Iterator[tuple[str, np.ndarray, np.ndarray]], channel:
                    plan: StrokePlan, seed: int, tta: int = 2, reference: bool = True) -> dict[str, Any]:
     """Before/after scores per image (name, (H, W, C) image, (H, W) label truth), averaged and pooled; with
     `reference`, when adapt's base is not the default detector, the default detector's scores too ("default":
-    what `detect` showed before the painting was adapted)."""
+    what `detect` showed before the painting was adapted). An informed `plan` draws the strokes after the
+    base's detections (probability >= 0.5). Per image, the clean-stroke pixels on the base's detections of the
+    scored class ("clean_on_flagged") and whether the veto was fitted; "veto_fired" counts the images."""
     from models.weights import load_model
     from pipeline.stages.detect import DEFAULT_WEIGHTS
     from pipeline.stages.detect_infer import predict_probabilities
 
     scored_too = reference and config.base != DEFAULT_WEIGHTS
     default = load_model(DEFAULT_WEIGHTS, Path(config.manifest))[0] if scored_too else None
+    base_model = load_model(config.base, Path(config.manifest))[0] if plan.informed else None
     whens = ("default", "before", "after") if default is not None else ("before", "after")
     rows, pooled = [], {when: Counts() for when in whens}
     for i, (name, image, truth) in enumerate(cases):
-        marks = simulate_strokes(truth, np.random.default_rng(seed + i), plan)
+        seen = None if base_model is None else predict_probabilities(base_model, image, tile=512, overlap=64,
+                                                                      views=tta)
+        marks = simulate_strokes(truth, np.random.default_rng(seed + i), plan, None if seen is None else seen >= 0.5)
         if not (marks == channel + 1).any() or not (marks == CLEAN_LABEL).any():
             rows.append({"image": name, "skipped": "no stroke of the class or no clean room"})
             continue
-        base, after, fit = adapted_probabilities(image, marks, config, tta=tta)
+        base, after, fit = adapted_probabilities(image, marks, config, tta=tta, base=seen)
         far = far_from_strokes(marks)
         row = {"image": name, "labelled": {int(v): int((marks == v).sum()) for v in (1, 2, 3)},
+               "clean_on_flagged": int(((marks == CLEAN_LABEL) & (base[channel] >= 0.5)).sum()),
                "before": score(base, truth, channel, far), "after": score(after, truth, channel, far), "fit": fit}
         if default is not None:
             reference = predict_probabilities(default, image, tile=512, overlap=64, views=tta)
@@ -163,7 +238,8 @@ def evaluate_cases(cases: Iterator[tuple[str, np.ndarray, np.ndarray]], channel:
     keys = ("recall", "precision", "f1", "flagged_undamaged")
     mean = {when: {k: float(np.mean([r[when][k] for r in scored])) if scored else float("nan") for k in keys}
             for when in whens}
-    return {"images": rows, "scored": len(scored), "mean": mean,
+    return {"images": rows, "scored": len(scored), "mean": mean, "strokes": plan.name,
+            "veto_fired": sum(r["fit"]["veto_fired"] for r in scored),
             "pooled": {when: c.scores() for when, c in pooled.items()}}
 
 
@@ -216,7 +292,8 @@ def format_adapt(report: dict[str, Any]) -> str:
     lines = []
     for name, result in report["sets"].items():
         m = result["mean"]
-        lines.append(f"{name}: {result['scored']} image(s), mean over images (pixels > {FAR_PX} px from strokes)")
+        lines.append(f"{name}: {result['scored']} image(s), {result['strokes']} strokes, mean over images "
+                     f"(pixels > {FAR_PX} px from strokes); veto fitted on {result['veto_fired']}")
         for when in [w for w in ("default", "before", "after") if w in m]:
             s = m[when]
             lines.append(f"  {when:7}  recall {s['recall']:.3f}  precision {s['precision']:.3f}  F1 {s['f1']:.3f}"
