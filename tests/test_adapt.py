@@ -23,7 +23,7 @@ from pipeline.io.store import group_info
 from pipeline.provenance import list_documents, read_document
 from pipeline.stages.adapt import ADAPT_BASE, AdaptConfig, adapt
 from pipeline.stages.adapt_weights import ADAPTED_FILE, WEIGHTS_GROUP, adapted_info
-from pipeline.stages.detect import DetectConfig, detect
+from pipeline.stages.detect import DEFAULT_WEIGHTS, DetectConfig, detect
 
 SIZE = 256
 LOSSES = [(40, 40), (40, 200), (128, 128), (210, 60), (200, 200), (120, 30)]  # centres of plaster lacunae
@@ -75,7 +75,7 @@ def _constant_detector(tmp_path_factory: pytest.TempPathFactory, monkeypatch: py
     with torch.no_grad():
         model.net.segmentation_head[0].weight.mul_(0.01)
         model.net.segmentation_head[0].bias.copy_(torch.tensor(bias))
-    for name in ("detector-resunet18", ADAPT_BASE):
+    for name in dict.fromkeys(("detector-resunet18", DEFAULT_WEIGHTS, ADAPT_BASE)):
         save_weights(model, name=name, architecture="resunet", arch_args=args, tiling=Tiling(256, 32),
                      manifest_path=manifest)
     monkeypatch.setenv("RETOUCH_WEIGHTS_MANIFEST", str(manifest))
@@ -217,7 +217,7 @@ def test_adapted_detect_has_provenance_back_to_the_scribbles(tmp_path: Path, tin
     assert weights_id in detect_doc["entity"] and detect_doc["entity"][weights_id]["retouch:sha256"] == sha
     used = [u["prov:entity"] for u in detect_doc["used"].values()]
     assert weights_id in used
-    named = detect(store, DetectConfig(weights="detector-resunet18", tile=256, tta=1), QUIET)
+    named = detect(store, DetectConfig(weights=DEFAULT_WEIGHTS, tile=256, tta=1), QUIET)
     assert named.key == base.key and not any("adapted" in n for n in named.notes)  # --weights overrides
 
 

@@ -107,3 +107,19 @@ def test_tta_setting_is_checked_everywhere(tmp_path) -> None:
                  ["evaluate", "detect", "--images", str(tmp_path), "--masks", str(tmp_path), "--tta", "5"]):
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 2 and "--tta must be one of 1, 2, 4, 8" in result.output
+
+
+def test_the_default_detector_costs_at_most_two_network_passes_per_pixel() -> None:
+    """Issue 21's limit: the shipped default detector at its default views runs a ResUNet at most twice over a
+    pixel (counted with forward hooks on one tile, not read from the manifest)."""
+    from models.resunet import ResUNet
+    from models.weights import MANIFEST_PATH, load_model
+    from pipeline.stages.detect import DEFAULT_TTA, DEFAULT_WEIGHTS
+
+    model, _ = load_model(DEFAULT_WEIGHTS, manifest_path=MANIFEST_PATH)
+    calls = []
+    for module in model.modules():
+        if isinstance(module, ResUNet):
+            module.register_forward_hook(lambda *_: calls.append(1))
+    predict_probabilities(model, np.full((96, 96, 3), 0.5, np.float32), tile=128, overlap=16, views=DEFAULT_TTA)
+    assert 1 <= len(calls) <= 2

@@ -13,6 +13,7 @@ from lab.eval.detect_styles import CONTRASTS, DEFAULT_SEED, FILLS, _crop, contra
 from lab.synthesis.cracks import CRACK_KINDS
 from lab.synthesis.cracks import sample_style as _sample_style
 from lab.synthesis.synthetic_damage import DamageConfig, synthesize_damage
+from pipeline.stages.detect import DEFAULT_WEIGHTS
 
 
 def _paintings(n: int = 2, size: int = 96) -> list[np.ndarray]:
@@ -95,4 +96,4 @@ def test_detect_styles_command_writes_the_table(tmp_path: Path, tiny_weights: Pa
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     assert set(report["model"]) == set(report["baseline"]) and "wide/light" in report["model"]
-    assert "wide/light" in result.output and report["weights"]["name"] == "detector-resunet18"
+    assert "wide/light" in result.output and report["weights"]["name"] == DEFAULT_WEIGHTS

@@ -20,7 +20,7 @@ from pipeline.errors import InputError
 from pipeline.io.locking import store_lock
 from pipeline.io.store import DAMAGE_LABELS, StoreError, group_info
 from pipeline.stages import detect as detect_module
-from pipeline.stages.detect import DetectConfig, detect
+from pipeline.stages.detect import DEFAULT_WEIGHTS, DetectConfig, detect
 from pipeline.stages.export import export
 from pipeline.stages.ingest import IngestConfig, ingest
 from pipeline.stages.inpaint_stage import InpaintStageConfig, inpaint_store
@@ -78,8 +78,8 @@ def _assert_unchanged(store: str, group: str, array: str, before: tuple[dict, np
 def test_recompute_with_bad_weights_keeps_damage_and_restored(tmp_path: Path, tiny_weights: Path) -> None:
     store = _restored_store(tmp_path)
     damage, restored = _snapshot(store, "damage", "labels/0"), _snapshot(store, "restored", "0")
-    bad_detector = _bad_manifest(tiny_weights, tmp_path / "d", "detector-resunet18")
-    with pytest.raises(WeightsError, match=r"detector-resunet18\.safetensors: sha256 .* does not match"):
+    bad_detector = _bad_manifest(tiny_weights, tmp_path / "d", DEFAULT_WEIGHTS)
+    with pytest.raises(WeightsError, match=rf"{DEFAULT_WEIGHTS}\.safetensors: sha256 .* does not match"):
         detect(store, DetectConfig(**FAST_DETECT, threshold=0.3, manifest=str(bad_detector)), QUIET, force=True)
     _assert_unchanged(store, "damage", "labels/0", damage)
     bad_inpainter = _bad_manifest(tiny_weights, tmp_path / "i", "inpainter-pconv")

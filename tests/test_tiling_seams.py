@@ -13,11 +13,11 @@ from models.weights import MANIFEST_PATH, load_manifest
 from pipeline.engine.runner import EngineConfig
 from pipeline.engine.tiling import seam_score
 from pipeline.io.image_io import read_image
-from pipeline.stages.detect import DetectConfig, detect
+from pipeline.stages.detect import DEFAULT_WEIGHTS, DetectConfig, detect
 from pipeline.stages.ingest import IngestConfig, ingest
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data_catalog" / "samples"
-SHIPPED = "detector-resunet18" in load_manifest(MANIFEST_PATH)
+SHIPPED = DEFAULT_WEIGHTS in load_manifest(MANIFEST_PATH)
 
 
 def test_seam_score_sees_a_seam_and_not_a_smooth_map() -> None:
@@ -41,7 +41,7 @@ def test_tiled_detect_equals_untiled_and_has_no_seams(tmp_path: Path) -> None:
     ingest(tmp_path / "crop.tif", store, IngestConfig(chunk=128), EngineConfig(progress=False))
     detect(store, DetectConfig(precision="fp32"), EngineConfig(workers=2, progress=False))
     tiled = zarr.open_group(store, mode="r")["damage/probabilities/0"][:].astype(np.int16)
-    model, _ = load_model("detector-resunet18")
+    model, _ = load_model(DEFAULT_WEIGHTS)
 
     def levels(prob: np.ndarray) -> np.ndarray:
         return np.rint(prob * 255).astype(np.int16)
@@ -67,6 +67,9 @@ def test_tiled_detect_equals_untiled_and_has_no_seams(tmp_path: Path) -> None:
     # worth the name jumps several times the mean neighbour jump. The sample regenerated with the realistic
     # damage (issue 21) puts damage edges on those rows: the UNTILED map scores 1.54 there and the tiled 1.62
     # (mean |diff| 0.24 vs 0.46 before), so the absolute bound is 2 (half a real seam's 3+, test above) and
-    # the tiling itself is judged by the difference from the untiled map.
+    # the tiling itself is judged by the difference from the untiled map. `-paint4` (the default since
+    # 2026-12-02) leans on wider context than the ensemble: 1.78 vs 1.57 at the 96-px halo, 1.70 vs 1.58 at
+    # 128 px, 1.63 vs 1.59 at 160 px (its card); the bound on the excess is 0.25, still a tenth of a real seam's,
+    # while the thresholded maps agree as well as the context test above demands.
     assert seam_score(tiled, 128) < 2.0
-    assert seam_score(tiled, 128) - seam_score(untiled, 128) < 0.15
+    assert seam_score(tiled, 128) - seam_score(untiled, 128) < 0.25
