@@ -146,16 +146,32 @@ def _window(block: int) -> np.ndarray:
     return np.outer(ramp, ramp).astype(np.float32)
 
 
-def _box_sums(mask: np.ndarray, block: int) -> np.ndarray:
-    """Count of True pixels in every block x block window, indexed by its top-left corner."""
-    s = cv2.integral(mask.astype(np.uint8)).astype(np.int64)  # (h + 1, w + 1)
-    return s[block:, block:] - s[:-block, block:] - s[block:, :-block] + s[:-block, :-block]
+def _integral(values: np.ndarray) -> np.ndarray:
+    """(h + 1, w + 1) summed-area table of a bool (int64 counts) or float (float64 sums) (h, w) array."""
+    if values.dtype == bool:
+        return cv2.integral(values.astype(np.uint8)).astype(np.int64)
+    return cv2.integral(values.astype(np.float64))
 
 
-def _box_sums_float(values: np.ndarray, block: int) -> np.ndarray:
-    """Sum of `values` (h, w) in every block x block window, indexed by its top-left corner."""
-    s = cv2.integral(values.astype(np.float64))
-    return s[block:, block:] - s[:-block, block:] - s[block:, :-block] + s[:-block, :-block]
+def _sum_at(table: np.ndarray, ys: np.ndarray, xs: np.ndarray, block: int) -> np.ndarray:
+    """Sums over the block x block windows with top-left corners (`ys`, `xs`), from an `_integral` table."""
+    return table[ys + block, xs + block] - table[ys, xs + block] - table[ys + block, xs] + table[ys, xs]
+
+
+def _gather(values: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """`values` (h, w[, c]) at the positions (`ys`, `xs`), 0 where they fall outside it."""
+    h, w = values.shape[:2]
+    inside = (ys >= 0) & (ys < h) & (xs >= 0) & (xs < w)
+    out = values[np.clip(ys, 0, h - 1), np.clip(xs, 0, w - 1)]
+    out[~inside] = 0
+    return out
+
+
+def _padded(values: np.ndarray, pad: int) -> np.ndarray:
+    """`values` (h, w[, c]) with `pad` zeros (False) on both sides of its first two axes."""
+    out = np.zeros((values.shape[0] + 2 * pad, values.shape[1] + 2 * pad, *values.shape[2:]), values.dtype)
+    out[pad : pad + values.shape[0], pad : pad + values.shape[1]] = values
+    return out
 
 
 def _cell_deviations(bandp: np.ndarray, known: np.ndarray, gy: np.ndarray, gx: np.ndarray,
@@ -167,12 +183,15 @@ def _cell_deviations(bandp: np.ndarray, known: np.ndarray, gy: np.ndarray, gx: n
     cy, cx = (gy + b // 2) // b, (gx + b // 2) // b
     cells, index = np.unique(np.stack([cy, cx], axis=1), axis=0, return_inverse=True)
     out = np.empty((len(cells), bandp.shape[-1]), np.float32)
+    magnitude = np.abs(bandp)  # robust_limit's |band|, taken once
     for i, (y, x) in enumerate(cells):
         for reach in (config.reach, config.far):
             margin = reach - b // 2
             y0, x0 = int(y) * b - corner[0] - margin, int(x) * b - corner[1] - margin
             near = (slice(max(0, y0), y0 + b + 2 * margin), slice(max(0, x0), x0 + b + 2 * margin))
-            out[i] = robust_limit(bandp[near], known[near], 1.0)
+            mine = known[near]
+            out[i] = (1.4826 * np.median(magnitude[near][mine], axis=0)).astype(np.float32) if mine.any() \
+                else np.inf
             if np.isfinite(out[i]).all() or not config.far:
                 break
     return out[index.reshape(-1)]
@@ -195,14 +214,14 @@ def synthesize_grain(band: np.ndarray, hole: np.ndarray, config: GrainConfig, wh
     if not target.any():
         return out
     pad = max(r, config.far) + b
-    known = np.pad(~hole, pad, constant_values=False)
-    bandp = np.pad(band, ((pad, pad), (pad, pad), (0, 0)))
-    known_sum = _box_sums(known, b)  # indexed by the padded top-left corner
+    known = _padded(~hole, pad)
+    bandp = _padded(band, pad)
+    known_table = _integral(known)  # window sums indexed by the padded top-left corner
     # block top-left corners (padded coordinates) on the image-aligned grid, covering the target
     oy, ox = origin[0] - pad, origin[1] - pad  # image position of padded (0, 0)
     ty = np.arange((-oy) % step, h + 2 * pad - b + 1, step)
     tx = np.arange((-ox) % step, w + 2 * pad - b + 1, step)
-    hits = _box_sums(np.pad(target, pad, constant_values=False), b)[np.ix_(ty, tx)] > 0
+    hits = _sum_at(_integral(_padded(target, pad)), ty[:, None], tx[None, :], b) > 0
     iy, ix = np.nonzero(hits)
     by, bx = ty[iy], tx[ix]  # padded top-left of every block to fill
     n, k = len(by), config.candidates
@@ -216,23 +235,22 @@ def synthesize_grain(band: np.ndarray, hole: np.ndarray, config: GrainConfig, wh
     dy = np.concatenate([s[0] for s in shifts], axis=1)  # (n, k) or (n, 2k)
     dx = np.concatenate([s[1] for s in shifts], axis=1)
     sy, sx = by[:, None] + dy, bx[:, None] + dx  # (n, k) padded source corners, inside the padding
-    cost = _UNKNOWN_COST * (1.0 - known_sum[sy, sx] / (b * b))
+    cost = _UNKNOWN_COST * (1.0 - _sum_at(known_table, sy, sx, b) / (b * b))
     if low is not None and low_weight is not None:
-        lowp = np.pad(low, ((pad, pad), (pad, pad), (0, 0)))
-        weightp = np.pad(low_weight, pad)
-        dest = lowp[by + half, bx + half]  # (n, c)
-        use = weightp[by + half, bx + half] >= _COLOUR_MIN_WEIGHT
-        diff = ((lowp[sy + half, sx + half] - dest[:, None]) ** 2).mean(axis=-1) / _COLOUR_SCALE ** 2
+        dest = _gather(low, by + half - pad, bx + half - pad)  # (n, c)
+        use = _gather(low_weight, by + half - pad, bx + half - pad) >= _COLOUR_MIN_WEIGHT
+        diff = ((_gather(low, sy + half - pad, sx + half - pad) - dest[:, None]) ** 2).mean(axis=-1) \
+            / _COLOUR_SCALE ** 2
         cost = cost + np.where(use[:, None], diff, 0.0)
     # far sources only for blocks with no wholly known source among the near ones (the core of a wide loss)
-    near = np.ones(n, bool) if not config.far else (known_sum[sy[:, :k], sx[:, :k]] == b * b).any(axis=1)
+    near = np.ones(n, bool) if not config.far else (_sum_at(known_table, sy[:, :k], sx[:, :k], b) == b * b).any(axis=1)
     cost[near, k:] = np.inf
     # blocks with known pixels of their own: also agree with them (keeps a periodic texture's phase)
     # every b x b window of the padded band (and of the known map) as a view, indexed by its top-left corner:
     # gathering whole blocks by their corners, not pixel by pixel
     windows = np.lib.stride_tricks.sliding_window_view(bandp, (b, b), axis=(0, 1))  # (.., .., c, b, b)
     known_windows = np.lib.stride_tricks.sliding_window_view(known, (b, b))
-    own = known_sum[by, bx] > 0
+    own = _sum_at(known_table, by, bx, b) > 0
     for group, last in ((own & near, k), (own & ~near, sy.shape[1])):
         blocks = np.flatnonzero(group)
         for part in np.array_split(blocks, max(1, -(-len(blocks) // _BATCH))):
@@ -245,7 +263,7 @@ def synthesize_grain(band: np.ndarray, hole: np.ndarray, config: GrainConfig, wh
             cost[part, :last] += ssd / scale[:, None]
     deviation = _cell_deviations(bandp, known, by + oy, bx + ox, (oy, ox), config)  # (n, c)
     local = np.mean(deviation**2, axis=1)  # the band's local variance near each block
-    energy = _box_sums_float((bandp**2).mean(axis=-1), b)[sy, sx] / (b * b)  # (n, k) each source's
+    energy = _sum_at(_integral(_padded((band**2).mean(axis=-1), pad)), sy, sx, b) / (b * b)  # (n, k) each source's
     fair = np.isfinite(local)[:, None]
     ratio = np.log((energy + _TINY) / (np.where(fair[:, 0], local, 1.0)[:, None] + _TINY))
     cost = cost + np.where(fair, (ratio / 2) ** 2, 0.0)  # prefer sources as busy as the paint around the block
