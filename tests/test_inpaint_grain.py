@@ -249,3 +249,32 @@ def test_a_chunk_job_reads_each_input_with_its_own_halo(tmp_path: Path) -> None:
     assert np.array_equal(out[:, 32:64, 32:64], image[:, 32:64, 32:64] + 1)
     wide = read_with_halo(image, region, 20)
     assert np.array_equal(wide[:, 16:-16, 16:-16], read_with_halo(image, region, 4))  # the same pixels, nested
+
+
+def test_an_input_read_twice_with_two_halos_is_read_once_and_gives_the_same_blocks(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The grain reads the scan and mask with a wider halo than the fill: inside the image one read serves both
+    (the narrower block a crop of it), near the border each is read apart; either way the blocks are those of
+    separate reads."""
+    from pipeline.engine import tiling
+
+    rng = np.random.default_rng(0)
+    scan = zarr.create_array(store={}, shape=(3, 700, 900), chunks=(3, 128, 128), dtype="uint8")
+    scan[:] = rng.integers(0, 255, scan.shape, dtype=np.uint8)
+    mask = zarr.create_array(store={}, shape=(1, 700, 900), chunks=(1, 128, 128), dtype="uint8")
+    mask[:] = rng.integers(0, 2, mask.shape, dtype=np.uint8)
+    reads = []
+    original = tiling.read_with_halo
+
+    def counted(array, region, halo):  # noqa: ANN001, ANN202
+        reads.append(halo)
+        return original(array, region, halo)
+
+    monkeypatch.setattr(tiling, "read_with_halo", counted)
+    for region, expected in [((256, 384, 256, 384), [123, 123]), ((0, 128, 0, 128), [64, 64, 123, 123]),
+                             ((512, 640, 768, 900), [64, 64, 123, 123])]:
+        reads.clear()
+        got = tiling.read_inputs([scan, mask, scan, mask], region, [64, 64, 123, 123])
+        want = [original(a, region, h) for a, h in zip([scan, mask, scan, mask], [64, 64, 123, 123], strict=True)]
+        assert all(g.shape == w.shape and np.array_equal(g, w) for g, w in zip(got, want, strict=True)), region
+        assert sorted(reads) == expected, region

@@ -49,6 +49,32 @@ def read_with_halo(array: Any, region: Region, halo: int) -> np.ndarray:
     return block
 
 
+def read_inputs(inputs: Sequence[Any], region: Region, halos: Sequence[int]) -> list[np.ndarray]:
+    """Each input read with its halo (`read_with_halo`). An array given more than once is read once, with the
+    widest of its halos, where that read stays inside the array: its narrower blocks are copies of crops of it,
+    the same pixels. Near the border (where a block is reflected) each is read apart."""
+    widest: dict[int, int] = {}
+    uses: dict[int, int] = {}
+    for array, halo in zip(inputs, halos, strict=True):
+        widest[id(array)] = max(widest.get(id(array), 0), halo)
+        uses[id(array)] = uses.get(id(array), 0) + 1
+    y0, y1, x0, x1 = region
+    wide: dict[int, np.ndarray] = {}
+    blocks = []
+    for array, halo in zip(inputs, halos, strict=True):
+        w = widest[id(array)]
+        _, height, width = array.shape
+        if uses[id(array)] == 1 or not (y0 >= w and x0 >= w and y1 + w <= height and x1 + w <= width):
+            blocks.append(read_with_halo(array, region, halo))
+            continue
+        if id(array) not in wide:
+            wide[id(array)] = read_with_halo(array, region, w)
+        d = w - halo
+        block = wide[id(array)]
+        blocks.append(np.ascontiguousarray(block[:, d : block.shape[1] - d, d : block.shape[2] - d]))
+    return blocks
+
+
 def crop_halo(block: np.ndarray, halo: int) -> np.ndarray:
     return block[..., halo : block.shape[-2] - halo, halo : block.shape[-1] - halo] if halo else block
 
@@ -134,7 +160,7 @@ def _run_block(items: Sequence[tuple[ChunkJob, Region]], ledger: Ledger, task_id
     records: dict[str, dict[str, Any]] = {}
     for job, region in items:
         halos = job.halos or [job.halo] * len(job.inputs)
-        blocks = [read_with_halo(a, region, h) for a, h in zip(job.inputs, halos, strict=True)]
+        blocks = read_inputs(job.inputs, region, halos)
         ry0, ry1, rx0, rx1 = region
         extra = {"origin": (ry0 - job.halo, rx0 - job.halo)} if job.origin else {}
         results, facts = job.fn(*blocks, **extra)
