@@ -54,24 +54,22 @@ def read_inputs(inputs: Sequence[Any], region: Region, halos: Sequence[int]) -> 
     widest of its halos, where that read stays inside the array: its narrower blocks are copies of crops of it,
     the same pixels. Near the border (where a block is reflected) each is read apart."""
     widest: dict[int, int] = {}
-    uses: dict[int, int] = {}
     for array, halo in zip(inputs, halos, strict=True):
         widest[id(array)] = max(widest.get(id(array), 0), halo)
-        uses[id(array)] = uses.get(id(array), 0) + 1
     y0, y1, x0, x1 = region
     wide: dict[int, np.ndarray] = {}
     blocks = []
     for array, halo in zip(inputs, halos, strict=True):
         w = widest[id(array)]
         _, height, width = array.shape
-        if uses[id(array)] == 1 or not (y0 >= w and x0 >= w and y1 + w <= height and x1 + w <= width):
+        if not (y0 >= w and x0 >= w and y1 + w <= height and x1 + w <= width):
             blocks.append(read_with_halo(array, region, halo))
             continue
         if id(array) not in wide:
             wide[id(array)] = read_with_halo(array, region, w)
         d = w - halo
         block = wide[id(array)]
-        blocks.append(np.ascontiguousarray(block[:, d : block.shape[1] - d, d : block.shape[2] - d]))
+        blocks.append(np.ascontiguousarray(block[:, d : block.shape[1] - d, d : block.shape[2] - d]) if d else block)
     return blocks
 
 

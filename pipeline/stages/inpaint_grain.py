@@ -111,7 +111,12 @@ def robust_limit(band: np.ndarray, known: np.ndarray, clip: float) -> np.ndarray
     none is known or `clip` is 0."""
     if not clip or not known.any():
         return np.full(band.shape[-1], np.inf, np.float32)
-    return (clip * 1.4826 * np.median(np.abs(band[known]), axis=0)).astype(np.float32)
+    return _limit(np.abs(band[known]), clip)
+
+
+def _limit(magnitudes: np.ndarray, clip: float) -> np.ndarray:
+    """(c,) float32: `clip` x 1.4826 x the median of (n, c) absolute band values."""
+    return (clip * 1.4826 * np.median(magnitudes, axis=0)).astype(np.float32)
 
 
 def grain_weight(hole: np.ndarray, narrow: float, reach: int) -> np.ndarray:
@@ -190,8 +195,7 @@ def _cell_deviations(bandp: np.ndarray, known: np.ndarray, gy: np.ndarray, gx: n
             y0, x0 = int(y) * b - corner[0] - margin, int(x) * b - corner[1] - margin
             near = (slice(max(0, y0), y0 + b + 2 * margin), slice(max(0, x0), x0 + b + 2 * margin))
             mine = known[near]
-            out[i] = (1.4826 * np.median(magnitude[near][mine], axis=0)).astype(np.float32) if mine.any() \
-                else np.inf
+            out[i] = _limit(magnitude[near][mine], 1.0) if mine.any() else np.inf
             if np.isfinite(out[i]).all() or not config.far:
                 break
     return out[index.reshape(-1)]
