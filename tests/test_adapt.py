@@ -286,10 +286,24 @@ def test_adapt_flow_fits_then_detects_with_the_adapted_weights(tmp_path: Path, t
 
 
 def test_the_command_line_spells_the_adapt_base_as_the_stage_does() -> None:
+    from flows.cli.common import ADAPT_ADD as CLI_ADD
     from flows.cli.common import ADAPT_BASE as CLI_BASE
     from flows.params import AdaptParams
+    from pipeline.stages.adapt import ADD
 
     assert CLI_BASE == ADAPT_BASE == AdaptParams().base == AdaptConfig().base
+    assert CLI_ADD == ADD == AdaptParams().add == AdaptConfig().add
+
+
+def test_the_adding_threshold_reaches_the_fit_and_is_bounded() -> None:
+    from pydantic import ValidationError
+
+    from flows.params import AdaptParams
+
+    assert AdaptParams(add=0.98).config().add == 0.98
+    for bad in (0.0, 1.0, 1.5):
+        with pytest.raises(ValidationError):
+            AdaptParams(add=bad)
 
 
 def test_evaluate_adapt_scores_the_default_detector_beside_another_base(tiny_weights: Path) -> None:

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 import typer
 
 from flows.cli.common import (
+    ADAPT_ADD,
     ADAPT_BASE,
     DEFAULT_TTA,
     DEFAULT_WEIGHTS,
@@ -107,6 +108,9 @@ def adapt_command(
     hidden: Annotated[int, typer.Option(help="hidden units of the per-pixel classifier (0 = linear)", min=0)] = 32,
     steps: Annotated[int, typer.Option(help="optimiser steps of the fit", min=1)] = 300,
     seed: Annotated[int, typer.Option(help="seed of the pixel sampling and the fit")] = 0,
+    add: Annotated[float, typer.Option(help="the fitted head's probability from which it adds a pixel to the "
+                                            "base's detections (higher: adds less, flags less intact paint)")]
+    = ADAPT_ADD,
     threshold: Annotated[float, typer.Option(help="probability threshold of the detection run after")] = 0.5,
     tta: TtaOpt = DEFAULT_TTA,
     device: DeviceOpt = "cpu",
@@ -121,12 +125,14 @@ def adapt_command(
     from pipeline.stages.adapt_weights import weights_dir
     from pipeline.stages.detect import check_device
 
+    if not 0.0 < add < 1.0:
+        raise typer.BadParameter(f"--add must be in (0, 1), got {add}")
     source = str(scribbles) if scribbles else join(store, "scribbles")
     weights_dir(store)  # a remote store is refused here
     _, height, width = open_complete(store, "scan")["0"].shape
     read_scribbles(source, (height, width))  # bad scribbles fail here, in one line, before any run starts
     check_device(device)
-    params = AdaptParams(base=base, hidden=hidden, steps=steps, seed=seed, device=device)
+    params = AdaptParams(base=base, hidden=hidden, steps=steps, seed=seed, add=add, device=device)
     detect = DetectParams(threshold=threshold, tta=check_tta(tta), device=device)
     start_flows()
     from flows.adapt import adapt_flow
