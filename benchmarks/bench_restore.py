@@ -8,6 +8,8 @@
     python benchmarks/bench_restore.py --device cuda            # on a GPU machine
     python benchmarks/bench_restore.py --weights detector-resunet18-paint  # another detector (one network)
     python benchmarks/bench_restore.py --sides 10000 --grain 0  # inpaint without its texture layer
+    python benchmarks/bench_restore.py --sides 31623 --scans /data/scans --generate-only  # write a 1 GP scan once
+    python benchmarks/bench_restore.py --sides 31623 --scans /data/scans  # then time its stages (reused)
 
 Scans are painting-like RGB 8-bit tiled BigTIFFs written tile by tile; about `--damage` of the area carries
 synthetic craquelure and paint loss (lab.synthesis.synthetic_damage on randomly chosen 1024-px blocks), and the
@@ -92,6 +94,19 @@ def make_scan(path: Path, side: int, damage: float = 0.0, seed: int = 0, blocks:
     tifffile.imwrite(labels_path(path), labels, tile=(512, 512), bigtiff=True, photometric="minisblack",
                      compression="zlib")
     return damaged_px[0] / (n * BLOCK * side)
+
+
+def kept_scan(folder: Path, side: int, damage: float) -> tuple[Path, float]:
+    """The scan of `side` px in `folder` and its damaged fraction, generated first unless a complete one is
+    there (`<stem>.json`, written last, records the side, the damage asked for and the fraction drawn)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    scan = folder / f"scan-{side}-damage{damage:g}.tif"
+    record = scan.with_suffix(".json")
+    if record.exists():
+        return scan, json.loads(record.read_text())["damaged_fraction"]
+    damaged = make_scan(scan, side, damage)
+    record.write_text(json.dumps({"side": side, "damage": damage, "damaged_fraction": damaged}) + "\n")
+    return scan, damaged
 
 
 def labels_path(scan: Path) -> Path:
@@ -215,6 +230,9 @@ def main() -> None:
     parser.add_argument("--inpaint-scaling", action="store_true",
                         help="inpaint time for 2/4/8 damaged blocks at the first size, and 4 at 2.5x the side")
     parser.add_argument("--dir", type=Path, default=None)
+    parser.add_argument("--scans", type=Path, default=None,
+                        help="keep the generated scans here and reuse them on later runs (generation untimed)")
+    parser.add_argument("--generate-only", action="store_true", help="with --scans: write the scans and stop")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows and notes here")
     args = parser.parse_args()
     if args.monai and args.tta != 1:
@@ -228,8 +246,12 @@ def main() -> None:
     stage_opts = {"workers": args.workers, "device": args.device, "precision": precision, "tta": args.tta}
     try:
         for side in args.sides:
-            scan = scratch / f"scan-{side}.tif"
-            damaged = make_scan(scan, side, args.damage)
+            scan, damaged = kept_scan(args.scans, side, args.damage) if args.scans else (None, 0.0)
+            if args.generate_only:
+                continue
+            if scan is None:
+                scan = scratch / f"scan-{side}.tif"
+                damaged = make_scan(scan, side, args.damage)
             store = scratch / f"scan-{side}.zarr"
             mp = side * side / 1e6
             stages = (("ingest", [str(scan)]), ("detect", [args.weights]),
@@ -257,11 +279,14 @@ def main() -> None:
                              f"{ours['peak_rss_mb']:.0f} vs {theirs['peak_rss_mb']:.0f} MB (ours/MONAI {m_ratio:.2f})")
             if args.inpaint_scaling and side == args.sides[0]:
                 notes.extend(inpaint_scaling(scratch, side, stage_opts))
-            scan.unlink()
-            labels_path(scan).unlink()
+            if not args.scans:
+                scan.unlink()
+                labels_path(scan).unlink()
             shutil.rmtree(store)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    if args.generate_only:
+        return
     print(f"restore stages on {os.cpu_count()} cores, device {args.device}, detect precision {precision}")
     print(f"{'stage':>8} {'MP':>6} {'damage %':>9} {'s':>8} {'MP/s':>7} {'peak RSS MB':>12}  notes")
     for r in rows:
