@@ -2,7 +2,6 @@
 
     python benchmarks/bench_restore.py                          # 16, 100 and 400 MP (4000, 10000, 20000 px)
     python benchmarks/bench_restore.py --sides 4000 --tta 1     # detect in one pass (default: tile + mirror)
-    python benchmarks/bench_restore.py --sides 4000 --tta 1 --monai  # + detect vs MONAI sliding_window_inference
     python benchmarks/bench_restore.py --sides 4000 --efficiency  # detect with 1 vs 2 workers (1 thread each)
     python benchmarks/bench_restore.py --sides 4000 --inpaint-scaling  # inpaint time vs damaged area
     python benchmarks/bench_restore.py --device cuda            # on a GPU machine
@@ -17,7 +16,7 @@ generator's labels are written beside the scan. Each stage runs in its own subpr
 engine (a local Dask cluster of one single-threaded worker process per core); its peak RSS is the largest
 sum of RSS over that process and all its children (the workers), sampled every 0.1 s. The inpaint stage
 fills the generator's label mask (`--mask`), so its cost follows the real damage, not detector errors.
-Figures are printed as a table.
+Figures are printed as a table. The detect stage beside MONAI and TIAToolbox: benchmarks/bench_peers.py.
 """
 
 from __future__ import annotations
@@ -181,38 +180,6 @@ def run_stage(stage: str, store: Path, *extra: str, workers: int = 0, threads: i
     return result
 
 
-MONAI = RSS_SAMPLER + """
-import json, sys
-import numpy as np, torch, zarr
-from monai.inferers import sliding_window_inference
-from models.weights import load_model
-from pipeline.stages.detect import DetectConfig
-store, threads, precision, weights = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-torch.set_num_threads(threads)
-model, _ = load_model(weights)
-config = DetectConfig()  # the stage's tile, and its overlap between neighbouring chunks' tiles: 2 x halo
-t = time.perf_counter()
-image = zarr.open_group(store, mode="r")["scan/0"][:]  # (3, H, W) whole image in memory
-x = torch.from_numpy(image).float().div(255)[None].contiguous(memory_format=torch.channels_last)
-with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-    logits = sliding_window_inference(x, (config.tile, config.tile), 1, model,
-                                      overlap=2 * config.halo / config.tile, mode="gaussian")
-prob = torch.sigmoid(logits.float())[0]
-labels = (prob >= 0.5).numpy()
-seconds = time.perf_counter() - t
-time.sleep(0.2)
-print(json.dumps({"seconds": seconds, "peak_rss_mb": peak[0] / 2**20}))
-"""
-
-
-def run_monai(store: Path, threads: int, precision: str, weights: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", MONAI, str(store), str(threads), precision, weights],
-                         capture_output=True, text=True, cwd=REPO)
-    if out.returncode:
-        raise RuntimeError(f"monai failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sides", type=int, nargs="+", default=[4000, 10000, 20000])
@@ -224,8 +191,6 @@ def main() -> None:
                         help=f"detect's test-time augmentation views (default {DEFAULT_TTA}, the stage's)")
     parser.add_argument("--weights", default=DEFAULT_WEIGHTS, help="detector weights (manifest name)")
     parser.add_argument("--grain", type=float, default=None, help="inpaint's texture layer (default: the stage's)")
-    parser.add_argument("--monai", action="store_true", help="detect vs MONAI (on --monai-side)")
-    parser.add_argument("--monai-side", type=int, default=None, help="size for --monai (default: the first)")
     parser.add_argument("--efficiency", action="store_true", help="detect with 1 and 2 workers on the first size")
     parser.add_argument("--inpaint-scaling", action="store_true",
                         help="inpaint time for 2/4/8 damaged blocks at the first size, and 4 at 2.5x the side")
@@ -235,8 +200,6 @@ def main() -> None:
     parser.add_argument("--generate-only", action="store_true", help="with --scans: write the scans and stop")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows and notes here")
     args = parser.parse_args()
-    if args.monai and args.tta != 1:
-        parser.error("--monai times one pass of the model: give it with --tta 1")
     from pipeline.stages.detect_infer import resolve_precision
 
     precision = resolve_precision(args.precision, args.device)
@@ -260,8 +223,6 @@ def main() -> None:
             for stage, extra in stages:
                 r = run_stage(stage, store, *extra, **stage_opts)
                 rows.append({"stage": stage, "mp": mp, "damage %": 100 * damaged, **r})
-                if stage == "detect":
-                    ours = r
             if args.efficiency and side == args.sides[0]:
                 one = run_stage("detect", store, args.weights, workers=1, threads=1, precision=precision, tta=args.tta)
                 two = run_stage("detect", store, args.weights, workers=2, threads=1, precision=precision, tta=args.tta)
@@ -269,14 +230,6 @@ def main() -> None:
                              f"{one['seconds']:.1f} s, 2 workers {two['seconds']:.1f} s -> speed-up "
                              f"{one['seconds'] / two['seconds']:.2f}, efficiency "
                              f"{one['seconds'] / (2 * two['seconds']):.2f}")
-            if args.monai and side == (args.monai_side or args.sides[0]):
-                theirs = run_monai(store, os.cpu_count() or 1, precision, args.weights)
-                t_ratio = ours["seconds"] / theirs["seconds"]
-                m_ratio = ours["peak_rss_mb"] / theirs["peak_rss_mb"]
-                notes.append(f"detect stage vs MONAI sliding_window_inference at {mp:.0f} MP, same model, {precision}, "
-                             f"tile 1216, overlap 192 px (1024-px steps), gaussian: time {ours['seconds']:.1f} s vs "
-                             f"{theirs['seconds']:.1f} s (ours/MONAI {t_ratio:.2f}), peak RSS "
-                             f"{ours['peak_rss_mb']:.0f} vs {theirs['peak_rss_mb']:.0f} MB (ours/MONAI {m_ratio:.2f})")
             if args.inpaint_scaling and side == args.sides[0]:
                 notes.extend(inpaint_scaling(scratch, side, stage_opts))
             if not args.scans:
