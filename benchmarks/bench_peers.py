@@ -36,7 +36,6 @@ import json
 import os
 import shlex
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -45,7 +44,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from benchmarks.bench_restore import make_scan, run_stage  # noqa: E402
+from benchmarks.bench_restore import json_subprocess, make_scan, run_stage  # noqa: E402
 from benchmarks.peer_methods import METHODS  # noqa: E402
 from pipeline.stages.detect import DEFAULT_TTA  # noqa: E402
 
@@ -60,10 +59,7 @@ def run_method(method: str, scan: Path, store: Path, out: Path, threads: int, tt
     cores = sorted(os.sched_getaffinity(0))[:threads]
     pin = None if len(cores) == len(os.sched_getaffinity(0)) else (lambda: os.sched_setaffinity(0, cores))
     args = [exe, "-m", "benchmarks.peer_methods", method, str(scan), str(store), str(out), str(threads), str(tta)]
-    done = subprocess.run(args, capture_output=True, text=True, cwd=REPO, env=env, preexec_fn=pin)
-    if done.returncode:
-        raise RuntimeError(f"{method} failed:\n{done.stderr[-3000:]}")
-    row = json.loads(done.stdout.strip().splitlines()[-1])
+    row = json_subprocess(method, args, env=env, preexec_fn=pin)
     print(f"  {method}: {row['seconds']:.1f} s, CPU {row['cpu_s']:.1f} s, peak RSS {row['peak_rss_mb']:.0f} MB",
           file=sys.stderr, flush=True)
     return row

@@ -171,13 +171,18 @@ def run_stage(stage: str, store: Path, *extra: str, workers: int = 0, threads: i
     """One stage in a subprocess (`tta`: the detect stage's views)."""
     args = [sys.executable, "-c", STAGE, stage, str(store), str(workers), str(threads), device, precision,
             str(tta), *extra]
-    out = subprocess.run(args, capture_output=True, text=True, cwd=REPO)
-    if out.returncode:
-        raise RuntimeError(f"{stage} failed:\n{out.stderr[-3000:]}")
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result = json_subprocess(stage, args)
     print(f"  {stage} {store.name}: {result['seconds']:.1f} s, peak RSS {result['peak_rss_mb']:.0f} MB",
           file=sys.stderr, flush=True)
     return result
+
+
+def json_subprocess(name: str, args: list[str], **options) -> dict:
+    """Run `args` from the repository root; the JSON object on its last stdout line (its stderr tail if it fails)."""
+    out = subprocess.run(args, capture_output=True, text=True, cwd=REPO, **options)
+    if out.returncode:
+        raise RuntimeError(f"{name} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
