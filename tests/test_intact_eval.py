@@ -11,7 +11,14 @@ import pytest
 import torch
 
 import models  # noqa: F401
-from lab.eval.intact_eval import TARGET_FRACTION, evaluate_intact, flagged_fractions, intact_report
+from lab.eval.intact_eval import (
+    BORDER,
+    TARGET_FRACTION,
+    border_fraction,
+    evaluate_intact,
+    flagged_fractions,
+    intact_report,
+)
 from models.resunet import ResUNet
 from models.weights import Tiling, save_weights
 from pipeline.io.image_io import read_image, write_png
@@ -38,6 +45,18 @@ def test_fractions_per_class_and_either() -> None:
     assert flags.shape == (2, 10, 10) and flagged_fractions(prob, 0.95)[0]["any"] == 0.0
 
 
+def test_border_share_counts_only_flags_near_the_image_border() -> None:
+    side = 4 * BORDER
+    flags = np.zeros((2, side, side), bool)
+    flags[0, :, 0] = True  # the first column: all at the border
+    flags[1, side // 2, side // 2] = True  # one pixel in the middle
+    assert border_fraction(flags) == pytest.approx(side / side**2)
+    flags[0, BORDER - 1, BORDER:-BORDER] = True  # the last row inside the band
+    flags[0, BORDER, BORDER:-BORDER] = True  # the first row outside it
+    assert border_fraction(flags) == pytest.approx((side + side - 2 * BORDER) / side**2)
+    assert border_fraction(np.ones((2, 10, 12), bool)) == 1.0  # smaller than two bands: all border
+
+
 def test_report_finds_the_worst_painting_and_the_target(tmp_path: Path) -> None:
     paths = _paintings(tmp_path / "p")
 
@@ -47,6 +66,7 @@ def test_report_finds_the_worst_painting_and_the_target(tmp_path: Path) -> None:
 
     report = intact_report(flags_wide, paths, save_dir=tmp_path / "out")
     assert [r["any"] for r in report["paintings"]] == [1.0, 0.0]
+    assert [r["any_border"] for r in report["paintings"]] == [1.0, 0.0]  # 60 px high: all within 32 px
     assert report["worst"] == "painting0.png" and report["max_any"] == 1.0 and not report["meets_target"]
     overlay = read_image(Path(report["overlay"]))
     assert overlay.shape == (60, 80, 3) and (overlay[:, :, 2] == 255).all()  # loss colour drawn last
