@@ -36,7 +36,7 @@ RUN = """
 import json, sys, time
 import torch
 from pipeline.engine.runner import EngineConfig, close_local_clusters, local_cluster
-from pipeline.stages.detect import DetectConfig, detect
+from pipeline.stages.detect import DEFAULT_WEIGHTS, DetectConfig, detect
 store, workers, threads, tta, repeats = sys.argv[1], *map(int, sys.argv[2:6])
 from benchmarks.cpu_time import process_cpu_seconds as cpu
 engine = EngineConfig(workers=workers, torch_threads=threads, progress=False)
@@ -54,7 +54,7 @@ chunks = r.chunks_run
 from models.weights import load_model
 from pipeline.stages.detect_infer import tile_probabilities
 torch.set_num_threads(workers * threads)
-model, _ = load_model(config.weights)
+model, _ = load_model(config.weights or DEFAULT_WEIGHTS)  # None: the stage uses the default
 x = torch.rand(1, 3, config.tile, config.tile).contiguous(memory_format=torch.channels_last)
 def forwards():
     times, cpus = [], []
