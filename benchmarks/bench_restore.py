@@ -205,6 +205,8 @@ def main() -> None:
     parser.add_argument("--generate-only", action="store_true", help="with --scans: write the scans and stop")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows and notes here")
     args = parser.parse_args()
+    if args.generate_only and not args.scans:
+        parser.error("--generate-only needs --scans DIR (where the scans are kept)")
     from pipeline.stages.detect_infer import resolve_precision
 
     precision = resolve_precision(args.precision, args.device)
