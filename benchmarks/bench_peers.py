@@ -5,8 +5,9 @@ the same network, tile, step, views and precision on the same generated scan; wa
     python benchmarks/bench_peers.py --side 20000 --dir /scratch --json benchmarks/results/DATE-bench_peers.json
 
 The scan is a painting-like RGB 8-bit tiled BigTIFF of `--side` px written tile by tile with synthetic damage
-(bench_restore.make_scan), then ingested (not timed); `--reuse` takes `scan-SIDE.tif` and its store from
-`--dir` when they are there. Each method runs in its own fresh subprocess, `--repeats` times
+(bench_restore.make_scan), then ingested (not timed); `--reuse` takes the scan of this side and damage from
+`--dir` when its record says it is complete (bench_restore.kept_scan), and its store when its ingest
+completed. Each method runs in its own fresh subprocess, `--repeats` times
 (benchmarks/peer_methods.py says what each one runs and writes): peak RSS is per method, the largest sum
 of RSS over the subprocess and its children (Dask workers) sampled every 0.1 s. Ours runs in this
 interpreter; the peers in `--peer-python`, a separate venv (monai and tiatoolbox are no dependency of the
@@ -44,8 +45,9 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from benchmarks.bench_restore import json_subprocess, make_scan, run_stage  # noqa: E402
+from benchmarks.bench_restore import json_subprocess, kept_scan, make_scan, run_stage  # noqa: E402
 from benchmarks.peer_methods import METHODS  # noqa: E402
+from pipeline.io.store import group_info  # noqa: E402
 from pipeline.stages.detect import DEFAULT_TTA  # noqa: E402
 
 PEER_PYTHON = "/work/venv-peers/bin/python"
@@ -128,7 +130,8 @@ def main() -> None:
     parser.add_argument("--damage", type=float, default=0.03, help="damaged fraction of the generated scan")
     parser.add_argument("--peer-python", default=PEER_PYTHON, help="the venv with monai and tiatoolbox")
     parser.add_argument("--dir", type=Path, default=None, help="where the scan, store and outputs go")
-    parser.add_argument("--reuse", action="store_true", help="reuse scan-SIDE.tif and scan-SIDE.zarr in --dir")
+    parser.add_argument("--reuse", action="store_true",
+                        help="reuse the complete scan and store of this side and damage in --dir")
     parser.add_argument("--no-compare", dest="compare", action="store_false")
     parser.add_argument("--png", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
@@ -139,9 +142,13 @@ def main() -> None:
         parser.error(f"--threads {args.threads} > the {len(os.sched_getaffinity(0))} cores this process may use")
     scratch = args.dir or Path(tempfile.mkdtemp(prefix="bench-peers-"))
     scratch.mkdir(parents=True, exist_ok=True)
-    scan, store = scratch / f"scan-{args.side}.tif", scratch / f"scan-{args.side}.zarr"
-    if not (args.reuse and scan.exists() and store.exists()):
+    if args.reuse:  # a scan counts once its record is written (bench_restore.kept_scan), a store once ingested
+        scan, _ = kept_scan(scratch, args.side, args.damage)
+    else:
+        scan = scratch / f"scan-{args.side}.tif"
         make_scan(scan, args.side, args.damage)
+    store = scan.with_suffix(".zarr")
+    if not (args.reuse and group_info(str(store), "scan")):
         run_stage("ingest", store, str(scan), workers=args.threads, threads=1)
     rows, outputs = {}, {}
     for method in args.methods:
