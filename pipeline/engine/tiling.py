@@ -3,8 +3,8 @@
 Each task reads one output chunk plus `halo` pixels on every side (taken from the neighbours, reflected at
 the image border; a job may read some inputs with a wider halo), calls `fn(block)` (with `origin=`, the
 block's image position, when the job asks), crops the halo off its result and writes the chunk-aligned
-result into the output arrays. Where the outputs are sharded, one task runs all chunks of a shard and
-writes the shard whole: tasks never write to the same chunk or shard.
+result into the output arrays. Where the outputs are sharded, the chunks of a shard run as tasks of their own
+(on any worker) and one task per shard writes it whole: tasks never write to the same chunk or shard.
 Finished tasks are recorded in the stage's ledger, so a stage killed halfway resumes at the next chunk.
 Models are loaded once per worker process (`ModelCache`) and torch threads are set so that the workers
 together use the cores without oversubscribing them.
@@ -143,41 +143,59 @@ class ChunkJob:
     halos: Sequence[int] = ()
 
 
-def _run_block(items: Sequence[tuple[ChunkJob, Region]], ledger: Ledger, task_ids: Sequence[str]) -> dict[str, Any]:
-    """Run the chunks of one write block (a shard, or a single chunk) and write each output once.
+def _run_chunk(job: ChunkJob, region: Region) -> tuple[list[np.ndarray], dict[str, Any]]:
+    """One chunk: its inputs read with their halos, `fn` run, the halo cropped off each result; the results
+    and the chunk's record (a digest per output, the facts `fn` returned)."""
+    halos = job.halos or [job.halo] * len(job.inputs)
+    blocks = read_inputs(job.inputs, region, halos)
+    ry0, _, rx0, _ = region
+    extra = {"origin": (ry0 - job.halo, rx0 - job.halo)} if job.origin else {}
+    results, facts = job.fn(*blocks, **extra)
+    kept = [np.ascontiguousarray(crop_halo(result, job.halo)) for result in results]
+    del blocks, results
+    release_free_memory()
+    return kept, {"digests": [block_digest(k) for k in kept], "facts": facts}
 
-    The block's chunk results are assembled in memory and written in one go where they tile the block
-    (always, for a stage's full chunk grid); otherwise chunk by chunk, still within this one task.
-    """
+
+def _write_block(items: Sequence[tuple[ChunkJob, Region]], chunk_results: Sequence[tuple[list[np.ndarray], dict]],
+                 ledger: Ledger, task_ids: Sequence[str]) -> dict[str, Any]:
+    """Write the chunk results of one write block (a shard, or a single chunk), each output once where the
+    chunks tile the block (always, for a stage's full chunk grid), else chunk by chunk; then record them."""
     outputs = items[0][0].outputs
     chunk = items[0][0].chunk
     y0, y1 = min(r[0] for _, r in items), max(r[1] for _, r in items)
     x0, x1 = min(r[2] for _, r in items), max(r[3] for _, r in items)
     whole = sum((r[1] - r[0]) * (r[3] - r[2]) for _, r in items) == (y1 - y0) * (x1 - x0)
-    buffers = [np.zeros((out.shape[0], y1 - y0, x1 - x0), out.dtype) for out in outputs] if whole else []
-    records: dict[str, dict[str, Any]] = {}
-    for job, region in items:
-        halos = job.halos or [job.halo] * len(job.inputs)
-        blocks = read_inputs(job.inputs, region, halos)
-        ry0, ry1, rx0, rx1 = region
-        extra = {"origin": (ry0 - job.halo, rx0 - job.halo)} if job.origin else {}
-        results, facts = job.fn(*blocks, **extra)
-        digests = []
-        for i, (out, result) in enumerate(zip(outputs, results, strict=True)):
-            kept = crop_halo(result, job.halo)
-            if whole:
-                buffers[i][:, ry0 - y0 : ry1 - y0, rx0 - x0 : rx1 - x0] = kept
-            else:
-                out[:, ry0:ry1, rx0:rx1] = kept
-            digests.append(block_digest(kept))
-        records[chunk_id(region, chunk)] = {"digests": digests, "facts": facts}
-        del blocks, results, kept
-        release_free_memory()
-    for out, buffer in zip(outputs, buffers, strict=False):
-        out[:, y0:y1, x0:x1] = buffer
+    if whole:
+        for i, out in enumerate(outputs):
+            buffer = np.zeros((out.shape[0], y1 - y0, x1 - x0), out.dtype)
+            for (_, (ry0, ry1, rx0, rx1)), (kept, _) in zip(items, chunk_results, strict=True):
+                buffer[:, ry0 - y0 : ry1 - y0, rx0 - x0 : rx1 - x0] = kept[i]
+            out[:, y0:y1, x0:x1] = buffer
+            del buffer
+    else:
+        for (_, (ry0, ry1, rx0, rx1)), (kept, _) in zip(items, chunk_results, strict=True):
+            for out, result in zip(outputs, kept, strict=True):
+                out[:, ry0:ry1, rx0:rx1] = result
+    records = {chunk_id(region, chunk): record for (_, region), (_, record) in zip(items, chunk_results, strict=True)}
     for (_, region), task_id in zip(items, task_ids, strict=True):  # recorded once the block is written
         ledger.record(task_id, json.dumps(records[chunk_id(region, chunk)]))
     return records
+
+
+def _run_block(items: Sequence[tuple[ChunkJob, Region]], ledger: Ledger, task_ids: Sequence[str]) -> dict[str, Any]:
+    """Run the chunks of one write block one after the other in this task and write each output once."""
+    return _write_block(items, [_run_chunk(job, region) for job, region in items], ledger, task_ids)
+
+
+def _block_task(items: list[tuple[ChunkJob, Region]], ledger: Ledger, task_ids: list[str], name: str) -> Any:
+    """The delayed task that writes one block: alone where the block is one chunk; else one task per chunk
+    (spread over the workers, so that a shard's chunks are not left to one worker) feeding the block's writer."""
+    if len(items) == 1:
+        return dask.delayed(_run_block, pure=False)(items, ledger, task_ids, dask_key_name=name)
+    chunks = [dask.delayed(_run_chunk, pure=False)(job, region, dask_key_name=f"{name}-{i}")
+              for i, (job, region) in enumerate(items)]
+    return dask.delayed(_write_block, pure=False)(items, chunks, ledger, task_ids, dask_key_name=name)
 
 
 def run_chunk_jobs(parts: Sequence[tuple[ChunkJob, list[Region]]], ledger: Ledger, done: dict[str, str],
@@ -205,8 +223,7 @@ def run_chunk_jobs(parts: Sequence[tuple[ChunkJob, list[Region]]], ledger: Ledge
             for (_, region), task_id in zip(items, task_ids, strict=True):
                 records[chunk_id(region, chunk)] = json.loads(done[task_id])
             continue
-        tasks.append(dask.delayed(_run_block, pure=False)(items, ledger, task_ids,
-                                                          dask_key_name=f"chunk-{prefix}-{by}-{bx}"))
+        tasks.append(_block_task(items, ledger, task_ids, f"chunk-{prefix}-{by}-{bx}"))
     for block_records in run_tasks(tasks, label, engine):
         records.update(block_records)
     return records
