@@ -14,9 +14,11 @@ interpreter; the peers in `--peer-python`, a separate venv (monai and tiatoolbox
 repository). All methods get `--threads` cores: ours as that many single-threaded Dask workers (the stage's
 default layout), the peers as that many torch threads; every subprocess is pinned to the first `--threads`
 cores when the machine has more. `--tta` views (default: the stage's) are run by every method, so the
-number of forward passes is the same. After the runs (`--compare`, default on), each peer's probability map
-is compared with ours (max and mean absolute difference, per class, over the whole scan, read by row bands);
-`--png` writes the three craquelure maps side by side, downsampled.
+number of forward passes is the same. Ours runs with the C heap settings the `retouch` command makes first thing
+(`pipeline.engine.memory`: freed activations reused, not faulted in again); the peers with glibc's defaults, as
+they ship, or with the same settings (`--peer-heap kept`). After the runs (`--compare`, default on), each peer's
+probability map is compared with ours (max and mean absolute difference, per class, over the whole scan, read by
+row bands); `--png` writes the three craquelure maps side by side, downsampled.
 
 Peer venv (tiatoolbox 2.1.3 pins torch<2.13, so it is installed without its dependencies on top of the
 project's venv and its torch; the few modules it imports are added):
@@ -47,21 +49,28 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from benchmarks.bench_restore import json_subprocess, kept_scan, make_scan, run_stage  # noqa: E402
 from benchmarks.peer_methods import METHODS  # noqa: E402
+from pipeline.engine.memory import ENVIRONMENT  # noqa: E402
 from pipeline.io.store import group_info  # noqa: E402
 from pipeline.stages.detect import DEFAULT_TTA  # noqa: E402
 
 PEER_PYTHON = "/work/venv-peers/bin/python"
 
 
-def run_method(method: str, scan: Path, store: Path, out: Path, threads: int, tta: int, python: str) -> dict:
-    """One run of `method` in a fresh subprocess pinned to `threads` cores; its JSON row."""
+def run_method(method: str, scan: Path, store: Path, out: Path, threads: int, tta: int, python: str,
+               peer_heap: str = "default") -> dict:
+    """One run of `method` in a fresh subprocess pinned to `threads` cores; its JSON row.
+
+    Ours runs with the C heap settings the `retouch` command makes (`pipeline.engine.memory`); a peer with
+    glibc's defaults, as it ships (`peer_heap` "default"), or with the same settings ("kept")."""
     exe = sys.executable if method == "ours" else python
     out.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    base = {k: v for k, v in os.environ.items() if k not in ENVIRONMENT}
+    heap = "kept" if method == "ours" else peer_heap
+    env = {**base, "PYTHONPATH": str(REPO), **(ENVIRONMENT if heap == "kept" else {})}
     cores = sorted(os.sched_getaffinity(0))[:threads]
     pin = None if len(cores) == len(os.sched_getaffinity(0)) else (lambda: os.sched_setaffinity(0, cores))
     args = [exe, "-m", "benchmarks.peer_methods", method, str(scan), str(store), str(out), str(threads), str(tta)]
-    row = json_subprocess(method, args, env=env, preexec_fn=pin)
+    row = json_subprocess(method, args, env=env, preexec_fn=pin) | {"heap": heap}
     print(f"  {method}: {row['seconds']:.1f} s, CPU {row['cpu_s']:.1f} s, peak RSS {row['peak_rss_mb']:.0f} MB",
           file=sys.stderr, flush=True)
     return row
@@ -129,6 +138,8 @@ def main() -> None:
                         help=f"views per tile for every method (default {DEFAULT_TTA}, the stage's)")
     parser.add_argument("--damage", type=float, default=0.03, help="damaged fraction of the generated scan")
     parser.add_argument("--peer-python", default=PEER_PYTHON, help="the venv with monai and tiatoolbox")
+    parser.add_argument("--peer-heap", choices=["default", "kept"], default="default",
+                        help="the peers' C heap: glibc's defaults (as they ship) or ours (pipeline.engine.memory)")
     parser.add_argument("--dir", type=Path, default=None, help="where the scan, store and outputs go")
     parser.add_argument("--reuse", action="store_true",
                         help="reuse the complete scan and store of this side and damage in --dir")
@@ -152,8 +163,8 @@ def main() -> None:
         run_stage("ingest", store, str(scan), workers=args.threads, threads=1)
     rows, outputs = {}, {}
     for method in args.methods:
-        runs = [run_method(method, scan, store, scratch / "out", args.threads, args.tta, args.peer_python)
-                for _ in range(args.repeats)]
+        runs = [run_method(method, scan, store, scratch / "out", args.threads, args.tta, args.peer_python,
+                           args.peer_heap) for _ in range(args.repeats)]
         best = min(runs, key=lambda r: r["seconds"])
         outputs[method] = best["output"]
         rows[method] = {"runs": runs, "seconds_min": best["seconds"],

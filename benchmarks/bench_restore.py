@@ -177,9 +177,15 @@ def run_stage(stage: str, store: Path, *extra: str, workers: int = 0, threads: i
     return result
 
 
-def json_subprocess(name: str, args: list[str], **options) -> dict:
-    """Run `args` from the repository root; the JSON object on its last stdout line (its stderr tail if it fails)."""
-    out = subprocess.run(args, capture_output=True, text=True, cwd=REPO, **options)
+def json_subprocess(name: str, args: list[str], env: dict[str, str] | None = None, **options) -> dict:
+    """Run `args` from the repository root; the JSON object on its last stdout line (its stderr tail if it fails).
+
+    Without `env` it runs in this environment plus the C heap settings that the `retouch` command makes first
+    thing (`pipeline.engine.memory.ENVIRONMENT`), so that a stage runs here as it runs there."""
+    from pipeline.engine.memory import ENVIRONMENT
+
+    env = {**os.environ, **ENVIRONMENT} if env is None else env
+    out = subprocess.run(args, capture_output=True, text=True, cwd=REPO, env=env, **options)
     if out.returncode:
         raise RuntimeError(f"{name} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])

@@ -16,15 +16,13 @@ resumes with only the missing tasks.
 
 What a long stage holds does not grow with its length: the local cluster's workers run without Dask's
 statistical profiler (it keeps the stack samples of the last cycles, one per second, per worker, for a
-dashboard this cluster does not start), and `release_free_memory` hands the heap's free pages back to the
-system after each chunk, so that memory freed by one chunk and fragmented by the next is not kept.
+dashboard this cluster does not start). Memory freed by a task is reused by the next from one heap and
+handed back to the system when a stage's tasks end (`pipeline.engine.memory`).
 """
 
 from __future__ import annotations
 
 import atexit
-import ctypes
-import ctypes.util
 import logging
 import os
 import threading
@@ -37,6 +35,8 @@ from typing import Any
 import dask
 from dask.callbacks import Callback
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from pipeline.engine.memory import keep_freed_memory, release_free_memory
 
 DASK_ADDRESS_ENV = "RETOUCH_DASK_ADDRESS"
 SCHEDULER_ENV = "RETOUCH_DASK_SCHEDULER"
@@ -106,6 +106,7 @@ def run_tasks(tasks: Sequence[Any], label: str, config: EngineConfig,
     """
     if not tasks:
         return []
+    keep_freed_memory()
     address = config.resolved_address()
     listener = progress_listener.get()
     with _progress(config.progress) as bar:
@@ -121,6 +122,8 @@ def run_tasks(tasks: Sequence[Any], label: str, config: EngineConfig,
             from distributed import Client, as_completed
 
             with Client(address or local_cluster(config), set_as_default=False) as client:
+                if address:
+                    client.run(keep_freed_memory)
                 futures = client.compute(list(tasks))
                 try:
                     for _ in as_completed(futures, loop=client.loop):
@@ -130,6 +133,10 @@ def run_tasks(tasks: Sequence[Any], label: str, config: EngineConfig,
                     client.cancel(futures)
                     if cleanup is not None:
                         client.run(cleanup)
+                    if address:
+                        client.run(release_free_memory)
+                    else:
+                        release_free_memory()
         names = {t.key[0] if isinstance(t.key, tuple) else t.key for t in tasks}
         # our own pool, joined before returning or raising: no task still writes after a failure
         pool = ThreadPoolExecutor(max_workers=config.n_workers)
@@ -140,6 +147,7 @@ def run_tasks(tasks: Sequence[Any], label: str, config: EngineConfig,
             pool.shutdown(wait=True, cancel_futures=True)
             if cleanup is not None:
                 cleanup()
+            release_free_memory()
 
 
 _clusters: dict[int, Any] = {}
@@ -150,6 +158,7 @@ def local_cluster(config: EngineConfig) -> Any:
     """This process's LocalCluster for `config.workers` (started once, closed at exit)."""
     from distributed import LocalCluster
 
+    keep_freed_memory()  # before the workers' threads first allocate
     key = n = config.n_workers
     with _clusters_lock:
         cluster = _clusters.get(key)
@@ -164,24 +173,6 @@ def local_cluster(config: EngineConfig) -> Any:
             if len(_clusters) == 1:
                 atexit.register(close_local_clusters)
         return cluster
-
-
-_malloc_trim: list[Any] = []
-
-
-def release_free_memory() -> None:
-    """Return the free pages of every malloc arena to the system (glibc `malloc_trim`; elsewhere nothing).
-
-    Worker threads each allocate from their own arena; pages a chunk freed below memory still in use stay
-    counted in the process's RSS until trimmed, and what is kept can grow as a stage runs chunk after chunk.
-    """
-    if not _malloc_trim:
-        name = ctypes.util.find_library("c")
-        libc = ctypes.CDLL(name) if name else None
-        _malloc_trim.append(getattr(libc, "malloc_trim", None))
-    trim = _malloc_trim[0]
-    if trim is not None:
-        trim(0)
 
 
 def close_local_clusters() -> None:

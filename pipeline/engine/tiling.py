@@ -25,7 +25,8 @@ import numpy as np
 import zarr
 
 from pipeline.engine.ledger import Ledger
-from pipeline.engine.runner import EngineConfig, release_free_memory, run_tasks
+from pipeline.engine.memory import release_if_holding
+from pipeline.engine.runner import EngineConfig, run_tasks
 from pipeline.io.store import block_digest, chunk_grid, read_region, write_side
 
 Region = tuple[int, int, int, int]
@@ -153,7 +154,7 @@ def _run_chunk(job: ChunkJob, region: Region) -> tuple[list[np.ndarray], dict[st
     results, facts = job.fn(*blocks, **extra)
     kept = [np.ascontiguousarray(crop_halo(result, job.halo)) for result in results]
     del blocks, results
-    release_free_memory()
+    release_if_holding()
     return kept, {"digests": [block_digest(k) for k in kept], "facts": facts}
 
 
