@@ -9,7 +9,7 @@ clock (as `retouch run` does), then `detect(force=True)` is timed `--repeats` ti
 DetectConfig apart from `--tta` (I/O, halos, labels, pyramids, provenance included); its wall time and the
 CPU time of the process and its workers are recorded. Then, in the same process with the cluster closed
 and torch at W*T threads, the pure forward: the same network on one (1, 3, tile, tile) channels-last input
-(a chunk with its halo is one tile), the same precision, timed `--repeats` times after a warm-up, times
+(a chunk with its halo is one tile), the same precision, timed `--repeats` times after two warm-up passes, times
 the chunks (tta views included); with W > 1 also at T threads, divided by W (each worker's share of the
 chunks, run side by side). Wall and CPU ratios are both recorded: on a shared machine a torch thread that
 waits for the cores spins and burns CPU. Ratios stage / forward are reported with min and median (the
@@ -23,7 +23,6 @@ import json
 import os
 import shlex
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -59,7 +58,8 @@ x = torch.rand(1, 3, config.tile, config.tile).contiguous(memory_format=torch.ch
 def forwards():
     times, cpus = [], []
     with torch.inference_mode():
-        tile_probabilities(model, x, config.precision == "bf16", tta)
+        for _ in range(2):  # warm-up: the heap reuses a pass's memory from the third pass on
+            tile_probabilities(model, x, config.precision == "bf16", tta)
         for _ in range(repeats):
             c, t = time.process_time(), time.perf_counter()
             tile_probabilities(model, x, config.precision == "bf16", tta)
@@ -88,6 +88,7 @@ def main() -> None:
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).parent))
     from bench_inpaint_cost import painting
+    from bench_restore import json_subprocess  # runs with the C heap the retouch command sets up
 
     from pipeline.engine.runner import EngineConfig
     from pipeline.stages.ingest import ingest
@@ -99,11 +100,8 @@ def main() -> None:
         ingest(scan, str(store), engine=EngineConfig(scheduler="threads", progress=False))
         for layout in args.layouts:
             workers, threads = (int(v) for v in layout.split("x"))
-            out = subprocess.run([sys.executable, "-c", RUN, str(store), str(workers), str(threads), str(args.tta),
-                                  str(args.repeats)], capture_output=True, text=True, cwd=REPO)
-            if out.returncode:
-                raise RuntimeError(f"{layout} failed:\n{out.stderr[-3000:]}")
-            r = json.loads(out.stdout.strip().splitlines()[-1])
+            r = json_subprocess(layout, [sys.executable, "-c", RUN, str(store), str(workers), str(threads),
+                                         str(args.tta), str(args.repeats)])
             ratios = [s / f for s, f in zip(r["stage_s"], r["forward_s"], strict=True)]
             row = {"layout": layout, **r, "ratio_min": min(ratios), "ratio_median": statistics.median(ratios),
                    "ratio_best_over_best": min(r["stage_s"]) / min(r["forward_s"]),

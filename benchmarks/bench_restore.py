@@ -9,11 +9,13 @@
     python benchmarks/bench_restore.py --sides 10000 --grain 0  # inpaint without its texture layer
     python benchmarks/bench_restore.py --sides 31623 --scans /data/scans --generate-only  # write a 1 GP scan once
     python benchmarks/bench_restore.py --sides 31623 --scans /data/scans  # then time its stages (reused)
+    python benchmarks/bench_restore.py --sides 20000 --clustered  # the damaged blocks in one central patch
 
 Scans are painting-like RGB 8-bit tiled BigTIFFs written tile by tile; about `--damage` of the area carries
-synthetic craquelure and paint loss (lab.synthesis.synthetic_damage on randomly chosen 1024-px blocks), and the
-generator's labels are written beside the scan. Each stage runs in its own subprocess, with the default
-engine (a local Dask cluster of one single-threaded worker process per core); its peak RSS is the largest
+synthetic craquelure and paint loss (lab.synthesis.synthetic_damage on randomly chosen 1024-px blocks, or with
+`--clustered` as many blocks in one patch at the centre), and the generator's labels are written beside the
+scan. Each stage runs in its own subprocess, with the default engine (a local Dask cluster of single-threaded
+workers, one per core) and the C heap set up as the `retouch` command sets it; its peak RSS is the largest
 sum of RSS over that process and all its children (the workers), sampled every 0.1 s. The inpaint stage
 fills the generator's label mask (`--mask`), so its cost follows the real damage, not detector errors.
 Figures are printed as a table. The detect stage beside MONAI and TIAToolbox: benchmarks/bench_peers.py.
@@ -48,17 +50,21 @@ def painting_block(rng: np.random.Generator, y: int, x: int, side: int) -> np.nd
     return (np.clip(rgb, 0, 1) * 255).astype(np.uint8)
 
 
-def make_scan(path: Path, side: int, damage: float = 0.0, seed: int = 0, blocks: int | None = None) -> float:
+def make_scan(path: Path, side: int, damage: float = 0.0, seed: int = 0, blocks: int | None = None,
+              clustered: bool = False) -> float:
     """Write the scan and `<stem>-labels.tif`; returns the damaged fraction of its area.
 
     About `damage * 6` of the 1024-px blocks get synthetic damage (a damaged block carries ~1/6 of its area
-    as damage), or exactly `blocks` of them when given.
+    as damage), scattered over the scan, or exactly `blocks` of them when given. `clustered`: that share of
+    the blocks, rounded, in one square-ish patch at the scan's centre instead.
     """
     from lab.synthesis.synthetic_damage import synthesize_damage
 
     rng = np.random.default_rng(seed)
     n = -(-side // BLOCK)
     chosen = set(rng.choice(n * n, size=min(blocks, n * n), replace=False).tolist()) if blocks is not None else None
+    if clustered:
+        chosen = centre_blocks(n, round(damage * 6 * n * n))
     damaged_px = [0]
     label_bands: list[np.ndarray] = []
 
@@ -95,16 +101,25 @@ def make_scan(path: Path, side: int, damage: float = 0.0, seed: int = 0, blocks:
     return damaged_px[0] / (n * BLOCK * side)
 
 
-def kept_scan(folder: Path, side: int, damage: float) -> tuple[Path, float]:
+def centre_blocks(n: int, count: int) -> set[int]:
+    """Indices (row * n + column) of `count` blocks of an n x n grid, row by row in a square at its centre."""
+    k = min(n, max(1, int(np.ceil(np.sqrt(count)))))
+    top = left = (n - k) // 2
+    square = [(top + i // k) * n + left + i % k for i in range(k * k)]
+    return set(square[: min(count, n * n)])
+
+
+def kept_scan(folder: Path, side: int, damage: float, clustered: bool = False) -> tuple[Path, float]:
     """The scan of `side` px in `folder` and its damaged fraction, generated first unless a complete one is
     there (`<stem>.json`, written last, records the side, the damage asked for and the fraction drawn)."""
     folder.mkdir(parents=True, exist_ok=True)
-    scan = folder / f"scan-{side}-damage{damage:g}.tif"
+    scan = folder / f"scan-{side}-damage{damage:g}{'-clustered' if clustered else ''}.tif"
     record = scan.with_suffix(".json")
     if record.exists():
         return scan, json.loads(record.read_text())["damaged_fraction"]
-    damaged = make_scan(scan, side, damage)
-    record.write_text(json.dumps({"side": side, "damage": damage, "damaged_fraction": damaged}) + "\n")
+    damaged = make_scan(scan, side, damage, clustered=clustered)
+    record.write_text(json.dumps({"side": side, "damage": damage, "clustered": clustered,
+                                  "damaged_fraction": damaged}) + "\n")
     return scan, damaged
 
 
@@ -195,6 +210,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sides", type=int, nargs="+", default=[4000, 10000, 20000])
     parser.add_argument("--damage", type=float, default=0.03, help="target damaged fraction of the area")
+    parser.add_argument("--clustered", action="store_true",
+                        help="the damaged blocks in one patch at the centre instead of scattered")
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
@@ -222,12 +239,13 @@ def main() -> None:
     stage_opts = {"workers": args.workers, "device": args.device, "precision": precision, "tta": args.tta}
     try:
         for side in args.sides:
-            scan, damaged = kept_scan(args.scans, side, args.damage) if args.scans else (None, 0.0)
+            scan, damaged = (kept_scan(args.scans, side, args.damage, args.clustered) if args.scans
+                             else (None, 0.0))
             if args.generate_only:
                 continue
             if scan is None:
                 scan = scratch / f"scan-{side}.tif"
-                damaged = make_scan(scan, side, args.damage)
+                damaged = make_scan(scan, side, args.damage, clustered=args.clustered)
             store = scratch / f"scan-{side}.zarr"
             mp = side * side / 1e6
             stages = (("ingest", [str(scan)]), ("detect", [args.weights]),
@@ -235,7 +253,8 @@ def main() -> None:
                       ("export", [str(scratch / f"export-{side}")]))
             for stage, extra in stages:
                 r = run_stage(stage, store, *extra, **stage_opts)
-                rows.append({"stage": stage, "mp": mp, "damage %": 100 * damaged, **r})
+                rows.append({"stage": stage, "mp": mp, "damage %": 100 * damaged,
+                             "damage_layout": "clustered" if args.clustered else "scattered", **r})
             if args.efficiency and side == args.sides[0]:
                 one = run_stage("detect", store, args.weights, workers=1, threads=1, precision=precision, tta=args.tta)
                 two = run_stage("detect", store, args.weights, workers=2, threads=1, precision=precision, tta=args.tta)
