@@ -10,8 +10,8 @@ every chunk and its pages handed back above `HOLD_LIMIT_BYTES` (`release_if_hold
 hands them all back when a stage's tasks end.
 Call `keep_freed_memory` before other threads start allocating, and before torch is imported (which starts
 one): the `retouch` command does it first thing. A thread that already has an arena of its own keeps it.
-The same settings are put in the environment (GLIBC_TUNABLES, unless it is set already), so that the processes this one
-starts (a Prefect flow run, a Dask worker process) begin with them.
+The same settings are put in the environment (GLIBC_TUNABLES, unless it is set already), so that the
+processes this one starts (a Prefect flow run, a Dask worker process) begin with them.
 """
 
 from __future__ import annotations
