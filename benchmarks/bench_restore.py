@@ -106,7 +106,7 @@ def centre_blocks(n: int, count: int) -> set[int]:
     k = min(n, max(1, int(np.ceil(np.sqrt(count)))))
     top = left = (n - k) // 2
     square = [(top + i // k) * n + left + i % k for i in range(k * k)]
-    return set(square[: min(count, n * n)])
+    return set(square[:count])
 
 
 def kept_scan(folder: Path, side: int, damage: float, clustered: bool = False) -> tuple[Path, float]:

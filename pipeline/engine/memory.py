@@ -32,12 +32,21 @@ _libc: list[Any] = []
 _kept: list[bool] = []
 
 
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+                 "keepcost")]
+
+
 def _glibc() -> Any:
     """glibc through ctypes, or None where the C library has no mallopt/malloc_trim (not glibc)."""
     if not _libc:
         name = ctypes.util.find_library("c")
         libc = ctypes.CDLL(name) if name else None
-        _libc.append(libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None)
+        glibc = libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+        if hasattr(glibc, "mallinfo2"):
+            glibc.mallinfo2.restype = _MallInfo2
+        _libc.append(glibc)
     return _libc[0]
 
 
@@ -57,20 +66,10 @@ def keep_freed_memory() -> bool:
     return True
 
 
-class _MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in
-                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
-                 "keepcost")]
-
-
 def free_heap_bytes() -> int | None:
     """Bytes the heap holds free (glibc >= 2.33 `mallinfo2`), or None where that cannot be asked."""
-    libc = _glibc()
-    mallinfo2 = getattr(libc, "mallinfo2", None) if libc is not None else None
-    if mallinfo2 is None:
-        return None
-    mallinfo2.restype = _MallInfo2
-    return int(mallinfo2().fordblks)
+    mallinfo2 = getattr(_glibc(), "mallinfo2", None)
+    return None if mallinfo2 is None else int(mallinfo2().fordblks)
 
 
 def release_if_holding(limit: int = HOLD_LIMIT_BYTES) -> None:

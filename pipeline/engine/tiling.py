@@ -178,9 +178,10 @@ def _write_block(items: Sequence[tuple[ChunkJob, Region]], chunk_results: Sequen
         for (_, (ry0, ry1, rx0, rx1)), (kept, _) in zip(items, chunk_results, strict=True):
             for out, result in zip(outputs, kept, strict=True):
                 out[:, ry0:ry1, rx0:rx1] = result
-    records = {chunk_id(region, chunk): record for (_, region), (_, record) in zip(items, chunk_results, strict=True)}
-    for (_, region), task_id in zip(items, task_ids, strict=True):  # recorded once the block is written
-        ledger.record(task_id, json.dumps(records[chunk_id(region, chunk)]))
+    records = {}
+    for (_, region), task_id, (_, record) in zip(items, task_ids, chunk_results, strict=True):
+        records[chunk_id(region, chunk)] = record
+        ledger.record(task_id, json.dumps(record))  # recorded once the block is written
     return records
 
 
@@ -204,7 +205,8 @@ def run_chunk_jobs(parts: Sequence[tuple[ChunkJob, list[Region]]], ledger: Ledge
     """Run each job over its regions (chunks), skipping those the ledger has; per-chunk records by chunk id.
 
     All jobs write the same outputs. Chunks are grouped by the outputs' write blocks (`write_side`): one
-    task per shard where the outputs are sharded, so that no two tasks ever write to the same shard.
+    writing task per shard where the outputs are sharded (its chunks run as tasks of their own), so that no
+    two tasks ever write to the same shard.
     A block runs again whole unless the ledger has all of its chunks.
     """
     outputs = parts[0][0].outputs
