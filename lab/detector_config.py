@@ -169,20 +169,28 @@ def config_from_overrides(**overrides: Any) -> DetectorTrainConfig:
     return DetectorTrainConfig(**{k: v for k, v in overrides.items() if v is not None})
 
 
+def _range(field: str, text: str) -> list[float]:
+    """"LO,HI" as [LO, HI]; a malformed one is a ValueError naming the field."""
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(f"{field.replace('_', ' ')} must be two numbers LO,HI, got {text!r}") from None
+    return [lo, hi]
+
+
 def damage_overrides(
     free_cracks: float | None = None, texture: float | None = None, dark_cracks: float | None = None,
-    crack_contrast: str | None = None, style: str | None = None,
+    crack_contrast: str | None = None, style: str | None = None, faint_cracks: float | None = None,
+    crack_width: str | None = None,
 ) -> dict[str, Any] | None:
     """DamageConfig fields for the styles and mixes that were given (JSON-able), or None to keep the default.
-    `crack_contrast` is "LO,HI" (e.g. "0.2,0.95"); a malformed one is a ValueError naming it. `style` picks the
-    generator ("classic" or "realistic", lab.synthesis)."""
+    `crack_contrast` and `crack_width` are "LO,HI" (e.g. "0.2,0.95"); a malformed one is a ValueError naming
+    it. `style` picks the generator ("classic" or "realistic", lab.synthesis)."""
     given: list[tuple[str, Any]] = [("p_free_cracks", free_cracks), ("p_texture", texture),
-                                    ("p_dark_cracks", dark_cracks), ("style", style)]
-    if crack_contrast is not None:
-        try:
-            lo, hi = (float(v) for v in crack_contrast.split(","))
-        except ValueError:
-            raise ValueError(f"crack contrast must be two numbers LO,HI, got {crack_contrast!r}") from None
-        given.append(("crack_contrast", [lo, hi]))
+                                    ("p_dark_cracks", dark_cracks), ("style", style),
+                                    ("p_faint_cracks", faint_cracks)]
+    for name, text in (("crack_contrast", crack_contrast), ("crack_width", crack_width)):
+        if text is not None:
+            given.append((name, _range(name, text)))
     extra = {k: v for k, v in given if v is not None}
     return extra or None

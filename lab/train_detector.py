@@ -303,7 +303,7 @@ def ship_detector(
 def main(argv: list[str] | None = None) -> None:
     """`python -m lab.train_detector [--steps N] [--max-minutes M] [--run-dir D] [--init-weights F]
     [--free-cracks P] [--texture P] [--dark-cracks P] [--crack-contrast LO,HI]
-    [--damage-style S] [--refine C] [--no-ship]
+    [--damage-style S] [--faint-cracks P] [--crack-width LO,HI] [--refine C] [--no-ship]
     [--real-val-images DIR --real-val-masks DIR [--real-val-mask-value V]]
     [--teacher NAME [--teacher-weight W] [--teacher-views N]]
     [--real-train IMAGES_DIR:MASKS_DIR[:MASK_VALUE] ... --real-fraction P] [--clean-fraction P]
@@ -325,6 +325,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--crack-contrast", help="DamageConfig.crack_contrast as LO,HI (default 0.55,0.95)")
     parser.add_argument("--damage-style", choices=("classic", "realistic"),
                         help="DamageConfig.style: the damage generator (default classic)")
+    parser.add_argument("--faint-cracks", type=float,
+                        help="DamageConfig.p_faint_cracks: share of realistic images with faint cracks (default 0.2)")
+    parser.add_argument("--crack-width", help="DamageConfig.crack_width as LO,HI: widest crack of a realistic "
+                        "main network, px (default 1.2,2.8)")
     parser.add_argument("--loss", choices=LOSSES)
     parser.add_argument("--snapshot-every", type=int, help="keep the weights every N steps in <run-dir>/snapshots")
     parser.add_argument("--average-from", type=int, help="ship the average of the snapshots from this step on")
@@ -360,7 +364,7 @@ def main(argv: list[str] | None = None) -> None:
         clean_fraction=args.clean_fraction, hard_negatives=args.hard_negatives, hard_fraction=args.hard_fraction,
         augment={"p_edge": args.edge_fraction} if args.edge_fraction is not None else None,
         damage=damage_overrides(args.free_cracks, args.texture, args.dark_cracks, args.crack_contrast,
-                                args.damage_style)),
+                                args.damage_style, args.faint_cracks, args.crack_width)),
         **ship_only)
     print(json.dumps({k: summary[k] for k in ("steps", "minutes", "shipped") if k in summary}, indent=2))
 

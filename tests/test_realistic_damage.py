@@ -115,6 +115,32 @@ def test_real_crack_shapes_are_used(shapes_root: Path) -> None:
     assert procedural.sources == ()
 
 
+def test_faint_share_and_crack_width_steer_the_cracks(shapes_root: Path) -> None:
+    image = _painting(256, 256)
+    cracks_only = {"p_paint_loss": 0.0, "p_negatives": 0.0, "p_photography": 0.0}
+
+    def mean_change(**kw: object) -> float:
+        total = 0.0
+        for seed in range(4):
+            r = realistic_damage(image, seed, _cfg(shapes_root, **cracks_only, **kw))
+            change = np.abs(r.damaged.astype(np.float32) - r.clean.astype(np.float32)).max(axis=2)
+            total += float(change[r.labels == CRAQUELURE].mean())
+        return total / 4
+
+    assert mean_change(p_faint_cracks=1.0) < 0.6 * mean_change(p_faint_cracks=0.0)
+
+    def labelled(width: tuple[float, float]) -> int:
+        return sum(int((realistic_damage(image, seed, _cfg(shapes_root, **cracks_only, p_real_shapes=1.0,
+                                                           crack_width=width)).labels > 0).sum())
+                   for seed in range(4))
+
+    assert labelled((1.0, 1.0)) < labelled((3.0, 3.0))
+    with pytest.raises(ValueError, match="crack_width must be an increasing range"):
+        DamageConfig(crack_width=(2.0, 1.0))
+    with pytest.raises(ValueError, match="p_faint_cracks must be in"):
+        DamageConfig(p_faint_cracks=1.5)
+
+
 def test_real_cracks_are_thin_redrawn_lines(shapes_root: Path) -> None:
     sources = crack_shapes.shape_sources(shapes_root)
     alpha = crack_shapes.real_crack_network((200, 200), np.random.default_rng(0), sources, (1.0, 2.0)).alpha

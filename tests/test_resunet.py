@@ -242,6 +242,9 @@ def test_command_line_opts_into_real_crack_styles_and_can_skip_shipping(monkeypa
     td.main(["--steps", "3", "--crack-contrast", "0.2,0.9"])
     assert seen["cfg"].damage.crack_contrast == (0.2, 0.9)
     assert seen["cfg"].damage.p_texture == DetectorTrainConfig().damage.p_texture
+    seen.clear()
+    td.main(["--steps", "3", "--faint-cracks", "0.45", "--crack-width", "1.0,2.0"])
+    assert (seen["cfg"].damage.p_faint_cracks, seen["cfg"].damage.crack_width) == (0.45, (1.0, 2.0))
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -251,6 +254,7 @@ def test_command_line_opts_into_real_crack_styles_and_can_skip_shipping(monkeypa
     (["--dark-cracks", "-0.1"], "p_dark_cracks must be in [0, 1]"),
     (["--crack-contrast", "0.2"], "crack contrast must be two numbers LO,HI, got '0.2'"),
     (["--crack-contrast", "0.9,0.2"], "crack_contrast must be an increasing range"),
+    (["--crack-width", "2"], "crack width must be two numbers LO,HI, got '2'"),
     (["--real-val-images", "."], "real_val_images and real_val_masks go together"),
     (["--real-val-images", ".", "--real-val-masks", "no-such-folder"], "no-such-folder: real validation folder"),
 ])

@@ -63,6 +63,10 @@ def train_detector_command(
                                                             "cracks)")] = None,
     damage_style: Annotated[str | None, typer.Option(help="the damage generator: classic or realistic "
                                                           "(default classic)")] = None,
+    faint_cracks: Annotated[float | None, typer.Option(help="realistic style: share of images whose cracks are "
+                                                           "faint (default 0.2)")] = None,
+    crack_width: Annotated[str | None, typer.Option(help="realistic style: LO,HI px, the widest crack of a main "
+                                                         "network (default 1.2,2.8)")] = None,
     real_val_images: Annotated[str | None, typer.Option(help="real crack photos scored (craquelure F1) at every "
                                                            "evaluation; monitoring only, never trained on")] = None,
     real_val_masks: Annotated[str | None, typer.Option(help="their masks (same file stems)")] = None,
@@ -96,7 +100,8 @@ def train_detector_command(
     from pipeline.errors import ConfigError
 
     try:  # refuse bad settings in one line before any work (or flow run) starts
-        if damage := damage_overrides(free_cracks, texture, dark_cracks, crack_contrast, damage_style):
+        if damage := damage_overrides(free_cracks, texture, dark_cracks, crack_contrast, damage_style,
+                                       faint_cracks, crack_width):
             overrides["damage"] = damage
         cfg = config_from_overrides(**overrides)
     except (TypeError, ValueError) as exc:

@@ -46,6 +46,8 @@ class RealisticOptions(Protocol):
     p_negatives: float
     p_photography: float
     p_fills: float
+    p_faint_cracks: float
+    crack_width: tuple[float, float]
     shapes_root: str
 
 
@@ -81,11 +83,12 @@ def _draw_cracks(paint: np.ndarray, rng: np.random.Generator, cfg: RealisticOpti
                  ) -> tuple[np.ndarray, np.ndarray]:
     """(cracked paint, (H, W) crack coverage)."""
     shape = paint.shape[:2]
-    primary = _network(shape, rng, cfg, (0.8, float(rng.uniform(1.2, 2.8))), used)
+    primary = _network(shape, rng, cfg, (0.8, float(rng.uniform(*cfg.crack_width))), used)
     alpha = primary
     if rng.random() < 0.6:  # a finer secondary network between the main cracks
         alpha = np.maximum(alpha, _network(shape, rng, cfg, (0.6, 1.0), used) * float(rng.uniform(0.4, 0.8)))
-    look = rng.choice(["dark", "light", "faint"], p=[0.55, 0.25, 0.2])
+    rest = (1 - cfg.p_faint_cracks) / 0.8  # dark and light keep their 0.55 : 0.25
+    look = rng.choice(["dark", "light", "faint"], p=[0.55 * rest, 0.25 * rest, cfg.p_faint_cracks])
     strength = float(rng.uniform(0.15, 0.35) if look == "faint" else rng.uniform(0.45, 0.9))
     along = np.clip(1 + 0.35 * grounds.smooth_noise(shape, float(rng.uniform(10, 40)), rng), 0.3, 1.3)
     a = (alpha * np.clip(strength * along, 0, 1))[..., None]

@@ -164,10 +164,12 @@ class DamageConfig:
     p_negatives: float = 0.7  # hard negatives (thin painted lines, lace, inscriptions, grain) painted unlabelled
     p_photography: float = 0.9  # the whole image is re-photographed (varnish, light, glare, blur, noise, JPEG)
     p_fills: float = 0.3  # some losses are old discoloured fills instead of exposed ground
+    p_faint_cracks: float = 0.2  # an image's cracks are faint (the rest dark or light ground in 0.55 : 0.25)
+    crack_width: tuple[float, float] = (1.2, 2.8)  # range of the widest crack of a main network (px)
     shapes_root: str = ""  # folder holding the real crack maps; "" = ../shared/data or $RETOUCH_SHARED_DATA
 
     def __post_init__(self) -> None:
-        for name in ("crack_kinds", "loss_amount", "crack_contrast", "cup_highlight"):
+        for name in ("crack_kinds", "loss_amount", "crack_contrast", "cup_highlight", "crack_width"):
             object.__setattr__(self, name, tuple(getattr(self, name)))  # JSON gives lists
         unknown = set(self.crack_kinds) - set(CRACK_KINDS)
         if not self.crack_kinds or unknown:
@@ -176,12 +178,12 @@ class DamageConfig:
         if self.style not in STYLES:
             raise ValueError(f"DamageConfig.style must be one of {STYLES}, got {self.style!r}")
         for name in ("p_craquelure", "p_paint_loss", "p_dark_cracks", "p_canvas", "p_free_cracks", "p_texture",
-                     "p_real_shapes", "p_negatives", "p_photography", "p_fills"):
+                     "p_real_shapes", "p_negatives", "p_photography", "p_fills", "p_faint_cracks"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"DamageConfig.{name} must be in [0, 1], got {value}")
         for name, lo_bound, hi_bound in (("loss_amount", 0.0, 20.0), ("crack_contrast", 0.0, 1.0),
-                                         ("cup_highlight", 0.0, 1.0)):
+                                         ("cup_highlight", 0.0, 1.0), ("crack_width", 0.8, 8.0)):
             lo, hi = getattr(self, name)
             if not lo_bound <= lo <= hi <= hi_bound:
                 raise ValueError(f"DamageConfig.{name} must be an increasing range within "
