@@ -18,7 +18,7 @@ Sets:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -167,20 +167,22 @@ def _points(marks: np.ndarray) -> dict[int, np.ndarray]:
 
 
 def adapted_probabilities(image: np.ndarray, marks: np.ndarray, config: AdaptConfig, tile: int = 512,
-                          tta: int = 2, base: np.ndarray | None = None
+                          tta: int = 2, base: np.ndarray | None = None, build: Callable[..., Any] = build_for,
+                          fit_with: Callable[..., dict[str, Any]] = fit_adapted,
                           ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """(base, adapted) (2, H, W) probabilities for an (H, W, C) image and its scribbles, and the fit's report
     (with "veto_fired": whether the clean strokes covered enough base detections to fit the veto); `base`, the
-    base's probabilities when already computed."""
+    base's probabilities when already computed. `build` and `fit_with` make and fit the adapted network (adapt's
+    own by default; lab.eval.adapt_tune's fine-tune is the other)."""
     import torch
 
     from pipeline.stages.detect_infer import predict_probabilities
 
     adapted = [c - 1 for c in (1, 2) if (marks == c).any()]
-    model = build_for(config, adapted)
+    model = build(config, adapted)
     torch.manual_seed(config.seed)
     scan = np.ascontiguousarray(np.moveaxis(image, -1, 0))  # (C, H, W)
-    fit = fit_adapted(model, scan, _points(marks), config)
+    fit = fit_with(model, scan, _points(marks), config)
     fit.pop("samples")
     fit["veto_fired"] = bool(model.veto is not None and model.veto_on.any())
     if base is None:
@@ -201,12 +203,14 @@ def score(prob: np.ndarray, truth: np.ndarray, channel: int, far: np.ndarray) ->
 
 
 def evaluate_cases(cases: Iterator[tuple[str, np.ndarray, np.ndarray]], channel: int, config: AdaptConfig,
-                   plan: StrokePlan, seed: int, tta: int = 2, reference: bool = True) -> dict[str, Any]:
+                   plan: StrokePlan, seed: int, tta: int = 2, reference: bool = True,
+                   **fitting: Callable[..., Any]) -> dict[str, Any]:
     """Before/after scores per image (name, (H, W, C) image, (H, W) label truth), averaged and pooled; with
     `reference`, when adapt's base is not the default detector, the default detector's scores too ("default":
     what `detect` showed before the painting was adapted). An informed `plan` draws the strokes after the
     base's detections (probability >= 0.5). Per image, the clean-stroke pixels on the base's detections of the
-    scored class ("clean_on_flagged") and whether the veto was fitted; "veto_fired" counts the images."""
+    scored class ("clean_on_flagged") and whether the veto was fitted; "veto_fired" counts the images.
+    `fitting` (build, fit_with) goes to `adapted_probabilities`."""
     from models.weights import load_model
     from pipeline.stages.detect import DEFAULT_WEIGHTS
     from pipeline.stages.detect_infer import predict_probabilities
@@ -223,7 +227,7 @@ def evaluate_cases(cases: Iterator[tuple[str, np.ndarray, np.ndarray]], channel:
         if not (marks == channel + 1).any() or not (marks == CLEAN_LABEL).any():
             rows.append({"image": name, "skipped": "no stroke of the class or no clean room"})
             continue
-        base, after, fit = adapted_probabilities(image, marks, config, tta=tta, base=seen)
+        base, after, fit = adapted_probabilities(image, marks, config, tta=tta, base=seen, **fitting)
         far = far_from_strokes(marks)
         row = {"image": name, "labelled": {int(v): int((marks == v).sum()) for v in (1, 2, 3)},
                "clean_on_flagged": int(((marks == CLEAN_LABEL) & (base[channel] >= 0.5)).sum()),

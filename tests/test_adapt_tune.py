@@ -1,0 +1,50 @@
+"""The fine-tune alternative to adapt's head (lab.eval.adapt_tune): it starts as the base, learns a style the base
+misses from strokes, and leaves the classes it does not adapt exactly as the base has them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from test_adapt import CLEAN_SPOTS, LOSSES, _constant_detector, _far_from, plaster_scan, strokes
+
+from lab.eval.adapt_eval import adapted_probabilities
+from lab.eval.adapt_tune import TunedDetector, TuneConfig, tuned_builder, tuned_fitter
+from pipeline.stages.adapt import AdaptConfig
+
+
+@pytest.fixture()
+def blind_weights(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    return _constant_detector(tmp_path_factory, monkeypatch, "blind-tune", [-6.0, -6.0])
+
+
+def test_before_fitting_the_tuned_detector_is_its_base() -> None:
+    torch.manual_seed(0)
+    args = {"decoder_channels": [16, 16, 16, 16, 8]}
+    model = TunedDetector(args, [1]).eval()
+    with torch.no_grad():
+        model.start_from_base()
+        x = torch.rand(1, 3, 64, 96)
+        assert torch.equal(model(x), model.base(x))
+        gated = TunedDetector(args, [1], add=0.9).eval()
+        gated.load_state_dict(model.state_dict())
+        assert torch.equal(gated(x)[:, 0], model.base(x)[:, 0])
+    with pytest.raises(ValueError, match="add must be in"):
+        TunedDetector(args, [1], add=1.0)
+
+
+def test_fine_tune_finds_a_style_the_base_misses_and_keeps_the_other_class(blind_weights: Path) -> None:
+    image, loss = plaster_scan()
+    marks = strokes(LOSSES[:2], CLEAN_SPOTS)
+    tune = TuneConfig(steps=60, lr=3e-3)
+    base, after, fit = adapted_probabilities(image, marks, AdaptConfig(background_cells=2), tile=256, tta=1,
+                                             build=tuned_builder(tune), fit_with=tuned_fitter(tune))
+    far = _far_from(marks)
+    before_recall = (base[1] >= 0.5)[far & loss].mean()
+    flagged = after[1] >= 0.5
+    recall, precision = flagged[far & loss].mean(), loss[far & flagged].mean()
+    assert before_recall < 0.05 and recall >= 0.2 and precision >= 0.7, (before_recall, recall, precision)
+    assert np.array_equal(after[0], base[0])  # craquelure: no strokes, the base's answer exactly
+    assert fit["squares"] >= 1 and not fit["veto_fired"]
