@@ -11,7 +11,7 @@ import torch
 from test_adapt import CLEAN_SPOTS, LOSSES, _constant_detector, _far_from, plaster_scan, strokes
 
 from lab.eval.adapt_eval import adapted_probabilities
-from lab.eval.adapt_tune import TunedDetector, TuneConfig, tuned_builder, tuned_fitter
+from lab.eval.adapt_tune import TuneConfig, TunedDetector, tuned_builder, tuned_fitter
 from pipeline.stages.adapt import AdaptConfig
 
 
