@@ -31,7 +31,6 @@ def dump(out: Path, base: str, seed: int, copies: int, crop: int, tta: int) -> N
     import torch
 
     from lab.eval.adapt_eval import CLEAN_LABEL, StrokePlan, _points, held_out_cases, simulate_strokes
-    from models.adapted import STRIP, FilterBank
     from pipeline.stages.adapt import AdaptConfig, build_for, fit_adapted
     from pipeline.stages.detect_infer import predict_probabilities
 
@@ -45,11 +44,7 @@ def dump(out: Path, base: str, seed: int, copies: int, crop: int, tta: int) -> N
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             m = self.m
             logits, feats = m.base.forward_features(x)
-            filters = m.filters(x)
-            new = torch.cat([m.head(torch.cat([feats[:, :, r : r + STRIP], logits[:, :, r : r + STRIP],
-                                               filters[:, :, r : r + STRIP]], dim=1))
-                             for r in range(0, x.shape[-2], STRIP)], dim=2)
-            return torch.cat([logits, FilterBank._blur(new, m.smoothing)], dim=1)
+            return torch.cat([logits, m._per_pixel(m.head, feats, logits, m.filters(x))], dim=1)
 
     out.mkdir(parents=True, exist_ok=True)
     config = AdaptConfig(base=base, veto=False)

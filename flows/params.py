@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.engine.runner import EngineConfig
-from pipeline.stages.adapt import ADAPT_BASE, ADD, AdaptConfig
+from pipeline.stages.adapt import ADAPT_BASE, ADD, ADD_LOSS, SMOOTH_LOSS, AdaptConfig
 from pipeline.stages.detect import DEFAULT_TTA, DEFAULT_WEIGHTS, DetectConfig
 from pipeline.stages.export import ExportConfig
 from pipeline.stages.ingest import IngestConfig
@@ -67,9 +67,12 @@ class AdaptParams(_Params):
                                                       "(0 = a linear classifier)")
     steps: int = Field(300, ge=1, le=10000, description="optimiser steps of the fit")
     seed: int = Field(0, description="seed of the pixel sampling and the fit")
-    add: float = Field(ADD, gt=0.0, lt=1.0, description="the fitted head's probability from which it adds a pixel "
-                                                        "to the base's detections (higher: adds less, flags less "
-                                                        "intact paint)")
+    add: float = Field(ADD, gt=0.0, lt=1.0, description="the fitted craquelure head's probability from which it "
+                                                        "adds a pixel to the base's detections (higher: adds "
+                                                        "less, flags less intact paint)")
+    add_loss: float = Field(ADD_LOSS, gt=0.0, lt=1.0, description="the same for the paint-loss head")
+    smooth_loss: float = Field(SMOOTH_LOSS, ge=0.0, le=32.0, description="Gaussian sigma (px) over which the "
+                               "paint-loss head's pixels vote together (0 = each pixel alone)")
     device: str = Field("cpu", description="'cpu' or 'cuda'")
 
     def config(self) -> AdaptConfig:

@@ -73,6 +73,14 @@ class FilterBank(nn.Module):
         return torch.cat(out, dim=1)  # (B, 3 + 6 * len(scales), H, W)
 
 ARCHITECTURE = "resunet-adapted"
+
+
+def _per_class(value: float | Sequence[float], classes: int, name: str) -> list[float]:
+    """One float per adapted class: a single value for all, or a sequence in the order of `adapted`."""
+    values = [float(value)] * classes if isinstance(value, int | float) else [float(v) for v in value]
+    if len(values) != classes:
+        raise ValueError(f"{name} needs one value or one per adapted class ({classes}), got {list(values)}")
+    return values
 BASES: dict[str, type[nn.Module]] = {"resunet": ResUNet, "resunet-max": MaxResUNet}
 
 
@@ -107,7 +115,8 @@ class PixelHead(nn.Module):
 class AdaptedDetector(nn.Module):
     """`base` (registered name) built with `base_args`; classes `adapted` (0-based channel indices) are
     decided by a fitted `PixelHead`, the others by the base; `scales` are the filter bank's (empty: the image's
-    colour only). `smooth` > 0 blurs the head's logits with a Gaussian of that sigma (px) before use.
+    colour only). `smooth` > 0 blurs the head's logits with a Gaussian of that sigma (px) before use, after
+    bounding them to [-`clamp`, `clamp`] when `clamp` > 0 (each one value, or one per adapted class).
 
     `union` keeps what the base found: an adapted class's logit is the maximum of the head's, less
     logit(`add`) (the head adds a pixel only where its probability reaches `add`), and the base's. With `veto`
@@ -116,8 +125,9 @@ class AdaptedDetector(nn.Module):
     the base's logit is replaced by a negative one, so the union keeps only what the head itself adds there."""
 
     def __init__(self, base: str, base_args: dict[str, Any], adapted: Sequence[int], hidden: int = 32,
-                 scales: Sequence[float] = DEFAULT_SCALES, smooth: float = 0.0, union: bool = False,
-                 add: float = 0.5, veto: bool = False) -> None:
+                 scales: Sequence[float] = DEFAULT_SCALES, smooth: float | Sequence[float] = 0.0,
+                 union: bool = False, add: float | Sequence[float] = 0.5, veto: bool = False,
+                 clamp: float | Sequence[float] = 0.0) -> None:
         super().__init__()
         if base not in BASES:
             raise ValueError(f"unknown base {base!r}; choose one of {', '.join(sorted(BASES))}")
@@ -133,14 +143,21 @@ class AdaptedDetector(nn.Module):
         self.filters = FilterBank(scales)
         self.features = self.base.feature_channels + classes + self.filters.channels
         self.head = PixelHead(self.features, len(self.adapted), hidden)
-        self.smooth = float(smooth)
-        if self.smooth:
-            self.register_buffer("smoothing", FilterBank._kernel(self.smooth), persistent=False)
+        self.smooth = _per_class(smooth, len(self.adapted), "smooth")
+        if any(v < 0 for v in self.smooth):
+            raise ValueError(f"smooth must be >= 0, got {smooth}")
+        for i, sigma in enumerate(self.smooth):
+            if sigma:
+                self.register_buffer(f"smoothing{i}", FilterBank._kernel(sigma), persistent=False)
+        self.clamp = _per_class(clamp, len(self.adapted), "clamp")
+        if any(v < 0 for v in self.clamp):
+            raise ValueError(f"clamp must be >= 0, got {clamp}")
         self.union = bool(union)
-        if not 0.0 < add < 1.0:
+        self.add = _per_class(add, len(self.adapted), "add")
+        if not all(0.0 < v < 1.0 for v in self.add):
             raise ValueError(f"add must be in (0, 1), got {add}")
-        self.add = float(add)
-        self.shift = math.log(self.add / (1.0 - self.add))
+        self.register_buffer("shift", torch.tensor([math.log(v / (1.0 - v)) for v in self.add]).view(1, -1, 1, 1),
+                             persistent=False)
         self.veto: PixelHead | None = PixelHead(self.features, len(self.adapted), 0) if veto else None
         if veto:
             self.register_buffer("veto_on", torch.zeros(len(self.adapted)))
@@ -170,4 +187,10 @@ class AdaptedDetector(nn.Module):
         out = torch.cat([head(torch.cat([feats[:, :, r : r + STRIP], logits[:, :, r : r + STRIP],
                                          filters[:, :, r : r + STRIP]], dim=1))
                          for r in range(0, feats.shape[-2], STRIP)], dim=2)
-        return FilterBank._blur(out, self.smoothing) if self.smooth else out
+        parts = []
+        for i, (sigma, bound) in enumerate(zip(self.smooth, self.clamp, strict=True)):
+            part = out[:, i: i + 1]
+            if bound:  # a pixel's vote is bounded, so a few very confident pixels cannot outweigh a region
+                part = part.clamp(-bound, bound)
+            parts.append(FilterBank._blur(part, getattr(self, f"smoothing{i}")) if sigma else part)
+        return torch.cat(parts, dim=1)

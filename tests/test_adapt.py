@@ -3,6 +3,7 @@ verified and used by detect (with provenance), a failed fit that keeps the last 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Callable
@@ -287,12 +288,16 @@ def test_adapt_flow_fits_then_detects_with_the_adapted_weights(tmp_path: Path, t
 
 def test_the_command_line_spells_the_adapt_base_as_the_stage_does() -> None:
     from flows.cli.common import ADAPT_ADD as CLI_ADD
+    from flows.cli.common import ADAPT_ADD_LOSS as CLI_ADD_LOSS
     from flows.cli.common import ADAPT_BASE as CLI_BASE
+    from flows.cli.common import ADAPT_SMOOTH_LOSS as CLI_SMOOTH_LOSS
     from flows.params import AdaptParams
-    from pipeline.stages.adapt import ADD
+    from pipeline.stages.adapt import ADD, ADD_LOSS, SMOOTH_LOSS
 
     assert CLI_BASE == ADAPT_BASE == AdaptParams().base == AdaptConfig().base
     assert CLI_ADD == ADD == AdaptParams().add == AdaptConfig().add
+    assert CLI_ADD_LOSS == ADD_LOSS == AdaptParams().add_loss == AdaptConfig().add_loss
+    assert CLI_SMOOTH_LOSS == SMOOTH_LOSS == AdaptParams().smooth_loss == AdaptConfig().smooth_loss
 
 
 def test_the_adding_threshold_reaches_the_fit_and_is_bounded() -> None:
@@ -301,9 +306,15 @@ def test_the_adding_threshold_reaches_the_fit_and_is_bounded() -> None:
     from flows.params import AdaptParams
 
     assert AdaptParams(add=0.98).config().add == 0.98
+    per_class = AdaptParams(add_loss=0.95).config().per_class([0, 1])
+    assert per_class == {"smooth": [1.5, 1.5], "add": [0.9, 0.95], "clamp": [0.0, 0.0]}
+    vote = AdaptParams(smooth_loss=5.0).config()
+    assert dataclasses.replace(vote, clamp_loss=4.0).per_class([1]) == {"smooth": [5.0], "add": [0.9], "clamp": [4.0]}
     for bad in (0.0, 1.0, 1.5):
         with pytest.raises(ValidationError):
             AdaptParams(add=bad)
+        with pytest.raises(ValidationError):
+            AdaptParams(add_loss=bad)
 
 
 def test_evaluate_adapt_scores_the_default_detector_beside_another_base(tiny_weights: Path) -> None:

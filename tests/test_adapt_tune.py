@@ -48,3 +48,23 @@ def test_fine_tune_finds_a_style_the_base_misses_and_keeps_the_other_class(blind
     assert before_recall < 0.05 and recall >= 0.2 and precision >= 0.7, (before_recall, recall, precision)
     assert np.array_equal(after[0], base[0])  # craquelure: no strokes, the base's answer exactly
     assert fit["squares"] >= 1 and not fit["veto_fired"]
+
+
+def test_the_regional_vote_bounds_each_pixel_and_smooths_only_its_class() -> None:
+    from models.adapted import AdaptedDetector
+
+    args = {"decoder_channels": [16, 16, 16, 16, 8]}
+    model = AdaptedDetector("resunet", args, [0, 1], hidden=0, smooth=[0.0, 5.0], add=[0.9, 0.7], clamp=[0.0, 4.0])
+    out = torch.full((1, 2, 64, 64), -3.0)
+    out[:, :, 32, 32] = 1000.0  # one very sure pixel in each class (unbounded, it would outvote its 5-px neighbourhood)
+
+    class Fixed(torch.nn.Module):
+        def forward(self, z: torch.Tensor) -> torch.Tensor:
+            return out[:, :, : z.shape[-2]]
+
+    feats, logits, filters = torch.zeros(1, 8, 64, 64), torch.zeros(1, 2, 64, 64), torch.zeros(1, 21, 64, 64)
+    voted = model._per_pixel(Fixed(), feats, logits, filters)
+    assert torch.equal(voted[:, 0], out[:, 0])  # craquelure: no smoothing, no bound
+    assert voted[0, 1].max() < 0.0  # bounded to 4, one pixel cannot outvote its neighbourhood
+    with pytest.raises(ValueError, match="smooth needs one value or one per adapted class"):
+        AdaptedDetector("resunet", args, [0, 1], smooth=[1.0, 2.0, 3.0])

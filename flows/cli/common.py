@@ -178,6 +178,8 @@ DEFAULT_TTA = 2  # pipeline.stages.detect.DEFAULT_TTA, spelled out so that `--he
 DEFAULT_WEIGHTS = "detector-resunet18-paint4"  # pipeline.stages.detect.DEFAULT_WEIGHTS, likewise (a test checks)
 ADAPT_BASE = "detector-resunet18-paint2"  # pipeline.stages.adapt.ADAPT_BASE, spelled out likewise (a test checks)
 ADAPT_ADD = 0.9  # pipeline.stages.adapt.ADD, likewise (a test checks)
+ADAPT_ADD_LOSS = 0.9  # pipeline.stages.adapt.ADD_LOSS, likewise (a test checks)
+ADAPT_SMOOTH_LOSS = 1.5  # pipeline.stages.adapt.SMOOTH_LOSS, likewise (a test checks)
 TtaOpt = Annotated[int, typer.Option(help="test-time augmentation: run every tile in 1, 2, 4 or 8 flipped "
                                           "orientations and average (that many times slower; 2 = the tile "
                                           "and its mirror, 1 = one pass)")]

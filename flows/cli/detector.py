@@ -278,8 +278,14 @@ def evaluate_adapt_command(
                                                           "(default: adapt's)")] = None,
     base: Annotated[str | None, typer.Option(help="the detector to adapt (manifest name; default: adapt's)")]
     = None,
-    add: Annotated[float | None, typer.Option(help="the head's probability from which it adds a pixel to the "
-                                                   "base's detections (default: adapt's)")] = None,
+    add: Annotated[float | None, typer.Option(help="the craquelure head's probability from which it adds a pixel "
+                                                   "to the base's detections (default: adapt's)")] = None,
+    add_loss: Annotated[float | None, typer.Option(help="the same for the paint-loss head (default: adapt's)")]
+    = None,
+    smooth_loss: Annotated[float | None, typer.Option(help="sigma (px) of the paint-loss head's vote (default: "
+                                                           "adapt's)", min=0.0)] = None,
+    clamp_loss: Annotated[float | None, typer.Option(help="bound of the paint-loss head's logits before the vote "
+                                                          "(0 = none; default: adapt's)", min=0.0)] = None,
     veto: Annotated[bool, typer.Option(help="the clean strokes veto the base's detections like those they "
                                             "cover")] = True,
     union: Annotated[bool, typer.Option(help="keep the base's detections (off: the head alone decides)")] = True,
@@ -303,10 +309,12 @@ def evaluate_adapt_command(
     unknown = [n for n in names if n != "held-out" and n not in REAL_SETS]
     if unknown or not names:
         raise typer.BadParameter(f"unknown set(s) {unknown}; choose from held-out, {', '.join(REAL_SETS)}")
-    if add is not None and not 0.0 < add < 1.0:
-        raise typer.BadParameter(f"--add must be in (0, 1), got {add}")
+    for name, value in (("--add", add), ("--add-loss", add_loss)):
+        if value is not None and not 0.0 < value < 1.0:
+            raise typer.BadParameter(f"{name} must be in (0, 1), got {value}")
     config = AdaptConfig(hidden=hidden, veto=veto, union=union)
-    changes = {"background": background, "base": base, "add": add}
+    changes = {"background": background, "base": base, "add": add, "add_loss": add_loss,
+               "smooth_loss": smooth_loss, "clamp_loss": clamp_loss}
     config = dataclasses.replace(config, **{k: v for k, v in changes.items() if v is not None})
     plan = StrokePlan(informed=strokes == "informed")
     report: dict = {"command": "retouch " + " ".join(sys.argv[1:]),

@@ -9,7 +9,9 @@ import typer
 
 from flows.cli.common import (
     ADAPT_ADD,
+    ADAPT_ADD_LOSS,
     ADAPT_BASE,
+    ADAPT_SMOOTH_LOSS,
     DEFAULT_TTA,
     DEFAULT_WEIGHTS,
     AddressOpt,
@@ -108,9 +110,14 @@ def adapt_command(
     hidden: Annotated[int, typer.Option(help="hidden units of the per-pixel classifier (0 = linear)", min=0)] = 32,
     steps: Annotated[int, typer.Option(help="optimiser steps of the fit", min=1)] = 300,
     seed: Annotated[int, typer.Option(help="seed of the pixel sampling and the fit")] = 0,
-    add: Annotated[float, typer.Option(help="the fitted head's probability from which it adds a pixel to the "
-                                            "base's detections (higher: adds less, flags less intact paint)")]
-    = ADAPT_ADD,
+    add: Annotated[float, typer.Option(help="the fitted craquelure head's probability from which it adds a pixel "
+                                            "to the base's detections (higher: adds less, flags less intact "
+                                            "paint)")] = ADAPT_ADD,
+    add_loss: Annotated[float, typer.Option(help="the same for the paint-loss head")] = ADAPT_ADD_LOSS,
+    smooth_loss: Annotated[float, typer.Option(help="Gaussian sigma (px) over which the paint-loss head's pixels "
+                                                    "vote together (0 = each alone; small losses the base "
+                                                    "misses are found better with less)", min=0.0, max=32.0)]
+    = ADAPT_SMOOTH_LOSS,
     threshold: Annotated[float, typer.Option(help="probability threshold of the detection run after")] = 0.5,
     tta: TtaOpt = DEFAULT_TTA,
     device: DeviceOpt = "cpu",
@@ -125,14 +132,16 @@ def adapt_command(
     from pipeline.stages.adapt_weights import weights_dir
     from pipeline.stages.detect import check_device
 
-    if not 0.0 < add < 1.0:
-        raise typer.BadParameter(f"--add must be in (0, 1), got {add}")
+    for name, value in (("--add", add), ("--add-loss", add_loss)):
+        if not 0.0 < value < 1.0:
+            raise typer.BadParameter(f"{name} must be in (0, 1), got {value}")
     source = str(scribbles) if scribbles else join(store, "scribbles")
     weights_dir(store)  # a remote store is refused here
     _, height, width = open_complete(store, "scan")["0"].shape
     read_scribbles(source, (height, width))  # bad scribbles fail here, in one line, before any run starts
     check_device(device)
-    params = AdaptParams(base=base, hidden=hidden, steps=steps, seed=seed, add=add, device=device)
+    params = AdaptParams(base=base, hidden=hidden, steps=steps, seed=seed, add=add, add_loss=add_loss,
+                         smooth_loss=smooth_loss, device=device)
     detect = DetectParams(threshold=threshold, tta=check_tta(tta), device=device)
     start_flows()
     from flows.adapt import adapt_flow

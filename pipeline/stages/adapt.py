@@ -40,7 +40,10 @@ from pipeline.stages.adapt_weights import (
 from pipeline.stages.detect import StageResult, check_device, default_manifest
 
 ADAPT_BASE = "detector-resunet18-paint2"  # the detector adapt fits to a painting by default
-ADD = 0.9  # the head's probability from which it adds a pixel to the base's detections
+ADD = 0.9  # the craquelure head's probability from which it adds a pixel to the base's detections
+ADD_LOSS = 0.9  # the same for the paint-loss head, whose logits may be bounded to +-CLAMP_LOSS and smoothed
+SMOOTH_LOSS = 1.5  # (Gaussian sigma, px); a regional vote (5 px, bound 4, adding from 0.7) is opt-in
+CLAMP_LOSS = 0.0
 
 
 @dataclass(frozen=True)
@@ -48,8 +51,10 @@ class AdaptConfig:
     """Base weights (shipped manifest), the head (`hidden` units per class; 0 = linear), its fit (Adam steps,
     learning rate, weight decay, seed), the squares run through the base (`cell` px + `context` px around),
     the most labelled pixels used per class, the filter scales, the Gaussian smoothing of the head's logits
-    (`smooth` px, 0 = none), whether the adapted class keeps what the base found (`union`: the maximum of the
-    two logits), the head's probability from which it adds a pixel to the base's (`add`), whether the clean
+    (sigma in px, 0 = none: `smooth` for craquelure, `smooth_loss` for paint loss, whose logits are first
+    bounded to +-`clamp_loss`), whether the adapted class
+    keeps what the base found (`union`: the maximum of the two logits), the head's probability from which it
+    adds a pixel to the base's (`add` for craquelure, `add_loss` for paint loss), whether the clean
     strokes veto the base's detections they cover and the ones like them (`veto`, fitted when they cover at
     least `veto_min_pixels` of them), the share of the negatives taken from unlabelled pixels (`background`,
     drawn from `background_cells` random squares, `background_per_cell` each) and the device."""
@@ -64,8 +69,11 @@ class AdaptConfig:
     max_points: int = 20_000
     scales: tuple[float, ...] = (1.0, 2.0, 4.0)
     smooth: float = 1.5
+    smooth_loss: float = SMOOTH_LOSS
+    clamp_loss: float = CLAMP_LOSS
     union: bool = True
     add: float = ADD
+    add_loss: float = ADD_LOSS
     veto: bool = True
     veto_min_pixels: int = 20
     background: float = 0.3
@@ -78,10 +86,19 @@ class AdaptConfig:
     def __post_init__(self) -> None:
         if self.hidden < 0 or self.steps < 1 or self.lr <= 0 or self.weight_decay < 0 or self.max_points < 1:
             raise ValueError("hidden >= 0, steps >= 1, lr > 0, weight_decay >= 0 and max_points >= 1 are required")
-        if not 0.0 <= self.background < 1.0 or self.smooth < 0 or self.background_cells < 0:
-            raise ValueError("background must be in [0, 1), smooth >= 0 and background_cells >= 0")
-        if not 0.0 < self.add < 1.0 or self.veto_min_pixels < 1:
-            raise ValueError(f"add must be in (0, 1) and veto_min_pixels >= 1, got {self.add}, {self.veto_min_pixels}")
+        if not 0.0 <= self.background < 1.0 or min(self.smooth, self.smooth_loss, self.clamp_loss) < 0 or (
+                self.background_cells < 0):
+            raise ValueError("background must be in [0, 1), smooth, smooth_loss and clamp_loss >= 0 and "
+                             "background_cells >= 0")
+        if not (0.0 < self.add < 1.0 and 0.0 < self.add_loss < 1.0) or self.veto_min_pixels < 1:
+            raise ValueError(f"add and add_loss must be in (0, 1) and veto_min_pixels >= 1, got {self.add}, "
+                             f"{self.add_loss}, {self.veto_min_pixels}")
+
+    def per_class(self, adapted: list[int]) -> dict[str, list[float]]:
+        """The smoothing and adding threshold of each adapted class channel (0 craquelure, 1 paint loss)."""
+        return {"smooth": [self.smooth_loss if c == 1 else self.smooth for c in adapted],
+                "add": [self.add_loss if c == 1 else self.add for c in adapted],
+                "clamp": [self.clamp_loss if c == 1 else 0.0 for c in adapted]}
         if self.cell < 32 or self.context < 0 or (self.cell + 2 * self.context) % 32:
             raise ValueError(f"cell + 2 * context must be a multiple of 32 (cell >= 32), got {self.cell}, "
                              f"{self.context}")
@@ -95,8 +112,9 @@ def adapt_key(scan_digest: str, scribbles_digest: str, config: AdaptConfig, base
 
 
 def build_adapted(base_name: str, manifest: Path, adapted: list[int], hidden: int, device: str = "cpu",
-                  scales: tuple[float, ...] = (1.0, 2.0, 4.0), smooth: float = 0.0, union: bool = False,
-                  add: float = 0.5, veto: bool = False) -> Any:
+                  scales: tuple[float, ...] = (1.0, 2.0, 4.0), smooth: float | list[float] = 0.0,
+                  union: bool = False, add: float | list[float] = 0.5, veto: bool = False,
+                  clamp: float | list[float] = 0.0) -> Any:
     """An AdaptedDetector over the verified base weights (heads not fitted) and the base's manifest entry."""
     from models.adapted import BASES, AdaptedDetector
     from models.weights import get_entry, load_state
@@ -105,15 +123,18 @@ def build_adapted(base_name: str, manifest: Path, adapted: list[int], hidden: in
     if entry.architecture not in BASES:
         raise ConfigError(f"{manifest}: {base_name!r} is a {entry.architecture!r}; adapt takes a detector "
                           f"({', '.join(sorted(BASES))})")
-    model = AdaptedDetector(entry.architecture, entry.arch_args, adapted, hidden, scales, smooth, union, add, veto)
+    model = AdaptedDetector(entry.architecture, entry.arch_args, adapted, hidden, scales, smooth, union, add, veto,
+                            clamp)
     model.base.load_state_dict(load_state(entry, manifest.parent))
     return model.to(device).eval(), entry
 
 
 def build_for(config: AdaptConfig, adapted: list[int]) -> Any:
     """The AdaptedDetector `config` describes over its base weights, for the class channels `adapted`."""
+    per_class = config.per_class(adapted)
     model, _ = build_adapted(config.base, Path(config.manifest), adapted, config.hidden, config.device,
-                             config.scales, config.smooth, config.union, config.add, config.veto and config.union)
+                             config.scales, per_class["smooth"], config.union, per_class["add"],
+                             config.veto and config.union, per_class["clamp"])
     return model
 
 
@@ -209,8 +230,8 @@ def _save(model: Any, base_entry: Any, adapted: list[int], config: AdaptConfig, 
     from models.weights import save_weights
 
     arch_args = {"base": base_entry.architecture, "base_args": base_entry.arch_args, "adapted": adapted,
-                 "hidden": config.hidden, "scales": list(config.scales), "smooth": config.smooth,
-                 "union": config.union, "add": config.add, "veto": config.veto and config.union}
+                 "hidden": config.hidden, "scales": list(config.scales), **config.per_class(adapted),
+                 "union": config.union, "veto": config.veto and config.union}
     training = {"base": base_entry.name, "base_sha256": base_entry.sha256, "scribbles_digest": marks.digest,
                 "labelled_pixels": marks.counts, "fit": {k: v for k, v in asdict(config).items()
                                                          if k not in ("manifest", "device", "base")}}
