@@ -83,3 +83,26 @@ def test_evaluate_adapt_refuses_an_unknown_stroke_plan_in_one_line() -> None:
     result = CliRunner().invoke(app, ["evaluate", "adapt", "--sets", "held-out", "--strokes", "peeking"])
     assert result.exit_code == 2, result.output
     assert result.stderr.splitlines() == ["error: --strokes must be blind or informed, got 'peeking'"]
+
+
+def test_two_rounds_split_the_strokes_and_need_informed_strokes() -> None:
+    from flows.cli import app
+
+    first, second = StrokePlan(informed=True, rounds=2).halves()
+    assert (first.damage + second.damage, first.clean + second.clean) == (6, 4)
+    assert first.rounds == second.rounds == 1 and first.informed and second.informed
+    with pytest.raises(ValueError, match="rounds must be 1, or 2 with informed strokes"):
+        StrokePlan(rounds=2)
+    result = CliRunner().invoke(app, ["evaluate", "adapt", "--sets", "held-out", "--rounds", "2"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.splitlines() == ["error: --rounds: rounds must be 1, or 2 with informed strokes, got 2"]
+
+
+def test_the_second_round_marks_what_the_first_adapted_detector_flags_wrongly() -> None:
+    truth, flagged = scene()
+    first, second = StrokePlan(informed=True, rounds=2).halves()
+    marks = simulate_strokes(truth, np.random.default_rng(7), first, flagged)
+    adapted = flagged.copy()
+    adapted[1] |= box(100, 20, 20)  # the adapted detector adds a false alarm of its own
+    more = simulate_strokes(truth, np.random.default_rng(7), second, adapted)
+    assert (more[box(100, 20, 20)] == 3).any() and not (marks[box(100, 20, 20)] == 3).any()

@@ -273,6 +273,9 @@ def evaluate_adapt_command(
     strokes: Annotated[str, typer.Option(help="blind (drawn from the true masks alone) or informed (also from "
                                               "the base's detections: clean strokes on its false alarms, damage "
                                               "strokes on what it missed)")] = "blind",
+    rounds: Annotated[int, typer.Option(help="with informed strokes, 2: half the strokes after the base's "
+                                             "detections, the other half after the adapted ones", min=1, max=2)]
+    = 1,
     hidden: Annotated[int, typer.Option(help="hidden units of the adapted head (0 = linear)", min=0)] = 32,
     background: Annotated[float | None, typer.Option(help="share of the negatives drawn from unlabelled pixels "
                                                           "(default: adapt's)")] = None,
@@ -316,7 +319,10 @@ def evaluate_adapt_command(
     changes = {"background": background, "base": base, "add": add, "add_loss": add_loss,
                "smooth_loss": smooth_loss, "clamp_loss": clamp_loss}
     config = dataclasses.replace(config, **{k: v for k, v in changes.items() if v is not None})
-    plan = StrokePlan(informed=strokes == "informed")
+    try:
+        plan = StrokePlan(informed=strokes == "informed", rounds=rounds)
+    except ValueError as exc:
+        raise ConfigError(f"--rounds: {exc}") from None
     report: dict = {"command": "retouch " + " ".join(sys.argv[1:]),
                     "config": {k: v for k, v in dataclasses.asdict(config).items() if k != "manifest"},
                     "strokes": strokes, "plan": dataclasses.asdict(plan), "seed": seed, "tta": check_tta(tta),

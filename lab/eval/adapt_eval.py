@@ -18,6 +18,7 @@ Sets:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -47,10 +48,24 @@ class StrokePlan:
     near: int = 40  # conservator marks the intact paint beside a loss; the others anywhere on clean paint
     informed: bool = False  # marks after looking at the base's detections: clean strokes on its false alarms,
     min_area: int = 20  # damage strokes on what it missed (regions of at least `min_area` px); else as above
+    rounds: int = 1  # informed only: 2 = half the strokes after the base's detections, adapt, the other half
+    # after the adapted detections (its false alarms and misses), adapt again with all of them
+
+    def __post_init__(self) -> None:
+        if self.rounds not in (1, 2) or (self.rounds == 2 and not self.informed):
+            raise ValueError(f"rounds must be 1, or 2 with informed strokes, got {self.rounds}")
 
     @property
     def name(self) -> str:
-        return "informed" if self.informed else "blind"
+        return ("informed" if self.informed else "blind") + (f", {self.rounds} rounds" if self.rounds > 1 else "")
+
+    def halves(self) -> tuple[StrokePlan, StrokePlan]:
+        """The strokes of the first and of the second round (the first gets the smaller half)."""
+        first = dataclasses.replace(self, damage=self.damage // 2, clean=self.clean // 2,
+                                    near_clean=self.near_clean // 2, rounds=1)
+        second = dataclasses.replace(self, damage=self.damage - first.damage, clean=self.clean - first.clean,
+                                     near_clean=self.near_clean - first.near_clean, rounds=1)
+        return first, second
 
 
 def _walk(skeleton: np.ndarray, start: tuple[int, int], length: int) -> list[tuple[int, int]]:
@@ -208,9 +223,10 @@ def evaluate_cases(cases: Iterator[tuple[str, np.ndarray, np.ndarray]], channel:
     """Before/after scores per image (name, (H, W, C) image, (H, W) label truth), averaged and pooled; with
     `reference`, when adapt's base is not the default detector, the default detector's scores too ("default":
     what `detect` showed before the painting was adapted). An informed `plan` draws the strokes after the
-    base's detections (probability >= 0.5). Per image, the clean-stroke pixels on the base's detections of the
-    scored class ("clean_on_flagged") and whether the veto was fitted; "veto_fired" counts the images.
-    `fitting` (build, fit_with) goes to `adapted_probabilities`."""
+    base's detections (probability >= 0.5); with `plan.rounds` 2, half of them, and the other half after the
+    detections of the detector adapted on the first half. Per image, the clean-stroke pixels on the base's
+    detections of the scored class ("clean_on_flagged") and whether the veto was fitted; "veto_fired" counts
+    the images. `fitting` (build, fit_with) goes to `adapted_probabilities`."""
     from models.weights import load_model
     from pipeline.stages.detect import DEFAULT_WEIGHTS
     from pipeline.stages.detect_infer import predict_probabilities
@@ -223,7 +239,13 @@ def evaluate_cases(cases: Iterator[tuple[str, np.ndarray, np.ndarray]], channel:
     for i, (name, image, truth) in enumerate(cases):
         seen = None if base_model is None else predict_probabilities(base_model, image, tile=512, overlap=64,
                                                                       views=tta)
-        marks = simulate_strokes(truth, np.random.default_rng(seed + i), plan, None if seen is None else seen >= 0.5)
+        rng = np.random.default_rng(seed + i)
+        first, second = plan.halves() if plan.rounds == 2 else (plan, None)
+        marks = simulate_strokes(truth, rng, first, None if seen is None else seen >= 0.5)
+        if second is not None and (marks == channel + 1).any() and (marks == CLEAN_LABEL).any():
+            _, middle, _ = adapted_probabilities(image, marks, config, tta=tta, base=seen, **fitting)
+            more = simulate_strokes(truth, rng, second, middle >= 0.5)
+            marks = np.where(marks > 0, marks, more)
         if not (marks == channel + 1).any() or not (marks == CLEAN_LABEL).any():
             rows.append({"image": name, "skipped": "no stroke of the class or no clean room"})
             continue
