@@ -85,22 +85,24 @@ def test_evaluate_adapt_refuses_an_unknown_stroke_plan_in_one_line() -> None:
     assert result.stderr.splitlines() == ["error: --strokes must be blind or informed, got 'peeking'"]
 
 
-def test_two_rounds_split_the_strokes_and_need_informed_strokes() -> None:
+def test_rounds_share_out_the_strokes_and_need_informed_strokes() -> None:
     from flows.cli import app
 
-    first, second = StrokePlan(informed=True, rounds=2).halves()
-    assert (first.damage + second.damage, first.clean + second.clean) == (6, 4)
+    first, second = StrokePlan(informed=True, rounds=2).parts()
+    assert (first.damage, second.damage, first.clean, second.clean) == (3, 3, 2, 2)
     assert first.rounds == second.rounds == 1 and first.informed and second.informed
-    with pytest.raises(ValueError, match="rounds must be 1, or 2 with informed strokes"):
+    thirds = StrokePlan(informed=True, rounds=3).parts()
+    assert [p.damage for p in thirds] == [2, 2, 2] and [p.clean for p in thirds] == [1, 1, 2]
+    with pytest.raises(ValueError, match="rounds must be 1, or 2 or 3 with informed strokes"):
         StrokePlan(rounds=2)
     result = CliRunner().invoke(app, ["evaluate", "adapt", "--sets", "held-out", "--rounds", "2"])
     assert result.exit_code == 2, result.output
-    assert result.stderr.splitlines() == ["error: --rounds: rounds must be 1, or 2 with informed strokes, got 2"]
+    assert result.stderr.splitlines() == ["error: --rounds: rounds must be 1, or 2 or 3 with informed strokes, got 2"]
 
 
 def test_the_second_round_marks_what_the_first_adapted_detector_flags_wrongly() -> None:
     truth, flagged = scene()
-    first, second = StrokePlan(informed=True, rounds=2).halves()
+    first, second = StrokePlan(informed=True, rounds=2).parts()
     marks = simulate_strokes(truth, np.random.default_rng(7), first, flagged)
     adapted = flagged.copy()
     adapted[1] |= box(100, 20, 20)  # the adapted detector adds a false alarm of its own

@@ -273,9 +273,9 @@ def evaluate_adapt_command(
     strokes: Annotated[str, typer.Option(help="blind (drawn from the true masks alone) or informed (also from "
                                               "the base's detections: clean strokes on its false alarms, damage "
                                               "strokes on what it missed)")] = "blind",
-    rounds: Annotated[int, typer.Option(help="with informed strokes, 2: half the strokes after the base's "
-                                             "detections, the other half after the adapted ones", min=1, max=2)]
-    = 1,
+    rounds: Annotated[int, typer.Option(help="with informed strokes, 2 or 3: the strokes in rounds, each after "
+                                             "the detections of the detector adapted on the rounds before",
+                                        min=1, max=3)] = 1,
     hidden: Annotated[int, typer.Option(help="hidden units of the adapted head (0 = linear)", min=0)] = 32,
     background: Annotated[float | None, typer.Option(help="share of the negatives drawn from unlabelled pixels "
                                                           "(default: adapt's)")] = None,

@@ -48,24 +48,24 @@ class StrokePlan:
     near: int = 40  # conservator marks the intact paint beside a loss; the others anywhere on clean paint
     informed: bool = False  # marks after looking at the base's detections: clean strokes on its false alarms,
     min_area: int = 20  # damage strokes on what it missed (regions of at least `min_area` px); else as above
-    rounds: int = 1  # informed only: 2 = half the strokes after the base's detections, adapt, the other half
-    # after the adapted detections (its false alarms and misses), adapt again with all of them
+    rounds: int = 1  # informed only: the strokes are drawn in this many rounds, each after the detections of
+    # the detector adapted on the rounds before (its false alarms and misses), adapt refitting on all of them
 
     def __post_init__(self) -> None:
-        if self.rounds not in (1, 2) or (self.rounds == 2 and not self.informed):
-            raise ValueError(f"rounds must be 1, or 2 with informed strokes, got {self.rounds}")
+        if self.rounds not in (1, 2, 3) or (self.rounds > 1 and not self.informed):
+            raise ValueError(f"rounds must be 1, or 2 or 3 with informed strokes, got {self.rounds}")
 
     @property
     def name(self) -> str:
         return ("informed" if self.informed else "blind") + (f", {self.rounds} rounds" if self.rounds > 1 else "")
 
-    def halves(self) -> tuple[StrokePlan, StrokePlan]:
-        """The strokes of the first and of the second round (the first gets the smaller half)."""
-        first = dataclasses.replace(self, damage=self.damage // 2, clean=self.clean // 2,
-                                    near_clean=self.near_clean // 2, rounds=1)
-        second = dataclasses.replace(self, damage=self.damage - first.damage, clean=self.clean - first.clean,
-                                     near_clean=self.near_clean - first.near_clean, rounds=1)
-        return first, second
+    def parts(self) -> list[StrokePlan]:
+        """One plan per round, the strokes shared out as evenly as they go (later rounds get the remainder)."""
+        def share(total: int, k: int) -> int:
+            return total // self.rounds + (1 if k >= self.rounds - total % self.rounds else 0)
+
+        return [dataclasses.replace(self, damage=share(self.damage, k), clean=share(self.clean, k),
+                                    near_clean=share(self.near_clean, k), rounds=1) for k in range(self.rounds)]
 
 
 def _walk(skeleton: np.ndarray, start: tuple[int, int], length: int) -> list[tuple[int, int]]:
@@ -223,8 +223,8 @@ def evaluate_cases(cases: Iterator[tuple[str, np.ndarray, np.ndarray]], channel:
     """Before/after scores per image (name, (H, W, C) image, (H, W) label truth), averaged and pooled; with
     `reference`, when adapt's base is not the default detector, the default detector's scores too ("default":
     what `detect` showed before the painting was adapted). An informed `plan` draws the strokes after the
-    base's detections (probability >= 0.5); with `plan.rounds` 2, half of them, and the other half after the
-    detections of the detector adapted on the first half. Per image, the clean-stroke pixels on the base's
+    base's detections (probability >= 0.5); with `plan.rounds` > 1, a share of them, and each further share
+    after the detections of the detector adapted on the strokes so far. Per image, the clean-stroke pixels on the base's
     detections of the scored class ("clean_on_flagged") and whether the veto was fitted; "veto_fired" counts
     the images. `fitting` (build, fit_with) goes to `adapted_probabilities`."""
     from models.weights import load_model
@@ -240,12 +240,13 @@ def evaluate_cases(cases: Iterator[tuple[str, np.ndarray, np.ndarray]], channel:
         seen = None if base_model is None else predict_probabilities(base_model, image, tile=512, overlap=64,
                                                                       views=tta)
         rng = np.random.default_rng(seed + i)
-        first, second = plan.halves() if plan.rounds == 2 else (plan, None)
+        first, *later = plan.parts()
         marks = simulate_strokes(truth, rng, first, None if seen is None else seen >= 0.5)
-        if second is not None and (marks == channel + 1).any() and (marks == CLEAN_LABEL).any():
+        for part in later:
+            if not (marks == channel + 1).any() or not (marks == CLEAN_LABEL).any():
+                break
             _, middle, _ = adapted_probabilities(image, marks, config, tta=tta, base=seen, **fitting)
-            more = simulate_strokes(truth, rng, second, middle >= 0.5)
-            marks = np.where(marks > 0, marks, more)
+            marks = np.where(marks > 0, marks, simulate_strokes(truth, rng, part, middle >= 0.5))
         if not (marks == channel + 1).any() or not (marks == CLEAN_LABEL).any():
             rows.append({"image": name, "skipped": "no stroke of the class or no clean room"})
             continue
