@@ -81,6 +81,8 @@ def _per_class(value: float | Sequence[float], classes: int, name: str) -> list[
     if len(values) != classes:
         raise ValueError(f"{name} needs one value or one per adapted class ({classes}), got {list(values)}")
     return values
+
+
 BASES: dict[str, type[nn.Module]] = {"resunet": ResUNet, "resunet-max": MaxResUNet}
 
 

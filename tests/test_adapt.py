@@ -300,6 +300,16 @@ def test_the_command_line_spells_the_adapt_base_as_the_stage_does() -> None:
     assert CLI_SMOOTH_LOSS == SMOOTH_LOSS == AdaptParams().smooth_loss == AdaptConfig().smooth_loss
 
 
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"cell": 100, "context": 0}, "cell \\+ 2 \\* context must be a multiple of 32"),
+    ({"add_loss": 1.0}, "add and add_loss must be in"),
+    ({"clamp_loss": -1.0}, "clamp_loss >= 0"),
+])
+def test_adapt_config_refuses_bad_fields(fields: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        AdaptConfig(**fields)
+
+
 def test_the_adding_threshold_reaches_the_fit_and_is_bounded() -> None:
     from pydantic import ValidationError
 

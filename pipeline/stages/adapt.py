@@ -93,15 +93,16 @@ class AdaptConfig:
         if not (0.0 < self.add < 1.0 and 0.0 < self.add_loss < 1.0) or self.veto_min_pixels < 1:
             raise ValueError(f"add and add_loss must be in (0, 1) and veto_min_pixels >= 1, got {self.add}, "
                              f"{self.add_loss}, {self.veto_min_pixels}")
-
-    def per_class(self, adapted: list[int]) -> dict[str, list[float]]:
-        """The smoothing and adding threshold of each adapted class channel (0 craquelure, 1 paint loss)."""
-        return {"smooth": [self.smooth_loss if c == 1 else self.smooth for c in adapted],
-                "add": [self.add_loss if c == 1 else self.add for c in adapted],
-                "clamp": [self.clamp_loss if c == 1 else 0.0 for c in adapted]}
         if self.cell < 32 or self.context < 0 or (self.cell + 2 * self.context) % 32:
             raise ValueError(f"cell + 2 * context must be a multiple of 32 (cell >= 32), got {self.cell}, "
                              f"{self.context}")
+
+    def per_class(self, adapted: list[int]) -> dict[str, list[float]]:
+        """The smoothing, adding threshold and logit bound of each adapted class channel (0 craquelure, 1 paint
+        loss)."""
+        return {"smooth": [self.smooth_loss if c == 1 else self.smooth for c in adapted],
+                "add": [self.add_loss if c == 1 else self.add for c in adapted],
+                "clamp": [self.clamp_loss if c == 1 else 0.0 for c in adapted]}
 
 
 def adapt_key(scan_digest: str, scribbles_digest: str, config: AdaptConfig, base_sha: str) -> str:
