@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.engine.runner import EngineConfig
-from pipeline.stages.adapt import ADAPT_BASE, ADD, ADD_LOSS, SMOOTH_LOSS, AdaptConfig
+from pipeline.stages.adapt import ADAPT_BASE, ADD, ADD_LOSS, CLAMP_LOSS, SMOOTH_LOSS, AdaptConfig
 from pipeline.stages.detect import DEFAULT_TTA, DEFAULT_WEIGHTS, DetectConfig
 from pipeline.stages.export import ExportConfig
 from pipeline.stages.ingest import IngestConfig
@@ -73,6 +73,8 @@ class AdaptParams(_Params):
     add_loss: float = Field(ADD_LOSS, gt=0.0, lt=1.0, description="the same for the paint-loss head")
     smooth_loss: float = Field(SMOOTH_LOSS, ge=0.0, le=32.0, description="Gaussian sigma (px) over which the "
                                "paint-loss head's pixels vote together (0 = each pixel alone)")
+    clamp_loss: float = Field(CLAMP_LOSS, ge=0.0, le=20.0, description="bound of the paint-loss head's logits "
+                              "before the vote (0 = none)")
     device: str = Field("cpu", description="'cpu' or 'cuda'")
 
     def config(self) -> AdaptConfig:

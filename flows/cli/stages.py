@@ -118,6 +118,9 @@ def adapt_command(
                                                     "vote together (0 = each alone; small losses the base "
                                                     "misses are found better with less)", min=0.0, max=32.0)]
     = ADAPT_SMOOTH_LOSS,
+    clamp_loss: Annotated[float, typer.Option(help="bound of the paint-loss head's logits before the vote (0 = "
+                                                   "none; 4 with --smooth-loss 5 --add-loss 0.7 is the measured "
+                                                   "regional vote)", min=0.0, max=20.0)] = 0.0,
     threshold: Annotated[float, typer.Option(help="probability threshold of the detection run after")] = 0.5,
     tta: TtaOpt = DEFAULT_TTA,
     device: DeviceOpt = "cpu",
@@ -141,7 +144,7 @@ def adapt_command(
     read_scribbles(source, (height, width))  # bad scribbles fail here, in one line, before any run starts
     check_device(device)
     params = AdaptParams(base=base, hidden=hidden, steps=steps, seed=seed, add=add, add_loss=add_loss,
-                         smooth_loss=smooth_loss, device=device)
+                         smooth_loss=smooth_loss, clamp_loss=clamp_loss, device=device)
     detect = DetectParams(threshold=threshold, tta=check_tta(tta), device=device)
     start_flows()
     from flows.adapt import adapt_flow
