@@ -83,6 +83,14 @@ def _per_class(value: float | Sequence[float], classes: int, name: str) -> list[
     return values
 
 
+def checked_adapted(adapted: Sequence[int], classes: int) -> list[int]:
+    """The adapted class channels as ints; refused unless distinct, at least one, and in [0, classes)."""
+    out = [int(c) for c in adapted]
+    if not out or len(set(out)) != len(out) or not all(0 <= c < classes for c in out):
+        raise ValueError(f"adapted must be distinct class indices in [0, {classes}), got {list(adapted)}")
+    return out
+
+
 BASES: dict[str, type[nn.Module]] = {"resunet": ResUNet, "resunet-max": MaxResUNet}
 
 
@@ -135,10 +143,7 @@ class AdaptedDetector(nn.Module):
             raise ValueError(f"unknown base {base!r}; choose one of {', '.join(sorted(BASES))}")
         self.base = BASES[base](**base_args)
         classes = int(base_args.get("classes", 2))
-        self.adapted = [int(c) for c in adapted]
-        if not self.adapted or len(set(self.adapted)) != len(self.adapted) or not all(
-                0 <= c < classes for c in self.adapted):
-            raise ValueError(f"adapted must be distinct class indices in [0, {classes}), got {list(adapted)}")
+        self.adapted = checked_adapted(adapted, classes)
         self.in_channels = int(base_args.get("in_channels", 3))
         if self.in_channels != 3:
             raise ValueError(f"an adapted detector takes RGB input, got in_channels={self.in_channels}")

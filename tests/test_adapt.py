@@ -290,14 +290,16 @@ def test_the_command_line_spells_the_adapt_base_as_the_stage_does() -> None:
     from flows.cli.common import ADAPT_ADD as CLI_ADD
     from flows.cli.common import ADAPT_ADD_LOSS as CLI_ADD_LOSS
     from flows.cli.common import ADAPT_BASE as CLI_BASE
+    from flows.cli.common import ADAPT_CLAMP_LOSS as CLI_CLAMP_LOSS
     from flows.cli.common import ADAPT_SMOOTH_LOSS as CLI_SMOOTH_LOSS
     from flows.params import AdaptParams
-    from pipeline.stages.adapt import ADD, ADD_LOSS, SMOOTH_LOSS
+    from pipeline.stages.adapt import ADD, ADD_LOSS, CLAMP_LOSS, SMOOTH_LOSS
 
     assert CLI_BASE == ADAPT_BASE == AdaptParams().base == AdaptConfig().base
     assert CLI_ADD == ADD == AdaptParams().add == AdaptConfig().add
     assert CLI_ADD_LOSS == ADD_LOSS == AdaptParams().add_loss == AdaptConfig().add_loss
     assert CLI_SMOOTH_LOSS == SMOOTH_LOSS == AdaptParams().smooth_loss == AdaptConfig().smooth_loss
+    assert CLI_CLAMP_LOSS == CLAMP_LOSS == AdaptParams().clamp_loss == AdaptConfig().clamp_loss
 
 
 @pytest.mark.parametrize(("fields", "message"), [

@@ -11,6 +11,7 @@ from flows.cli.common import (
     ADAPT_ADD,
     ADAPT_ADD_LOSS,
     ADAPT_BASE,
+    ADAPT_CLAMP_LOSS,
     ADAPT_SMOOTH_LOSS,
     DEFAULT_TTA,
     DEFAULT_WEIGHTS,
@@ -120,7 +121,7 @@ def adapt_command(
     = ADAPT_SMOOTH_LOSS,
     clamp_loss: Annotated[float, typer.Option(help="bound of the paint-loss head's logits before the vote (0 = "
                                                    "none; 4 with --smooth-loss 5 --add-loss 0.7 is the measured "
-                                                   "regional vote)", min=0.0, max=20.0)] = 0.0,
+                                                   "regional vote)", min=0.0, max=20.0)] = ADAPT_CLAMP_LOSS,
     threshold: Annotated[float, typer.Option(help="probability threshold of the detection run after")] = 0.5,
     tta: TtaOpt = DEFAULT_TTA,
     device: DeviceOpt = "cpu",

@@ -32,11 +32,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from models.adapted import checked_adapted
 from models.resunet import ResUNet
 from pipeline.stages.adapt import AdaptConfig
-from pipeline.stages.adapt_fit import PixelSamples, cells_with_points
-
-ARCHITECTURE = "resunet-tuned"
+from pipeline.stages.adapt_fit import PixelSamples, cells_with_points, square_input, square_side
 
 
 @dataclass(frozen=True)
@@ -66,11 +65,7 @@ class TunedDetector(nn.Module):
         self.base = ResUNet(**base_args)
         if self.base.refine is not None:
             raise ValueError("a tuned detector takes a base without a refine head")
-        classes = int(base_args.get("classes", 2))
-        self.adapted = [int(c) for c in adapted]
-        if not self.adapted or len(set(self.adapted)) != len(self.adapted) or not all(
-                0 <= c < classes for c in self.adapted):
-            raise ValueError(f"adapted must be distinct class indices in [0, {classes}), got {list(adapted)}")
+        self.adapted = checked_adapted(adapted, int(base_args.get("classes", 2)))
         self.block = copy.deepcopy(self.base.net.decoder.blocks[-1])
         self.head = copy.deepcopy(self.base.net.segmentation_head)
 
@@ -131,26 +126,16 @@ def collect_cells(model: TunedDetector, scan: Any, marks: dict[int, np.ndarray],
                   cell: int = 256, context: int = 64) -> TuneCells:
     """The squares holding the points of `marks` (label value -> (n, 2) (y, x)) and the `extra` squares (cell
     indices), from `scan` (C, H, W): a Zarr array or an array in memory."""
-    from pipeline.engine.tiling import read_with_halo
-    from pipeline.stages.detect_infer import MULTIPLE_OF, as_rgb_float
-
-    side = cell + 2 * context
-    if side % MULTIPLE_OF:
-        raise ValueError(f"cell + 2 * context must be a multiple of {MULTIPLE_OF}, got {side}")
+    side = square_side(cell, context)
     labelled = np.concatenate(list(marks.values()))
     values = np.concatenate([np.full(len(p), c, np.uint8) for c, p in marks.items()])
-    _, height, width = scan.shape
     by_cell = cells_with_points(labelled, cell)
     keys = list(by_cell) + [k for k in extra if k not in by_cell]
     out = TuneCells([], [], [])
     device = next(model.parameters()).device
     for cy, cx in keys:
         y0, x0 = cy * cell, cx * cell
-        block = read_with_halo(scan, (y0, min(y0 + cell, height), x0, min(x0 + cell, width)), context)
-        block = np.pad(block, ((0, 0), (0, side - block.shape[1]), (0, side - block.shape[2])), mode="edge")
-        image = as_rgb_float(np.moveaxis(block, 0, -1))
-        x = torch.from_numpy(image.transpose(2, 0, 1)[None]).to(device)
-        pre = model.trunk(x)
+        pre = model.trunk(square_input(scan, cy, cx, cell, context, device))
         out.pre.append(pre.float())
         out.base_prob.append(torch.sigmoid(model.base_logits(pre, side, side)[0].float()))
         labels = np.zeros((side, side), np.uint8)

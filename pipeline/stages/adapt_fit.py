@@ -47,30 +47,44 @@ def cells_with_points(points: np.ndarray, cell: int) -> dict[tuple[int, int], np
     return out
 
 
+def square_side(cell: int, context: int) -> int:
+    """The side of a `cell`-px square read with `context` px around it; refused unless the network takes it."""
+    from pipeline.stages.detect_infer import MULTIPLE_OF
+
+    if (cell + 2 * context) % MULTIPLE_OF:
+        raise ValueError(f"cell + 2 * context must be a multiple of {MULTIPLE_OF}, got {cell + 2 * context}")
+    return cell + 2 * context
+
+
+def square_input(scan: Any, cy: int, cx: int, cell: int, context: int, device: Any) -> torch.Tensor:
+    """The network input (1, 3, T, T) of square (cy, cx) of `scan` (C, H, W) with `context` px around it
+    (reflected at the image border, padded by edge values to the full side at the far edges)."""
+    from pipeline.engine.tiling import read_with_halo
+    from pipeline.stages.detect_infer import as_rgb_float
+
+    _, height, width = scan.shape
+    side = cell + 2 * context
+    y0, x0 = cy * cell, cx * cell
+    block = read_with_halo(scan, (y0, min(y0 + cell, height), x0, min(x0 + cell, width)), context)
+    block = np.pad(block, ((0, 0), (0, side - block.shape[1]), (0, side - block.shape[2])), mode="edge")
+    image = as_rgb_float(np.moveaxis(block, 0, -1))  # (T, T, 3)
+    return torch.from_numpy(image.transpose(2, 0, 1)[None]).to(device)
+
+
 @torch.inference_mode()
 def collect_features(model: AdaptedDetector, scan: Any, points: dict[int, np.ndarray], cell: int = 256,
                      context: int = 64) -> PixelSamples:
     """The head's inputs at every point of `points` (label value -> (n, 2) (y, x)), cell by cell, from `scan`
     (C, H, W): a Zarr array or an array in memory."""
-    from pipeline.engine.tiling import read_with_halo
-    from pipeline.stages.detect_infer import MULTIPLE_OF, as_rgb_float
-
-    if (cell + 2 * context) % MULTIPLE_OF:
-        raise ValueError(f"cell + 2 * context must be a multiple of {MULTIPLE_OF}, got {cell + 2 * context}")
+    square_side(cell, context)
     labelled = np.concatenate([p for p in points.values()])
     values = np.concatenate([np.full(len(p), c, np.uint8) for c, p in points.items()])
     index = {tuple(p): v for p, v in zip(map(tuple, labelled), values, strict=True)}
-    _, height, width = scan.shape
-    side = cell + 2 * context
     feats, labels, probs = [], [], []
     device = next(model.parameters()).device
     for (cy, cx), cell_points in cells_with_points(labelled, cell).items():
         y0, x0 = cy * cell, cx * cell
-        block = read_with_halo(scan, (y0, min(y0 + cell, height), x0, min(x0 + cell, width)), context)
-        block = np.pad(block, ((0, 0), (0, side - block.shape[1]), (0, side - block.shape[2])), mode="edge")
-        image = as_rgb_float(np.moveaxis(block, 0, -1))  # (T, T, 3)
-        x = torch.from_numpy(image.transpose(2, 0, 1)[None]).to(device)  # (1, 3, T, T)
-        logits, z = model.pixel_features(x)  # (1, K, T, T), (1, F, T, T)
+        logits, z = model.pixel_features(square_input(scan, cy, cx, cell, context, device))  # (1, K/F, T, T)
         ys, xs = cell_points[:, 0] - y0 + context, cell_points[:, 1] - x0 + context
         feats.append(z[0][:, ys, xs].T.float().cpu().numpy())  # (n, F)
         probs.append(torch.sigmoid(logits[0][:, ys, xs].T.float()).cpu().numpy())  # (n, K)
