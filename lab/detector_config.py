@@ -44,6 +44,7 @@ class DetectorTrainConfig:
     average_from: int = 0  # ship the uniform average of the snapshots from this step on, not the best (0 = best)
     val_tiles: int = 48
     loss: str = "dice+bce"
+    skeleton_weight: float = 0.0  # weight of the craquelure skeleton-recall term (lab.skeleton_loss); 0 = none
     seed: int = 0
     threads: int = 1
     bf16: bool = True  # bf16 autocast for the forward pass (weights and optimizer stay fp32)
@@ -83,6 +84,8 @@ class DetectorTrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.skeleton_weight < 0:
+            raise ValueError(f"skeleton_weight must be >= 0, got {self.skeleton_weight}")
         if self.snapshot_every < 0 or self.average_from < 0:
             raise ValueError("snapshot_every and average_from must be >= 0")
         if self.average_from and not self.snapshot_every:
@@ -142,16 +145,22 @@ def lr_at(step: int, cfg: DetectorTrainConfig, elapsed_s: float = 0.0) -> float:
     return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
-def make_loss(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """Dice + BCE, Dice + focal, or Lovasz hinge (a surrogate of IoU itself) + BCE, on (B, 2, H, W) logits."""
+def make_loss(name: str, skeleton_weight: float = 0.0) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Dice + BCE, Dice + focal, or Lovasz hinge (a surrogate of IoU itself) + BCE, on (B, 2, H, W) logits;
+    plus `skeleton_weight` x the craquelure channel's skeleton recall term (`lab.skeleton_loss`) when > 0."""
     import segmentation_models_pytorch as smp  # after `import models` (torchvision fix)
+
+    from lab.skeleton_loss import skeleton_recall
 
     first = (smp.losses.LovaszLoss("multilabel", from_logits=True) if name == "lovasz+bce"
              else smp.losses.DiceLoss("multilabel", from_logits=True))
     other = (smp.losses.FocalLoss("multilabel") if name == "dice+focal" else torch.nn.BCEWithLogitsLoss())
 
     def loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return first(logits, target) + other(logits, target)
+        value = first(logits, target) + other(logits, target)
+        if skeleton_weight:
+            value = value + skeleton_weight * skeleton_recall(logits, target)
+        return value
 
     return loss
 
