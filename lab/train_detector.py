@@ -85,8 +85,9 @@ def _config_key(cfg: DetectorTrainConfig) -> dict[str, Any]:
                           ("hard_fraction", 0.0)):
         if data[name] == default:  # off: checkpoints made before these fields resume
             data.pop(name)
-    if not data["skeleton_weight"]:
-        data.pop("skeleton_weight")  # off: checkpoints made before the field resume
+    for name in ("skeleton_weight", "region_weight"):
+        if not data[name]:
+            data.pop(name)  # off: checkpoints made before the field resume
     if not data["augment"].get("p_edge"):
         data["augment"].pop("p_edge", None)  # off: checkpoints made before the field resume
     if tuple(data["damage"].get("crack_kinds", CRACK_KINDS)) == CRACK_KINDS:
@@ -131,7 +132,7 @@ def train_detector(
     model = ResUNet(**cfg.arch_args())
     model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    loss_fn = make_loss(cfg.loss, cfg.skeleton_weight)
+    loss_fn = make_loss(cfg.loss, cfg.skeleton_weight, cfg.region_weight)
     ckpt_path, best_path = run_dir / "checkpoint.safetensors", run_dir / "best.safetensors"
     step, extra = 0, {"best": None, "history": [], "seconds": 0.0}
     if ship_only and (not ckpt_path.exists() or not cfg.ship):
@@ -269,7 +270,7 @@ def ship_detector(
     # Score the weights exactly as they will load: fp16-rounded, back in an fp32 network.
     check = ResUNet(**cfg.arch_args())
     check.load_state_dict(stored.state_dict())
-    val = evaluate_tiles(check, val_x, val_y, make_loss(cfg.loss, cfg.skeleton_weight))
+    val = evaluate_tiles(check, val_x, val_y, make_loss(cfg.loss, cfg.skeleton_weight, cfg.region_weight))
     training = {
         "config": cfg.to_json(),
         "data": training_data(train_paths, val_paths, cfg, real_train),
@@ -305,7 +306,8 @@ def ship_detector(
 def main(argv: list[str] | None = None) -> None:
     """`python -m lab.train_detector [--steps N] [--max-minutes M] [--run-dir D] [--init-weights F]
     [--free-cracks P] [--texture P] [--dark-cracks P] [--crack-contrast LO,HI]
-    [--damage-style S] [--faint-cracks P] [--crack-width LO,HI] [--refine C] [--skeleton-weight W] [--no-ship]
+    [--damage-style S] [--faint-cracks P] [--crack-width LO,HI] [--refine C] [--skeleton-weight W]
+    [--region-weight W] [--no-ship]
     [--real-val-images DIR --real-val-masks DIR [--real-val-mask-value V]]
     [--teacher NAME [--teacher-weight W] [--teacher-views N]]
     [--real-train IMAGES_DIR:MASKS_DIR[:MASK_VALUE] ... --real-fraction P] [--clean-fraction P]
@@ -334,6 +336,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--loss", choices=LOSSES)
     parser.add_argument("--skeleton-weight", type=float,
                         help="weight of the craquelure skeleton-recall term added to the loss (default 0: none)")
+    parser.add_argument("--region-weight", type=float,
+                        help="weight of the paint-loss region-recall term added to the loss (default 0: none)")
     parser.add_argument("--snapshot-every", type=int, help="keep the weights every N steps in <run-dir>/snapshots")
     parser.add_argument("--average-from", type=int, help="ship the average of the snapshots from this step on")
     parser.add_argument("--no-ship", action="store_true", help="keep the best weights in the run folder only")
@@ -360,6 +364,7 @@ def main(argv: list[str] | None = None) -> None:
     summary = train_detector(config_from_overrides(
         steps=args.steps, max_minutes=args.max_minutes, run_dir=args.run_dir, threads=args.threads, lr=args.lr,
         refine=args.refine, init_weights=args.init_weights, loss=args.loss, skeleton_weight=args.skeleton_weight,
+        region_weight=args.region_weight,
         snapshot_every=args.snapshot_every, average_from=args.average_from, ship=False if args.no_ship else None,
         real_val_images=args.real_val_images, real_val_masks=args.real_val_masks,
         real_val_mask_value=args.real_val_mask_value, teacher=args.teacher, teacher_weight=args.teacher_weight,

@@ -50,6 +50,8 @@ def train_detector_command(
     loss: Annotated[str | None, typer.Option(help="dice+bce (default), dice+focal or lovasz+bce")] = None,
     skeleton_weight: Annotated[float | None, typer.Option(help="weight of the craquelure skeleton-recall term "
                                                                "added to the loss (default 0: none)")] = None,
+    region_weight: Annotated[float | None, typer.Option(help="weight of the paint-loss region-recall term "
+                                                             "added to the loss (default 0: none)")] = None,
     snapshot_every: Annotated[int | None, typer.Option(help="keep the weights every N steps in "
                                                             "<run-dir>/snapshots (0 = none)")] = None,
     average_from: Annotated[int | None, typer.Option(help="ship the uniform average of the snapshots from "
@@ -93,6 +95,7 @@ def train_detector_command(
         "steps": steps, "tile": tile, "batch": batch, "encoder": encoder, "lr": lr, "threads": threads,
         "max_minutes": max_minutes, "run_dir": run_dir, "weights_name": weights_name, "refine": refine,
         "init_weights": init_weights, "loss": loss, "skeleton_weight": skeleton_weight,
+        "region_weight": region_weight,
         "snapshot_every": snapshot_every,
         "average_from": average_from, "real_val_images": real_val_images, "real_val_masks": real_val_masks,
         "real_val_mask_value": real_val_mask_value, "teacher": teacher,

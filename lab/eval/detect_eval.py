@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from lab.eval.metrics import Counts, confusion
+from lab.eval.regions import region_shares, region_summary
 from lab.pairs import IMAGE_SUFFIXES, MASK_SUFFIXES, pair_files  # noqa: F401  (re-exported)
 from lab.synthesis.synthetic_damage import CLASS_NAMES
 from pipeline.errors import InputError
@@ -22,6 +23,8 @@ from pipeline.io.image_io import read_image, read_mask, to_float, write_png
 from pipeline.stages.detect import DEFAULT_TTA, DEFAULT_WEIGHTS
 
 BLOCK = 128  # px: the model's strict counts are also kept per block of this side (lab.eval.compare_detect)
+REGION_CLASS = "paint_loss"  # scored region by region too (lab.eval.regions)
+REGION_MIN_AREA = 9  # px: smaller true regions are not counted in the region summary (a 3 x 3 flake)
 
 
 def block_counts(pred: np.ndarray, truth: np.ndarray, size: int) -> list[list[int]]:
@@ -110,6 +113,7 @@ def evaluate_detect(images: Path, masks: Path, opts: EvalOptions | None = None) 
     strict = {m: {c: Counts() for c in opts.classes} for m in methods}
     tolerant = {m: {c: Counts() for c in opts.classes} for m in methods}
     blocks: dict[str, list[list[int]]] = {c: [] for c in opts.classes}
+    regions: list[dict[str, Any]] = []
     for index, (image_path, mask_path) in enumerate(pairs):
         image, truth = read_pair(image_path, mask_path, opts)
         prob = predict_probabilities(model, to_float(image), tile=opts.tile, overlap=opts.overlap,
@@ -125,6 +129,9 @@ def evaluate_detect(images: Path, masks: Path, opts: EvalOptions | None = None) 
                     tolerant[method][c] += confusion(preds[method][c], truth[c], opts.tolerance)
         for c in opts.classes:
             blocks[c] += [[index, *row] for row in block_counts(preds["model"][c], truth[c], BLOCK)]
+        if REGION_CLASS in opts.classes:
+            regions += [{"image": image_path.stem, **row}
+                        for row in region_shares(preds["model"][REGION_CLASS], truth[REGION_CLASS])]
         if opts.save_dir is not None:
             for c in opts.classes:
                 write_png(opts.save_dir / c / f"{image_path.stem}.png",
@@ -135,6 +142,8 @@ def evaluate_detect(images: Path, masks: Path, opts: EvalOptions | None = None) 
                               **{m: {c: tolerant[m][c].scores() for c in opts.classes} for m in methods}}
     report["images"] = len(pairs)
     report["blocks"] = {"size": BLOCK, "stems": [image.stem for image, _ in pairs], "counts": blocks}
+    if REGION_CLASS in opts.classes:
+        report["regions"] = {REGION_CLASS: region_summary(regions, REGION_MIN_AREA)}
     if opts.split != "all":
         report["split"] = opts.split
     report["weights"] = weights_info
@@ -163,6 +172,13 @@ def format_report(report: dict[str, Any]) -> str:
                 s = section[method][c]
                 lines.append(f"{method:<10} {c:<11} {name:<12} {s['precision']:6.3f} {s['recall']:6.3f} "
                              f"{s['f1']:6.3f} {s['iou']:6.3f} {s['pixel_accuracy']:7.4f}")
+    for c, r in report.get("regions", {}).items():
+        if not r["regions"]:
+            continue
+        lines.append(f"model      {c} regions of {r['min_area']}+ px: {r['regions']}, under half detected "
+                     f"{r['under_half']}, least detected {r['worst']:.2f}, median {r['median']:.2f}")
+        lines += [f"  under half: {u['image']} y {u['box'][0]}-{u['box'][2]} x {u['box'][1]}-{u['box'][3]}, "
+                  f"{u['area']} px, {u['share']:.2f} detected" for u in r["under_half_regions"][:10]]
     return "\n".join(lines)
 
 

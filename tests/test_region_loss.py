@@ -1,0 +1,45 @@
+import pytest
+import torch
+
+from lab.detector_config import DetectorTrainConfig, make_loss
+from lab.region_loss import region_labels, region_recall
+
+
+def _two_losses() -> torch.Tensor:
+    target = torch.zeros(2, 2, 64, 64)
+    target[0, 1, 4:44, 4:44] = 1.0  # a 1,600-px lacuna
+    target[1, 1, 50:54, 50:54] = 1.0  # a 16-px flake in the other tile
+    return target
+
+
+def test_regions_are_numbered_over_the_batch():
+    labels, count = region_labels(_two_losses(), 1)
+    assert count == 2 and set(labels.unique().tolist()) == {0, 1, 2}
+
+
+def test_a_missed_flake_costs_as_much_as_a_missed_lacuna():
+    target = _two_losses()
+    found_lacuna = torch.where(target > 0, 20.0, -20.0)
+    found_lacuna[1] = -20.0  # the flake is missed whole
+    found_flake = torch.where(target > 0, 20.0, -20.0)
+    found_flake[0] = -20.0  # the lacuna is missed whole
+    assert region_recall(found_lacuna, target).item() == pytest.approx(0.5, abs=1e-4)
+    assert region_recall(found_flake, target).item() == pytest.approx(0.5, abs=1e-4)
+    assert region_recall(torch.where(target > 0, 20.0, -20.0), target).item() == pytest.approx(0.0, abs=1e-4)
+
+
+def test_no_loss_in_the_batch_gives_zero_and_a_gradient():
+    target = torch.zeros(1, 2, 32, 32)
+    logits = torch.zeros_like(target, requires_grad=True)
+    value = region_recall(logits, target)
+    value.backward()
+    assert value.item() == 0.0 and logits.grad is not None
+
+
+def test_the_training_loss_adds_the_term_only_when_weighted():
+    target = _two_losses()
+    logits = torch.full_like(target, -2.0)
+    plain, weighted = make_loss("dice+bce")(logits, target), make_loss("dice+bce", 0.0, 3.0)(logits, target)
+    assert weighted.item() == pytest.approx(plain.item() + 3.0 * region_recall(logits, target).item(), rel=1e-5)
+    with pytest.raises(ValueError, match="region_weight"):
+        DetectorTrainConfig(region_weight=-0.5)
