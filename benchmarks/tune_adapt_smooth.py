@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -29,24 +28,10 @@ TRAIN_SETS = {  # name: (images, masks, crack mask value or None = any nonzero, 
 SEED = 5_000_000  # strokes; not evaluate adapt's reported seed
 
 
-def train_cases(root: Path, name: str, limit: int) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-    from lab.pairs import pair_files
-    from lab.real_cracks import split_pairs
-    from pipeline.io.image_io import as_rgb, read_image, read_mask
-
-    images, masks, value, split = TRAIN_SETS[name]
-    pairs = split_pairs(pair_files(root / images, root / masks), root / images, split)
-    pairs = [pairs[int(i)] for i in np.linspace(0, len(pairs) - 1, min(limit, len(pairs)))]
-    for image_path, mask_path in pairs:
-        mask = read_mask(mask_path)
-        crack = mask == value if value is not None else mask > 0
-        yield image_path.stem, as_rgb(read_image(image_path)), crack.astype(np.uint8)
-
-
 def main() -> None:
     import torch
 
-    from lab.eval.adapt_eval import StrokePlan, evaluate_cases
+    from lab.eval.adapt_eval import StrokePlan, evaluate_cases, real_cases
     from pipeline.stages.adapt import AdaptConfig
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -63,7 +48,8 @@ def main() -> None:
     plan = StrokePlan(informed=True, rounds=args.rounds)
     report = {"smooth": args.smooth, "add": args.add, "limit": args.limit, "rounds": args.rounds, "sets": {}}
     for name in args.sets.split(","):
-        result = evaluate_cases(train_cases(args.data, name, args.limit), 0, config, plan, SEED, reference=False)
+        cases = real_cases(name, args.data, args.limit, TRAIN_SETS)
+        result = evaluate_cases(cases, 0, config, plan, SEED, reference=False)
         report["sets"][name] = result["mean"]
         before, after = result["mean"]["before"], result["mean"]["after"]
         print(f"{name}: F1 {before['f1']:.3f} -> {after['f1']:.3f}, precision {before['precision']:.3f} -> "

@@ -82,12 +82,9 @@ def _config_key(cfg: DetectorTrainConfig) -> dict[str, Any]:
         data.pop("teacher_weight")
     data.pop("hard_negatives")  # the file's path; its use is keyed by hard_fraction
     for name, default in (("real_train", []), ("real_fraction", 0.0), ("clean_fraction", 0.0),
-                          ("hard_fraction", 0.0)):
+                          ("hard_fraction", 0.0), ("skeleton_weight", 0.0), ("region_weight", 0.0)):
         if data[name] == default:  # off: checkpoints made before these fields resume
             data.pop(name)
-    for name in ("skeleton_weight", "region_weight"):
-        if not data[name]:
-            data.pop(name)  # off: checkpoints made before the field resume
     if not data["augment"].get("p_edge"):
         data["augment"].pop("p_edge", None)  # off: checkpoints made before the field resume
     if tuple(data["damage"].get("crack_kinds", CRACK_KINDS)) == CRACK_KINDS:

@@ -299,13 +299,16 @@ REAL_SETS = {  # name: (images, masks, crack mask value or None = any nonzero, s
 }
 
 
-def real_cases(name: str, root: Path, limit: int) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-    """Up to `limit` pairs of a real crack test set, evenly spread over its sorted pairs (labels 0/1)."""
+def real_cases(name: str, root: Path, limit: int,
+               sets: dict[str, tuple[str, str, int | None, str]] = REAL_SETS,
+               ) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """Up to `limit` pairs of a real crack set of `sets` (default: the test sets), evenly spread over its sorted
+    pairs (labels 0/1)."""
     from lab.pairs import pair_files
     from lab.real_cracks import split_pairs
     from pipeline.io.image_io import as_rgb, read_image, read_mask
 
-    images, masks, value, split = REAL_SETS[name]
+    images, masks, value, split = sets[name]
     pairs = split_pairs(pair_files(root / images, root / masks), root / images, split)
     if limit and len(pairs) > limit:
         pairs = [pairs[int(i)] for i in np.linspace(0, len(pairs) - 1, limit)]
