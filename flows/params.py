@@ -7,7 +7,16 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.engine.runner import EngineConfig
-from pipeline.stages.adapt import ADAPT_BASE, ADD, ADD_LOSS, CLAMP_LOSS, SMOOTH_LOSS, AdaptConfig
+from pipeline.stages.adapt import (
+    ADAPT_BASE,
+    ADD,
+    ADD_LOSS,
+    CLAMP_LOSS,
+    GATE_LOSS,
+    GATE_SIGMA,
+    SMOOTH_LOSS,
+    AdaptConfig,
+)
 from pipeline.stages.detect import DEFAULT_TTA, DEFAULT_WEIGHTS, DetectConfig
 from pipeline.stages.export import ExportConfig
 from pipeline.stages.ingest import IngestConfig
@@ -75,6 +84,9 @@ class AdaptParams(_Params):
                                "paint-loss head's pixels vote together (0 = each pixel alone)")
     clamp_loss: float = Field(CLAMP_LOSS, ge=0.0, le=20.0, description="bound of the paint-loss head's logits "
                               "before the vote (0 = none)")
+    gate_loss: float = Field(GATE_LOSS, ge=0.0, lt=1.0, description="the paint-loss head speaks only where it "
+                             "holds at least this share of the pixels around (0 = everywhere)")
+    gate_sigma: float = Field(GATE_SIGMA, gt=0.0, le=32.0, description="Gaussian sigma (px) of that share")
     device: str = Field("cpu", description="'cpu' or 'cuda'")
 
     def config(self) -> AdaptConfig:

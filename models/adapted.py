@@ -26,6 +26,9 @@ from models.resunet import ResUNet
 
 DEFAULT_SCALES = (1.0, 2.0, 4.0)
 STRIP = 128  # rows of a tile the head takes at once (bounds the memory of its per-pixel layers)
+GATE_SIGMA = 1.5  # px: the head's logits lightly smoothed for the gate (adapt's default smoothing)
+GATE_ADD = 0.9  # the probability at which such a pixel counts as held by the head (adapt's default adding threshold)
+GATE_OFF = -20.0  # the logit of a pixel the gate closes
 
 
 class FilterBank(nn.Module):
@@ -127,6 +130,10 @@ class AdaptedDetector(nn.Module):
     decided by a fitted `PixelHead`, the others by the base; `scales` are the filter bank's (empty: the image's
     colour only). `smooth` > 0 blurs the head's logits with a Gaussian of that sigma (px) before use, after
     bounding them to [-`clamp`, `clamp`] when `clamp` > 0 (each one value, or one per adapted class).
+    `gate` > 0 lets the smoothed head speak only where the head itself, lightly smoothed (GATE_SIGMA px),
+    holds at least that share of the pixels around (Gaussian weights of sigma `gate_sigma` px) at GATE_ADD:
+    a regional vote then fills in and rounds out what the head finds densely (the inside of a large loss) without
+    growing the isolated pixels it holds elsewhere into blobs.
 
     `union` keeps what the base found: an adapted class's logit is the maximum of the head's, less
     logit(`add`) (the head adds a pixel only where its probability reaches `add`), and the base's. With `veto`
@@ -137,7 +144,8 @@ class AdaptedDetector(nn.Module):
     def __init__(self, base: str, base_args: dict[str, Any], adapted: Sequence[int], hidden: int = 32,
                  scales: Sequence[float] = DEFAULT_SCALES, smooth: float | Sequence[float] = 0.0,
                  union: bool = False, add: float | Sequence[float] = 0.5, veto: bool = False,
-                 clamp: float | Sequence[float] = 0.0) -> None:
+                 clamp: float | Sequence[float] = 0.0, gate: float | Sequence[float] = 0.0,
+                 gate_sigma: float = 4.0) -> None:
         super().__init__()
         if base not in BASES:
             raise ValueError(f"unknown base {base!r}; choose one of {', '.join(sorted(BASES))}")
@@ -159,6 +167,13 @@ class AdaptedDetector(nn.Module):
         self.clamp = _per_class(clamp, len(self.adapted), "clamp")
         if any(v < 0 for v in self.clamp):
             raise ValueError(f"clamp must be >= 0, got {clamp}")
+        self.gate = _per_class(gate, len(self.adapted), "gate")
+        if not all(0.0 <= v < 1.0 for v in self.gate) or gate_sigma <= 0:
+            raise ValueError(f"gate must be in [0, 1) and gate_sigma > 0, got {gate} and {gate_sigma}")
+        self.gate_sigma = float(gate_sigma)
+        if any(self.gate):
+            self.register_buffer("gate_fine", FilterBank._kernel(GATE_SIGMA), persistent=False)
+            self.register_buffer("gate_area", FilterBank._kernel(self.gate_sigma), persistent=False)
         self.union = bool(union)
         self.add = _per_class(add, len(self.adapted), "add")
         if not all(0.0 < v < 1.0 for v in self.add):
@@ -177,7 +192,7 @@ class AdaptedDetector(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits, feats = self.base.forward_features(x)  # (B, K, H, W), (B, C, H, W)
         filters = self.filters(x)  # (B, 3 + 6 * scales, H, W)
-        new = self._per_pixel(self.head, feats, logits, filters)  # (B, A, H, W)
+        new = self._per_pixel(self.head, feats, logits, filters, gated=True)  # (B, A, H, W)
         if self.union:
             base = logits[:, self.adapted]  # (B, A, H, W)
             if self.veto is not None and bool(self.veto_on.any()):
@@ -189,15 +204,25 @@ class AdaptedDetector(nn.Module):
         return torch.stack(out, dim=1)  # (B, K, H, W)
 
     def _per_pixel(self, head: PixelHead, feats: torch.Tensor, logits: torch.Tensor,
-                   filters: torch.Tensor) -> torch.Tensor:
-        """`head` over the pixels' features, strip by strip (bounded memory), smoothed: (B, A, H, W)."""
+                   filters: torch.Tensor, gated: bool = False) -> torch.Tensor:
+        """`head` over the pixels' features, strip by strip (bounded memory), smoothed (and `gated`, for the
+        head): (B, A, H, W)."""
         out = torch.cat([head(torch.cat([feats[:, :, r : r + STRIP], logits[:, :, r : r + STRIP],
                                          filters[:, :, r : r + STRIP]], dim=1))
                          for r in range(0, feats.shape[-2], STRIP)], dim=2)
         parts = []
-        for i, (sigma, bound) in enumerate(zip(self.smooth, self.clamp, strict=True)):
+        for i, (sigma, bound, gate) in enumerate(zip(self.smooth, self.clamp, self.gate, strict=True)):
             part = out[:, i: i + 1]
             if bound:  # a pixel's vote is bounded, so a few very confident pixels cannot outweigh a region
                 part = part.clamp(-bound, bound)
-            parts.append(FilterBank._blur(part, getattr(self, f"smoothing{i}")) if sigma else part)
+            part = FilterBank._blur(part, getattr(self, f"smoothing{i}")) if sigma else part
+            if gate and gated:
+                part = torch.where(self._dense(out[:, i: i + 1]) >= gate, part, torch.full_like(part, GATE_OFF))
+            parts.append(part)
         return torch.cat(parts, dim=1)
+
+    def _dense(self, logits: torch.Tensor) -> torch.Tensor:
+        """(B, 1, H, W): the Gaussian-weighted share of pixels around each whose logit, smoothed at GATE_SIGMA,
+        reaches GATE_ADD."""
+        held = FilterBank._blur(logits, self.gate_fine) >= math.log(GATE_ADD / (1.0 - GATE_ADD))
+        return FilterBank._blur(held.to(logits.dtype), self.gate_area)

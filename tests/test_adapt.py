@@ -291,21 +291,27 @@ def test_the_command_line_spells_the_adapt_base_as_the_stage_does() -> None:
     from flows.cli.common import ADAPT_ADD_LOSS as CLI_ADD_LOSS
     from flows.cli.common import ADAPT_BASE as CLI_BASE
     from flows.cli.common import ADAPT_CLAMP_LOSS as CLI_CLAMP_LOSS
+    from flows.cli.common import ADAPT_GATE_LOSS as CLI_GATE_LOSS
+    from flows.cli.common import ADAPT_GATE_SIGMA as CLI_GATE_SIGMA
     from flows.cli.common import ADAPT_SMOOTH_LOSS as CLI_SMOOTH_LOSS
     from flows.params import AdaptParams
-    from pipeline.stages.adapt import ADD, ADD_LOSS, CLAMP_LOSS, SMOOTH_LOSS
+    from pipeline.stages.adapt import ADD, ADD_LOSS, CLAMP_LOSS, GATE_LOSS, GATE_SIGMA, SMOOTH_LOSS
 
     assert CLI_BASE == ADAPT_BASE == AdaptParams().base == AdaptConfig().base
     assert CLI_ADD == ADD == AdaptParams().add == AdaptConfig().add
     assert CLI_ADD_LOSS == ADD_LOSS == AdaptParams().add_loss == AdaptConfig().add_loss
     assert CLI_SMOOTH_LOSS == SMOOTH_LOSS == AdaptParams().smooth_loss == AdaptConfig().smooth_loss
     assert CLI_CLAMP_LOSS == CLAMP_LOSS == AdaptParams().clamp_loss == AdaptConfig().clamp_loss
+    assert CLI_GATE_LOSS == GATE_LOSS == AdaptParams().gate_loss == AdaptConfig().gate_loss
+    assert CLI_GATE_SIGMA == GATE_SIGMA == AdaptParams().gate_sigma == AdaptConfig().gate_sigma
 
 
 @pytest.mark.parametrize(("fields", "message"), [
     ({"cell": 100, "context": 0}, "cell \\+ 2 \\* context must be a multiple of 32"),
     ({"add_loss": 1.0}, "add and add_loss must be in"),
     ({"clamp_loss": -1.0}, "clamp_loss >= 0"),
+    ({"gate_loss": 1.0}, "gate_loss must be in"),
+    ({"gate_loss": 0.1, "gate_sigma": 0.0}, "gate_sigma > 0"),
 ])
 def test_adapt_config_refuses_bad_fields(fields: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -322,6 +328,10 @@ def test_the_adding_threshold_reaches_the_fit_and_is_bounded() -> None:
     assert per_class == {"smooth": [1.5, 1.5], "add": [0.9, 0.95], "clamp": [0.0, 0.0]}
     vote = AdaptParams(smooth_loss=5.0).config()
     assert dataclasses.replace(vote, clamp_loss=4.0).per_class([1]) == {"smooth": [5.0], "add": [0.9], "clamp": [4.0]}
+    gated = AdaptParams(gate_loss=0.1, gate_sigma=6.0).config()
+    assert gated.gate_args([0, 1]) == {"gate": [0.0, 0.1], "gate_sigma": 6.0}
+    assert AdaptConfig().gate_args([0, 1]) == {}  # off: the adapted weights' arguments and key are as before
+    assert "gate_loss" not in AdaptConfig().key_params() and gated.key_params()["gate_loss"] == 0.1
     for bad in (0.0, 1.0, 1.5):
         with pytest.raises(ValidationError):
             AdaptParams(add=bad)

@@ -68,3 +68,28 @@ def test_the_regional_vote_bounds_each_pixel_and_smooths_only_its_class() -> Non
     assert voted[0, 1].max() < 0.0  # bounded to 4, one pixel cannot outvote its neighbourhood
     with pytest.raises(ValueError, match="smooth needs one value or one per adapted class"):
         AdaptedDetector("resunet", args, [0, 1], smooth=[1.0, 2.0, 3.0])
+
+
+def test_the_gate_keeps_the_vote_where_the_head_is_dense_and_closes_it_elsewhere() -> None:
+    from models.adapted import GATE_OFF, AdaptedDetector
+
+    args = {"decoder_channels": [16, 16, 16, 16, 8]}
+    out = torch.full((1, 1, 96, 96), -6.0)
+    out[:, :, 20:44, 20:44] = 6.0  # a loss the head holds densely
+    out[:, :, 70, 70] = 6.0  # one isolated pixel the vote would grow into a blob
+
+    class Fixed(torch.nn.Module):
+        def forward(self, z: torch.Tensor) -> torch.Tensor:
+            return out[:, :, : z.shape[-2]]
+
+    feats, logits, filters = torch.zeros(1, 8, 96, 96), torch.zeros(1, 2, 96, 96), torch.zeros(1, 21, 96, 96)
+    kwargs = {"hidden": 0, "smooth": 5.0, "add": 0.7, "clamp": 4.0}
+    vote = AdaptedDetector("resunet", args, [1], **kwargs)._per_pixel(Fixed(), feats, logits, filters, gated=True)
+    gated_model = AdaptedDetector("resunet", args, [1], gate=0.1, gate_sigma=4.0, **kwargs)
+    gated = gated_model._per_pixel(Fixed(), feats, logits, filters, gated=True)
+    assert torch.equal(gated[0, 0, 32, 32], vote[0, 0, 32, 32])  # inside the dense loss: the vote as it was
+    assert (gated[0, 0, 66:75, 66:75] == GATE_OFF).all()  # around the lone pixel: closed
+    ungated = gated_model._per_pixel(Fixed(), feats, logits, filters)  # the veto head's path is never gated
+    assert torch.equal(ungated, vote)
+    with pytest.raises(ValueError, match="gate must be in"):
+        AdaptedDetector("resunet", args, [1], gate=1.0)

@@ -181,6 +181,8 @@ ADAPT_ADD = 0.9  # pipeline.stages.adapt.ADD, likewise (a test checks)
 ADAPT_ADD_LOSS = 0.9  # pipeline.stages.adapt.ADD_LOSS, likewise (a test checks)
 ADAPT_SMOOTH_LOSS = 1.5  # pipeline.stages.adapt.SMOOTH_LOSS, likewise (a test checks)
 ADAPT_CLAMP_LOSS = 0.0  # pipeline.stages.adapt.CLAMP_LOSS, likewise (a test checks)
+ADAPT_GATE_LOSS = 0.0  # pipeline.stages.adapt.GATE_LOSS, likewise (a test checks)
+ADAPT_GATE_SIGMA = 4.0  # pipeline.stages.adapt.GATE_SIGMA, likewise (a test checks)
 TtaOpt = Annotated[int, typer.Option(help="test-time augmentation: run every tile in 1, 2, 4 or 8 flipped "
                                           "orientations and average (that many times slower; 2 = the tile "
                                           "and its mirror, 1 = one pass)")]

@@ -294,6 +294,11 @@ def evaluate_adapt_command(
                                                            "adapt's)", min=0.0)] = None,
     clamp_loss: Annotated[float | None, typer.Option(help="bound of the paint-loss head's logits before the vote "
                                                           "(0 = none; default: adapt's)", min=0.0)] = None,
+    gate_loss: Annotated[float | None, typer.Option(help="the paint-loss head speaks only where it holds this share "
+                                                         "of the pixels around (0 = everywhere; default: adapt's)",
+                                                    min=0.0, max=0.99)] = None,
+    gate_sigma: Annotated[float | None, typer.Option(help="Gaussian sigma (px) of that share (default: adapt's)",
+                                                     min=0.1)] = None,
     veto: Annotated[bool, typer.Option(help="the clean strokes veto the base's detections like those they "
                                             "cover")] = True,
     union: Annotated[bool, typer.Option(help="keep the base's detections (off: the head alone decides)")] = True,
@@ -322,7 +327,7 @@ def evaluate_adapt_command(
             raise typer.BadParameter(f"{name} must be in (0, 1), got {value}")
     config = AdaptConfig(hidden=hidden, veto=veto, union=union)
     changes = {"background": background, "base": base, "add": add, "add_loss": add_loss,
-               "smooth_loss": smooth_loss, "clamp_loss": clamp_loss}
+               "smooth_loss": smooth_loss, "clamp_loss": clamp_loss, "gate_loss": gate_loss, "gate_sigma": gate_sigma}
     config = dataclasses.replace(config, **{k: v for k, v in changes.items() if v is not None})
     try:
         plan = StrokePlan(informed=strokes == "informed", rounds=rounds)

@@ -12,6 +12,8 @@ from flows.cli.common import (
     ADAPT_ADD_LOSS,
     ADAPT_BASE,
     ADAPT_CLAMP_LOSS,
+    ADAPT_GATE_LOSS,
+    ADAPT_GATE_SIGMA,
     ADAPT_SMOOTH_LOSS,
     DEFAULT_TTA,
     DEFAULT_WEIGHTS,
@@ -122,6 +124,12 @@ def adapt_command(
     clamp_loss: Annotated[float, typer.Option(help="bound of the paint-loss head's logits before the vote (0 = "
                                                    "none; 4 with --smooth-loss 5 --add-loss 0.7 is the measured "
                                                    "regional vote)", min=0.0, max=20.0)] = ADAPT_CLAMP_LOSS,
+    gate_loss: Annotated[float, typer.Option(help="the paint-loss head speaks only where it holds at least this share "
+                                                  "of the pixels around (0 = everywhere; with the regional vote it "
+                                                  "fills large losses without growing isolated pixels into blobs)",
+                                             min=0.0, max=0.99)] = ADAPT_GATE_LOSS,
+    gate_sigma: Annotated[float, typer.Option(help="Gaussian sigma (px) of that share", min=0.1, max=32.0)]
+    = ADAPT_GATE_SIGMA,
     threshold: Annotated[float, typer.Option(help="probability threshold of the detection run after")] = 0.5,
     tta: TtaOpt = DEFAULT_TTA,
     device: DeviceOpt = "cpu",
@@ -145,7 +153,8 @@ def adapt_command(
     read_scribbles(source, (height, width))  # bad scribbles fail here, in one line, before any run starts
     check_device(device)
     params = AdaptParams(base=base, hidden=hidden, steps=steps, seed=seed, add=add, add_loss=add_loss,
-                         smooth_loss=smooth_loss, clamp_loss=clamp_loss, device=device)
+                         smooth_loss=smooth_loss, clamp_loss=clamp_loss, gate_loss=gate_loss, gate_sigma=gate_sigma,
+                         device=device)
     detect = DetectParams(threshold=threshold, tta=check_tta(tta), device=device)
     start_flows()
     from flows.adapt import adapt_flow

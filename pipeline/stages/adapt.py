@@ -44,6 +44,8 @@ ADD = 0.9  # the craquelure head's probability from which it adds a pixel to the
 ADD_LOSS = 0.9  # the same for the paint-loss head, whose logits may be bounded to +-CLAMP_LOSS and smoothed
 SMOOTH_LOSS = 1.5  # (Gaussian sigma, px); a regional vote (5 px, bound 4, adding from 0.7) is opt-in
 CLAMP_LOSS = 0.0
+GATE_LOSS = 0.0  # > 0: the paint-loss head speaks only where it holds that share of the pixels around (opt-in)
+GATE_SIGMA = 4.0  # px: the Gaussian over which that share is taken
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,8 @@ class AdaptConfig:
     learning rate, weight decay, seed), the squares run through the base (`cell` px + `context` px around),
     the most labelled pixels used per class, the filter scales, the Gaussian smoothing of the head's logits
     (sigma in px, 0 = none: `smooth` for craquelure, `smooth_loss` for paint loss, whose logits are first
-    bounded to +-`clamp_loss`), whether the adapted class
+    bounded to +-`clamp_loss`; with `gate_loss` > 0 the paint-loss head counts only where, lightly smoothed, it
+    holds at least that share of the pixels around, Gaussian sigma `gate_sigma` px), whether the adapted class
     keeps what the base found (`union`: the maximum of the two logits), the head's probability from which it
     adds a pixel to the base's (`add` for craquelure, `add_loss` for paint loss), whether the clean
     strokes veto the base's detections they cover and the ones like them (`veto`, fitted when they cover at
@@ -71,6 +74,8 @@ class AdaptConfig:
     smooth: float = 1.5
     smooth_loss: float = SMOOTH_LOSS
     clamp_loss: float = CLAMP_LOSS
+    gate_loss: float = GATE_LOSS
+    gate_sigma: float = GATE_SIGMA
     union: bool = True
     add: float = ADD
     add_loss: float = ADD_LOSS
@@ -93,6 +98,8 @@ class AdaptConfig:
         if not (0.0 < self.add < 1.0 and 0.0 < self.add_loss < 1.0) or self.veto_min_pixels < 1:
             raise ValueError(f"add and add_loss must be in (0, 1) and veto_min_pixels >= 1, got {self.add}, "
                              f"{self.add_loss}, {self.veto_min_pixels}")
+        if not 0.0 <= self.gate_loss < 1.0 or self.gate_sigma <= 0:
+            raise ValueError(f"gate_loss must be in [0, 1) and gate_sigma > 0, got {self.gate_loss}, {self.gate_sigma}")
         if self.cell < 32 or self.context < 0 or (self.cell + 2 * self.context) % 32:
             raise ValueError(f"cell + 2 * context must be a multiple of 32 (cell >= 32), got {self.cell}, "
                              f"{self.context}")
@@ -104,18 +111,31 @@ class AdaptConfig:
                 "add": [self.add_loss if c == 1 else self.add for c in adapted],
                 "clamp": [self.clamp_loss if c == 1 else 0.0 for c in adapted]}
 
+    def gate_args(self, adapted: list[int]) -> dict[str, Any]:
+        """The gate's arguments of the adapted detector, none when it is off (the weights then read as before)."""
+        if not self.gate_loss:
+            return {}
+        return {"gate": [self.gate_loss if c == 1 else 0.0 for c in adapted], "gate_sigma": self.gate_sigma}
+
+    def key_params(self) -> dict[str, Any]:
+        """The settings that decide the adapted weights: all but the manifest path and device, the gate's only
+        when on (so a store adapted before the gate existed keeps its key)."""
+        params = {k: v for k, v in asdict(self).items() if k not in ("manifest", "device")}
+        if not self.gate_loss:
+            del params["gate_loss"], params["gate_sigma"]
+        return params
+
 
 def adapt_key(scan_digest: str, scribbles_digest: str, config: AdaptConfig, base_sha: str) -> str:
-    params = {k: v for k, v in asdict(config).items() if k not in ("manifest", "device")}
-    payload = json.dumps({"scan": scan_digest, "scribbles": scribbles_digest, "config": params, "base": base_sha,
-                          "version": __version__}, sort_keys=True)
+    payload = json.dumps({"scan": scan_digest, "scribbles": scribbles_digest, "config": config.key_params(),
+                          "base": base_sha, "version": __version__}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
 def build_adapted(base_name: str, manifest: Path, adapted: list[int], hidden: int, device: str = "cpu",
                   scales: tuple[float, ...] = (1.0, 2.0, 4.0), smooth: float | list[float] = 0.0,
                   union: bool = False, add: float | list[float] = 0.5, veto: bool = False,
-                  clamp: float | list[float] = 0.0) -> Any:
+                  clamp: float | list[float] = 0.0, **gate: Any) -> Any:
     """An AdaptedDetector over the verified base weights (heads not fitted) and the base's manifest entry."""
     from models.adapted import BASES, AdaptedDetector
     from models.weights import get_entry, load_state
@@ -125,7 +145,7 @@ def build_adapted(base_name: str, manifest: Path, adapted: list[int], hidden: in
         raise ConfigError(f"{manifest}: {base_name!r} is a {entry.architecture!r}; adapt takes a detector "
                           f"({', '.join(sorted(BASES))})")
     model = AdaptedDetector(entry.architecture, entry.arch_args, adapted, hidden, scales, smooth, union, add, veto,
-                            clamp)
+                            clamp, **gate)
     model.base.load_state_dict(load_state(entry, manifest.parent))
     return model.to(device).eval(), entry
 
@@ -135,7 +155,7 @@ def build_for(config: AdaptConfig, adapted: list[int]) -> Any:
     per_class = config.per_class(adapted)
     model, _ = build_adapted(config.base, Path(config.manifest), adapted, config.hidden, config.device,
                              config.scales, per_class["smooth"], config.union, per_class["add"],
-                             config.veto and config.union, per_class["clamp"])
+                             config.veto and config.union, per_class["clamp"], **config.gate_args(adapted))
     return model
 
 
@@ -232,7 +252,7 @@ def _save(model: Any, base_entry: Any, adapted: list[int], config: AdaptConfig, 
 
     arch_args = {"base": base_entry.architecture, "base_args": base_entry.arch_args, "adapted": adapted,
                  "hidden": config.hidden, "scales": list(config.scales), **config.per_class(adapted),
-                 "union": config.union, "veto": config.veto and config.union}
+                 **config.gate_args(adapted), "union": config.union, "veto": config.veto and config.union}
     training = {"base": base_entry.name, "base_sha256": base_entry.sha256, "scribbles_digest": marks.digest,
                 "labelled_pixels": marks.counts, "fit": {k: v for k, v in asdict(config).items()
                                                          if k not in ("manifest", "device", "base")}}
