@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from flows.cli.common import FLAG, clean_errors, start_flows
+from flows.cli.common import FLAG, clean_errors, start_flows, write_report
+from pipeline.errors import InputError
 
 # lab.eval.inpaint_eval.METHODS, spelled out so that `--help` does not import torch (a test keeps them equal)
 DEFAULT_METHODS = "model,telea,ns,biharmonic,fsr,harmonic,fast_biharmonic"
@@ -22,6 +23,7 @@ def register(train_app: typer.Typer, evaluate_app: typer.Typer) -> None:
     train_app.command("inpainter")(train_inpainter_command)
     evaluate_app.command("inpaint")(evaluate_inpaint_command)
     evaluate_app.command("ghost")(evaluate_ghost_command)
+    evaluate_app.command("restored")(clean_errors(evaluate_restored_command))
 
 
 def train_inpainter_command(
@@ -237,6 +239,49 @@ def evaluate_ghost_command(
             typer.echo(f"wrote {json_out}")
 
     run()
+
+
+def evaluate_restored_command(
+    store: Annotated[str, typer.Argument(help="a store restored by `retouch run` (or detect and inpaint)")],
+    clean: Annotated[Path | None, typer.Option(help="the clean picture, photographed as the scan was")] = None,
+    labels: Annotated[Path | None, typer.Option(help="the true damage labels (0 none, 1 craquelure, 2 loss)")] = None,
+    sample: Annotated[bool, typer.Option(help="the store holds the bundled sample: its clean picture and labels "
+                                              "are made again by the damage generator")] = False,
+    visible: Annotated[float, typer.Option(help="a change of at least this (max over channels, of 1) is visible",
+                                           min=0.001, max=1.0)] = 0.06,
+    save: Annotated[Path | None, typer.Option(help="write residual-map.png here (unfilled visible damage in "
+                                                   "magenta, intact paint painted over in yellow)")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the figures here")] = None,
+) -> None:
+    """What the restoration left and what it painted over, against the clean picture: per damage class and
+    contrast band the share left unfilled, and the intact paint the fill replaced."""
+    from lab.eval.residual import contrast, format_residual, read_restored_store, residual_map, residual_report
+    from pipeline.io.image_io import read_image, read_mask, write_png
+
+    if sample == (clean is not None or labels is not None) or (not sample and (clean is None or labels is None)):
+        raise typer.BadParameter("give --sample, or both --clean and --labels")
+    scan, restored, _, fill, params = read_restored_store(store)
+    if sample:
+        from lab.make_samples import sample_truth
+
+        clean_image, truth = sample_truth()
+    else:
+        clean_image, truth = read_image(clean), read_mask(labels)
+    for path, shape in ((clean, clean_image.shape[:2]), (labels, truth.shape)):
+        if shape != scan.shape[:2]:
+            raise InputError(path or store, f"is {shape[1]}x{shape[0]} but the store's scan is "
+                                            f"{scan.shape[1]}x{scan.shape[0]}")
+    dilate = int(params.get("dilate", 0))
+    report = residual_report(scan, restored, clean_image, truth, fill, dilate=dilate, visible=visible)
+    report.update({"store": store, "inpaint_params": params, "truth": "sample" if sample else
+                   {"clean": str(clean), "labels": str(labels)}})
+    typer.echo(format_residual(report))
+    if save is not None:
+        out = save / "residual-map.png"
+        write_png(out, residual_map(scan, truth, fill, contrast(scan, clean_image), dilate, visible))
+        report["map"] = str(out)
+        typer.echo(f"wrote {out}")
+    write_report(json_out, report)
 
 
 def format_ghost_table(result: dict) -> str:
