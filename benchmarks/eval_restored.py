@@ -1,14 +1,15 @@
 """The whole restoration (detect, then inpaint, the stages' defaults) on held-out damaged paintings, scored against
 the clean pictures by `retouch evaluate restored`'s measures (lab.eval.residual).
 
-    python benchmarks/eval_restored.py --out DIR [--weights NAME ...] [--copies 2] [--seed 5000000011] [--json FILE]
+    python benchmarks/eval_restored.py --out DIR [--weights NAME[+coarse] ...] [--copies 2] [--seed 5000000011] \
+        [--json FILE]
 
 Every VALIDATION painting (never trained on) is damaged `--copies` times as the bundled sample was
 (lab.make_samples.SAMPLE_DAMAGE: craquelure, paint loss and photography on every image), with seeds
 `seed + 1000 i + k` apart from every training and held-out seed; the generator's clean picture photographed alike
 is the reference. Each image is ingested once into DIR and restored once per detector in `--weights` (the
-stages' own functions, their defaults, no Prefect). Per detector: the figures pooled over the images (pixel
-counts summed), and per image.
+stages' own functions, their defaults, no Prefect; `NAME+coarse` with the detect stage's coarse paint-loss pass on,
+`NAME` with it off). Per detector: the figures pooled over the images (pixel counts summed), and per image.
 """
 
 from __future__ import annotations
@@ -82,7 +83,8 @@ def main() -> None:
                 shutil.rmtree(store, ignore_errors=True)
                 shutil.copytree(base, store)
                 start = time.perf_counter()
-                detect(store, DetectConfig(weights=weights), QUIET)
+                name, _, coarse = weights.partition("+")
+                detect(store, DetectConfig(weights=name, coarse_loss=coarse == "coarse"), QUIET)
                 inpaint_store(store, InpaintStageConfig(), QUIET)
                 seconds = time.perf_counter() - start
                 scan_px, restored, _, fill, params = read_restored_store(store)

@@ -85,7 +85,8 @@ def catalog_sweep_flow(catalog: str | None = None, out: str | None = None, inges
 @flow(name="rerun-detect", flow_run_name=run_name("rerun-detect"), log_prints=True)
 def rerun_detect_flow(store: str, threshold: float = DetectParams().threshold,
                       weights: str | None = DetectParams().weights,
-                      tta: Tta = DetectParams().tta, force: bool = False,
+                      tta: Tta = DetectParams().tta, coarse_loss: bool = DetectParams().coarse_loss,
+                      force: bool = False,
                       engine: EngineParams = EngineParams()) -> Any:
     """Detect damage again in an ingested store, with another threshold, other weights or other views.
 
@@ -96,9 +97,11 @@ def rerun_detect_flow(store: str, threshold: float = DetectParams().threshold,
             `adapt` made some, else the shipped detector
         tta: test-time augmentation: every tile in this many flipped orientations, averaged (that many times
             slower); 2 (default) = the tile and its mirror, 1 = one pass
+        coarse_loss: also look for paint loss at half size, where large losses show their edges
         force: recompute even when scan, parameters and weights are unchanged
     """
-    return detect_flow(store, DetectParams(threshold=threshold, weights=weights, tta=tta), engine, force)
+    return detect_flow(store, DetectParams(threshold=threshold, weights=weights, tta=tta, coarse_loss=coarse_loss),
+                       engine, force)
 
 
 @flow(name="rerun-inpaint", flow_run_name=run_name("rerun-inpaint"), log_prints=True)

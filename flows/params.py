@@ -17,7 +17,7 @@ from pipeline.stages.adapt import (
     SMOOTH_LOSS,
     AdaptConfig,
 )
-from pipeline.stages.detect import DEFAULT_TTA, DEFAULT_WEIGHTS, DetectConfig
+from pipeline.stages.detect import DEFAULT_COARSE_LOSS, DEFAULT_TTA, DEFAULT_WEIGHTS, DetectConfig
 from pipeline.stages.export import ExportConfig
 from pipeline.stages.ingest import IngestConfig
 from pipeline.stages.inpaint_stage import InpaintStageConfig
@@ -65,6 +65,9 @@ class DetectParams(_Params):
     tta: Tta = Field(DEFAULT_TTA, description="test-time augmentation: run every tile in this many flipped "
                                               "orientations and average (slower by that factor, steadier "
                                               "thin-crack maps); 2 = the tile and its mirror, 1 = one pass")
+    coarse_loss: bool = Field(DEFAULT_COARSE_LOSS, description="also look for paint loss at half size (one view), "
+                                                               "where large losses show their edges; a quarter "
+                                                               "more network passes")
 
     def config(self) -> DetectConfig:
         return DetectConfig(**self.model_dump())

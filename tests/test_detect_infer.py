@@ -123,3 +123,63 @@ def test_the_default_detector_costs_at_most_two_network_passes_per_pixel() -> No
             module.register_forward_hook(lambda *_: calls.append(1))
     predict_probabilities(model, np.full((96, 96, 3), 0.5, np.float32), tile=128, overlap=16, views=DEFAULT_TTA)
     assert 1 <= len(calls) <= 2
+
+
+class _BrightIsLoss(torch.nn.Module):
+    """Craquelure logit from the red channel, paint-loss logit high where the pixel is bright (a stand-in whose
+    output is known pixel by pixel)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.tensor(20.0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bright = x.mean(dim=1, keepdim=True)
+        return torch.cat([x[:, :1] - 0.5, bright - 0.5], dim=1) * self.scale
+
+
+def test_the_coarse_loss_pass_keeps_wide_losses_and_drops_thin_lines_and_leaves_craquelure_alone() -> None:
+    from pipeline.stages.detect_infer import COARSE_OPENING, coarse_loss_probability, detect_probabilities
+
+    image = np.zeros((160, 192, 3), np.float32)
+    image[40:100, 40:110] = 1.0  # a loss 60 x 70 px
+    image[130:133, 10:180] = 1.0  # a painted line 3 px wide
+    image[5:9, 150:154] = 1.0  # a flake 4 px across
+    model = _BrightIsLoss()
+    coarse = coarse_loss_probability(model, image, tile=128, overlap=32)
+    assert coarse.shape == (160, 192)
+    assert coarse[50:90, 50:100].min() > 0.9  # the loss's core
+    assert coarse[126:137, :].max() < 0.5 and coarse[0:14, 145:160].max() < 0.5  # narrower than COARSE_OPENING
+    assert COARSE_OPENING > 4
+    plain = predict_probabilities(model, image, tile=128, overlap=32, views=2)
+    both = detect_probabilities(model, image, tile=128, overlap=32, views=2, coarse_loss=True)
+    np.testing.assert_array_equal(detect_probabilities(model, image, tile=128, overlap=32, views=2), plain)
+    np.testing.assert_array_equal(both[0], plain[0])
+    np.testing.assert_array_equal(both[1], np.maximum(plain[1], coarse))
+
+
+def test_the_coarse_loss_pass_reads_an_integer_scan_as_its_float_copy() -> None:
+    from pipeline.stages.detect_infer import coarse_loss_probability
+
+    rng = np.random.default_rng(1)
+    image = (rng.random((96, 130, 3)) > 0.5).astype(np.float32)
+    image[20:80, 20:90] = 1.0
+    model = _BrightIsLoss()
+    eight = coarse_loss_probability(model, (image * 255).astype(np.uint8), tile=128, overlap=32)
+    np.testing.assert_allclose(eight, coarse_loss_probability(model, image, tile=128, overlap=32), atol=1e-5)
+
+
+def test_the_coarse_loss_setting_enters_the_stage_key_only_when_on() -> None:
+    """Stores detected before the setting existed keep their key (no recompute) while it is off."""
+    import dataclasses
+    import hashlib
+    import json
+
+    from pipeline import __version__
+    from pipeline.stages.detect import DetectConfig, detect_key
+
+    off, on = DetectConfig(coarse_loss=False), DetectConfig(coarse_loss=True)
+    before = {k: v for k, v in dataclasses.asdict(off).items() if k not in ("manifest", "coarse_loss")}
+    payload = json.dumps({"scan": "s", "config": before, "weights": "w", "version": __version__}, sort_keys=True)
+    assert detect_key("s", off, "w") == hashlib.sha256(payload.encode()).hexdigest()
+    assert detect_key("s", on, "w") != detect_key("s", off, "w")

@@ -183,6 +183,10 @@ ADAPT_SMOOTH_LOSS = 1.5  # pipeline.stages.adapt.SMOOTH_LOSS, likewise (a test c
 ADAPT_CLAMP_LOSS = 0.0  # pipeline.stages.adapt.CLAMP_LOSS, likewise (a test checks)
 ADAPT_GATE_LOSS = 0.0  # pipeline.stages.adapt.GATE_LOSS, likewise (a test checks)
 ADAPT_GATE_SIGMA = 4.0  # pipeline.stages.adapt.GATE_SIGMA, likewise (a test checks)
+DEFAULT_COARSE_LOSS = False  # pipeline.stages.detect.DEFAULT_COARSE_LOSS, likewise (a test checks)
+CoarseLossOpt = Annotated[bool, typer.Option("--coarse-loss/--no-coarse-loss",
+                                             help="also look for paint loss at half size, where large losses "
+                                                  "show their edges (a quarter more network passes)")]
 TtaOpt = Annotated[int, typer.Option(help="test-time augmentation: run every tile in 1, 2, 4 or 8 flipped "
                                           "orientations and average (that many times slower; 2 = the tile "
                                           "and its mirror, 1 = one pass)")]

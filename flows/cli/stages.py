@@ -15,9 +15,11 @@ from flows.cli.common import (
     ADAPT_GATE_LOSS,
     ADAPT_GATE_SIGMA,
     ADAPT_SMOOTH_LOSS,
+    DEFAULT_COARSE_LOSS,
     DEFAULT_TTA,
     DEFAULT_WEIGHTS,
     AddressOpt,
+    CoarseLossOpt,
     DeviceOpt,
     EngineOpt,
     ForceOpt,
@@ -84,6 +86,7 @@ def detect_command(
     precision: Annotated[str, typer.Option(help="auto (bf16 where native), fp32 or bf16")] = "auto",
     batch: Annotated[int, typer.Option(help="model tiles per forward pass (GPU)")] = 1,
     tta: TtaOpt = DEFAULT_TTA,
+    coarse_loss: CoarseLossOpt = DEFAULT_COARSE_LOSS,
     device: DeviceOpt = "cpu",
     workers: EngineOpt = 0,
     dask_address: AddressOpt = None,
@@ -93,7 +96,7 @@ def detect_command(
     from flows.params import DetectParams
 
     params = DetectParams(weights=weights, threshold=threshold, tile=tile, precision=precision, batch=batch,
-                          tta=check_tta(tta), device=device)
+                          tta=check_tta(tta), coarse_loss=coarse_loss, device=device)
     from pipeline.stages.detect import check_device
 
     check_device(device)  # before Prefect starts: one line, no flow-run traceback
@@ -132,6 +135,7 @@ def adapt_command(
     = ADAPT_GATE_SIGMA,
     threshold: Annotated[float, typer.Option(help="probability threshold of the detection run after")] = 0.5,
     tta: TtaOpt = DEFAULT_TTA,
+    coarse_loss: CoarseLossOpt = DEFAULT_COARSE_LOSS,
     device: DeviceOpt = "cpu",
     workers: EngineOpt = 0,
     dask_address: AddressOpt = None,
@@ -155,7 +159,7 @@ def adapt_command(
     params = AdaptParams(base=base, hidden=hidden, steps=steps, seed=seed, add=add, add_loss=add_loss,
                          smooth_loss=smooth_loss, clamp_loss=clamp_loss, gate_loss=gate_loss, gate_sigma=gate_sigma,
                          device=device)
-    detect = DetectParams(threshold=threshold, tta=check_tta(tta), device=device)
+    detect = DetectParams(threshold=threshold, tta=check_tta(tta), coarse_loss=coarse_loss, device=device)
     start_flows()
     from flows.adapt import adapt_flow
 
@@ -231,6 +235,7 @@ def run_command(
     id: Annotated[str | None, typer.Option("--id", help="catalog entry id")] = None,  # noqa: A002
     out: Annotated[Path | None, typer.Option(help="output folder (default: ./retouch-out)")] = None,
     tta: TtaOpt = DEFAULT_TTA,
+    coarse_loss: CoarseLossOpt = DEFAULT_COARSE_LOSS,
     grain: GrainOpt = 1.0,
     grain_sigma: GrainSigmaOpt = 3.0,
     workers: EngineOpt = 0,
@@ -258,7 +263,8 @@ def run_command(
     console.print(f"[bold]Restoring[/] {source_str}")
     from flows.params import DetectParams, ExportParams, IngestParams, InpaintParams
 
-    params = {"ingest": IngestParams(pixel_size_um=pixel_size_um), "detect": DetectParams(tta=tta),
+    params = {"ingest": IngestParams(pixel_size_um=pixel_size_um),
+              "detect": DetectParams(tta=tta, coarse_loss=coarse_loss),
               "inpaint": InpaintParams(grain=grain, grain_sigma=grain_sigma),
               "export": ExportParams(out_dir=str(out_dir / f"{name}-export"))}
     results = None

@@ -97,26 +97,29 @@ def evaluate_intact(
     paths: list[Path] | None = None,
     manifest: Path | None = None,
     bf16: bool = False,
+    coarse_loss: bool | None = None,
 ) -> dict[str, Any]:
     """The intact-paint check of a manifest detector on the VAL paintings (or `paths`), run as `retouch
     detect` runs it: the detect stage's tile and overlap (pipeline.detect.DetectConfig), `tta` views (default
-    pipeline.detect.DEFAULT_TTA), `threshold`."""
+    pipeline.detect.DEFAULT_TTA), `threshold`, `coarse_loss` (default the stage's)."""
     from lab.eval.detect_eval import EvalOptions, _load_model
     from lab.paintings import paintings
     from pipeline.stages.detect import DEFAULT_TTA, DetectConfig
-    from pipeline.stages.detect_infer import predict_probabilities
+    from pipeline.stages.detect_infer import detect_probabilities
 
     tta = DEFAULT_TTA if tta is None else tta
     stage = DetectConfig()
+    coarse_loss = stage.coarse_loss if coarse_loss is None else coarse_loss
     model, weights_info = _load_model(EvalOptions(weights=weights, tta=tta, manifest=manifest))
     paths = paintings("val") if paths is None else paths
 
     def prob_fn(image: np.ndarray) -> np.ndarray:
-        return predict_probabilities(model, image, tile=stage.tile, overlap=stage.overlap, bf16=bf16, views=tta)
+        return detect_probabilities(model, image, tile=stage.tile, overlap=stage.overlap, bf16=bf16, views=tta,
+                                    coarse_loss=coarse_loss)
 
     report = intact_report(prob_fn, paths, threshold, save_dir)
-    report.update({"weights": weights_info, "tta": tta, "tile": stage.tile, "overlap": stage.overlap,
-                   "bf16": bf16})
+    report.update({"weights": weights_info, "tta": tta, "coarse_loss": coarse_loss, "tile": stage.tile,
+                   "overlap": stage.overlap, "bf16": bf16})
     return report
 
 

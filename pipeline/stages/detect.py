@@ -66,6 +66,7 @@ DEFAULT_WEIGHTS = "detector-resunet18-paint7"
 # Test-time augmentation by default: every tile and its mirror image, averaged, for twice the compute; it
 # scores higher on the held-out sets (models/weights/detector-resunet18.eval.json). `tta=1` is the single pass.
 DEFAULT_TTA = 2
+DEFAULT_COARSE_LOSS = False  # the coarse paint-loss pass (docs/rules/2026-12-03j-default-detector.md)
 
 
 def default_manifest() -> str:
@@ -80,7 +81,8 @@ def default_manifest() -> str:
 @dataclass(frozen=True)
 class DetectConfig:
     """Weights, decision threshold per class, model tile/overlap, chunk halo, device, precision and
-    test-time augmentation (`tta` orientations of every tile, averaged: 1, 2, 4 or 8).
+    test-time augmentation (`tta` orientations of every tile, averaged: 1, 2, 4 or 8), and the coarse paint-loss
+    pass (`coarse_loss`: the block also at half size, for large losses; pipeline.stages.detect_infer).
 
     `weights` None: the store's adapted weights when `adapt` made some (`resolve_weights`), else the default."""
 
@@ -93,6 +95,7 @@ class DetectConfig:
     precision: str = "auto"
     batch: int = 1
     tta: int = DEFAULT_TTA
+    coarse_loss: bool = DEFAULT_COARSE_LOSS
     manifest: str = field(default_factory=default_manifest)
 
     def __post_init__(self) -> None:
@@ -182,13 +185,14 @@ class _DetectChunk:
     threads: int
 
     def __call__(self, block: np.ndarray) -> tuple[list[np.ndarray], dict[str, Any]]:
-        from pipeline.stages.detect_infer import predict_probabilities
+        from pipeline.stages.detect_infer import detect_probabilities
 
         model, _ = ModelCache.get(self.config.weights, self.config.manifest, self.config.device, self.threads)
         image = np.moveaxis(block, 0, -1)  # (h, w, C) in the scan's dtype
-        prob = predict_probabilities(model, image, tile=self.config.tile, overlap=self.config.overlap,
-                                     bf16=self.config.precision == "bf16", margin=0 if self.config.halo else None,
-                                     batch=self.config.batch, views=self.config.tta)  # (2, h, w) float32
+        prob = detect_probabilities(model, image, tile=self.config.tile, overlap=self.config.overlap,
+                                    bf16=self.config.precision == "bf16", margin=0 if self.config.halo else None,
+                                    batch=self.config.batch, views=self.config.tta,
+                                    coarse_loss=self.config.coarse_loss)  # (2, h, w) float32
         return probabilities_and_labels(prob, self.config.threshold, self.config.halo)
 
 
@@ -205,7 +209,8 @@ def probabilities_and_labels(prob: np.ndarray, threshold: float, halo: int) -> t
 
 
 def detect_key(scan_digest: str, config: DetectConfig, weights_sha: str) -> str:
-    params = {k: v for k, v in asdict(config).items() if k != "manifest"}
+    # coarse_loss enters the key only when on, so stores detected before it existed keep their key
+    params = {k: v for k, v in asdict(config).items() if k != "manifest" and not (k == "coarse_loss" and not v)}
     payload = json.dumps({"scan": scan_digest, "config": params, "weights": weights_sha,
                           "version": __version__}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
@@ -282,7 +287,7 @@ def detect(store: str, config: DetectConfig | None = None, engine: EngineConfig 
     summary = {"pixels": total, "counts": counts,
                "area_percent": {k: 100.0 * v / total for k, v in counts.items()},
                "threshold": config.threshold, "precision": config.precision, "device": config.device,
-               "tta": config.tta}
+               "tta": config.tta, "coarse_loss": config.coarse_loss}
     prov = record.write()
     mark_complete(labels, {"stage": "detect", "key": key})  # pairs the label image with damage/'s marker
     mark_complete(group, {"stage": "detect", "key": key, "digests": digests, "summary": summary,

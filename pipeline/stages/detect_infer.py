@@ -184,3 +184,37 @@ def predict_probabilities(
     assert out is not None and weight is not None
     out /= weight[None]
     return np.ascontiguousarray(out[:, margin : margin + h, margin : margin + w])
+
+
+COARSE_SCALE = 2  # the coarse paint-loss pass sees the image at 1 / COARSE_SCALE of its size
+COARSE_OPENING = 15  # px (full size): only plateaus of the coarse loss probability at least this wide are kept
+
+
+def coarse_loss_probability(model: torch.nn.Module, image: np.ndarray, tile: int = 512, overlap: int = 64,
+                            bf16: bool = False, margin: int | None = None, batch: int = 1) -> np.ndarray:
+    """(H, W) float32: the paint-loss probability of the image seen at half size (area averaging, one view),
+    scaled back (bilinear) and opened by a COARSE_OPENING-px square (grey-level opening), so that only losses
+    at least that wide remain. At full size a tile sees the flat interior of a large loss without its edges;
+    at half size it sees both."""
+    import cv2
+    from scipy import ndimage
+
+    full = as_rgb_float(image)
+    h, w = full.shape[:2]
+    small = cv2.resize(full, (max(1, w // COARSE_SCALE), max(1, h // COARSE_SCALE)), interpolation=cv2.INTER_AREA)
+    margin = None if margin is None else margin // COARSE_SCALE
+    loss = predict_probabilities(model, small, tile=tile, overlap=overlap, bf16=bf16, margin=margin, batch=batch)[1]
+    loss = cv2.resize(loss, (w, h), interpolation=cv2.INTER_LINEAR)
+    return ndimage.grey_opening(loss, size=(COARSE_OPENING, COARSE_OPENING))
+
+
+def detect_probabilities(model: torch.nn.Module, image: np.ndarray, tile: int = 512, overlap: int = 64,
+                         bf16: bool = False, margin: int | None = None, batch: int = 1, views: int = 1,
+                         coarse_loss: bool = False) -> np.ndarray:
+    """(2, H, W) float32 as the detect stage makes them: `predict_probabilities`, and with `coarse_loss` the
+    paint-loss channel raised to `coarse_loss_probability` where that is larger (craquelure untouched)."""
+    prob = predict_probabilities(model, image, tile=tile, overlap=overlap, bf16=bf16, margin=margin, batch=batch,
+                                 views=views)
+    if coarse_loss:
+        np.maximum(prob[1], coarse_loss_probability(model, image, tile, overlap, bf16, margin, batch), out=prob[1])
+    return prob
