@@ -157,8 +157,9 @@ if stage == "ingest":
     ingest(sys.argv[8], store, engine=engine)
 elif stage == "detect":
     from pipeline.stages.detect import DetectConfig, detect
-    r = detect(store, DetectConfig(weights=sys.argv[8], device=device, precision=precision, tta=int(tta)), engine,
-               force=True)
+    name, _, coarse = sys.argv[8].partition("+")  # NAME+coarse: the coarse paint-loss pass on
+    r = detect(store, DetectConfig(weights=name, device=device, precision=precision, tta=int(tta),
+                                   coarse_loss=coarse == "coarse"), engine, force=True)
 elif stage == "inpaint":
     from pathlib import Path
     from pipeline.stages.inpaint_stage import InpaintStageConfig, inpaint_store
@@ -174,7 +175,7 @@ if stage == "inpaint":
              "chunks_total": r.summary["chunks_total"]}
 if stage == "detect":
     extra = {"area_percent": r.summary["area_percent"], "precision": r.summary.get("precision"),
-             "tta": r.summary["tta"]}
+             "tta": r.summary["tta"], "coarse_loss": r.summary.get("coarse_loss", False)}
 time.sleep(0.2)
 print(json.dumps({"seconds": seconds, "peak_rss_mb": peak[0] / 2**20, **extra}))
 close_local_clusters()
@@ -217,7 +218,8 @@ def main() -> None:
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     parser.add_argument("--tta", type=int, default=DEFAULT_TTA, choices=[1, 2, 4, 8],
                         help=f"detect's test-time augmentation views (default {DEFAULT_TTA}, the stage's)")
-    parser.add_argument("--weights", default=DEFAULT_WEIGHTS, help="detector weights (manifest name)")
+    parser.add_argument("--weights", default=DEFAULT_WEIGHTS, help="detector weights (manifest name; NAME+coarse: "
+                                                                    "with the detect stage's coarse paint-loss pass)")
     parser.add_argument("--grain", type=float, default=None, help="inpaint's texture layer (default: the stage's)")
     parser.add_argument("--efficiency", action="store_true", help="detect with 1 and 2 workers on the first size")
     parser.add_argument("--inpaint-scaling", action="store_true",
