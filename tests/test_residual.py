@@ -114,3 +114,18 @@ def test_evaluate_restored_refuses_a_store_not_restored_and_half_a_truth(
     refused_in_one_line(["evaluate", "restored", store, "--sample"], "not there yet")
     refused_in_one_line(["evaluate", "restored", store, "--clean", str(tmp_path / "clean.png")],
                         "give --sample, or both --clean and --labels")
+
+
+def test_evaluate_restored_refuses_a_store_whose_damage_changed_since_it_was_filled(
+        tmp_path: Path, tiny_weights: Path, refused_in_one_line) -> None:  # noqa: ANN001
+    from pipeline.io.image_io import write_png
+
+    clean, scan, labels = case()
+    store = make_store(tmp_path, scan)
+    detect(store, DetectConfig(tile=256), QUIET)
+    inpaint_store(store, InpaintStageConfig(tile=128, overlap=32, dilate=2), QUIET)
+    detect(store, DetectConfig(tile=256, threshold=0.3), QUIET)  # new labels; restored/ is from the old ones
+    write_png(tmp_path / "clean.png", clean)
+    write_png(tmp_path / "labels.png", labels)
+    refused_in_one_line(["evaluate", "restored", store, "--clean", str(tmp_path / "clean.png"), "--labels",
+                         str(tmp_path / "labels.png")], "run `retouch inpaint` again")

@@ -262,19 +262,19 @@ def evaluate_restored_command(
         raise typer.BadParameter("give --sample, or both --clean and --labels")
     scan, restored, _, fill, params = read_restored_store(store)
     if sample:
-        from lab.make_samples import sample_truth
+        from lab.make_samples import DAMAGED, LABELS, sample_truth
 
         clean_image, truth = sample_truth()
+        clean, labels = DAMAGED.with_name(DAMAGED.stem + " (clean, photographed alike)"), LABELS
     else:
         clean_image, truth = read_image(clean), read_mask(labels)
     for path, shape in ((clean, clean_image.shape[:2]), (labels, truth.shape)):
         if shape != scan.shape[:2]:
-            raise InputError(path or store, f"is {shape[1]}x{shape[0]} but the store's scan is "
-                                            f"{scan.shape[1]}x{scan.shape[0]}")
+            raise InputError(path, f"is {shape[1]}x{shape[0]} but the store's scan is {scan.shape[1]}x{scan.shape[0]}")
     dilate = int(params.get("dilate", 0))
     report = residual_report(scan, restored, clean_image, truth, fill, dilate=dilate, visible=visible)
-    report.update({"store": store, "inpaint_params": params, "truth": "sample" if sample else
-                   {"clean": str(clean), "labels": str(labels)}})
+    report.update({"store": store, "inpaint_params": params,
+                   "truth": "sample" if sample else {"clean": str(clean), "labels": str(labels)}})
     typer.echo(format_residual(report))
     if save is not None:
         out = save / "residual-map.png"

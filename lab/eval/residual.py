@@ -114,11 +114,20 @@ def read_restored_store(url: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
     complete (one line naming the store and the command to run)."""
     import zarr
 
-    from pipeline.io.store import open_complete
+    from pipeline.io.store import StoreError, group_info, join, open_complete
 
     restored = open_complete(url, "restored")
     scan = open_complete(url, "scan")
     info = dict(restored.attrs["retouch"])
+    from pipeline.stages.inpaint_stage import EDITED_MASK_GROUP
+
+    if info["mask"] == EDITED_MASK_GROUP:  # a mask corrected in review: its own group
+        current = (group_info(url, EDITED_MASK_GROUP) or {}).get("digests", {}).get("0")
+    else:  # the detected damage: its digest is damage/'s
+        current = (group_info(url, "damage") or {}).get("digests", {}).get("labels/0")
+    if current != info.get("mask_digest"):
+        raise StoreError(join(url, "restored"), f"was filled from another {info['mask']} than the store holds now; "
+                                                "run `retouch inpaint` again")
     mask = zarr.open_group(url, mode="r", path=info["mask"])
     params = info.get("params", {})
     labels = np.asarray(mask["0"])[0]
