@@ -1,7 +1,7 @@
 """The whole restoration (detect, then inpaint, the stages' defaults) on held-out damaged paintings, scored against
 the clean pictures by `retouch evaluate restored`'s measures (lab.eval.residual).
 
-    python benchmarks/eval_restored.py --out DIR [--weights NAME[+coarse] ...] [--copies 2] [--seed 5000000011] \
+    python benchmarks/eval_restored.py --out DIR [--weights NAME[+coarse][+minN] ...] [--copies 2] [--seed 5000000011] \
         [--json FILE]
 
 Every VALIDATION painting (never trained on) is damaged `--copies` times as the bundled sample was
@@ -9,7 +9,8 @@ Every VALIDATION painting (never trained on) is damaged `--copies` times as the 
 `seed + 1000 i + k` apart from every training and held-out seed; the generator's clean picture photographed alike
 is the reference. Each image is ingested once into DIR and restored once per detector in `--weights` (the
 stages' own functions, their defaults, no Prefect; `NAME+coarse` with the detect stage's coarse paint-loss pass on,
-`NAME` with it off). Per detector: the figures pooled over the images (pixel counts summed), and per image.
+`NAME+min16` with craquelure fragments under 16 px dropped, `NAME` with neither). Per detector: the figures pooled
+over the images (pixel counts summed), and per image.
 """
 
 from __future__ import annotations
@@ -83,8 +84,10 @@ def main() -> None:
                 shutil.rmtree(store, ignore_errors=True)
                 shutil.copytree(base, store)
                 start = time.perf_counter()
-                name, _, coarse = weights.partition("+")
-                detect(store, DetectConfig(weights=name, coarse_loss=coarse == "coarse"), QUIET)
+                name, *options = weights.split("+")
+                min_crack = [int(o[3:]) for o in options if o.startswith("min")]
+                detect(store, DetectConfig(weights=name, coarse_loss="coarse" in options,
+                                           min_crack=min_crack[0] if min_crack else 0), QUIET)
                 inpaint_store(store, InpaintStageConfig(), QUIET)
                 seconds = time.perf_counter() - start
                 scan_px, restored, _, fill, params = read_restored_store(store)

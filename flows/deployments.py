@@ -86,7 +86,7 @@ def catalog_sweep_flow(catalog: str | None = None, out: str | None = None, inges
 def rerun_detect_flow(store: str, threshold: float = DetectParams().threshold,
                       weights: str | None = DetectParams().weights,
                       tta: Tta = DetectParams().tta, coarse_loss: bool = DetectParams().coarse_loss,
-                      force: bool = False,
+                      min_crack: int = DetectParams().min_crack, force: bool = False,
                       engine: EngineParams = EngineParams()) -> Any:
     """Detect damage again in an ingested store, with another threshold, other weights or other views.
 
@@ -98,9 +98,11 @@ def rerun_detect_flow(store: str, threshold: float = DetectParams().threshold,
         tta: test-time augmentation: every tile in this many flipped orientations, averaged (that many times
             slower); 2 (default) = the tile and its mirror, 1 = one pass
         coarse_loss: also look for paint loss at half size, where large losses show their edges
+        min_crack: drop craquelure fragments of fewer than this many px from the labels (0 = keep all)
         force: recompute even when scan, parameters and weights are unchanged
     """
-    return detect_flow(store, DetectParams(threshold=threshold, weights=weights, tta=tta, coarse_loss=coarse_loss),
+    return detect_flow(store, DetectParams(threshold=threshold, weights=weights, tta=tta, coarse_loss=coarse_loss,
+                                                min_crack=min_crack),
                        engine, force)
 
 

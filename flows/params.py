@@ -17,7 +17,7 @@ from pipeline.stages.adapt import (
     SMOOTH_LOSS,
     AdaptConfig,
 )
-from pipeline.stages.detect import DEFAULT_COARSE_LOSS, DEFAULT_TTA, DEFAULT_WEIGHTS, DetectConfig
+from pipeline.stages.detect import DEFAULT_COARSE_LOSS, DEFAULT_MIN_CRACK, DEFAULT_TTA, DEFAULT_WEIGHTS, DetectConfig
 from pipeline.stages.export import ExportConfig
 from pipeline.stages.ingest import IngestConfig
 from pipeline.stages.inpaint_stage import InpaintStageConfig
@@ -68,6 +68,8 @@ class DetectParams(_Params):
     coarse_loss: bool = Field(DEFAULT_COARSE_LOSS, description="also look for paint loss at half size (one view), "
                                                                "where large losses show their edges; a quarter "
                                                                "more network passes")
+    min_crack: int = Field(DEFAULT_MIN_CRACK, ge=0, le=96, description="drop craquelure fragments of fewer than this "
+                                                                       "many px (8-connected) from the labels")
 
     def config(self) -> DetectConfig:
         return DetectConfig(**self.model_dump())

@@ -101,6 +101,13 @@ def test_tta_setting_is_checked_everywhere(tmp_path) -> None:
     assert TTA_VIEWS == VIEWS
     assert DEFAULT_TTA == detect.DEFAULT_TTA == DetectConfig().tta == EvalOptions().tta == 2
     assert DEFAULT_WEIGHTS == detect.DEFAULT_WEIGHTS == EvalOptions().weights
+    from flows.cli.common import DEFAULT_COARSE_LOSS, DEFAULT_MIN_CRACK
+    from flows.params import DetectParams
+
+    assert DEFAULT_COARSE_LOSS == detect.DEFAULT_COARSE_LOSS == DetectConfig().coarse_loss == EvalOptions().coarse_loss
+    assert DEFAULT_COARSE_LOSS == DetectParams().coarse_loss
+    assert DEFAULT_MIN_CRACK == detect.DEFAULT_MIN_CRACK == DetectConfig().min_crack == EvalOptions().min_crack
+    assert DEFAULT_MIN_CRACK == DetectParams().min_crack
     with pytest.raises(ValueError, match="tta must be one of"):
         DetectConfig(tta=3)
     for args in (["detect", str(tmp_path / "x.zarr"), "--tta", "3"],
@@ -169,8 +176,8 @@ def test_the_coarse_loss_pass_reads_an_integer_scan_as_its_float_copy() -> None:
     np.testing.assert_allclose(eight, coarse_loss_probability(model, image, tile=128, overlap=32), atol=1e-5)
 
 
-def test_the_coarse_loss_setting_enters_the_stage_key_only_when_on() -> None:
-    """Stores detected before the setting existed keep their key (no recompute) while it is off."""
+def test_the_coarse_loss_and_min_crack_settings_enter_the_stage_key_only_when_on() -> None:
+    """Stores detected before the settings existed keep their key (no recompute) while they are off."""
     import dataclasses
     import hashlib
     import json
@@ -178,8 +185,44 @@ def test_the_coarse_loss_setting_enters_the_stage_key_only_when_on() -> None:
     from pipeline import __version__
     from pipeline.stages.detect import DetectConfig, detect_key
 
-    off, on = DetectConfig(coarse_loss=False), DetectConfig(coarse_loss=True)
-    before = {k: v for k, v in dataclasses.asdict(off).items() if k not in ("manifest", "coarse_loss")}
+    off, on = DetectConfig(coarse_loss=False, min_crack=0), DetectConfig(coarse_loss=True)
+    before = {k: v for k, v in dataclasses.asdict(off).items() if k not in ("manifest", "coarse_loss", "min_crack")}
     payload = json.dumps({"scan": "s", "config": before, "weights": "w", "version": __version__}, sort_keys=True)
     assert detect_key("s", off, "w") == hashlib.sha256(payload.encode()).hexdigest()
     assert detect_key("s", on, "w") != detect_key("s", off, "w")
+
+
+def test_small_crack_fragments_are_dropped_and_long_cracks_kept() -> None:
+    from pipeline.stages.detect_infer import drop_small_fragments, without_small_cracks
+
+    mask = np.zeros((40, 60), bool)
+    mask[10, 5:50] = True  # a crack 45 px long
+    mask[30:33, 30:33] = True  # a speck of 9 px
+    mask[20, 20] = mask[21, 21] = True  # 2 px touching diagonally: one 8-connected fragment
+    kept = drop_small_fragments(mask, 10)
+    assert kept[10, 5:50].all() and not kept[30:33, 30:33].any() and not kept[20, 20]
+    assert drop_small_fragments(mask, 9)[30:33, 30:33].all() and not drop_small_fragments(mask, 3)[21, 21]
+    assert drop_small_fragments(mask, 0) is not None and (drop_small_fragments(mask, 0) == mask).all()
+    prob = np.zeros((2, 40, 60), np.float32)
+    prob[0][mask] = 0.9
+    prob[1, 0:5, 0:5] = 0.8  # paint loss is never touched
+    out = without_small_cracks(prob, 0.5, 10)
+    assert (out[0] > 0.5).sum() == 45 and (out[1] == prob[1]).all() and out[0][10, 5] == np.float32(0.9)
+    assert without_small_cracks(prob, 0.5, 0) is prob
+
+
+def test_the_stage_labels_drop_small_crack_fragments_within_the_halo() -> None:
+    from pipeline.stages.detect import DetectConfig, detect_key, probabilities_and_labels
+
+    prob = np.zeros((2, 64, 64), np.float32)
+    prob[0, 30, 5:60] = 0.9  # a crack through the core
+    prob[0, 40:42, 40:42] = 0.9  # a 4-px speck in the core
+    prob[1, 10:20, 10:20] = 0.9
+    (_, labels), info = probabilities_and_labels(prob, 0.5, 8, min_crack=16)
+    assert (labels[0, 30, 5:60] == 1).all() and (labels[0, 40:42, 40:42] == 0).all()
+    assert (labels[0, 10:20, 10:20] == 2).all() and info["counts"]["craquelure"] == 48  # the core's 48 crack px
+    (_, plain), _ = probabilities_and_labels(prob, 0.5, 8)
+    assert (plain[0, 40:42, 40:42] == 1).all()
+    assert detect_key("s", DetectConfig(min_crack=16), "w") != detect_key("s", DetectConfig(), "w")
+    with pytest.raises(ValueError, match="min_crack must be in"):
+        DetectConfig(min_crack=200)

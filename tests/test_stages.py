@@ -233,3 +233,19 @@ def test_detect_killed_halfway_resumes_missing_chunks_to_the_same_bytes(tmp_path
     resumed = detect(store, config, one)
     assert resumed.chunks_resumed >= 4 and resumed.chunks_run + resumed.chunks_resumed == 20
     assert resumed.digests == reference.digests
+
+
+def test_dropping_small_crack_fragments_does_not_depend_on_the_chunking(tmp_path: Path, tiny_weights: Path) -> None:
+    """Each chunk judges a fragment with its halo: the stage's labels equal the filter run on the whole stored map."""
+    from pipeline.stages.detect import probabilities_and_labels
+
+    image, _ = damaged_scan((300, 260), np.uint8)
+    store = make_store(tmp_path, image)
+    detect(store, DetectConfig(tile=256, min_crack=16, threshold=0.45), QUIET)
+    root = zarr.open_group(store, mode="r")
+    prob8 = root["damage/probabilities/0"][:]
+    (_, whole), _ = probabilities_and_labels(prob8.astype(np.float32) / 255.0, 0.45, 0, min_crack=16)
+    labels = root["scan/labels/damage/0"][:]
+    (_, unfiltered), _ = probabilities_and_labels(prob8.astype(np.float32) / 255.0, 0.45, 0)
+    assert (unfiltered == 1).sum() > (whole == 1).sum() > 0  # there were fragments to drop, and cracks to keep
+    assert np.array_equal(labels, whole)

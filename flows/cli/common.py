@@ -184,6 +184,10 @@ ADAPT_CLAMP_LOSS = 0.0  # pipeline.stages.adapt.CLAMP_LOSS, likewise (a test che
 ADAPT_GATE_LOSS = 0.0  # pipeline.stages.adapt.GATE_LOSS, likewise (a test checks)
 ADAPT_GATE_SIGMA = 4.0  # pipeline.stages.adapt.GATE_SIGMA, likewise (a test checks)
 DEFAULT_COARSE_LOSS = False  # pipeline.stages.detect.DEFAULT_COARSE_LOSS, likewise (a test checks)
+DEFAULT_MIN_CRACK = 0  # pipeline.stages.detect.DEFAULT_MIN_CRACK, likewise (a test checks)
+MinCrackOpt = Annotated[int, typer.Option(help="drop craquelure fragments of fewer than this many px (8-connected) "
+                                               "from the labels: isolated specks are more often paint than crack "
+                                               "(0 = keep all)", min=0, max=96)]
 CoarseLossOpt = Annotated[bool, typer.Option("--coarse-loss/--no-coarse-loss",
                                              help="also look for paint loss at half size, where large losses "
                                                   "show their edges (a quarter more network passes)")]

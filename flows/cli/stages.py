@@ -16,6 +16,7 @@ from flows.cli.common import (
     ADAPT_GATE_SIGMA,
     ADAPT_SMOOTH_LOSS,
     DEFAULT_COARSE_LOSS,
+    DEFAULT_MIN_CRACK,
     DEFAULT_TTA,
     DEFAULT_WEIGHTS,
     AddressOpt,
@@ -25,6 +26,7 @@ from flows.cli.common import (
     ForceOpt,
     GrainOpt,
     GrainSigmaOpt,
+    MinCrackOpt,
     TtaOpt,
     check_tta,
     clean_errors,
@@ -87,6 +89,7 @@ def detect_command(
     batch: Annotated[int, typer.Option(help="model tiles per forward pass (GPU)")] = 1,
     tta: TtaOpt = DEFAULT_TTA,
     coarse_loss: CoarseLossOpt = DEFAULT_COARSE_LOSS,
+    min_crack: MinCrackOpt = DEFAULT_MIN_CRACK,
     device: DeviceOpt = "cpu",
     workers: EngineOpt = 0,
     dask_address: AddressOpt = None,
@@ -96,7 +99,8 @@ def detect_command(
     from flows.params import DetectParams
 
     params = DetectParams(weights=weights, threshold=threshold, tile=tile, precision=precision, batch=batch,
-                          tta=check_tta(tta), coarse_loss=coarse_loss, device=device)
+                          tta=check_tta(tta), coarse_loss=coarse_loss, min_crack=min_crack,
+                          device=device)
     from pipeline.stages.detect import check_device
 
     check_device(device)  # before Prefect starts: one line, no flow-run traceback
@@ -136,6 +140,7 @@ def adapt_command(
     threshold: Annotated[float, typer.Option(help="probability threshold of the detection run after")] = 0.5,
     tta: TtaOpt = DEFAULT_TTA,
     coarse_loss: CoarseLossOpt = DEFAULT_COARSE_LOSS,
+    min_crack: MinCrackOpt = DEFAULT_MIN_CRACK,
     device: DeviceOpt = "cpu",
     workers: EngineOpt = 0,
     dask_address: AddressOpt = None,
@@ -159,7 +164,8 @@ def adapt_command(
     params = AdaptParams(base=base, hidden=hidden, steps=steps, seed=seed, add=add, add_loss=add_loss,
                          smooth_loss=smooth_loss, clamp_loss=clamp_loss, gate_loss=gate_loss, gate_sigma=gate_sigma,
                          device=device)
-    detect = DetectParams(threshold=threshold, tta=check_tta(tta), coarse_loss=coarse_loss, device=device)
+    detect = DetectParams(threshold=threshold, tta=check_tta(tta), coarse_loss=coarse_loss, min_crack=min_crack,
+                          device=device)
     start_flows()
     from flows.adapt import adapt_flow
 
@@ -236,6 +242,7 @@ def run_command(
     out: Annotated[Path | None, typer.Option(help="output folder (default: ./retouch-out)")] = None,
     tta: TtaOpt = DEFAULT_TTA,
     coarse_loss: CoarseLossOpt = DEFAULT_COARSE_LOSS,
+    min_crack: MinCrackOpt = DEFAULT_MIN_CRACK,
     grain: GrainOpt = 1.0,
     grain_sigma: GrainSigmaOpt = 3.0,
     workers: EngineOpt = 0,
@@ -264,7 +271,7 @@ def run_command(
     from flows.params import DetectParams, ExportParams, IngestParams, InpaintParams
 
     params = {"ingest": IngestParams(pixel_size_um=pixel_size_um),
-              "detect": DetectParams(tta=tta, coarse_loss=coarse_loss),
+              "detect": DetectParams(tta=tta, coarse_loss=coarse_loss, min_crack=min_crack),
               "inpaint": InpaintParams(grain=grain, grain_sigma=grain_sigma),
               "export": ExportParams(out_dir=str(out_dir / f"{name}-export"))}
     results = None

@@ -20,7 +20,7 @@ from lab.pairs import IMAGE_SUFFIXES, MASK_SUFFIXES, pair_files  # noqa: F401  (
 from lab.synthesis.synthetic_damage import CLASS_NAMES
 from pipeline.errors import InputError
 from pipeline.io.image_io import read_image, read_mask, to_float, write_png
-from pipeline.stages.detect import DEFAULT_COARSE_LOSS, DEFAULT_TTA, DEFAULT_WEIGHTS
+from pipeline.stages.detect import DEFAULT_COARSE_LOSS, DEFAULT_MIN_CRACK, DEFAULT_TTA, DEFAULT_WEIGHTS
 
 BLOCK = 128  # px: the model's strict counts are also kept per block of this side (lab.eval.compare_detect)
 REGION_CLASS = "paint_loss"  # scored region by region too (lab.eval.regions)
@@ -53,6 +53,7 @@ class EvalOptions:
     threshold: float = 0.5
     tta: int = DEFAULT_TTA  # flipped orientations averaged per tile (pipeline.stages.detect_infer.VIEWS), as detect
     coarse_loss: bool = DEFAULT_COARSE_LOSS  # the coarse paint-loss pass, as detect
+    min_crack: int = DEFAULT_MIN_CRACK  # craquelure fragments under this many px dropped, as detect
     manifest: Path | None = None  # default: $RETOUCH_WEIGHTS_MANIFEST or models/weights/manifest.json
     split: str = "all"  # or "train"/"test" of a set split in code (CrackForest: lab.real_cracks)
 
@@ -104,7 +105,7 @@ def evaluate_detect(images: Path, masks: Path, opts: EvalOptions | None = None) 
     """Strict (and tolerant) scores per class for the model and the baseline over all image pairs."""
     from lab.eval.baseline import BASELINE_PATH, baseline_predict, load_baseline
     from lab.real_cracks import split_pairs
-    from pipeline.stages.detect_infer import detect_probabilities
+    from pipeline.stages.detect_infer import detect_probabilities, without_small_cracks
 
     opts = opts or EvalOptions()
     pairs = split_pairs(pair_files(images, masks), images, opts.split)
@@ -119,6 +120,7 @@ def evaluate_detect(images: Path, masks: Path, opts: EvalOptions | None = None) 
         image, truth = read_pair(image_path, mask_path, opts)
         prob = detect_probabilities(model, to_float(image), tile=opts.tile, overlap=opts.overlap,
                                     bf16=opts.bf16, views=opts.tta, coarse_loss=opts.coarse_loss)
+        prob = without_small_cracks(prob, opts.threshold, opts.min_crack)
         preds = {"model": {c: prob[CLASS_NAMES.index(c)] > opts.threshold for c in opts.classes}}
         if base_params is not None:
             base = baseline_predict(image, base_params)
@@ -151,6 +153,7 @@ def evaluate_detect(images: Path, masks: Path, opts: EvalOptions | None = None) 
     report["bf16"] = opts.bf16
     report["tta"] = opts.tta
     report["coarse_loss"] = opts.coarse_loss
+    report["min_crack"] = opts.min_crack
     report["threshold"] = opts.threshold
     if base_params is not None:
         report["baseline_params"] = str(BASELINE_PATH.name)

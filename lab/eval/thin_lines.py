@@ -102,19 +102,20 @@ def format_thin_lines(report: dict[str, Any]) -> str:
 def evaluate_thin_lines(
     weights: str = DEFAULT_WEIGHTS, tta: int | None = None, threshold: float = 0.5, copies: int = 2,
     crop: int = 384, save_dir: Path | None = None, paths: list[Path] | None = None, manifest: Path | None = None,
-    tile: int | None = None, coarse_loss: bool | None = None,
+    tile: int | None = None, coarse_loss: bool | None = None, min_crack: int | None = None,
 ) -> dict[str, Any]:
     """The thin-line check of a manifest detector on the VAL paintings (or `paths`), tiled as `retouch detect`
-    runs it (or in `tile`-px tiles), `tta` views and `coarse_loss` (default the detect stage's)."""
+    runs it (or in `tile`-px tiles), `tta` views, `coarse_loss` and `min_crack` (default the detect stage's)."""
     from lab.eval.detect_eval import EvalOptions, _load_model
     from lab.paintings import paintings
     from pipeline.io.image_io import as_rgb, read_image, to_float
     from pipeline.stages.detect import DEFAULT_TTA, DetectConfig
-    from pipeline.stages.detect_infer import detect_probabilities
+    from pipeline.stages.detect_infer import detect_probabilities, without_small_cracks
 
     tta = DEFAULT_TTA if tta is None else tta
     stage = DetectConfig()
     coarse_loss = stage.coarse_loss if coarse_loss is None else coarse_loss
+    min_crack = stage.min_crack if min_crack is None else min_crack
     tile = stage.tile if tile is None else tile
     model, weights_info = _load_model(EvalOptions(weights=weights, tta=tta, manifest=manifest))
     paths = paintings("val") if paths is None else paths
@@ -123,9 +124,11 @@ def evaluate_thin_lines(
     images = [to_float(as_rgb(read_image(p))) for p in paths]
 
     def prob_fn(image: np.ndarray) -> np.ndarray:
-        return detect_probabilities(model, image, tile=tile, overlap=stage.overlap, views=tta, coarse_loss=coarse_loss)
+        prob = detect_probabilities(model, image, tile=tile, overlap=stage.overlap, views=tta, coarse_loss=coarse_loss)
+        return without_small_cracks(prob, threshold, min_crack)
 
     report = thin_line_report(prob_fn, images, copies, crop, threshold=threshold, save_dir=save_dir)
-    report.update({"weights": weights_info, "tta": tta, "coarse_loss": coarse_loss, "tile": tile,
+    report.update({"weights": weights_info, "tta": tta, "coarse_loss": coarse_loss, "min_crack": min_crack,
+                   "tile": tile,
                    "paintings": [p.name for p in paths]})
     return report

@@ -67,6 +67,7 @@ DEFAULT_WEIGHTS = "detector-resunet18-paint7"
 # scores higher on the held-out sets (models/weights/detector-resunet18.eval.json). `tta=1` is the single pass.
 DEFAULT_TTA = 2
 DEFAULT_COARSE_LOSS = False  # the coarse paint-loss pass (docs/rules/2026-12-03j-default-detector.md)
+DEFAULT_MIN_CRACK = 0  # craquelure fragments under this many px are dropped (rule 2026-12-03k)
 
 
 def default_manifest() -> str:
@@ -82,7 +83,8 @@ def default_manifest() -> str:
 class DetectConfig:
     """Weights, decision threshold per class, model tile/overlap, chunk halo, device, precision and
     test-time augmentation (`tta` orientations of every tile, averaged: 1, 2, 4 or 8), and the coarse paint-loss
-    pass (`coarse_loss`: the block also at half size, for large losses; pipeline.stages.detect_infer).
+    pass (`coarse_loss`: the block also at half size, for large losses; pipeline.stages.detect_infer), and the
+    smallest craquelure fragment labelled (`min_crack` px, 8-connected; smaller ones are dropped from the labels).
 
     `weights` None: the store's adapted weights when `adapt` made some (`resolve_weights`), else the default."""
 
@@ -96,6 +98,7 @@ class DetectConfig:
     batch: int = 1
     tta: int = DEFAULT_TTA
     coarse_loss: bool = DEFAULT_COARSE_LOSS
+    min_crack: int = DEFAULT_MIN_CRACK
     manifest: str = field(default_factory=default_manifest)
 
     def __post_init__(self) -> None:
@@ -109,6 +112,9 @@ class DetectConfig:
             raise ValueError(f"halo must be >= 0, got {self.halo}")
         if self.batch < 1:
             raise ValueError(f"batch must be >= 1, got {self.batch}")
+        if self.min_crack < 0 or (self.halo and self.min_crack > self.halo):
+            raise ValueError(f"min_crack must be in [0, halo = {self.halo}] (a fragment is judged within the halo), "
+                             f"got {self.min_crack}")
         from pipeline.stages.detect_infer import PRECISIONS, VIEWS
 
         if self.precision not in PRECISIONS:
@@ -183,8 +189,9 @@ class _DetectChunk:
 
     config: DetectConfig
     threads: int
+    shape: tuple[int, int] | None = None  # the image's (height, width): the reflected part of a block lies beyond
 
-    def __call__(self, block: np.ndarray) -> tuple[list[np.ndarray], dict[str, Any]]:
+    def __call__(self, block: np.ndarray, origin: tuple[int, int] = (0, 0)) -> tuple[list[np.ndarray], dict[str, Any]]:
         from pipeline.stages.detect_infer import detect_probabilities
 
         model, _ = ModelCache.get(self.config.weights, self.config.manifest, self.config.device, self.threads)
@@ -193,15 +200,29 @@ class _DetectChunk:
                                     bf16=self.config.precision == "bf16", margin=0 if self.config.halo else None,
                                     batch=self.config.batch, views=self.config.tta,
                                     coarse_loss=self.config.coarse_loss)  # (2, h, w) float32
-        return probabilities_and_labels(prob, self.config.threshold, self.config.halo)
+        real = None
+        if self.shape is not None:  # the block's own pixels, without the reflection past the image border
+            (y, x), (h, w) = origin, self.shape
+            real = (max(0, -y), min(block.shape[1], h - y), max(0, -x), min(block.shape[2], w - x))
+        return probabilities_and_labels(prob, self.config.threshold, self.config.halo, self.config.min_crack, real)
 
 
-def probabilities_and_labels(prob: np.ndarray, threshold: float, halo: int) -> tuple[list[np.ndarray], dict]:
-    """uint8 probabilities, the label map (paint loss wins where both fire) and per-class pixel counts."""
+def probabilities_and_labels(prob: np.ndarray, threshold: float, halo: int, min_crack: int = 0,
+                             real: tuple[int, int, int, int] | None = None) -> tuple[list[np.ndarray], dict]:
+    """uint8 probabilities, the label map (paint loss wins where both fire; craquelure fragments of fewer than
+    `min_crack` px dropped) and per-class pixel counts. `real` (y0, y1, x0, x1): the part of the block that is
+    image, not reflection past its border; fragments are measured there only."""
+    from pipeline.stages.detect_infer import drop_small_fragments
+
     prob8 = np.clip(np.rint(prob * 255.0), 0, 255).astype(np.uint8)  # (2, h, w)
     cut = int(np.ceil(threshold * 255.0))
     labels = np.zeros((1, *prob.shape[1:]), np.uint8)
-    labels[0][prob8[0] >= cut] = 1
+    crack = prob8[0] >= cut
+    if min_crack and real is not None:
+        inside = np.zeros_like(crack)
+        inside[real[0] : real[1], real[2] : real[3]] = True
+        crack &= inside
+    labels[0][drop_small_fragments(crack, min_crack)] = 1
     labels[0][prob8[1] >= cut] = 2
     core = labels[0, halo : labels.shape[1] - halo or None, halo : labels.shape[2] - halo or None]
     counts = {name: int((core == value).sum()) for value, name in enumerate(CLASSES, start=1)}
@@ -209,8 +230,9 @@ def probabilities_and_labels(prob: np.ndarray, threshold: float, halo: int) -> t
 
 
 def detect_key(scan_digest: str, config: DetectConfig, weights_sha: str) -> str:
-    # coarse_loss enters the key only when on, so stores detected before it existed keep their key
-    params = {k: v for k, v in asdict(config).items() if k != "manifest" and not (k == "coarse_loss" and not v)}
+    # coarse_loss and min_crack enter the key only when on, so stores detected before they existed keep their key
+    params = {k: v for k, v in asdict(config).items()
+              if k != "manifest" and not (k in ("coarse_loss", "min_crack") and not v)}
     payload = json.dumps({"scan": scan_digest, "config": params, "weights": weights_sha,
                           "version": __version__}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
@@ -263,7 +285,8 @@ def detect(store: str, config: DetectConfig | None = None, engine: EngineConfig 
     record.use("scan/0", input_ref(scan_info, "scan/0", scan_info["digests"]["0"]))
     record.use("weights", weights_input(store, entry))
     job = ChunkJob(inputs=[level0], outputs=[probs["0"], labels["0"]],
-                   fn=_DetectChunk(config, torch_threads_per_worker(engine)), halo=config.halo, chunk=chunk)
+                   fn=_DetectChunk(config, torch_threads_per_worker(engine), (height, width)), halo=config.halo,
+                   chunk=chunk, origin=True)
     records = run_chunks(job, all_regions(level0.shape, chunk), ledger, done, "detect", engine)
     resumed = sum(1 for task_id in done if task_id.startswith("0-"))
     counts = {name: sum(r["facts"]["counts"][name] for r in records.values()) for name in CLASSES}
@@ -287,7 +310,7 @@ def detect(store: str, config: DetectConfig | None = None, engine: EngineConfig 
     summary = {"pixels": total, "counts": counts,
                "area_percent": {k: 100.0 * v / total for k, v in counts.items()},
                "threshold": config.threshold, "precision": config.precision, "device": config.device,
-               "tta": config.tta, "coarse_loss": config.coarse_loss}
+               "tta": config.tta, "coarse_loss": config.coarse_loss, "min_crack": config.min_crack}
     prov = record.write()
     mark_complete(labels, {"stage": "detect", "key": key})  # pairs the label image with damage/'s marker
     mark_complete(group, {"stage": "detect", "key": key, "digests": digests, "summary": summary,

@@ -218,3 +218,29 @@ def detect_probabilities(model: torch.nn.Module, image: np.ndarray, tile: int = 
     if coarse_loss:
         np.maximum(prob[1], coarse_loss_probability(model, image, tile, overlap, bf16, margin, batch), out=prob[1])
     return prob
+
+
+def drop_small_fragments(mask: np.ndarray, min_px: int) -> np.ndarray:
+    """(H, W) bool: `mask` without its 8-connected pieces of fewer than `min_px` pixels (`mask` itself if 0)."""
+    from scipy import ndimage
+
+    mask = np.asarray(mask, bool)
+    if min_px <= 1 or not mask.any():
+        return mask
+    pieces, count = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    sizes = np.bincount(pieces.ravel(), minlength=count + 1)
+    keep = sizes >= min_px
+    keep[0] = False
+    return keep[pieces]
+
+
+def without_small_cracks(prob: np.ndarray, threshold: float, min_px: int) -> np.ndarray:
+    """(2, H, W) probabilities as the label map reads them: the craquelure probability set to 0 on the fragments of
+    the craquelure map (prob > threshold) smaller than `min_px` pixels, so that thresholding gives the stage's
+    labels; `prob` itself when min_px is 0."""
+    if min_px <= 1:
+        return prob
+    crack = prob[0] > threshold
+    out = prob.copy()
+    out[0][crack & ~drop_small_fragments(crack, min_px)] = 0.0
+    return out
