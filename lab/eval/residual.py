@@ -115,12 +115,11 @@ def read_restored_store(url: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
     import zarr
 
     from pipeline.io.store import StoreError, group_info, join, open_complete
+    from pipeline.stages.inpaint_stage import EDITED_MASK_GROUP
 
     restored = open_complete(url, "restored")
     scan = open_complete(url, "scan")
     info = dict(restored.attrs["retouch"])
-    from pipeline.stages.inpaint_stage import EDITED_MASK_GROUP
-
     if info["mask"] == EDITED_MASK_GROUP:  # a mask corrected in review: its own group
         current = (group_info(url, EDITED_MASK_GROUP) or {}).get("digests", {}).get("0")
     else:  # the detected damage: its digest is damage/'s
