@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from test_stages import QUIET, make_store
 
-from lab.eval.residual import contrast, fill_region, intact_paint, residual_map, residual_report
+from lab.eval.residual import contrast, intact_paint, residual_map, residual_report
 from pipeline.stages.detect import DetectConfig, detect
+from pipeline.stages.inpaint import dilate_hole
 from pipeline.stages.inpaint_stage import InpaintStageConfig, inpaint_store
 
 
@@ -30,7 +31,7 @@ def case() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def test_a_perfect_fill_of_the_loss_leaves_the_cracks_unfilled_and_paints_over_nothing() -> None:
     clean, scan, labels = case()
-    fill = fill_region(labels == 2, 2)
+    fill = dilate_hole(labels == 2, 2)
     restored = np.where(fill[..., None], clean, scan)
     report = residual_report(scan, restored, clean, labels, fill, dilate=2)
     loss, crack = report["classes"]["paint_loss"], report["classes"]["craquelure"]
@@ -44,7 +45,7 @@ def test_a_perfect_fill_of_the_loss_leaves_the_cracks_unfilled_and_paints_over_n
 
 def test_a_fill_away_from_the_damage_is_intact_paint_painted_over() -> None:
     clean, scan, labels = case()
-    fill = fill_region(labels > 0, 2)
+    fill = dilate_hole(labels > 0, 2)
     fill[5:8, 60:64] = True  # 12 px far from any damage
     fill[22:24, 30:32] = True  # beside the crack, within the stage's dilation plus the margin: not counted
     restored = np.where(fill[..., None], clean, scan)
@@ -60,7 +61,7 @@ def test_a_fill_away_from_the_damage_is_intact_paint_painted_over() -> None:
 
 def test_sixteen_bit_pictures_score_as_their_eight_bit_copies() -> None:
     clean, scan, labels = case()
-    fill = fill_region(labels == 2, 2)
+    fill = dilate_hole(labels == 2, 2)
     restored = np.where(fill[..., None], clean, scan)
     eight = residual_report(scan, restored, clean, labels, fill, dilate=2)
     wide = [a.astype(np.uint16) * 257 for a in (scan, restored, clean)]

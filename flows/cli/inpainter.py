@@ -258,14 +258,15 @@ def evaluate_restored_command(
     from lab.eval.residual import contrast, format_residual, read_restored_store, residual_map, residual_report
     from pipeline.io.image_io import read_image, read_mask, write_png
 
-    if sample == (clean is not None or labels is not None) or (not sample and (clean is None or labels is None)):
+    given = (clean is not None, labels is not None)
+    if (sample and any(given)) or (not sample and not all(given)):
         raise typer.BadParameter("give --sample, or both --clean and --labels")
     scan, restored, _, fill, params = read_restored_store(store)
     if sample:
         from lab.make_samples import DAMAGED, LABELS, sample_truth
 
         clean_image, truth = sample_truth()
-        clean, labels = DAMAGED.with_name(DAMAGED.stem + " (clean, photographed alike)"), LABELS
+        clean, labels = DAMAGED, LABELS  # the clean picture is made at the damaged one's size
     else:
         clean_image, truth = read_image(clean), read_mask(labels)
     for path, shape in ((clean, clean_image.shape[:2]), (labels, truth.shape)):

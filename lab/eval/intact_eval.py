@@ -122,8 +122,7 @@ def evaluate_intact(
 
     report = intact_report(prob_fn, paths, threshold, save_dir)
     report.update({"weights": weights_info, "tta": tta, "coarse_loss": coarse_loss, "min_crack": min_crack,
-                   "tile": stage.tile,
-                   "overlap": stage.overlap, "bf16": bf16})
+                   "tile": stage.tile, "overlap": stage.overlap, "bf16": bf16})
     return report
 
 

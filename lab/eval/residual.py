@@ -63,8 +63,7 @@ def residual_report(
         cls = truth == value
         rows = []
         for lo, hi in zip(bands[:-1], bands[1:], strict=True):
-            top = after.dtype.type(np.inf) if hi >= bands[-1] else hi
-            band = cls & (before >= lo) & (before < top)
+            band = cls & (before >= lo) & (before < (np.inf if hi == bands[-1] else hi))  # the last band is open
             n = int(band.sum())
             rows.append({"contrast": [lo, hi], "pixels": n, "share": n / max(1, int(cls.sum())),
                          "unfilled": float((~fill[band]).mean()) if n else 0.0,
@@ -103,11 +102,6 @@ def residual_map(scan: np.ndarray, truth: np.ndarray, fill: np.ndarray, before: 
     return np.rint(out * 255).astype(np.uint8)
 
 
-def fill_region(labels: np.ndarray, dilate: int) -> np.ndarray:
-    """(H, W) bool: the region the inpaint stage fills for damage `labels` (nonzero) grown by `dilate` px."""
-    return dilate_hole(labels > 0, dilate)
-
-
 def read_restored_store(url: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
     """Level 0 of a restored store: scan and restored (H, W, C), the mask the inpaint stage filled from and the
     stage's fill region (H, W), and `restored/`'s recorded parameters. Refuses a store whose inpaint stage did not
@@ -131,7 +125,7 @@ def read_restored_store(url: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
     params = info.get("params", {})
     labels = np.asarray(mask["0"])[0]
     return (np.moveaxis(np.asarray(scan["0"]), 0, -1), np.moveaxis(np.asarray(restored["0"]), 0, -1), labels,
-            fill_region(labels, int(params.get("dilate", 0))), params)
+            dilate_hole(labels > 0, int(params.get("dilate", 0))), params)
 
 
 def format_residual(report: dict[str, Any]) -> str:

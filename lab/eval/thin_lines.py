@@ -129,6 +129,5 @@ def evaluate_thin_lines(
 
     report = thin_line_report(prob_fn, images, copies, crop, threshold=threshold, save_dir=save_dir)
     report.update({"weights": weights_info, "tta": tta, "coarse_loss": coarse_loss, "min_crack": min_crack,
-                   "tile": tile,
-                   "paintings": [p.name for p in paths]})
+                   "tile": tile, "paintings": [p.name for p in paths]})
     return report
