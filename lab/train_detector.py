@@ -303,8 +303,8 @@ def ship_detector(
 def main(argv: list[str] | None = None) -> None:
     """`python -m lab.train_detector [--steps N] [--max-minutes M] [--run-dir D] [--init-weights F]
     [--free-cracks P] [--texture P] [--dark-cracks P] [--crack-contrast LO,HI]
-    [--damage-style S] [--faint-cracks P] [--crack-width LO,HI] [--refine C] [--skeleton-weight W]
-    [--region-weight W] [--no-ship]
+    [--damage-style S] [--faint-cracks P] [--crack-width LO,HI] [--loss-size-of PX] [--refine C]
+    [--skeleton-weight W] [--region-weight W] [--no-ship]
     [--real-val-images DIR --real-val-masks DIR [--real-val-mask-value V]]
     [--teacher NAME [--teacher-weight W] [--teacher-views N]]
     [--real-train IMAGES_DIR:MASKS_DIR[:MASK_VALUE] ... --real-fraction P] [--clean-fraction P]
@@ -330,6 +330,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="DamageConfig.p_faint_cracks: share of realistic images with faint cracks (default 0.2)")
     parser.add_argument("--crack-width", help="DamageConfig.crack_width as LO,HI: widest crack of a realistic "
                         "main network, px (default 1.2,2.8)")
+    parser.add_argument("--loss-size-of", type=int, help="DamageConfig.loss_size_of: draw realistic paint-loss "
+                        "sizes as on an image with this shorter side, px (default 0: the tile's own)")
     parser.add_argument("--loss", choices=LOSSES)
     parser.add_argument("--skeleton-weight", type=float,
                         help="weight of the craquelure skeleton-recall term added to the loss (default 0: none)")
@@ -370,7 +372,7 @@ def main(argv: list[str] | None = None) -> None:
         clean_fraction=args.clean_fraction, hard_negatives=args.hard_negatives, hard_fraction=args.hard_fraction,
         augment={"p_edge": args.edge_fraction} if args.edge_fraction is not None else None,
         damage=damage_overrides(args.free_cracks, args.texture, args.dark_cracks, args.crack_contrast,
-                                args.damage_style, args.faint_cracks, args.crack_width)),
+                                args.damage_style, args.faint_cracks, args.crack_width, args.loss_size_of)),
         **ship_only)
     print(json.dumps({k: summary[k] for k in ("steps", "minutes", "shipped") if k in summary}, indent=2))
 

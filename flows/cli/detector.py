@@ -75,6 +75,9 @@ def train_detector_command(
                                                            "faint (default 0.2)")] = None,
     crack_width: Annotated[str | None, typer.Option(help="realistic style: LO,HI px, the widest crack of a main "
                                                          "network (default 1.2,2.8)")] = None,
+    loss_size_of: Annotated[int | None, typer.Option(help="realistic style: draw paint-loss sizes as on an image "
+                                                          "with this shorter side, px (default 0: the tile's "
+                                                          "own)")] = None,
     real_val_images: Annotated[str | None, typer.Option(help="real crack photos scored (craquelure F1) at every "
                                                            "evaluation; monitoring only, never trained on")] = None,
     real_val_masks: Annotated[str | None, typer.Option(help="their masks (same file stems)")] = None,
@@ -110,7 +113,7 @@ def train_detector_command(
 
     try:  # refuse bad settings in one line before any work (or flow run) starts
         if damage := damage_overrides(free_cracks, texture, dark_cracks, crack_contrast, damage_style,
-                                       faint_cracks, crack_width):
+                                       faint_cracks, crack_width, loss_size_of):
             overrides["damage"] = damage
         cfg = config_from_overrides(**overrides)
     except (TypeError, ValueError) as exc:

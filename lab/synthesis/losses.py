@@ -34,15 +34,22 @@ def _stamp(field: np.ndarray, cy: float, cx: float, r: float, rough: float, rng:
     np.maximum(field[y0:y1, x0:x1], r + lobes - chips - dist, out=field[y0:y1, x0:x1])
 
 
+def largest_loss_radius(side: int) -> float:
+    """The largest loss radius (px) drawn on an image whose shorter side is `side`: large, but not half a picture."""
+    return max(4.0, min(side / 6, 80.0))
+
+
 def loss_coverage(
-    shape: tuple[int, int], rng: np.random.Generator, amount: float, cracks: np.ndarray | None = None
+    shape: tuple[int, int], rng: np.random.Generator, amount: float, cracks: np.ndarray | None = None,
+    size_of: int = 0,
 ) -> np.ndarray:
     """(H, W) float32 coverage in [0, 1] of paint loss; `amount` scales how many losses; `cracks` (H, W) bool
-    (optional) gets a string of small losses along it."""
+    (optional) gets a string of small losses along it. `size_of` > 0 draws the loss sizes as on an image with
+    that shorter side (a training tile cut from a whole painting gets the whole painting's large losses)."""
     h, w = shape
     field = np.full((h, w), -1e3, np.float32)
     scale = h * w / 512**2
-    largest = max(4.0, min(min(h, w) / 6, 80.0))  # radius, px: large losses, but not half a picture
+    largest = largest_loss_radius(size_of or min(h, w))
     n_main = int(rng.poisson(amount * scale * 3)) + 1
     for _ in range(n_main):
         # Log-uniform radius: many pinpoints and small flakes, a few large lacunae.

@@ -48,6 +48,7 @@ class RealisticOptions(Protocol):
     p_fills: float
     p_faint_cracks: float
     crack_width: tuple[float, float]
+    loss_size_of: int
     shapes_root: str
 
 
@@ -114,7 +115,7 @@ def _draw_losses(paint: np.ndarray, rng: np.random.Generator, cfg: RealisticOpti
                  ground: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(paint with losses, (H, W) loss coverage); the exposed ground is `ground` or drawn by GROUND_WEIGHTS."""
     shape = paint.shape[:2]
-    cover = losses.loss_coverage(shape, rng, float(rng.uniform(*cfg.loss_amount)), cracks)
+    cover = losses.loss_coverage(shape, rng, float(rng.uniform(*cfg.loss_amount)), cracks, cfg.loss_size_of)
     kind = ground or str(rng.choice(list(GROUND_WEIGHTS), p=list(GROUND_WEIGHTS.values())))
     exposed = grounds.ground(kind, shape, rng)
     # Dirt and paint remnants lodged in the exposed ground: mottled, partly the colour of the paint around.

@@ -166,6 +166,7 @@ class DamageConfig:
     p_fills: float = 0.3  # some losses are old discoloured fills instead of exposed ground
     p_faint_cracks: float = 0.2  # an image's cracks are faint (the rest dark or light ground in 0.55 : 0.25)
     crack_width: tuple[float, float] = (1.2, 2.8)  # range of the widest crack of a main network (px)
+    loss_size_of: int = 0  # draw loss sizes as on an image with this shorter side (px); 0 = the image's own
     shapes_root: str = ""  # folder holding the real crack maps; "" = ../shared/data or $RETOUCH_SHARED_DATA
 
     def __post_init__(self) -> None:
@@ -188,6 +189,9 @@ class DamageConfig:
             if not lo_bound <= lo <= hi <= hi_bound:
                 raise ValueError(f"DamageConfig.{name} must be an increasing range within "
                                  f"[{lo_bound}, {hi_bound}], got {(lo, hi)}")
+        if self.loss_size_of < 0:
+            raise ValueError(f"DamageConfig.loss_size_of must be >= 0 (0 = the image's own size), got "
+                             f"{self.loss_size_of}")
 
 
 def _ground_texture(
