@@ -141,6 +141,28 @@ def test_faint_share_and_crack_width_steer_the_cracks(shapes_root: Path) -> None
         DamageConfig(p_faint_cracks=1.5)
 
 
+def test_loss_size_of_gives_a_tile_a_whole_paintings_large_losses(shapes_root: Path) -> None:
+    from lab.synthesis.losses import loss_coverage
+
+    def largest_losses(size_of: int) -> list[int]:
+        sizes = []
+        for seed in range(12):
+            cover = loss_coverage((256, 256), np.random.default_rng(seed), 0.5, size_of=size_of) >= 0.5
+            n, _, stats, _ = cv2.connectedComponentsWithStats(cover.astype(np.uint8), connectivity=8)
+            sizes.append(int(stats[1:, cv2.CC_STAT_AREA].max()) if n > 1 else 0)
+        return sizes
+
+    own, painting = largest_losses(0), largest_losses(1024)
+    assert largest_losses(256) == own  # 0 means the image's own shorter side
+    assert max(own) < 0.2 * 256 * 256 <= max(painting)
+    assert sum(painting) > 1.5 * sum(own)
+    image = _painting(256, 256)
+    cfg = _cfg(shapes_root, p_paint_loss=1.0, loss_size_of=1024)
+    assert realistic_damage(image, 3, cfg).labels.tolist() == realistic_damage(image, 3, cfg).labels.tolist()
+    with pytest.raises(ValueError, match="loss_size_of must be >= 0"):
+        DamageConfig(loss_size_of=-1)
+
+
 def test_real_cracks_are_thin_redrawn_lines(shapes_root: Path) -> None:
     sources = crack_shapes.shape_sources(shapes_root)
     alpha = crack_shapes.real_crack_network((200, 200), np.random.default_rng(0), sources, (1.0, 2.0)).alpha
