@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from pipeline.stages.detect import DEFAULT_TTA, DEFAULT_WEIGHTS
+from pipeline.stages.detect import DEFAULT_TTA, DEFAULT_WEIGHTS, variant_fields
 
 BLOCK = 1024
 REPO = Path(__file__).resolve().parents[1]
@@ -156,10 +156,9 @@ if stage == "ingest":
     from pipeline.stages.ingest import ingest
     ingest(sys.argv[8], store, engine=engine)
 elif stage == "detect":
-    from pipeline.stages.detect import DetectConfig, detect
-    name, _, coarse = sys.argv[8].partition("+")  # NAME+coarse: the coarse paint-loss pass on
-    r = detect(store, DetectConfig(weights=name, device=device, precision=precision, tta=int(tta),
-                                   coarse_loss=coarse == "coarse"), engine, force=True)
+    from pipeline.stages.detect import DetectConfig, detect, variant_fields
+    r = detect(store, DetectConfig(**variant_fields(sys.argv[8]), device=device, precision=precision, tta=int(tta)),
+               engine, force=True)
 elif stage == "inpaint":
     from pathlib import Path
     from pipeline.stages.inpaint_stage import InpaintStageConfig, inpaint_store
@@ -175,7 +174,8 @@ if stage == "inpaint":
              "chunks_total": r.summary["chunks_total"]}
 if stage == "detect":
     extra = {"area_percent": r.summary["area_percent"], "precision": r.summary.get("precision"),
-             "tta": r.summary["tta"], "coarse_loss": r.summary.get("coarse_loss", False)}
+             "tta": r.summary["tta"], "coarse_loss": r.summary.get("coarse_loss", False),
+             "min_crack": r.summary.get("min_crack", 0)}
 time.sleep(0.2)
 print(json.dumps({"seconds": seconds, "peak_rss_mb": peak[0] / 2**20, **extra}))
 close_local_clusters()
@@ -218,8 +218,8 @@ def main() -> None:
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     parser.add_argument("--tta", type=int, default=DEFAULT_TTA, choices=[1, 2, 4, 8],
                         help=f"detect's test-time augmentation views (default {DEFAULT_TTA}, the stage's)")
-    parser.add_argument("--weights", default=DEFAULT_WEIGHTS, help="detector weights (manifest name; NAME+coarse: "
-                                                                    "with the detect stage's coarse paint-loss pass)")
+    parser.add_argument("--weights", default=DEFAULT_WEIGHTS, help="detector weights: NAME[+coarse][+minN], a "
+                        "manifest name, with the detect stage's coarse paint-loss pass, without crack fragments < N px")
     parser.add_argument("--grain", type=float, default=None, help="inpaint's texture layer (default: the stage's)")
     parser.add_argument("--efficiency", action="store_true", help="detect with 1 and 2 workers on the first size")
     parser.add_argument("--inpaint-scaling", action="store_true",
@@ -230,6 +230,10 @@ def main() -> None:
     parser.add_argument("--generate-only", action="store_true", help="with --scans: write the scans and stop")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows and notes here")
     args = parser.parse_args()
+    try:
+        variant_fields(args.weights)
+    except ValueError as exc:
+        parser.error(str(exc))
     if args.generate_only and not args.scans:
         parser.error("--generate-only needs --scans DIR (where the scans are kept)")
     from pipeline.stages.detect_infer import resolve_precision

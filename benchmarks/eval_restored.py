@@ -30,7 +30,7 @@ from lab.paintings import paintings
 from lab.synthesis.realistic import realistic_damage
 from pipeline.engine.runner import EngineConfig
 from pipeline.io.image_io import read_image, write_png
-from pipeline.stages.detect import DEFAULT_WEIGHTS, DetectConfig, detect
+from pipeline.stages.detect import DEFAULT_WEIGHTS, DetectConfig, detect, variant_fields
 from pipeline.stages.ingest import IngestConfig, ingest
 from pipeline.stages.inpaint_stage import InpaintStageConfig, inpaint_store
 
@@ -68,6 +68,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
+    for weights in args.weights:
+        try:
+            variant_fields(weights)
+        except ValueError as exc:
+            parser.error(str(exc))
     args.out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {w: {"images": {}} for w in args.weights}
     for i, path in enumerate(paintings("val")):
@@ -84,10 +89,7 @@ def main() -> None:
                 shutil.rmtree(store, ignore_errors=True)
                 shutil.copytree(base, store)
                 start = time.perf_counter()
-                name, *options = weights.split("+")
-                min_crack = [int(o[3:]) for o in options if o.startswith("min")]
-                detect(store, DetectConfig(weights=name, coarse_loss="coarse" in options,
-                                           min_crack=min_crack[0] if min_crack else 0), QUIET)
+                detect(store, DetectConfig(**variant_fields(weights)), QUIET)
                 inpaint_store(store, InpaintStageConfig(), QUIET)
                 seconds = time.perf_counter() - start
                 scan_px, restored, _, fill, params = read_restored_store(store)

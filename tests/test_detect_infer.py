@@ -226,3 +226,14 @@ def test_the_stage_labels_drop_small_crack_fragments_within_the_halo() -> None:
     assert detect_key("s", DetectConfig(min_crack=16), "w") != detect_key("s", DetectConfig(), "w")
     with pytest.raises(ValueError, match="min_crack must be in"):
         DetectConfig(min_crack=200)
+
+
+def test_a_benchmark_detection_variant_reads_as_the_stage_settings() -> None:
+    from pipeline.stages.detect import DetectConfig, variant_fields
+
+    assert variant_fields("detector-x") == {"weights": "detector-x"}
+    assert DetectConfig(**variant_fields("detector-x+coarse+min16")) == DetectConfig(
+        weights="detector-x", coarse_loss=True, min_crack=16)
+    for bad in ("detector-x+fine", "detector-x+min", "detector-x+min1.5"):
+        with pytest.raises(ValueError, match="unknown detection option"):
+            variant_fields(bad)

@@ -105,7 +105,7 @@ def evaluate_detect(images: Path, masks: Path, opts: EvalOptions | None = None) 
     """Strict (and tolerant) scores per class for the model and the baseline over all image pairs."""
     from lab.eval.baseline import BASELINE_PATH, baseline_predict, load_baseline
     from lab.real_cracks import split_pairs
-    from pipeline.stages.detect_infer import detect_probabilities, without_small_cracks
+    from pipeline.stages.detect_infer import detect_probabilities
 
     opts = opts or EvalOptions()
     pairs = split_pairs(pair_files(images, masks), images, opts.split)
@@ -119,8 +119,8 @@ def evaluate_detect(images: Path, masks: Path, opts: EvalOptions | None = None) 
     for index, (image_path, mask_path) in enumerate(pairs):
         image, truth = read_pair(image_path, mask_path, opts)
         prob = detect_probabilities(model, to_float(image), tile=opts.tile, overlap=opts.overlap,
-                                    bf16=opts.bf16, views=opts.tta, coarse_loss=opts.coarse_loss)
-        prob = without_small_cracks(prob, opts.threshold, opts.min_crack)
+                                    bf16=opts.bf16, views=opts.tta, coarse_loss=opts.coarse_loss,
+                                    min_crack=opts.min_crack, threshold=opts.threshold)
         preds = {"model": {c: prob[CLASS_NAMES.index(c)] > opts.threshold for c in opts.classes}}
         if base_params is not None:
             base = baseline_predict(image, base_params)

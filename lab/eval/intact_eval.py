@@ -106,7 +106,7 @@ def evaluate_intact(
     from lab.eval.detect_eval import EvalOptions, _load_model
     from lab.paintings import paintings
     from pipeline.stages.detect import DEFAULT_TTA, DetectConfig
-    from pipeline.stages.detect_infer import detect_probabilities, without_small_cracks
+    from pipeline.stages.detect_infer import detect_probabilities
 
     tta = DEFAULT_TTA if tta is None else tta
     stage = DetectConfig()
@@ -116,9 +116,8 @@ def evaluate_intact(
     paths = paintings("val") if paths is None else paths
 
     def prob_fn(image: np.ndarray) -> np.ndarray:
-        prob = detect_probabilities(model, image, tile=stage.tile, overlap=stage.overlap, bf16=bf16, views=tta,
-                                    coarse_loss=coarse_loss)
-        return without_small_cracks(prob, threshold, min_crack)
+        return detect_probabilities(model, image, tile=stage.tile, overlap=stage.overlap, bf16=bf16, views=tta,
+                                    coarse_loss=coarse_loss, min_crack=min_crack, threshold=threshold)
 
     report = intact_report(prob_fn, paths, threshold, save_dir)
     report.update({"weights": weights_info, "tta": tta, "coarse_loss": coarse_loss, "min_crack": min_crack,

@@ -110,7 +110,7 @@ def evaluate_thin_lines(
     from lab.paintings import paintings
     from pipeline.io.image_io import as_rgb, read_image, to_float
     from pipeline.stages.detect import DEFAULT_TTA, DetectConfig
-    from pipeline.stages.detect_infer import detect_probabilities, without_small_cracks
+    from pipeline.stages.detect_infer import detect_probabilities
 
     tta = DEFAULT_TTA if tta is None else tta
     stage = DetectConfig()
@@ -124,8 +124,8 @@ def evaluate_thin_lines(
     images = [to_float(as_rgb(read_image(p))) for p in paths]
 
     def prob_fn(image: np.ndarray) -> np.ndarray:
-        prob = detect_probabilities(model, image, tile=tile, overlap=stage.overlap, views=tta, coarse_loss=coarse_loss)
-        return without_small_cracks(prob, threshold, min_crack)
+        return detect_probabilities(model, image, tile=tile, overlap=stage.overlap, views=tta, coarse_loss=coarse_loss,
+                                    min_crack=min_crack, threshold=threshold)
 
     report = thin_line_report(prob_fn, images, copies, crop, threshold=threshold, save_dir=save_dir)
     report.update({"weights": weights_info, "tta": tta, "coarse_loss": coarse_loss, "min_crack": min_crack,

@@ -130,6 +130,21 @@ class DetectConfig:
         return dataclasses.replace(self, precision=resolve_precision(self.precision, self.device))
 
 
+def variant_fields(text: str) -> dict[str, Any]:
+    """`NAME[+coarse][+minN]` (how the benchmarks name a detection setting) as DetectConfig fields: the weights,
+    `coarse_loss` with `+coarse`, `min_crack` N with `+minN`; anything else is a ValueError naming it."""
+    name, *options = text.split("+")
+    fields: dict[str, Any] = {"weights": name}
+    for option in options:
+        if option == "coarse":
+            fields["coarse_loss"] = True
+        elif option.startswith("min") and option[3:].isdigit():
+            fields["min_crack"] = int(option[3:])
+        else:
+            raise ValueError(f"{text}: unknown detection option {option!r} (NAME[+coarse][+minN])")
+    return fields
+
+
 def check_device(device: str) -> None:
     """Refuse a device torch cannot use here, in one line (before any chunk runs)."""
     if device == "cpu":

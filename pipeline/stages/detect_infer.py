@@ -210,14 +210,15 @@ def coarse_loss_probability(model: torch.nn.Module, image: np.ndarray, tile: int
 
 def detect_probabilities(model: torch.nn.Module, image: np.ndarray, tile: int = 512, overlap: int = 64,
                          bf16: bool = False, margin: int | None = None, batch: int = 1, views: int = 1,
-                         coarse_loss: bool = False) -> np.ndarray:
-    """(2, H, W) float32 as the detect stage makes them: `predict_probabilities`, and with `coarse_loss` the
-    paint-loss channel raised to `coarse_loss_probability` where that is larger (craquelure untouched)."""
+                         coarse_loss: bool = False, min_crack: int = 0, threshold: float = 0.5) -> np.ndarray:
+    """(2, H, W) float32 as the detect stage makes them: `predict_probabilities`, with `coarse_loss` the
+    paint-loss channel raised to `coarse_loss_probability` where that is larger (craquelure untouched), and with
+    `min_crack` the craquelure fragments the stage drops set to 0 (`without_small_cracks` at `threshold`)."""
     prob = predict_probabilities(model, image, tile=tile, overlap=overlap, bf16=bf16, margin=margin, batch=batch,
                                  views=views)
     if coarse_loss:
         np.maximum(prob[1], coarse_loss_probability(model, image, tile, overlap, bf16, margin, batch), out=prob[1])
-    return prob
+    return without_small_cracks(prob, threshold, min_crack)
 
 
 def drop_small_fragments(mask: np.ndarray, min_px: int) -> np.ndarray:
