@@ -104,3 +104,16 @@ def score_real(model: torch.nn.Module, pairs: RealPairs) -> dict[str, float]:
         prob = predict_probabilities(model, image, tile=512, overlap=64)
         counts += confusion(prob[CLASS_NAMES.index("craquelure")] > 0.5, truth)
     return counts.scores()
+
+
+def validation_metrics(model: torch.nn.Module, val_paths: list[Path] | None = None) -> dict[str, Any]:
+    """Scores on the detector training's own VALIDATION tiles (default config, so the same tiles as
+    lab.train_detector), so that a combined detector's manifest entry is comparable with a trained one's."""
+    from lab.detector_config import make_loss
+    from lab.detector_data import load_paintings
+    from lab.paintings import paintings
+
+    cfg = DetectorTrainConfig()
+    val_x, val_y = validation_tiles(cfg, load_paintings(val_paths or paintings("val")))
+    return {"tiles": cfg.val_tiles, "tile": cfg.tile, "threshold": 0.5,
+            **evaluate_tiles(model, val_x, val_y, make_loss(cfg.loss))}

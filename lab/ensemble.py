@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch.nn as nn
 from safetensors.torch import load_file
 
+from lab.detector_validation import validation_metrics
 from models.ensemble import ARCHITECTURE, MaxResUNet
 from models.weights import MANIFEST_PATH, WeightsEntry, save_weights, sha256_file
 
@@ -38,20 +38,6 @@ def ensemble_from_files(
         except RuntimeError as exc:
             raise ValueError(f"{path}: not a Res-UNet of {resunet_args}: {str(exc).splitlines()[0]}") from None
     return model.eval()
-
-
-def validation_metrics(model: nn.Module, val_paths: list[Path] | None = None) -> dict[str, Any]:
-    """Scores on the detector training's own VALIDATION tiles (default config, so the same tiles as
-    lab.train_detector), so that an ensemble's manifest entry is comparable with a trained one's."""
-    from lab.detector_config import DetectorTrainConfig, make_loss
-    from lab.detector_data import load_paintings
-    from lab.detector_validation import evaluate_tiles, validation_tiles
-    from lab.paintings import paintings
-
-    cfg = DetectorTrainConfig()
-    val_x, val_y = validation_tiles(cfg, load_paintings(val_paths or paintings("val")))
-    return {"tiles": cfg.val_tiles, "tile": cfg.tile, "threshold": 0.5,
-            **evaluate_tiles(model, val_x, val_y, make_loss(cfg.loss))}
 
 
 def ship_ensemble(
