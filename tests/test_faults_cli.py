@@ -185,6 +185,15 @@ def test_stage_errors_say_what_to_do(prefect_harness: None, stores: dict[str, st
     assert sorted(p.name for p in Path(store).rglob("*")) == before
 
 
+def test_run_refuses_unknown_detector_weights_before_writing_anything(tmp_path: Path) -> None:
+    from flows.cli import app
+
+    out = tmp_path / "out"
+    line = one_error_line(CliRunner().invoke(app, ["run", "--out", str(out), "--weights", "nope"]))
+    assert "no weights named 'nope'" in line and "detector-resunet18-paint7" in line
+    assert not out.exists()
+
+
 def test_export_onto_a_file_or_a_full_disk_fails_at_once_naming_the_path(
         prefect_harness: None, stores: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from prefect import get_client

@@ -240,6 +240,8 @@ def run_command(
     catalog: Annotated[Path | None, typer.Option(help="catalog YAML to take --id from")] = None,
     id: Annotated[str | None, typer.Option("--id", help="catalog entry id")] = None,  # noqa: A002
     out: Annotated[Path | None, typer.Option(help="output folder (default: ./retouch-out)")] = None,
+    weights: Annotated[str | None, typer.Option(help="detector weights name (manifest); default: "
+                                                     f"{DEFAULT_WEIGHTS}")] = None,
     tta: TtaOpt = DEFAULT_TTA,
     coarse_loss: CoarseLossOpt = DEFAULT_COARSE_LOSS,
     min_crack: MinCrackOpt = DEFAULT_MIN_CRACK,
@@ -254,6 +256,10 @@ def run_command(
     from pipeline.io.sources import open_source
 
     check_tta(tta)
+    if weights:
+        from models.weights import get_entry
+
+        get_entry(weights)  # an unknown name is refused before anything is read or written
     if source is not None and (catalog or id):
         raise typer.BadParameter("give either SOURCE or --catalog/--id, not both")
     title, pixel_size_um, catalog_entry = None, None, None
@@ -271,7 +277,7 @@ def run_command(
     from flows.params import DetectParams, ExportParams, IngestParams, InpaintParams
 
     params = {"ingest": IngestParams(pixel_size_um=pixel_size_um),
-              "detect": DetectParams(tta=tta, coarse_loss=coarse_loss, min_crack=min_crack),
+              "detect": DetectParams(weights=weights, tta=tta, coarse_loss=coarse_loss, min_crack=min_crack),
               "inpaint": InpaintParams(grain=grain, grain_sigma=grain_sigma),
               "export": ExportParams(out_dir=str(out_dir / f"{name}-export"))}
     results = None
