@@ -14,7 +14,7 @@ import torch
 import models  # noqa: F401  (torchvision import fix before smp)
 from lab.detector_data import AugmentConfig
 from lab.real_cracks import RealSpec
-from lab.synthesis.synthetic_damage import DamageConfig
+from lab.synthesis.synthetic_damage import CLASS_NAMES, DamageConfig
 from models.resunet import DEFAULT_DECODER
 from models.weights import Tiling
 from pipeline.stages.detect_infer import VIEWS
@@ -65,6 +65,7 @@ class DetectorTrainConfig:
     teacher: str = ""  # manifest name of a detector to distil: its probabilities become (soft) targets
     teacher_weight: float = 1.0  # with a teacher: target = w * teacher probability + (1 - w) * label
     teacher_views: int = 1  # the teacher's probabilities averaged over this many flipped views (its --tta)
+    teacher_classes: tuple[str, ...] = ()  # the classes whose targets the teacher mixes in; empty: all
     # Real crack photos trained on: "IMAGES_DIR:MASKS_DIR[:MASK_VALUE]" each (training splits only,
     # lab.real_cracks); `real_fraction` of the tiles (per tile, by chance) are crops of them.
     real_train: tuple[str, ...] = ()
@@ -76,6 +77,7 @@ class DetectorTrainConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "real_train", tuple(self.real_train))  # JSON gives a list
+        object.__setattr__(self, "teacher_classes", tuple(self.teacher_classes))
         if self.tile % 32:
             raise ValueError(f"tile must be a multiple of 32, got {self.tile}")
         if self.loss not in LOSSES:
@@ -105,6 +107,9 @@ class DetectorTrainConfig:
             raise ValueError(f"teacher_views must be one of {', '.join(map(str, VIEWS))}, got {self.teacher_views}")
         if not 0.0 <= self.teacher_weight <= 1.0:
             raise ValueError(f"teacher_weight must be in [0, 1], got {self.teacher_weight}")
+        unknown = sorted(set(self.teacher_classes) - set(CLASS_NAMES))
+        if unknown:
+            raise ValueError(f"teacher_classes: unknown class {unknown[0]!r} (known: {', '.join(CLASS_NAMES)})")
         if not 0 <= self.real_val_mask_value <= 65535:
             raise ValueError(f"real_val_mask_value must be in [0, 65535], got {self.real_val_mask_value}")
         for name in ("real_fraction", "clean_fraction", "hard_fraction"):
@@ -131,6 +136,10 @@ class DetectorTrainConfig:
         data = asdict(self)
         data["decoder_channels"] = list(self.decoder_channels)
         return data
+
+    def teacher_channels(self) -> list[int] | None:
+        """The target channels the teacher mixes into (None: all)."""
+        return [CLASS_NAMES.index(c) for c in self.teacher_classes] if self.teacher_classes else None
 
 
 def lr_at(step: int, cfg: DetectorTrainConfig, elapsed_s: float = 0.0) -> float:

@@ -77,6 +77,8 @@ def _config_key(cfg: DetectorTrainConfig) -> dict[str, Any]:
         data.pop(name)
     if data["teacher_views"] == 1 or not data["teacher"]:  # default or unused: older checkpoints resume
         data.pop("teacher_views")
+    if not data["teacher_classes"] or not data["teacher"]:  # all classes (or unused): older checkpoints resume
+        data.pop("teacher_classes")
     if not data["teacher"]:  # no distillation: checkpoints made before these fields resume
         data.pop("teacher")
         data.pop("teacher_weight")
@@ -168,7 +170,8 @@ def train_detector(
         x_t = torch.from_numpy(x).to(memory_format=torch.channels_last)  # (B, 3, T, T)
         y_t = torch.from_numpy(y)  # (B, 2, T, T)
         if teacher is not None:
-            y_t = distilled_targets(teacher, x_t, y_t, cfg.teacher_weight, cfg.bf16, cfg.teacher_views)
+            y_t = distilled_targets(teacher, x_t, y_t, cfg.teacher_weight, cfg.bf16, cfg.teacher_views,
+                                    cfg.teacher_channels())
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
             logits = model(x_t)
         loss = loss_fn(logits.float(), y_t)
@@ -306,7 +309,7 @@ def main(argv: list[str] | None = None) -> None:
     [--damage-style S] [--faint-cracks P] [--crack-width LO,HI] [--loss-size-of PX] [--refine C]
     [--skeleton-weight W] [--region-weight W] [--no-ship]
     [--real-val-images DIR --real-val-masks DIR [--real-val-mask-value V]]
-    [--teacher NAME [--teacher-weight W] [--teacher-views N]]
+    [--teacher NAME [--teacher-weight W] [--teacher-views N] [--teacher-classes C[,C]]]
     [--real-train IMAGES_DIR:MASKS_DIR[:MASK_VALUE] ... --real-fraction P] [--clean-fraction P]
     [--edge-fraction P] [--weights-name NAME] [--ship-only]`
     (no Prefect)."""
@@ -346,6 +349,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--teacher", help="manifest name of a detector to distil (its probabilities are the targets)")
     parser.add_argument("--teacher-weight", type=float, help="target = w * teacher + (1 - w) * label (default 1)")
     parser.add_argument("--teacher-views", type=int, help="average the teacher over 1, 2, 4 or 8 flipped views")
+    parser.add_argument("--teacher-classes", help="comma-separated classes whose targets the teacher mixes into "
+                        "(default all: craquelure,paint_loss)")
     parser.add_argument("--real-train", action="append", metavar="IMAGES_DIR:MASKS_DIR[:MASK_VALUE]",
                         help="real crack photos to train on (training splits only; repeatable)")
     parser.add_argument("--real-fraction", type=float, help="share of tiles cropped from the real pairs")
@@ -368,6 +373,7 @@ def main(argv: list[str] | None = None) -> None:
         real_val_images=args.real_val_images, real_val_masks=args.real_val_masks,
         real_val_mask_value=args.real_val_mask_value, teacher=args.teacher, teacher_weight=args.teacher_weight,
         teacher_views=args.teacher_views, weights_name=args.weights_name,
+        teacher_classes=tuple(args.teacher_classes.split(",")) if args.teacher_classes else None,
         real_train=tuple(args.real_train) if args.real_train else None, real_fraction=args.real_fraction,
         clean_fraction=args.clean_fraction, hard_negatives=args.hard_negatives, hard_fraction=args.hard_fraction,
         augment={"p_edge": args.edge_fraction} if args.edge_fraction is not None else None,

@@ -39,6 +39,19 @@ def test_targets_mix_teacher_probabilities_and_labels_linearly() -> None:
     assert bool((mixed[:, 0] > 0.5).all()) and not mixed.requires_grad
 
 
+def test_a_teacher_for_one_class_leaves_the_other_classes_labels() -> None:
+    x = torch.rand(2, 3, 8, 8)
+    labels = (torch.rand(2, 2, 8, 8) > 0.5).float()
+    p = torch.sigmoid(torch.tensor([3.0, -3.0])).view(1, 2, 1, 1)
+    cracks_only = DetectorTrainConfig(teacher="t", teacher_classes=("craquelure",)).teacher_channels()
+    assert cracks_only == [0] and DetectorTrainConfig(teacher="t").teacher_channels() is None
+    out = distilled_targets(_Constant(), x, labels, 0.5, channels=cracks_only)
+    assert torch.allclose(out[:, 0], (0.5 * p + 0.5 * labels)[:, 0]) and torch.equal(out[:, 1], labels[:, 1])
+    assert torch.equal(labels, (labels > 0.5).float())  # the labels themselves were not written to
+    with pytest.raises(ValueError, match="unknown class 'dust'"):
+        DetectorTrainConfig(teacher="t", teacher_classes=("dust",))
+
+
 class _LeftToRight(torch.nn.Module):
     """Logits that grow with the red value's rise to the right: not mirror-symmetric, so a view changes them."""
 
@@ -108,7 +121,7 @@ def test_resuming_with_another_teacher_is_refused(shared_data: Path, tmp_path: P
     common = dict(tile=64, batch=2, eval_every=2, checkpoint_every=2, val_tiles=2, warmup=1, ship=False,
                   run_dir=str(tmp_path / "run"), decoder_channels=tuple(TINY["decoder_channels"]), teacher=name)
     train_detector(DetectorTrainConfig(steps=2, **common), manifest_path=manifest, echo=None)
-    for other in ({"teacher_weight": 0.5}, {"teacher_views": 2}):
+    for other in ({"teacher_weight": 0.5}, {"teacher_views": 2}, {"teacher_classes": ("craquelure",)}):
         with pytest.raises(ValueError, match="another configuration"):
             train_detector(DetectorTrainConfig(steps=4, **other, **common), manifest_path=manifest, echo=None)
 
@@ -117,6 +130,7 @@ def test_resuming_with_another_teacher_is_refused(shared_data: Path, tmp_path: P
     (["--teacher", "no-such-detector"], "no-such-detector"),
     (["--teacher", "detector-resunet18", "--teacher-weight", "1.5"], "teacher_weight must be in [0, 1]"),
     (["--teacher", "detector-resunet18", "--teacher-views", "3"], "teacher_views must be one of 1, 2, 4, 8"),
+    (["--teacher", "detector-resunet18", "--teacher-classes", "craquelure,dust"], "unknown class 'dust'"),
 ])
 def test_train_detector_command_refuses_a_bad_teacher_in_one_line(
     args: list[str], message: str, refused_in_one_line: Callable[[list[str], str], None]

@@ -89,6 +89,8 @@ def train_detector_command(
                                                               "label (default 1)")] = None,
     teacher_views: Annotated[int | None, typer.Option(help="average the teacher's probabilities over 1, 2, 4 or "
                                                            "8 flipped views, as --tta does (default 1)")] = None,
+    teacher_classes: Annotated[str | None, typer.Option(help="comma-separated classes whose targets the teacher "
+                                                             "mixes into (default all)")] = None,
     real_train: Annotated[list[str] | None, typer.Option(help="IMAGES_DIR:MASKS_DIR[:MASK_VALUE] of real crack "
                                                             "photos to train on (training splits only; "
                                                             "repeatable)")] = None,
@@ -106,6 +108,7 @@ def train_detector_command(
         "average_from": average_from, "real_val_images": real_val_images, "real_val_masks": real_val_masks,
         "real_val_mask_value": real_val_mask_value, "teacher": teacher,
         "teacher_weight": teacher_weight, "teacher_views": teacher_views,
+        "teacher_classes": teacher_classes.split(",") if teacher_classes else None,
         "real_train": list(real_train) if real_train else None, "real_fraction": real_fraction,
         "clean_fraction": clean_fraction}.items() if v is not None}
     from lab.detector_config import config_from_overrides, damage_overrides
