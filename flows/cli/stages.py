@@ -240,7 +240,8 @@ def run_command(
     catalog: Annotated[Path | None, typer.Option(help="catalog YAML to take --id from")] = None,
     id: Annotated[str | None, typer.Option("--id", help="catalog entry id")] = None,  # noqa: A002
     out: Annotated[Path | None, typer.Option(help="output folder (default: ./retouch-out)")] = None,
-    weights: Annotated[str | None, typer.Option(help="detector weights name (manifest); default: "
+    weights: Annotated[str | None, typer.Option(help="detector weights name (manifest); default: the store's "
+                                                     "adapted weights when `retouch adapt` made some, else "
                                                      f"{DEFAULT_WEIGHTS}")] = None,
     tta: TtaOpt = DEFAULT_TTA,
     coarse_loss: CoarseLossOpt = DEFAULT_COARSE_LOSS,
