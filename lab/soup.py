@@ -32,9 +32,9 @@ def ship_average(name: str, sources: list[str], manifest_path: Path = MANIFEST_P
     model = model.half()
     metrics = None
     if validate:
-        check = create_model(entries[0].architecture, **entries[0].arch_args)
+        check = create_model(entries[0].architecture, **entries[0].arch_args)  # fp32: loading casts the fp16
         check.load_state_dict(model.state_dict())
-        metrics = {"validation": validation_metrics(check.float().eval())}
+        metrics = {"validation": validation_metrics(check)}
     training = {"selected": f"uniform average of {len(sources)} shipped detectors",
                 "sources": [{"name": e.name, "file": e.file, "sha256": e.sha256} for e in entries],
                 "stored_dtype": "float16"}
