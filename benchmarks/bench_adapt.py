@@ -32,7 +32,7 @@ from pipeline.stages.adapt import adapt
 from pipeline.stages.detect import DetectConfig, detect
 store, scribbles = sys.argv[1:3]
 engine = EngineConfig(progress=False)
-if engine.scheduler == "cluster":
+if engine.scheduler != "threads":
     local_cluster(engine)
 t = time.perf_counter()
 fitted = adapt(store, scribbles)

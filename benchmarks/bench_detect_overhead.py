@@ -39,7 +39,7 @@ from pipeline.stages.detect import DEFAULT_WEIGHTS, DetectConfig, detect
 store, workers, threads, tta, repeats = sys.argv[1], *map(int, sys.argv[2:6])
 from benchmarks.cpu_time import process_cpu_seconds as cpu
 engine = EngineConfig(workers=workers, torch_threads=threads, progress=False)
-if engine.scheduler == "cluster":
+if engine.scheduler != "threads":
     local_cluster(engine)
 config = DetectConfig(tta=tta).resolved()
 stage, stage_cpu = [], []

@@ -149,7 +149,7 @@ import json, sys
 from pipeline.engine.runner import EngineConfig, close_local_clusters, local_cluster
 stage, store, workers, threads, device, precision, tta = sys.argv[1:8]
 engine = EngineConfig(workers=int(workers), torch_threads=int(threads), progress=False)
-if engine.scheduler == "cluster":
+if engine.scheduler != "threads":
     local_cluster(engine)  # started before the clock: a `retouch run` starts it once for all its stages
 t = time.perf_counter()
 if stage == "ingest":

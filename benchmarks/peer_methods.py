@@ -64,7 +64,7 @@ def run_ours(scan: str, store: str, out: Path, threads: int, tta: int) -> dict[s
 
     config = stage_config(tta)
     engine = EngineConfig(workers=threads, torch_threads=1, progress=False)
-    if engine.scheduler == "cluster":
+    if engine.scheduler != "threads":
         local_cluster(engine)  # before the clock, as `retouch run` starts it once for all its stages
     start, cpu = time.perf_counter(), process_cpu_seconds()
     detect(store, config, engine, force=True)

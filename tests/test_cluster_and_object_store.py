@@ -104,12 +104,32 @@ def test_default_local_cluster_gives_the_same_bytes_as_threads(tmp_path: Path, t
     assert cluster == threads
 
 
+def test_local_cluster_of_worker_processes_gives_the_same_bytes_as_threads(tmp_path: Path,
+                                                                        tiny_weights: Path) -> None:
+    from pipeline.engine.runner import close_local_clusters, local_cluster
+
+    source = scan_file(tmp_path)
+    threads = restore_digests(source, str(tmp_path / "threads.zarr"),
+                              EngineConfig(workers=1, progress=False, scheduler="threads"))
+    engine = EngineConfig(workers=2, progress=False, scheduler="processes")
+    try:  # each worker a process of its own (its own model); the config reaches it with the manifest path
+        cluster = local_cluster(engine)
+        assert cluster.processes and len(cluster.workers) == 2
+        apart = restore_digests(source, str(tmp_path / "processes.zarr"), engine)
+        assert local_cluster(engine) is cluster  # started once, reused by every stage
+    finally:
+        close_local_clusters()
+    assert apart == threads
+
+
 def test_engine_scheduler_default_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("RETOUCH_DASK_SCHEDULER", raising=False)
     assert EngineConfig().scheduler == "cluster"
     monkeypatch.setenv("RETOUCH_DASK_SCHEDULER", "threads")
     assert EngineConfig().scheduler == "threads"
     monkeypatch.setenv("RETOUCH_DASK_SCHEDULER", "processes")
+    assert EngineConfig().scheduler == "processes"
+    monkeypatch.setenv("RETOUCH_DASK_SCHEDULER", "fibres")
     with pytest.raises(ValueError, match="RETOUCH_DASK_SCHEDULER"):
         EngineConfig()
 

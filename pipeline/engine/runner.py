@@ -8,6 +8,9 @@ progress bar. Where they run:
   and reused by every later stage: `workers` single-threaded workers (0 = one per core) inside this
   process, so the model is loaded once and torch gets one core per worker. It runs the same futures code
   path as a remote cluster (`--dask-address`).
+- scheduler 'processes' ($RETOUCH_DASK_SCHEDULER=processes): the same LocalCluster with its workers as
+  processes, each loading its own model (and, on a GPU, its own CUDA context), so the Python parts of the
+  chunks do not share one interpreter; more memory, a longer start.
 - scheduler 'threads' ($RETOUCH_DASK_SCHEDULER=threads): dask's thread pool, no scheduler at all and no
   start-up cost (the tests use it).
 
@@ -40,7 +43,7 @@ from pipeline.engine.memory import keep_freed_memory, release_free_memory
 
 DASK_ADDRESS_ENV = "RETOUCH_DASK_ADDRESS"
 SCHEDULER_ENV = "RETOUCH_DASK_SCHEDULER"
-SCHEDULERS = ("cluster", "threads")
+SCHEDULERS = ("cluster", "processes", "threads")
 
 # Someone watching (a Prefect flow's progress artifact): called with (label, done, total) as tasks finish.
 ProgressListener = Callable[[str, int, int], None]
@@ -59,7 +62,7 @@ class EngineConfig:
     address: str | None = None
     progress: bool = True
     torch_threads: int = 0  # per worker; 0 = the cores shared out among the workers
-    scheduler: str = field(default_factory=_default_scheduler)  # 'cluster' or 'threads' (no address)
+    scheduler: str = field(default_factory=_default_scheduler)  # 'cluster', 'processes' or 'threads' (no address)
 
     def __post_init__(self) -> None:
         if self.workers < 0 or self.torch_threads < 0:
@@ -118,11 +121,12 @@ def run_tasks(tasks: Sequence[Any], label: str, config: EngineConfig,
             finished[0] += 1
             if listener is not None:
                 listener(label, finished[0], len(tasks))
-        if address or config.scheduler == "cluster":
+        if address or config.scheduler != "threads":
             from distributed import Client, as_completed
 
+            apart = bool(address) or config.scheduler == "processes"  # workers in processes of their own
             with Client(address or local_cluster(config), set_as_default=False) as client:
-                if address:
+                if apart:
                     client.run(keep_freed_memory)
                 futures = client.compute(list(tasks))
                 try:
@@ -133,7 +137,7 @@ def run_tasks(tasks: Sequence[Any], label: str, config: EngineConfig,
                     client.cancel(futures)
                     if cleanup is not None:
                         client.run(cleanup)
-                    if address:
+                    if apart:
                         client.run(release_free_memory)
                     else:
                         release_free_memory()
@@ -150,24 +154,26 @@ def run_tasks(tasks: Sequence[Any], label: str, config: EngineConfig,
             release_free_memory()
 
 
-_clusters: dict[int, Any] = {}
+_clusters: dict[tuple[int, bool], Any] = {}
 _clusters_lock = threading.Lock()
 
 
 def local_cluster(config: EngineConfig) -> Any:
-    """This process's LocalCluster for `config.workers` (started once, closed at exit)."""
+    """This process's LocalCluster for `config.workers`, worker threads or (scheduler 'processes') worker
+    processes (started once, closed at exit)."""
     from distributed import LocalCluster
 
-    keep_freed_memory()  # before the workers' threads first allocate
-    key = n = config.n_workers
+    keep_freed_memory()  # before the workers' threads first allocate; worker processes inherit it
+    n, processes = config.n_workers, config.scheduler == "processes"
+    key = (n, processes)
     with _clusters_lock:
         cluster = _clusters.get(key)
         if cluster is None or cluster.status.name != "running":
             logging.getLogger("distributed").setLevel(logging.WARNING)  # no per-worker INFO lines in the log
-            # Workers are threads of this process: one loaded model for all of them, faster and smaller
-            # than worker processes. No profiler: its history grows with the time the workers run.
+            # By default workers are threads of this process: one loaded model for all of them, smaller than
+            # worker processes. No profiler: its history grows with the time the workers run.
             with dask.config.set({"distributed.worker.profile.enabled": False}):
-                cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=False,
+                cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=processes,
                                        dashboard_address=None, silence_logs=logging.WARNING)
             _clusters[key] = cluster
             if len(_clusters) == 1:
