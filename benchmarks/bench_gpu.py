@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.bench_restore import labels_path, make_scan, run_stage  # noqa: E402
+from benchmarks.bench_restore import json_subprocess, labels_path, make_scan, run_stage  # noqa: E402
 from lab.eval.same_outputs import compare_detection, compare_restored  # noqa: E402
 from pipeline.io.store import DAMAGE_LABELS, DAMAGE_PROBABILITIES, RESTORED  # noqa: E402
 from pipeline.stages.detect import DEFAULT_TTA, DEFAULT_WEIGHTS, DetectConfig  # noqa: E402
@@ -70,11 +69,8 @@ print(json.dumps({"seconds_per_chunk": min(times[2:]), "all": times[2:]}))
 
 def pure_forward(weights: str, device: str, precision: str, tile: int, views: int, repeats: int = 5) -> dict:
     """Seconds of one chunk's forward (tta views included) on the device, best of `repeats` after 2 warm-ups."""
-    out = subprocess.run([sys.executable, "-c", FORWARD, weights, device, precision, str(tile), str(views),
-                          str(repeats)], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
-    if out.returncode:
-        raise RuntimeError(f"pure forward failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return json_subprocess("pure forward", [sys.executable, "-c", FORWARD, weights, device, precision, str(tile),
+                                            str(views), str(repeats)])
 
 
 def device_facts(device: str) -> dict:
@@ -119,8 +115,9 @@ def main() -> None:
         scan = read_level0(store, "scan")
         stage("detect", args.weights, device="cpu", precision="fp32")
         ref = read_level0(store, DAMAGE_PROBABILITIES), read_level0(store, DAMAGE_LABELS)
+        detected = {}
         for precision in ("fp32", "bf16"):
-            stage("detect", args.weights, device=args.device, precision=precision)
+            detected[precision] = stage("detect", args.weights, device=args.device, precision=precision)
             got = read_level0(store, DAMAGE_PROBABILITIES), read_level0(store, DAMAGE_LABELS)
             result["comparisons"][f"detect {args.device} {precision}"] = compare_detection(*ref, *got)
         mask = str(labels_path(scan_path))
@@ -129,13 +126,10 @@ def main() -> None:
         stage("inpaint", mask, device=args.device)
         result["comparisons"][f"inpaint {args.device}"] = compare_restored(scan, ref_restored,
                                                                           read_level0(store, RESTORED))
-        config = DetectConfig()
-        chunks = (-(-args.side // 1024)) ** 2
-        for precision in ("fp32", "bf16"):
-            fwd = pure_forward(args.weights, args.device, precision, config.tile, args.tta)
+        for precision, run in detected.items():
+            chunks, detect_s = run["chunks_run"], run["seconds"]
+            fwd = pure_forward(args.weights, args.device, precision, DetectConfig().tile, args.tta)
             network = fwd["seconds_per_chunk"] * chunks
-            detect_s = next(r["seconds"] for r in result["runs"]
-                            if r["stage"] == "detect" and r["device"] == args.device and r["precision"] == precision)
             result["comparisons"][f"forward {args.device} {precision}"] = {
                 "seconds_per_chunk": fwd["seconds_per_chunk"], "chunks": chunks, "network_seconds": network,
                 "stage_seconds": detect_s, "stage_over_forward": detect_s / network}

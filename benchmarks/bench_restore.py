@@ -174,6 +174,7 @@ if stage == "inpaint":
              "chunks_total": r.summary["chunks_total"]}
 if stage == "detect":
     extra = {"area_percent": r.summary["area_percent"], "precision": r.summary.get("precision"),
+             "chunks_run": r.chunks_run,
              "tta": r.summary["tta"], "coarse_loss": r.summary.get("coarse_loss", False),
              "min_crack": r.summary.get("min_crack", 0)}
 time.sleep(0.2)
