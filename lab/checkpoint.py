@@ -54,13 +54,20 @@ def load_checkpoint(
 
 
 def init_from(model: torch.nn.Module, path: Path) -> list[str]:
-    """Copy every tensor of a weights file (or a training checkpoint's `model/...` tensors) whose name and
-    shape match `model`'s; returns the names left at their init. Refuses a file that matches nothing."""
+    """Copy every tensor of a weights file (or a training checkpoint's `model/...` tensors, or with `FILE#K`
+    member K of an ensemble's weights, its int8 kernels dequantized) whose name and shape match `model`'s;
+    returns the names left at their init. Refuses a file that matches nothing."""
     from safetensors.torch import load_file
 
-    theirs = load_file(str(path))
+    from models.quantize import dequantize
+
+    file, _, member = str(path).partition("#")
+    theirs = load_file(file)
     if any(k.startswith("model/") for k in theirs):
         theirs = {k.removeprefix("model/"): v for k, v in theirs.items() if k.startswith("model/")}
+    if member:
+        prefix = f"members.{member}."
+        theirs = dequantize({k.removeprefix(prefix): v for k, v in theirs.items() if k.startswith(prefix)})
     own = model.state_dict()
     take = {k: v.to(own[k].dtype) for k, v in theirs.items() if k in own and own[k].shape == v.shape}
     if not take:

@@ -56,7 +56,8 @@ class DetectorTrainConfig:
     store_half: bool = True  # store shipped weights as fp16 (loaded back to fp32): half the file size
     damage: DamageConfig = field(default_factory=DamageConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-    init_weights: str = ""  # weights file or training checkpoint to start from (matching tensors are copied)
+    init_weights: str = ""  # weights file or training checkpoint to start from (matching tensors are copied);
+    # FILE#K: member K of an ensemble's weights file
     # Real crack photos scored (craquelure P/R/F1, whole images) at every evaluation beside the synthetic tiles:
     # monitoring only, never trained on, and not used to pick the best weights.
     real_val_images: str = ""
@@ -96,7 +97,7 @@ class DetectorTrainConfig:
             raise ValueError("average_from needs snapshot_every (the snapshots to average)")
         if self.refine < 0:
             raise ValueError(f"refine must be >= 0, got {self.refine}")
-        if self.init_weights and not Path(self.init_weights).is_file():
+        if self.init_weights and not Path(self.init_weights.partition("#")[0]).is_file():
             raise ValueError(f"{self.init_weights}: init_weights file not found")
         if bool(self.real_val_images) != bool(self.real_val_masks):
             raise ValueError("real_val_images and real_val_masks go together (a folder of each)")
@@ -206,15 +207,18 @@ def _range(field: str, text: str) -> list[float]:
 def damage_overrides(
     free_cracks: float | None = None, texture: float | None = None, dark_cracks: float | None = None,
     crack_contrast: str | None = None, style: str | None = None, faint_cracks: float | None = None,
-    crack_width: str | None = None, loss_size_of: int | None = None,
+    crack_width: str | None = None, loss_size_of: int | None = None, grounds: str | None = None,
 ) -> dict[str, Any] | None:
     """DamageConfig fields for the styles and mixes that were given (JSON-able), or None to keep the default.
     `crack_contrast` and `crack_width` are "LO,HI" (e.g. "0.2,0.95"); a malformed one is a ValueError naming
     it. `style` picks the generator ("classic" or "realistic", lab.synthesis); `loss_size_of` draws the realistic
-    style's loss sizes as on an image with that shorter side."""
+    style's loss sizes as on an image with that shorter side; `grounds` ("gesso,bole,canvas") limits the grounds
+    its losses and light cracks expose (a style held out of training)."""
     given: list[tuple[str, Any]] = [("p_free_cracks", free_cracks), ("p_texture", texture),
                                     ("p_dark_cracks", dark_cracks), ("style", style),
                                     ("p_faint_cracks", faint_cracks), ("loss_size_of", loss_size_of)]
+    if grounds is not None:
+        given.append(("grounds", tuple(g for g in grounds.split(",") if g)))
     for name, text in (("crack_contrast", crack_contrast), ("crack_width", crack_width)):
         if text is not None:
             given.append((name, _range(name, text)))

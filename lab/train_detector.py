@@ -91,6 +91,8 @@ def _config_key(cfg: DetectorTrainConfig) -> dict[str, Any]:
         data["augment"].pop("p_edge", None)  # off: checkpoints made before the field resume
     if tuple(data["damage"].get("crack_kinds", CRACK_KINDS)) == CRACK_KINDS:
         data["damage"].pop("crack_kinds", None)  # the default: checkpoints made before the field resume
+    if not data["damage"].get("grounds"):
+        data["damage"].pop("grounds", None)  # every ground: checkpoints made before the field resume
     return json.loads(json.dumps(data))  # tuples -> lists, as stored in the checkpoint
 
 
@@ -306,7 +308,7 @@ def ship_detector(
 def main(argv: list[str] | None = None) -> None:
     """`python -m lab.train_detector [--steps N] [--max-minutes M] [--run-dir D] [--init-weights F]
     [--free-cracks P] [--texture P] [--dark-cracks P] [--crack-contrast LO,HI]
-    [--damage-style S] [--faint-cracks P] [--crack-width LO,HI] [--loss-size-of PX] [--refine C]
+    [--damage-style S] [--faint-cracks P] [--crack-width LO,HI] [--loss-size-of PX] [--grounds G,G] [--refine C]
     [--skeleton-weight W] [--region-weight W] [--no-ship]
     [--real-val-images DIR --real-val-masks DIR [--real-val-mask-value V]]
     [--teacher NAME [--teacher-weight W] [--teacher-views N] [--teacher-classes C[,C]]]
@@ -335,6 +337,8 @@ def main(argv: list[str] | None = None) -> None:
                         "main network, px (default 1.2,2.8)")
     parser.add_argument("--loss-size-of", type=int, help="DamageConfig.loss_size_of: draw realistic paint-loss "
                         "sizes as on an image with this shorter side, px (default 0: the tile's own)")
+    parser.add_argument("--grounds", help="DamageConfig.grounds: the only grounds realistic losses and light cracks "
+                        "expose, comma-separated among gesso,bole,plaster,canvas (default all)")
     parser.add_argument("--loss", choices=LOSSES)
     parser.add_argument("--skeleton-weight", type=float,
                         help="weight of the craquelure skeleton-recall term added to the loss (default 0: none)")
@@ -378,7 +382,8 @@ def main(argv: list[str] | None = None) -> None:
         clean_fraction=args.clean_fraction, hard_negatives=args.hard_negatives, hard_fraction=args.hard_fraction,
         augment={"p_edge": args.edge_fraction} if args.edge_fraction is not None else None,
         damage=damage_overrides(args.free_cracks, args.texture, args.dark_cracks, args.crack_contrast,
-                                args.damage_style, args.faint_cracks, args.crack_width, args.loss_size_of)),
+                                args.damage_style, args.faint_cracks, args.crack_width, args.loss_size_of,
+                                args.grounds)),
         **ship_only)
     print(json.dumps({k: summary[k] for k in ("steps", "minutes", "shipped") if k in summary}, indent=2))
 

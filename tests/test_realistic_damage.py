@@ -163,6 +163,33 @@ def test_loss_size_of_gives_a_tile_a_whole_paintings_large_losses(shapes_root: P
         DamageConfig(loss_size_of=-1)
 
 
+def test_grounds_limit_what_losses_and_light_cracks_expose(shapes_root: Path, monkeypatch) -> None:
+    from lab.synthesis import grounds
+
+    drawn: list[str] = []
+    real_ground = grounds.ground
+
+    def spy(kind: str, *args, **kw):
+        drawn.append(kind)
+        return real_ground(kind, *args, **kw)
+
+    monkeypatch.setattr(grounds, "ground", spy)
+    image = _painting(96, 96)
+    for seed in range(40):
+        realistic_damage(image, seed, _cfg(shapes_root, p_faint_cracks=0.0))
+    assert "plaster" in drawn  # every ground by default
+    drawn.clear()
+    held_out = _cfg(shapes_root, p_faint_cracks=0.0, grounds=("gesso", "bole", "canvas"))
+    for seed in range(40):
+        realistic_damage(image, seed, held_out)
+    assert drawn and "plaster" not in drawn
+    drawn.clear()
+    realistic_damage(image, 0, held_out, ground="plaster")  # a fixed ground (the held-out set) still draws it
+    assert "plaster" in drawn
+    with pytest.raises(ValueError, match="grounds must be distinct names"):
+        DamageConfig(grounds=("gesso", "marble"))
+
+
 def test_real_cracks_are_thin_redrawn_lines(shapes_root: Path) -> None:
     sources = crack_shapes.shape_sources(shapes_root)
     alpha = crack_shapes.real_crack_network((200, 200), np.random.default_rng(0), sources, (1.0, 2.0)).alpha

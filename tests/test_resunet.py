@@ -190,6 +190,28 @@ def test_refine_branch_starts_as_the_plain_network_and_learns(tmp_path: Path) ->
         init_from(refined, _other_file(tmp_path))
 
 
+def test_init_from_takes_one_member_of_an_int8_ensemble(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    from lab.checkpoint import init_from
+    from models.ensemble import MaxResUNet
+    from models.quantize import dequantize, quantize_state
+
+    torch.manual_seed(0)
+    stored = quantize_state(MaxResUNet(members=2, **TINY).state_dict())
+    save_file(stored, str(tmp_path / "ens.safetensors"))
+    shipped = dequantize(stored)  # what the ensemble itself runs with
+    for k in range(2):
+        single = ResUNet(**TINY)
+        assert init_from(single, Path(f"{tmp_path / 'ens.safetensors'}#{k}")) == []
+        for name, tensor in single.state_dict().items():
+            torch.testing.assert_close(tensor, shipped[f"members.{k}.{name}"].to(tensor.dtype))
+        assert not torch.equal(single.state_dict()["net.segmentation_head.0.weight"],
+                               shipped[f"members.{1 - k}.net.segmentation_head.0.weight"])
+    with pytest.raises(ValueError, match="no tensor matches"):
+        init_from(ResUNet(**TINY), Path(f"{tmp_path / 'ens.safetensors'}#5"))
+
+
 def _other_file(tmp_path: Path) -> Path:
     from safetensors.torch import save_file
 

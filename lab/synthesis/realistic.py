@@ -50,6 +50,7 @@ class RealisticOptions(Protocol):
     crack_width: tuple[float, float]
     loss_size_of: int
     shapes_root: str
+    grounds: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -103,20 +104,27 @@ def _draw_cracks(paint: np.ndarray, rng: np.random.Generator, cfg: RealisticOpti
         out = out + hl * lit * (1 - out) - 0.5 * hl * shade * out
     local = cv2.GaussianBlur(paint, (0, 0), 2.0)  # the paint around the crack gives its colour
     if look == "light":
-        kind = rng.choice(list(GROUND_WEIGHTS), p=list(GROUND_WEIGHTS.values()))
-        fill = 0.75 * grounds.ground(str(kind) if kind != "canvas" else "gesso", shape, rng) + 0.25 * local
+        kind = _ground_kind(rng, cfg)
+        fill = 0.75 * grounds.ground(kind if kind != "canvas" else "gesso", shape, rng) + 0.25 * local
     else:
         dirt = np.array([0.9, 0.78, 0.6], np.float32) * float(rng.uniform(0.8, 1.0))
         fill = local * float(rng.uniform(0.25, 0.65)) * (dirt if rng.random() < 0.6 else 1.0)
     return np.clip(out * (1 - a) + fill * a, 0, 1).astype(np.float32), alpha
 
 
+def _ground_kind(rng: np.random.Generator, cfg: RealisticOptions) -> str:
+    """A ground drawn by GROUND_WEIGHTS, among `cfg.grounds` when it names some (weights renormalised)."""
+    kinds = [k for k in GROUND_WEIGHTS if not cfg.grounds or k in cfg.grounds]
+    weights = np.array([GROUND_WEIGHTS[k] for k in kinds])
+    return str(rng.choice(kinds, p=weights / weights.sum()))
+
+
 def _draw_losses(paint: np.ndarray, rng: np.random.Generator, cfg: RealisticOptions, cracks: np.ndarray | None,
                  ground: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(paint with losses, (H, W) loss coverage); the exposed ground is `ground` or drawn by GROUND_WEIGHTS."""
+    """(paint with losses, (H, W) loss coverage); the exposed ground is `ground` or drawn by `_ground_kind`."""
     shape = paint.shape[:2]
     cover = losses.loss_coverage(shape, rng, float(rng.uniform(*cfg.loss_amount)), cracks, cfg.loss_size_of)
-    kind = ground or str(rng.choice(list(GROUND_WEIGHTS), p=list(GROUND_WEIGHTS.values())))
+    kind = ground or _ground_kind(rng, cfg)
     exposed = grounds.ground(kind, shape, rng)
     # Dirt and paint remnants lodged in the exposed ground: mottled, partly the colour of the paint around.
     local = cv2.GaussianBlur(paint, (0, 0), 3.0)

@@ -32,6 +32,7 @@ from lab.synthesis.cracks import (
     draw_free_cracks,
     sample_style,
 )
+from lab.synthesis.grounds import GROUNDS
 from lab.synthesis.realistic import realistic_damage
 
 BACKGROUND, CRAQUELURE, PAINT_LOSS = 0, 1, 2
@@ -168,14 +169,18 @@ class DamageConfig:
     crack_width: tuple[float, float] = (1.2, 2.8)  # range of the widest crack of a main network (px)
     loss_size_of: int = 0  # draw loss sizes as on an image with this shorter side (px); 0 = the image's own
     shapes_root: str = ""  # folder holding the real crack maps; "" = ../shared/data or $RETOUCH_SHARED_DATA
+    grounds: tuple[str, ...] = ()  # the grounds a realistic loss or light crack may expose; () = all, by weight
 
     def __post_init__(self) -> None:
-        for name in ("crack_kinds", "loss_amount", "crack_contrast", "cup_highlight", "crack_width"):
+        for name in ("crack_kinds", "loss_amount", "crack_contrast", "cup_highlight", "crack_width", "grounds"):
             object.__setattr__(self, name, tuple(getattr(self, name)))  # JSON gives lists
         unknown = set(self.crack_kinds) - set(CRACK_KINDS)
         if not self.crack_kinds or unknown:
             raise ValueError(f"DamageConfig.crack_kinds must be a non-empty subset of {CRACK_KINDS}, "
                              f"got {self.crack_kinds}")
+        if set(self.grounds) - set(GROUNDS) or len(set(self.grounds)) != len(self.grounds):
+            raise ValueError(f"DamageConfig.grounds must be distinct names from {GROUNDS} (none = all), "
+                             f"got {self.grounds}")
         if self.style not in STYLES:
             raise ValueError(f"DamageConfig.style must be one of {STYLES}, got {self.style!r}")
         for name in ("p_craquelure", "p_paint_loss", "p_dark_cracks", "p_canvas", "p_free_cracks", "p_texture",
