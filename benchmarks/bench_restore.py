@@ -9,6 +9,7 @@
     python benchmarks/bench_restore.py --sides 10000 --grain 0  # inpaint without its texture layer
     python benchmarks/bench_restore.py --sides 31623 --scans /data/scans --generate-only  # write a 1 GP scan once
     python benchmarks/bench_restore.py --sides 31623 --scans /data/scans  # then time its stages (reused)
+    python benchmarks/bench_restore.py --sides 31623 --jobs 16 --device cuda  # draw the scan in 16 processes
     python benchmarks/bench_restore.py --sides 20000 --clustered  # the damaged blocks in one central patch
 
 Scans are painting-like RGB 8-bit tiled BigTIFFs written tile by tile; about `--damage` of the area carries
@@ -30,6 +31,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -50,16 +53,39 @@ def painting_block(rng: np.random.Generator, y: int, x: int, side: int) -> np.nd
     return (np.clip(rgb, 0, 1) * 255).astype(np.uint8)
 
 
+def make_band(rng: np.random.Generator, by: int, side: int, damage: float,
+              chosen: set[int] | None) -> tuple[np.ndarray, np.ndarray, int]:
+    """Row `by` of 1024-px blocks: its RGB band, its labels and its damaged pixel count (draws from `rng`)."""
+    from lab.synthesis.synthetic_damage import synthesize_damage
+
+    n = -(-side // BLOCK)
+    row, row_labels, damaged = [], [], 0
+    for bx in range(n):
+        block = painting_block(rng, by * BLOCK, bx * BLOCK, side)
+        labels = np.zeros((BLOCK, BLOCK), np.uint8)
+        hit = (by * n + bx) in chosen if chosen is not None else rng.random() < damage * 6
+        if hit:
+            block, labels = synthesize_damage(block, seed=int(rng.integers(1 << 30)))
+            damaged += int((labels > 0).sum())
+        row.append(block)
+        row_labels.append(labels)
+    return np.concatenate(row, axis=1)[:, :side], np.concatenate(row_labels, axis=1)[:, :side], damaged
+
+
+def _seeded_band(seed: int, by: int, side: int, damage: float, chosen: set[int] | None):
+    return make_band(np.random.default_rng([seed, by]), by, side, damage, chosen)
+
+
 def make_scan(path: Path, side: int, damage: float = 0.0, seed: int = 0, blocks: int | None = None,
-              clustered: bool = False) -> float:
+              clustered: bool = False, jobs: int = 1) -> float:
     """Write the scan and `<stem>-labels.tif`; returns the damaged fraction of its area.
 
     About `damage * 6` of the 1024-px blocks get synthetic damage (a damaged block carries ~1/6 of its area
     as damage), scattered over the scan, or exactly `blocks` of them when given. `clustered`: that share of
-    the blocks, rounded, in one square-ish patch at the scan's centre instead.
+    the blocks, rounded, in one square-ish patch at the scan's centre instead. `jobs` > 1 draws the rows of
+    blocks in that many processes, each row from its own generator seeded by (`seed`, row): a scan of the
+    same kind and damage, not the same bytes as `jobs` 1 (one generator drawn row after row).
     """
-    from lab.synthesis.synthetic_damage import synthesize_damage
-
     rng = np.random.default_rng(seed)
     n = -(-side // BLOCK)
     chosen = set(rng.choice(n * n, size=min(blocks, n * n), replace=False).tolist()) if blocks is not None else None
@@ -68,20 +94,25 @@ def make_scan(path: Path, side: int, damage: float = 0.0, seed: int = 0, blocks:
     damaged_px = [0]
     label_bands: list[np.ndarray] = []
 
+    def drawn():
+        if jobs <= 1:
+            for by in range(n):
+                yield make_band(rng, by, side, damage, chosen)
+            return
+        with ProcessPoolExecutor(jobs) as pool:
+            pending = deque()
+            for by in range(n):
+                pending.append(pool.submit(_seeded_band, seed, by, side, damage, chosen))
+                if len(pending) > jobs:  # a few rows ahead of the writer, not the whole scan
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+
     def bands():
-        for by in range(n):
-            row, row_labels = [], []
-            for bx in range(n):
-                block = painting_block(rng, by * BLOCK, bx * BLOCK, side)
-                labels = np.zeros((BLOCK, BLOCK), np.uint8)
-                hit = (by * n + bx) in chosen if chosen is not None else rng.random() < damage * 6
-                if hit:
-                    block, labels = synthesize_damage(block, seed=int(rng.integers(1 << 30)))
-                    damaged_px[0] += int((labels > 0).sum())
-                row.append(block)
-                row_labels.append(labels)
-            label_bands.append(np.concatenate(row_labels, axis=1)[:, :side])
-            yield np.concatenate(row, axis=1)[:, :side]
+        for band, labels, damaged in drawn():
+            damaged_px[0] += damaged
+            label_bands.append(labels)
+            yield band
 
     def tiles(source, channels: tuple[int, ...]):
         for band in source:
@@ -109,7 +140,7 @@ def centre_blocks(n: int, count: int) -> set[int]:
     return set(square[:count])
 
 
-def kept_scan(folder: Path, side: int, damage: float, clustered: bool = False) -> tuple[Path, float]:
+def kept_scan(folder: Path, side: int, damage: float, clustered: bool = False, jobs: int = 1) -> tuple[Path, float]:
     """The scan of `side` px in `folder` and its damaged fraction, generated first unless a complete one is
     there (`<stem>.json`, written last, records the side, the damage asked for and the fraction drawn)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -117,7 +148,7 @@ def kept_scan(folder: Path, side: int, damage: float, clustered: bool = False) -
     record = scan.with_suffix(".json")
     if record.exists():
         return scan, json.loads(record.read_text())["damaged_fraction"]
-    damaged = make_scan(scan, side, damage, clustered=clustered)
+    damaged = make_scan(scan, side, damage, clustered=clustered, jobs=jobs)
     record.write_text(json.dumps({"side": side, "damage": damage, "clustered": clustered,
                                   "damaged_fraction": damaged}) + "\n")
     return scan, damaged
@@ -228,6 +259,8 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=None)
     parser.add_argument("--scans", type=Path, default=None,
                         help="keep the generated scans here and reuse them on later runs (generation untimed)")
+    parser.add_argument("--jobs", type=int, default=1, help="processes drawing a scan (rows of blocks in "
+                        "parallel: a scan of the same kind, not the same bytes as 1)")
     parser.add_argument("--generate-only", action="store_true", help="with --scans: write the scans and stop")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows and notes here")
     args = parser.parse_args()
@@ -246,13 +279,13 @@ def main() -> None:
     stage_opts = {"workers": args.workers, "device": args.device, "precision": precision, "tta": args.tta}
     try:
         for side in args.sides:
-            scan, damaged = (kept_scan(args.scans, side, args.damage, args.clustered) if args.scans
+            scan, damaged = (kept_scan(args.scans, side, args.damage, args.clustered, args.jobs) if args.scans
                              else (None, 0.0))
             if args.generate_only:
                 continue
             if scan is None:
                 scan = scratch / f"scan-{side}.tif"
-                damaged = make_scan(scan, side, args.damage, clustered=args.clustered)
+                damaged = make_scan(scan, side, args.damage, clustered=args.clustered, jobs=args.jobs)
             store = scratch / f"scan-{side}.zarr"
             mp = side * side / 1e6
             stages = (("ingest", [str(scan)]), ("detect", [args.weights]),
