@@ -9,10 +9,11 @@ only on pixels more than 8 px from any stroke: recall, precision, strict F1 and 
 flagged, per image and averaged over the images (and pooled over all pixels).
 
 Sets:
-- held out: a damage style the default detector never saw (`detector-resunet18-paint2` was fine-tuned with this
-  generator, on other paintings): realistic-generator paint loss exposing lime plaster
-  (lab.synthesis.realistic with the ground fixed to plaster, no old fills, no craquelure) on seeded crops of
-  the VALIDATION paintings; scored on the paint-loss channel;
+- held out: realistic-generator paint loss exposing lime plaster (lab.synthesis.realistic with the ground fixed
+  to plaster, no old fills, no craquelure) on seeded crops of the VALIDATION paintings, scored on the
+  paint-loss channel: a style held out of one base's training alone (`--base detector-resunet18-noplaster`,
+  trained with `--grounds gesso,bole,canvas`); every detector since `detector-resunet18-paint2` was fine-tuned
+  with this generator, plaster included, on other paintings;
 - real crack photos (DeepCrack test, CrackForest test split, UAV75 test), scored on the craquelure channel.
 """
 
