@@ -44,6 +44,7 @@ from pipeline.crate import write_crate
 from pipeline.errors import InputError
 from pipeline.io.digests import ALGORITHM
 from pipeline.io.image_io import write_png
+from pipeline.io.ordered import ordered_map
 from pipeline.io.store import (
     DAMAGE_LABELS,
     DETECTED_MASKS,
@@ -101,15 +102,18 @@ def _tiles(array: Any, tile: int) -> Iterator[np.ndarray]:
     """(tile, tile, C) tiles of a (c, y, x) array in TIFF order (rows of tiles), edge tiles zero-padded.
 
     Each tile is read on its own, so memory does not grow with the image's width (a row of tiles of a
-    40,000-px-wide scan would be 60 MB per 512 rows).
+    40,000-px-wide scan would be 60 MB per 512 rows); the next few are read in other threads meanwhile.
     """
     c, h, w = array.shape
-    for y0 in range(0, h, tile):
-        for x0 in range(0, w, tile):
-            part = np.moveaxis(np.asarray(array[:, y0 : y0 + tile, x0 : x0 + tile]), 0, -1)
-            block = np.zeros((tile, tile, c), part.dtype)
-            block[: part.shape[0], : part.shape[1]] = part
-            yield block
+
+    def read(corner: tuple[int, int]) -> np.ndarray:
+        y0, x0 = corner
+        part = np.moveaxis(np.asarray(array[:, y0 : y0 + tile, x0 : x0 + tile]), 0, -1)
+        block = np.zeros((tile, tile, c), part.dtype)
+        block[: part.shape[0], : part.shape[1]] = part
+        return block
+
+    yield from ordered_map(read, ((y0, x0) for y0 in range(0, h, tile) for x0 in range(0, w, tile)))
 
 
 def restoration_description(info: dict[str, Any]) -> str:

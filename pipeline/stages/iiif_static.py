@@ -6,7 +6,7 @@
 The file names are exactly the URLs OpenSeadragon asks a level-0 service for, so the folder can be put on
 any web server (or opened from file:// by the export's before-after page, which inlines the info). Each tile
 is one block of one pyramid level as stored (the levels are aligned to the tiles: no resampling), so memory
-is one tile and every level is written from its own pyramid level.
+is a few tiles (read and encoded in threads) and every level is written from its own pyramid level.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+
+from pipeline.io.ordered import ordered_map
 
 OVERLAY_RGBA = {1: (230, 40, 40, 255), 2: (40, 210, 230, 255)}
 
@@ -59,7 +61,9 @@ def write_static_iiif(group: Any, out_dir: Path, name: str, tile: int = 512, bas
     _, height, width = arrays[0].shape
     root = out_dir / "iiif" / name
     fmt = "png" if overlay else "jpg"
-    for index, region, size, (y0, y1, x0, x1) in static_tiles(width, height, scales, tile):
+
+    def write(placed: tuple[int, str, str, tuple[int, int, int, int]]) -> None:
+        index, region, size, (y0, y1, x0, x1) = placed
         block = np.asarray(arrays[index][:, y0:y1, x0:x1])
         if overlay:
             rgba = np.zeros((y1 - y0, x1 - x0, 4), np.uint8)
@@ -71,6 +75,9 @@ def write_static_iiif(group: Any, out_dir: Path, name: str, tile: int = 512, bas
         target = root / region / size / "0" / f"default.{fmt}"
         target.parent.mkdir(parents=True, exist_ok=True)
         image.save(target, "PNG" if overlay else "JPEG", **({} if overlay else {"quality": 90}))
+
+    for _ in ordered_map(write, static_tiles(width, height, scales, tile)):  # tiles read and encoded in threads
+        pass
     info = {
         "@context": "http://iiif.io/api/image/3/context.json",
         "id": f"{base_url.rstrip('/')}/iiif/{name}" if base_url else f"iiif/{name}",
