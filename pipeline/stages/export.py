@@ -308,10 +308,11 @@ def export(store: str, out_dir: Path, config: ExportConfig | None = None, force:
     labels = _resize_labels(np.asarray(damage_labels[labels_level][0]), scan_rgb.shape[:2])
     icc_hex = scan_info.get("source_metadata", {}).get("icc_profile_hex")
     icc = bytes.fromhex(icc_hex) if icc_hex else None  # the previews keep the scan's colours too
-    write_png(work / "preview-scan.png", scan_rgb, icc)
-    write_png(work / "preview-overlay.png", overlay(scan_rgb, labels), icc)
-    write_png(work / "preview-restored.png", fit_preview(to_rgb8(np.asarray(restored[level])), config.preview_max_side),
-              icc)
+    previews = {"preview-scan.png": lambda: scan_rgb, "preview-overlay.png": lambda: overlay(scan_rgb, labels),
+                "preview-restored.png": lambda: fit_preview(to_rgb8(np.asarray(restored[level])),
+                                                            config.preview_max_side)}
+    for _ in ordered_map(lambda item: write_png(work / item[0], item[1](), icc), previews.items()):  # in threads
+        pass
     made_from = {  # each file and what it was made from
         "restored.tif": [f"restored/{path}" for path in levels],
         "preview-scan.png": [f"scan/{level}"],
