@@ -24,7 +24,8 @@ def default_workers() -> int:
 def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int = 0, ahead: int = 0) -> Iterator[R]:
     """`fn(item)` for each item, in order; `workers` threads (0: up to 8, one per core), at most `ahead`
     (0: twice the workers) submitted and not yet yielded. An exception in `fn` is raised where its result
-    would have been yielded, and the items after it are not started."""
+    would have been yielded; no item is submitted after that (those already submitted, fewer than `ahead`,
+    may still run) and those not yet started are cancelled."""
     workers = workers or default_workers()
     ahead = ahead or 2 * workers
     if workers == 1:
