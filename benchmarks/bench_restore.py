@@ -31,13 +31,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections import deque
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import tifffile
 
+from pipeline.io.ordered import ordered_map
 from pipeline.stages.detect import DEFAULT_TTA, DEFAULT_WEIGHTS, variant_fields
 
 BLOCK = 1024
@@ -72,7 +73,7 @@ def make_band(rng: np.random.Generator, by: int, side: int, damage: float,
     return np.concatenate(row, axis=1)[:, :side], np.concatenate(row_labels, axis=1)[:, :side], damaged
 
 
-def _seeded_band(seed: int, by: int, side: int, damage: float, chosen: set[int] | None):
+def _seeded_band(by: int, seed: int, side: int, damage: float, chosen: set[int] | None):
     return make_band(np.random.default_rng([seed, by]), by, side, damage, chosen)
 
 
@@ -99,14 +100,9 @@ def make_scan(path: Path, side: int, damage: float = 0.0, seed: int = 0, blocks:
             for by in range(n):
                 yield make_band(rng, by, side, damage, chosen)
             return
-        with ProcessPoolExecutor(jobs) as pool:
-            pending = deque()
-            for by in range(n):
-                pending.append(pool.submit(_seeded_band, seed, by, side, damage, chosen))
-                if len(pending) > jobs:  # a few rows ahead of the writer, not the whole scan
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
+        band = partial(_seeded_band, seed=seed, side=side, damage=damage, chosen=chosen)
+        # a few rows ahead of the writer, not the whole scan
+        yield from ordered_map(band, range(n), workers=jobs, ahead=jobs + 1, pool=ProcessPoolExecutor)
 
     def bands():
         for band, labels, damaged in drawn():

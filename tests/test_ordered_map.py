@@ -47,3 +47,31 @@ def test_an_error_is_raised_in_place_and_later_items_are_not_started():
             got.append(value)
     assert got == [0, 1, 2, 3, 4]
     assert max(started) < 20
+
+
+def test_a_process_pool_maps_in_order_too():
+    from concurrent.futures import ProcessPoolExecutor
+
+    assert list(ordered_map(abs, range(-6, 6), workers=2, ahead=3, pool=ProcessPoolExecutor)) == [
+        abs(i) for i in range(-6, 6)]
+
+
+def test_run_in_order_runs_every_item_and_raises_the_first_error():
+    from pipeline.io.ordered import run_in_order
+
+    seen: list[int] = []
+    lock = threading.Lock()
+
+    def keep(i: int) -> None:
+        with lock:
+            seen.append(i)
+
+    run_in_order(keep, range(50), workers=3)
+    assert sorted(seen) == list(range(50))
+
+    def fail_at_7(i: int) -> None:
+        if i == 7:
+            raise OSError("preview 7 not written")
+
+    with pytest.raises(OSError, match="preview 7"):
+        run_in_order(fail_at_7, range(20), workers=2)

@@ -44,7 +44,7 @@ from pipeline.crate import write_crate
 from pipeline.errors import InputError
 from pipeline.io.digests import ALGORITHM
 from pipeline.io.image_io import write_png
-from pipeline.io.ordered import ordered_map
+from pipeline.io.ordered import ordered_map, run_in_order
 from pipeline.io.store import (
     DAMAGE_LABELS,
     DETECTED_MASKS,
@@ -311,8 +311,7 @@ def export(store: str, out_dir: Path, config: ExportConfig | None = None, force:
     previews = {"preview-scan.png": lambda: scan_rgb, "preview-overlay.png": lambda: overlay(scan_rgb, labels),
                 "preview-restored.png": lambda: fit_preview(to_rgb8(np.asarray(restored[level])),
                                                             config.preview_max_side)}
-    for _ in ordered_map(lambda item: write_png(work / item[0], item[1](), icc), previews.items()):  # in threads
-        pass
+    run_in_order(lambda item: write_png(work / item[0], item[1](), icc), previews.items())  # in threads
     made_from = {  # each file and what it was made from
         "restored.tif": [f"restored/{path}" for path in levels],
         "preview-scan.png": [f"scan/{level}"],

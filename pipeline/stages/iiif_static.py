@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from pipeline.io.ordered import ordered_map
+from pipeline.io.ordered import run_in_order
 
 OVERLAY_RGBA = {1: (230, 40, 40, 255), 2: (40, 210, 230, 255)}
 
@@ -76,8 +76,7 @@ def write_static_iiif(group: Any, out_dir: Path, name: str, tile: int = 512, bas
         target.parent.mkdir(parents=True, exist_ok=True)
         image.save(target, "PNG" if overlay else "JPEG", **({} if overlay else {"quality": 90}))
 
-    for _ in ordered_map(write, static_tiles(width, height, scales, tile)):  # tiles read and encoded in threads
-        pass
+    run_in_order(write, static_tiles(width, height, scales, tile))  # tiles read and encoded in threads
     info = {
         "@context": "http://iiif.io/api/image/3/context.json",
         "id": f"{base_url.rstrip('/')}/iiif/{name}" if base_url else f"iiif/{name}",
