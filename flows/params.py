@@ -14,6 +14,7 @@ from pipeline.stages.adapt import (
     CLAMP_LOSS,
     GATE_LOSS,
     GATE_SIGMA,
+    REACH,
     SMOOTH_LOSS,
     AdaptConfig,
 )
@@ -85,6 +86,8 @@ class AdaptParams(_Params):
                                                         "adds a pixel to the base's detections (higher: adds "
                                                         "less, flags less intact paint)")
     add_loss: float = Field(ADD_LOSS, gt=0.0, lt=1.0, description="the same for the paint-loss head")
+    reach: int = Field(REACH, ge=0, le=64, description="px: the craquelure head only extends the base's cracks, "
+                       "an addition joining them through others within this many px (0 = it may add anywhere)")
     smooth_loss: float = Field(SMOOTH_LOSS, ge=0.0, le=32.0, description="Gaussian sigma (px) over which the "
                                "paint-loss head's pixels vote together (0 = each pixel alone)")
     clamp_loss: float = Field(CLAMP_LOSS, ge=0.0, le=20.0, description="bound of the paint-loss head's logits "

@@ -8,8 +8,10 @@ gradient magnitude, difference of Gaussians and local standard deviation of the 
 keep the base logit unchanged. With `union`, an adapted class keeps what the base found, the head only adding
 where it is confident (its logit shifted by the adding threshold); an optional veto head per adapted class,
 fitted on the base's detections under the conservator's clean strokes, removes the base detections that
-resemble them. The head is fitted on a conservator's strokes (pipeline.stages.adapt); the whole
-network (base and head) is one weights file, so detect loads it as it loads any detector.
+resemble them; with a `reach`, the head only extends the base's detections of a class (an addition counts where
+it joins them through other additions within that many px), never starting one of its own. The head is fitted
+on a conservator's strokes (pipeline.stages.adapt); the whole network (base and head) is one weights file, so
+detect loads it as it loads any detector.
 """
 
 from __future__ import annotations
@@ -139,13 +141,16 @@ class AdaptedDetector(nn.Module):
     logit(`add`) (the head adds a pixel only where its probability reaches `add`), and the base's. With `veto`
     a second, linear `PixelHead`, one output per adapted class (its `veto_on` flag set when it was fitted),
     decides which of the base's detections are the kind the clean strokes marked: where its logit is positive
-    the base's logit is replaced by a negative one, so the union keeps only what the head itself adds there."""
+    the base's logit is replaced by a negative one, so the union keeps only what the head itself adds there.
+    With `reach` > 0 (one value, or one per adapted class) the head's additions to the union count only where
+    they join the base's detections (after the veto) through other additions in at most `reach` steps of
+    8-connected growth; the others keep the base's logit."""
 
     def __init__(self, base: str, base_args: dict[str, Any], adapted: Sequence[int], hidden: int = 32,
                  scales: Sequence[float] = DEFAULT_SCALES, smooth: float | Sequence[float] = 0.0,
                  union: bool = False, add: float | Sequence[float] = 0.5, veto: bool = False,
                  clamp: float | Sequence[float] = 0.0, gate: float | Sequence[float] = 0.0,
-                 gate_sigma: float = 4.0) -> None:
+                 gate_sigma: float = 4.0, reach: int | Sequence[int] = 0) -> None:
         super().__init__()
         if base not in BASES:
             raise ValueError(f"unknown base {base!r}; choose one of {', '.join(sorted(BASES))}")
@@ -175,6 +180,9 @@ class AdaptedDetector(nn.Module):
             self.register_buffer("gate_fine", FilterBank._kernel(GATE_SIGMA), persistent=False)
             self.register_buffer("gate_area", FilterBank._kernel(self.gate_sigma), persistent=False)
         self.union = bool(union)
+        self.reach = [int(v) for v in _per_class(reach, len(self.adapted), "reach")]
+        if any(v < 0 for v in self.reach) or (any(self.reach) and not self.union):
+            raise ValueError(f"reach must be >= 0 and needs union, got {reach} (union {union})")
         self.add = _per_class(add, len(self.adapted), "add")
         if not all(0.0 < v < 1.0 for v in self.add):
             raise ValueError(f"add must be in (0, 1), got {add}")
@@ -199,7 +207,7 @@ class AdaptedDetector(nn.Module):
                 veto = self._per_pixel(self.veto, feats, logits, filters)
                 vetoed = (veto > 0) & (self.veto_on.view(1, -1, 1, 1) > 0)
                 base = torch.where(vetoed, torch.minimum(base, -veto), base)
-            new = torch.maximum(new - self.shift, base)
+            new = torch.maximum(self._joined(new - self.shift, base) if any(self.reach) else new - self.shift, base)
         out = [new[:, self.adapted.index(c)] if c in self.adapted else logits[:, c] for c in range(logits.shape[1])]
         return torch.stack(out, dim=1)  # (B, K, H, W)
 
@@ -219,6 +227,22 @@ class AdaptedDetector(nn.Module):
             if gate and gated:
                 part = torch.where(self._dense(out[:, i: i + 1]) >= gate, part, torch.full_like(part, GATE_OFF))
             parts.append(part)
+        return torch.cat(parts, dim=1)
+
+    def _joined(self, head: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+        """(B, A, H, W) `head` logits with each class's additions (head positive, base not) that do not reach the
+        base's detections within that class's `reach` steps set to GATE_OFF (a class of reach 0 unchanged)."""
+        parts = []
+        for i, steps in enumerate(self.reach):
+            logit = head[:, i: i + 1]
+            if steps:
+                seed, adds = base[:, i: i + 1] > 0, (logit > 0) & (base[:, i: i + 1] <= 0)
+                joined, room = seed, seed | adds
+                for _ in range(steps):
+                    grown = nn.functional.max_pool2d(joined.to(logit.dtype), 3, stride=1, padding=1) > 0
+                    joined = grown & room
+                logit = torch.where(adds & ~joined, torch.full_like(logit, GATE_OFF), logit)
+            parts.append(logit)
         return torch.cat(parts, dim=1)
 
     def _dense(self, logits: torch.Tensor) -> torch.Tensor:

@@ -268,6 +268,7 @@ def test_strokes_of_one_damage_class_adapt_that_class_only(tmp_path: Path, tiny_
         a, b = adapted(x), base(x)
     assert torch.equal(a[:, 1], b[:, 1])  # paint loss: the base's logit, bit for bit
     assert not torch.allclose(a[:, 0], b[:, 0])
+    assert adapted.reach == [AdaptConfig().reach]  # the craquelure head's reach travels with the weights
 
 
 def test_adapt_flow_fits_then_detects_with_the_adapted_weights(tmp_path: Path, tiny_weights: Path,
@@ -293,9 +294,10 @@ def test_the_command_line_spells_the_adapt_base_as_the_stage_does() -> None:
     from flows.cli.common import ADAPT_CLAMP_LOSS as CLI_CLAMP_LOSS
     from flows.cli.common import ADAPT_GATE_LOSS as CLI_GATE_LOSS
     from flows.cli.common import ADAPT_GATE_SIGMA as CLI_GATE_SIGMA
+    from flows.cli.common import ADAPT_REACH as CLI_REACH
     from flows.cli.common import ADAPT_SMOOTH_LOSS as CLI_SMOOTH_LOSS
     from flows.params import AdaptParams
-    from pipeline.stages.adapt import ADD, ADD_LOSS, CLAMP_LOSS, GATE_LOSS, GATE_SIGMA, SMOOTH_LOSS
+    from pipeline.stages.adapt import ADD, ADD_LOSS, CLAMP_LOSS, GATE_LOSS, GATE_SIGMA, REACH, SMOOTH_LOSS
 
     assert CLI_BASE == ADAPT_BASE == AdaptParams().base == AdaptConfig().base
     assert CLI_ADD == ADD == AdaptParams().add == AdaptConfig().add
@@ -304,6 +306,7 @@ def test_the_command_line_spells_the_adapt_base_as_the_stage_does() -> None:
     assert CLI_CLAMP_LOSS == CLAMP_LOSS == AdaptParams().clamp_loss == AdaptConfig().clamp_loss
     assert CLI_GATE_LOSS == GATE_LOSS == AdaptParams().gate_loss == AdaptConfig().gate_loss
     assert CLI_GATE_SIGMA == GATE_SIGMA == AdaptParams().gate_sigma == AdaptConfig().gate_sigma
+    assert CLI_REACH == REACH == AdaptParams().reach == AdaptConfig().reach
 
 
 @pytest.mark.parametrize(("fields", "message"), [
@@ -312,6 +315,8 @@ def test_the_command_line_spells_the_adapt_base_as_the_stage_does() -> None:
     ({"clamp_loss": -1.0}, "clamp_loss >= 0"),
     ({"gate_loss": 1.0}, "gate_loss must be in"),
     ({"gate_loss": 0.1, "gate_sigma": 0.0}, "gate_sigma > 0"),
+    ({"reach": -1}, "reach must be >= 0"),
+    ({"reach": 8, "union": False}, "needs union"),
 ])
 def test_adapt_config_refuses_bad_fields(fields: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -332,6 +337,10 @@ def test_the_adding_threshold_reaches_the_fit_and_is_bounded() -> None:
     assert gated.gate_args([0, 1]) == {"gate": [0.0, 0.1], "gate_sigma": 6.0}
     assert AdaptConfig().gate_args([0, 1]) == {}  # off: the adapted weights' arguments and key are as before
     assert "gate_loss" not in AdaptConfig().key_params() and gated.key_params()["gate_loss"] == 0.1
+    assert AdaptConfig().reach_args([0, 1]) == {"reach": [32, 0]}  # craquelure only
+    unreached = AdaptParams(reach=0).config()
+    assert unreached.reach_args([0]) == {} and "reach" not in unreached.key_params()  # off: as before the reach
+    assert AdaptConfig().key_params()["reach"] == 32
     for bad in (0.0, 1.0, 1.5):
         with pytest.raises(ValidationError):
             AdaptParams(add=bad)

@@ -93,3 +93,25 @@ def test_the_gate_keeps_the_vote_where_the_head_is_dense_and_closes_it_elsewhere
     assert torch.equal(ungated, vote)
     with pytest.raises(ValueError, match="gate must be in"):
         AdaptedDetector("resunet", args, [1], gate=1.0)
+
+
+def test_the_reach_keeps_the_head_s_additions_that_extend_the_base_s_cracks_and_drops_the_others() -> None:
+    from models.adapted import GATE_OFF, AdaptedDetector
+
+    args = {"decoder_channels": [16, 16, 16, 16, 8]}
+    base = torch.full((1, 2, 64, 128), -5.0)
+    base[:, :, 10, 10:31] = 5.0  # a crack the base found, in both classes
+    head = torch.full((1, 2, 64, 128), -5.0)
+    head[:, :, 10, 31:100] = 3.0  # the head carries it on, 69 px
+    head[:, :, 50, 10:60] = 3.0  # and finds a line of its own, joined to nothing
+    model = AdaptedDetector("resunet", args, [0, 1], union=True, reach=[32, 0])
+    joined = model._joined(head, base)
+    crack = joined[0, 0]
+    assert (crack[10, 31:63] == 3.0).all()  # 32 steps of growth from the base's end
+    assert (crack[10, 63:100] == GATE_OFF).all() and (crack[50, 10:60] == GATE_OFF).all()
+    assert torch.equal(crack[base[0, 0] > 0], head[0, 0][base[0, 0] > 0])  # on the base's crack: as it was
+    assert torch.equal(joined[:, 1], head[:, 1])  # reach 0: the class as the head has it
+    with pytest.raises(ValueError, match="reach must be >= 0 and needs union"):
+        AdaptedDetector("resunet", args, [0], reach=8)
+    with pytest.raises(ValueError, match="reach must be >= 0"):
+        AdaptedDetector("resunet", args, [0], union=True, reach=-1)

@@ -309,6 +309,8 @@ def evaluate_adapt_command(
                                                    "to the base's detections (default: adapt's)")] = None,
     add_loss: Annotated[float | None, typer.Option(help="the same for the paint-loss head (default: adapt's)")]
     = None,
+    reach: Annotated[int | None, typer.Option(help="px the craquelure head's additions may reach from the base's "
+                                                   "cracks (0 = anywhere; default: adapt's)", min=0)] = None,
     smooth_loss: Annotated[float | None, typer.Option(help="sigma (px) of the paint-loss head's vote (default: "
                                                            "adapt's)", min=0.0)] = None,
     clamp_loss: Annotated[float | None, typer.Option(help="bound of the paint-loss head's logits before the vote "
@@ -345,7 +347,7 @@ def evaluate_adapt_command(
         if value is not None and not 0.0 < value < 1.0:
             raise typer.BadParameter(f"{name} must be in (0, 1), got {value}")
     config = AdaptConfig(hidden=hidden, veto=veto, union=union)
-    changes = {"background": background, "base": base, "add": add, "add_loss": add_loss,
+    changes = {"background": background, "base": base, "add": add, "add_loss": add_loss, "reach": reach,
                "smooth_loss": smooth_loss, "clamp_loss": clamp_loss, "gate_loss": gate_loss, "gate_sigma": gate_sigma}
     config = dataclasses.replace(config, **{k: v for k, v in changes.items() if v is not None})
     try:

@@ -14,6 +14,7 @@ from flows.cli.common import (
     ADAPT_CLAMP_LOSS,
     ADAPT_GATE_LOSS,
     ADAPT_GATE_SIGMA,
+    ADAPT_REACH,
     ADAPT_SMOOTH_LOSS,
     DEFAULT_COARSE_LOSS,
     DEFAULT_MIN_CRACK,
@@ -124,6 +125,9 @@ def adapt_command(
                                             "to the base's detections (higher: adds less, flags less intact "
                                             "paint)")] = ADAPT_ADD,
     add_loss: Annotated[float, typer.Option(help="the same for the paint-loss head")] = ADAPT_ADD_LOSS,
+    reach: Annotated[int, typer.Option(help="px: the craquelure head only extends the base's cracks, an addition "
+                                            "joining them through others within this many px (0 = it may add "
+                                            "anywhere)", min=0, max=64)] = ADAPT_REACH,
     smooth_loss: Annotated[float, typer.Option(help="Gaussian sigma (px) over which the paint-loss head's pixels "
                                                     "vote together (0 = each alone; small losses the base "
                                                     "misses are found better with less)", min=0.0, max=32.0)]
@@ -161,7 +165,7 @@ def adapt_command(
     _, height, width = open_complete(store, "scan")["0"].shape
     read_scribbles(source, (height, width))  # bad scribbles fail here, in one line, before any run starts
     check_device(device)
-    params = AdaptParams(base=base, hidden=hidden, steps=steps, seed=seed, add=add, add_loss=add_loss,
+    params = AdaptParams(base=base, hidden=hidden, steps=steps, seed=seed, add=add, add_loss=add_loss, reach=reach,
                          smooth_loss=smooth_loss, clamp_loss=clamp_loss, gate_loss=gate_loss, gate_sigma=gate_sigma,
                          device=device)
     detect = DetectParams(threshold=threshold, tta=check_tta(tta), coarse_loss=coarse_loss, min_crack=min_crack,

@@ -46,6 +46,7 @@ SMOOTH_LOSS = 1.5  # (Gaussian sigma, px); a regional vote (5 px, bound 4, addin
 CLAMP_LOSS = 0.0
 GATE_LOSS = 0.0  # > 0: the paint-loss head speaks only where it holds that share of the pixels around (opt-in)
 GATE_SIGMA = 4.0  # px: the Gaussian over which that share is taken
+REACH = 32  # px: the craquelure head only extends the base's cracks, its additions joining them within this (0 = off)
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,9 @@ class AdaptConfig:
     bounded to +-`clamp_loss`; with `gate_loss` > 0 the paint-loss head counts only where, lightly smoothed, it
     holds at least that share of the pixels around, Gaussian sigma `gate_sigma` px), whether the adapted class
     keeps what the base found (`union`: the maximum of the two logits), the head's probability from which it
-    adds a pixel to the base's (`add` for craquelure, `add_loss` for paint loss), whether the clean
+    adds a pixel to the base's (`add` for craquelure, `add_loss` for paint loss), how far the craquelure head's
+    additions may reach from the base's cracks (`reach` px of 8-connected growth through other additions; an
+    addition that joins none is dropped, 0 = no such rule), whether the clean
     strokes veto the base's detections they cover and the ones like them (`veto`, fitted when they cover at
     least `veto_min_pixels` of them), the share of the negatives taken from unlabelled pixels (`background`,
     drawn from `background_cells` random squares, `background_per_cell` each) and the device."""
@@ -79,6 +82,7 @@ class AdaptConfig:
     union: bool = True
     add: float = ADD
     add_loss: float = ADD_LOSS
+    reach: int = REACH
     veto: bool = True
     veto_min_pixels: int = 20
     background: float = 0.3
@@ -98,6 +102,8 @@ class AdaptConfig:
         if not (0.0 < self.add < 1.0 and 0.0 < self.add_loss < 1.0) or self.veto_min_pixels < 1:
             raise ValueError(f"add and add_loss must be in (0, 1) and veto_min_pixels >= 1, got {self.add}, "
                              f"{self.add_loss}, {self.veto_min_pixels}")
+        if self.reach < 0 or (self.reach and not self.union):
+            raise ValueError(f"reach must be >= 0 and needs union, got {self.reach} (union {self.union})")
         if not 0.0 <= self.gate_loss < 1.0 or self.gate_sigma <= 0:
             raise ValueError(f"gate_loss must be in [0, 1) and gate_sigma > 0, got {self.gate_loss}, {self.gate_sigma}")
         if self.cell < 32 or self.context < 0 or (self.cell + 2 * self.context) % 32:
@@ -117,12 +123,18 @@ class AdaptConfig:
             return {}
         return {"gate": [self.gate_loss if c == 1 else 0.0 for c in adapted], "gate_sigma": self.gate_sigma}
 
+    def reach_args(self, adapted: list[int]) -> dict[str, Any]:
+        """The adapted detector's `reach` (craquelure only), none when it is off (the weights read as before)."""
+        return {"reach": [0 if c == 1 else self.reach for c in adapted]} if self.reach else {}
+
     def key_params(self) -> dict[str, Any]:
-        """The settings that decide the adapted weights: all but the manifest path and device, the gate's only
-        when on (so a store adapted before the gate existed keeps its key)."""
+        """The settings that decide the adapted weights: all but the manifest path and device, the gate's and
+        the reach's only when on (so a store adapted before they existed keeps its key)."""
         params = {k: v for k, v in asdict(self).items() if k not in ("manifest", "device")}
         if not self.gate_loss:
             del params["gate_loss"], params["gate_sigma"]
+        if not self.reach:
+            del params["reach"]
         return params
 
 
@@ -135,8 +147,9 @@ def adapt_key(scan_digest: str, scribbles_digest: str, config: AdaptConfig, base
 def build_adapted(base_name: str, manifest: Path, adapted: list[int], hidden: int, device: str = "cpu",
                   scales: tuple[float, ...] = (1.0, 2.0, 4.0), smooth: float | list[float] = 0.0,
                   union: bool = False, add: float | list[float] = 0.5, veto: bool = False,
-                  clamp: float | list[float] = 0.0, **gate: Any) -> Any:
-    """An AdaptedDetector over the verified base weights (heads not fitted) and the base's manifest entry."""
+                  clamp: float | list[float] = 0.0, **options: Any) -> Any:
+    """An AdaptedDetector over the verified base weights (heads not fitted) and the base's manifest entry;
+    `options` (the gate's, the reach) go to it as they are."""
     from models.adapted import BASES, AdaptedDetector
     from models.weights import get_entry, load_state
 
@@ -145,7 +158,7 @@ def build_adapted(base_name: str, manifest: Path, adapted: list[int], hidden: in
         raise ConfigError(f"{manifest}: {base_name!r} is a {entry.architecture!r}; adapt takes a detector "
                           f"({', '.join(sorted(BASES))})")
     model = AdaptedDetector(entry.architecture, entry.arch_args, adapted, hidden, scales, smooth, union, add, veto,
-                            clamp, **gate)
+                            clamp, **options)
     model.base.load_state_dict(load_state(entry, manifest.parent))
     return model.to(device).eval(), entry
 
@@ -155,7 +168,8 @@ def build_for(config: AdaptConfig, adapted: list[int]) -> Any:
     per_class = config.per_class(adapted)
     model, _ = build_adapted(config.base, Path(config.manifest), adapted, config.hidden, config.device,
                              config.scales, per_class["smooth"], config.union, per_class["add"],
-                             config.veto and config.union, per_class["clamp"], **config.gate_args(adapted))
+                             config.veto and config.union, per_class["clamp"], **config.gate_args(adapted),
+                             **config.reach_args(adapted))
     return model
 
 
@@ -252,7 +266,8 @@ def _save(model: Any, base_entry: Any, adapted: list[int], config: AdaptConfig, 
 
     arch_args = {"base": base_entry.architecture, "base_args": base_entry.arch_args, "adapted": adapted,
                  "hidden": config.hidden, "scales": list(config.scales), **config.per_class(adapted),
-                 **config.gate_args(adapted), "union": config.union, "veto": config.veto and config.union}
+                 **config.gate_args(adapted), **config.reach_args(adapted), "union": config.union,
+                 "veto": config.veto and config.union}
     training = {"base": base_entry.name, "base_sha256": base_entry.sha256, "scribbles_digest": marks.digest,
                 "labelled_pixels": marks.counts, "fit": {k: v for k, v in asdict(config).items()
                                                          if k not in ("manifest", "device", "base")}}
