@@ -20,6 +20,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import cv2
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -31,6 +33,19 @@ STRIP = 128  # rows of a tile the head takes at once (bounds the memory of its p
 GATE_SIGMA = 1.5  # px: the head's logits lightly smoothed for the gate (adapt's default smoothing)
 GATE_ADD = 0.9  # the probability at which such a pixel counts as held by the head (adapt's default adding threshold)
 GATE_OFF = -20.0  # the logit of a pixel the gate closes
+
+
+def grown(seed: np.ndarray, room: np.ndarray, steps: int) -> np.ndarray:
+    """The bool (H, W) `seed` grown by 8-connected steps inside the bool `room`, `steps` at most: the pixels of
+    `room` joined to the seed through `room` within that many steps."""
+    kernel, inside = np.ones((3, 3), np.uint8), room.astype(np.uint8)
+    joined = (seed & room).astype(np.uint8)
+    for _ in range(steps):
+        more = cv2.dilate(joined, kernel) & inside
+        if np.array_equal(more, joined):
+            break
+        joined = more
+    return joined.astype(bool)
 
 
 class FilterBank(nn.Module):
@@ -237,11 +252,9 @@ class AdaptedDetector(nn.Module):
             logit = head[:, i: i + 1]
             if steps:
                 seed, adds = base[:, i: i + 1] > 0, (logit > 0) & (base[:, i: i + 1] <= 0)
-                joined, room = seed, seed | adds
-                for _ in range(steps):
-                    grown = nn.functional.max_pool2d(joined.to(logit.dtype), 3, stride=1, padding=1) > 0
-                    joined = grown & room
-                logit = torch.where(adds & ~joined, torch.full_like(logit, GATE_OFF), logit)
+                joined = torch.from_numpy(np.stack([grown(s, r, steps) for s, r in zip(
+                    seed[:, 0].cpu().numpy(), (seed | adds)[:, 0].cpu().numpy(), strict=True)]))[:, None]
+                logit = torch.where(adds & ~joined.to(logit.device), torch.full_like(logit, GATE_OFF), logit)
             parts.append(logit)
         return torch.cat(parts, dim=1)
 
