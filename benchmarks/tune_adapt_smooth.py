@@ -1,6 +1,6 @@
 """Adapt's craquelure smoothing, adding threshold and reach, tuned on the real crack sets' TRAINING splits only.
 
-    python benchmarks/tune_adapt_smooth.py --smooth 1.5 --add 0.9 [--reach 32] [--limit 10] [--rounds 3]
+    python benchmarks/tune_adapt_smooth.py --smooth 1.5 --add 0.9 [--reach 32] [--beside 0] [--limit 10] [--rounds 3]
         [--sets crackforest,deepcrack,uav75] [--json FILE]
 
 `retouch evaluate adapt` reports on DeepCrack test, CrackForest TEST and UAV75 test; choosing a setting there would
@@ -38,6 +38,7 @@ def main() -> None:
     parser.add_argument("--smooth", type=float, default=AdaptConfig.smooth)
     parser.add_argument("--add", type=float, default=AdaptConfig.add)
     parser.add_argument("--reach", type=int, default=AdaptConfig.reach)
+    parser.add_argument("--beside", type=int, default=AdaptConfig.beside)
     parser.add_argument("--limit", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--sets", default="crackforest,deepcrack,uav75")
@@ -45,10 +46,10 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    config = AdaptConfig(smooth=args.smooth, add=args.add, reach=args.reach)
+    config = AdaptConfig(smooth=args.smooth, add=args.add, reach=args.reach, beside=args.beside)
     plan = StrokePlan(informed=True, rounds=args.rounds)
-    report = {"smooth": args.smooth, "add": args.add, "reach": args.reach, "limit": args.limit, "rounds": args.rounds,
-              "sets": {}}
+    report = {"smooth": args.smooth, "add": args.add, "reach": args.reach, "beside": args.beside, "limit": args.limit,
+              "rounds": args.rounds, "sets": {}}
     for name in args.sets.split(","):
         cases = real_cases(name, args.data, args.limit, TRAIN_SETS)
         result = evaluate_cases(cases, 0, config, plan, SEED, reference=False)

@@ -11,6 +11,7 @@ from pipeline.stages.adapt import (
     ADAPT_BASE,
     ADD,
     ADD_LOSS,
+    BESIDE,
     CLAMP_LOSS,
     GATE_LOSS,
     GATE_SIGMA,
@@ -88,6 +89,9 @@ class AdaptParams(_Params):
     add_loss: float = Field(ADD_LOSS, gt=0.0, lt=1.0, description="the same for the paint-loss head")
     reach: int = Field(REACH, ge=0, le=64, description="px: the craquelure head only extends the base's cracks, "
                        "an addition joining them through others within this many px (0 = it may add anywhere)")
+    beside: int = Field(BESIDE, ge=0, le=8, description="px beside a crack the base found, away from its ends, "
+                        "where the craquelure head may not add: it lengthens cracks, it does not thicken them "
+                        "(0 = it may; needs a reach)")
     smooth_loss: float = Field(SMOOTH_LOSS, ge=0.0, le=32.0, description="Gaussian sigma (px) over which the "
                                "paint-loss head's pixels vote together (0 = each pixel alone)")
     clamp_loss: float = Field(CLAMP_LOSS, ge=0.0, le=20.0, description="bound of the paint-loss head's logits "

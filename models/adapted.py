@@ -33,6 +33,7 @@ STRIP = 128  # rows of a tile the head takes at once (bounds the memory of its p
 GATE_SIGMA = 1.5  # px: the head's logits lightly smoothed for the gate (adapt's default smoothing)
 GATE_ADD = 0.9  # the probability at which such a pixel counts as held by the head (adapt's default adding threshold)
 GATE_OFF = -20.0  # the logit of a pixel the gate closes
+END_RADIUS = 4  # px around a skeleton end point of a detection where the head may add beside it (see `beside`)
 
 
 def grown(seed: np.ndarray, room: np.ndarray, steps: int) -> np.ndarray:
@@ -46,6 +47,19 @@ def grown(seed: np.ndarray, room: np.ndarray, steps: int) -> np.ndarray:
             break
         joined = more
     return joined.astype(bool)
+
+
+def beside_ends(mask: np.ndarray, width: int) -> np.ndarray:
+    """The bool (H, W) pixels within `width` px (a square) beside the bool `mask`, outside it, that are more than
+    END_RADIUS px from the end points of its skeleton (a skeleton pixel with one 8-neighbour, or none)."""
+    skeleton = cv2.ximgproc.thinning(mask.astype(np.uint8) * 255) > 0
+    neighbours = cv2.filter2D(skeleton.astype(np.uint8), -1, np.ones((3, 3), np.float32),
+                              borderType=cv2.BORDER_CONSTANT)
+    ends = (skeleton & (neighbours <= 2)).astype(np.uint8)
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * END_RADIUS + 1,) * 2)
+    near_end = cv2.dilate(ends, disc) > 0
+    around = cv2.dilate(mask.astype(np.uint8), np.ones((2 * width + 1,) * 2, np.uint8)) > 0
+    return around & ~mask & ~near_end
 
 
 class FilterBank(nn.Module):
@@ -159,13 +173,15 @@ class AdaptedDetector(nn.Module):
     the base's logit is replaced by a negative one, so the union keeps only what the head itself adds there.
     With `reach` > 0 (one value, or one per adapted class) the head's additions to the union count only where
     they join the base's detections (after the veto) through other additions in at most `reach` steps of
-    8-connected growth; the others keep the base's logit."""
+    8-connected growth; the others keep the base's logit. With `beside` > 0 as well (px, per class) the head
+    may not add within that many px beside a base detection, away from its ends (END_RADIUS px around the
+    end points of its skeleton): it lengthens a crack or bridges a gap, it does not thicken it."""
 
     def __init__(self, base: str, base_args: dict[str, Any], adapted: Sequence[int], hidden: int = 32,
                  scales: Sequence[float] = DEFAULT_SCALES, smooth: float | Sequence[float] = 0.0,
                  union: bool = False, add: float | Sequence[float] = 0.5, veto: bool = False,
                  clamp: float | Sequence[float] = 0.0, gate: float | Sequence[float] = 0.0,
-                 gate_sigma: float = 4.0, reach: int | Sequence[int] = 0) -> None:
+                 gate_sigma: float = 4.0, reach: int | Sequence[int] = 0, beside: int | Sequence[int] = 0) -> None:
         super().__init__()
         if base not in BASES:
             raise ValueError(f"unknown base {base!r}; choose one of {', '.join(sorted(BASES))}")
@@ -198,6 +214,9 @@ class AdaptedDetector(nn.Module):
         self.reach = [int(v) for v in _per_class(reach, len(self.adapted), "reach")]
         if any(v < 0 for v in self.reach) or (any(self.reach) and not self.union):
             raise ValueError(f"reach must be >= 0 and needs union, got {reach} (union {union})")
+        self.beside = [int(v) for v in _per_class(beside, len(self.adapted), "beside")]
+        if any(v < 0 or (v and not r) for v, r in zip(self.beside, self.reach, strict=True)):
+            raise ValueError(f"beside must be >= 0 and needs a reach, got {beside} (reach {self.reach})")
         self.add = _per_class(add, len(self.adapted), "add")
         if not all(0.0 < v < 1.0 for v in self.add):
             raise ValueError(f"add must be in (0, 1), got {add}")
@@ -248,11 +267,12 @@ class AdaptedDetector(nn.Module):
         """(B, A, H, W) `head` logits with each class's additions (head positive, base not) that do not reach the
         base's detections within that class's `reach` steps set to GATE_OFF (a class of reach 0 unchanged)."""
         parts = []
-        for i, steps in enumerate(self.reach):
+        for i, (steps, side) in enumerate(zip(self.reach, self.beside, strict=True)):
             logit = head[:, i: i + 1]
             if steps:
                 seed, adds = base[:, i: i + 1] > 0, (logit > 0) & (base[:, i: i + 1] <= 0)
-                joined = torch.from_numpy(np.stack([grown(s, r, steps) for s, r in zip(
+                joined = torch.from_numpy(np.stack([grown(s, r & ~beside_ends(s, side), steps) if side
+                                                    else grown(s, r, steps) for s, r in zip(
                     seed[:, 0].cpu().numpy(), (seed | adds)[:, 0].cpu().numpy(), strict=True)]))[:, None]
                 logit = torch.where(adds & ~joined.to(logit.device), torch.full_like(logit, GATE_OFF), logit)
             parts.append(logit)

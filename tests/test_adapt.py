@@ -291,13 +291,14 @@ def test_the_command_line_spells_the_adapt_base_as_the_stage_does() -> None:
     from flows.cli.common import ADAPT_ADD as CLI_ADD
     from flows.cli.common import ADAPT_ADD_LOSS as CLI_ADD_LOSS
     from flows.cli.common import ADAPT_BASE as CLI_BASE
+    from flows.cli.common import ADAPT_BESIDE as CLI_BESIDE
     from flows.cli.common import ADAPT_CLAMP_LOSS as CLI_CLAMP_LOSS
     from flows.cli.common import ADAPT_GATE_LOSS as CLI_GATE_LOSS
     from flows.cli.common import ADAPT_GATE_SIGMA as CLI_GATE_SIGMA
     from flows.cli.common import ADAPT_REACH as CLI_REACH
     from flows.cli.common import ADAPT_SMOOTH_LOSS as CLI_SMOOTH_LOSS
     from flows.params import AdaptParams
-    from pipeline.stages.adapt import ADD, ADD_LOSS, CLAMP_LOSS, GATE_LOSS, GATE_SIGMA, REACH, SMOOTH_LOSS
+    from pipeline.stages.adapt import ADD, ADD_LOSS, BESIDE, CLAMP_LOSS, GATE_LOSS, GATE_SIGMA, REACH, SMOOTH_LOSS
 
     assert CLI_BASE == ADAPT_BASE == AdaptParams().base == AdaptConfig().base
     assert CLI_ADD == ADD == AdaptParams().add == AdaptConfig().add
@@ -307,6 +308,7 @@ def test_the_command_line_spells_the_adapt_base_as_the_stage_does() -> None:
     assert CLI_GATE_LOSS == GATE_LOSS == AdaptParams().gate_loss == AdaptConfig().gate_loss
     assert CLI_GATE_SIGMA == GATE_SIGMA == AdaptParams().gate_sigma == AdaptConfig().gate_sigma
     assert CLI_REACH == REACH == AdaptParams().reach == AdaptConfig().reach
+    assert CLI_BESIDE == BESIDE == AdaptParams().beside == AdaptConfig().beside
 
 
 @pytest.mark.parametrize(("fields", "message"), [
@@ -317,6 +319,7 @@ def test_the_command_line_spells_the_adapt_base_as_the_stage_does() -> None:
     ({"gate_loss": 0.1, "gate_sigma": 0.0}, "gate_sigma > 0"),
     ({"reach": -1}, "reach must be >= 0"),
     ({"reach": 8, "union": False}, "needs union"),
+    ({"beside": -1}, "beside must be >= 0"),
 ])
 def test_adapt_config_refuses_bad_fields(fields: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -337,10 +340,12 @@ def test_the_adding_threshold_reaches_the_fit_and_is_bounded() -> None:
     assert gated.gate_args([0, 1]) == {"gate": [0.0, 0.1], "gate_sigma": 6.0}
     assert AdaptConfig().gate_args([0, 1]) == {}  # off: the adapted weights' arguments and key are as before
     assert "gate_loss" not in AdaptConfig().key_params() and gated.key_params()["gate_loss"] == 0.1
-    assert AdaptConfig().reach_args([0, 1]) == {"reach": [32, 0]}  # craquelure only
-    unreached = AdaptParams(reach=0).config()
+    unreached = AdaptParams(reach=0).config()  # `beside` needs a reach: without one it is left out
     assert unreached.reach_args([0]) == {} and "reach" not in unreached.key_params()  # off: as before the reach
     assert AdaptConfig().key_params()["reach"] == 32
+    assert AdaptConfig().reach_args([0, 1]) == {"reach": [32, 0], "beside": [2, 0]}
+    no_beside = AdaptParams(beside=0).config()
+    assert no_beside.reach_args([0]) == {"reach": [32]} and "beside" not in no_beside.key_params()
     for bad in (0.0, 1.0, 1.5):
         with pytest.raises(ValidationError):
             AdaptParams(add=bad)

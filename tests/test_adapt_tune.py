@@ -115,3 +115,22 @@ def test_the_reach_keeps_the_head_s_additions_that_extend_the_base_s_cracks_and_
         AdaptedDetector("resunet", args, [0], reach=8)
     with pytest.raises(ValueError, match="reach must be >= 0"):
         AdaptedDetector("resunet", args, [0], union=True, reach=-1)
+
+
+def test_beside_keeps_a_crack_s_lengthening_and_drops_its_thickening() -> None:
+    from models.adapted import GATE_OFF, AdaptedDetector
+
+    args = {"decoder_channels": [16, 16, 16, 16, 8]}
+    base = torch.full((1, 1, 64, 128), -5.0)
+    base[:, :, 30:33, 20:61] = 5.0  # a crack the base found, 3 px wide, from x 20 to 60
+    head = torch.full((1, 1, 64, 128), -5.0)
+    head[:, :, 30:33, 61:90] = 3.0  # the head lengthens it
+    head[:, :, 33:35, 30:50] = 3.0  # and thickens it by 2 px below, along its middle
+    model = AdaptedDetector("resunet", args, [0], union=True, reach=32, beside=2)
+    crack = model._joined(head, base)[0, 0]
+    assert (crack[30:33, 61:90] == 3.0).all()  # lengthened: kept
+    assert (crack[33:35, 30:50] == GATE_OFF).all()  # thickened: dropped
+    thick = AdaptedDetector("resunet", args, [0], union=True, reach=32)._joined(head, base)[0, 0]
+    assert (thick[33:35, 30:50] == 3.0).all()  # without `beside` the head may thicken
+    with pytest.raises(ValueError, match="beside must be >= 0 and needs a reach"):
+        AdaptedDetector("resunet", args, [0], union=True, beside=2)

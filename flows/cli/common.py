@@ -184,6 +184,7 @@ ADAPT_CLAMP_LOSS = 0.0  # pipeline.stages.adapt.CLAMP_LOSS, likewise (a test che
 ADAPT_GATE_LOSS = 0.0  # pipeline.stages.adapt.GATE_LOSS, likewise (a test checks)
 ADAPT_GATE_SIGMA = 4.0  # pipeline.stages.adapt.GATE_SIGMA, likewise (a test checks)
 ADAPT_REACH = 32  # pipeline.stages.adapt.REACH, likewise (a test checks)
+ADAPT_BESIDE = 2  # pipeline.stages.adapt.BESIDE, likewise (a test checks)
 DEFAULT_COARSE_LOSS = False  # pipeline.stages.detect.DEFAULT_COARSE_LOSS, likewise (a test checks)
 DEFAULT_MIN_CRACK = 0  # pipeline.stages.detect.DEFAULT_MIN_CRACK, likewise (a test checks)
 MinCrackOpt = Annotated[int, typer.Option(help="drop craquelure fragments of fewer than this many px (8-connected) "

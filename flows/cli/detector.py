@@ -311,6 +311,9 @@ def evaluate_adapt_command(
     = None,
     reach: Annotated[int | None, typer.Option(help="px the craquelure head's additions may reach from the base's "
                                                    "cracks (0 = anywhere; default: adapt's)", min=0)] = None,
+    beside: Annotated[int | None, typer.Option(help="px beside a base crack, away from its ends, where the "
+                                                    "craquelure head may not add (0 = it may; default: adapt's)",
+                                               min=0)] = None,
     smooth_loss: Annotated[float | None, typer.Option(help="sigma (px) of the paint-loss head's vote (default: "
                                                            "adapt's)", min=0.0)] = None,
     clamp_loss: Annotated[float | None, typer.Option(help="bound of the paint-loss head's logits before the vote "
@@ -348,7 +351,8 @@ def evaluate_adapt_command(
             raise typer.BadParameter(f"{name} must be in (0, 1), got {value}")
     config = AdaptConfig(hidden=hidden, veto=veto, union=union)
     changes = {"background": background, "base": base, "add": add, "add_loss": add_loss, "reach": reach,
-               "smooth_loss": smooth_loss, "clamp_loss": clamp_loss, "gate_loss": gate_loss, "gate_sigma": gate_sigma}
+               "beside": beside, "smooth_loss": smooth_loss, "clamp_loss": clamp_loss, "gate_loss": gate_loss,
+               "gate_sigma": gate_sigma}
     config = dataclasses.replace(config, **{k: v for k, v in changes.items() if v is not None})
     try:
         plan = StrokePlan(informed=strokes == "informed", rounds=rounds)

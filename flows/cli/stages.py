@@ -11,6 +11,7 @@ from flows.cli.common import (
     ADAPT_ADD,
     ADAPT_ADD_LOSS,
     ADAPT_BASE,
+    ADAPT_BESIDE,
     ADAPT_CLAMP_LOSS,
     ADAPT_GATE_LOSS,
     ADAPT_GATE_SIGMA,
@@ -128,6 +129,10 @@ def adapt_command(
     reach: Annotated[int, typer.Option(help="px: the craquelure head only extends the base's cracks, an addition "
                                             "joining them through others within this many px (0 = it may add "
                                             "anywhere)", min=0, max=64)] = ADAPT_REACH,
+    beside: Annotated[int, typer.Option(help="px beside a crack the base found, away from its ends, where the "
+                                             "craquelure head may not add: it lengthens cracks, it does not "
+                                             "thicken them (0 = it may; needs --reach)", min=0, max=8)]
+    = ADAPT_BESIDE,
     smooth_loss: Annotated[float, typer.Option(help="Gaussian sigma (px) over which the paint-loss head's pixels "
                                                     "vote together (0 = each alone; small losses the base "
                                                     "misses are found better with less)", min=0.0, max=32.0)]
@@ -166,8 +171,8 @@ def adapt_command(
     read_scribbles(source, (height, width))  # bad scribbles fail here, in one line, before any run starts
     check_device(device)
     params = AdaptParams(base=base, hidden=hidden, steps=steps, seed=seed, add=add, add_loss=add_loss, reach=reach,
-                         smooth_loss=smooth_loss, clamp_loss=clamp_loss, gate_loss=gate_loss, gate_sigma=gate_sigma,
-                         device=device)
+                         beside=beside, smooth_loss=smooth_loss, clamp_loss=clamp_loss, gate_loss=gate_loss,
+                         gate_sigma=gate_sigma, device=device)
     detect = DetectParams(threshold=threshold, tta=check_tta(tta), coarse_loss=coarse_loss, min_crack=min_crack,
                           device=device)
     start_flows()

@@ -47,6 +47,7 @@ CLAMP_LOSS = 0.0
 GATE_LOSS = 0.0  # > 0: the paint-loss head speaks only where it holds that share of the pixels around (opt-in)
 GATE_SIGMA = 4.0  # px: the Gaussian over which that share is taken
 REACH = 32  # px: the craquelure head only extends the base's cracks, its additions joining them within this (0 = off)
+BESIDE = 2  # px beside a base crack, away from its ends, where the craquelure head may not add (0 = off; with a reach)
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ class AdaptConfig:
     add: float = ADD
     add_loss: float = ADD_LOSS
     reach: int = REACH
+    beside: int = BESIDE
     veto: bool = True
     veto_min_pixels: int = 20
     background: float = 0.3
@@ -104,6 +106,8 @@ class AdaptConfig:
                              f"{self.add_loss}, {self.veto_min_pixels}")
         if self.reach < 0 or (self.reach and not self.union):
             raise ValueError(f"reach must be >= 0 and needs union, got {self.reach} (union {self.union})")
+        if self.beside < 0:
+            raise ValueError(f"beside must be >= 0, got {self.beside}")
         if not 0.0 <= self.gate_loss < 1.0 or self.gate_sigma <= 0:
             raise ValueError(f"gate_loss must be in [0, 1) and gate_sigma > 0, got {self.gate_loss}, {self.gate_sigma}")
         if self.cell < 32 or self.context < 0 or (self.cell + 2 * self.context) % 32:
@@ -124,8 +128,10 @@ class AdaptConfig:
         return {"gate": [self.gate_loss if c == 1 else 0.0 for c in adapted], "gate_sigma": self.gate_sigma}
 
     def reach_args(self, adapted: list[int]) -> dict[str, Any]:
-        """The adapted detector's `reach` (craquelure only), none when it is off (the weights read as before)."""
-        return {"reach": [0 if c == 1 else self.reach for c in adapted]} if self.reach else {}
+        """The adapted detector's `reach` and `beside` (craquelure only), none when off (the weights read as before);
+        `beside` only with a reach."""
+        args = {"reach": [0 if c == 1 else self.reach for c in adapted]} if self.reach else {}
+        return {**args, "beside": [0 if c == 1 else self.beside for c in adapted]} if self.beside and args else args
 
     def key_params(self) -> dict[str, Any]:
         """The settings that decide the adapted weights: all but the manifest path and device, the gate's and
@@ -135,6 +141,8 @@ class AdaptConfig:
             del params["gate_loss"], params["gate_sigma"]
         if not self.reach:
             del params["reach"]
+        if not (self.beside and self.reach):
+            del params["beside"]
         return params
 
 
