@@ -62,6 +62,15 @@ def beside_ends(mask: np.ndarray, width: int) -> np.ndarray:
     return around & ~mask & ~near_end
 
 
+def _joined_one(seed: np.ndarray, adds: np.ndarray, steps: int, beside: int) -> np.ndarray:
+    """The bool (H, W) pixels of `seed` | `adds` joined to `seed` within `steps` (the `adds` within `beside` px
+    beside the seed, away from its ends, left out when `beside` > 0); the seed alone when nothing is added."""
+    if not adds.any():
+        return seed
+    room = seed | (adds & ~beside_ends(seed, beside) if beside else adds)
+    return grown(seed, room, steps)
+
+
 class FilterBank(nn.Module):
     """Fixed filters of an (B, 3, H, W) image at each scale sigma: Gaussian-smoothed colour (3), and of the
     luminance the gradient magnitude, the difference of Gaussians (sigma, 2 sigma) and the local standard
@@ -271,10 +280,10 @@ class AdaptedDetector(nn.Module):
             logit = head[:, i: i + 1]
             if steps:
                 seed, adds = base[:, i: i + 1] > 0, (logit > 0) & (base[:, i: i + 1] <= 0)
-                joined = torch.from_numpy(np.stack([grown(s, r & ~beside_ends(s, side), steps) if side
-                                                    else grown(s, r, steps) for s, r in zip(
-                    seed[:, 0].cpu().numpy(), (seed | adds)[:, 0].cpu().numpy(), strict=True)]))[:, None]
-                logit = torch.where(adds & ~joined.to(logit.device), torch.full_like(logit, GATE_OFF), logit)
+                if adds.any():
+                    joined = torch.from_numpy(np.stack([_joined_one(s, a, steps, side) for s, a in zip(
+                        seed[:, 0].cpu().numpy(), adds[:, 0].cpu().numpy(), strict=True)]))[:, None]
+                    logit = torch.where(adds & ~joined.to(logit.device), torch.full_like(logit, GATE_OFF), logit)
             parts.append(logit)
         return torch.cat(parts, dim=1)
 
