@@ -9,9 +9,9 @@ keep the base logit unchanged. With `union`, an adapted class keeps what the bas
 where it is confident (its logit shifted by the adding threshold); an optional veto head per adapted class,
 fitted on the base's detections under the conservator's clean strokes, removes the base detections that
 resemble them; with a `reach`, the head only extends the base's detections of a class (an addition counts where
-it joins them through other additions within that many px), never starting one of its own. The head is fitted
-on a conservator's strokes (pipeline.stages.adapt); the whole network (base and head) is one weights file, so
-detect loads it as it loads any detector.
+it joins them through other additions within that many px), never starting one of its own, and with `beside` it
+lengthens them without thickening them. The head is fitted on a conservator's strokes (pipeline.stages.adapt);
+the whole network (base and head) is one weights file, so detect loads it as it loads any detector.
 """
 
 from __future__ import annotations

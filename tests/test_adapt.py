@@ -317,9 +317,8 @@ def test_the_command_line_spells_the_adapt_base_as_the_stage_does() -> None:
     ({"clamp_loss": -1.0}, "clamp_loss >= 0"),
     ({"gate_loss": 1.0}, "gate_loss must be in"),
     ({"gate_loss": 0.1, "gate_sigma": 0.0}, "gate_sigma > 0"),
-    ({"reach": -1}, "reach must be >= 0"),
-    ({"reach": 8, "union": False}, "needs union"),
-    ({"beside": -1}, "beside must be >= 0"),
+    ({"reach": -1}, "reach and beside must be >= 0"),
+    ({"beside": -1}, "reach and beside must be >= 0"),
 ])
 def test_adapt_config_refuses_bad_fields(fields: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -340,6 +339,7 @@ def test_the_adding_threshold_reaches_the_fit_and_is_bounded() -> None:
     assert gated.gate_args([0, 1]) == {"gate": [0.0, 0.1], "gate_sigma": 6.0}
     assert AdaptConfig().gate_args([0, 1]) == {}  # off: the adapted weights' arguments and key are as before
     assert "gate_loss" not in AdaptConfig().key_params() and gated.key_params()["gate_loss"] == 0.1
+    assert AdaptConfig(union=False).reach_args([0]) == {} and "reach" not in AdaptConfig(union=False).key_params()
     unreached = AdaptParams(reach=0).config()  # `beside` needs a reach: without one it is left out
     assert unreached.reach_args([0]) == {} and "reach" not in unreached.key_params()  # off: as before the reach
     assert AdaptConfig().key_params()["reach"] == 32

@@ -61,7 +61,8 @@ class AdaptConfig:
     keeps what the base found (`union`: the maximum of the two logits), the head's probability from which it
     adds a pixel to the base's (`add` for craquelure, `add_loss` for paint loss), how far the craquelure head's
     additions may reach from the base's cracks (`reach` px of 8-connected growth through other additions; an
-    addition that joins none is dropped, 0 = no such rule), whether the clean
+    addition that joins none is dropped, 0 = no such rule; with `union` only) and how far beside a base crack,
+    away from its ends, it may not add (`beside` px, 0 = it may; with a reach only), whether the clean
     strokes veto the base's detections they cover and the ones like them (`veto`, fitted when they cover at
     least `veto_min_pixels` of them), the share of the negatives taken from unlabelled pixels (`background`,
     drawn from `background_cells` random squares, `background_per_cell` each) and the device."""
@@ -104,10 +105,8 @@ class AdaptConfig:
         if not (0.0 < self.add < 1.0 and 0.0 < self.add_loss < 1.0) or self.veto_min_pixels < 1:
             raise ValueError(f"add and add_loss must be in (0, 1) and veto_min_pixels >= 1, got {self.add}, "
                              f"{self.add_loss}, {self.veto_min_pixels}")
-        if self.reach < 0 or (self.reach and not self.union):
-            raise ValueError(f"reach must be >= 0 and needs union, got {self.reach} (union {self.union})")
-        if self.beside < 0:
-            raise ValueError(f"beside must be >= 0, got {self.beside}")
+        if self.reach < 0 or self.beside < 0:
+            raise ValueError(f"reach and beside must be >= 0, got {self.reach}, {self.beside}")
         if not 0.0 <= self.gate_loss < 1.0 or self.gate_sigma <= 0:
             raise ValueError(f"gate_loss must be in [0, 1) and gate_sigma > 0, got {self.gate_loss}, {self.gate_sigma}")
         if self.cell < 32 or self.context < 0 or (self.cell + 2 * self.context) % 32:
@@ -127,11 +126,18 @@ class AdaptConfig:
             return {}
         return {"gate": [self.gate_loss if c == 1 else 0.0 for c in adapted], "gate_sigma": self.gate_sigma}
 
+    @property
+    def reaches(self) -> bool:
+        """Whether the reach is on: it takes a union (without one the head alone decides)."""
+        return bool(self.reach and self.union)
+
     def reach_args(self, adapted: list[int]) -> dict[str, Any]:
         """The adapted detector's `reach` and `beside` (craquelure only), none when off (the weights read as before);
         `beside` only with a reach."""
-        args = {"reach": [0 if c == 1 else self.reach for c in adapted]} if self.reach else {}
-        return {**args, "beside": [0 if c == 1 else self.beside for c in adapted]} if self.beside and args else args
+        if not self.reaches:
+            return {}
+        args = {"reach": [0 if c == 1 else self.reach for c in adapted]}
+        return {**args, "beside": [0 if c == 1 else self.beside for c in adapted]} if self.beside else args
 
     def key_params(self) -> dict[str, Any]:
         """The settings that decide the adapted weights: all but the manifest path and device, the gate's and
@@ -139,9 +145,9 @@ class AdaptConfig:
         params = {k: v for k, v in asdict(self).items() if k not in ("manifest", "device")}
         if not self.gate_loss:
             del params["gate_loss"], params["gate_sigma"]
-        if not self.reach:
+        if not self.reaches:
             del params["reach"]
-        if not (self.beside and self.reach):
+        if not (self.beside and self.reaches):
             del params["beside"]
         return params
 
