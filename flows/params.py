@@ -19,7 +19,14 @@ from pipeline.stages.adapt import (
     SMOOTH_LOSS,
     AdaptConfig,
 )
-from pipeline.stages.detect import DEFAULT_COARSE_LOSS, DEFAULT_MIN_CRACK, DEFAULT_TTA, DEFAULT_WEIGHTS, DetectConfig
+from pipeline.stages.detect import (
+    DEFAULT_BORDER,
+    DEFAULT_COARSE_LOSS,
+    DEFAULT_MIN_CRACK,
+    DEFAULT_TTA,
+    DEFAULT_WEIGHTS,
+    DetectConfig,
+)
 from pipeline.stages.export import ExportConfig
 from pipeline.stages.ingest import IngestConfig
 from pipeline.stages.inpaint_stage import InpaintStageConfig
@@ -72,6 +79,9 @@ class DetectParams(_Params):
                                                                "more network passes")
     min_crack: int = Field(DEFAULT_MIN_CRACK, ge=0, le=96, description="drop craquelure fragments of fewer than this "
                                                                        "many px (8-connected) from the labels")
+    border: int = Field(DEFAULT_BORDER, ge=0, le=96, description="within this many px of the image border a mark must "
+                                                                 "also be seen with the border continued by edge "
+                                                                 "copies, not only reflected (0 = off)")
 
     def config(self) -> DetectConfig:
         return DetectConfig(**self.model_dump())

@@ -108,6 +108,12 @@ def test_tta_setting_is_checked_everywhere(tmp_path) -> None:
     assert DEFAULT_COARSE_LOSS == DetectParams().coarse_loss
     assert DEFAULT_MIN_CRACK == detect.DEFAULT_MIN_CRACK == DetectConfig().min_crack == EvalOptions().min_crack
     assert DEFAULT_MIN_CRACK == DetectParams().min_crack
+    from flows.cli.common import DEFAULT_BORDER
+
+    assert DEFAULT_BORDER == detect.DEFAULT_BORDER == DetectConfig().border == EvalOptions().border
+    assert DEFAULT_BORDER == DetectParams().border
+    with pytest.raises(ValueError, match="border must be >= 0"):
+        DetectConfig(border=-1)
     with pytest.raises(ValueError, match="tta must be one of"):
         DetectConfig(tta=3)
     for args in (["detect", str(tmp_path / "x.zarr"), "--tta", "3"],

@@ -10,11 +10,13 @@ from typing import Annotated
 import typer
 
 from flows.cli.common import (
+    DEFAULT_BORDER,
     DEFAULT_COARSE_LOSS,
     DEFAULT_MIN_CRACK,
     DEFAULT_TTA,
     DEFAULT_WEIGHTS,
     FLAG,
+    BorderOpt,
     CoarseLossOpt,
     MinCrackOpt,
     TtaOpt,
@@ -163,6 +165,7 @@ def evaluate_detect_command(
     tta: TtaOpt = DEFAULT_TTA,
     coarse_loss: CoarseLossOpt = DEFAULT_COARSE_LOSS,
     min_crack: MinCrackOpt = DEFAULT_MIN_CRACK,
+    border: BorderOpt = DEFAULT_BORDER,
     split: Annotated[str, typer.Option(help="all, or train/test of a set whose split is fixed in code "
                                             "(CrackForest: lab.real_cracks.crackforest_split)")] = "all",
 ) -> None:
@@ -172,7 +175,7 @@ def evaluate_detect_command(
     opts = EvalOptions(classes=tuple(c.strip() for c in classes.split(",") if c.strip()),
                        tolerance=tolerance, weights=weights, bf16=bf16, mask_value=mask_value,
                        baseline=not no_baseline, save_dir=save, tta=check_tta(tta), split=split,
-                       coarse_loss=coarse_loss, min_crack=min_crack)
+                       coarse_loss=coarse_loss, min_crack=min_crack, border=border)
     report = evaluate_detect(images, masks, opts)
     typer.echo(format_report(report))
     write_report(json_out, report)
@@ -242,6 +245,7 @@ def evaluate_intact_command(
     bf16: Annotated[bool, typer.Option(help="bf16 autocast inference")] = False,
     coarse_loss: CoarseLossOpt = DEFAULT_COARSE_LOSS,
     min_crack: MinCrackOpt = DEFAULT_MIN_CRACK,
+    border: BorderOpt = DEFAULT_BORDER,
     save: Annotated[Path | None, typer.Option(help="write an overlay PNG of the worst painting here")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the figures here")] = None,
 ) -> None:
@@ -251,7 +255,7 @@ def evaluate_intact_command(
 
     check_flag_threshold(threshold)
     report = evaluate_intact(weights=weights, tta=check_tta(tta), threshold=threshold, save_dir=save, bf16=bf16,
-                              coarse_loss=coarse_loss, min_crack=min_crack)
+                              coarse_loss=coarse_loss, min_crack=min_crack, border=border)
     typer.echo(weights_line(report))
     typer.echo(format_intact(report))
     if save is not None:
@@ -266,6 +270,7 @@ def evaluate_thin_lines_command(
     copies: Annotated[int, typer.Option(help="seeded crops per VAL painting and kind")] = 2,
     coarse_loss: CoarseLossOpt = DEFAULT_COARSE_LOSS,
     min_crack: MinCrackOpt = DEFAULT_MIN_CRACK,
+    border: BorderOpt = DEFAULT_BORDER,
     save: Annotated[Path | None, typer.Option(help="write the worst case (crop | flagged in red) here")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the figures here")] = None,
 ) -> None:
@@ -278,7 +283,7 @@ def evaluate_thin_lines_command(
         raise typer.BadParameter(f"--copies must be >= 1, got {copies}")
     report = evaluate_thin_lines(weights=weights, tta=check_tta(tta), threshold=threshold, copies=copies,
                                  save_dir=save, coarse_loss=coarse_loss,
-                                 min_crack=min_crack)
+                                 min_crack=min_crack, border=border)
     typer.echo(weights_line(report))
     typer.echo(format_thin_lines(report))
     if save is not None:

@@ -17,11 +17,13 @@ from flows.cli.common import (
     ADAPT_GATE_SIGMA,
     ADAPT_REACH,
     ADAPT_SMOOTH_LOSS,
+    DEFAULT_BORDER,
     DEFAULT_COARSE_LOSS,
     DEFAULT_MIN_CRACK,
     DEFAULT_TTA,
     DEFAULT_WEIGHTS,
     AddressOpt,
+    BorderOpt,
     CoarseLossOpt,
     DeviceOpt,
     EngineOpt,
@@ -92,6 +94,7 @@ def detect_command(
     tta: TtaOpt = DEFAULT_TTA,
     coarse_loss: CoarseLossOpt = DEFAULT_COARSE_LOSS,
     min_crack: MinCrackOpt = DEFAULT_MIN_CRACK,
+    border: BorderOpt = DEFAULT_BORDER,
     device: DeviceOpt = "cpu",
     workers: EngineOpt = 0,
     dask_address: AddressOpt = None,
@@ -101,7 +104,7 @@ def detect_command(
     from flows.params import DetectParams
 
     params = DetectParams(weights=weights, threshold=threshold, tile=tile, precision=precision, batch=batch,
-                          tta=check_tta(tta), coarse_loss=coarse_loss, min_crack=min_crack,
+                          tta=check_tta(tta), coarse_loss=coarse_loss, min_crack=min_crack, border=border,
                           device=device)
     from pipeline.stages.detect import check_device
 
@@ -150,6 +153,7 @@ def adapt_command(
     tta: TtaOpt = DEFAULT_TTA,
     coarse_loss: CoarseLossOpt = DEFAULT_COARSE_LOSS,
     min_crack: MinCrackOpt = DEFAULT_MIN_CRACK,
+    border: BorderOpt = DEFAULT_BORDER,
     device: DeviceOpt = "cpu",
     workers: EngineOpt = 0,
     dask_address: AddressOpt = None,
@@ -174,7 +178,7 @@ def adapt_command(
                          beside=beside, smooth_loss=smooth_loss, clamp_loss=clamp_loss, gate_loss=gate_loss,
                          gate_sigma=gate_sigma, device=device)
     detect = DetectParams(threshold=threshold, tta=check_tta(tta), coarse_loss=coarse_loss, min_crack=min_crack,
-                          device=device)
+                          border=border, device=device)
     start_flows()
     from flows.adapt import adapt_flow
 
@@ -255,6 +259,7 @@ def run_command(
     tta: TtaOpt = DEFAULT_TTA,
     coarse_loss: CoarseLossOpt = DEFAULT_COARSE_LOSS,
     min_crack: MinCrackOpt = DEFAULT_MIN_CRACK,
+    border: BorderOpt = DEFAULT_BORDER,
     grain: GrainOpt = 1.0,
     grain_sigma: GrainSigmaOpt = 3.0,
     workers: EngineOpt = 0,
@@ -287,7 +292,8 @@ def run_command(
     from flows.params import DetectParams, ExportParams, IngestParams, InpaintParams
 
     params = {"ingest": IngestParams(pixel_size_um=pixel_size_um),
-              "detect": DetectParams(weights=weights, tta=tta, coarse_loss=coarse_loss, min_crack=min_crack),
+              "detect": DetectParams(weights=weights, tta=tta, coarse_loss=coarse_loss, min_crack=min_crack,
+                                     border=border),
               "inpaint": InpaintParams(grain=grain, grain_sigma=grain_sigma),
               "export": ExportParams(out_dir=str(out_dir / f"{name}-export"))}
     results = None

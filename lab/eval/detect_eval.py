@@ -20,7 +20,7 @@ from lab.pairs import IMAGE_SUFFIXES, MASK_SUFFIXES, pair_files  # noqa: F401  (
 from lab.synthesis.synthetic_damage import CLASS_NAMES
 from pipeline.errors import InputError
 from pipeline.io.image_io import read_image, read_mask, to_float, write_png
-from pipeline.stages.detect import DEFAULT_COARSE_LOSS, DEFAULT_MIN_CRACK, DEFAULT_TTA, DEFAULT_WEIGHTS
+from pipeline.stages.detect import DEFAULT_BORDER, DEFAULT_COARSE_LOSS, DEFAULT_MIN_CRACK, DEFAULT_TTA, DEFAULT_WEIGHTS
 
 BLOCK = 128  # px: the model's strict counts are also kept per block of this side (lab.eval.compare_detect)
 REGION_CLASS = "paint_loss"  # scored region by region too (lab.eval.regions)
@@ -54,6 +54,7 @@ class EvalOptions:
     tta: int = DEFAULT_TTA  # flipped orientations averaged per tile (pipeline.stages.detect_infer.VIEWS), as detect
     coarse_loss: bool = DEFAULT_COARSE_LOSS  # the coarse paint-loss pass, as detect
     min_crack: int = DEFAULT_MIN_CRACK  # craquelure fragments under this many px dropped, as detect
+    border: int = DEFAULT_BORDER  # px along the image border judged with edge padding too, as detect
     manifest: Path | None = None  # default: $RETOUCH_WEIGHTS_MANIFEST or models/weights/manifest.json
     split: str = "all"  # or "train"/"test" of a set split in code (CrackForest: lab.real_cracks)
 
@@ -120,7 +121,7 @@ def evaluate_detect(images: Path, masks: Path, opts: EvalOptions | None = None) 
         image, truth = read_pair(image_path, mask_path, opts)
         prob = detect_probabilities(model, to_float(image), tile=opts.tile, overlap=opts.overlap,
                                     bf16=opts.bf16, views=opts.tta, coarse_loss=opts.coarse_loss,
-                                    min_crack=opts.min_crack, threshold=opts.threshold)
+                                    min_crack=opts.min_crack, threshold=opts.threshold, border=opts.border)
         preds = {"model": {c: prob[CLASS_NAMES.index(c)] > opts.threshold for c in opts.classes}}
         if base_params is not None:
             base = baseline_predict(image, base_params)
@@ -154,6 +155,7 @@ def evaluate_detect(images: Path, masks: Path, opts: EvalOptions | None = None) 
     report["tta"] = opts.tta
     report["coarse_loss"] = opts.coarse_loss
     report["min_crack"] = opts.min_crack
+    report["border"] = opts.border
     report["threshold"] = opts.threshold
     if base_params is not None:
         report["baseline_params"] = str(BASELINE_PATH.name)

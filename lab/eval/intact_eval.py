@@ -99,10 +99,11 @@ def evaluate_intact(
     bf16: bool = False,
     coarse_loss: bool | None = None,
     min_crack: int | None = None,
+    border: int | None = None,
 ) -> dict[str, Any]:
     """The intact-paint check of a manifest detector on the VAL paintings (or `paths`), run as `retouch
     detect` runs it: the detect stage's tile and overlap (pipeline.detect.DetectConfig), `tta` views (default
-    pipeline.detect.DEFAULT_TTA), `threshold`, `coarse_loss` and `min_crack` (default the stage's)."""
+    pipeline.detect.DEFAULT_TTA), `threshold`, `coarse_loss`, `min_crack` and `border` (default the stage's)."""
     from lab.eval.detect_eval import EvalOptions, _load_model
     from lab.paintings import paintings
     from pipeline.stages.detect import DEFAULT_TTA, DetectConfig
@@ -112,15 +113,18 @@ def evaluate_intact(
     stage = DetectConfig()
     coarse_loss = stage.coarse_loss if coarse_loss is None else coarse_loss
     min_crack = stage.min_crack if min_crack is None else min_crack
+    border = stage.border if border is None else border
     model, weights_info = _load_model(EvalOptions(weights=weights, tta=tta, manifest=manifest))
     paths = paintings("val") if paths is None else paths
 
     def prob_fn(image: np.ndarray) -> np.ndarray:
         return detect_probabilities(model, image, tile=stage.tile, overlap=stage.overlap, bf16=bf16, views=tta,
-                                    coarse_loss=coarse_loss, min_crack=min_crack, threshold=threshold)
+                                    coarse_loss=coarse_loss, min_crack=min_crack, threshold=threshold,
+                                    border=border)
 
     report = intact_report(prob_fn, paths, threshold, save_dir)
     report.update({"weights": weights_info, "tta": tta, "coarse_loss": coarse_loss, "min_crack": min_crack,
+                   "border": border,
                    "tile": stage.tile, "overlap": stage.overlap, "bf16": bf16})
     return report
 

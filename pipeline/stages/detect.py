@@ -52,6 +52,7 @@ from pipeline.io.store import (
     shard_chunks_of,
 )
 from pipeline.provenance import StageRecord, document_url, input_ref, marker_refs, now_iso, weights_ref
+from pipeline.stages import detect_border
 
 DAMAGE_GROUP = DAMAGE
 CLASSES = ("craquelure", "paint_loss")
@@ -68,6 +69,7 @@ DEFAULT_WEIGHTS = "detector-resunet18-paint7"
 DEFAULT_TTA = 2
 DEFAULT_COARSE_LOSS = False  # the coarse paint-loss pass (docs/rules/2026-12-03j-default-detector.md)
 DEFAULT_MIN_CRACK = 0  # craquelure fragments under this many px are dropped (rule 2026-12-03k)
+DEFAULT_BORDER = detect_border.DEFAULT_BORDER  # px along the image border judged with edge padding too
 
 
 def default_manifest() -> str:
@@ -84,7 +86,9 @@ class DetectConfig:
     """Weights, decision threshold per class, model tile/overlap, chunk halo, device, precision and
     test-time augmentation (`tta` orientations of every tile, averaged: 1, 2, 4 or 8), and the coarse paint-loss
     pass (`coarse_loss`: the block also at half size, for large losses; pipeline.stages.detect_infer), and the
-    smallest craquelure fragment labelled (`min_crack` px, 8-connected; smaller ones are dropped from the labels).
+    smallest craquelure fragment labelled (`min_crack` px, 8-connected; smaller ones are dropped from the labels),
+    and the band along the image border judged with edge padding as well as reflection (`border` px; 0: off;
+    pipeline.stages.detect_border).
 
     `weights` None: the store's adapted weights when `adapt` made some (`resolve_weights`), else the default."""
 
@@ -99,6 +103,7 @@ class DetectConfig:
     tta: int = DEFAULT_TTA
     coarse_loss: bool = DEFAULT_COARSE_LOSS
     min_crack: int = DEFAULT_MIN_CRACK
+    border: int = DEFAULT_BORDER
     manifest: str = field(default_factory=default_manifest)
 
     def __post_init__(self) -> None:
@@ -112,6 +117,8 @@ class DetectConfig:
             raise ValueError(f"halo must be >= 0, got {self.halo}")
         if self.batch < 1:
             raise ValueError(f"batch must be >= 1, got {self.batch}")
+        if self.border < 0:
+            raise ValueError(f"border must be >= 0, got {self.border}")
         if self.min_crack < 0 or (self.halo and self.min_crack > self.halo):
             raise ValueError(f"min_crack must be in [0, halo = {self.halo}] (a fragment is judged within the halo), "
                              f"got {self.min_crack}")
@@ -211,14 +218,15 @@ class _DetectChunk:
 
         model, _ = ModelCache.get(self.config.weights, self.config.manifest, self.config.device, self.threads)
         image = np.moveaxis(block, 0, -1)  # (h, w, C) in the scan's dtype
-        prob = detect_probabilities(model, image, tile=self.config.tile, overlap=self.config.overlap,
-                                    bf16=self.config.precision == "bf16", margin=0 if self.config.halo else None,
-                                    batch=self.config.batch, views=self.config.tta,
-                                    coarse_loss=self.config.coarse_loss)  # (2, h, w) float32
         real = None
         if self.shape is not None:  # the block's own pixels, without the reflection past the image border
             (y, x), (h, w) = origin, self.shape
             real = (max(0, -y), min(block.shape[1], h - y), max(0, -x), min(block.shape[2], w - x))
+        prob = detect_probabilities(model, image, tile=self.config.tile, overlap=self.config.overlap,
+                                    bf16=self.config.precision == "bf16", margin=0 if self.config.halo else None,
+                                    batch=self.config.batch, views=self.config.tta,
+                                    coarse_loss=self.config.coarse_loss, border=self.config.border,
+                                    real=real)  # (2, h, w) float32
         return probabilities_and_labels(prob, self.config.threshold, self.config.halo, self.config.min_crack, real)
 
 
@@ -245,9 +253,10 @@ def probabilities_and_labels(prob: np.ndarray, threshold: float, halo: int, min_
 
 
 def detect_key(scan_digest: str, config: DetectConfig, weights_sha: str) -> str:
-    # coarse_loss and min_crack enter the key only when on, so stores detected before they existed keep their key
+    # coarse_loss, min_crack and border enter the key only when on, so stores detected before they existed (or with
+    # them off) keep their key
     params = {k: v for k, v in asdict(config).items()
-              if k != "manifest" and not (k in ("coarse_loss", "min_crack") and not v)}
+              if k != "manifest" and not (k in ("coarse_loss", "min_crack", "border") and not v)}
     payload = json.dumps({"scan": scan_digest, "config": params, "weights": weights_sha,
                           "version": __version__}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
@@ -325,7 +334,8 @@ def detect(store: str, config: DetectConfig | None = None, engine: EngineConfig 
     summary = {"pixels": total, "counts": counts,
                "area_percent": {k: 100.0 * v / total for k, v in counts.items()},
                "threshold": config.threshold, "precision": config.precision, "device": config.device,
-               "tta": config.tta, "coarse_loss": config.coarse_loss, "min_crack": config.min_crack}
+               "tta": config.tta, "coarse_loss": config.coarse_loss, "min_crack": config.min_crack,
+               "border": config.border}
     prov = record.write()
     mark_complete(labels, {"stage": "detect", "key": key})  # pairs the label image with damage/'s marker
     mark_complete(group, {"stage": "detect", "key": key, "digests": digests, "summary": summary,

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pipeline.stages.detect_border import DEFAULT_BORDER, at_border
+
 MULTIPLE_OF = 32
 VIEWS = (1, 2, 4, 8)  # test-time augmentation: identity, + horizontal flip, + vertical flips, + transposes
 _FLIPS = ((), (-1,), (-2,), (-2, -1))  # the flipped dims of views k and k + 4
@@ -144,12 +146,17 @@ def predict_probabilities(
     margin: int | None = None,
     batch: int = 1,
     views: int = 1,
+    border: int = 0,
+    real: tuple[int, int, int, int] | None = None,
 ) -> np.ndarray:
     """(2, H, W) float32 per-class probabilities for an (H, W, C) image in [0, 1] (C 1..4).
 
     `margin` px of reflection are added on every side first (default overlap // 2, so the image border is
     no tile border); a block that already carries real context (the detect stage's halo) passes 0. Tiles
     are fitted to the padded image (`fit_tiles`) and run `batch` at a time, each in `views` orientations.
+    With `border` px, the band along each reflected side of the image is judged again with edge copies for
+    padding (`detect_border.at_border`); `real` (y0, y1, x0, x1) is the part of the input that is image (default
+    all of it: a block whose halo the caller reflected passes the rest).
     """
     if tile % MULTIPLE_OF or tile <= 0:
         raise ValueError(f"tile must be a positive multiple of {MULTIPLE_OF}, got {tile}")
@@ -183,6 +190,11 @@ def predict_probabilities(
             weight[y : y + th, x : x + tw] += window
     assert out is not None and weight is not None
     out /= weight[None]
+    if border:
+        ry0, ry1, rx0, rx1 = (0, h, 0, w) if real is None else real
+        at_border(out, padded, (margin + ry0, margin + ry1, margin + rx0, margin + rx1), border,
+                  lambda strip: predict_probabilities(model, strip, tile=tile, overlap=overlap, bf16=bf16,
+                                                      channels_last=channels_last, margin=0, batch=batch))
     return np.ascontiguousarray(out[:, margin : margin + h, margin : margin + w])
 
 
@@ -191,11 +203,12 @@ COARSE_OPENING = 15  # px (full size): only plateaus of the coarse loss probabil
 
 
 def coarse_loss_probability(model: torch.nn.Module, image: np.ndarray, tile: int = 512, overlap: int = 64,
-                            bf16: bool = False, margin: int | None = None, batch: int = 1) -> np.ndarray:
+                            bf16: bool = False, margin: int | None = None, batch: int = 1, border: int = 0,
+                            real: tuple[int, int, int, int] | None = None) -> np.ndarray:
     """(H, W) float32: the paint-loss probability of the image seen at half size (area averaging, one view),
     scaled back (bilinear) and opened by a COARSE_OPENING-px square (grey-level opening), so that only losses
     at least that wide remain. At full size a tile sees the flat interior of a large loss without its edges;
-    at half size it sees both."""
+    at half size it sees both. `border` and `real` as `predict_probabilities`, at half size."""
     import cv2
     from scipy import ndimage
 
@@ -203,21 +216,35 @@ def coarse_loss_probability(model: torch.nn.Module, image: np.ndarray, tile: int
     h, w = full.shape[:2]
     small = cv2.resize(full, (max(1, w // COARSE_SCALE), max(1, h // COARSE_SCALE)), interpolation=cv2.INTER_AREA)
     margin = None if margin is None else margin // COARSE_SCALE
-    loss = predict_probabilities(model, small, tile=tile, overlap=overlap, bf16=bf16, margin=margin, batch=batch)[1]
+    small_real = None if real is None else half_region(real, small.shape[:2])
+    loss = predict_probabilities(model, small, tile=tile, overlap=overlap, bf16=bf16, margin=margin, batch=batch,
+                                 border=-(-border // COARSE_SCALE), real=small_real)[1]
     loss = cv2.resize(loss, (w, h), interpolation=cv2.INTER_LINEAR)
     return ndimage.grey_opening(loss, size=(COARSE_OPENING, COARSE_OPENING))
 
 
+def half_region(region: tuple[int, int, int, int], shape: tuple[int, int]) -> tuple[int, int, int, int]:
+    """(y0, y1, x0, x1) of a full-size block as a region of its COARSE_SCALE-times smaller `shape` (never empty)."""
+    out = []
+    for (a, b), n in zip((region[:2], region[2:]), shape, strict=True):
+        lo = min(-(-a // COARSE_SCALE), n - 1)
+        out += [lo, max(lo + 1, min(n, b // COARSE_SCALE))]
+    return out[0], out[1], out[2], out[3]
+
+
 def detect_probabilities(model: torch.nn.Module, image: np.ndarray, tile: int = 512, overlap: int = 64,
                          bf16: bool = False, margin: int | None = None, batch: int = 1, views: int = 1,
-                         coarse_loss: bool = False, min_crack: int = 0, threshold: float = 0.5) -> np.ndarray:
-    """(2, H, W) float32 as the detect stage makes them: `predict_probabilities`, with `coarse_loss` the
-    paint-loss channel raised to `coarse_loss_probability` where that is larger (craquelure untouched), and with
-    `min_crack` the craquelure fragments the stage drops set to 0 (`without_small_cracks` at `threshold`)."""
+                         coarse_loss: bool = False, min_crack: int = 0, threshold: float = 0.5,
+                         border: int = DEFAULT_BORDER, real: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """(2, H, W) float32 as the detect stage makes them: `predict_probabilities` (with its `border` rule), with
+    `coarse_loss` the paint-loss channel raised to `coarse_loss_probability` where that is larger (craquelure
+    untouched), and with `min_crack` the craquelure fragments the stage drops set to 0 (`without_small_cracks` at
+    `threshold`)."""
     prob = predict_probabilities(model, image, tile=tile, overlap=overlap, bf16=bf16, margin=margin, batch=batch,
-                                 views=views)
+                                 views=views, border=border, real=real)
     if coarse_loss:
-        np.maximum(prob[1], coarse_loss_probability(model, image, tile, overlap, bf16, margin, batch), out=prob[1])
+        np.maximum(prob[1], coarse_loss_probability(model, image, tile, overlap, bf16, margin, batch, border, real),
+                   out=prob[1])
     return without_small_cracks(prob, threshold, min_crack)
 
 
