@@ -112,6 +112,13 @@ def test_a_sleeve_cut_by_the_frame_is_no_longer_taken_for_paint_loss(shared_data
     model, _ = load_model(DEFAULT_WEIGHTS, manifest_path=MANIFEST_PATH)
     with torch.no_grad():
         before = detect_probabilities(model, crop, tile=1216, overlap=64, views=DEFAULT_TTA, border=0)[1] >= 0.5
-        after = detect_probabilities(model, crop, tile=1216, overlap=64, views=DEFAULT_TTA)[1] >= 0.5
+        after = detect_probabilities(model, crop, tile=1216, overlap=64, views=DEFAULT_TTA, border=16)[1] >= 0.5
     assert before[:, :32].sum() > 200
     assert after.sum() < before.sum() / 4
+
+
+def test_the_coarse_pass_sees_the_real_part_at_half_size() -> None:
+    from pipeline.stages.detect_infer import half_region
+
+    assert half_region((96, 1216, 0, 1216), (608, 608)) == (48, 608, 0, 608)
+    assert half_region((1, 2, 0, 3), (1, 1)) == (0, 1, 0, 1)  # never empty

@@ -182,7 +182,7 @@ def test_the_coarse_loss_pass_reads_an_integer_scan_as_its_float_copy() -> None:
     np.testing.assert_allclose(eight, coarse_loss_probability(model, image, tile=128, overlap=32), atol=1e-5)
 
 
-def test_the_coarse_loss_and_min_crack_settings_enter_the_stage_key_only_when_on() -> None:
+def test_the_coarse_loss_min_crack_and_border_settings_enter_the_stage_key_only_when_on() -> None:
     """Stores detected before the settings existed keep their key (no recompute) while they are off."""
     import dataclasses
     import hashlib
@@ -192,10 +192,12 @@ def test_the_coarse_loss_and_min_crack_settings_enter_the_stage_key_only_when_on
     from pipeline.stages.detect import DetectConfig, detect_key
 
     off, on = DetectConfig(coarse_loss=False, min_crack=0), DetectConfig(coarse_loss=True)
-    before = {k: v for k, v in dataclasses.asdict(off).items() if k not in ("manifest", "coarse_loss", "min_crack")}
+    before = {k: v for k, v in dataclasses.asdict(off).items()
+              if k not in ("manifest", "coarse_loss", "min_crack", "border")}
     payload = json.dumps({"scan": "s", "config": before, "weights": "w", "version": __version__}, sort_keys=True)
     assert detect_key("s", off, "w") == hashlib.sha256(payload.encode()).hexdigest()
     assert detect_key("s", on, "w") != detect_key("s", off, "w")
+    assert detect_key("s", DetectConfig(border=16), "w") != detect_key("s", off, "w")
 
 
 def test_small_crack_fragments_are_dropped_and_long_cracks_kept() -> None:
@@ -240,6 +242,7 @@ def test_a_benchmark_detection_variant_reads_as_the_stage_settings() -> None:
     assert variant_fields("detector-x") == {"weights": "detector-x"}
     assert DetectConfig(**variant_fields("detector-x+coarse+min16")) == DetectConfig(
         weights="detector-x", coarse_loss=True, min_crack=16)
-    for bad in ("detector-x+fine", "detector-x+min", "detector-x+min1.5"):
+    assert variant_fields("detector-x+border0") == {"weights": "detector-x", "border": 0}
+    for bad in ("detector-x+fine", "detector-x+min", "detector-x+min1.5", "detector-x+border"):
         with pytest.raises(ValueError, match="unknown detection option"):
             variant_fields(bad)

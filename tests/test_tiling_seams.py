@@ -30,8 +30,8 @@ def test_seam_score_sees_a_seam_and_not_a_smooth_map() -> None:
 
 
 @pytest.mark.skipif(not SHIPPED, reason="no shipped detector weights in the manifest")
-@pytest.mark.parametrize("coarse_loss", [False, True])
-def test_tiled_detect_equals_untiled_and_has_no_seams(tmp_path: Path, coarse_loss: bool) -> None:
+@pytest.mark.parametrize(("coarse_loss", "border"), [(False, 0), (True, 0), (False, 16)])
+def test_tiled_detect_equals_untiled_and_has_no_seams(tmp_path: Path, coarse_loss: bool, border: int) -> None:
     from models.weights import load_model
     from pipeline.stages.detect_infer import detect_probabilities
 
@@ -40,7 +40,8 @@ def test_tiled_detect_equals_untiled_and_has_no_seams(tmp_path: Path, coarse_los
     tifffile.imwrite(tmp_path / "crop.tif", image, photometric="rgb")
     store = str(tmp_path / "crop.zarr")
     ingest(tmp_path / "crop.tif", store, IngestConfig(chunk=128), EngineConfig(progress=False))
-    detect(store, DetectConfig(precision="fp32", coarse_loss=coarse_loss), EngineConfig(workers=2, progress=False))
+    detect(store, DetectConfig(precision="fp32", coarse_loss=coarse_loss, border=border),
+           EngineConfig(workers=2, progress=False))
     tiled = zarr.open_group(store, mode="r")["damage/probabilities/0"][:].astype(np.int16)
     model, _ = load_model(DEFAULT_WEIGHTS)
 
@@ -49,11 +50,12 @@ def test_tiled_detect_equals_untiled_and_has_no_seams(tmp_path: Path, coarse_los
 
     halo, views = DetectConfig().halo, DetectConfig().tta  # the stage's defaults (views: image and mirror)
     # The whole crop in one pass, reflected at its border by as much as the stage reflects there.
-    untiled = levels(detect_probabilities(model, image, tile=1216, margin=halo, views=views, coarse_loss=coarse_loss))
+    untiled = levels(detect_probabilities(model, image, tile=1216, margin=halo, views=views, coarse_loss=coarse_loss,
+                                          border=border))
     # The tolerance is the model's own sensitivity to context: the same crop, untiled, seen with 64 px more
     # of the painting around it. Tiling (chunks with the default halo) must not change the answer more than that.
     wider = levels(detect_probabilities(model, painting[192:704, 256:768], tile=1216, margin=halo, views=views,
-                                        coarse_loss=coarse_loss))[:, 64:448, 64:448]
+                                        coarse_loss=coarse_loss, border=border))[:, 64:448, 64:448]
     context = np.abs(wider - untiled)
     diff = np.abs(tiled - untiled)
     assert diff.mean() <= context.mean()

@@ -187,11 +187,12 @@ ADAPT_REACH = 32  # pipeline.stages.adapt.REACH, likewise (a test checks)
 ADAPT_BESIDE = 2  # pipeline.stages.adapt.BESIDE, likewise (a test checks)
 DEFAULT_COARSE_LOSS = False  # pipeline.stages.detect.DEFAULT_COARSE_LOSS, likewise (a test checks)
 DEFAULT_MIN_CRACK = 0  # pipeline.stages.detect.DEFAULT_MIN_CRACK, likewise (a test checks)
-DEFAULT_BORDER = 16  # pipeline.stages.detect.DEFAULT_BORDER, likewise (a test checks)
+DEFAULT_BORDER = 0  # pipeline.stages.detect.DEFAULT_BORDER, likewise (a test checks)
 BorderOpt = Annotated[int, typer.Option(help="within this many px of the image border a mark must also be seen with "
                                              "the border continued by edge copies, not only reflected: an object "
-                                             "cut by the frame, mirrored, is not taken for damage (0 = off; one "
-                                             "more pass over strips along the border)", min=0, max=96)]
+                                             "cut by the frame, mirrored, is not taken for damage; it also misses "
+                                             "more real damage cut by the border (0 = off; 16 is the measured "
+                                             "setting; one more pass over strips along the border)", min=0, max=96)]
 MinCrackOpt = Annotated[int, typer.Option(help="drop craquelure fragments of fewer than this many px (8-connected) "
                                                "from the labels: isolated specks are more often paint than crack "
                                                "(0 = keep all)", min=0, max=96)]

@@ -138,8 +138,9 @@ class DetectConfig:
 
 
 def variant_fields(text: str) -> dict[str, Any]:
-    """`NAME[+coarse][+minN]` (how the benchmarks name a detection setting) as DetectConfig fields: the weights,
-    `coarse_loss` with `+coarse`, `min_crack` N with `+minN`; anything else is a ValueError naming it."""
+    """`NAME[+coarse][+minN][+borderN]` (how the benchmarks name a detection setting) as DetectConfig fields: the
+    weights, `coarse_loss` with `+coarse`, `min_crack` N with `+minN`, `border` N with `+borderN`; anything else is
+    a ValueError naming it."""
     name, *options = text.split("+")
     fields: dict[str, Any] = {"weights": name}
     for option in options:
@@ -147,8 +148,10 @@ def variant_fields(text: str) -> dict[str, Any]:
             fields["coarse_loss"] = True
         elif option.startswith("min") and option[3:].isdigit():
             fields["min_crack"] = int(option[3:])
+        elif option.startswith("border") and option[6:].isdigit():
+            fields["border"] = int(option[6:])
         else:
-            raise ValueError(f"{text}: unknown detection option {option!r} (NAME[+coarse][+minN])")
+            raise ValueError(f"{text}: unknown detection option {option!r} (NAME[+coarse][+minN][+borderN])")
     return fields
 
 

@@ -7,6 +7,8 @@ blob, taken for paint loss); a lighter first column of the scan becomes a line, 
 in which the border is continued by copies of its edge pixels instead (one view, identity; the strip carries
 CONTEXT px of image beyond the band). A mark that is there whatever the padding stays; one the mirror made goes.
 Probabilities only ever fall, and only in that band; a block with no reflected side is left as it was.
+The copies also smear real damage the border cuts (a loss's weave becomes streaks, a crack's end a line), which
+is then missed more often: the rule is off by default (`DEFAULT_BORDER`).
 
 Cost: one more network pass over the strips (at most `width` + CONTEXT px of image, plus the padding), nothing
 elsewhere.
@@ -19,7 +21,7 @@ from collections.abc import Callable
 import numpy as np
 
 CONTEXT = 96  # px of image the strip carries beyond the band (the detect stage's halo)
-DEFAULT_BORDER = 16  # px of the band (0: the rule is off)
+DEFAULT_BORDER = 0  # px of the band: off unless asked (`--border 16`; rule docs/rules/2026-12-04p-default-detector.md)
 Region = tuple[int, int, int, int]  # (y0, y1, x0, x1)
 
 
