@@ -99,8 +99,8 @@ def test_the_rule_only_lowers_the_band_and_costs_one_pass_over_the_strips() -> N
 VERSPRONCK = "Johannes_Corenlisz_Verspronck_-_Andries_Stilte_as_a_Standard_Bearer_(1640).jpg"
 
 
-def test_a_sleeve_cut_by_the_frame_is_no_longer_taken_for_paint_loss(shared_data: Path) -> None:
-    """A VAL painting, intact: the blue sleeve cut by its left edge, reflected, reads as a blob of paint loss."""
+def test_a_flag_pole_cut_by_the_frame_is_no_longer_taken_for_paint_loss(shared_data: Path) -> None:
+    """A VAL painting, intact: the flag pole cut by its left edge, reflected, reads as a blob of paint loss."""
     from models.weights import MANIFEST_PATH, load_model
     from pipeline.io.image_io import as_rgb, read_image, to_float
     from pipeline.stages.detect import DEFAULT_TTA, DEFAULT_WEIGHTS
@@ -108,7 +108,7 @@ def test_a_sleeve_cut_by_the_frame_is_no_longer_taken_for_paint_loss(shared_data
     path = shared_data / "nga_paintings" / "Dutch" / VERSPRONCK
     if not path.exists():
         pytest.skip(f"{path} is not here")
-    crop = to_float(as_rgb(read_image(path)))[864:1056, 0:192]  # the sleeve at y 944-984, x 0-29
+    crop = to_float(as_rgb(read_image(path)))[864:1056, 0:192]  # the pole at y 944-984, x 0-29
     model, _ = load_model(DEFAULT_WEIGHTS, manifest_path=MANIFEST_PATH)
     with torch.no_grad():
         before = detect_probabilities(model, crop, tile=1216, overlap=64, views=DEFAULT_TTA, border=0)[1] >= 0.5

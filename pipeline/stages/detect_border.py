@@ -1,7 +1,7 @@
 """The image border judged twice: a mark there must survive padding by edge copies as well as by reflection.
 
 Past the image border the detector sees the scan reflected (`detect_infer._pad`, the engine's halo). An object
-cut by the border, reflected, becomes a closed symmetric shape (a grey sleeve cut by the frame becomes a grey
+cut by the border, reflected, becomes a closed symmetric shape (a grey-blue pole cut by the frame becomes a
 blob, taken for paint loss); a lighter first column of the scan becomes a line, taken for a crack. Within
 `width` px of a reflected side of the image, `at_border` lowers the probability to that of a strip along the side
 in which the border is continued by copies of its edge pixels instead (one view, identity; the strip carries
