@@ -16,10 +16,11 @@ import numpy as np
 
 from lab.eval.metrics import Counts, confusion
 from lab.eval.regions import region_shares, region_summary
+from lab.eval.tone import DARK, SIGMA, add_counts, dark_paint, format_tones, tone_counts, tone_scores
 from lab.pairs import IMAGE_SUFFIXES, MASK_SUFFIXES, pair_files  # noqa: F401  (re-exported)
 from lab.synthesis.synthetic_damage import CLASS_NAMES
 from pipeline.errors import InputError
-from pipeline.io.image_io import read_image, read_mask, to_float, write_png
+from pipeline.io.image_io import as_rgb, read_image, read_mask, to_float, write_png
 from pipeline.stages.detect import DEFAULT_BORDER, DEFAULT_COARSE_LOSS, DEFAULT_MIN_CRACK, DEFAULT_TTA, DEFAULT_WEIGHTS
 
 BLOCK = 128  # px: the model's strict counts are also kept per block of this side (lab.eval.compare_detect)
@@ -117,8 +118,10 @@ def evaluate_detect(images: Path, masks: Path, opts: EvalOptions | None = None) 
     tolerant = {m: {c: Counts() for c in opts.classes} for m in methods}
     blocks: dict[str, list[list[int]]] = {c: [] for c in opts.classes}
     regions: list[dict[str, Any]] = []
+    tones: dict[str, dict[str, list[int]]] = {c: {} for c in opts.classes}
     for index, (image_path, mask_path) in enumerate(pairs):
         image, truth = read_pair(image_path, mask_path, opts)
+        dark = dark_paint(to_float(as_rgb(image)))
         prob = detect_probabilities(model, to_float(image), tile=opts.tile, overlap=opts.overlap,
                                     bf16=opts.bf16, views=opts.tta, coarse_loss=opts.coarse_loss,
                                     min_crack=opts.min_crack, threshold=opts.threshold, border=opts.border)
@@ -133,6 +136,7 @@ def evaluate_detect(images: Path, masks: Path, opts: EvalOptions | None = None) 
                     tolerant[method][c] += confusion(preds[method][c], truth[c], opts.tolerance)
         for c in opts.classes:
             blocks[c] += [[index, *row] for row in block_counts(preds["model"][c], truth[c], BLOCK)]
+            tones[c] = add_counts(tones[c], tone_counts(preds["model"][c], truth[c], dark))
         if REGION_CLASS in opts.classes:
             regions += [{"image": image_path.stem, **row}
                         for row in region_shares(preds["model"][REGION_CLASS], truth[REGION_CLASS])]
@@ -146,6 +150,7 @@ def evaluate_detect(images: Path, masks: Path, opts: EvalOptions | None = None) 
                               **{m: {c: tolerant[m][c].scores() for c in opts.classes} for m in methods}}
     report["images"] = len(pairs)
     report["blocks"] = {"size": BLOCK, "stems": [image.stem for image, _ in pairs], "counts": blocks}
+    report["by_tone"] = {"dark_below": DARK, "sigma_px": SIGMA, **{c: tone_scores(tones[c]) for c in opts.classes}}
     if REGION_CLASS in opts.classes:
         report["regions"] = {REGION_CLASS: region_summary(regions, REGION_MIN_AREA)}
     if opts.split != "all":
@@ -179,6 +184,9 @@ def format_report(report: dict[str, Any]) -> str:
                 s = section[method][c]
                 lines.append(f"{method:<10} {c:<11} {name:<12} {s['precision']:6.3f} {s['recall']:6.3f} "
                              f"{s['f1']:6.3f} {s['iou']:6.3f} {s['pixel_accuracy']:7.4f}")
+    for c, scores in report.get("by_tone", {}).items():
+        if c in CLASS_NAMES:
+            lines.append(format_tones(c, scores))
     for c, r in report.get("regions", {}).items():
         if not r["regions"]:
             continue
