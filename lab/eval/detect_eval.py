@@ -20,7 +20,7 @@ from lab.eval.tone import DARK, SIGMA, add_counts, dark_paint, format_tones, ton
 from lab.pairs import IMAGE_SUFFIXES, MASK_SUFFIXES, pair_files  # noqa: F401  (re-exported)
 from lab.synthesis.synthetic_damage import CLASS_NAMES
 from pipeline.errors import InputError
-from pipeline.io.image_io import as_rgb, read_image, read_mask, to_float, write_png
+from pipeline.io.image_io import read_image, read_mask, to_float, write_png
 from pipeline.stages.detect import DEFAULT_BORDER, DEFAULT_COARSE_LOSS, DEFAULT_MIN_CRACK, DEFAULT_TTA, DEFAULT_WEIGHTS
 
 BLOCK = 128  # px: the model's strict counts are also kept per block of this side (lab.eval.compare_detect)
@@ -121,7 +121,7 @@ def evaluate_detect(images: Path, masks: Path, opts: EvalOptions | None = None) 
     tones: dict[str, dict[str, list[int]]] = {c: {} for c in opts.classes}
     for index, (image_path, mask_path) in enumerate(pairs):
         image, truth = read_pair(image_path, mask_path, opts)
-        dark = dark_paint(to_float(as_rgb(image)))
+        dark = dark_paint(image)
         prob = detect_probabilities(model, to_float(image), tile=opts.tile, overlap=opts.overlap,
                                     bf16=opts.bf16, views=opts.tta, coarse_loss=opts.coarse_loss,
                                     min_crack=opts.min_crack, threshold=opts.threshold, border=opts.border)

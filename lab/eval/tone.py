@@ -17,12 +17,13 @@ TONES = ("dark", "light")
 
 
 def dark_paint(image: np.ndarray) -> np.ndarray:
-    """(H, W) bool: where the paint around is dark, for an (H, W[, C]) float image in [0, 1]."""
+    """(H, W) bool: where the paint around is dark, for an image as the detector takes it (`as_rgb_float`: grey or
+    colour, 8/16 bit or float in [0, 1])."""
     import cv2
 
-    grey = np.asarray(image, np.float32)
-    grey = grey[..., :3].mean(axis=-1) if grey.ndim == 3 else grey
-    return cv2.GaussianBlur(grey, (0, 0), SIGMA) < DARK
+    from pipeline.stages.detect_infer import as_rgb_float
+
+    return cv2.GaussianBlur(as_rgb_float(image).mean(axis=-1), (0, 0), SIGMA) < DARK
 
 
 def tone_counts(pred: np.ndarray, truth: np.ndarray, dark: np.ndarray) -> dict[str, list[int]]:
