@@ -59,13 +59,12 @@ def at_border(prob: np.ndarray, padded: np.ndarray, real: Region, width: int,
     """Lower `prob` ((K, H, W) over the padded block, in place) within `width` px of each reflected side of
     `real` to `predict` ((h, w, C) image -> (K, h, w)) of the edge-filled strip along it. Returns the strip
     pixels run (0 when the block has no reflected side)."""
-    pairs = border_strips(padded.shape[:2], real, width)
-    if not pairs:
-        return 0
-    edged = edge_filled(padded, real)
+    y0, y1, x0, x1 = real
     run = 0
-    for (sy0, sy1, sx0, sx1), (by0, by1, bx0, bx1) in pairs:
-        second = predict(np.ascontiguousarray(edged[sy0:sy1, sx0:sx1]))  # (K, sh, sw)
+    for (sy0, sy1, sx0, sx1), (by0, by1, bx0, bx1) in border_strips(padded.shape[:2], real, width):
+        # the strip of the edge-filled block, filled from the strip alone (it holds image on every row and column)
+        inside = (max(y0, sy0) - sy0, min(y1, sy1) - sy0, max(x0, sx0) - sx0, min(x1, sx1) - sx0)
+        second = predict(edge_filled(padded[sy0:sy1, sx0:sx1], inside))  # (K, sh, sw)
         run += (sy1 - sy0) * (sx1 - sx0)
         band = prob[:, by0:by1, bx0:bx1]
         np.minimum(band, second[:, by0 - sy0 : by1 - sy0, bx0 - sx0 : bx1 - sx0], out=band)
