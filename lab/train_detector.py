@@ -308,7 +308,8 @@ def ship_detector(
 def main(argv: list[str] | None = None) -> None:
     """`python -m lab.train_detector [--steps N] [--max-minutes M] [--run-dir D] [--init-weights F]
     [--free-cracks P] [--texture P] [--dark-cracks P] [--crack-contrast LO,HI]
-    [--damage-style S] [--faint-cracks P] [--crack-width LO,HI] [--loss-size-of PX] [--grounds G,G] [--refine C]
+    [--damage-style S] [--faint-cracks P] [--crack-width LO,HI] [--loss-size-of PX] [--grounds G,G]
+    [--core-contrast F] [--refine C]
     [--skeleton-weight W] [--region-weight W] [--no-ship]
     [--real-val-images DIR --real-val-masks DIR [--real-val-mask-value V]]
     [--teacher NAME [--teacher-weight W] [--teacher-views N] [--teacher-classes C[,C]]]
@@ -339,6 +340,8 @@ def main(argv: list[str] | None = None) -> None:
                         "sizes as on an image with this shorter side, px (default 0: the tile's own)")
     parser.add_argument("--grounds", help="DamageConfig.grounds: the only grounds realistic losses and light cracks "
                         "expose, comma-separated among gesso,bole,plaster,canvas (default all)")
+    parser.add_argument("--core-contrast", type=float, help="DamageConfig.core_contrast: label a realistic crack's "
+                        "core where its change exceeds this fraction of the paint's luminance (default 0: off)")
     parser.add_argument("--loss", choices=LOSSES)
     parser.add_argument("--skeleton-weight", type=float,
                         help="weight of the craquelure skeleton-recall term added to the loss (default 0: none)")
@@ -383,7 +386,7 @@ def main(argv: list[str] | None = None) -> None:
         augment={"p_edge": args.edge_fraction} if args.edge_fraction is not None else None,
         damage=damage_overrides(args.free_cracks, args.texture, args.dark_cracks, args.crack_contrast,
                                 args.damage_style, args.faint_cracks, args.crack_width, args.loss_size_of,
-                                args.grounds)),
+                                args.grounds, args.core_contrast)),
         **ship_only)
     print(json.dumps({k: summary[k] for k in ("steps", "minutes", "shipped") if k in summary}, indent=2))
 

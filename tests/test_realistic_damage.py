@@ -141,6 +141,31 @@ def test_faint_share_and_crack_width_steer_the_cracks(shapes_root: Path) -> None
         DamageConfig(p_faint_cracks=1.5)
 
 
+def test_core_contrast_labels_dark_cracks_on_dark_paint_as_they_are_seen(shapes_root: Path) -> None:
+    cracks_only = {"p_paint_loss": 0.0, "p_negatives": 0.0, "p_photography": 0.0, "p_real_shapes": 1.0,
+                   "p_faint_cracks": 1.0}
+    dark = (_painting(256, 256).astype(np.float32) * 0.2).astype(np.uint8)  # paint of luminance about 0.08
+    light = _painting(256, 256)
+
+    def labels(image: np.ndarray, **kw: float) -> tuple[int, int]:
+        """(craquelure pixels labelled, of them unchanged by more than 1.5 levels) over 6 seeds."""
+        total = unchanged = 0
+        for seed in range(6):
+            r = realistic_damage(image, seed, _cfg(shapes_root, **cracks_only, **kw))
+            change = np.abs(r.damaged.astype(np.float32) - r.clean.astype(np.float32)).max(axis=2) / 255
+            crack = r.labels == CRAQUELURE
+            total += int(crack.sum())
+            unchanged += int((crack & (change < 1.5 / 255)).sum())
+        return total, unchanged
+
+    plain, relative = labels(dark), labels(dark, core_contrast=0.1)
+    assert relative[0] > 1.2 * plain[0]  # more of the drawn cracks labelled on dark paint
+    assert relative[1] <= plain[1] + 0.01 * relative[0]  # and only where they change the paint
+    assert labels(light, core_contrast=0.1)[0] == labels(light)[0]  # lighter paint keeps the absolute rule
+    with pytest.raises(ValueError, match="core_contrast must be in"):
+        DamageConfig(core_contrast=-0.1)
+
+
 def test_loss_size_of_gives_a_tile_a_whole_paintings_large_losses(shapes_root: Path) -> None:
     from lab.synthesis.losses import loss_coverage
 

@@ -14,7 +14,8 @@ Order of drawing, each a pure function of the seed:
 Labels: every pixel whose colour the damage changed by more than LABEL_TOLERANCE after the optics (so blur
 spread, lit rims and halos are included), every pixel at least half covered by a loss, and the core of a
 faint crack where it changes the colour at all (FAINT_TOLERANCE; a crack that changes nothing is not
-labelled); a changed pixel near a loss is paint loss (2), any other is craquelure (1).
+labelled; with `core_contrast` the tolerance falls with the paint's luminance, to CORE_FLOOR); a changed
+pixel near a loss is paint loss (2), any other is craquelure (1).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from lab.synthesis.cracks import CRACK_KINDS, draw_cracks, sample_style
 CRAQUELURE, PAINT_LOSS = 1, 2
 LABEL_TOLERANCE = 0.03  # colour change (max over channels, of 1.0) that a label must cover
 FAINT_TOLERANCE = 0.02  # the least change for which a crack's core is still labelled
+CORE_FLOOR = 0.006  # with cfg.core_contrast: the least change (1.5 levels of 8 bits) a core label needs
 GROUND_WEIGHTS = {"gesso": 0.35, "bole": 0.15, "plaster": 0.25, "canvas": 0.25}
 
 
@@ -51,6 +53,7 @@ class RealisticOptions(Protocol):
     loss_size_of: int
     shapes_root: str
     grounds: tuple[str, ...]
+    core_contrast: float
 
 
 @dataclass(frozen=True)
@@ -146,6 +149,15 @@ def _draw_losses(paint: np.ndarray, rng: np.random.Generator, cfg: RealisticOpti
     return np.clip(out * (1 - c) + exposed * c, 0, 1).astype(np.float32), cover
 
 
+def _core_tolerance(clean: np.ndarray, contrast: float) -> np.ndarray | float:
+    """The least change that labels a crack's core: FAINT_TOLERANCE, or with `contrast` > 0 that fraction of
+    the clean paint's local luminance where it is smaller (never under CORE_FLOOR)."""
+    if contrast <= 0:
+        return FAINT_TOLERANCE
+    local = cv2.GaussianBlur(clean.mean(axis=2), (0, 0), 2.0)
+    return np.clip(contrast * local, CORE_FLOOR, FAINT_TOLERANCE)
+
+
 def _to_rgb(image: np.ndarray) -> np.ndarray:
     top = float(np.iinfo(image.dtype).max)
     rgb = image[:, :, : min(image.shape[2], 3)].astype(np.float32) / top
@@ -183,7 +195,7 @@ def realistic_damage(image: np.ndarray, seed: int, cfg: RealisticOptions, ground
     change = np.abs(damaged - clean).max(axis=2)
     changed = change > LABEL_TOLERANCE
     # A faint crack is labelled where it is drawn at all (not where it changes nothing: dark on black paint).
-    faint = (change > FAINT_TOLERANCE) & (crack >= 0.5)
+    faint = (change > _core_tolerance(clean, cfg.core_contrast)) & (crack >= 0.5)
     near_loss = cv2.dilate((loss > 0.02).astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
     labels = np.zeros(shape, np.uint8)
     labels[changed | faint] = CRAQUELURE

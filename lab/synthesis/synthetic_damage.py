@@ -170,6 +170,9 @@ class DamageConfig:
     loss_size_of: int = 0  # draw loss sizes as on an image with this shorter side (px); 0 = the image's own
     shapes_root: str = ""  # folder holding the real crack maps; "" = ../shared/data or $RETOUCH_SHARED_DATA
     grounds: tuple[str, ...] = ()  # the grounds a realistic loss or light crack may expose; () = all, by weight
+    # A crack's core is also labelled where its change exceeds this fraction of the paint's local luminance
+    # (a contrast relative to the paint, so dark cracks on dark paint are labelled as they are seen); 0 = off.
+    core_contrast: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("crack_kinds", "loss_amount", "crack_contrast", "cup_highlight", "crack_width", "grounds"):
@@ -184,7 +187,7 @@ class DamageConfig:
         if self.style not in STYLES:
             raise ValueError(f"DamageConfig.style must be one of {STYLES}, got {self.style!r}")
         for name in ("p_craquelure", "p_paint_loss", "p_dark_cracks", "p_canvas", "p_free_cracks", "p_texture",
-                     "p_real_shapes", "p_negatives", "p_photography", "p_fills", "p_faint_cracks"):
+                     "p_real_shapes", "p_negatives", "p_photography", "p_fills", "p_faint_cracks", "core_contrast"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"DamageConfig.{name} must be in [0, 1], got {value}")
