@@ -89,6 +89,8 @@ def _config_key(cfg: DetectorTrainConfig) -> dict[str, Any]:
             data.pop(name)
     if not data["augment"].get("p_edge"):
         data["augment"].pop("p_edge", None)  # off: checkpoints made before the field resume
+    if not data["damage"].get("core_contrast"):
+        data["damage"].pop("core_contrast", None)  # off: checkpoints made before the field resume
     if tuple(data["damage"].get("crack_kinds", CRACK_KINDS)) == CRACK_KINDS:
         data["damage"].pop("crack_kinds", None)  # the default: checkpoints made before the field resume
     if not data["damage"].get("grounds"):

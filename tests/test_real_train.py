@@ -170,3 +170,14 @@ def test_damage_style_option_selects_the_generator_and_refuses_others() -> None:
     assert cfg.damage.style == "realistic"
     with pytest.raises(ValueError, match="style"):
         config_from_overrides(damage=damage_overrides(style="cartoon"))
+
+
+def test_core_contrast_reaches_the_generator_and_keys_a_checkpoint_only_when_on() -> None:
+    from lab.detector_config import config_from_overrides, damage_overrides
+    from lab.train_detector import _config_key
+
+    on = config_from_overrides(damage=damage_overrides(style="realistic", core_contrast=0.05))
+    off = config_from_overrides(damage=damage_overrides(style="realistic"))
+    assert on.damage.core_contrast == 0.05 and off.damage.core_contrast == 0.0
+    assert _config_key(on)["damage"]["core_contrast"] == 0.05
+    assert "core_contrast" not in _config_key(off)["damage"]  # runs started before the field still resume
