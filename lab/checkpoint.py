@@ -60,6 +60,7 @@ def init_from(model: torch.nn.Module, path: Path) -> list[str]:
     from safetensors.torch import load_file
 
     from models.quantize import dequantize
+    from models.resunet import widen_input
 
     file, _, member = str(path).partition("#")
     theirs = load_file(file)
@@ -69,6 +70,7 @@ def init_from(model: torch.nn.Module, path: Path) -> list[str]:
         prefix = f"members.{member}."
         theirs = dequantize({k.removeprefix(prefix): v for k, v in theirs.items() if k.startswith(prefix)})
     own = model.state_dict()
+    theirs = widen_input(own, theirs)
     take = {k: v.to(own[k].dtype) for k, v in theirs.items() if k in own and own[k].shape == v.shape}
     if not take:
         raise ValueError(f"{path}: no tensor matches this network ({type(model).__name__}); "

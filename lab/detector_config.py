@@ -32,6 +32,7 @@ class DetectorTrainConfig:
     encoder: str = "resnet18"
     decoder_channels: tuple[int, ...] = DEFAULT_DECODER
     refine: int = 0  # channels of the full-resolution refinement branch (models.resunet.ResUNet); 0 = none
+    relative: bool = False  # the encoder also sees the image's contrast relative to its local mean (ResUNet)
     tile: int = 256
     batch: int = 8
     steps: int = 1800
@@ -131,7 +132,7 @@ class DetectorTrainConfig:
 
     def arch_args(self) -> dict[str, Any]:
         args = {"encoder_name": self.encoder, "classes": 2, "decoder_channels": list(self.decoder_channels)}
-        return args | ({"refine": self.refine} if self.refine else {})
+        return args | ({"refine": self.refine} if self.refine else {}) | ({"relative": True} if self.relative else {})
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

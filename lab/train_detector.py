@@ -84,7 +84,8 @@ def _config_key(cfg: DetectorTrainConfig) -> dict[str, Any]:
         data.pop("teacher_weight")
     data.pop("hard_negatives")  # the file's path; its use is keyed by hard_fraction
     for name, default in (("real_train", []), ("real_fraction", 0.0), ("clean_fraction", 0.0),
-                          ("hard_fraction", 0.0), ("skeleton_weight", 0.0), ("region_weight", 0.0)):
+                          ("hard_fraction", 0.0), ("skeleton_weight", 0.0), ("region_weight", 0.0),
+                          ("relative", False)):
         if data[name] == default:  # off: checkpoints made before these fields resume
             data.pop(name)
     if not data["augment"].get("p_edge"):
@@ -311,7 +312,7 @@ def main(argv: list[str] | None = None) -> None:
     """`python -m lab.train_detector [--steps N] [--max-minutes M] [--run-dir D] [--init-weights F]
     [--free-cracks P] [--texture P] [--dark-cracks P] [--crack-contrast LO,HI]
     [--damage-style S] [--faint-cracks P] [--crack-width LO,HI] [--loss-size-of PX] [--grounds G,G]
-    [--core-contrast F] [--refine C]
+    [--core-contrast F] [--refine C] [--relative]
     [--skeleton-weight W] [--region-weight W] [--no-ship]
     [--real-val-images DIR --real-val-masks DIR [--real-val-mask-value V]]
     [--teacher NAME [--teacher-weight W] [--teacher-views N] [--teacher-classes C[,C]]]
@@ -327,6 +328,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int)
     parser.add_argument("--lr", type=float)
     parser.add_argument("--refine", type=int)
+    parser.add_argument("--relative", action="store_true", help="the encoder also sees the image's contrast "
+                        "relative to its local mean (an RGB --init-weights is widened with zero weights)")
     parser.add_argument("--init-weights")
     parser.add_argument("--free-cracks", type=float, help="DamageConfig.p_free_cracks (isolated cracks)")
     parser.add_argument("--texture", type=float, help="DamageConfig.p_texture (grainy surfaces)")
@@ -376,7 +379,8 @@ def main(argv: list[str] | None = None) -> None:
     ship_only = {"ship_only": True} if args.ship_only else {}
     summary = train_detector(config_from_overrides(
         steps=args.steps, max_minutes=args.max_minutes, run_dir=args.run_dir, threads=args.threads, lr=args.lr,
-        refine=args.refine, init_weights=args.init_weights, loss=args.loss, skeleton_weight=args.skeleton_weight,
+        refine=args.refine, relative=True if args.relative else None, init_weights=args.init_weights, loss=args.loss,
+        skeleton_weight=args.skeleton_weight,
         region_weight=args.region_weight,
         snapshot_every=args.snapshot_every, average_from=args.average_from, ship=False if args.no_ship else None,
         real_val_images=args.real_val_images, real_val_masks=args.real_val_masks,
