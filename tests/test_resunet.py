@@ -190,6 +190,34 @@ def test_refine_branch_starts_as_the_plain_network_and_learns(tmp_path: Path) ->
         init_from(refined, _other_file(tmp_path))
 
 
+def test_relative_input_starts_as_the_rgb_network_and_sees_dark_cracks_as_light_ones(tmp_path: Path) -> None:
+    from lab.checkpoint import init_from
+
+    torch.manual_seed(0)
+    rgb = ResUNet(**TINY).eval()
+    save_checkpoint(tmp_path / "c.safetensors", rgb, torch.optim.AdamW(rgb.parameters()), 3, {})
+    wide = ResUNet(relative=True, **TINY).eval()
+    assert init_from(wide, tmp_path / "c.safetensors") == []  # the first convolution widened, not left at init
+    x = torch.rand(2, 3, 64, 64) * 0.3
+    with torch.no_grad():
+        torch.testing.assert_close(wide(x), rgb(x))  # zero weights on the extra channels: the same answer
+    # A crack darkening the paint by a third reads nearly alike on dark and light paint (not quite: the 0.05 that
+    # keeps black from dividing by zero), though it changes the dark paint by an eighth as much in absolute terms.
+    dark, light = torch.full((1, 3, 64, 64), 0.08), torch.full((1, 3, 64, 64), 0.6)
+    for paint in (dark, light):
+        paint[:, :, :, 31] *= 2 / 3
+    contrast = [wide._encoder_input(wide._check(p))[0, 3:, 32, 31] for p in (dark, light)]
+    assert float(contrast[1].mean()) < -0.25 and float(contrast[0].mean()) < 0.6 * float(contrast[1].mean())
+    assert float((dark[0, :, 32, 31] - 0.08).abs().mean()) < 0.2 * float((light[0, :, 32, 31] - 0.6).abs().mean())
+    # The relative input is kept with the weights and comes back from the manifest.
+    save_weights(wide, name="rel", architecture="resunet", arch_args={"relative": True, **TINY},
+                 tiling=Tiling(tile=64, halo=16), manifest_path=tmp_path / "w" / "manifest.json")
+    loaded, _ = load_model("rel", tmp_path / "w" / "manifest.json")
+    assert loaded.relative
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), wide(x), atol=2e-3, rtol=0)
+
+
 def test_init_from_takes_one_member_of_an_int8_ensemble(tmp_path: Path) -> None:
     from safetensors.torch import save_file
 
