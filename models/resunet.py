@@ -102,7 +102,7 @@ class ResUNet(nn.Module):
         if not self.relative:
             return x
         rgb = x * 0.25 + 0.5  # back to [0, 1]
-        local = F.avg_pool2d(F.pad(rgb, [RELATIVE_WINDOW // 2] * 4, mode="replicate"), RELATIVE_WINDOW, stride=1)
+        local = box_mean(rgb, RELATIVE_WINDOW)
         contrast = ((rgb - local) / (local + RELATIVE_EPS)).clamp(-RELATIVE_CLIP, RELATIVE_CLIP)
         return torch.cat([x, contrast], dim=1)
 
@@ -123,6 +123,13 @@ class ResUNet(nn.Module):
     def feature_channels(self) -> int:
         """Channels of `forward_features`' feature map."""
         return int(self.net.segmentation_head[0].in_channels)
+
+
+def box_mean(x: torch.Tensor, window: int) -> torch.Tensor:
+    """The mean of x (B, C, H, W) over a `window` x `window` box around each pixel, the border replicated; taken as a
+    row pass then a column pass (the same mean as one 2-D pooling, at a fraction of its cost on the CPU)."""
+    padded = F.pad(x.contiguous(), [window // 2] * 4, mode="replicate")
+    return F.avg_pool2d(F.avg_pool2d(padded, (1, window), stride=1), (window, 1), stride=1)
 
 
 def widen_input(own: dict[str, torch.Tensor], theirs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

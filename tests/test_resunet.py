@@ -218,6 +218,20 @@ def test_relative_input_starts_as_the_rgb_network_and_sees_dark_cracks_as_light_
         torch.testing.assert_close(loaded(x), wide(x), atol=2e-3, rtol=0)
 
 
+def test_box_mean_is_the_2d_box_mean_with_the_border_replicated() -> None:
+    from models.resunet import box_mean
+
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 40, 37).to(memory_format=torch.channels_last)
+    padded = torch.nn.functional.pad(x, [7] * 4, mode="replicate")
+    reference = torch.nn.functional.avg_pool2d(padded, 15, stride=1)
+    torch.testing.assert_close(box_mean(x, 15), reference, atol=1e-5, rtol=0)  # float rounding
+    # by hand at a corner: the replicated border counts as many times as it is repeated
+    rows = x[0, 0, torch.clamp(torch.arange(-7, 8), 0, 39)]
+    corner = rows[:, torch.clamp(torch.arange(-7, 8), 0, 36)].mean()
+    assert abs(float(box_mean(x, 15)[0, 0, 0, 0]) - float(corner)) < 1e-5
+
+
 def test_init_from_takes_one_member_of_an_int8_ensemble(tmp_path: Path) -> None:
     from safetensors.torch import save_file
 
