@@ -184,8 +184,8 @@ if stage == "ingest":
     ingest(sys.argv[8], store, engine=engine)
 elif stage == "detect":
     from pipeline.stages.detect import DetectConfig, detect, variant_fields
-    r = detect(store, DetectConfig(**variant_fields(sys.argv[8]), device=device, precision=precision, tta=int(tta)),
-               engine, force=True)
+    fields = {"tta": int(tta), **variant_fields(sys.argv[8])}  # NAME+ttaN overrides --tta
+    r = detect(store, DetectConfig(**fields, device=device, precision=precision), engine, force=True)
 elif stage == "inpaint":
     from pathlib import Path
     from pipeline.stages.inpaint_stage import InpaintStageConfig, inpaint_store

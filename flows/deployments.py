@@ -87,6 +87,7 @@ def rerun_detect_flow(store: str, threshold: float = DetectParams().threshold,
                       weights: str | None = DetectParams().weights,
                       tta: Tta = DetectParams().tta, coarse_loss: bool = DetectParams().coarse_loss,
                       min_crack: int = DetectParams().min_crack, border: int = DetectParams().border,
+                      scale: float = DetectParams().scale,
                       force: bool = False,
                       engine: EngineParams = EngineParams()) -> Any:
     """Detect damage again in an ingested store, with another threshold, other weights or other views.
@@ -102,10 +103,11 @@ def rerun_detect_flow(store: str, threshold: float = DetectParams().threshold,
         min_crack: drop craquelure fragments of fewer than this many px from the labels (0 = keep all)
         border: within this many px of the image border a mark must also be seen with the border continued
             by edge copies, not only reflected (0 = off)
+        scale: the detector sees the scan resampled by this factor (1 = as scanned)
         force: recompute even when scan, parameters and weights are unchanged
     """
     return detect_flow(store, DetectParams(threshold=threshold, weights=weights, tta=tta, coarse_loss=coarse_loss,
-                                                min_crack=min_crack, border=border),
+                                                min_crack=min_crack, border=border, scale=scale),
                        engine, force)
 
 

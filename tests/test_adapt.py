@@ -195,6 +195,23 @@ def test_detect_refuses_tampered_adapted_weights_and_keeps_its_output(tmp_path: 
     assert group_info(store, "damage")["key"] == first.key  # the last good damage/ is untouched
 
 
+def test_detect_refuses_adapted_weights_at_another_scale_and_keeps_its_output(tmp_path: Path,
+                                                                            tiny_weights: Path) -> None:
+    from models.adapted import ARCHITECTURE
+    from pipeline.stages.detect import ADAPTED_ARCHITECTURE
+
+    assert ADAPTED_ARCHITECTURE == ARCHITECTURE
+    store, _ = _store(tmp_path)
+    adapt(store, save_png(tmp_path, strokes(LOSSES[:2], CLEAN_SPOTS)), AdaptConfig(steps=20))
+    first = detect(store, DetectConfig(tile=256, tta=1), QUIET)
+    with pytest.raises(InputError, match="fitted to the scan as scanned") as err:
+        detect(store, DetectConfig(tile=256, tta=1, scale=0.5), QUIET, force=True)
+    assert str(err.value).startswith(str(Path(store) / WEIGHTS_GROUP))
+    assert group_info(store, "damage")["key"] == first.key
+    scaled = detect(store, DetectConfig(tile=256, tta=1, scale=0.5, weights=DEFAULT_WEIGHTS), QUIET)
+    assert scaled.key != first.key and not scaled.skipped
+
+
 def test_adapted_detect_has_provenance_back_to_the_scribbles(tmp_path: Path, tiny_weights: Path) -> None:
     store, _ = _store(tmp_path)
     marks = strokes(LOSSES[:2], CLEAN_SPOTS)

@@ -112,6 +112,11 @@ def test_tta_setting_is_checked_everywhere(tmp_path) -> None:
 
     assert DEFAULT_BORDER == detect.DEFAULT_BORDER == DetectConfig().border == EvalOptions().border
     assert DEFAULT_BORDER == DetectParams().border
+    from flows.cli.common import DEFAULT_SCALE
+
+    assert DEFAULT_SCALE == detect.DEFAULT_SCALE == DetectConfig().scale == EvalOptions().scale == DetectParams().scale
+    with pytest.raises(ValueError, match="scale must be in"):
+        DetectConfig(scale=3.0)
     with pytest.raises(ValueError, match="border must be >= 0"):
         DetectConfig(border=-1)
     with pytest.raises(ValueError, match="tta must be one of"):
@@ -193,11 +198,12 @@ def test_the_coarse_loss_min_crack_and_border_settings_enter_the_stage_key_only_
 
     off, on = DetectConfig(coarse_loss=False, min_crack=0), DetectConfig(coarse_loss=True)
     before = {k: v for k, v in dataclasses.asdict(off).items()
-              if k not in ("manifest", "coarse_loss", "min_crack", "border")}
+              if k not in ("manifest", "coarse_loss", "min_crack", "border", "scale")}
     payload = json.dumps({"scan": "s", "config": before, "weights": "w", "version": __version__}, sort_keys=True)
     assert detect_key("s", off, "w") == hashlib.sha256(payload.encode()).hexdigest()
     assert detect_key("s", on, "w") != detect_key("s", off, "w")
     assert detect_key("s", DetectConfig(border=16), "w") != detect_key("s", off, "w")
+    assert detect_key("s", DetectConfig(scale=1.4), "w") != detect_key("s", off, "w")
 
 
 def test_small_crack_fragments_are_dropped_and_long_cracks_kept() -> None:
@@ -243,6 +249,43 @@ def test_a_benchmark_detection_variant_reads_as_the_stage_settings() -> None:
     assert DetectConfig(**variant_fields("detector-x+coarse+min16")) == DetectConfig(
         weights="detector-x", coarse_loss=True, min_crack=16)
     assert variant_fields("detector-x+border0") == {"weights": "detector-x", "border": 0}
-    for bad in ("detector-x+fine", "detector-x+min", "detector-x+min1.5", "detector-x+border"):
+    assert variant_fields("detector-x+scale1.4+tta1") == {"weights": "detector-x", "scale": 1.4, "tta": 1}
+    for bad in ("detector-x+fine", "detector-x+min", "detector-x+min1.5", "detector-x+border", "detector-x+scale",
+                "detector-x+scale1.4.1", "detector-x+tta"):
         with pytest.raises(ValueError, match="unknown detection option"):
             variant_fields(bad)
+
+
+def test_a_scaled_detection_keeps_the_image_size_and_shows_the_network_a_wider_crack() -> None:
+    from pipeline.stages.detect_infer import detect_probabilities, scaled_input
+
+    image = np.full((100, 90, 3), 0.6, np.float32)
+    image[:, 45] = 0.1  # a 1-px dark crack
+    up, real = scaled_input(image, 1.5, (0, 100, 10, 90))
+    assert up.shape == (150, 135, 3) and real == (0, 150, 15, 135)
+    assert ((up[75, :, 0] < 0.4).sum()) >= 2  # the network sees it wider than 1 px
+    assert np.all((up >= 0) & (up <= 1))  # bicubic overshoot clipped
+
+    torch.manual_seed(0)
+    model = torch.nn.Conv2d(3, 2, 1).eval()  # per pixel: scaling only resamples what it sees
+    flat = np.random.default_rng(0).uniform(0.3, 0.7, (1, 1, 3)).astype(np.float32) * np.ones((70, 80, 1), np.float32)
+    once = detect_probabilities(model, flat, tile=64, overlap=16, margin=0)
+    scaled = detect_probabilities(model, flat, tile=64, overlap=16, margin=0, scale=1.4)
+    assert scaled.shape == once.shape == (2, 70, 80)
+    np.testing.assert_allclose(scaled, once, atol=1e-5)
+    same = detect_probabilities(model, image, tile=64, overlap=16, margin=0, scale=1.0)
+    np.testing.assert_array_equal(same, detect_probabilities(model, image, tile=64, overlap=16, margin=0))
+
+
+def test_an_enlarged_set_keeps_its_label_values_and_dtype() -> None:
+    from lab.eval.detect_eval import enlarged
+
+    labels = np.zeros((40, 30), np.uint8)
+    labels[10:12, :] = 1
+    labels[20:30, 5:15] = 2
+    big = enlarged(labels, 2.0, nearest=True)
+    assert big.shape == (80, 60) and set(np.unique(big)) == {0, 1, 2}
+    assert (big == 2).sum() == 4 * (labels == 2).sum()
+    image = np.random.default_rng(0).integers(0, 65536, (40, 30, 3)).astype(np.uint16)
+    out = enlarged(image, 1.5)
+    assert out.shape == (60, 45, 3) and out.dtype == np.uint16

@@ -13,12 +13,14 @@ from flows.cli.common import (
     DEFAULT_BORDER,
     DEFAULT_COARSE_LOSS,
     DEFAULT_MIN_CRACK,
+    DEFAULT_SCALE,
     DEFAULT_TTA,
     DEFAULT_WEIGHTS,
     FLAG,
     BorderOpt,
     CoarseLossOpt,
     MinCrackOpt,
+    ScaleOpt,
     TtaOpt,
     check_tta,
     clean_errors,
@@ -166,6 +168,7 @@ def evaluate_detect_command(
     coarse_loss: CoarseLossOpt = DEFAULT_COARSE_LOSS,
     min_crack: MinCrackOpt = DEFAULT_MIN_CRACK,
     border: BorderOpt = DEFAULT_BORDER,
+    scale: ScaleOpt = DEFAULT_SCALE,
     split: Annotated[str, typer.Option(help="all, or train/test of a set whose split is fixed in code "
                                             "(CrackForest: lab.real_cracks.crackforest_split)")] = "all",
 ) -> None:
@@ -175,7 +178,7 @@ def evaluate_detect_command(
     opts = EvalOptions(classes=tuple(c.strip() for c in classes.split(",") if c.strip()),
                        tolerance=tolerance, weights=weights, bf16=bf16, mask_value=mask_value,
                        baseline=not no_baseline, save_dir=save, tta=check_tta(tta), split=split,
-                       coarse_loss=coarse_loss, min_crack=min_crack, border=border)
+                       coarse_loss=coarse_loss, min_crack=min_crack, border=border, scale=scale)
     report = evaluate_detect(images, masks, opts)
     typer.echo(format_report(report))
     write_report(json_out, report)
@@ -187,13 +190,16 @@ def make_detect_set_command(
     copies: Annotated[int, typer.Option(help="damaged versions of each painting")] = 3,
     seed: Annotated[int, typer.Option(help="seed (the training never uses seeds >= 10**9)")] = 1_000_000_007,
     style: Annotated[str, typer.Option(help="damage generator: classic (the recorded sets) or realistic")] = "classic",
+    enlarge: Annotated[float, typer.Option(help="write the set as a scan at this many times the paintings' "
+                                                "resolution shows it (bicubic; labels nearest)", min=1.0,
+                                           max=8.0)] = 1.0,
 ) -> None:
     """Write a held-out synthetic evaluation set: damaged paintings + 0/1/2 label masks."""
     from lab.eval.detect_eval import make_synthetic_set
 
     if style not in ("classic", "realistic"):
         raise typer.BadParameter(f"unknown damage style {style!r}; use classic or realistic", param_hint="--style")
-    paths = make_synthetic_set(out, split=split, copies=copies, seed=seed, style=style)
+    paths = make_synthetic_set(out, split=split, copies=copies, seed=seed, style=style, enlarge=enlarge)
     typer.echo(f"wrote {len(paths)} images to {out}/images and label masks to {out}/masks")
 
 
@@ -246,6 +252,7 @@ def evaluate_intact_command(
     coarse_loss: CoarseLossOpt = DEFAULT_COARSE_LOSS,
     min_crack: MinCrackOpt = DEFAULT_MIN_CRACK,
     border: BorderOpt = DEFAULT_BORDER,
+    scale: ScaleOpt = DEFAULT_SCALE,
     save: Annotated[Path | None, typer.Option(help="write an overlay PNG of the worst painting here")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the figures here")] = None,
 ) -> None:
@@ -255,7 +262,7 @@ def evaluate_intact_command(
 
     check_flag_threshold(threshold)
     report = evaluate_intact(weights=weights, tta=check_tta(tta), threshold=threshold, save_dir=save, bf16=bf16,
-                              coarse_loss=coarse_loss, min_crack=min_crack, border=border)
+                              coarse_loss=coarse_loss, min_crack=min_crack, border=border, scale=scale)
     typer.echo(weights_line(report))
     typer.echo(format_intact(report))
     if save is not None:
@@ -271,6 +278,7 @@ def evaluate_thin_lines_command(
     coarse_loss: CoarseLossOpt = DEFAULT_COARSE_LOSS,
     min_crack: MinCrackOpt = DEFAULT_MIN_CRACK,
     border: BorderOpt = DEFAULT_BORDER,
+    scale: ScaleOpt = DEFAULT_SCALE,
     save: Annotated[Path | None, typer.Option(help="write the worst case (crop | flagged in red) here")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the figures here")] = None,
 ) -> None:
@@ -283,7 +291,7 @@ def evaluate_thin_lines_command(
         raise typer.BadParameter(f"--copies must be >= 1, got {copies}")
     report = evaluate_thin_lines(weights=weights, tta=check_tta(tta), threshold=threshold, copies=copies,
                                  save_dir=save, coarse_loss=coarse_loss,
-                                 min_crack=min_crack, border=border)
+                                 min_crack=min_crack, border=border, scale=scale)
     typer.echo(weights_line(report))
     typer.echo(format_thin_lines(report))
     if save is not None:

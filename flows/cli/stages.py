@@ -20,6 +20,7 @@ from flows.cli.common import (
     DEFAULT_BORDER,
     DEFAULT_COARSE_LOSS,
     DEFAULT_MIN_CRACK,
+    DEFAULT_SCALE,
     DEFAULT_TTA,
     DEFAULT_WEIGHTS,
     AddressOpt,
@@ -31,6 +32,7 @@ from flows.cli.common import (
     GrainOpt,
     GrainSigmaOpt,
     MinCrackOpt,
+    ScaleOpt,
     TtaOpt,
     check_tta,
     clean_errors,
@@ -95,6 +97,7 @@ def detect_command(
     coarse_loss: CoarseLossOpt = DEFAULT_COARSE_LOSS,
     min_crack: MinCrackOpt = DEFAULT_MIN_CRACK,
     border: BorderOpt = DEFAULT_BORDER,
+    scale: ScaleOpt = DEFAULT_SCALE,
     device: DeviceOpt = "cpu",
     workers: EngineOpt = 0,
     dask_address: AddressOpt = None,
@@ -105,7 +108,7 @@ def detect_command(
 
     params = DetectParams(weights=weights, threshold=threshold, tile=tile, precision=precision, batch=batch,
                           tta=check_tta(tta), coarse_loss=coarse_loss, min_crack=min_crack, border=border,
-                          device=device)
+                          scale=scale, device=device)
     from pipeline.stages.detect import check_device
 
     check_device(device)  # before Prefect starts: one line, no flow-run traceback
@@ -154,6 +157,7 @@ def adapt_command(
     coarse_loss: CoarseLossOpt = DEFAULT_COARSE_LOSS,
     min_crack: MinCrackOpt = DEFAULT_MIN_CRACK,
     border: BorderOpt = DEFAULT_BORDER,
+    scale: ScaleOpt = DEFAULT_SCALE,
     device: DeviceOpt = "cpu",
     workers: EngineOpt = 0,
     dask_address: AddressOpt = None,
@@ -178,7 +182,7 @@ def adapt_command(
                          beside=beside, smooth_loss=smooth_loss, clamp_loss=clamp_loss, gate_loss=gate_loss,
                          gate_sigma=gate_sigma, device=device)
     detect = DetectParams(threshold=threshold, tta=check_tta(tta), coarse_loss=coarse_loss, min_crack=min_crack,
-                          border=border, device=device)
+                          border=border, scale=scale, device=device)
     start_flows()
     from flows.adapt import adapt_flow
 
@@ -260,6 +264,7 @@ def run_command(
     coarse_loss: CoarseLossOpt = DEFAULT_COARSE_LOSS,
     min_crack: MinCrackOpt = DEFAULT_MIN_CRACK,
     border: BorderOpt = DEFAULT_BORDER,
+    scale: ScaleOpt = DEFAULT_SCALE,
     grain: GrainOpt = 1.0,
     grain_sigma: GrainSigmaOpt = 3.0,
     workers: EngineOpt = 0,
@@ -293,7 +298,7 @@ def run_command(
 
     params = {"ingest": IngestParams(pixel_size_um=pixel_size_um),
               "detect": DetectParams(weights=weights, tta=tta, coarse_loss=coarse_loss, min_crack=min_crack,
-                                     border=border),
+                                     border=border, scale=scale),
               "inpaint": InpaintParams(grain=grain, grain_sigma=grain_sigma),
               "export": ExportParams(out_dir=str(out_dir / f"{name}-export"))}
     results = None

@@ -21,7 +21,14 @@ from lab.pairs import IMAGE_SUFFIXES, MASK_SUFFIXES, pair_files  # noqa: F401  (
 from lab.synthesis.synthetic_damage import CLASS_NAMES
 from pipeline.errors import InputError
 from pipeline.io.image_io import read_image, read_mask, to_float, write_png
-from pipeline.stages.detect import DEFAULT_BORDER, DEFAULT_COARSE_LOSS, DEFAULT_MIN_CRACK, DEFAULT_TTA, DEFAULT_WEIGHTS
+from pipeline.stages.detect import (
+    DEFAULT_BORDER,
+    DEFAULT_COARSE_LOSS,
+    DEFAULT_MIN_CRACK,
+    DEFAULT_SCALE,
+    DEFAULT_TTA,
+    DEFAULT_WEIGHTS,
+)
 
 BLOCK = 128  # px: the model's strict counts are also kept per block of this side (lab.eval.compare_detect)
 REGION_CLASS = "paint_loss"  # scored region by region too (lab.eval.regions)
@@ -56,6 +63,7 @@ class EvalOptions:
     coarse_loss: bool = DEFAULT_COARSE_LOSS  # the coarse paint-loss pass, as detect
     min_crack: int = DEFAULT_MIN_CRACK  # craquelure fragments under this many px dropped, as detect
     border: int = DEFAULT_BORDER  # px along the image border judged with edge padding too, as detect
+    scale: float = DEFAULT_SCALE  # the network sees the image resampled by this factor, as detect
     manifest: Path | None = None  # default: $RETOUCH_WEIGHTS_MANIFEST or models/weights/manifest.json
     split: str = "all"  # or "train"/"test" of a set split in code (CrackForest: lab.real_cracks)
 
@@ -124,7 +132,8 @@ def evaluate_detect(images: Path, masks: Path, opts: EvalOptions | None = None) 
         dark = dark_paint(image)
         prob = detect_probabilities(model, to_float(image), tile=opts.tile, overlap=opts.overlap,
                                     bf16=opts.bf16, views=opts.tta, coarse_loss=opts.coarse_loss,
-                                    min_crack=opts.min_crack, threshold=opts.threshold, border=opts.border)
+                                    min_crack=opts.min_crack, threshold=opts.threshold, border=opts.border,
+                                    scale=opts.scale)
         preds = {"model": {c: prob[CLASS_NAMES.index(c)] > opts.threshold for c in opts.classes}}
         if base_params is not None:
             base = baseline_predict(image, base_params)
@@ -161,6 +170,8 @@ def evaluate_detect(images: Path, masks: Path, opts: EvalOptions | None = None) 
     report["coarse_loss"] = opts.coarse_loss
     report["min_crack"] = opts.min_crack
     report["border"] = opts.border
+    if opts.scale != DEFAULT_SCALE:
+        report["scale"] = opts.scale
     report["threshold"] = opts.threshold
     if base_params is not None:
         report["baseline_params"] = str(BASELINE_PATH.name)
@@ -197,14 +208,32 @@ def format_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def enlarged(image: np.ndarray, factor: float, nearest: bool = False) -> np.ndarray:
+    """`image` (H, W[, C], uint8 or uint16) at `factor` times its size: bicubic, rounded and clipped to its dtype's
+    range, or nearest-neighbour (label maps)."""
+    import cv2
+
+    h, w = image.shape[:2]
+    size = (round(w * factor), round(h * factor))
+    if nearest:
+        return cv2.resize(image, size, interpolation=cv2.INTER_NEAREST)
+    top = np.iinfo(image.dtype).max
+    return np.clip(np.rint(cv2.resize(image.astype(np.float32), size, interpolation=cv2.INTER_CUBIC)), 0,
+                   top).astype(image.dtype)
+
+
 def make_synthetic_set(
-    out: Path, split: str = "val", copies: int = 3, seed: int = 1_000_000_007, style: str = "classic"
+    out: Path, split: str = "val", copies: int = 3, seed: int = 1_000_000_007, style: str = "classic",
+    enlarge: float = 1.0,
 ) -> list[Path]:
     """Damage each painting of `split` `copies` times; write images/<stem>_<k>.png, masks/<stem>_<k>.png.
 
     `style` is the damage generator (DamageConfig.style): "classic", the one the recorded held-out sets used,
-    or "realistic".
+    or "realistic". `enlarge` K > 1 writes the damaged paintings as a scan at K times the resolution would show
+    them (bicubic, the labels nearest-neighbour): the same damage, K times as many pixels across every crack.
     """
+    if not 1.0 <= enlarge <= 8.0:
+        raise ValueError(f"enlarge must be in [1, 8], got {enlarge}")
     from lab.paintings import paintings
     from lab.synthesis.synthetic_damage import DamageConfig, synthesize_damage
 
@@ -218,6 +247,8 @@ def make_synthetic_set(
         image = read_image(path)
         for k in range(copies):
             damaged, labels = synthesize_damage(image, seed + i * 1000 + k, damage)
+            if enlarge != 1.0:
+                damaged, labels = enlarged(damaged, enlarge), enlarged(labels, enlarge, nearest=True)
             name = f"{path.stem}_{k}.png"
             write_png(out / "images" / name, damaged)
             write_png(out / "masks" / name, labels)

@@ -100,10 +100,12 @@ def evaluate_intact(
     coarse_loss: bool | None = None,
     min_crack: int | None = None,
     border: int | None = None,
+    scale: float | None = None,
 ) -> dict[str, Any]:
     """The intact-paint check of a manifest detector on the VAL paintings (or `paths`), run as `retouch
     detect` runs it: the detect stage's tile and overlap (pipeline.detect.DetectConfig), `tta` views (default
-    pipeline.detect.DEFAULT_TTA), `threshold`, `coarse_loss`, `min_crack` and `border` (default the stage's)."""
+    pipeline.detect.DEFAULT_TTA), `threshold`, `coarse_loss`, `min_crack`, `border` and `scale` (default the
+    stage's)."""
     from lab.eval.detect_eval import EvalOptions, _load_model
     from lab.paintings import paintings
     from pipeline.stages.detect import DEFAULT_TTA, DetectConfig
@@ -114,17 +116,18 @@ def evaluate_intact(
     coarse_loss = stage.coarse_loss if coarse_loss is None else coarse_loss
     min_crack = stage.min_crack if min_crack is None else min_crack
     border = stage.border if border is None else border
+    scale = stage.scale if scale is None else scale
     model, weights_info = _load_model(EvalOptions(weights=weights, tta=tta, manifest=manifest))
     paths = paintings("val") if paths is None else paths
 
     def prob_fn(image: np.ndarray) -> np.ndarray:
         return detect_probabilities(model, image, tile=stage.tile, overlap=stage.overlap, bf16=bf16, views=tta,
                                     coarse_loss=coarse_loss, min_crack=min_crack, threshold=threshold,
-                                    border=border)
+                                    border=border, scale=scale)
 
     report = intact_report(prob_fn, paths, threshold, save_dir)
     report.update({"weights": weights_info, "tta": tta, "coarse_loss": coarse_loss, "min_crack": min_crack,
-                   "border": border,
+                   "border": border, "scale": scale,
                    "tile": stage.tile, "overlap": stage.overlap, "bf16": bf16})
     return report
 

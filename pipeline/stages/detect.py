@@ -33,6 +33,7 @@ from pipeline.engine.ledger import Ledger, resume_group
 from pipeline.engine.pyramid import build_pyramid_levels
 from pipeline.engine.runner import EngineConfig
 from pipeline.engine.tiling import ChunkJob, ModelCache, all_regions, run_chunks, torch_threads_per_worker
+from pipeline.errors import InputError
 from pipeline.io.ome import Channel, LabelClass
 from pipeline.io.staging import partial_name, recover, swap_in
 from pipeline.io.store import (
@@ -70,6 +71,8 @@ DEFAULT_TTA = 2
 DEFAULT_COARSE_LOSS = False  # the coarse paint-loss pass (docs/rules/2026-12-03j-default-detector.md)
 DEFAULT_MIN_CRACK = 0  # craquelure fragments under this many px are dropped (rule 2026-12-03k)
 DEFAULT_BORDER = detect_border.DEFAULT_BORDER  # px along the image border judged with edge padding too
+DEFAULT_SCALE = 1.0  # the network sees the scan resampled by this factor (1: as scanned)
+ADAPTED_ARCHITECTURE = "resunet-adapted"  # models.adapted: fitted on the scan at scale 1
 
 
 def default_manifest() -> str:
@@ -88,7 +91,8 @@ class DetectConfig:
     pass (`coarse_loss`: the block also at half size, for large losses; pipeline.stages.detect_infer), and the
     smallest craquelure fragment labelled (`min_crack` px, 8-connected; smaller ones are dropped from the labels),
     and the band along the image border judged with edge padding as well as reflection (`border` px; 0: off;
-    pipeline.stages.detect_border).
+    pipeline.stages.detect_border), and the factor by which the network sees the scan resampled (`scale`: 1.4 shows it
+    a 1-px crack 1.4 px wide, at 1.96 times the pixels; the probabilities are taken back to the scan's size).
 
     `weights` None: the store's adapted weights when `adapt` made some (`resolve_weights`), else the default."""
 
@@ -104,6 +108,7 @@ class DetectConfig:
     coarse_loss: bool = DEFAULT_COARSE_LOSS
     min_crack: int = DEFAULT_MIN_CRACK
     border: int = DEFAULT_BORDER
+    scale: float = DEFAULT_SCALE
     manifest: str = field(default_factory=default_manifest)
 
     def __post_init__(self) -> None:
@@ -119,6 +124,10 @@ class DetectConfig:
             raise ValueError(f"batch must be >= 1, got {self.batch}")
         if self.border < 0:
             raise ValueError(f"border must be >= 0, got {self.border}")
+        from pipeline.stages.detect_infer import SCALES
+
+        if not SCALES[0] <= self.scale <= SCALES[1]:
+            raise ValueError(f"scale must be in [{SCALES[0]}, {SCALES[1]}], got {self.scale}")
         if self.min_crack < 0 or (self.halo and self.min_crack > self.halo):
             raise ValueError(f"min_crack must be in [0, halo = {self.halo}] (a fragment is judged within the halo), "
                              f"got {self.min_crack}")
@@ -138,9 +147,9 @@ class DetectConfig:
 
 
 def variant_fields(text: str) -> dict[str, Any]:
-    """`NAME[+coarse][+minN][+borderN]` (how the benchmarks name a detection setting) as DetectConfig fields: the
-    weights, `coarse_loss` with `+coarse`, `min_crack` N with `+minN`, `border` N with `+borderN`; anything else is
-    a ValueError naming it."""
+    """`NAME[+coarse][+minN][+borderN][+scaleS][+ttaN]` (how the benchmarks name a detection setting) as DetectConfig
+    fields: the weights, `coarse_loss` with `+coarse`, `min_crack` N with `+minN`, `border` N with `+borderN`, `scale`
+    S with `+scaleS` (e.g. `+scale1.4`), `tta` N with `+ttaN`; anything else is a ValueError naming it."""
     name, *options = text.split("+")
     fields: dict[str, Any] = {"weights": name}
     for option in options:
@@ -150,8 +159,13 @@ def variant_fields(text: str) -> dict[str, Any]:
             fields["min_crack"] = int(option[3:])
         elif option.startswith("border") and option[6:].isdigit():
             fields["border"] = int(option[6:])
+        elif option.startswith("scale") and option[5:].replace(".", "", 1).isdigit():
+            fields["scale"] = float(option[5:])
+        elif option.startswith("tta") and option[3:].isdigit():
+            fields["tta"] = int(option[3:])
         else:
-            raise ValueError(f"{text}: unknown detection option {option!r} (NAME[+coarse][+minN][+borderN])")
+            raise ValueError(f"{text}: unknown detection option {option!r} "
+                             "(NAME[+coarse][+minN][+borderN][+scaleS][+ttaN])")
     return fields
 
 
@@ -229,7 +243,7 @@ class _DetectChunk:
                                     bf16=self.config.precision == "bf16", margin=0 if self.config.halo else None,
                                     batch=self.config.batch, views=self.config.tta,
                                     coarse_loss=self.config.coarse_loss, border=self.config.border,
-                                    real=real)  # (2, h, w) float32
+                                    real=real, scale=self.config.scale)  # (2, h, w) float32
         return probabilities_and_labels(prob, self.config.threshold, self.config.halo, self.config.min_crack, real)
 
 
@@ -256,10 +270,11 @@ def probabilities_and_labels(prob: np.ndarray, threshold: float, halo: int, min_
 
 
 def detect_key(scan_digest: str, config: DetectConfig, weights_sha: str) -> str:
-    # coarse_loss, min_crack and border enter the key only when on, so stores detected before they existed (or with
-    # them off) keep their key
+    # coarse_loss, min_crack and border enter the key only when on, and scale only when not 1, so stores detected
+    # before they existed (or with them off) keep their key
     params = {k: v for k, v in asdict(config).items()
-              if k != "manifest" and not (k in ("coarse_loss", "min_crack", "border") and not v)}
+              if k != "manifest" and not (k in ("coarse_loss", "min_crack", "border") and not v)
+              and not (k == "scale" and v == DEFAULT_SCALE)}
     payload = json.dumps({"scan": scan_digest, "config": params, "weights": weights_sha,
                           "version": __version__}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
@@ -281,6 +296,10 @@ def detect(store: str, config: DetectConfig | None = None, engine: EngineConfig 
     config, weights_note = resolve_weights(store, (config or DetectConfig()).resolved())
     assert config.weights is not None
     entry = get_entry(config.weights, Path(config.manifest))
+    if config.scale != DEFAULT_SCALE and entry.architecture == ADAPTED_ARCHITECTURE:
+        raise InputError(config.weights if weights_note is None else join(store, "weights"),
+                         f"adapted weights are fitted to the scan as scanned: detect with them at --scale 1, "
+                         f"not {config.scale} (or name other weights with --weights)")
     key = detect_key(scan_info["digests"]["0"], config, entry.sha256)
     existing = group_info(store, DAMAGE_GROUP)
     if existing and existing.get("key") == key and not force and labels_current(store, existing):

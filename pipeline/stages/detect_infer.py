@@ -235,17 +235,56 @@ def half_region(region: tuple[int, int, int, int], shape: tuple[int, int]) -> tu
 def detect_probabilities(model: torch.nn.Module, image: np.ndarray, tile: int = 512, overlap: int = 64,
                          bf16: bool = False, margin: int | None = None, batch: int = 1, views: int = 1,
                          coarse_loss: bool = False, min_crack: int = 0, threshold: float = 0.5,
-                         border: int = DEFAULT_BORDER, real: tuple[int, int, int, int] | None = None) -> np.ndarray:
+                         border: int = DEFAULT_BORDER, real: tuple[int, int, int, int] | None = None,
+                         scale: float = 1.0) -> np.ndarray:
     """(2, H, W) float32 as the detect stage makes them: `predict_probabilities` (with its `border` rule), with
     `coarse_loss` the paint-loss channel raised to `coarse_loss_probability` where that is larger (craquelure
     untouched), and with `min_crack` the craquelure fragments the stage drops set to 0 (`without_small_cracks` at
-    `threshold`)."""
+    `threshold`). With `scale` != 1 the network sees the image resampled by that factor (`scaled_input`; margin,
+    border and `real` scaled with it) and its probabilities are taken back to the image's size by area averaging,
+    so a 1-px crack reaches the network `scale` px wide, at `scale`**2 times the pixels."""
+    if scale != 1.0:
+        h, w = image.shape[:2]
+        image, real = scaled_input(image, scale, real)
+        margin = None if margin is None else round(margin * scale)
+        border = round(border * scale)
     prob = predict_probabilities(model, image, tile=tile, overlap=overlap, bf16=bf16, margin=margin, batch=batch,
                                  views=views, border=border, real=real)
     if coarse_loss:
         np.maximum(prob[1], coarse_loss_probability(model, image, tile, overlap, bf16, margin, batch, border, real),
                    out=prob[1])
+    if scale != 1.0:
+        prob = resized(prob, (h, w))
     return without_small_cracks(prob, threshold, min_crack)
+
+
+SCALES = (0.5, 2.0)  # the range of `scale` the detect stage accepts
+
+
+def scaled_input(image: np.ndarray, scale: float, real: tuple[int, int, int, int] | None = None,
+                 ) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
+    """(H', W', 3) float32 in [0, 1]: `image` resampled by `scale` (bicubic, clipped; area averaging when smaller),
+    H' = round(H * scale); and the region `real` (y0, y1, x0, x1) in the resampled image's pixels."""
+    import cv2
+
+    full = as_rgb_float(image)
+    h, w = full.shape[:2]
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    method = cv2.INTER_CUBIC if scale > 1 else cv2.INTER_AREA
+    out = np.clip(cv2.resize(full, size, interpolation=method), 0.0, 1.0)
+    if real is not None:
+        ry0, ry1, rx0, rx1 = (round(v * scale) for v in real)
+        real = (ry0, max(ry0 + 1, min(size[1], ry1)), rx0, max(rx0 + 1, min(size[0], rx1)))
+    return out, real
+
+
+def resized(prob: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(K, h, w) float32 probabilities resampled to `shape` (area averaging when smaller, bilinear when larger)."""
+    import cv2
+
+    h, w = shape
+    method = cv2.INTER_AREA if h <= prob.shape[1] else cv2.INTER_LINEAR
+    return np.stack([cv2.resize(c, (w, h), interpolation=method) for c in prob]).astype(np.float32, copy=False)
 
 
 def drop_small_fragments(mask: np.ndarray, min_px: int) -> np.ndarray:
