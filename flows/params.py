@@ -83,9 +83,9 @@ class DetectParams(_Params):
     border: int = Field(DEFAULT_BORDER, ge=0, le=96, description="within this many px of the image border a mark must "
                                                                  "also be seen with the border continued by edge "
                                                                  "copies, not only reflected (0 = off)")
-    scale: float = Field(DEFAULT_SCALE, ge=0.5, le=2.0, description="the detector sees the scan resampled by this "
-                                                                    "factor (1 = as scanned; 1.4: a 1-px crack "
-                                                                    "seen 1.4 px wide, 1.96 times the work)")
+    scale: float = Field(DEFAULT_SCALE, ge=0.1, le=2.0, description="the detector sees the scan resampled by this "
+                                                                    "factor (1 = as scanned; 0.5 for a scan whose "
+                                                                    "cracks are 2-6 px wide)")
 
     def config(self) -> DetectConfig:
         return DetectConfig(**self.model_dump())

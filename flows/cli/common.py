@@ -190,9 +190,10 @@ DEFAULT_MIN_CRACK = 0  # pipeline.stages.detect.DEFAULT_MIN_CRACK, likewise (a t
 DEFAULT_BORDER = 0  # pipeline.stages.detect.DEFAULT_BORDER, likewise (a test checks)
 DEFAULT_SCALE = 1.0  # pipeline.stages.detect.DEFAULT_SCALE, likewise (a test checks)
 ScaleOpt = Annotated[float, typer.Option(help="the detector sees the scan resampled by this factor (1 = as "
-                                              "scanned; 1.4 shows a 1-px crack 1.4 px wide, at 1.96 times the "
-                                              "network's work): for scans whose cracks are finer than those "
-                                              "it was trained on", min=0.5, max=2.0)]
+                                              "scanned). It learned cracks 1-3 px wide: a scan at a higher "
+                                              "resolution, whose cracks are wider, is detected at 0.5 (cracks "
+                                              "2-6 px wide) or lower, at scale**2 of the work; at 1 most of "
+                                              "its damage is missed", min=0.1, max=2.0)]
 BorderOpt = Annotated[int, typer.Option(help="within this many px of the image border a mark must also be seen with "
                                              "the border continued by edge copies, not only reflected: an object "
                                              "cut by the frame, mirrored, is not taken for damage; it also misses "

@@ -91,8 +91,9 @@ class DetectConfig:
     pass (`coarse_loss`: the block also at half size, for large losses; pipeline.stages.detect_infer), and the
     smallest craquelure fragment labelled (`min_crack` px, 8-connected; smaller ones are dropped from the labels),
     and the band along the image border judged with edge padding as well as reflection (`border` px; 0: off;
-    pipeline.stages.detect_border), and the factor by which the network sees the scan resampled (`scale`: 1.4 shows it
-    a 1-px crack 1.4 px wide, at 1.96 times the pixels; the probabilities are taken back to the scan's size).
+    pipeline.stages.detect_border), and the factor by which the network sees the scan resampled (`scale`: 0.5
+    shows it a 4-px crack 2 px wide, at a quarter of the pixels; the probabilities are taken back to the scan's
+    size).
 
     `weights` None: the store's adapted weights when `adapt` made some (`resolve_weights`), else the default."""
 

@@ -258,7 +258,7 @@ def detect_probabilities(model: torch.nn.Module, image: np.ndarray, tile: int = 
     return without_small_cracks(prob, threshold, min_crack)
 
 
-SCALES = (0.5, 2.0)  # the range of `scale` the detect stage accepts
+SCALES = (0.1, 2.0)  # the range of `scale` the detect stage accepts
 
 
 def scaled_input(image: np.ndarray, scale: float, real: tuple[int, int, int, int] | None = None,
