@@ -246,8 +246,9 @@ def main() -> None:
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     parser.add_argument("--tta", type=int, default=DEFAULT_TTA, choices=[1, 2, 4, 8],
                         help=f"detect's test-time augmentation views (default {DEFAULT_TTA}, the stage's)")
-    parser.add_argument("--weights", default=DEFAULT_WEIGHTS, help="detector weights: NAME[+coarse][+minN], a "
-                        "manifest name, with the detect stage's coarse paint-loss pass, without crack fragments < N px")
+    parser.add_argument("--weights", default=DEFAULT_WEIGHTS, help="detector weights: NAME[+coarse][+minN][+borderN]"
+                        "[+scaleS][+ttaN], a manifest name, with the detect stage's coarse paint-loss pass, without "
+                        "crack fragments < N px, the border band, the scan resampled by S, N views (over --tta)")
     parser.add_argument("--grain", type=float, default=None, help="inpaint's texture layer (default: the stage's)")
     parser.add_argument("--efficiency", action="store_true", help="detect with 1 and 2 workers on the first size")
     parser.add_argument("--inpaint-scaling", action="store_true",

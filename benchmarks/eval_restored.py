@@ -1,16 +1,18 @@
 """The whole restoration (detect, then inpaint, the stages' defaults) on held-out damaged paintings, scored against
 the clean pictures by `retouch evaluate restored`'s measures (lab.eval.residual).
 
-    python benchmarks/eval_restored.py --out DIR [--weights NAME[+coarse][+minN] ...] [--copies 2] [--seed 5000000011] \
-        [--json FILE]
+    python benchmarks/eval_restored.py --out DIR [--weights NAME[+coarse][+minN][+scaleS] ...] [--copies 2] \
+        [--seed 5000000011] [--enlarge K] [--json FILE]
 
 Every VALIDATION painting (never trained on) is damaged `--copies` times as the bundled sample was
 (lab.make_samples.SAMPLE_DAMAGE: craquelure, paint loss and photography on every image), with seeds
 `seed + 1000 i + k` apart from every training and held-out seed; the generator's clean picture photographed alike
 is the reference. Each image is ingested once into DIR and restored once per detector in `--weights` (the
 stages' own functions, their defaults, no Prefect; `NAME+coarse` with the detect stage's coarse paint-loss pass on,
-`NAME+min16` with craquelure fragments under 16 px dropped, `NAME` with neither). Per detector: the figures pooled
-over the images (pixel counts summed), and per image.
+`NAME+min16` with craquelure fragments under 16 px dropped, `NAME+scale0.5` with the detector seeing the scan at
+half size, `NAME` with none; `pipeline.stages.detect.variant_fields`). `--enlarge K`: the damaged painting, its clean
+picture and its labels as a scan at K times the resolution would show them (`lab.eval.detect_eval.enlarged`). Per
+detector: the figures pooled over the images (pixel counts summed), and per image.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lab.eval.detect_eval import enlarged
 from lab.eval.residual import read_restored_store, residual_report
 from lab.make_samples import SAMPLE_DAMAGE
 from lab.paintings import paintings
@@ -66,6 +69,7 @@ def main() -> None:
     parser.add_argument("--weights", nargs="+", default=[DEFAULT_WEIGHTS])
     parser.add_argument("--copies", type=int, default=2)
     parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument("--enlarge", type=float, default=1.0, help="the scans at this many times the resolution")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     for weights in args.weights:
@@ -73,6 +77,8 @@ def main() -> None:
             variant_fields(weights)
         except ValueError as exc:
             parser.error(str(exc))
+    if not 1.0 <= args.enlarge <= 8.0:
+        parser.error(f"--enlarge must be in [1, 8], got {args.enlarge}")
     args.out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {w: {"images": {}} for w in args.weights}
     for i, path in enumerate(paintings("val")):
@@ -80,8 +86,12 @@ def main() -> None:
             stem = f"val{i}-copy{k}"
             seed = args.seed + 1000 * i + k
             made = realistic_damage(read_image(path), seed, SAMPLE_DAMAGE)
+            damaged, clean, labels = made.damaged, made.clean, made.labels
+            if args.enlarge != 1.0:
+                damaged, clean = enlarged(damaged, args.enlarge), enlarged(clean, args.enlarge)
+                labels = enlarged(labels, args.enlarge, nearest=True)
             scan = args.out / f"{stem}.png"
-            write_png(scan, made.damaged)
+            write_png(scan, damaged)
             base = str(args.out / f"{stem}.zarr")
             ingest(scan, base, IngestConfig(), QUIET)
             for weights in args.weights:
@@ -93,7 +103,7 @@ def main() -> None:
                 inpaint_store(store, InpaintStageConfig(), QUIET)
                 seconds = time.perf_counter() - start
                 scan_px, restored, _, fill, params = read_restored_store(store)
-                report = residual_report(scan_px, restored, made.clean, made.labels, fill,
+                report = residual_report(scan_px, restored, clean, labels, fill,
                                          dilate=int(params["dilate"]))
                 report.update({"painting": path.name, "seed": seed, "seconds": seconds})
                 results[weights]["images"][stem] = report
@@ -111,7 +121,8 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps({"command": shlex.join(["python", "benchmarks/eval_restored.py",
                                                                 *sys.argv[1:]]),
-                                         "copies": args.copies, "seed": args.seed, "results": results},
+                                         "copies": args.copies, "seed": args.seed, "enlarge": args.enlarge,
+                                         "results": results},
                                         indent=1) + "\n")
         print(f"wrote {args.json}")
 
