@@ -322,7 +322,9 @@ def main() -> None:
     for note in notes:
         print(note)
     if args.json:
-        args.json.write_text(json.dumps({"cores": os.cpu_count(), "device": args.device, "precision": precision,
+        command = " ".join(["python", "benchmarks/bench_restore.py", *sys.argv[1:]])
+        args.json.write_text(json.dumps({"command": command, "weights": args.weights, "cores": os.cpu_count(),
+                                         "device": args.device, "precision": precision,
                                          "rows": rows, "notes": notes}, indent=1) + "\n")
 
 
