@@ -228,3 +228,12 @@ contrast relative to the paint."""
             given.append((name, _range(name, text)))
     extra = {k: v for k, v in given if v is not None}
     return extra or None
+
+
+def augment_overrides(edge_fraction: float | None = None, zoom_fraction: float | None = None,
+                      zoom: str | None = None) -> dict[str, Any] | None:
+    """AugmentConfig fields that were given (JSON-able), or None to keep the default; `zoom` is "LO,HI"."""
+    given: dict[str, Any] = {"p_edge": edge_fraction, "p_zoom": zoom_fraction,
+                             "zoom": _range("zoom", zoom) if zoom is not None else None}
+    extra = {k: v for k, v in given.items() if v is not None}
+    return extra or None

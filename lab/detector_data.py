@@ -41,11 +41,19 @@ class AugmentConfig:
     # Share of painting crops taken at an image edge and reflect-padded there, as detection pads a scan's
     # border (pipeline.engine.tiling, pipeline.stages.detect_infer): the mirror line is taught as intact.
     p_edge: float = 0.0
+    # Share of damaged tiles drawn small and enlarged by a factor from `zoom` after the damage is drawn, so that
+    # cracks and losses are as wide as on a scan at that many times the resolution (painting crops' `scale`
+    # resizes the paint before any damage is drawn, so it never widens a crack).
+    p_zoom: float = 0.0
+    zoom: tuple[float, float] = (1.0, 3.0)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "zoom", tuple(self.zoom))  # JSON gives a list
         if not 0 < self.scale[0] <= self.scale[1]:
             raise ValueError(f"AugmentConfig.scale must be an increasing positive range, got {self.scale}")
-        for name in ("p_blur", "p_jpeg", "p_grey", "p_edge"):
+        if not 1 <= self.zoom[0] <= self.zoom[1] <= 8:
+            raise ValueError(f"AugmentConfig.zoom must be an increasing range within [1, 8], got {self.zoom}")
+        for name in ("p_blur", "p_jpeg", "p_grey", "p_edge", "p_zoom"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"AugmentConfig.{name} must be in [0, 1]")
 
@@ -136,11 +144,36 @@ def make_tile(
     """One (3, T, T) float32 image in [0, 1] and its (2, T, T) float32 targets (craquelure, paint loss)."""
     painting = paintings[int(rng.integers(len(paintings)))]
     scale = float(rng.uniform(*augment.scale)) if augment else 1.0
-    crop = _crop(painting, tile, scale, rng, augment.p_edge if augment else 0.0)
+    zoom = _draw_zoom(augment, rng)
+    small = tile if zoom == 1.0 else max(32, round(tile / zoom))
+    crop = _crop(painting, small, scale, rng, augment.p_edge if augment else 0.0)
     damaged, labels = synthesize_damage(crop, int(rng.integers(1 << 31)), damage)
+    if small != tile:
+        damaged, labels = enlarged_tile(damaged, labels, tile)
     img, labels = _augment(to_float(damaged), labels, augment, rng)
     target = np.stack([labels == CRAQUELURE, labels == PAINT_LOSS]).astype(np.float32)  # (2, T, T)
     return np.ascontiguousarray(img.transpose(2, 0, 1)), target  # (3, T, T)
+
+
+def _draw_zoom(augment: AugmentConfig | None, rng: np.random.Generator) -> float:
+    """The enlargement of one damaged tile: 1 unless drawn (no draw at all when `p_zoom` is 0, so the tiles of
+    a configuration without zoom are unchanged)."""
+    if not augment or not augment.p_zoom:
+        return 1.0
+    zoom = float(rng.uniform(*augment.zoom))
+    return zoom if rng.random() < augment.p_zoom else 1.0
+
+
+def enlarged_tile(image: np.ndarray, labels: np.ndarray, tile: int) -> tuple[np.ndarray, np.ndarray]:
+    """A damaged (h, w, 3) image and its (h, w) labels enlarged to (tile, tile): the image bicubic, each damage
+    class where its linearly resampled coverage is at least 0.5 (paint loss over craquelure), as synthetic
+    labels are drawn."""
+    img = cv2.resize(image, (tile, tile), interpolation=cv2.INTER_CUBIC)
+    out = np.zeros((tile, tile), labels.dtype)
+    for value in (CRAQUELURE, PAINT_LOSS):
+        cover = cv2.resize((labels == value).astype(np.float32), (tile, tile), interpolation=cv2.INTER_LINEAR)
+        out[cover >= 0.5] = value
+    return img, out
 
 
 def _augment(img: np.ndarray, labels: np.ndarray, augment: AugmentConfig | None,

@@ -31,6 +31,7 @@ from lab.detector_config import (
     DETECTOR_TILING,
     LOSSES,
     DetectorTrainConfig,
+    augment_overrides,
     config_from_overrides,
     damage_overrides,
     lr_at,
@@ -90,6 +91,9 @@ def _config_key(cfg: DetectorTrainConfig) -> dict[str, Any]:
             data.pop(name)
     if not data["augment"].get("p_edge"):
         data["augment"].pop("p_edge", None)  # off: checkpoints made before the field resume
+    if not data["augment"].get("p_zoom"):
+        data["augment"].pop("p_zoom", None)  # off: checkpoints made before these fields resume
+        data["augment"].pop("zoom", None)
     if not data["damage"].get("core_contrast"):
         data["damage"].pop("core_contrast", None)  # off: checkpoints made before the field resume
     if tuple(data["damage"].get("crack_kinds", CRACK_KINDS)) == CRACK_KINDS:
@@ -317,7 +321,7 @@ def main(argv: list[str] | None = None) -> None:
     [--real-val-images DIR --real-val-masks DIR [--real-val-mask-value V]]
     [--teacher NAME [--teacher-weight W] [--teacher-views N] [--teacher-classes C[,C]]]
     [--real-train IMAGES_DIR:MASKS_DIR[:MASK_VALUE] ... --real-fraction P] [--clean-fraction P]
-    [--edge-fraction P] [--weights-name NAME] [--ship-only]`
+    [--edge-fraction P] [--zoom-fraction P [--zoom LO,HI]] [--weights-name NAME] [--ship-only]`
     (no Prefect)."""
     import argparse
 
@@ -372,6 +376,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hard-fraction", type=float, help="share of the clean crops centred on those places")
     parser.add_argument("--edge-fraction", type=float,
                         help="AugmentConfig.p_edge: share of painting crops reflect-padded at an image edge")
+    parser.add_argument("--zoom-fraction", type=float, help="AugmentConfig.p_zoom: share of damaged tiles drawn "
+                        "small and enlarged after the damage is drawn (wider cracks and losses)")
+    parser.add_argument("--zoom", help="AugmentConfig.zoom as LO,HI: their enlargement (default 1,3)")
     parser.add_argument("--weights-name", help="manifest name of the shipped weights")
     parser.add_argument("--ship-only", action="store_true",
                         help="train no further: ship what the run dir holds (same options as the run)")
@@ -389,7 +396,7 @@ def main(argv: list[str] | None = None) -> None:
         teacher_classes=tuple(args.teacher_classes.split(",")) if args.teacher_classes else None,
         real_train=tuple(args.real_train) if args.real_train else None, real_fraction=args.real_fraction,
         clean_fraction=args.clean_fraction, hard_negatives=args.hard_negatives, hard_fraction=args.hard_fraction,
-        augment={"p_edge": args.edge_fraction} if args.edge_fraction is not None else None,
+        augment=augment_overrides(args.edge_fraction, args.zoom_fraction, args.zoom),
         damage=damage_overrides(args.free_cracks, args.texture, args.dark_cracks, args.crack_contrast,
                                 args.damage_style, args.faint_cracks, args.crack_width, args.loss_size_of,
                                 args.grounds, args.core_contrast)),
