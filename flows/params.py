@@ -113,6 +113,9 @@ class AdaptParams(_Params):
     gate_loss: float = Field(GATE_LOSS, ge=0.0, lt=1.0, description="the paint-loss head speaks only where it "
                              "holds at least this share of the pixels around (0 = everywhere)")
     gate_sigma: float = Field(GATE_SIGMA, gt=0.0, le=32.0, description="Gaussian sigma (px) of that share")
+    scale: float = Field(DEFAULT_SCALE, ge=0.1, le=2.0, description="the network sees the scan "
+                         "resampled by this factor, in the fit and in every detection with the adapted weights (as "
+                         "detect's scale: 0.5 for a scan whose cracks are twice as wide as the detector's)")
     device: str = Field("cpu", description="'cpu' or 'cuda'")
 
     def config(self) -> AdaptConfig:

@@ -180,7 +180,7 @@ def adapt_command(
     check_device(device)
     params = AdaptParams(base=base, hidden=hidden, steps=steps, seed=seed, add=add, add_loss=add_loss, reach=reach,
                          beside=beside, smooth_loss=smooth_loss, clamp_loss=clamp_loss, gate_loss=gate_loss,
-                         gate_sigma=gate_sigma, device=device)
+                         gate_sigma=gate_sigma, scale=scale, device=device)
     detect = DetectParams(threshold=threshold, tta=check_tta(tta), coarse_loss=coarse_loss, min_crack=min_crack,
                           border=border, scale=scale, device=device)
     start_flows()

@@ -37,7 +37,7 @@ from pipeline.stages.adapt_weights import (
     adapted_info,
     weights_dir,
 )
-from pipeline.stages.detect import StageResult, check_device, default_manifest
+from pipeline.stages.detect import DEFAULT_SCALE, StageResult, check_device, default_manifest
 
 ADAPT_BASE = "detector-resunet18-paint2"  # the detector adapt fits to a painting by default
 ADD = 0.9  # the craquelure head's probability from which it adds a pixel to the base's detections
@@ -65,7 +65,9 @@ class AdaptConfig:
     away from its ends, it may not add (`beside` px, 0 = it may; with a reach only), whether the clean
     strokes veto the base's detections they cover and the ones like them (`veto`, fitted when they cover at
     least `veto_min_pixels` of them), the share of the negatives taken from unlabelled pixels (`background`,
-    drawn from `background_cells` random squares, `background_per_cell` each) and the device."""
+    drawn from `background_cells` random squares, `background_per_cell` each), the factor by which the network sees
+    the scan resampled (`scale`, as `retouch detect --scale`: the fit and every detection with the adapted weights
+    see the scan at it, and every size above is in the network's pixels) and the device."""
 
     base: str = ADAPT_BASE
     hidden: int = 32
@@ -92,10 +94,15 @@ class AdaptConfig:
     background_cells: int = 8
     background_per_cell: int = 500
     seed: int = 0
+    scale: float = DEFAULT_SCALE
     device: str = "cpu"
     manifest: str = field(default_factory=default_manifest)
 
     def __post_init__(self) -> None:
+        from pipeline.stages.detect_infer import SCALES
+
+        if not SCALES[0] <= self.scale <= SCALES[1]:
+            raise ValueError(f"scale must be in [{SCALES[0]}, {SCALES[1]}], got {self.scale}")
         if self.hidden < 0 or self.steps < 1 or self.lr <= 0 or self.weight_decay < 0 or self.max_points < 1:
             raise ValueError("hidden >= 0, steps >= 1, lr > 0, weight_decay >= 0 and max_points >= 1 are required")
         if not 0.0 <= self.background < 1.0 or min(self.smooth, self.smooth_loss, self.clamp_loss) < 0 or (
@@ -149,6 +156,8 @@ class AdaptConfig:
             del params["reach"]
         if not (self.beside and self.reaches):
             del params["beside"]
+        if self.scale == DEFAULT_SCALE:
+            del params["scale"]
         return params
 
 
@@ -189,16 +198,16 @@ def build_for(config: AdaptConfig, adapted: list[int]) -> Any:
 
 def fit_adapted(model: Any, scan: Any, marks: dict[int, np.ndarray], config: AdaptConfig) -> dict[str, Any]:
     """Fit the head (and the veto head) of `model` on the labelled points `marks` (value -> (n, 2) (y, x)) of
-    `scan` (C, H, W) with unlabelled points as `config` says; the fit's report, with the samples under
-    "samples"."""
-    from pipeline.stages.adapt_fit import background_points, collect_features, fit_head, fit_veto
+    `scan` (C, H, W) with unlabelled points as `config` says, the network seeing the scan at `config.scale`; the
+    fit's report, with the samples under "samples"."""
+    from pipeline.stages.adapt_fit import background_points, collect_features, fit_head, fit_veto, source_side
 
     points = dict(marks)
     _, height, width = scan.shape
     if config.background and config.background_cells:
         points[0] = background_points((height, width), marks, config.background_cells, config.background_per_cell,
-                                      config.cell, np.random.default_rng(config.seed))
-    samples = collect_features(model, scan, points, config.cell, config.context)
+                                      source_side(config.cell, config.scale), np.random.default_rng(config.seed))
+    samples = collect_features(model, scan, points, config.cell, config.context, config.scale)
     fit: dict[str, Any] = fit_head(model, samples, config.steps, config.lr, config.weight_decay, config.seed,
                                    config.background)
     if model.veto is not None:

@@ -56,36 +56,62 @@ def square_side(cell: int, context: int) -> int:
     return cell + 2 * context
 
 
-def square_input(scan: Any, cy: int, cx: int, cell: int, context: int, device: Any) -> torch.Tensor:
+def source_side(side: int, scale: float) -> int:
+    """The scan pixels that `side` network pixels cover at `scale` (the network sees the scan resampled by it)."""
+    return side if scale == 1.0 else max(1, round(side / scale))
+
+
+def square_input(scan: Any, cy: int, cx: int, cell: int, context: int, device: Any,
+                 scale: float = 1.0) -> torch.Tensor:
     """The network input (1, 3, T, T) of square (cy, cx) of `scan` (C, H, W) with `context` px around it
-    (reflected at the image border, padded by edge values to the full side at the far edges)."""
+    (reflected at the image border, padded by edge values to the full side at the far edges). At another
+    `scale` the square and its context are `source_side` scan pixels, resampled to T as detect resamples a chunk
+    (pipeline.stages.detect_infer.scaled_input)."""
     from pipeline.engine.tiling import read_with_halo
-    from pipeline.stages.detect_infer import as_rgb_float
+    from pipeline.stages.detect_infer import as_rgb_float, resampled_rgb
 
     _, height, width = scan.shape
     side = cell + 2 * context
-    y0, x0 = cy * cell, cx * cell
-    block = read_with_halo(scan, (y0, min(y0 + cell, height), x0, min(x0 + cell, width)), context)
-    block = np.pad(block, ((0, 0), (0, side - block.shape[1]), (0, side - block.shape[2])), mode="edge")
-    image = as_rgb_float(np.moveaxis(block, 0, -1))  # (T, T, 3)
-    return torch.from_numpy(image.transpose(2, 0, 1)[None]).to(device)
+    src_cell, src_context = source_side(cell, scale), source_side(context, scale)
+    src_side = src_cell + 2 * src_context
+    y0, x0 = cy * src_cell, cx * src_cell
+    block = read_with_halo(scan, (y0, min(y0 + src_cell, height), x0, min(x0 + src_cell, width)), src_context)
+    block = np.pad(block, ((0, 0), (0, src_side - block.shape[1]), (0, src_side - block.shape[2])), mode="edge")
+    image = as_rgb_float(np.moveaxis(block, 0, -1))  # (S, S, 3)
+    if src_side != side:
+        image = resampled_rgb(image, (side, side))
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))[None]).to(device)
+
+
+def square_points(points: np.ndarray, cy: int, cx: int, cell: int, context: int, scale: float = 1.0
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns in square (cy, cx)'s network input (`square_input`) of scan points (n, 2) (y, x) inside
+    its cell: at another scale the network pixel whose area holds the scan pixel's centre."""
+    src_cell, src_context = source_side(cell, scale), source_side(context, scale)
+    local = points - np.array([cy * src_cell, cx * src_cell]) + src_context
+    if scale == 1.0:
+        return local[:, 0], local[:, 1]
+    side = cell + 2 * context
+    at = np.clip(np.floor((local + 0.5) * side / (src_cell + 2 * src_context)).astype(np.int64), 0, side - 1)
+    return at[:, 0], at[:, 1]
 
 
 @torch.inference_mode()
 def collect_features(model: AdaptedDetector, scan: Any, points: dict[int, np.ndarray], cell: int = 256,
-                     context: int = 64) -> PixelSamples:
+                     context: int = 64, scale: float = 1.0) -> PixelSamples:
     """The head's inputs at every point of `points` (label value -> (n, 2) (y, x)), cell by cell, from `scan`
-    (C, H, W): a Zarr array or an array in memory."""
+    (C, H, W): a Zarr array or an array in memory; at another `scale`, from the network's view of the scan
+    resampled by it (a cell is then `source_side(cell, scale)` scan pixels)."""
     square_side(cell, context)
     labelled = np.concatenate([p for p in points.values()])
     values = np.concatenate([np.full(len(p), c, np.uint8) for c, p in points.items()])
     index = {tuple(p): v for p, v in zip(map(tuple, labelled), values, strict=True)}
     feats, labels, probs = [], [], []
     device = next(model.parameters()).device
-    for (cy, cx), cell_points in cells_with_points(labelled, cell).items():
-        y0, x0 = cy * cell, cx * cell
-        logits, z = model.pixel_features(square_input(scan, cy, cx, cell, context, device))  # (1, K/F, T, T)
-        ys, xs = cell_points[:, 0] - y0 + context, cell_points[:, 1] - x0 + context
+    for (cy, cx), cell_points in cells_with_points(labelled, source_side(cell, scale)).items():
+        square = square_input(scan, cy, cx, cell, context, device, scale)
+        logits, z = model.pixel_features(square)  # (1, K/F, T, T)
+        ys, xs = square_points(cell_points, cy, cx, cell, context, scale)
         feats.append(z[0][:, ys, xs].T.float().cpu().numpy())  # (n, F)
         probs.append(torch.sigmoid(logits[0][:, ys, xs].T.float()).cpu().numpy())  # (n, K)
         labels.append(np.array([index[(int(y), int(x))] for y, x in cell_points], np.uint8))

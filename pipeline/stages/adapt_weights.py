@@ -44,3 +44,9 @@ def adapted_info(store: str) -> dict[str, Any] | None:
         return None
     recover(store, WEIGHTS_GROUP)
     return group_info(store, WEIGHTS_GROUP)
+
+
+def fitted_scale(entry: Any) -> float:
+    """The scale at which adapted weights were fitted (`retouch adapt --scale`), from their manifest entry; 1 for
+    weights fitted before adapt took a scale."""
+    return float((entry.training.get("fit") or {}).get("scale", 1.0))

@@ -72,7 +72,7 @@ DEFAULT_COARSE_LOSS = False  # the coarse paint-loss pass (docs/rules/2026-12-03
 DEFAULT_MIN_CRACK = 0  # craquelure fragments under this many px are dropped (rule 2026-12-03k)
 DEFAULT_BORDER = detect_border.DEFAULT_BORDER  # px along the image border judged with edge padding too
 DEFAULT_SCALE = 1.0  # the network sees the scan resampled by this factor (1: as scanned)
-ADAPTED_ARCHITECTURE = "resunet-adapted"  # models.adapted: fitted on the scan at scale 1
+ADAPTED_ARCHITECTURE = "resunet-adapted"  # models.adapted: run at the scale it was fitted at
 
 
 def default_manifest() -> str:
@@ -188,7 +188,8 @@ def resolve_weights(store: str, config: DetectConfig) -> tuple[DetectConfig, str
     """`config` with its weights decided: named weights stay; none named takes the store's adapted weights
     (`<store>/weights/`, fitted on this scan) when there are some, else DEFAULT_WEIGHTS. The one line saying
     which store weights were taken (or why not), else None."""
-    from pipeline.stages.adapt_weights import ADAPTED_NAME, adapted_info, store_manifest
+    from models.weights import get_entry
+    from pipeline.stages.adapt_weights import ADAPTED_NAME, adapted_info, fitted_scale, store_manifest
 
     if config.weights is not None:
         return config, None
@@ -202,7 +203,12 @@ def resolve_weights(store: str, config: DetectConfig) -> tuple[DetectConfig, str
             "(run `retouch adapt` again)")
     note = (f"using this store's adapted weights (weights/{info['file']}, sha256 {info['sha256'][:12]}…, fitted "
             f"on {info['base']} with {info['scribbles']['counts']} scribbled px); --weights NAME overrides")
-    return dataclasses.replace(config, weights=ADAPTED_NAME, manifest=str(store_manifest(store))), note
+    config = dataclasses.replace(config, weights=ADAPTED_NAME, manifest=str(store_manifest(store)))
+    fitted = fitted_scale(get_entry(ADAPTED_NAME, Path(config.manifest)))
+    if config.scale == DEFAULT_SCALE and fitted != DEFAULT_SCALE:  # run as they were fitted unless told otherwise
+        config = dataclasses.replace(config, scale=fitted)
+        note += f"; at --scale {fitted:g}, the scale they were fitted at"
+    return config, note
 
 
 @dataclass(frozen=True)
@@ -288,6 +294,7 @@ def detect(store: str, config: DetectConfig | None = None, engine: EngineConfig 
     A recompute writes `damage.partial/` and swaps it in when complete: until then the previous `damage/`
     stays as it was, whatever fails (bad weights are refused before anything is written)."""
     from models.weights import get_entry, verify_weights
+    from pipeline.stages.adapt_weights import fitted_scale
 
     engine = engine or EngineConfig()
     started, prov_started = time.perf_counter(), now_iso()
@@ -297,10 +304,10 @@ def detect(store: str, config: DetectConfig | None = None, engine: EngineConfig 
     config, weights_note = resolve_weights(store, (config or DetectConfig()).resolved())
     assert config.weights is not None
     entry = get_entry(config.weights, Path(config.manifest))
-    if config.scale != DEFAULT_SCALE and entry.architecture == ADAPTED_ARCHITECTURE:
+    if entry.architecture == ADAPTED_ARCHITECTURE and config.scale != fitted_scale(entry):
         raise InputError(config.weights if weights_note is None else join(store, "weights"),
-                         f"adapted weights are fitted to the scan as scanned: detect with them at --scale 1, "
-                         f"not {config.scale} (or name other weights with --weights)")
+                         f"adapted weights are fitted to the scan seen at --scale {fitted_scale(entry):g}: detect "
+                         f"with them at that scale, not {config.scale:g} (or name other weights with --weights)")
     key = detect_key(scan_info["digests"]["0"], config, entry.sha256)
     existing = group_info(store, DAMAGE_GROUP)
     if existing and existing.get("key") == key and not force and labels_current(store, existing):

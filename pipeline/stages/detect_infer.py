@@ -265,17 +265,23 @@ def scaled_input(image: np.ndarray, scale: float, real: tuple[int, int, int, int
                  ) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
     """(H', W', 3) float32 in [0, 1]: `image` resampled by `scale` (bicubic, clipped; area averaging when smaller),
     H' = round(H * scale); and the region `real` (y0, y1, x0, x1) in the resampled image's pixels."""
-    import cv2
-
     full = as_rgb_float(image)
     h, w = full.shape[:2]
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    method = cv2.INTER_CUBIC if scale > 1 else cv2.INTER_AREA
-    out = np.clip(cv2.resize(full, size, interpolation=method), 0.0, 1.0)
+    out = resampled_rgb(full, size)
     if real is not None:
         ry0, ry1, rx0, rx1 = (round(v * scale) for v in real)
         real = (ry0, max(ry0 + 1, min(size[1], ry1)), rx0, max(rx0 + 1, min(size[0], rx1)))
     return out, real
+
+
+def resampled_rgb(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(H, W, 3) float32 in [0, 1] resampled to `size` (width, height): bicubic and clipped when larger, area
+    averaging when smaller."""
+    import cv2
+
+    method = cv2.INTER_CUBIC if size[0] > image.shape[1] else cv2.INTER_AREA
+    return np.clip(cv2.resize(image, size, interpolation=method), 0.0, 1.0)
 
 
 def resized(prob: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
