@@ -427,6 +427,22 @@ def test_evaluate_adapt_scores_the_default_detector_beside_another_base(tiny_wei
     assert set(alone["mean"]) == {"before", "after"} and alone["images"][0]["after"] == row["after"]
 
 
+def test_evaluate_adapt_on_an_enlarged_scene_at_a_scale_scores_the_network_view_at_the_scene_size(
+        blind_weights: Path) -> None:
+    from lab.eval.adapt_eval import StrokePlan, enlarged_cases, evaluate_cases
+
+    image, loss = plaster_scan()
+    truth = np.where(loss, 2, 0).astype(np.uint8)
+    cases = list(enlarged_cases(iter([("scene", image, truth)]), 2))
+    assert cases[0][1].shape == (2 * SIZE, 2 * SIZE, 3) and set(np.unique(cases[0][2])) == {0, 2}
+    assert list(enlarged_cases(iter([("scene", image, truth)]), 1))[0][1] is image
+    config = AdaptConfig(steps=100, background=0.0, scale=0.5, manifest=str(blind_weights))
+    report = evaluate_cases(iter(cases), 1, config, StrokePlan(), seed=3, tta=1, reference=False)
+    row = report["images"][0]
+    assert sum(row["after"]["counts"].values()) > SIZE * SIZE  # scored at the scene's (enlarged) size
+    assert row["before"]["recall"] == 0.0 and row["after"]["recall"] > 0.2, row["after"]
+
+
 def test_evaluate_adapt_informed_strokes_mark_the_base_false_alarms_and_fit_the_veto(
         alarmist_weights: Path) -> None:
     from lab.eval.adapt_eval import StrokePlan, evaluate_cases

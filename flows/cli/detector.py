@@ -342,13 +342,26 @@ def evaluate_adapt_command(
     default: Annotated[bool, typer.Option(help="also score detect's default detector when the base is another "
                                                "(what the painting showed before adapting)")] = True,
     tta: TtaOpt = DEFAULT_TTA,
+    scale: ScaleOpt = DEFAULT_SCALE,
+    enlarge: Annotated[float, typer.Option(help="score every image as a scan at this many times the resolution "
+                                                "would show it (bicubic; labels nearest), the strokes drawn there",
+                                           min=1.0, max=4.0)] = 1.0,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the figures here")] = None,
 ) -> None:
-    """Recall and precision on pixels more than 8 px from 10 simulated strokes, before and after adapt."""
+    """Recall and precision on pixels more than 8 px from 10 simulated strokes, before and after adapt; with
+    `--scale`, adapt and every detector scored see the images resampled by it."""
     import dataclasses
     import sys
 
-    from lab.eval.adapt_eval import REAL_SETS, StrokePlan, evaluate_cases, format_adapt, held_out_cases, real_cases
+    from lab.eval.adapt_eval import (
+        REAL_SETS,
+        StrokePlan,
+        enlarged_cases,
+        evaluate_cases,
+        format_adapt,
+        held_out_cases,
+        real_cases,
+    )
     from lab.paintings import shared_data_dir
     from pipeline.errors import ConfigError
     from pipeline.stages.adapt import AdaptConfig
@@ -362,7 +375,7 @@ def evaluate_adapt_command(
     for name, value in (("--add", add), ("--add-loss", add_loss)):
         if value is not None and not 0.0 < value < 1.0:
             raise typer.BadParameter(f"{name} must be in (0, 1), got {value}")
-    config = AdaptConfig(hidden=hidden, veto=veto, union=union)
+    config = AdaptConfig(hidden=hidden, veto=veto, union=union, scale=scale)
     changes = {"background": background, "base": base, "add": add, "add_loss": add_loss, "reach": reach,
                "beside": beside, "smooth_loss": smooth_loss, "clamp_loss": clamp_loss, "gate_loss": gate_loss,
                "gate_sigma": gate_sigma}
@@ -374,14 +387,15 @@ def evaluate_adapt_command(
     report: dict = {"command": "retouch " + " ".join(sys.argv[1:]),
                     "config": {k: v for k, v in dataclasses.asdict(config).items() if k != "manifest"},
                     "strokes": strokes, "plan": dataclasses.asdict(plan), "seed": seed, "tta": check_tta(tta),
-                    "sets": {}}
+                    "enlarge": enlarge, "sets": {}}
     for name in names:
         if name == "held-out":
             cases, channel = held_out_cases(copies, crop, seed), 1
             report["held_out"] = {"copies": copies, "crop": crop, "style": "realistic paint loss, lime plaster"}
         else:
             cases, channel = real_cases(name, shared_data_dir(), limit), 0
-        report["sets"][name] = evaluate_cases(cases, channel, config, plan, seed, tta, default)
+        report["sets"][name] = evaluate_cases(enlarged_cases(cases, enlarge), channel, config, plan, seed, tta,
+                                              default)
         typer.echo(format_adapt({"sets": {name: report["sets"][name]}}))
     write_report(json_out, report)
 

@@ -192,8 +192,6 @@ def adapted_probabilities(image: np.ndarray, marks: np.ndarray, config: AdaptCon
     own by default; lab.eval.adapt_tune's fine-tune is the other)."""
     import torch
 
-    from pipeline.stages.detect_infer import predict_probabilities
-
     adapted = [c - 1 for c in (1, 2) if (marks == c).any()]
     model = build(config, adapted)
     torch.manual_seed(config.seed)
@@ -202,9 +200,16 @@ def adapted_probabilities(image: np.ndarray, marks: np.ndarray, config: AdaptCon
     fit.pop("samples")
     fit["veto_fired"] = bool(model.veto is not None and model.veto_on.any())
     if base is None:
-        base = predict_probabilities(model.base, image, tile=tile, overlap=64, views=tta)
-    after = predict_probabilities(model, image, tile=tile, overlap=64, views=tta)
+        base = predicted(model.base, image, config.scale, tile, tta)
+    after = predicted(model, image, config.scale, tile, tta)
     return base, after, fit
+
+
+def predicted(model: Any, image: np.ndarray, scale: float = 1.0, tile: int = 512, tta: int = 2) -> np.ndarray:
+    """(2, H, W) probabilities of `model` on an (H, W, C) image seen at `scale`, as the detect stage sees it."""
+    from pipeline.stages.detect_infer import detect_probabilities
+
+    return detect_probabilities(model, image, tile=tile, overlap=64, views=tta, scale=scale)
 
 
 def score(prob: np.ndarray, truth: np.ndarray, channel: int, far: np.ndarray) -> dict[str, Any]:
@@ -230,7 +235,6 @@ def evaluate_cases(cases: Iterator[tuple[str, np.ndarray, np.ndarray]], channel:
     the images. `fitting` (build, fit_with) goes to `adapted_probabilities`."""
     from models.weights import load_model
     from pipeline.stages.detect import DEFAULT_WEIGHTS
-    from pipeline.stages.detect_infer import predict_probabilities
 
     scored_too = reference and config.base != DEFAULT_WEIGHTS
     default = load_model(DEFAULT_WEIGHTS, Path(config.manifest))[0] if scored_too else None
@@ -238,8 +242,7 @@ def evaluate_cases(cases: Iterator[tuple[str, np.ndarray, np.ndarray]], channel:
     whens = ("default", "before", "after") if default is not None else ("before", "after")
     rows, pooled = [], {when: Counts() for when in whens}
     for i, (name, image, truth) in enumerate(cases):
-        seen = None if base_model is None else predict_probabilities(base_model, image, tile=512, overlap=64,
-                                                                      views=tta)
+        seen = None if base_model is None else predicted(base_model, image, config.scale, tta=tta)
         rng = np.random.default_rng(seed + i)
         first, *later = plan.parts()
         marks = simulate_strokes(truth, rng, first, None if seen is None else seen >= 0.5)
@@ -257,7 +260,7 @@ def evaluate_cases(cases: Iterator[tuple[str, np.ndarray, np.ndarray]], channel:
                "clean_on_flagged": int(((marks == CLEAN_LABEL) & (base[channel] >= 0.5)).sum()),
                "before": score(base, truth, channel, far), "after": score(after, truth, channel, far), "fit": fit}
         if default is not None:
-            reference = predict_probabilities(default, image, tile=512, overlap=64, views=tta)
+            reference = predicted(default, image, config.scale, tta=tta)
             row["default"] = score(reference, truth, channel, far)
         for when in whens:
             pooled[when] += Counts(**row[when]["counts"])
@@ -269,6 +272,16 @@ def evaluate_cases(cases: Iterator[tuple[str, np.ndarray, np.ndarray]], channel:
     return {"images": rows, "scored": len(scored), "mean": mean, "strokes": plan.name,
             "veto_fired": sum(r["fit"]["veto_fired"] for r in scored),
             "pooled": {when: c.scores() for when, c in pooled.items()}}
+
+
+def enlarged_cases(cases: Iterator[tuple[str, np.ndarray, np.ndarray]], factor: float,
+                   ) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """`cases` as a scan at `factor` times the resolution shows them (images bicubic, labels nearest); the
+    cases themselves when `factor` is 1."""
+    from lab.eval.detect_eval import enlarged
+
+    for name, image, truth in cases:
+        yield (name, image, truth) if factor == 1 else (name, enlarged(image, factor), enlarged(truth, factor, True))
 
 
 def held_out_cases(copies: int, crop: int, seed: int) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
