@@ -141,6 +141,8 @@ class InpaintParams(_Params):
     grain: float = Field(1.0, ge=0, le=4, description="strength of the texture layer added to the fill (the "
                                                       "surrounding paint's high-pass, copied block by block; 0 = off)")
     grain_sigma: float = Field(3.0, ge=0.5, le=32, description="the texture layer's high-pass Gaussian sigma, px")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "fp32", description="the network in fp32, under bf16 autocast, or auto (bf16 where native)")
 
     def config(self) -> InpaintStageConfig:
         return InpaintStageConfig(**self.model_dump(exclude={"mask", "allow_large_mask", "allow_empty_mask"}))

@@ -162,6 +162,8 @@ def evaluate_inpaint_command(
     grain_alpha: Annotated[str, typer.Option(help="method grain: texture strengths, comma-separated")] = "0.5,1",
     grain_sigma: Annotated[float, typer.Option(help="method grain: high-pass Gaussian sigma, px")] = 3.0,
     threads: Annotated[int, typer.Option(help="torch threads for the model (0: torch's default)")] = 0,
+    bf16: Annotated[bool, typer.Option("--bf16", help="the model under bf16 autocast (the inpaint stage's "
+                                                      "--precision bf16)", metavar=FLAG)] = False,
 ) -> None:
     """Score the inpainter against Telea/NS/FSR (OpenCV), biharmonic (skimage) and our two fast fills, per kind/bin.
 
@@ -180,7 +182,7 @@ def evaluate_inpaint_command(
                          strategy=strategy, margin=margin,
                          kinds=tuple(k.strip() for k in kinds.split(",") if k.strip()),
                          methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
-                         grain_alphas=_floats(grain_alpha, "--grain-alpha"), grain_sigma=grain_sigma)
+                         grain_alphas=_floats(grain_alpha, "--grain-alpha"), grain_sigma=grain_sigma, bf16=bf16)
         model = None
         if "model" in cfg.methods or "grain" in cfg.methods:
             model = _checkpoint_model(checkpoint) if checkpoint else _load_model(weights)

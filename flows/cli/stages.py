@@ -208,6 +208,8 @@ def inpaint_command(
     margin: Annotated[int, typer.Option(help="context around each damage box, px (--strategy boxes)", min=0)] = 24,
     grain: GrainOpt = 1.0,
     grain_sigma: GrainSigmaOpt = 3.0,
+    precision: Annotated[Literal["auto", "fp32", "bf16"], typer.Option(
+        help="the network in fp32, under bf16 autocast, or auto (bf16 where native)")] = "fp32",
     allow_large_mask: Annotated[bool, typer.Option("--allow-large-mask", help="accept an edited mask that marks "
                                                    "more than half the image")] = False,
     allow_empty_mask: Annotated[bool, typer.Option("--allow-empty-mask", help="accept an edited mask that marks "
@@ -222,7 +224,7 @@ def inpaint_command(
 
     params = InpaintParams(weights=weights, mask=str(mask) if mask else None, dilate=dilate, device=device,
                            strategy=strategy, margin=margin, grain=grain, grain_sigma=grain_sigma,
-                           allow_large_mask=allow_large_mask,
+                           precision=precision, allow_large_mask=allow_large_mask,
                            allow_empty_mask=allow_empty_mask)
     from pipeline.stages.detect import check_device
 

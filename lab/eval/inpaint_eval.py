@@ -76,6 +76,7 @@ class EvalConfig:
     margin: int = 24  # the boxes' context margin (px)
     grain_alphas: tuple[float, ...] = (0.5, 1.0)  # method `grain`: one result per strength
     grain_sigma: float = 3.0  # method `grain`: the high-pass band's Gaussian sigma (px)
+    bf16: bool = False  # the model under bf16 autocast, as the inpaint stage's precision bf16
 
     def __post_init__(self) -> None:
         for alpha in self.grain_alphas:
@@ -141,8 +142,9 @@ def result_methods(result: dict[str, Any]) -> list[str]:
 
 def _model_fill(model: torch.nn.Module, clean: np.ndarray, hole: np.ndarray, cfg: EvalConfig) -> np.ndarray:
     if cfg.strategy == "boxes":
-        return inpaint_boxes(clean, hole, model, tile=cfg.tile, overlap=cfg.overlap, margin=cfg.margin)
-    return inpaint_image(clean, hole, model, tile=cfg.tile, overlap=cfg.overlap)
+        return inpaint_boxes(clean, hole, model, tile=cfg.tile, overlap=cfg.overlap, margin=cfg.margin,
+                             bf16=cfg.bf16)
+    return inpaint_image(clean, hole, model, tile=cfg.tile, overlap=cfg.overlap, bf16=cfg.bf16)
 
 
 def score(clean: np.ndarray, filled: np.ndarray, hole: np.ndarray) -> dict[str, float]:

@@ -62,19 +62,23 @@ def _multiple(model: torch.nn.Module) -> int:
     return int(getattr(model, "multiple", 1))
 
 
-def inpaint_tile(tile: np.ndarray, hole: np.ndarray, model: torch.nn.Module) -> np.ndarray:
-    """The network's fill of one tile.
+def inpaint_tile(tile: np.ndarray, hole: np.ndarray, model: torch.nn.Module, bf16: bool = False) -> np.ndarray:
+    """The network's fill of one tile (`bf16`: the network under bfloat16 autocast, as `inpaint_tiles`).
 
     tile: (h, w, C) uint8/uint16 (or float in [0, 1]), C in 1..4; hole: (h, w) bool, True = fill.
     Returns (h, w, c) float32 in [0, 1] for the c colour channels (1 for grey, 3 for RGB); meaningful
     inside the hole. The tile is reflect-padded to a multiple of 2**depth and the result cropped.
     """
-    return inpaint_tiles([tile], [hole], model)[0]
+    return inpaint_tiles([tile], [hole], model, bf16)[0]
 
 
 @torch.inference_mode()
-def inpaint_tiles(tiles: list[np.ndarray], holes: list[np.ndarray], model: torch.nn.Module) -> list[np.ndarray]:
-    """`inpaint_tile` over tiles of one shape in a single network call (a batch); one fill per tile."""
+def inpaint_tiles(tiles: list[np.ndarray], holes: list[np.ndarray], model: torch.nn.Module,
+                  bf16: bool = False) -> list[np.ndarray]:
+    """`inpaint_tile` over tiles of one shape in a single network call (a batch); one fill per tile.
+
+    `bf16`: the network runs under bfloat16 autocast (its convolutions in bf16; the partial convolutions' mask
+    counts and the smooth prefill stay float32); the fill comes back as float32."""
     if not tiles or len(tiles) != len(holes):
         raise ValueError(f"need as many holes as tiles (at least one), got {len(tiles)} and {len(holes)}")
     tile = tiles[0]
@@ -103,7 +107,8 @@ def inpaint_tiles(tiles: list[np.ndarray], holes: list[np.ndarray], model: torch
     m = torch.from_numpy(np.ascontiguousarray(np.stack(valids))).to(device)  # (B, 1, H, W), 1 = valid
     was_training = model.training
     model.eval()
-    pred = model(x * m, m)[:, :, :h, :w].clamp(0, 1).cpu()  # (B, 3, h, w)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        pred = model(x * m, m)[:, :, :h, :w].clamp(0, 1).cpu()  # (B, 3, h, w)
     model.train(was_training)
     fills = pred.float().permute(0, 2, 3, 1).numpy()
     return [f.mean(axis=2, keepdims=True) if c == 1 else f for f in fills]
@@ -150,15 +155,18 @@ def inpaint_image(
     tile: int = 512,
     overlap: int = 64,
     dilate: int = 0,
+    bf16: bool = False,
 ) -> np.ndarray:
-    """The composite: the network's fill inside the (dilated) hole, `image` unchanged elsewhere.
+    """The composite: the network's fill inside the (dilated) hole, `image` unchanged elsewhere (`bf16` as
+    `inpaint_tiles`).
 
     image: (H, W, C) uint8 or uint16, C in 1..4 (alpha never changes); hole: (H, W) bool, True = fill.
     Returns an array of image's shape and dtype. Only tiles holding hole pixels run through the network.
     """
     cfg = InpaintConfig(tile=tile, overlap=overlap, dilate=dilate)
     if image.ndim == 2:
-        return inpaint_image(image[:, :, None], hole, model, tile=tile, overlap=overlap, dilate=dilate)[:, :, 0]
+        return inpaint_image(image[:, :, None], hole, model, tile=tile, overlap=overlap, dilate=dilate,
+                             bf16=bf16)[:, :, 0]
     if image.dtype not in (np.uint8, np.uint16):
         raise TypeError(f"image must be uint8 or uint16, got {image.dtype}")
     if hole.shape != image.shape[:2]:
@@ -175,7 +183,7 @@ def inpaint_image(
     wsum = np.zeros((h, w), np.float32)
     for y, x in tiles_to_run(hole, cfg.tile, cfg.overlap):
         ys, xs = slice(y, min(y + cfg.tile, h)), slice(x, min(x + cfg.tile, w))
-        fill = inpaint_tile(image[ys, xs], hole[ys, xs], model)
+        fill = inpaint_tile(image[ys, xs], hole[ys, xs], model, bf16)
         th, tw = fill.shape[:2]
         weight = np.outer(
             _taper(th, cfg.overlap, y == 0, y + th >= h), _taper(tw, cfg.overlap, x == 0, x + tw >= w)

@@ -105,16 +105,16 @@ def damage_boxes(hole: np.ndarray, margin: int, multiple: int = 1,
 
 
 def _run_batch(model: torch.nn.Module, crops: list[np.ndarray], holes: list[np.ndarray],
-               stats: BoxStats) -> list[np.ndarray]:
+               stats: BoxStats, bf16: bool) -> list[np.ndarray]:
     stats.network_calls += 1
     stats.network_pixels += sum(hole.size for hole in holes)
-    return inpaint_tiles(crops, holes, model)
+    return inpaint_tiles(crops, holes, model, bf16)
 
 
 def inpaint_boxes(image: np.ndarray, hole: np.ndarray, model: torch.nn.Module, *, tile: int = 256,
                   overlap: int = 64, dilate: int = 0, margin: int = 24, batch: int = 8,
-                  core: Box | None = None, stats: BoxStats | None = None) -> np.ndarray:
-    """The composite of `inpaint_image`, with the network run on damage boxes only.
+                  core: Box | None = None, stats: BoxStats | None = None, bf16: bool = False) -> np.ndarray:
+    """The composite of `inpaint_image`, with the network run on damage boxes only (`bf16` as `inpaint_tiles`).
 
     image: (H, W, C) uint8/uint16, C in 1..4; hole: (H, W) bool. `core`: the region whose pixels matter
     (a chunk inside its halo); boxes outside it are skipped. `stats`, when given, is filled in.
@@ -140,7 +140,7 @@ def inpaint_boxes(image: np.ndarray, hole: np.ndarray, model: torch.nn.Module, *
             continue
         stats.tiled_boxes += 1
         filled = inpaint_image(image[y0:y1, x0:x1], hole[y0:y1, x0:x1], _CallCounter(model, stats), tile=tile,
-                               overlap=overlap)
+                               overlap=overlap, bf16=bf16)
         mine = np.isin(labels[y0:y1, x0:x1], owners[n]) & hole[y0:y1, x0:x1]
         out[y0:y1, x0:x1][mine] = filled[mine]
     for group in small.values():
@@ -149,7 +149,7 @@ def inpaint_boxes(image: np.ndarray, hole: np.ndarray, model: torch.nn.Module, *
             part = [boxes[n] for n in group[i : i + step]]
             crops = [image[y0:y1, x0:x1] for y0, y1, x0, x1 in part]
             holes = [hole[y0:y1, x0:x1] for y0, y1, x0, x1 in part]
-            fills = _run_batch(model, crops, holes, stats)
+            fills = _run_batch(model, crops, holes, stats, bf16)
             for n, (y0, y1, x0, x1), fill in zip(group[i : i + step], part, fills, strict=True):
                 mine = np.isin(labels[y0:y1, x0:x1], owners[n]) & hole[y0:y1, x0:x1]
                 out[y0:y1, x0:x1, :c][mine] = np.clip(np.rint(fill[mine] * top), 0, top).astype(image.dtype)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,8 @@ class InpaintStageConfig:
     overlapping grid that holds a hole pixel (the earlier path, kept for comparison).
     `grain` > 0 adds that strength of the copied high-pass texture of the surrounding paint
     (`pipeline.stages.inpaint_grain`, band sigma `grain_sigma` px) to the fill (default 1); 0 leaves it off.
+    `precision`: the network in 'fp32', or under 'bf16' autocast, or 'auto' (bf16 on GPUs and on CPUs with native
+    bf16, `pipeline.stages.detect_infer.resolve_precision`).
     """
 
     weights: str = "inpainter-pconv"
@@ -79,6 +81,7 @@ class InpaintStageConfig:
     batch: int = 8
     grain: float = 1.0
     grain_sigma: float = 3.0
+    precision: str = "fp32"
     manifest: str = field(default_factory=default_manifest)
 
     def __post_init__(self) -> None:
@@ -91,6 +94,17 @@ class InpaintStageConfig:
         if self.dilate < 0 or self.halo < self.dilate:
             raise ValueError(f"need 0 <= dilate <= halo, got dilate {self.dilate}, halo {self.halo}")
         self.grain_config()  # raises on a bad strength or sigma
+        from pipeline.stages.detect_infer import PRECISIONS
+
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+
+    @property
+    def bf16(self) -> bool:
+        """Whether the network runs under bf16 autocast on this machine (`precision` resolved)."""
+        from pipeline.stages.detect_infer import resolve_precision
+
+        return resolve_precision(self.precision, self.device) == "bf16"
 
     def grain_config(self) -> GrainConfig:
         """The texture layer's settings: strength `grain`, band sigma `grain_sigma`, the rest its defaults."""
@@ -104,8 +118,11 @@ class InpaintStageConfig:
 
     def key_params(self) -> dict[str, Any]:
         """The settings that decide `restored/`'s bytes: all but the manifest path, and the grain's only when on
-        (so a store restored before the option existed keeps its key)."""
-        params = {k: v for k, v in asdict(self).items() if k != "manifest"}
+        (so a store restored before the option existed keeps its key), and the precision only when the network
+        runs in bf16 (resolved on this machine: fp32 keeps the key it had before the option existed)."""
+        params = {k: v for k, v in asdict(self).items() if k not in ("manifest", "precision")}
+        if self.bf16:
+            params["precision"] = "bf16"
         if not self.grain:
             del params["grain"], params["grain_sigma"]
         else:  # the texture layer's every setting (a changed default changes the bytes)
@@ -117,6 +134,7 @@ class InpaintStageConfig:
 class _InpaintChunk:
     config: InpaintStageConfig
     threads: int
+    bf16: bool = False
 
     def __call__(self, scan: np.ndarray, mask: np.ndarray, *context: np.ndarray,
                  origin: tuple[int, int] = (0, 0)) -> tuple[list[np.ndarray], dict[str, Any]]:
@@ -133,11 +151,12 @@ class _InpaintChunk:
         core = (halo, hole.shape[0] - halo, halo, hole.shape[1] - halo)
         facts: dict[str, Any] = {"hole_pixels": int(hole[core[0] : core[1], core[2] : core[3]].sum())}
         if cfg.strategy == "tiles":
-            out = inpaint_image(image, hole, model, tile=cfg.tile, overlap=cfg.overlap, dilate=cfg.dilate)
+            out = inpaint_image(image, hole, model, tile=cfg.tile, overlap=cfg.overlap, dilate=cfg.dilate,
+                                bf16=self.bf16)
         else:
             stats = BoxStats()
             out = inpaint_boxes(image, hole, model, tile=cfg.tile, overlap=cfg.overlap, dilate=cfg.dilate,
-                                margin=cfg.margin, batch=cfg.batch, stats=stats, core=core)
+                                margin=cfg.margin, batch=cfg.batch, stats=stats, core=core, bf16=self.bf16)
             facts.update(boxes=stats.boxes, network_calls=stats.network_calls,
                          network_pixels=stats.network_pixels)
         if cfg.grain:
@@ -272,6 +291,7 @@ def inpaint_store(store: str, config: InpaintStageConfig | None = None, engine: 
 
     config = config or InpaintStageConfig()
     check_device(config.device)
+    config = replace(config, precision="bf16" if config.bf16 else "fp32")  # 'auto' decided for this machine
     engine = engine or EngineConfig()
     started = time.perf_counter()
     params = {k: v for k, v in asdict(config).items() if k != "manifest"}
@@ -331,7 +351,7 @@ def inpaint_store(store: str, config: InpaintStageConfig | None = None, engine: 
     inputs, halos = [level0, mask_group["0"]], [config.halo] * 2
     if config.grain:  # the grain reads the scan and mask further than the fill
         inputs, halos = inputs * 2, halos + [config.grain_halo] * 2
-    fill = ChunkJob(inputs, [group["0"]], _InpaintChunk(config, threads), config.halo, chunk, origin=True,
+    fill = ChunkJob(inputs, [group["0"]], _InpaintChunk(config, threads, config.bf16), config.halo, chunk, origin=True,
                     halos=halos)
     copy = ChunkJob([level0, mask_group["0"]], [group["0"]], _copy_chunk, 0, chunk)
     # one call: a shard can hold both damaged and clean chunks, and only one task may write it
