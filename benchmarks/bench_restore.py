@@ -189,8 +189,9 @@ elif stage == "detect":
 elif stage == "inpaint":
     from pathlib import Path
     from pipeline.stages.inpaint_stage import InpaintStageConfig, inpaint_store
-    grain = {"grain": float(sys.argv[9])} if len(sys.argv) > 9 else {}  # else the stage's default
-    r = inpaint_store(store, InpaintStageConfig(device=device, **grain), engine, mask=Path(sys.argv[8]), force=True)
+    settings = json.loads(sys.argv[9]) if len(sys.argv) > 9 else {}  # InpaintStageConfig fields, else its defaults
+    r = inpaint_store(store, InpaintStageConfig(device=device, **settings), engine, mask=Path(sys.argv[8]),
+                      force=True)
 elif stage == "export":
     from pipeline.stages.export import export
     export(store, sys.argv[8], force=True)
@@ -198,7 +199,7 @@ seconds = time.perf_counter() - t
 extra = {}
 if stage == "inpaint":
     extra = {"hole_pixels": r.summary["hole_pixels"], "chunks_inpainted": r.summary["chunks_inpainted"],
-             "chunks_total": r.summary["chunks_total"]}
+             "chunks_total": r.summary["chunks_total"], "inpaint_precision": r.summary["precision"]}
 if stage == "detect":
     extra = {"area_percent": r.summary["area_percent"], "precision": r.summary.get("precision"),
              "chunks_run": r.chunks_run,
@@ -250,6 +251,8 @@ def main() -> None:
                         "[+scaleS][+ttaN], a manifest name, with the detect stage's coarse paint-loss pass, without "
                         "crack fragments < N px, the border band, the scan resampled by S, N views (over --tta)")
     parser.add_argument("--grain", type=float, default=None, help="inpaint's texture layer (default: the stage's)")
+    parser.add_argument("--inpaint-precision", default=None, choices=["auto", "fp32", "bf16"],
+                        help="inpaint's network precision (default: the stage's)")
     parser.add_argument("--efficiency", action="store_true", help="detect with 1 and 2 workers on the first size")
     parser.add_argument("--inpaint-scaling", action="store_true",
                         help="inpaint time for 2/4/8 damaged blocks at the first size, and 4 at 2.5x the side")
@@ -272,7 +275,8 @@ def main() -> None:
     precision = resolve_precision(args.precision, args.device)
     scratch = Path(tempfile.mkdtemp(dir=args.dir, prefix="bench-restore-"))
     rows, notes = [], []
-    grain = [] if args.grain is None else [str(args.grain)]
+    settings = {k: v for k, v in (("grain", args.grain), ("precision", args.inpaint_precision)) if v is not None}
+    inpaint_extra = [json.dumps(settings)] if settings else []
     stage_opts = {"workers": args.workers, "device": args.device, "precision": precision, "tta": args.tta}
     try:
         for side in args.sides:
@@ -286,7 +290,7 @@ def main() -> None:
             store = scratch / f"scan-{side}.zarr"
             mp = side * side / 1e6
             stages = (("ingest", [str(scan)]), ("detect", [args.weights]),
-                      ("inpaint", [str(labels_path(scan)), *grain]),
+                      ("inpaint", [str(labels_path(scan)), *inpaint_extra]),
                       ("export", [str(scratch / f"export-{side}")]))
             for stage, extra in stages:
                 r = run_stage(stage, store, *extra, **stage_opts)

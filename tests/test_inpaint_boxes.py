@@ -136,3 +136,38 @@ def test_fill_close_to_the_tiled_path_on_scattered_damage(model: PConvUNet) -> N
     boxed = inpaint_boxes(image, hole, model, tile=64, overlap=16, margin=16).astype(float)
     assert np.array_equal(tiled[~hole], boxed[~hole])
     assert np.abs(tiled - boxed)[hole].mean() < 0.02 * 255
+
+
+class ConvDtypes(torch.nn.Module):
+    """The network, noting the dtypes its convolutions returned."""
+
+    def __init__(self, inner: PConvUNet) -> None:
+        super().__init__()
+        self.inner, self.dtypes = inner, set()
+        self.multiple, self.training = inner.multiple, inner.training
+        for conv in inner.modules():
+            if isinstance(conv, torch.nn.Conv2d):
+                conv.register_forward_hook(lambda _m, _i, out: self.dtypes.add(out.dtype))
+
+    def forward(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        return self.inner(x, m)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_bf16_runs_the_convolutions_in_bf16_keeps_the_scan_and_stays_near_fp32(dtype: type) -> None:
+    torch.manual_seed(0)
+    inner = PConvUNet(base_channels=4, depth=3, max_channels=16, prefill="biharmonic-cg").eval()
+    image = image_of((96, 112), dtype, 3)
+    hole = scattered((96, 112), 6, seed=3)
+    ref = inpaint_boxes(image, hole, ConvDtypes(inner), dilate=1, margin=8)
+    net = ConvDtypes(inner)
+    out = inpaint_boxes(image, hole, net, dilate=1, margin=8, bf16=True)
+    assert net.dtypes == {torch.bfloat16}
+    assert out.dtype == dtype
+    region = dilate_hole(hole, 1)
+    assert np.array_equal(out[~region], image[~region])
+    top = float(np.iinfo(dtype).max)
+    diff = np.abs(out.astype(np.float64) - ref.astype(np.float64))[region] / top
+    assert diff.max() < 0.02  # bf16 rounding of the correction, not another fill
+    tiled = inpaint_image(image, hole, ConvDtypes(inner), tile=64, overlap=16, dilate=1, bf16=True)
+    assert np.array_equal(tiled[~region], image[~region])

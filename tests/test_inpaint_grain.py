@@ -278,3 +278,20 @@ def test_an_input_read_twice_with_two_halos_is_read_once_and_gives_the_same_bloc
         want = [original(a, region, h) for a, h in zip([scan, mask, scan, mask], [64, 64, 123, 123], strict=True)]
         assert all(g.shape == w.shape and np.array_equal(g, w) for g, w in zip(got, want, strict=True)), region
         assert sorted(reads) == expected, region
+
+
+def test_inpaint_precision_enters_the_key_only_when_the_network_runs_in_bf16(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import pipeline.stages.detect_infer as infer
+
+    fp32 = InpaintStageConfig(precision="fp32")
+    assert "precision" not in fp32.key_params()  # stores restored before the option keep their key
+    assert InpaintStageConfig(precision="bf16").key_params()["precision"] == "bf16"
+    monkeypatch.setattr(infer, "cpu_has_native_bf16", lambda: False)
+    assert not InpaintStageConfig(precision="auto").bf16
+    assert inpaint_key("s", "m", InpaintStageConfig(precision="auto"), "w") == inpaint_key("s", "m", fp32, "w")
+    monkeypatch.setattr(infer, "cpu_has_native_bf16", lambda: True)
+    assert InpaintStageConfig(precision="auto").bf16
+    assert inpaint_key("s", "m", InpaintStageConfig(precision="auto"), "w") != inpaint_key("s", "m", fp32, "w")
+    with pytest.raises(ValueError, match="precision"):
+        InpaintStageConfig(precision="fp16")

@@ -52,6 +52,23 @@ def test_boxes_and_tiles_both_keep_the_scan_outside_the_fill(tmp_path: Path, tin
     assert difference.mean() < 0.02 * np.iinfo(dtype).max
 
 
+def test_bf16_stage_keeps_the_scan_outside_the_fill_and_says_so(tmp_path: Path, tiny_weights: Path) -> None:
+    image, labels = damaged_scan((200, 260), np.uint16)
+    tifffile.imwrite(tmp_path / "labels.tif", labels)
+    restored = {}
+    for precision in ("fp32", "bf16"):
+        store = make_store(tmp_path, image, name=precision)
+        result = inpaint_store(store, InpaintStageConfig(tile=128, overlap=32, dilate=2, precision=precision), QUIET,
+                               mask=tmp_path / "labels.tif")
+        assert result.summary["precision"] == precision
+        root = zarr.open_group(store, mode="r")
+        restored[precision], scan = root["restored/0"][:], root["scan/0"][:]
+    hole = dilate_hole(labels > 0, 2)
+    assert np.array_equal(scan[:, ~hole], restored["bf16"][:, ~hole])
+    difference = np.abs(restored["bf16"].astype(float) - restored["fp32"].astype(float))[:, hole]
+    assert 0 < difference.max() and difference.mean() < 0.005 * 65535  # bf16 ran, and filled as fp32 did
+
+
 def test_scattered_specks_cost_one_small_box_each(tmp_path: Path, tiny_weights: Path) -> None:
     image, _ = damaged_scan((256, 256), np.uint8)
     store = make_store(tmp_path, image, chunk=128)

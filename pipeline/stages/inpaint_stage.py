@@ -371,7 +371,7 @@ def inpaint_store(store: str, config: InpaintStageConfig | None = None, engine: 
                "hole_pixels": sum(r["facts"]["hole_pixels"] for r in records.values()),
                # the pixels restored/ really changed: the dilated mask, less those the network left as they were
                "pixels_changed": sum(r["facts"].get("changed_pixels", 0) for r in records.values()),
-               "strategy": config.strategy}
+               "strategy": config.strategy, "precision": config.precision}
     if config.grain:
         summary["grain"] = {"alpha": config.grain, "sigma": config.grain_sigma}
     if config.strategy == "boxes":  # what the network ran: boxes, calls, and pixels (before padding)
