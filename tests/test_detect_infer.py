@@ -157,7 +157,7 @@ class _BrightIsLoss(torch.nn.Module):
 
 
 def test_the_coarse_loss_pass_keeps_wide_losses_and_drops_thin_lines_and_leaves_craquelure_alone() -> None:
-    from pipeline.stages.detect_infer import COARSE_OPENING, coarse_loss_probability, detect_probabilities
+    from pipeline.stages.detect_infer import COARSE_OPENING, anchored, coarse_loss_probability, detect_probabilities
 
     image = np.zeros((160, 192, 3), np.float32)
     image[40:100, 40:110] = 1.0  # a loss 60 x 70 px
@@ -173,7 +173,44 @@ def test_the_coarse_loss_pass_keeps_wide_losses_and_drops_thin_lines_and_leaves_
     both = detect_probabilities(model, image, tile=128, overlap=32, views=2, coarse_loss=True)
     np.testing.assert_array_equal(detect_probabilities(model, image, tile=128, overlap=32, views=2), plain)
     np.testing.assert_array_equal(both[0], plain[0])
-    np.testing.assert_array_equal(both[1], np.maximum(plain[1], coarse))
+    np.testing.assert_array_equal(both[1], np.maximum(plain[1], anchored(coarse, plain[1], 0.5)))
+    assert (both[1][40:100, 40:110] >= 0.5).all()  # the loss, marked in part at full size, is kept whole
+
+
+def test_the_coarse_pass_keeps_only_regions_the_full_size_pass_marks_in_part() -> None:
+    from pipeline.stages.detect_infer import anchored
+
+    coarse = np.zeros((60, 90), np.float32)
+    coarse[5:30, 5:35] = 0.9  # a large loss seen whole at half size
+    coarse[35:55, 50:85] = 0.8  # a white flower that looks like one at half size
+    coarse[40:45, 5:10] = 0.3  # below the threshold: never a region
+    loss = np.zeros_like(coarse)
+    loss[6:9, 30:34] = 0.7  # its chipped edge, marked at full size
+    loss[50, 60] = 0.4  # under the threshold: no anchor
+    out = anchored(coarse, loss, 0.5)
+    np.testing.assert_array_equal(out[5:30, 5:35], coarse[5:30, 5:35])
+    assert out[30:, :].max() == 0 and out.dtype == np.float32
+    assert anchored(coarse, np.zeros_like(loss), 0.5).max() == 0
+
+
+def test_the_coarse_pass_adds_only_regions_the_full_size_pass_marks_in_part(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pipeline.stages.detect_infer as infer
+
+    seen = np.zeros((96, 128), np.float32)
+    seen[10:40, 10:50] = 0.95  # what the half-size pass calls a loss: a bright flower at full size
+    seen[50:90, 60:120] = 0.95  # and a real loss, whose bright edge the full-size pass marks
+    monkeypatch.setattr(infer, "coarse_loss_probability", lambda *args: seen.copy())
+    image = np.zeros((96, 128, 3), np.float32)
+    image[50:52, 60:120] = 1.0  # bright: marked as loss at full size
+    model = _BrightIsLoss()
+    plain = infer.detect_probabilities(model, image, tile=128, overlap=32)
+    both = infer.detect_probabilities(model, image, tile=128, overlap=32, coarse_loss=True)
+    np.testing.assert_array_equal(both[0], plain[0])
+    assert (both[1][50:90, 60:120] >= 0.95).all()  # the loss, whole
+    np.testing.assert_array_equal(both[1][:45], plain[1][:45])  # the flower: nothing added
+    dark = np.zeros_like(image)  # no loss at full size: the pass adds nothing at all
+    np.testing.assert_array_equal(infer.detect_probabilities(model, dark, tile=128, overlap=32, coarse_loss=True),
+                                  infer.detect_probabilities(model, dark, tile=128, overlap=32))
 
 
 def test_the_coarse_loss_pass_reads_an_integer_scan_as_its_float_copy() -> None:
@@ -204,6 +241,9 @@ def test_the_coarse_loss_min_crack_and_border_settings_enter_the_stage_key_only_
     assert detect_key("s", on, "w") != detect_key("s", off, "w")
     assert detect_key("s", DetectConfig(border=16), "w") != detect_key("s", off, "w")
     assert detect_key("s", DetectConfig(scale=1.4), "w") != detect_key("s", off, "w")
+    unanchored = {**before, "coarse_loss": True}  # a store detected with the coarse pass before it was anchored
+    payload = json.dumps({"scan": "s", "config": unanchored, "weights": "w", "version": __version__}, sort_keys=True)
+    assert detect_key("s", on, "w") != hashlib.sha256(payload.encode()).hexdigest()  # is detected again
 
 
 def test_small_crack_fragments_are_dropped_and_long_cracks_kept() -> None:

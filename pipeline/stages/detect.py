@@ -249,7 +249,8 @@ class _DetectChunk:
         prob = detect_probabilities(model, image, tile=self.config.tile, overlap=self.config.overlap,
                                     bf16=self.config.precision == "bf16", margin=0 if self.config.halo else None,
                                     batch=self.config.batch, views=self.config.tta,
-                                    coarse_loss=self.config.coarse_loss, border=self.config.border,
+                                    coarse_loss=self.config.coarse_loss, threshold=self.config.threshold,
+                                    border=self.config.border,
                                     real=real, scale=self.config.scale)  # (2, h, w) float32
         return probabilities_and_labels(prob, self.config.threshold, self.config.halo, self.config.min_crack, real)
 
@@ -282,6 +283,8 @@ def detect_key(scan_digest: str, config: DetectConfig, weights_sha: str) -> str:
     params = {k: v for k, v in asdict(config).items()
               if k != "manifest" and not (k in ("coarse_loss", "min_crack", "border") and not v)
               and not (k == "scale" and v == DEFAULT_SCALE)}
+    if config.coarse_loss:  # the coarse pass keeps only the regions the full-size pass marks in part (2026-12-05)
+        params["coarse_anchored"] = True
     payload = json.dumps({"scan": scan_digest, "config": params, "weights": weights_sha,
                           "version": __version__}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
