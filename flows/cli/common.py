@@ -204,7 +204,8 @@ MinCrackOpt = Annotated[int, typer.Option(help="drop craquelure fragments of few
                                                "(0 = keep all)", min=0, max=96)]
 CoarseLossOpt = Annotated[bool, typer.Option("--coarse-loss/--no-coarse-loss",
                                              help="also look for paint loss at half size, where large losses "
-                                                  "show their edges (a quarter more network passes)")]
+                                                  "show their edges, kept where the full-size pass marks part of "
+                                                  "them (a quarter more network passes where a loss is marked)")]
 TtaOpt = Annotated[int, typer.Option(help="test-time augmentation: run every tile in 1, 2, 4 or 8 flipped "
                                           "orientations and average (that many times slower; 2 = the tile "
                                           "and its mirror, 1 = one pass)")]
