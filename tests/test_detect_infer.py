@@ -178,7 +178,7 @@ def test_the_coarse_loss_pass_keeps_wide_losses_and_drops_thin_lines_and_leaves_
 
 
 def test_the_coarse_pass_keeps_only_regions_the_full_size_pass_marks_in_part() -> None:
-    from pipeline.stages.detect_infer import anchored
+    from pipeline.stages.coarse_loss import anchored
 
     coarse = np.zeros((60, 90), np.float32)
     coarse[5:30, 5:35] = 0.9  # a large loss seen whole at half size

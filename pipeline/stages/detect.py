@@ -283,8 +283,11 @@ def detect_key(scan_digest: str, config: DetectConfig, weights_sha: str) -> str:
     params = {k: v for k, v in asdict(config).items()
               if k != "manifest" and not (k in ("coarse_loss", "min_crack", "border") and not v)
               and not (k == "scale" and v == DEFAULT_SCALE)}
-    if config.coarse_loss:  # the coarse pass keeps only the regions the full-size pass marks in part (2026-12-05)
-        params["coarse_anchored"] = True
+    if config.coarse_loss:  # the coarse pass keeps only the regions the full-size pass marks in part, and in them
+        params["coarse_anchored"] = True  # only the ground's colour (2026-12-05)
+        from pipeline.stages.coarse_loss import COARSE_RING, COARSE_TRIM
+
+        params["coarse_trim"] = [*COARSE_RING, COARSE_TRIM]
     payload = json.dumps({"scan": scan_digest, "config": params, "weights": weights_sha,
                           "version": __version__}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()

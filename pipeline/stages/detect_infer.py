@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pipeline.stages.coarse_loss import anchored, ground_only
 from pipeline.stages.detect_border import DEFAULT_BORDER, at_border
 
 MULTIPLE_OF = 32
@@ -223,21 +224,6 @@ def coarse_loss_probability(model: torch.nn.Module, image: np.ndarray, tile: int
     return ndimage.grey_opening(loss, size=(COARSE_OPENING, COARSE_OPENING))
 
 
-def anchored(coarse: np.ndarray, loss: np.ndarray, threshold: float) -> np.ndarray:
-    """(H, W) float32: `coarse` on its connected regions (coarse >= threshold, 8-connected) that hold a pixel the
-    full-size pass marks (`loss` >= threshold), 0 elsewhere. The coarse pass alone also marks intact objects that
-    look like a loss at half size (a white flower, a pale face); a large loss, seen whole at half size, is marked
-    in part at full size, at its chipped edges."""
-    from scipy import ndimage
-
-    region = coarse >= threshold
-    labels, n = ndimage.label(region, structure=np.ones((3, 3), bool))
-    if n == 0:
-        return np.zeros_like(coarse)
-    hits = np.unique(labels[region & (loss >= threshold)])
-    return np.where(np.isin(labels, hits[hits > 0]), coarse, np.float32(0)).astype(np.float32)
-
-
 def half_region(region: tuple[int, int, int, int], shape: tuple[int, int]) -> tuple[int, int, int, int]:
     """(y0, y1, x0, x1) of a full-size block as a region of its COARSE_SCALE-times smaller `shape` (never empty)."""
     out = []
@@ -254,7 +240,8 @@ def detect_probabilities(model: torch.nn.Module, image: np.ndarray, tile: int = 
                          scale: float = 1.0) -> np.ndarray:
     """(2, H, W) float32 as the detect stage makes them: `predict_probabilities` (with its `border` rule), with
     `coarse_loss` the paint-loss channel raised to `coarse_loss_probability` where that is larger (craquelure
-    untouched; only its regions that the full-size pass marks in part, `anchored`; not run where the full-size pass
+    untouched; only its regions that the full-size pass marks in part, `anchored`, and in them only the pixels of the
+    exposed ground's colour, `ground_only`, both in `pipeline.stages.coarse_loss`; not run where the full-size pass
     marks no loss), and with `min_crack` the craquelure fragments the stage drops set to 0 (`without_small_cracks` at
     `threshold`). With `scale` != 1 the network sees the image resampled by that factor (`scaled_input`; margin,
     border and `real` scaled with it) and its probabilities are taken back to the image's size by area averaging,
@@ -268,7 +255,9 @@ def detect_probabilities(model: torch.nn.Module, image: np.ndarray, tile: int = 
                                  views=views, border=border, real=real)
     if coarse_loss and (prob[1] >= threshold).any():  # with no loss marked, nothing could be anchored
         coarse = coarse_loss_probability(model, image, tile, overlap, bf16, margin, batch, border, real)
-        np.maximum(prob[1], anchored(coarse, prob[1], threshold), out=prob[1])
+        kept = ground_only(anchored(coarse, prob[1], threshold), as_rgb_float(image), (prob >= threshold).any(axis=0),
+                           threshold)
+        np.maximum(prob[1], kept, out=prob[1])
     if scale != 1.0:
         prob = resized(prob, (h, w))
     return without_small_cracks(prob, threshold, min_crack)
