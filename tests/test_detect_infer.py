@@ -157,7 +157,8 @@ class _BrightIsLoss(torch.nn.Module):
 
 
 def test_the_coarse_loss_pass_keeps_wide_losses_and_drops_thin_lines_and_leaves_craquelure_alone() -> None:
-    from pipeline.stages.detect_infer import COARSE_OPENING, anchored, coarse_loss_probability, detect_probabilities
+    from pipeline.stages.coarse_loss import anchored, ground_only
+    from pipeline.stages.detect_infer import COARSE_OPENING, coarse_loss_probability, detect_probabilities
 
     image = np.zeros((160, 192, 3), np.float32)
     image[40:100, 40:110] = 1.0  # a loss 60 x 70 px
@@ -173,7 +174,8 @@ def test_the_coarse_loss_pass_keeps_wide_losses_and_drops_thin_lines_and_leaves_
     both = detect_probabilities(model, image, tile=128, overlap=32, views=2, coarse_loss=True)
     np.testing.assert_array_equal(detect_probabilities(model, image, tile=128, overlap=32, views=2), plain)
     np.testing.assert_array_equal(both[0], plain[0])
-    np.testing.assert_array_equal(both[1], np.maximum(plain[1], anchored(coarse, plain[1], 0.5)))
+    kept = ground_only(anchored(coarse, plain[1], 0.5), image, (plain >= 0.5).any(axis=0), 0.5)
+    np.testing.assert_array_equal(both[1], np.maximum(plain[1], kept))
     assert (both[1][40:100, 40:110] >= 0.5).all()  # the loss, marked in part at full size, is kept whole
 
 
@@ -201,12 +203,13 @@ def test_the_coarse_pass_adds_only_regions_the_full_size_pass_marks_in_part(monk
     seen[50:90, 60:120] = 0.95  # and a real loss, whose bright edge the full-size pass marks
     monkeypatch.setattr(infer, "coarse_loss_probability", lambda *args: seen.copy())
     image = np.zeros((96, 128, 3), np.float32)
-    image[50:52, 60:120] = 1.0  # bright: marked as loss at full size
+    image[50:90, 60:120] = 0.45  # the exposed ground: unlike the paint around it, under the threshold at full size
+    image[50:52, 60:120] = 1.0  # its bright edge: marked as loss at full size
     model = _BrightIsLoss()
     plain = infer.detect_probabilities(model, image, tile=128, overlap=32)
     both = infer.detect_probabilities(model, image, tile=128, overlap=32, coarse_loss=True)
     np.testing.assert_array_equal(both[0], plain[0])
-    assert (both[1][50:90, 60:120] >= 0.95).all()  # the loss, whole
+    assert (both[1][50:90, 60:120] >= 0.95).all()  # the loss, whole (the pass's region ends at its edge here)
     np.testing.assert_array_equal(both[1][:45], plain[1][:45])  # the flower: nothing added
     dark = np.zeros_like(image)  # no loss at full size: the pass adds nothing at all
     np.testing.assert_array_equal(infer.detect_probabilities(model, dark, tile=128, overlap=32, coarse_loss=True),
