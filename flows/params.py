@@ -75,9 +75,10 @@ class DetectParams(_Params):
     tta: Tta = Field(DEFAULT_TTA, description="test-time augmentation: run every tile in this many flipped "
                                               "orientations and average (slower by that factor, steadier "
                                               "thin-crack maps); 2 = the tile and its mirror, 1 = one pass")
-    coarse_loss: bool = Field(DEFAULT_COARSE_LOSS, description="also look for paint loss at half size (one view), "
-                                                               "where large losses show their edges; a quarter "
-                                                               "more network passes")
+    coarse_loss: bool = Field(DEFAULT_COARSE_LOSS, description=(
+        "also look for paint loss at half size (one view), where large losses show their edges, kept where the "
+        "full-size pass marks part of them and in the exposed ground's colour; a quarter more network passes where "
+        "a loss is marked"))
     min_crack: int = Field(DEFAULT_MIN_CRACK, ge=0, le=96, description="drop craquelure fragments of fewer than this "
                                                                        "many px (8-connected) from the labels")
     border: int = Field(DEFAULT_BORDER, ge=0, le=96, description="within this many px of the image border a mark must "

@@ -68,7 +68,7 @@ DEFAULT_WEIGHTS = "detector-resunet18-paint7"
 # Test-time augmentation by default: every tile and its mirror image, averaged, for twice the compute; it
 # scores higher on the held-out sets (models/weights/detector-resunet18.eval.json). `tta=1` is the single pass.
 DEFAULT_TTA = 2
-DEFAULT_COARSE_LOSS = False  # the coarse paint-loss pass (docs/rules/2026-12-03j-default-detector.md)
+DEFAULT_COARSE_LOSS = True  # the coarse paint-loss pass, anchored and trimmed (rule 2026-12-05d)
 DEFAULT_MIN_CRACK = 0  # craquelure fragments under this many px are dropped (rule 2026-12-03k)
 DEFAULT_BORDER = detect_border.DEFAULT_BORDER  # px along the image border judged with edge padding too
 DEFAULT_SCALE = 1.0  # the network sees the scan resampled by this factor (1: as scanned)
@@ -148,14 +148,15 @@ class DetectConfig:
 
 
 def variant_fields(text: str) -> dict[str, Any]:
-    """`NAME[+coarse][+minN][+borderN][+scaleS][+ttaN]` (how the benchmarks name a detection setting) as DetectConfig
-    fields: the weights, `coarse_loss` with `+coarse`, `min_crack` N with `+minN`, `border` N with `+borderN`, `scale`
-    S with `+scaleS` (e.g. `+scale1.4`), `tta` N with `+ttaN`; anything else is a ValueError naming it."""
+    """`NAME[+coarse|+nocoarse][+minN][+borderN][+scaleS][+ttaN]` (how the benchmarks name a detection setting) as
+    DetectConfig fields: the weights, `coarse_loss` on with `+coarse` and off with `+nocoarse`, `min_crack` N with
+    `+minN`, `border` N with `+borderN`, `scale` S with `+scaleS` (e.g. `+scale1.4`), `tta` N with `+ttaN`; anything
+    else is a ValueError naming it."""
     name, *options = text.split("+")
     fields: dict[str, Any] = {"weights": name}
     for option in options:
-        if option == "coarse":
-            fields["coarse_loss"] = True
+        if option in ("coarse", "nocoarse"):
+            fields["coarse_loss"] = option == "coarse"
         elif option.startswith("min") and option[3:].isdigit():
             fields["min_crack"] = int(option[3:])
         elif option.startswith("border") and option[6:].isdigit():
@@ -166,7 +167,7 @@ def variant_fields(text: str) -> dict[str, Any]:
             fields["tta"] = int(option[3:])
         else:
             raise ValueError(f"{text}: unknown detection option {option!r} "
-                             "(NAME[+coarse][+minN][+borderN][+scaleS][+ttaN])")
+                             "(NAME[+coarse|+nocoarse][+minN][+borderN][+scaleS][+ttaN])")
     return fields
 
 
