@@ -31,19 +31,26 @@ def specks_mask(tmp_path: Path, shape: tuple[int, int], centres: list[tuple[int,
     return path
 
 
-@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
-def test_boxes_and_tiles_both_keep_the_scan_outside_the_fill(tmp_path: Path, tiny_weights: Path, dtype: type) -> None:
+def restored_each_way(tmp_path: Path, dtype: type, field: str, values: tuple[str, ...]
+                      ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """A damaged scan's labels, its scan and its restored image per value of one InpaintStageConfig field (each in a
+    store of its own); the stage's summary must name the value."""
     image, labels = damaged_scan((200, 260), dtype)
     tifffile.imwrite(tmp_path / "labels.tif", labels)
     restored = {}
-    for strategy in ("boxes", "tiles"):
-        store = make_store(tmp_path, image, name=strategy)
-        result = inpaint_store(store, InpaintStageConfig(tile=128, overlap=32, dilate=2, strategy=strategy), QUIET,
-                               mask=tmp_path / "labels.tif")
-        assert result.summary["strategy"] == strategy
+    for value in values:
+        store = make_store(tmp_path, image, name=value)
+        config = InpaintStageConfig(tile=128, overlap=32, dilate=2, **{field: value})
+        result = inpaint_store(store, config, QUIET, mask=tmp_path / "labels.tif")
+        assert result.summary[field] == value
         root = zarr.open_group(store, mode="r")
-        restored[strategy] = root["restored/0"][:]
-        scan = root["scan/0"][:]
+        restored[value], scan = root["restored/0"][:], root["scan/0"][:]
+    return labels, scan, restored
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_boxes_and_tiles_both_keep_the_scan_outside_the_fill(tmp_path: Path, tiny_weights: Path, dtype: type) -> None:
+    labels, scan, restored = restored_each_way(tmp_path, dtype, "strategy", ("boxes", "tiles"))
     hole = dilate_hole(labels > 0, 2)
     for out in restored.values():
         assert out.dtype == dtype and np.array_equal(scan[:, ~hole], out[:, ~hole])
@@ -53,16 +60,7 @@ def test_boxes_and_tiles_both_keep_the_scan_outside_the_fill(tmp_path: Path, tin
 
 
 def test_bf16_stage_keeps_the_scan_outside_the_fill_and_says_so(tmp_path: Path, tiny_weights: Path) -> None:
-    image, labels = damaged_scan((200, 260), np.uint16)
-    tifffile.imwrite(tmp_path / "labels.tif", labels)
-    restored = {}
-    for precision in ("fp32", "bf16"):
-        store = make_store(tmp_path, image, name=precision)
-        result = inpaint_store(store, InpaintStageConfig(tile=128, overlap=32, dilate=2, precision=precision), QUIET,
-                               mask=tmp_path / "labels.tif")
-        assert result.summary["precision"] == precision
-        root = zarr.open_group(store, mode="r")
-        restored[precision], scan = root["restored/0"][:], root["scan/0"][:]
+    labels, scan, restored = restored_each_way(tmp_path, np.uint16, "precision", ("fp32", "bf16"))
     hole = dilate_hole(labels > 0, 2)
     assert np.array_equal(scan[:, ~hole], restored["bf16"][:, ~hole])
     difference = np.abs(restored["bf16"].astype(float) - restored["fp32"].astype(float))[:, hole]
