@@ -30,9 +30,9 @@ def ground_only(coarse: np.ndarray, rgb: np.ndarray, marked: np.ndarray, thresho
     """(H, W) float32: `coarse` with the pixels of each region (coarse >= threshold, 8-connected) set to 0 whose
     colour is not COARSE_TRIM times nearer (CIELAB distance) the region's median colour than the median colour of its
     surround (the COARSE_RING band around it, less the pixels the full-size pass `marked` as damage); `rgb` (H, W, 3)
-    float in [0, 1]. The half-size
-    region of a large loss spreads a few pixels past the exposed ground onto the paint around it; those pixels have
-    the paint's colour, the ground has its own. A region with under 10 surround pixels is kept whole."""
+    float in [0, 1]. The half-size region of a large loss spreads a few pixels past the exposed ground onto the paint
+    around it; those pixels have the paint's colour, the ground has its own. A region with under 10 surround pixels
+    is kept whole."""
     out = coarse.copy()
     labels, _ = ndimage.label(coarse >= threshold, structure=np.ones((3, 3), bool))
     inner, outer = COARSE_RING

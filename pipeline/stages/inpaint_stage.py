@@ -132,9 +132,8 @@ class InpaintStageConfig:
 
 @dataclass(frozen=True)
 class _InpaintChunk:
-    config: InpaintStageConfig
+    config: InpaintStageConfig  # precision resolved (inpaint_store): 'fp32' or 'bf16'
     threads: int
-    bf16: bool = False
 
     def __call__(self, scan: np.ndarray, mask: np.ndarray, *context: np.ndarray,
                  origin: tuple[int, int] = (0, 0)) -> tuple[list[np.ndarray], dict[str, Any]]:
@@ -144,6 +143,7 @@ class _InpaintChunk:
         from pipeline.stages.inpaint_boxes import BoxStats, inpaint_boxes
 
         cfg = self.config
+        bf16 = cfg.precision == "bf16"
         model, _ = ModelCache.get(cfg.weights, cfg.manifest, cfg.device, self.threads)
         image = np.moveaxis(scan, 0, -1)  # (h, w, C), scan dtype
         hole = mask[0] > 0  # (h, w)
@@ -152,11 +152,11 @@ class _InpaintChunk:
         facts: dict[str, Any] = {"hole_pixels": int(hole[core[0] : core[1], core[2] : core[3]].sum())}
         if cfg.strategy == "tiles":
             out = inpaint_image(image, hole, model, tile=cfg.tile, overlap=cfg.overlap, dilate=cfg.dilate,
-                                bf16=self.bf16)
+                                bf16=bf16)
         else:
             stats = BoxStats()
             out = inpaint_boxes(image, hole, model, tile=cfg.tile, overlap=cfg.overlap, dilate=cfg.dilate,
-                                margin=cfg.margin, batch=cfg.batch, stats=stats, core=core, bf16=self.bf16)
+                                margin=cfg.margin, batch=cfg.batch, stats=stats, core=core, bf16=bf16)
             facts.update(boxes=stats.boxes, network_calls=stats.network_calls,
                          network_pixels=stats.network_pixels)
         if cfg.grain:
@@ -351,7 +351,7 @@ def inpaint_store(store: str, config: InpaintStageConfig | None = None, engine: 
     inputs, halos = [level0, mask_group["0"]], [config.halo] * 2
     if config.grain:  # the grain reads the scan and mask further than the fill
         inputs, halos = inputs * 2, halos + [config.grain_halo] * 2
-    fill = ChunkJob(inputs, [group["0"]], _InpaintChunk(config, threads, config.bf16), config.halo, chunk, origin=True,
+    fill = ChunkJob(inputs, [group["0"]], _InpaintChunk(config, threads), config.halo, chunk, origin=True,
                     halos=halos)
     copy = ChunkJob([level0, mask_group["0"]], [group["0"]], _copy_chunk, 0, chunk)
     # one call: a shard can hold both damaged and clean chunks, and only one task may write it
