@@ -228,8 +228,34 @@ def test_cli_ghost_reports_each_rule(tmp_path: Path, monkeypatch: pytest.MonkeyP
     result = json.loads((tmp_path / "g.json").read_text())
     assert {"none", "dilate:2", "width:1"} <= set(result)
     assert result["dilate:2"]["fill_ratio"] > result["none"]["fill_ratio"]
+    assert {k: result["settings"][k] for k in ("style", "strategy", "tile", "grain")} == {
+        "style": "realistic", "strategy": "boxes", "tile": 256, "grain": 1.0}  # the stage's defaults
     res = CliRunner().invoke(root, [*args[:-4], "--rules", "grow:2"])
     assert res.exit_code != 0 and "fill rule" in res.output
+    res = CliRunner().invoke(root, [*args, "--style", "classic", "--strategy", "tiles", "--grain", "0"])
+    assert res.exit_code == 0, res.output
+    settings = json.loads((tmp_path / "g.json").read_text())["settings"]
+    assert (settings["style"], settings["strategy"], settings["grain"]) == ("classic", "tiles", 0.0)
+
+
+def test_the_ghost_fill_is_the_stages_network_fill_plus_its_texture_layer() -> None:
+    from lab.eval.ghost import stage_fill
+    from pipeline.stages.inpaint_boxes import inpaint_boxes
+    from pipeline.stages.inpaint_grain import GrainConfig, add_grain
+
+    torch.manual_seed(0)
+    model = PConvUNet(base_channels=4, depth=3, max_channels=16).eval()
+    image = _texture(96, 96)
+    region = np.zeros((96, 96), bool)
+    region[30:70, 20:80] = True  # a wide loss: the texture layer's full strength
+    plain = stage_fill(model, grain=0)(image, region)
+    np.testing.assert_array_equal(plain, inpaint_boxes(image, region, model, tile=256, overlap=64, margin=24))
+    textured = stage_fill(model)(image, region)
+    np.testing.assert_array_equal(textured, add_grain(plain, image, region, GrainConfig(alpha=1.0)))
+    np.testing.assert_array_equal(textured[~region], image[~region])
+    assert (textured[region] != plain[region]).mean() > 0.5
+    with pytest.raises(ValueError, match="strategy"):
+        stage_fill(model, strategy="whole")
 
 
 def test_evaluate_with_boxes_scores_the_stage_path_and_says_so(tmp_path: Path) -> None:

@@ -210,16 +210,25 @@ def evaluate_ghost_command(
     weights: Annotated[str, typer.Option(help="manifest name of the inpainter weights")] = "inpainter-pconv",
     json_out: Annotated[Path | None, typer.Option("--json", help="write the figures here")] = None,
     threads: Annotated[int, typer.Option(help="torch threads for the model (0: torch's default)")] = 0,
+    style: Annotated[Literal["classic", "realistic"], typer.Option(
+        help="the damage generator (DamageConfig.style): 'realistic' is the one the detector trains on and the "
+             "bundled sample shows; 'classic' the one of the 2026-12-02 records")] = "realistic",
+    strategy: Annotated[Literal["boxes", "tiles"], typer.Option(
+        help="the network on boxes around the damage, as the inpaint stage runs it, or on every tile holding a "
+             "hole (the stage's --strategy)")] = "boxes",
+    tile: Annotated[int, typer.Option(help="network tile side (the inpaint stage's: 256)", min=32)] = 256,
+    grain: Annotated[float, typer.Option(help="the copied texture layer's strength (the inpaint stage's --grain; "
+                                              "0: the network's fill alone)", min=0.0, max=4.0)] = 1.0,
 ) -> None:
-    """Ghost contrast: mean |restored - clean| in the 3 px band beside synthetic damage, per fill-region rule."""
+    """Ghost contrast: mean |restored - clean| in the 3 px band beside synthetic damage, per fill-region rule,
+    with the fill of the inpaint stage at its defaults (boxes, texture layer) unless told otherwise."""
 
     @clean_errors
     def run() -> None:
         import numpy as np
 
-        from lab.eval.ghost import evaluate_ghost, fill_region
+        from lab.eval.ghost import evaluate_ghost, fill_region, stage_fill
         from lab.eval.inpaint_eval import write_json
-        from pipeline.stages.inpaint import inpaint_image
 
         rule_list = tuple(r.strip() for r in rules.split(",") if r.strip())
         for rule in rule_list:  # a bad rule fails here, in one line, before any work
@@ -232,8 +241,10 @@ def evaluate_ghost_command(
 
             torch.set_num_threads(threads)
         model = _load_model(weights)
-        result = evaluate_ghost(_image_list(images, split), lambda image, region: inpaint_image(image, region, model),
-                                rule_list, copies=copies, long_side=long_side)
+        fill = stage_fill(model, strategy=strategy, tile=tile, grain=grain)
+        result = evaluate_ghost(_image_list(images, split), fill, rule_list, copies=copies, long_side=long_side,
+                                style=style)
+        result["settings"].update(strategy=strategy, tile=tile, grain=grain)
         result["weights"] = _weights_info(weights, None)
         typer.echo(format_ghost_table(result))
         if json_out:

@@ -125,24 +125,26 @@ def evaluate_ghost(
     long_side: int = 768,
     seed: int = HELD_OUT_SEED,
     progress: Callable[[str], None] | None = None,
+    style: str = "classic",
 ) -> dict[str, Any]:
     """Ghost figures per rule (mean, standard error, n) over `copies` damaged copies of each image, and 'cases'.
 
     Each image is read, made RGB8 and downscaled to `long_side` (INTER_AREA), then damaged with seed
-    `seed + 1000 i + k` (as `make_synthetic_set`) at that size, so crack widths are those drawn. `fill(image,
-    region)` returns the composite (e.g. the model's `inpaint_image`). Rule 'none' scores the damaged image
-    itself (nothing filled).
+    `seed + 1000 i + k` (as `make_synthetic_set`) at that size by the generator `style` ('classic' or
+    'realistic', `DamageConfig.style`), so crack widths are those drawn. `fill(image, region)` returns the
+    composite (e.g. `stage_fill`). Rule 'none' scores the damaged image itself (nothing filled).
     """
     from lab.eval.inpaint_eval import as_rgb8, downscale, standard_error
-    from lab.synthesis.synthetic_damage import synthesize_damage
+    from lab.synthesis.synthetic_damage import DamageConfig, synthesize_damage
     from pipeline.io.image_io import read_image
 
     rows: dict[str, list[dict[str, float]]] = {r: [] for r in ("none", *rules)}
     seconds = dict.fromkeys(rules, 0.0)
+    damage = DamageConfig(style=style)
     for i, path in enumerate(images):
         clean = downscale(as_rgb8(read_image(path)), long_side)
         for k in range(copies):
-            damaged, labels = synthesize_damage(clean, seed + 1000 * i + k)
+            damaged, labels = synthesize_damage(clean, seed + 1000 * i + k, damage)
             if not (labels > 0).any():
                 continue
             rows["none"].append(case_figures(clean, damaged, labels, labels > 0) | {"image": f"{path.stem}_{k}"})
@@ -163,5 +165,28 @@ def evaluate_ghost(
             out[rule][f"{key}_se"] = standard_error(values) if values else float("nan")
     out["cases"] = rows  # every case's figures, for paired comparisons
     out["settings"] = {"images": [p.name for p in images], "copies": copies, "long_side": long_side, "seed": seed,
-                       "band_px": GHOST_BAND, "seconds": seconds}
+                       "style": style, "band_px": GHOST_BAND, "seconds": seconds}
     return out
+
+
+def stage_fill(model: Any, strategy: str = "boxes", tile: int = 256, overlap: int = 64, margin: int = 24,
+               grain: float = 1.0, grain_sigma: float = 3.0) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """`fill(image, region)` as the inpaint stage fills one chunk at its defaults: the network on boxes around the
+    damage (`inpaint_boxes`; or on every tile holding a hole, `strategy` 'tiles'), then the copied texture layer at
+    strength `grain` (0: none). The region is filled as given (a rule's dilation is the stage's `--dilate`)."""
+    from pipeline.stages.inpaint import inpaint_image
+    from pipeline.stages.inpaint_boxes import inpaint_boxes
+    from pipeline.stages.inpaint_grain import GrainConfig, add_grain
+
+    if strategy not in ("boxes", "tiles"):
+        raise ValueError(f"strategy must be 'boxes' or 'tiles', got {strategy!r}")
+    texture = GrainConfig(alpha=grain, sigma=grain_sigma)  # raises on a bad strength or sigma
+
+    def fill(image: np.ndarray, region: np.ndarray) -> np.ndarray:
+        if strategy == "tiles":
+            out = inpaint_image(image, region, model, tile=tile, overlap=overlap)
+        else:
+            out = inpaint_boxes(image, region, model, tile=tile, overlap=overlap, margin=margin)
+        return add_grain(out, image, region, texture) if grain else out
+
+    return fill
