@@ -455,3 +455,27 @@ def test_evaluate_adapt_informed_strokes_mark_the_base_false_alarms_and_fit_the_
     row = report["images"][0]
     assert report["strokes"] == "informed" and report["veto_fired"] == 1 and row["fit"]["veto_fired"]
     assert row["clean_on_flagged"] == row["labelled"][3] == row["fit"]["veto_pixels_2"] > 0
+
+
+def test_evaluate_adapt_runs_every_detection_with_the_coarse_pass_it_is_given(
+        tiny_weights: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """adapt's detection after the fit runs the coarse paint-loss pass when detect does; so must its evaluation,
+    for the base, the adapted detector and the default detector alike."""
+    import pipeline.stages.detect_infer as infer
+    from lab.eval.adapt_eval import StrokePlan, evaluate_cases
+
+    seen: list[bool] = []
+    plain = infer.detect_probabilities
+
+    def spy(*args: object, coarse_loss: bool = False, **kwargs: object) -> np.ndarray:
+        seen.append(coarse_loss)
+        return plain(*args, coarse_loss=coarse_loss, **kwargs)
+
+    monkeypatch.setattr(infer, "detect_probabilities", spy)
+    image, loss = plaster_scan()
+    truth = np.where(loss, 2, 0).astype(np.uint8)
+    config = AdaptConfig(steps=5, manifest=str(tiny_weights))
+    for flag in (True, False):
+        seen.clear()
+        evaluate_cases(iter([("scene", image, truth)]), 1, config, StrokePlan(), seed=3, tta=1, coarse_loss=flag)
+        assert seen == [flag] * 3  # base, adapted, default

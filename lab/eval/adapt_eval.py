@@ -184,12 +184,12 @@ def _points(marks: np.ndarray) -> dict[int, np.ndarray]:
 
 def adapted_probabilities(image: np.ndarray, marks: np.ndarray, config: AdaptConfig, tile: int = 512,
                           tta: int = 2, base: np.ndarray | None = None, build: Callable[..., Any] = build_for,
-                          fit_with: Callable[..., dict[str, Any]] = fit_adapted,
+                          fit_with: Callable[..., dict[str, Any]] = fit_adapted, coarse_loss: bool = False,
                           ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """(base, adapted) (2, H, W) probabilities for an (H, W, C) image and its scribbles, and the fit's report
     (with "veto_fired": whether the clean strokes covered enough base detections to fit the veto); `base`, the
     base's probabilities when already computed. `build` and `fit_with` make and fit the adapted network (adapt's
-    own by default; lab.eval.adapt_tune's fine-tune is the other)."""
+    own by default; lab.eval.adapt_tune's fine-tune is the other); `coarse_loss` as `predicted`."""
     import torch
 
     adapted = [c - 1 for c in (1, 2) if (marks == c).any()]
@@ -200,16 +200,18 @@ def adapted_probabilities(image: np.ndarray, marks: np.ndarray, config: AdaptCon
     fit.pop("samples")
     fit["veto_fired"] = bool(model.veto is not None and model.veto_on.any())
     if base is None:
-        base = predicted(model.base, image, config.scale, tile, tta)
-    after = predicted(model, image, config.scale, tile, tta)
+        base = predicted(model.base, image, config.scale, tile, tta, coarse_loss)
+    after = predicted(model, image, config.scale, tile, tta, coarse_loss)
     return base, after, fit
 
 
-def predicted(model: Any, image: np.ndarray, scale: float = 1.0, tile: int = 512, tta: int = 2) -> np.ndarray:
-    """(2, H, W) probabilities of `model` on an (H, W, C) image seen at `scale`, as the detect stage sees it."""
+def predicted(model: Any, image: np.ndarray, scale: float = 1.0, tile: int = 512, tta: int = 2,
+              coarse_loss: bool = False) -> np.ndarray:
+    """(2, H, W) probabilities of `model` on an (H, W, C) image seen at `scale`, as the detect stage sees it, with
+    its coarse paint-loss pass when `coarse_loss` (the stage's default, `DEFAULT_COARSE_LOSS`)."""
     from pipeline.stages.detect_infer import detect_probabilities
 
-    return detect_probabilities(model, image, tile=tile, overlap=64, views=tta, scale=scale)
+    return detect_probabilities(model, image, tile=tile, overlap=64, views=tta, scale=scale, coarse_loss=coarse_loss)
 
 
 def score(prob: np.ndarray, truth: np.ndarray, channel: int, far: np.ndarray) -> dict[str, Any]:
@@ -224,7 +226,7 @@ def score(prob: np.ndarray, truth: np.ndarray, channel: int, far: np.ndarray) ->
 
 
 def evaluate_cases(cases: Iterator[tuple[str, np.ndarray, np.ndarray]], channel: int, config: AdaptConfig,
-                   plan: StrokePlan, seed: int, tta: int = 2, reference: bool = True,
+                   plan: StrokePlan, seed: int, tta: int = 2, reference: bool = True, coarse_loss: bool = False,
                    **fitting: Callable[..., Any]) -> dict[str, Any]:
     """Before/after scores per image (name, (H, W, C) image, (H, W) label truth), averaged and pooled; with
     `reference`, when adapt's base is not the default detector, the default detector's scores too ("default":
@@ -232,7 +234,8 @@ def evaluate_cases(cases: Iterator[tuple[str, np.ndarray, np.ndarray]], channel:
     base's detections (probability >= 0.5); with `plan.rounds` > 1, a share of them, and each further share
     after the detections of the detector adapted on the strokes so far. Per image, the clean-stroke pixels on the base's
     detections of the scored class ("clean_on_flagged") and whether the veto was fitted; "veto_fired" counts
-    the images. `fitting` (build, fit_with) goes to `adapted_probabilities`."""
+    the images. Every detector scored runs with the coarse paint-loss pass when `coarse_loss`, as detect and adapt
+    run by default. `fitting` (build, fit_with) goes to `adapted_probabilities`."""
     from models.weights import load_model
     from pipeline.stages.detect import DEFAULT_WEIGHTS
 
@@ -242,25 +245,28 @@ def evaluate_cases(cases: Iterator[tuple[str, np.ndarray, np.ndarray]], channel:
     whens = ("default", "before", "after") if default is not None else ("before", "after")
     rows, pooled = [], {when: Counts() for when in whens}
     for i, (name, image, truth) in enumerate(cases):
-        seen = None if base_model is None else predicted(base_model, image, config.scale, tta=tta)
+        seen = None if base_model is None else predicted(base_model, image, config.scale, tta=tta,
+                                                         coarse_loss=coarse_loss)
         rng = np.random.default_rng(seed + i)
         first, *later = plan.parts()
         marks = simulate_strokes(truth, rng, first, None if seen is None else seen >= 0.5)
         for part in later:
             if not (marks == channel + 1).any() or not (marks == CLEAN_LABEL).any():
                 break
-            _, middle, _ = adapted_probabilities(image, marks, config, tta=tta, base=seen, **fitting)
+            _, middle, _ = adapted_probabilities(image, marks, config, tta=tta, base=seen, coarse_loss=coarse_loss,
+                                                 **fitting)
             marks = np.where(marks > 0, marks, simulate_strokes(truth, rng, part, middle >= 0.5))
         if not (marks == channel + 1).any() or not (marks == CLEAN_LABEL).any():
             rows.append({"image": name, "skipped": "no stroke of the class or no clean room"})
             continue
-        base, after, fit = adapted_probabilities(image, marks, config, tta=tta, base=seen, **fitting)
+        base, after, fit = adapted_probabilities(image, marks, config, tta=tta, base=seen, coarse_loss=coarse_loss,
+                                                 **fitting)
         far = far_from_strokes(marks)
         row = {"image": name, "labelled": {int(v): int((marks == v).sum()) for v in (1, 2, 3)},
                "clean_on_flagged": int(((marks == CLEAN_LABEL) & (base[channel] >= 0.5)).sum()),
                "before": score(base, truth, channel, far), "after": score(after, truth, channel, far), "fit": fit}
         if default is not None:
-            reference = predicted(default, image, config.scale, tta=tta)
+            reference = predicted(default, image, config.scale, tta=tta, coarse_loss=coarse_loss)
             row["default"] = score(reference, truth, channel, far)
         for when in whens:
             pooled[when] += Counts(**row[when]["counts"])
