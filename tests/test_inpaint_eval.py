@@ -330,3 +330,17 @@ def test_cli_grain_strengths_are_parsed_and_bad_ones_refused(tmp_path: Path, mon
     assert json.loads((tmp_path / "r.json").read_text())["settings"]["grain"] == {"alphas": [0.5, 1.0], "sigma": 2.0}
     res = CliRunner().invoke(root, [*args, "--grain-alpha", "x"])
     assert res.exit_code != 0 and "--grain-alpha" in res.output
+
+
+def test_realistic_ghosts_are_scored_against_the_clean_picture_photographed_alike(tmp_path: Path) -> None:
+    """The realistic generator photographs the whole picture again (varnish, light, noise): scored against the
+    clean painting, paint far from any damage would read as a ghost; against the clean picture photographed
+    alike it does not."""
+    from lab.eval.ghost import evaluate_ghost
+
+    write_png(tmp_path / "a.png", _texture(160, 160))
+    result = evaluate_ghost([tmp_path / "a.png"], lambda image, region: image, ("dilate:8",), copies=3,
+                            long_side=160, style="realistic")
+    assert result["settings"]["style"] == "realistic" and result["none"]["n"] == 3
+    far = result["dilate:8"]["ghost_outside_fill"]  # 8-11 px from the damage, nothing filled: no ghost there
+    assert far < 0.005 and result["none"]["ghost"] > 2 * far  # right beside the damage, the unfilled damage

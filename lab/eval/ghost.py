@@ -132,9 +132,12 @@ def evaluate_ghost(
     Each image is read, made RGB8 and downscaled to `long_side` (INTER_AREA), then damaged with seed
     `seed + 1000 i + k` (as `make_synthetic_set`) at that size by the generator `style` ('classic' or
     'realistic', `DamageConfig.style`), so crack widths are those drawn. `fill(image, region)` returns the
-    composite (e.g. `stage_fill`). Rule 'none' scores the damaged image itself (nothing filled).
+    composite (e.g. `stage_fill`). Rule 'none' scores the damaged image itself (nothing filled). The realistic
+    generator photographs the whole picture again (varnish, light, noise, JPEG), so its cases are scored against
+    the clean picture photographed alike, not the clean painting.
     """
     from lab.eval.inpaint_eval import as_rgb8, downscale, standard_error
+    from lab.synthesis.realistic import realistic_damage
     from lab.synthesis.synthetic_damage import DamageConfig, synthesize_damage
     from pipeline.io.image_io import read_image
 
@@ -142,9 +145,13 @@ def evaluate_ghost(
     seconds = dict.fromkeys(rules, 0.0)
     damage = DamageConfig(style=style)
     for i, path in enumerate(images):
-        clean = downscale(as_rgb8(read_image(path)), long_side)
+        painting = downscale(as_rgb8(read_image(path)), long_side)
         for k in range(copies):
-            damaged, labels = synthesize_damage(clean, seed + 1000 * i + k, damage)
+            if style == "realistic":
+                drawn = realistic_damage(painting, seed + 1000 * i + k, damage)
+                damaged, labels, clean = drawn.damaged, drawn.labels, drawn.clean
+            else:
+                (damaged, labels), clean = synthesize_damage(painting, seed + 1000 * i + k, damage), painting
             if not (labels > 0).any():
                 continue
             rows["none"].append(case_figures(clean, damaged, labels, labels > 0) | {"image": f"{path.stem}_{k}"})
