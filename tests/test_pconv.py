@@ -173,6 +173,21 @@ def test_hole_norm_weighs_every_image_by_its_own_hole() -> None:
         InpaintingLoss(None, hole_norm="pixel")
 
 
+def test_lowpass_hole_norm_leaves_the_fills_fine_band_free_and_holds_its_colour() -> None:
+    target = torch.full((1, 3, 32, 32), 0.5)
+    mask = torch.ones(1, 1, 32, 32)
+    mask[..., 8:24, 8:24] = 0  # a 16-px hole
+    checker = (torch.arange(32)[:, None] + torch.arange(32)[None, :]) % 2 * 0.2 - 0.1  # zero-mean, 1-px period
+    grain = target + checker  # texture of the right mean
+    shifted = target + 0.1  # the wrong colour
+    lowpass = InpaintingLoss(None, hole_norm="lowpass")
+    plain = InpaintingLoss(None, hole_norm="hole")
+    _, grain_terms = lowpass(grain, target, mask)
+    _, shifted_terms = lowpass(shifted, target, mask)
+    assert grain_terms["hole"] < 0.01 < 0.05 < shifted_terms["hole"]  # the fine band is free, the colour is not
+    assert plain(grain, target, mask)[1]["hole"] == pytest.approx(0.1)  # the plain L1 punishes the texture
+
+
 def test_psnr_term_is_minus_the_composites_psnr() -> None:
     target = torch.zeros(2, 3, 8, 8)
     pred = torch.full_like(target, 0.1)
