@@ -147,7 +147,7 @@ def test_checkpoint_of_a_run_before_the_texture_options_resumes(shared_data: Pat
     (["--prefill", "biharmonic-cg", "--prefill-iterations", "-1"], "prefill_iterations must be >= 0, got -1"),
     (["--init-weights", "/nonexistent/w.safetensors"], "/nonexistent/w.safetensors: init_weights file not found"),
     (["--tile", "100"], "must be multiples of 2**depth"),
-    (["--hole-norm", "pixel"], "hole_norm must be one of image, hole, got 'pixel'"),
+    (["--hole-norm", "pixel"], "hole_norm must be one of image, hole, lowpass, got 'pixel'"),
     (["--psnr-weight", "-0.1"], "psnr_weight must be >= 0, got -0.1"),
     (["--refine", "-1"], "refine must be >= 0, got -1"),
     (["--refine-only"], "refine_only needs refine > 0 and init_weights"),
