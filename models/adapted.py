@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from models.blur import gaussian_kernel, separable_blur
 from models.ensemble import MaxResUNet
 from models.resunet import ResUNet
 
@@ -83,23 +84,12 @@ class FilterBank(nn.Module):
             self.register_buffer(f"g{i}", self._kernel(sigma), persistent=False)
             self.register_buffer(f"h{i}", self._kernel(2 * sigma), persistent=False)
 
-    @staticmethod
-    def _kernel(sigma: float) -> torch.Tensor:
-        radius = max(1, int(round(3 * sigma)))
-        x = torch.arange(-radius, radius + 1, dtype=torch.float32)
-        k = torch.exp(-0.5 * (x / sigma) ** 2)
-        return k / k.sum()
+    _kernel = staticmethod(gaussian_kernel)
+    _blur = staticmethod(separable_blur)
 
     @property
     def channels(self) -> int:
         return 3 + 6 * len(self.scales)
-
-    @staticmethod
-    def _blur(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        c, r = x.shape[1], k.numel() // 2
-        x = nn.functional.pad(x, (r, r, r, r), mode="reflect" if min(x.shape[-2:]) > r else "replicate")
-        x = nn.functional.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-        return nn.functional.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lum = x.mean(dim=1, keepdim=True)  # (B, 1, H, W)

@@ -28,6 +28,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from models.blur import gaussian_kernel, separable_blur
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -180,18 +182,6 @@ HOLE_NORMS = ("image", "hole", "lowpass")
 LOWPASS_SIGMA = 2.0  # px: hole_norm "lowpass" compares the fill with the truth below this Gaussian's band
 
 
-def gaussian_blur(x: torch.Tensor, sigma: float = LOWPASS_SIGMA) -> torch.Tensor:
-    """(B, C, H, W) blurred per channel by a separable Gaussian (radius 3 sigma, reflected edges)."""
-    radius = max(1, round(3 * sigma))
-    t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
-    k = torch.exp(-0.5 * (t / sigma) ** 2)
-    k = k / k.sum()
-    c = x.shape[1]
-    x = F.pad(x, (radius, radius, radius, radius), mode="reflect")
-    x = F.conv2d(x, k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
-    return F.conv2d(x, k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
-
-
 class InpaintingLoss(nn.Module):
     """The paper's loss; `forward` returns the total and each term (detached) for logging.
 
@@ -229,7 +219,11 @@ class InpaintingLoss(nn.Module):
         # pred, target: (B, 3, H, W); mask: (B, 1, H, W), 1 = valid
         hole = 1.0 - mask
         comp = mask * target + hole * pred
-        error = (gaussian_blur(comp) - gaussian_blur(target)) if self.hole_norm == "lowpass" else (pred - target)
+        if self.hole_norm == "lowpass":
+            k = gaussian_kernel(LOWPASS_SIGMA).to(comp)
+            error = separable_blur(comp, k) - separable_blur(target, k)
+        else:
+            error = pred - target
         terms = {
             "valid": (mask * (pred - target)).abs().mean(),
             "hole": self._hole_l1(hole, error.abs()),
