@@ -181,19 +181,15 @@ def stage_fill(model: Any, strategy: str = "boxes", tile: int = 256, overlap: in
     """`fill(image, region)` as the inpaint stage fills one chunk at its defaults: the network on boxes around the
     damage (`inpaint_boxes`; or on every tile holding a hole, `strategy` 'tiles'), then the copied texture layer at
     strength `grain` (0: none). The region is filled as given (a rule's dilation is the stage's `--dilate`)."""
-    from pipeline.stages.inpaint import inpaint_image
-    from pipeline.stages.inpaint_boxes import inpaint_boxes
+    from pipeline.stages.inpaint_boxes import STRATEGIES, network_fill
     from pipeline.stages.inpaint_grain import GrainConfig, add_grain
 
-    if strategy not in ("boxes", "tiles"):
+    if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be 'boxes' or 'tiles', got {strategy!r}")
     texture = GrainConfig(alpha=grain, sigma=grain_sigma)  # raises on a bad strength or sigma
 
     def fill(image: np.ndarray, region: np.ndarray) -> np.ndarray:
-        if strategy == "tiles":
-            out = inpaint_image(image, region, model, tile=tile, overlap=overlap)
-        else:
-            out = inpaint_boxes(image, region, model, tile=tile, overlap=overlap, margin=margin)
+        out = network_fill(image, region, model, strategy=strategy, tile=tile, overlap=overlap, margin=margin)
         return add_grain(out, image, region, texture) if grain else out
 
     return fill

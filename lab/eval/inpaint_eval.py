@@ -49,8 +49,8 @@ from lab.synthesis.masks import BINS, KINDS, bin_name, mask_in_bin
 from models.smooth_fill import biharmonic_cg, harmonic_fill
 from pipeline.errors import InputError
 from pipeline.io.image_io import from_float, read_image, write_png
-from pipeline.stages.inpaint import dilate_hole, inpaint_image, load_edited_mask
-from pipeline.stages.inpaint_boxes import inpaint_boxes
+from pipeline.stages.inpaint import dilate_hole, load_edited_mask
+from pipeline.stages.inpaint_boxes import STRATEGIES, network_fill
 from pipeline.stages.inpaint_grain import GrainConfig, add_grain
 
 CLASSICAL = ("telea", "ns", "biharmonic", "fsr", "harmonic", "fast_biharmonic")
@@ -81,7 +81,7 @@ class EvalConfig:
     def __post_init__(self) -> None:
         for alpha in self.grain_alphas:
             GrainConfig(alpha=alpha, sigma=self.grain_sigma)  # raises on a bad strength or sigma
-        if self.strategy not in ("tiles", "boxes"):
+        if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be 'tiles' or 'boxes', got {self.strategy!r}")
         if self.masks_per_bin < 1:
             raise ValueError(f"masks_per_bin must be >= 1, got {self.masks_per_bin}")
@@ -141,10 +141,8 @@ def result_methods(result: dict[str, Any]) -> list[str]:
 
 
 def _model_fill(model: torch.nn.Module, clean: np.ndarray, hole: np.ndarray, cfg: EvalConfig) -> np.ndarray:
-    if cfg.strategy == "boxes":
-        return inpaint_boxes(clean, hole, model, tile=cfg.tile, overlap=cfg.overlap, margin=cfg.margin,
-                             bf16=cfg.bf16)
-    return inpaint_image(clean, hole, model, tile=cfg.tile, overlap=cfg.overlap, bf16=cfg.bf16)
+    return network_fill(clean, hole, model, strategy=cfg.strategy, tile=cfg.tile, overlap=cfg.overlap,
+                        margin=cfg.margin, bf16=cfg.bf16)
 
 
 def score(clean: np.ndarray, filled: np.ndarray, hole: np.ndarray) -> dict[str, float]:

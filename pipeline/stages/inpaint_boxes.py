@@ -169,3 +169,20 @@ class _CallCounter(torch.nn.Module):
         self.stats.network_calls += 1
         self.stats.network_pixels += int(x.shape[0] * x.shape[-2] * x.shape[-1])
         return self.inner(x, m)
+
+
+STRATEGIES = ("boxes", "tiles")  # where the inpaint stage runs the network: damage boxes, or every holed tile
+
+
+def network_fill(image: np.ndarray, hole: np.ndarray, model: torch.nn.Module, *, strategy: str = "boxes",
+                 tile: int = 256, overlap: int = 64, dilate: int = 0, margin: int = 24, batch: int = 8,
+                 core: Box | None = None, stats: BoxStats | None = None, bf16: bool = False) -> np.ndarray:
+    """The network's composite over `hole` as the inpaint stage runs it: on boxes around the damage
+    (`inpaint_boxes`, with `margin`, `batch`, `core` and `stats`), or with `strategy` 'tiles' on every tile of the
+    overlapping grid that holds a hole pixel (`inpaint_image`)."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be 'boxes' or 'tiles', got {strategy!r}")
+    if strategy == "tiles":
+        return inpaint_image(image, hole, model, tile=tile, overlap=overlap, dilate=dilate, bf16=bf16)
+    return inpaint_boxes(image, hole, model, tile=tile, overlap=overlap, dilate=dilate, margin=margin, batch=batch,
+                         core=core, stats=stats, bf16=bf16)

@@ -85,7 +85,9 @@ class InpaintStageConfig:
     manifest: str = field(default_factory=default_manifest)
 
     def __post_init__(self) -> None:
-        if self.strategy not in ("boxes", "tiles"):
+        from pipeline.stages.inpaint_boxes import STRATEGIES
+
+        if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be 'boxes' or 'tiles', got {self.strategy!r}")
         if self.margin < 0 or self.batch < 1:
             raise ValueError(f"need margin >= 0 and batch >= 1, got {self.margin} and {self.batch}")
@@ -139,8 +141,7 @@ class _InpaintChunk:
                  origin: tuple[int, int] = (0, 0)) -> tuple[list[np.ndarray], dict[str, Any]]:
         """Fill one chunk (`scan`, `mask` read with `halo`); with the grain on, `context` is the scan and mask
         read with `grain_halo`, and `origin` the image position of `scan`'s first pixel."""
-        from pipeline.stages.inpaint import inpaint_image
-        from pipeline.stages.inpaint_boxes import BoxStats, inpaint_boxes
+        from pipeline.stages.inpaint_boxes import BoxStats, network_fill
 
         cfg = self.config
         bf16 = cfg.precision == "bf16"
@@ -150,13 +151,10 @@ class _InpaintChunk:
         halo = cfg.halo
         core = (halo, hole.shape[0] - halo, halo, hole.shape[1] - halo)
         facts: dict[str, Any] = {"hole_pixels": int(hole[core[0] : core[1], core[2] : core[3]].sum())}
-        if cfg.strategy == "tiles":
-            out = inpaint_image(image, hole, model, tile=cfg.tile, overlap=cfg.overlap, dilate=cfg.dilate,
-                                bf16=bf16)
-        else:
-            stats = BoxStats()
-            out = inpaint_boxes(image, hole, model, tile=cfg.tile, overlap=cfg.overlap, dilate=cfg.dilate,
-                                margin=cfg.margin, batch=cfg.batch, stats=stats, core=core, bf16=bf16)
+        stats = BoxStats()
+        out = network_fill(image, hole, model, strategy=cfg.strategy, tile=cfg.tile, overlap=cfg.overlap,
+                           dilate=cfg.dilate, margin=cfg.margin, batch=cfg.batch, core=core, stats=stats, bf16=bf16)
+        if cfg.strategy == "boxes":
             facts.update(boxes=stats.boxes, network_calls=stats.network_calls,
                          network_pixels=stats.network_pixels)
         if cfg.grain:
