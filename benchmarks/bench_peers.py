@@ -51,17 +51,18 @@ from benchmarks.bench_restore import json_subprocess, kept_scan, make_scan, run_
 from benchmarks.peer_methods import METHODS  # noqa: E402
 from pipeline.engine.memory import ENVIRONMENT  # noqa: E402
 from pipeline.io.store import group_info  # noqa: E402
-from pipeline.stages.detect import DEFAULT_TTA  # noqa: E402
+from pipeline.stages.detect import DEFAULT_COARSE_LOSS, DEFAULT_TTA  # noqa: E402
 
 PEER_PYTHON = "/work/venv-peers/bin/python"
 
 
 def run_method(method: str, scan: Path, store: Path, out: Path, threads: int, tta: int, python: str,
-               peer_heap: str = "default") -> dict:
+               peer_heap: str = "default", coarse_loss: bool = DEFAULT_COARSE_LOSS) -> dict:
     """One run of `method` in a fresh subprocess pinned to `threads` cores; its JSON row.
 
     Ours runs with the C heap settings the `retouch` command makes (`pipeline.engine.memory`); a peer with
-    glibc's defaults, as it ships (`peer_heap` "default"), or with the same settings ("kept")."""
+    glibc's defaults, as it ships (`peer_heap` "default"), or with the same settings ("kept"). `coarse_loss`
+    is ours only (the peers run no coarse pass)."""
     exe = sys.executable if method == "ours" else python
     out.mkdir(parents=True, exist_ok=True)
     base = {k: v for k, v in os.environ.items() if k not in ENVIRONMENT}
@@ -69,7 +70,8 @@ def run_method(method: str, scan: Path, store: Path, out: Path, threads: int, tt
     env = {**base, "PYTHONPATH": str(REPO), **(ENVIRONMENT if heap == "kept" else {})}
     cores = sorted(os.sched_getaffinity(0))[:threads]
     pin = None if len(cores) == len(os.sched_getaffinity(0)) else (lambda: os.sched_setaffinity(0, cores))
-    args = [exe, "-m", "benchmarks.peer_methods", method, str(scan), str(store), str(out), str(threads), str(tta)]
+    args = [exe, "-m", "benchmarks.peer_methods", method, str(scan), str(store), str(out), str(threads), str(tta),
+            "coarse" if coarse_loss else "plain"]
     row = json_subprocess(method, args, env=env, preexec_fn=pin) | {"heap": heap}
     print(f"  {method}: {row['seconds']:.1f} s, CPU {row['cpu_s']:.1f} s, peak RSS {row['peak_rss_mb']:.0f} MB",
           file=sys.stderr, flush=True)
@@ -140,6 +142,9 @@ def main() -> None:
     parser.add_argument("--peer-python", default=PEER_PYTHON, help="the venv with monai and tiatoolbox")
     parser.add_argument("--peer-heap", choices=["default", "kept"], default="default",
                         help="the peers' C heap: glibc's defaults (as they ship) or ours (pipeline.engine.memory)")
+    parser.add_argument("--coarse-loss", action=argparse.BooleanOptionalAction, default=DEFAULT_COARSE_LOSS,
+                        help="ours with the stage's coarse paint-loss pass (default: the stage's default); "
+                             "--no-coarse-loss runs the network passes the peers run")
     parser.add_argument("--dir", type=Path, default=None, help="where the scan, store and outputs go")
     parser.add_argument("--reuse", action="store_true",
                         help="reuse the complete scan and store of this side and damage in --dir")
@@ -164,7 +169,7 @@ def main() -> None:
     rows, outputs = {}, {}
     for method in args.methods:
         runs = [run_method(method, scan, store, scratch / "out", args.threads, args.tta, args.peer_python,
-                           args.peer_heap) for _ in range(args.repeats)]
+                           args.peer_heap, args.coarse_loss) for _ in range(args.repeats)]
         best = min(runs, key=lambda r: r["seconds"])
         outputs[method] = best["output"]
         rows[method] = {"runs": runs, "seconds_min": best["seconds"],
@@ -195,7 +200,8 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps({
             "command": shlex.join(["benchmarks/bench_peers.py", *sys.argv[1:]]), "side": args.side,
-            "mp": args.side**2 / 1e6, "threads": args.threads, "tta": args.tta, "cores": os.cpu_count(),
+            "mp": args.side**2 / 1e6, "threads": args.threads, "tta": args.tta, "coarse_loss": args.coarse_loss,
+            "cores": os.cpu_count(),
             "load_average": os.getloadavg(), "rows": rows}, indent=1) + "\n")
 
 

@@ -1,11 +1,13 @@
 """The three detect runs that bench_peers.py compares, one per subprocess: `python -m benchmarks.peer_methods
-METHOD SCAN STORE OUT THREADS TTA`, from the repository root. It prints one JSON line: the timed seconds, the
-CPU seconds of the process and its children, the peak RSS of the process tree (sampled every 0.1 s from start
-to end, model loading included), ru_maxrss, and the versions used.
+METHOD SCAN STORE OUT THREADS TTA [coarse|plain]`, from the repository root. It prints one JSON line: the
+timed seconds, the CPU seconds of the process and its children, the peak RSS of the process tree (sampled
+every 0.1 s from start to end, model loading included), ru_maxrss, and the versions used.
 
 - ours: `detect(STORE)` with the default DetectConfig (its default weights, tile = chunk + 2 x halo, the halo
-  cropped) apart from `tta`, on a local Dask cluster of THREADS single-threaded workers started before the
-  clock. Its outputs land in STORE (probabilities, labels, their pyramids, provenance).
+  cropped) apart from `tta` and, when a 7th argument is given, the coarse paint-loss pass (`coarse` or `plain`;
+  the peers have no such pass, so `plain` runs the same network passes as they do), on a local Dask cluster
+  of THREADS single-threaded workers started before the clock. Its outputs land in STORE (probabilities,
+  labels, their pyramids, provenance).
 - monai: the same network (models.weights.load_model: safetensors, sha256 checked) under
   `monai.inferers.sliding_window_inference` over the whole scan read from SCAN into memory, roi = the stage's
   tile, windows `chunk` px apart (overlap = 2 x halo), Gaussian blending, the same views and precision
@@ -33,7 +35,7 @@ import numpy as np
 import models  # noqa: F401  (torchvision importable next to the CPU torch, before tiatoolbox imports it)
 from benchmarks.bench_restore import RSS_SAMPLER
 from benchmarks.cpu_time import process_cpu_seconds
-from pipeline.stages.detect import DEFAULT_WEIGHTS, DetectConfig, probabilities_and_labels
+from pipeline.stages.detect import DEFAULT_COARSE_LOSS, DEFAULT_WEIGHTS, DetectConfig, probabilities_and_labels
 
 METHODS = ("ours", "monai", "tiatoolbox")
 
@@ -42,9 +44,10 @@ def versions(*names: str) -> dict[str, str]:
     return {name: metadata.version(name) for name in ("torch", "numpy", "zarr", *names)}
 
 
-def stage_config(tta: int) -> DetectConfig:
-    """The detect stage's default config with `tta` views, resolved for this machine (precision decided)."""
-    return DetectConfig(weights=DEFAULT_WEIGHTS, tta=tta).resolved()
+def stage_config(tta: int, coarse_loss: bool = DEFAULT_COARSE_LOSS) -> DetectConfig:
+    """The detect stage's default config with `tta` views and the coarse pass on or off, resolved for this
+    machine (precision decided)."""
+    return DetectConfig(weights=DEFAULT_WEIGHTS, tta=tta, coarse_loss=coarse_loss).resolved()
 
 
 def geometry(store: str, config: DetectConfig) -> tuple[int, int]:
@@ -58,11 +61,12 @@ def geometry(store: str, config: DetectConfig) -> tuple[int, int]:
     return tile, chunk
 
 
-def run_ours(scan: str, store: str, out: Path, threads: int, tta: int) -> dict[str, Any]:
+def run_ours(scan: str, store: str, out: Path, threads: int, tta: int,
+             coarse_loss: bool = DEFAULT_COARSE_LOSS) -> dict[str, Any]:
     from pipeline.engine.runner import EngineConfig, close_local_clusters, local_cluster
     from pipeline.stages.detect import detect
 
-    config = stage_config(tta)
+    config = stage_config(tta, coarse_loss)
     engine = EngineConfig(workers=threads, torch_threads=1, progress=False)
     if engine.scheduler != "threads":
         local_cluster(engine)  # before the clock, as `retouch run` starts it once for all its stages
@@ -70,7 +74,7 @@ def run_ours(scan: str, store: str, out: Path, threads: int, tta: int) -> dict[s
     detect(store, config, engine, force=True)
     row = {"seconds": time.perf_counter() - start, "cpu_s": process_cpu_seconds() - cpu,
            "output": f"{store}/damage/probabilities/0", "layout": f"{threads} workers x 1 thread",
-           "precision": config.precision, "versions": versions("dask")}
+           "precision": config.precision, "coarse_loss": config.coarse_loss, "versions": versions("dask")}
     close_local_clusters()
     return row
 
@@ -188,8 +192,12 @@ def main() -> None:
     exec(RSS_SAMPLER, sampler)  # noqa: S102  (the benchmarks' shared RSS sampler thread)
     method, scan, store, out = sys.argv[1:5]
     threads, tta = int(sys.argv[5]), int(sys.argv[6])
-    run = {"ours": run_ours, "monai": run_monai, "tiatoolbox": run_tiatoolbox}[method]
-    row = run(scan, store, Path(out), threads, tta)
+    if method == "ours":
+        coarse = sys.argv[7] == "coarse" if len(sys.argv) > 7 else DEFAULT_COARSE_LOSS
+        row = run_ours(scan, store, Path(out), threads, tta, coarse)
+    else:
+        run = {"monai": run_monai, "tiatoolbox": run_tiatoolbox}[method]
+        row = run(scan, store, Path(out), threads, tta)
     time.sleep(0.2)
     row |= {"peak_rss_mb": sampler["peak"][0] / 2**20,
             "ru_maxrss_self_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
