@@ -17,6 +17,7 @@ from pipeline.stages.adapt import (
     GATE_SIGMA,
     REACH,
     SMOOTH_LOSS,
+    SUPPORT_LOSS,
     AdaptConfig,
 )
 from pipeline.stages.detect import (
@@ -107,6 +108,9 @@ class AdaptParams(_Params):
     beside: int = Field(BESIDE, ge=0, le=8, description="px beside a crack the base found, away from its ends, "
                         "where the craquelure head may not add: it lengthens cracks, it does not thicken them "
                         "(0 = it may; needs a reach)")
+    support_loss: float = Field(SUPPORT_LOSS, ge=0.0, lt=1.0, description="a region the paint-loss head adds "
+                                "counts only where the base gives one of its pixels at least this probability "
+                                "(0 = every region counts)")
     smooth_loss: float = Field(SMOOTH_LOSS, ge=0.0, le=32.0, description="Gaussian sigma (px) over which the "
                                "paint-loss head's pixels vote together (0 = each pixel alone)")
     clamp_loss: float = Field(CLAMP_LOSS, ge=0.0, le=20.0, description="bound of the paint-loss head's logits "

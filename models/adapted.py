@@ -50,6 +50,18 @@ def grown(seed: np.ndarray, room: np.ndarray, steps: int) -> np.ndarray:
     return joined.astype(bool)
 
 
+def supported(adds: np.ndarray, found: np.ndarray, support: np.ndarray) -> np.ndarray:
+    """The bool (H, W) pixels of the bool `adds` whose 8-connected region of `adds` | `found` holds a pixel of the
+    bool `support` (`found` is part of it: a region joined to a detection is supported by it)."""
+    count, labels = cv2.connectedComponents((adds | found).astype(np.uint8), connectivity=8)
+    if count <= 1:
+        return adds
+    keep = np.zeros(count, bool)
+    keep[np.unique(labels[(adds | found) & support])] = True
+    keep[0] = False
+    return adds & keep[labels]
+
+
 def beside_ends(mask: np.ndarray, width: int) -> np.ndarray:
     """The bool (H, W) pixels within `width` px (a square) beside the bool `mask`, outside it, that are more than
     END_RADIUS px from the end points of its skeleton (a skeleton pixel with one 8-neighbour, or none)."""
@@ -174,13 +186,17 @@ class AdaptedDetector(nn.Module):
     they join the base's detections (after the veto) through other additions in at most `reach` steps of
     8-connected growth; the others keep the base's logit. With `beside` > 0 as well (px, per class) the head
     may not add within that many px beside a base detection, away from its ends (END_RADIUS px around the
-    end points of its skeleton): it lengthens a crack or bridges a gap, it does not thicken it."""
+    end points of its skeleton): it lengthens a crack or bridges a gap, it does not thicken it. With `support` > 0
+    (per class) a region of additions (8-connected pixels the head adds and the base, after the veto, does not flag,
+    with the base's detections it joins) counts only where the base gives one of its pixels a probability of at
+    least `support`: the head completes what the base half saw, and does not start marks where it saw nothing."""
 
     def __init__(self, base: str, base_args: dict[str, Any], adapted: Sequence[int], hidden: int = 32,
                  scales: Sequence[float] = DEFAULT_SCALES, smooth: float | Sequence[float] = 0.0,
                  union: bool = False, add: float | Sequence[float] = 0.5, veto: bool = False,
                  clamp: float | Sequence[float] = 0.0, gate: float | Sequence[float] = 0.0,
-                 gate_sigma: float = 4.0, reach: int | Sequence[int] = 0, beside: int | Sequence[int] = 0) -> None:
+                 gate_sigma: float = 4.0, reach: int | Sequence[int] = 0, beside: int | Sequence[int] = 0,
+                 support: float | Sequence[float] = 0.0) -> None:
         super().__init__()
         if base not in BASES:
             raise ValueError(f"unknown base {base!r}; choose one of {', '.join(sorted(BASES))}")
@@ -216,6 +232,9 @@ class AdaptedDetector(nn.Module):
         self.beside = [int(v) for v in _per_class(beside, len(self.adapted), "beside")]
         if any(v < 0 or (v and not r) for v, r in zip(self.beside, self.reach, strict=True)):
             raise ValueError(f"beside must be >= 0 and needs a reach, got {beside} (reach {self.reach})")
+        self.support = _per_class(support, len(self.adapted), "support")
+        if not all(0.0 <= v < 1.0 for v in self.support) or (any(self.support) and not self.union):
+            raise ValueError(f"support must be in [0, 1) and needs union, got {support} (union {union})")
         self.add = _per_class(add, len(self.adapted), "add")
         if not all(0.0 < v < 1.0 for v in self.add):
             raise ValueError(f"add must be in (0, 1), got {add}")
@@ -240,7 +259,8 @@ class AdaptedDetector(nn.Module):
                 veto = self._per_pixel(self.veto, feats, logits, filters)
                 vetoed = (veto > 0) & (self.veto_on.view(1, -1, 1, 1) > 0)
                 base = torch.where(vetoed, torch.minimum(base, -veto), base)
-            new = torch.maximum(self._joined(new - self.shift, base) if any(self.reach) else new - self.shift, base)
+            head = self._joined(new - self.shift, base) if any(self.reach) else new - self.shift
+            new = torch.maximum(self._supported(head, base) if any(self.support) else head, base)
         out = [new[:, self.adapted.index(c)] if c in self.adapted else logits[:, c] for c in range(logits.shape[1])]
         return torch.stack(out, dim=1)  # (B, K, H, W)
 
@@ -274,6 +294,24 @@ class AdaptedDetector(nn.Module):
                     joined = torch.from_numpy(np.stack([_joined_one(s, a, steps, side) for s, a in zip(
                         seed[:, 0].cpu().numpy(), adds[:, 0].cpu().numpy(), strict=True)]))[:, None]
                     logit = torch.where(adds & ~joined.to(logit.device), torch.full_like(logit, GATE_OFF), logit)
+            parts.append(logit)
+        return torch.cat(parts, dim=1)
+
+    def _supported(self, head: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+        """(B, A, H, W) `head` logits with each class's additions (head positive, base not) set to GATE_OFF where
+        their region, with the base's detections it joins, holds no pixel of base probability `support` or more
+        (a class of support 0 unchanged)."""
+        parts = []
+        for i, level in enumerate(self.support):
+            logit = head[:, i: i + 1]
+            if level:
+                adds = (logit > 0) & (base[:, i: i + 1] <= 0)
+                if adds.any():
+                    found = (base[:, i, None] > 0)[:, 0].cpu().numpy()
+                    held = (base[:, i: i + 1] >= math.log(level / (1.0 - level)))[:, 0].cpu().numpy()
+                    kept = torch.from_numpy(np.stack([supported(a, f, h) for a, f, h in zip(
+                        adds[:, 0].cpu().numpy(), found, held, strict=True)]))[:, None]
+                    logit = torch.where(adds & ~kept.to(logit.device), torch.full_like(logit, GATE_OFF), logit)
             parts.append(logit)
         return torch.cat(parts, dim=1)
 

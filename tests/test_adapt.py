@@ -330,6 +330,17 @@ def test_strokes_of_one_damage_class_adapt_that_class_only(tmp_path: Path, tiny_
     assert adapted.reach == [AdaptConfig().reach]  # the craquelure head's reach travels with the weights
 
 
+def test_the_loss_support_travels_with_the_adapted_weights(tmp_path: Path, tiny_weights: Path) -> None:
+    from models.weights import load_model
+
+    store, _ = _store(tmp_path)
+    marks = save_png(tmp_path, strokes(LOSSES[:2], CLEAN_SPOTS))
+    result = adapt(store, marks, AdaptConfig(steps=20, support_loss=0.05))
+    assert result.summary["adapted_classes"] == ["paint_loss"]
+    adapted, _ = load_model("adapted", Path(store) / WEIGHTS_GROUP / "manifest.json")
+    assert adapted.support == [0.05]
+
+
 def test_adapt_flow_fits_then_detects_with_the_adapted_weights(tmp_path: Path, tiny_weights: Path,
                                                                prefect_harness: None) -> None:
     from flows.adapt import adapt_flow
@@ -356,8 +367,19 @@ def test_the_command_line_spells_the_adapt_base_as_the_stage_does() -> None:
     from flows.cli.common import ADAPT_GATE_SIGMA as CLI_GATE_SIGMA
     from flows.cli.common import ADAPT_REACH as CLI_REACH
     from flows.cli.common import ADAPT_SMOOTH_LOSS as CLI_SMOOTH_LOSS
+    from flows.cli.common import ADAPT_SUPPORT_LOSS as CLI_SUPPORT_LOSS
     from flows.params import AdaptParams
-    from pipeline.stages.adapt import ADD, ADD_LOSS, BESIDE, CLAMP_LOSS, GATE_LOSS, GATE_SIGMA, REACH, SMOOTH_LOSS
+    from pipeline.stages.adapt import (
+        ADD,
+        ADD_LOSS,
+        BESIDE,
+        CLAMP_LOSS,
+        GATE_LOSS,
+        GATE_SIGMA,
+        REACH,
+        SMOOTH_LOSS,
+        SUPPORT_LOSS,
+    )
 
     assert CLI_BASE == ADAPT_BASE == AdaptParams().base == AdaptConfig().base
     assert CLI_ADD == ADD == AdaptParams().add == AdaptConfig().add
@@ -368,6 +390,7 @@ def test_the_command_line_spells_the_adapt_base_as_the_stage_does() -> None:
     assert CLI_GATE_SIGMA == GATE_SIGMA == AdaptParams().gate_sigma == AdaptConfig().gate_sigma
     assert CLI_REACH == REACH == AdaptParams().reach == AdaptConfig().reach
     assert CLI_BESIDE == BESIDE == AdaptParams().beside == AdaptConfig().beside
+    assert CLI_SUPPORT_LOSS == SUPPORT_LOSS == AdaptParams().support_loss == AdaptConfig().support_loss
 
 
 @pytest.mark.parametrize(("fields", "message"), [
@@ -405,6 +428,12 @@ def test_the_adding_threshold_reaches_the_fit_and_is_bounded() -> None:
     assert AdaptConfig().reach_args([0, 1]) == {"reach": [32, 0], "beside": [2, 0]}
     no_beside = AdaptParams(beside=0).config()
     assert no_beside.reach_args([0]) == {"reach": [32]} and "beside" not in no_beside.key_params()
+    supported = AdaptParams(support_loss=0.02).config()  # paint loss only; off: arguments and key as before
+    assert supported.support_args([0, 1]) == {"support": [0.0, 0.02]} and supported.key_params()["support_loss"] == 0.02
+    assert AdaptConfig().support_args([0, 1]) == {} and "support_loss" not in AdaptConfig().key_params()
+    assert dataclasses.replace(supported, union=False).support_args([1]) == {}
+    with pytest.raises(ValidationError):
+        AdaptParams(support_loss=1.0)
     for bad in (0.0, 1.0, 1.5):
         with pytest.raises(ValidationError):
             AdaptParams(add=bad)

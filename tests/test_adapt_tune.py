@@ -117,6 +117,32 @@ def test_the_reach_keeps_the_head_s_additions_that_extend_the_base_s_cracks_and_
         AdaptedDetector("resunet", args, [0], union=True, reach=-1)
 
 
+def test_the_support_keeps_the_loss_head_s_regions_the_base_half_saw_and_drops_the_others() -> None:
+    from models.adapted import GATE_OFF, AdaptedDetector
+
+    args = {"decoder_channels": [16, 16, 16, 16, 8]}
+    base = torch.full((1, 2, 64, 128), -8.0)
+    base[:, 1, 10:20, 10:20] = 5.0  # a loss the base found
+    base[:, 1, 40:42, 30:32] = -2.0  # a faint sign of another (probability 0.12), no detection
+    head = torch.full((1, 2, 64, 128), -5.0)
+    head[:, :, 10:20, 20:40] = 3.0  # the head widens the found loss (touching it: the base's detection supports it)
+    head[:, :, 35:50, 25:45] = 3.0  # and marks the faint one whole
+    head[:, :, 35:50, 80:100] = 3.0  # and a region where the base saw nothing
+    model = AdaptedDetector("resunet", args, [0, 1], union=True, support=[0.0, 0.05])
+    kept = model._supported(head, base)
+    loss = kept[0, 1]
+    assert (loss[10:20, 20:40] == 3.0).all() and (loss[35:50, 25:45] == 3.0).all()
+    assert (loss[35:50, 80:100] == GATE_OFF).all()
+    assert torch.equal(kept[:, 0], head[:, 0])  # support 0: the class as the head has it
+    strict = AdaptedDetector("resunet", args, [1], union=True, support=0.2)  # 0.12 is under 0.2: the faint one goes
+    loss = strict._supported(head[:, 1:], base[:, 1:])[0, 0]
+    assert (loss[35:50, 25:45] == GATE_OFF).all() and (loss[10:20, 20:40] == 3.0).all()
+    with pytest.raises(ValueError, match="support must be in \\[0, 1\\) and needs union"):
+        AdaptedDetector("resunet", args, [1], support=0.05)
+    with pytest.raises(ValueError, match="support must be in"):
+        AdaptedDetector("resunet", args, [1], union=True, support=1.0)
+
+
 def test_beside_keeps_a_crack_s_lengthening_and_drops_its_thickening() -> None:
     from models.adapted import GATE_OFF, AdaptedDetector
 

@@ -185,6 +185,7 @@ ADAPT_GATE_LOSS = 0.0  # pipeline.stages.adapt.GATE_LOSS, likewise (a test check
 ADAPT_GATE_SIGMA = 4.0  # pipeline.stages.adapt.GATE_SIGMA, likewise (a test checks)
 ADAPT_REACH = 32  # pipeline.stages.adapt.REACH, likewise (a test checks)
 ADAPT_BESIDE = 2  # pipeline.stages.adapt.BESIDE, likewise (a test checks)
+ADAPT_SUPPORT_LOSS = 0.0  # pipeline.stages.adapt.SUPPORT_LOSS, likewise (a test checks)
 DEFAULT_COARSE_LOSS = True  # pipeline.stages.detect.DEFAULT_COARSE_LOSS, likewise (a test checks)
 DEFAULT_MIN_CRACK = 0  # pipeline.stages.detect.DEFAULT_MIN_CRACK, likewise (a test checks)
 DEFAULT_BORDER = 0  # pipeline.stages.detect.DEFAULT_BORDER, likewise (a test checks)

@@ -327,6 +327,10 @@ def evaluate_adapt_command(
     beside: Annotated[int | None, typer.Option(help="px beside a base crack, away from its ends, where the "
                                                     "craquelure head may not add (0 = it may; default: adapt's)",
                                                min=0)] = None,
+    support_loss: Annotated[float | None, typer.Option(help="a region the paint-loss head adds counts only where "
+                                                            "the base gives a pixel of it this probability (0 = "
+                                                            "every region; default: adapt's)", min=0.0, max=0.99)]
+    = None,
     smooth_loss: Annotated[float | None, typer.Option(help="sigma (px) of the paint-loss head's vote (default: "
                                                            "adapt's)", min=0.0)] = None,
     clamp_loss: Annotated[float | None, typer.Option(help="bound of the paint-loss head's logits before the vote "
@@ -379,8 +383,8 @@ def evaluate_adapt_command(
             raise typer.BadParameter(f"{name} must be in (0, 1), got {value}")
     config = AdaptConfig(hidden=hidden, veto=veto, union=union, scale=scale)
     changes = {"background": background, "base": base, "add": add, "add_loss": add_loss, "reach": reach,
-               "beside": beside, "smooth_loss": smooth_loss, "clamp_loss": clamp_loss, "gate_loss": gate_loss,
-               "gate_sigma": gate_sigma}
+               "beside": beside, "support_loss": support_loss, "smooth_loss": smooth_loss, "clamp_loss": clamp_loss,
+               "gate_loss": gate_loss, "gate_sigma": gate_sigma}
     config = dataclasses.replace(config, **{k: v for k, v in changes.items() if v is not None})
     try:
         plan = StrokePlan(informed=strokes == "informed", rounds=rounds)

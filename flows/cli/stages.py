@@ -17,6 +17,7 @@ from flows.cli.common import (
     ADAPT_GATE_SIGMA,
     ADAPT_REACH,
     ADAPT_SMOOTH_LOSS,
+    ADAPT_SUPPORT_LOSS,
     DEFAULT_BORDER,
     DEFAULT_COARSE_LOSS,
     DEFAULT_MIN_CRACK,
@@ -139,6 +140,10 @@ def adapt_command(
                                              "craquelure head may not add: it lengthens cracks, it does not "
                                              "thicken them (0 = it may; needs --reach)", min=0, max=8)]
     = ADAPT_BESIDE,
+    support_loss: Annotated[float, typer.Option(help="a region the paint-loss head adds counts only where the base "
+                                                     "gives one of its pixels at least this probability: the head "
+                                                     "completes what the base half saw (0 = every region counts)",
+                                                min=0.0, max=0.99)] = ADAPT_SUPPORT_LOSS,
     smooth_loss: Annotated[float, typer.Option(help="Gaussian sigma (px) over which the paint-loss head's pixels "
                                                     "vote together (0 = each alone; small losses the base "
                                                     "misses are found better with less)", min=0.0, max=32.0)]
@@ -179,8 +184,8 @@ def adapt_command(
     read_scribbles(source, (height, width))  # bad scribbles fail here, in one line, before any run starts
     check_device(device)
     params = AdaptParams(base=base, hidden=hidden, steps=steps, seed=seed, add=add, add_loss=add_loss, reach=reach,
-                         beside=beside, smooth_loss=smooth_loss, clamp_loss=clamp_loss, gate_loss=gate_loss,
-                         gate_sigma=gate_sigma, scale=scale, device=device)
+                         beside=beside, support_loss=support_loss, smooth_loss=smooth_loss, clamp_loss=clamp_loss,
+                         gate_loss=gate_loss, gate_sigma=gate_sigma, scale=scale, device=device)
     detect = DetectParams(threshold=threshold, tta=check_tta(tta), coarse_loss=coarse_loss, min_crack=min_crack,
                           border=border, scale=scale, device=device)
     start_flows()

@@ -48,6 +48,7 @@ GATE_LOSS = 0.0  # > 0: the paint-loss head speaks only where it holds that shar
 GATE_SIGMA = 4.0  # px: the Gaussian over which that share is taken
 REACH = 32  # px: the craquelure head only extends the base's cracks, its additions joining them within this (0 = off)
 BESIDE = 2  # px beside a base crack, away from its ends, where the craquelure head may not add (0 = off; with a reach)
+SUPPORT_LOSS = 0.0  # > 0: a region the paint-loss head adds counts only where the base gives a pixel of it this much
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,9 @@ class AdaptConfig:
     adds a pixel to the base's (`add` for craquelure, `add_loss` for paint loss), how far the craquelure head's
     additions may reach from the base's cracks (`reach` px of 8-connected growth through other additions; an
     addition that joins none is dropped, 0 = no such rule; with `union` only) and how far beside a base crack,
-    away from its ends, it may not add (`beside` px, 0 = it may; with a reach only), whether the clean
+    away from its ends, it may not add (`beside` px, 0 = it may; with a reach only), the base's probability that
+    one pixel of a region the paint-loss head adds must reach for the region to count (`support_loss`, 0 = no such
+    rule; with `union` only), whether the clean
     strokes veto the base's detections they cover and the ones like them (`veto`, fitted when they cover at
     least `veto_min_pixels` of them), the share of the negatives taken from unlabelled pixels (`background`,
     drawn from `background_cells` random squares, `background_per_cell` each), the factor by which the network sees
@@ -88,6 +91,7 @@ class AdaptConfig:
     add_loss: float = ADD_LOSS
     reach: int = REACH
     beside: int = BESIDE
+    support_loss: float = SUPPORT_LOSS
     veto: bool = True
     veto_min_pixels: int = 20
     background: float = 0.3
@@ -114,6 +118,8 @@ class AdaptConfig:
                              f"{self.add_loss}, {self.veto_min_pixels}")
         if self.reach < 0 or self.beside < 0:
             raise ValueError(f"reach and beside must be >= 0, got {self.reach}, {self.beside}")
+        if not 0.0 <= self.support_loss < 1.0:
+            raise ValueError(f"support_loss must be in [0, 1), got {self.support_loss}")
         if not 0.0 <= self.gate_loss < 1.0 or self.gate_sigma <= 0:
             raise ValueError(f"gate_loss must be in [0, 1) and gate_sigma > 0, got {self.gate_loss}, {self.gate_sigma}")
         if self.cell < 32 or self.context < 0 or (self.cell + 2 * self.context) % 32:
@@ -146,6 +152,12 @@ class AdaptConfig:
         args = {"reach": [0 if c == 1 else self.reach for c in adapted]}
         return {**args, "beside": [0 if c == 1 else self.beside for c in adapted]} if self.beside else args
 
+    def support_args(self, adapted: list[int]) -> dict[str, Any]:
+        """The adapted detector's `support` (paint loss only), none when off (the weights then read as before)."""
+        if not (self.support_loss and self.union):
+            return {}
+        return {"support": [self.support_loss if c == 1 else 0.0 for c in adapted]}
+
     def key_params(self) -> dict[str, Any]:
         """The settings that decide the adapted weights: all but the manifest path and device, the gate's and
         the reach's only when on (so a store adapted before they existed keeps its key)."""
@@ -156,6 +168,8 @@ class AdaptConfig:
             del params["reach"]
         if not (self.beside and self.reaches):
             del params["beside"]
+        if not self.support_args([1]):
+            del params["support_loss"]
         if self.scale == DEFAULT_SCALE:
             del params["scale"]
         return params
@@ -172,7 +186,7 @@ def build_adapted(base_name: str, manifest: Path, adapted: list[int], hidden: in
                   union: bool = False, add: float | list[float] = 0.5, veto: bool = False,
                   clamp: float | list[float] = 0.0, **options: Any) -> Any:
     """An AdaptedDetector over the verified base weights (heads not fitted) and the base's manifest entry;
-    `options` (the gate's, the reach) go to it as they are."""
+    `options` (the gate's, the reach, the support) go to it as they are."""
     from models.adapted import BASES, AdaptedDetector
     from models.weights import get_entry, load_state
 
@@ -192,7 +206,7 @@ def build_for(config: AdaptConfig, adapted: list[int]) -> Any:
     model, _ = build_adapted(config.base, Path(config.manifest), adapted, config.hidden, config.device,
                              config.scales, per_class["smooth"], config.union, per_class["add"],
                              config.veto and config.union, per_class["clamp"], **config.gate_args(adapted),
-                             **config.reach_args(adapted))
+                             **config.reach_args(adapted), **config.support_args(adapted))
     return model
 
 
@@ -289,7 +303,8 @@ def _save(model: Any, base_entry: Any, adapted: list[int], config: AdaptConfig, 
 
     arch_args = {"base": base_entry.architecture, "base_args": base_entry.arch_args, "adapted": adapted,
                  "hidden": config.hidden, "scales": list(config.scales), **config.per_class(adapted),
-                 **config.gate_args(adapted), **config.reach_args(adapted), "union": config.union,
+                 **config.gate_args(adapted), **config.reach_args(adapted), **config.support_args(adapted),
+                 "union": config.union,
                  "veto": config.veto and config.union}
     training = {"base": base_entry.name, "base_sha256": base_entry.sha256, "scribbles_digest": marks.digest,
                 "labelled_pixels": marks.counts, "fit": {k: v for k, v in asdict(config).items()
