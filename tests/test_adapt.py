@@ -358,39 +358,17 @@ def test_adapt_flow_fits_then_detects_with_the_adapted_weights(tmp_path: Path, t
 
 
 def test_the_command_line_spells_the_adapt_base_as_the_stage_does() -> None:
-    from flows.cli.common import ADAPT_ADD as CLI_ADD
-    from flows.cli.common import ADAPT_ADD_LOSS as CLI_ADD_LOSS
-    from flows.cli.common import ADAPT_BASE as CLI_BASE
-    from flows.cli.common import ADAPT_BESIDE as CLI_BESIDE
-    from flows.cli.common import ADAPT_CLAMP_LOSS as CLI_CLAMP_LOSS
-    from flows.cli.common import ADAPT_GATE_LOSS as CLI_GATE_LOSS
-    from flows.cli.common import ADAPT_GATE_SIGMA as CLI_GATE_SIGMA
-    from flows.cli.common import ADAPT_REACH as CLI_REACH
-    from flows.cli.common import ADAPT_SMOOTH_LOSS as CLI_SMOOTH_LOSS
-    from flows.cli.common import ADAPT_SUPPORT_LOSS as CLI_SUPPORT_LOSS
+    import flows.cli.common as cli
+    import pipeline.stages.adapt as stage
     from flows.params import AdaptParams
-    from pipeline.stages.adapt import (
-        ADD,
-        ADD_LOSS,
-        BESIDE,
-        CLAMP_LOSS,
-        GATE_LOSS,
-        GATE_SIGMA,
-        REACH,
-        SMOOTH_LOSS,
-        SUPPORT_LOSS,
-    )
 
-    assert CLI_BASE == ADAPT_BASE == AdaptParams().base == AdaptConfig().base
-    assert CLI_ADD == ADD == AdaptParams().add == AdaptConfig().add
-    assert CLI_ADD_LOSS == ADD_LOSS == AdaptParams().add_loss == AdaptConfig().add_loss
-    assert CLI_SMOOTH_LOSS == SMOOTH_LOSS == AdaptParams().smooth_loss == AdaptConfig().smooth_loss
-    assert CLI_CLAMP_LOSS == CLAMP_LOSS == AdaptParams().clamp_loss == AdaptConfig().clamp_loss
-    assert CLI_GATE_LOSS == GATE_LOSS == AdaptParams().gate_loss == AdaptConfig().gate_loss
-    assert CLI_GATE_SIGMA == GATE_SIGMA == AdaptParams().gate_sigma == AdaptConfig().gate_sigma
-    assert CLI_REACH == REACH == AdaptParams().reach == AdaptConfig().reach
-    assert CLI_BESIDE == BESIDE == AdaptParams().beside == AdaptConfig().beside
-    assert CLI_SUPPORT_LOSS == SUPPORT_LOSS == AdaptParams().support_loss == AdaptConfig().support_loss
+    assert cli.ADAPT_BASE == ADAPT_BASE == AdaptParams().base == AdaptConfig().base
+    for field, name in (("add", "ADD"), ("add_loss", "ADD_LOSS"), ("smooth_loss", "SMOOTH_LOSS"),
+                        ("clamp_loss", "CLAMP_LOSS"), ("gate_loss", "GATE_LOSS"), ("gate_sigma", "GATE_SIGMA"),
+                        ("reach", "REACH"), ("beside", "BESIDE"), ("support_loss", "SUPPORT_LOSS")):
+        spelled = (getattr(cli, f"ADAPT_{name}"), getattr(stage, name), getattr(AdaptParams(), field),
+                   getattr(AdaptConfig(), field))
+        assert len(set(spelled)) == 1, (field, spelled)
 
 
 @pytest.mark.parametrize(("fields", "message"), [
