@@ -307,7 +307,7 @@ class AdaptedDetector(nn.Module):
             if level:
                 adds = (logit > 0) & (base[:, i: i + 1] <= 0)
                 if adds.any():
-                    found = (base[:, i, None] > 0)[:, 0].cpu().numpy()
+                    found = (base[:, i] > 0).cpu().numpy()
                     held = (base[:, i: i + 1] >= math.log(level / (1.0 - level)))[:, 0].cpu().numpy()
                     kept = torch.from_numpy(np.stack([supported(a, f, h) for a, f, h in zip(
                         adds[:, 0].cpu().numpy(), found, held, strict=True)]))[:, None]

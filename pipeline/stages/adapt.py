@@ -53,24 +53,23 @@ SUPPORT_LOSS = 0.0  # > 0: a region the paint-loss head adds counts only where t
 
 @dataclass(frozen=True)
 class AdaptConfig:
-    """Base weights (shipped manifest), the head (`hidden` units per class; 0 = linear), its fit (Adam steps,
-    learning rate, weight decay, seed), the squares run through the base (`cell` px + `context` px around),
-    the most labelled pixels used per class, the filter scales, the Gaussian smoothing of the head's logits
-    (sigma in px, 0 = none: `smooth` for craquelure, `smooth_loss` for paint loss, whose logits are first
-    bounded to +-`clamp_loss`; with `gate_loss` > 0 the paint-loss head counts only where, lightly smoothed, it
-    holds at least that share of the pixels around, Gaussian sigma `gate_sigma` px), whether the adapted class
-    keeps what the base found (`union`: the maximum of the two logits), the head's probability from which it
-    adds a pixel to the base's (`add` for craquelure, `add_loss` for paint loss), how far the craquelure head's
-    additions may reach from the base's cracks (`reach` px of 8-connected growth through other additions; an
-    addition that joins none is dropped, 0 = no such rule; with `union` only) and how far beside a base crack,
-    away from its ends, it may not add (`beside` px, 0 = it may; with a reach only), the base's probability that
-    one pixel of a region the paint-loss head adds must reach for the region to count (`support_loss`, 0 = no such
-    rule; with `union` only), whether the clean
-    strokes veto the base's detections they cover and the ones like them (`veto`, fitted when they cover at
-    least `veto_min_pixels` of them), the share of the negatives taken from unlabelled pixels (`background`,
-    drawn from `background_cells` random squares, `background_per_cell` each), the factor by which the network sees
-    the scan resampled (`scale`, as `retouch detect --scale`: the fit and every detection with the adapted weights
-    see the scan at it, and every size above is in the network's pixels) and the device."""
+    """Base weights (shipped manifest), the head (`hidden` units per class; 0 = linear), its fit (Adam steps, learning
+    rate, weight decay, seed), the squares run through the base (`cell` px + `context` px around), the most labelled
+    pixels used per class, the filter scales, the Gaussian smoothing of the head's logits (sigma in px, 0 = none:
+    `smooth` for craquelure, `smooth_loss` for paint loss, whose logits are first bounded to +-`clamp_loss`; with
+    `gate_loss` > 0 the paint-loss head counts only where, lightly smoothed, it holds at least that share of the
+    pixels around, Gaussian sigma `gate_sigma` px), whether the adapted class keeps what the base found (`union`:
+    the maximum of the two logits), the head's probability from which it adds a pixel to the base's (`add` for
+    craquelure, `add_loss` for paint loss), how far the craquelure head's additions may reach from the base's cracks
+    (`reach` px of 8-connected growth through other additions; an addition that joins none is dropped, 0 = no such
+    rule; with `union` only) and how far beside a base crack, away from its ends, it may not add (`beside` px, 0 =
+    it may; with a reach only), the base's probability that one pixel of a region the paint-loss head adds must
+    reach for the region to count (`support_loss`, 0 = no such rule; with `union` only), whether the clean strokes
+    veto the base's detections they cover and the ones like them (`veto`, fitted when they cover at least
+    `veto_min_pixels` of them), the share of the negatives taken from unlabelled pixels (`background`, drawn from
+    `background_cells` random squares, `background_per_cell` each), the factor by which the network sees the scan
+    resampled (`scale`, as `retouch detect --scale`: the fit and every detection with the adapted weights see the
+    scan at it, and every size above is in the network's pixels) and the device."""
 
     base: str = ADAPT_BASE
     hidden: int = 32
@@ -159,8 +158,8 @@ class AdaptConfig:
         return {"support": [self.support_loss if c == 1 else 0.0 for c in adapted]}
 
     def key_params(self) -> dict[str, Any]:
-        """The settings that decide the adapted weights: all but the manifest path and device, the gate's and
-        the reach's only when on (so a store adapted before they existed keeps its key)."""
+        """The settings that decide the adapted weights: all but the manifest path and device, the gate's, the
+        reach's and the support's only when on (so a store adapted before they existed keeps its key)."""
         params = {k: v for k, v in asdict(self).items() if k not in ("manifest", "device")}
         if not self.gate_loss:
             del params["gate_loss"], params["gate_sigma"]
@@ -304,8 +303,7 @@ def _save(model: Any, base_entry: Any, adapted: list[int], config: AdaptConfig, 
     arch_args = {"base": base_entry.architecture, "base_args": base_entry.arch_args, "adapted": adapted,
                  "hidden": config.hidden, "scales": list(config.scales), **config.per_class(adapted),
                  **config.gate_args(adapted), **config.reach_args(adapted), **config.support_args(adapted),
-                 "union": config.union,
-                 "veto": config.veto and config.union}
+                 "union": config.union, "veto": config.veto and config.union}
     training = {"base": base_entry.name, "base_sha256": base_entry.sha256, "scribbles_digest": marks.digest,
                 "labelled_pixels": marks.counts, "fit": {k: v for k, v in asdict(config).items()
                                                          if k not in ("manifest", "device", "base")}}
