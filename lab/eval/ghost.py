@@ -181,11 +181,10 @@ def stage_fill(model: Any, strategy: str = "boxes", tile: int = 256, overlap: in
     """`fill(image, region)` as the inpaint stage fills one chunk at its defaults: the network on boxes around the
     damage (`inpaint_boxes`; or on every tile holding a hole, `strategy` 'tiles'), then the copied texture layer at
     strength `grain` (0: none). The region is filled as given (a rule's dilation is the stage's `--dilate`)."""
-    from pipeline.stages.inpaint_boxes import STRATEGIES, network_fill
+    from pipeline.stages.inpaint_boxes import check_strategy, network_fill
     from pipeline.stages.inpaint_grain import GrainConfig, add_grain
 
-    if strategy not in STRATEGIES:
-        raise ValueError(f"strategy must be 'boxes' or 'tiles', got {strategy!r}")
+    check_strategy(strategy)
     texture = GrainConfig(alpha=grain, sigma=grain_sigma)  # raises on a bad strength or sigma
 
     def fill(image: np.ndarray, region: np.ndarray) -> np.ndarray:

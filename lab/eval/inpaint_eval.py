@@ -50,7 +50,7 @@ from models.smooth_fill import biharmonic_cg, harmonic_fill
 from pipeline.errors import InputError
 from pipeline.io.image_io import from_float, read_image, write_png
 from pipeline.stages.inpaint import dilate_hole, load_edited_mask
-from pipeline.stages.inpaint_boxes import STRATEGIES, network_fill
+from pipeline.stages.inpaint_boxes import check_strategy, network_fill
 from pipeline.stages.inpaint_grain import GrainConfig, add_grain
 
 CLASSICAL = ("telea", "ns", "biharmonic", "fsr", "harmonic", "fast_biharmonic")
@@ -81,8 +81,7 @@ class EvalConfig:
     def __post_init__(self) -> None:
         for alpha in self.grain_alphas:
             GrainConfig(alpha=alpha, sigma=self.grain_sigma)  # raises on a bad strength or sigma
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"strategy must be 'tiles' or 'boxes', got {self.strategy!r}")
+        check_strategy(self.strategy)
         if self.masks_per_bin < 1:
             raise ValueError(f"masks_per_bin must be >= 1, got {self.masks_per_bin}")
 

@@ -174,14 +174,19 @@ class _CallCounter(torch.nn.Module):
 STRATEGIES = ("boxes", "tiles")  # where the inpaint stage runs the network: damage boxes, or every holed tile
 
 
+def check_strategy(strategy: str) -> None:
+    """Raise ValueError unless `strategy` is one of STRATEGIES."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be 'boxes' or 'tiles', got {strategy!r}")
+
+
 def network_fill(image: np.ndarray, hole: np.ndarray, model: torch.nn.Module, *, strategy: str = "boxes",
                  tile: int = 256, overlap: int = 64, dilate: int = 0, margin: int = 24, batch: int = 8,
                  core: Box | None = None, stats: BoxStats | None = None, bf16: bool = False) -> np.ndarray:
     """The network's composite over `hole` as the inpaint stage runs it: on boxes around the damage
     (`inpaint_boxes`, with `margin`, `batch`, `core` and `stats`), or with `strategy` 'tiles' on every tile of the
     overlapping grid that holds a hole pixel (`inpaint_image`)."""
-    if strategy not in STRATEGIES:
-        raise ValueError(f"strategy must be 'boxes' or 'tiles', got {strategy!r}")
+    check_strategy(strategy)
     if strategy == "tiles":
         return inpaint_image(image, hole, model, tile=tile, overlap=overlap, dilate=dilate, bf16=bf16)
     return inpaint_boxes(image, hole, model, tile=tile, overlap=overlap, dilate=dilate, margin=margin, batch=batch,

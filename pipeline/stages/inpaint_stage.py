@@ -85,10 +85,9 @@ class InpaintStageConfig:
     manifest: str = field(default_factory=default_manifest)
 
     def __post_init__(self) -> None:
-        from pipeline.stages.inpaint_boxes import STRATEGIES
+        from pipeline.stages.inpaint_boxes import check_strategy
 
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"strategy must be 'boxes' or 'tiles', got {self.strategy!r}")
+        check_strategy(self.strategy)
         if self.margin < 0 or self.batch < 1:
             raise ValueError(f"need margin >= 0 and batch >= 1, got {self.margin} and {self.batch}")
         if self.tile < 32 or not 0 <= self.overlap < self.tile:
