@@ -62,6 +62,33 @@ def supported(adds: np.ndarray, found: np.ndarray, support: np.ndarray) -> np.nd
     return adds & keep[labels]
 
 
+def supported_probabilities(prob: np.ndarray, base: np.ndarray, levels: dict[int, float],
+                            threshold: float = 0.5) -> np.ndarray:
+    """(K, H, W) adapted probabilities `prob` with, for each class channel of `levels`, the regions it adds to the
+    base's `base` (K, H, W) (pixels at `threshold` in `prob` and not in `base`) kept only where `supported` by a
+    base pixel of at least that level (with the base's detections they join); a dropped pixel takes the base's
+    probability, so it is no longer flagged."""
+    out = prob.copy()
+    for c, level in levels.items():
+        found = base[c] >= threshold
+        adds = (prob[c] >= threshold) & ~found
+        dropped = adds & ~supported(adds, found, base[c] >= level)
+        out[c][dropped] = base[c][dropped]
+    return out
+
+
+class BaseBeside(nn.Module):
+    """An `AdaptedDetector` run as (B, 2K, H, W): its logits, then its base's (`forward_with_base`), so that tiled
+    inference gives both from one pass of the base."""
+
+    def __init__(self, model: AdaptedDetector) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_with_base(x)
+
+
 def _kept_additions(head: torch.Tensor, base: torch.Tensor,
                     rules: Sequence[Callable[[np.ndarray, torch.Tensor], np.ndarray] | None]) -> torch.Tensor:
     """(B, A, H, W) `head` logits with each class's additions (head positive, base not) set to GATE_OFF where its
@@ -203,10 +230,12 @@ class AdaptedDetector(nn.Module):
     they join the base's detections (after the veto) through other additions in at most `reach` steps of
     8-connected growth; the others keep the base's logit. With `beside` > 0 as well (px, per class) the head
     may not add within that many px beside a base detection, away from its ends (END_RADIUS px around the
-    end points of its skeleton): it lengthens a crack or bridges a gap, it does not thicken it. With `support` > 0
-    (per class) a region of additions (8-connected pixels the head adds and the base, after the veto, does not flag,
-    with the base's detections it joins) counts only where the base gives one of its pixels a probability of at
-    least `support`: the head completes what the base half saw, and does not start marks where it saw nothing."""
+    end points of its skeleton): it lengthens a crack or bridges a gap, it does not thicken it. `support` > 0
+    (per class) is a rule of detection, not of this forward pass: a region of additions (8-connected pixels the
+    adapted detector flags and the base does not, with the base's detections it joins) counts only where the base
+    gives one of its pixels a probability of at least `support` (`supported_probabilities`, which detection applies
+    to the whole block, the base read as detection reads it, its coarse pass included, from `forward_with_base`):
+    the head completes what the base half saw, and does not start marks where it saw nothing."""
 
     def __init__(self, base: str, base_args: dict[str, Any], adapted: Sequence[int], hidden: int = 32,
                  scales: Sequence[float] = DEFAULT_SCALES, smooth: float | Sequence[float] = 0.0,
@@ -266,7 +295,20 @@ class AdaptedDetector(nn.Module):
         logits, feats = self.base.forward_features(x)
         return logits, torch.cat([feats, logits, self.filters(x)], dim=1)
 
+    @property
+    def support_levels(self) -> dict[int, float]:
+        """{class channel: support level} of the adapted classes with a support (empty when none has one)."""
+        return {c: level for c, level in zip(self.adapted, self.support, strict=True) if level}
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._logits(x)[0]  # (B, K, H, W)
+
+    def forward_with_base(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 2K, H, W): the adapted logits, then the base's own (before the veto), from one pass of the base."""
+        return torch.cat(self._logits(x), dim=1)
+
+    def _logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The adapted logits and the base's, each (B, K, H, W)."""
         logits, feats = self.base.forward_features(x)  # (B, K, H, W), (B, C, H, W)
         filters = self.filters(x)  # (B, 3 + 6 * scales, H, W)
         new = self._per_pixel(self.head, feats, logits, filters, gated=True)  # (B, A, H, W)
@@ -277,9 +319,9 @@ class AdaptedDetector(nn.Module):
                 vetoed = (veto > 0) & (self.veto_on.view(1, -1, 1, 1) > 0)
                 base = torch.where(vetoed, torch.minimum(base, -veto), base)
             head = self._joined(new - self.shift, base) if any(self.reach) else new - self.shift
-            new = torch.maximum(self._supported(head, base) if any(self.support) else head, base)
+            new = torch.maximum(head, base)
         out = [new[:, self.adapted.index(c)] if c in self.adapted else logits[:, c] for c in range(logits.shape[1])]
-        return torch.stack(out, dim=1)  # (B, K, H, W)
+        return torch.stack(out, dim=1), logits
 
     def _per_pixel(self, head: PixelHead, feats: torch.Tensor, logits: torch.Tensor,
                    filters: torch.Tensor, gated: bool = False) -> torch.Tensor:
@@ -304,15 +346,6 @@ class AdaptedDetector(nn.Module):
         base's detections within that class's `reach` steps set to GATE_OFF (a class of reach 0 unchanged)."""
         rules = [(lambda adds, logit, steps=steps, side=side: _joined_one((logit > 0).numpy(), adds, steps, side))
                  if steps else None for steps, side in zip(self.reach, self.beside, strict=True)]
-        return _kept_additions(head, base, rules)
-
-    def _supported(self, head: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
-        """(B, A, H, W) `head` logits with each class's additions (head positive, base not) set to GATE_OFF where
-        their region, with the base's detections it joins, holds no pixel of base probability `support` or more
-        (a class of support 0 unchanged)."""
-        rules = [(lambda adds, logit, level=level: supported(adds, (logit > 0).numpy(),
-                                                             (logit >= math.log(level / (1.0 - level))).numpy()))
-                 if level else None for level in self.support]
         return _kept_additions(head, base, rules)
 
     def _dense(self, logits: torch.Tensor) -> torch.Tensor:

@@ -118,29 +118,58 @@ def test_the_reach_keeps_the_head_s_additions_that_extend_the_base_s_cracks_and_
 
 
 def test_the_support_keeps_the_loss_head_s_regions_the_base_half_saw_and_drops_the_others() -> None:
-    from models.adapted import GATE_OFF, AdaptedDetector
+    from models.adapted import AdaptedDetector, supported_probabilities
 
+    base = np.full((2, 64, 128), 0.001, np.float32)
+    base[1, 10:20, 10:20] = 0.99  # a loss the base found
+    base[1, 40:42, 30:32] = 0.12  # a faint sign of another, no detection
+    prob = base.copy()
+    prob[:, 10:20, 20:40] = 0.95  # the adapted detector widens the found loss (joined to it: supported by it)
+    prob[:, 35:50, 25:45] = 0.95  # and marks the faint one whole
+    prob[:, 35:50, 80:100] = 0.95  # and a region where the base saw nothing
+    kept = supported_probabilities(prob, base, {1: 0.05})
+    assert (kept[1, 10:20, 20:40] == 0.95).all() and (kept[1, 35:50, 25:45] == 0.95).all()
+    np.testing.assert_array_equal(kept[1, 35:50, 80:100], base[1, 35:50, 80:100])  # dropped: the base's answer
+    np.testing.assert_array_equal(kept[0], prob[0])  # a class without a support: as the adapted detector has it
+    strict = supported_probabilities(prob, base, {1: 0.2})[1]  # 0.12 is under 0.2: the faint one goes
+    assert (strict[35:50, 25:45] < 0.5).all() and (strict[10:20, 20:40] == 0.95).all()
     args = {"decoder_channels": [16, 16, 16, 16, 8]}
-    base = torch.full((1, 2, 64, 128), -8.0)
-    base[:, 1, 10:20, 10:20] = 5.0  # a loss the base found
-    base[:, 1, 40:42, 30:32] = -2.0  # a faint sign of another (probability 0.12), no detection
-    head = torch.full((1, 2, 64, 128), -5.0)
-    head[:, :, 10:20, 20:40] = 3.0  # the head widens the found loss (touching it: the base's detection supports it)
-    head[:, :, 35:50, 25:45] = 3.0  # and marks the faint one whole
-    head[:, :, 35:50, 80:100] = 3.0  # and a region where the base saw nothing
-    model = AdaptedDetector("resunet", args, [0, 1], union=True, support=[0.0, 0.05])
-    kept = model._supported(head, base)
-    loss = kept[0, 1]
-    assert (loss[10:20, 20:40] == 3.0).all() and (loss[35:50, 25:45] == 3.0).all()
-    assert (loss[35:50, 80:100] == GATE_OFF).all()
-    assert torch.equal(kept[:, 0], head[:, 0])  # support 0: the class as the head has it
-    strict = AdaptedDetector("resunet", args, [1], union=True, support=0.2)  # 0.12 is under 0.2: the faint one goes
-    loss = strict._supported(head[:, 1:], base[:, 1:])[0, 0]
-    assert (loss[35:50, 25:45] == GATE_OFF).all() and (loss[10:20, 20:40] == 3.0).all()
+    assert AdaptedDetector("resunet", args, [0, 1], union=True, support=[0.0, 0.05]).support_levels == {1: 0.05}
     with pytest.raises(ValueError, match="support must be in \\[0, 1\\) and needs union"):
         AdaptedDetector("resunet", args, [1], support=0.05)
     with pytest.raises(ValueError, match="support must be in"):
         AdaptedDetector("resunet", args, [1], union=True, support=1.0)
+
+
+def test_detection_reads_the_support_from_the_base_beside_the_adapted_detector_coarse_pass_included() -> None:
+    """The support acts on the whole block as detection sees it: the adapted detector's probabilities and its
+    base's, each with the coarse paint-loss pass, from one run of the base (`forward_with_base`)."""
+    from models.adapted import AdaptedDetector, supported_probabilities
+    from pipeline.stages.detect_infer import detect_probabilities
+
+    torch.manual_seed(3)
+    args = {"decoder_channels": [16, 16, 16, 16, 8]}
+    plain = AdaptedDetector("resunet", args, [1], hidden=0, union=True, add=0.6).eval()
+    with torch.no_grad():
+        plain.head.net.weight.mul_(8.0)  # a head whose logits vary enough to add regions here and there
+        plain.head.net.bias.fill_(0.0)
+    held = AdaptedDetector("resunet", args, [1], hidden=0, union=True, add=0.6, support=0.45).eval()
+    held.load_state_dict(plain.state_dict())
+    x = torch.rand(1, 3, 64, 96)
+    with torch.no_grad():
+        both = held.forward_with_base(x)
+        np.testing.assert_array_equal(both[:, :2].numpy(), held(x).numpy())
+        np.testing.assert_array_equal(both[:, 2:].numpy(), held.base(x).numpy())
+    rng = np.random.default_rng(0)
+    image = rng.random((150, 170, 3)).astype(np.float32)
+    image[40:110, 50:120] = 0.9  # a wide pale patch, so the coarse pass has something to see
+    options = {"tile": 128, "overlap": 32, "views": 2, "coarse_loss": True}
+    adapted = detect_probabilities(plain, image, **options)
+    base = detect_probabilities(plain.base, image, **options)
+    out = detect_probabilities(held, image, **options)
+    np.testing.assert_allclose(out, supported_probabilities(adapted, base, {1: 0.45}), atol=1e-6)
+    adds = (adapted[1] >= 0.5) & (base[1] < 0.5)
+    assert adds.any() and (out[1][adds] < 0.5).any() and (out[1][adds] >= 0.5).any()  # some kept, some dropped
 
 
 def test_beside_keeps_a_crack_s_lengthening_and_drops_its_thickening() -> None:

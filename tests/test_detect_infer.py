@@ -175,7 +175,7 @@ def test_the_coarse_loss_pass_keeps_wide_losses_and_drops_thin_lines_and_leaves_
     image[130:133, 10:180] = 1.0  # a painted line 3 px wide
     image[5:9, 150:154] = 1.0  # a flake 4 px across
     model = _BrightIsLoss()
-    coarse = coarse_loss_probability(model, image, tile=128, overlap=32)
+    coarse = coarse_loss_probability(model, image, tile=128, overlap=32)[0]
     assert coarse.shape == (160, 192)
     assert coarse[50:90, 50:100].min() > 0.9  # the loss's core
     assert coarse[126:137, :].max() < 0.5 and coarse[0:14, 145:160].max() < 0.5  # narrower than COARSE_OPENING
@@ -211,7 +211,7 @@ def test_the_coarse_pass_adds_only_regions_the_full_size_pass_marks_in_part(monk
     seen = np.zeros((96, 128), np.float32)
     seen[10:40, 10:50] = 0.95  # what the half-size pass calls a loss: a bright flower at full size
     seen[50:90, 60:120] = 0.95  # and a real loss, whose bright edge the full-size pass marks
-    monkeypatch.setattr(infer, "coarse_loss_probability", lambda *args: seen.copy())
+    monkeypatch.setattr(infer, "coarse_loss_probability", lambda *args: seen[None].copy())
     image = np.zeros((96, 128, 3), np.float32)
     image[50:90, 60:120] = 0.45  # the exposed ground: unlike the paint around it, under the threshold at full size
     image[50:52, 60:120] = 1.0  # its bright edge: marked as loss at full size

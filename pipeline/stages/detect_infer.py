@@ -205,11 +205,13 @@ COARSE_OPENING = 15  # px (full size): only plateaus of the coarse loss probabil
 
 def coarse_loss_probability(model: torch.nn.Module, image: np.ndarray, tile: int = 512, overlap: int = 64,
                             bf16: bool = False, margin: int | None = None, batch: int = 1, border: int = 0,
-                            real: tuple[int, int, int, int] | None = None) -> np.ndarray:
-    """(H, W) float32: the paint-loss probability of the image seen at half size (area averaging, one view),
-    scaled back (bilinear) and opened by a COARSE_OPENING-px square (grey-level opening), so that only losses
-    at least that wide remain. At full size a tile sees the flat interior of a large loss without its edges;
-    at half size it sees both. `border` and `real` as `predict_probabilities`, at half size."""
+                            real: tuple[int, int, int, int] | None = None, channels: tuple[int, ...] = (1,),
+                            ) -> np.ndarray:
+    """(len(channels), H, W) float32: the paint-loss probability (the model's output `channels`; 1 for a detector)
+    of the image seen at half size (area averaging, one view), scaled back (bilinear) and opened by a
+    COARSE_OPENING-px square (grey-level opening), so that only losses at least that wide remain. At full size a
+    tile sees the flat interior of a large loss without its edges; at half size it sees both. `border` and `real`
+    as `predict_probabilities`, at half size."""
     import cv2
     from scipy import ndimage
 
@@ -218,10 +220,10 @@ def coarse_loss_probability(model: torch.nn.Module, image: np.ndarray, tile: int
     small = cv2.resize(full, (max(1, w // COARSE_SCALE), max(1, h // COARSE_SCALE)), interpolation=cv2.INTER_AREA)
     margin = None if margin is None else margin // COARSE_SCALE
     small_real = None if real is None else half_region(real, small.shape[:2])
-    loss = predict_probabilities(model, small, tile=tile, overlap=overlap, bf16=bf16, margin=margin, batch=batch,
-                                 border=-(-border // COARSE_SCALE), real=small_real)[1]
-    loss = cv2.resize(loss, (w, h), interpolation=cv2.INTER_LINEAR)
-    return ndimage.grey_opening(loss, size=(COARSE_OPENING, COARSE_OPENING))
+    prob = predict_probabilities(model, small, tile=tile, overlap=overlap, bf16=bf16, margin=margin, batch=batch,
+                                 border=-(-border // COARSE_SCALE), real=small_real)
+    return np.stack([ndimage.grey_opening(cv2.resize(prob[c], (w, h), interpolation=cv2.INTER_LINEAR),
+                                          size=(COARSE_OPENING, COARSE_OPENING)) for c in channels])
 
 
 def half_region(region: tuple[int, int, int, int], shape: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -245,21 +247,33 @@ def detect_probabilities(model: torch.nn.Module, image: np.ndarray, tile: int = 
     marks no loss), and with `min_crack` the craquelure fragments the stage drops set to 0 (`without_small_cracks` at
     `threshold`). With `scale` != 1 the network sees the image resampled by that factor (`scaled_input`; margin,
     border and `real` scaled with it) and its probabilities are taken back to the image's size by area averaging,
-    so a 1-px crack reaches the network `scale` px wide, at `scale`**2 times the pixels."""
+    so a 1-px crack reaches the network `scale` px wide, at `scale`**2 times the pixels. An adapted detector with a
+    support (`models.adapted`) is run with its base beside it, and the regions it adds to the base are kept only
+    where the base, read the same way (coarse pass included), supports them (`supported_probabilities`)."""
+    from models.adapted import AdaptedDetector, BaseBeside, supported_probabilities
+
+    levels = model.support_levels if isinstance(model, AdaptedDetector) else {}
+    net = BaseBeside(model) if levels else model  # (adapted, base) logits from one pass of the base
     if scale != 1.0:
         h, w = image.shape[:2]
         image, real = scaled_input(image, scale, real)
         margin = None if margin is None else round(margin * scale)
         border = round(border * scale)
-    prob = predict_probabilities(model, image, tile=tile, overlap=overlap, bf16=bf16, margin=margin, batch=batch,
-                                 views=views, border=border, real=real)
+    prob = predict_probabilities(net, image, tile=tile, overlap=overlap, bf16=bf16, margin=margin, batch=batch,
+                                 views=views, border=border, real=real)  # (K, H, W), or (2K, H, W) with a base
+    heads = (0, prob.shape[0] // 2) if levels else (0,)  # where each network's K channels start
     if coarse_loss and (prob[1] >= threshold).any():  # with no loss marked, nothing could be anchored
-        coarse = coarse_loss_probability(model, image, tile, overlap, bf16, margin, batch, border, real)
-        kept = ground_only(anchored(coarse, prob[1], threshold), as_rgb_float(image), (prob >= threshold).any(axis=0),
-                           threshold)
-        np.maximum(prob[1], kept, out=prob[1])
+        coarse = coarse_loss_probability(net, image, tile, overlap, bf16, margin, batch, border, real,
+                                         tuple(start + 1 for start in heads))
+        rgb = as_rgb_float(image)
+        for start, loss in zip(heads, coarse, strict=True):
+            own = prob[start : start + prob.shape[0] // len(heads)]
+            kept = ground_only(anchored(loss, own[1], threshold), rgb, (own >= threshold).any(axis=0), threshold)
+            np.maximum(own[1], kept, out=own[1])
     if scale != 1.0:
         prob = resized(prob, (h, w))
+    if levels:
+        prob = supported_probabilities(prob[: heads[1]], prob[heads[1] :], levels, threshold)
     return without_small_cracks(prob, threshold, min_crack)
 
 
