@@ -281,6 +281,33 @@ def test_adapted_detect_has_provenance_back_to_the_scribbles(tmp_path: Path, tin
     assert named.key == base.key and not any("adapted" in n for n in named.notes)  # --weights overrides
 
 
+def test_adapt_keeps_the_detection_it_replaces_for_the_review(tmp_path: Path, tiny_weights: Path) -> None:
+    from pipeline.stages.adapt_before import BEFORE_ADAPT
+
+    store, _ = _store(tmp_path)
+    marks = save_png(tmp_path, strokes(LOSSES[:2], CLEAN_SPOTS))
+    adapt(store, marks, AdaptConfig(steps=20))
+    assert group_info(store, BEFORE_ADAPT) is None  # no detection yet: nothing to keep
+    detect(store, DetectConfig(tile=256, tta=1), QUIET)  # with the adapted weights
+    root = zarr.open_group(store, mode="r")
+    levels = {k: root[f"scan/labels/damage/{k}"][:] for k in root["scan/labels/damage"].array_keys()}
+    digest = group_info(store, "damage")["digests"]["labels/0"]
+    fitted = adapt(store, marks, AdaptConfig(steps=20, seed=1))  # a second round: the map of the first is kept
+    kept = group_info(store, BEFORE_ADAPT)
+    assert kept["labels_digest"] == digest and kept["copy_of"] == "scan/labels/damage"
+    copy = zarr.open_group(store, mode="r", path=BEFORE_ADAPT)
+    assert sorted(copy.array_keys()) == sorted(levels) and len(levels) > 1
+    for k, level in levels.items():
+        np.testing.assert_array_equal(copy[k][:], level)
+    assert not Path(store, f"{BEFORE_ADAPT}.partial").exists()
+    document = json.loads(read_document(fitted.provenance).serialize(format="json"))
+    assert any(_value(e.get("retouch:path")) == f"{BEFORE_ADAPT}/0" for e in document["entity"].values())
+    detect(store, DetectConfig(tile=256, tta=1), QUIET)
+    assert group_info(store, BEFORE_ADAPT)["labels_digest"] == digest  # detect leaves the copy alone
+    assert adapt(store, marks, AdaptConfig(steps=20, seed=1)).skipped  # nothing refitted: the copy stays
+    assert group_info(store, BEFORE_ADAPT)["labels_digest"] == digest
+
+
 def _value(attr: object) -> object:
     """A PROV-JSON attribute value (typed literals are {'$': text, 'type': ...})."""
     return int(attr["$"]) if isinstance(attr, dict) else attr

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import zarr
 from PIL import Image
-from review_store import HEIGHT, WIDTH, damage_labels, make_store
+from review_store import HEIGHT, WIDTH, damage_labels, make_store, write_damage
 from starlette.testclient import TestClient
 
 from pipeline.io.store import downsample2, group_info
@@ -105,6 +105,27 @@ def test_damage_overlay_is_red_and_cyan_on_transparent(client: TestClient) -> No
     assert only_loss[100, 300, 3] == 0 and only_loss[320, 320, 3] == 255
     small = _image(client.get("/iiif/damage/full/88,/0/default.png"))  # a 1-px crack survives downsampling
     assert (small[:, :, 3] > 0).sum(axis=1).max() >= 70
+
+
+def test_adapt_changes_show_what_the_detection_gained_and_lost_since_adapt_fitted(tmp_path: Path) -> None:
+    from pipeline.stages.adapt_before import BEFORE_ADAPT, keep_detection_before
+
+    store = make_store(tmp_path)
+    client = TestClient(create_app(store))
+    assert "adapt_changes" not in client.get("/api/meta").json()["images"]  # nothing to compare yet
+    kept = keep_detection_before(store)  # what adapt does before detection runs with its weights
+    assert kept["labels_digest"] == group_info(store, "damage")["digests"]["labels/0"]
+    np.testing.assert_array_equal(zarr.open_group(store, mode="r", path=BEFORE_ADAPT)["0"][0], damage_labels())
+    now = damage_labels()
+    now[40:60, 40:70] = 2  # a loss the adapted detector adds
+    now[100, 50:200] = 0  # part of the crack it no longer flags
+    write_damage(store, now)
+    assert "adapt_changes" in client.get("/api/meta").json()["images"]  # a page loaded now offers the comparison
+    rgba = _image(client.get("/iiif/adapt_changes/full/max/0/default.png"))
+    assert tuple(rgba[50, 50]) == (40, 210, 230, 255)  # added: paint loss, cyan
+    assert tuple(rgba[100, 100]) == (240, 200, 40, 255)  # removed: yellow
+    assert rgba[100, 300, 3] == 0 and rgba[320, 320, 3] == 0  # flagged before and now: not a change
+    assert rgba[200, 200, 3] == 0
 
 
 def _save(client: TestClient, target: str, strokes: list[dict], version: str | None = None):

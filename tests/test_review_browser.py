@@ -15,7 +15,7 @@ import pytest
 import uvicorn
 import zarr
 from cdp import Browser, chromium_path
-from review_store import HEIGHT, WIDTH, damage_labels, make_store
+from review_store import HEIGHT, WIDTH, damage_labels, make_store, write_damage
 
 from pipeline.io.store import group_info
 from pipeline.review.app import create_app
@@ -108,6 +108,29 @@ def test_paint_a_stroke_and_save_it_in_the_browser(served) -> None:
     covered = _distance_to_polyline(np.asarray(stroke["points"]), ys, xs) <= stroke["radius"]
     np.testing.assert_array_equal(changed, covered & (before != 2))
     assert group_info(store, "damage")["digests"]["labels/0"] != group_info(store, "mask_edited")["digests"]["0"]
+
+
+def test_the_page_shows_what_adapt_changed(served) -> None:
+    from pipeline.stages.adapt_before import keep_detection_before
+
+    store, url, browser = served
+    keep_detection_before(store)  # as adapt keeps it, then its detection replaces the map
+    now = damage_labels()
+    now[40:60, 40:70] = 2
+    now[100, 50:200] = 0
+    write_damage(store, now)
+    browser.send("Page.navigate", url=url)
+    browser.wait_for("window.reviewReady === true")
+    assert "changed by adapt" in browser.js("document.getElementById('map').textContent")
+    assert browser.js("document.getElementById('legend-removed').hidden")
+    browser.js("review.setMap('adapt_changes')")
+    browser.wait_for("Object.keys(review.state.overlays).length === 3 && "
+                     "Object.values(review.state.overlays).every(item => item.getFullyLoaded())")
+    assert not browser.js("document.getElementById('legend-removed').hidden")
+    assert browser.js("review.state.overlays.removed.getOpacity()") > 0
+    browser.js("document.getElementById('show-removed').click()")
+    assert browser.js("review.state.overlays.removed.getOpacity()") == 0
+    assert browser.js("review.state.overlays[2].getOpacity()") > 0  # the other kinds keep their own toggles
 
 
 def test_the_exported_deep_zoom_page_works_from_file(tmp_path: Path) -> None:

@@ -84,6 +84,7 @@ def create_app(store: str, catalog: Path | None = None, jobs: Any = None) -> Sta
                         headers={"Access-Control-Allow-Origin": "*", "Cache-Control": "no-cache"})
 
     async def meta(request: Request) -> Response:
+        await run_in_threadpool(images.reload)  # a page loaded after a stage ran (adapt, detect) shows its output
         return JSONResponse(await run_in_threadpool(store_meta, store, catalog, images.names()))
 
     async def document(request: Request) -> Response:

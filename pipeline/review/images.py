@@ -5,6 +5,8 @@
     damage-craquelure, -paint_loss    one class each (the page shows each with its own toggle and opacity)
     mask_edited[-<class>]             the conservator's corrected map, the same colours, when it exists
     scribbles                         the strokes for `adapt`: craquelure red, paint loss cyan, clean green
+    adapt_changes[-<class>|-removed]  the detected map against the one before adapt's last fit: what adapting
+                                      added (craquelure red, paint loss cyan) and removed (yellow), when both exist
 
 A name may carry a version after `~` (`mask_edited~1a2b`): ignored here, it gives the page new tile URLs
 after a save, so no cached tile of the old map is shown.
@@ -25,6 +27,7 @@ from PIL import Image
 
 from pipeline.io.store import StoreError, group_info, open_complete, open_damage_labels
 from pipeline.review.iiif import IIIFError, Request, choose_level, level_window
+from pipeline.stages.adapt_before import BEFORE_ADAPT
 from pipeline.stages.detect import CLASSES, DAMAGE_GROUP
 from pipeline.stages.export import OVERLAY_COLOURS
 from pipeline.stages.iiif_static import to_rgb8
@@ -32,7 +35,9 @@ from pipeline.stages.inpaint_stage import EDITED_MASK_GROUP
 
 LABEL_SOURCES = {"damage": DAMAGE_GROUP, "mask_edited": EDITED_MASK_GROUP}
 SCRIBBLE_GROUP = "scribbles"
-COLOURS = {**OVERLAY_COLOURS, 3: (60, 200, 80)}  # 3 = clean (scribbles only)
+REMOVED = 4  # adapt_changes: flagged before adapt's last fit, no longer flagged
+COLOURS = {**OVERLAY_COLOURS, 3: (60, 200, 80), REMOVED: (240, 200, 40)}  # 3 = clean (scribbles only)
+CHANGES = "adapt_changes"
 
 
 def label_pyramid(store: str, name: str) -> zarr.Group:
@@ -63,6 +68,7 @@ class ImageSource:
     arrays: tuple[zarr.Array, ...]
     scales: tuple[int, ...]
     overlay_classes: tuple[int, ...]  # () for a photograph; label values to colour for an overlay
+    previous: tuple[zarr.Array, ...] = ()  # an earlier map of the same levels: the overlay shows what changed
 
     @property
     def width(self) -> int:
@@ -102,6 +108,14 @@ class ReviewImages:
             sources[name] = ImageSource(arrays, scales, (1, 2))
             for value, cls in enumerate(CLASSES, start=1):
                 sources[f"{name}-{cls}"] = ImageSource(arrays, scales, (value,))
+        before = group_info(self.store, BEFORE_ADAPT)
+        if before is not None and "damage" in sources:
+            previous, _ = _pyramid(open_complete(self.store, BEFORE_ADAPT))
+            current = sources["damage"]
+            if [a.shape for a in previous] == [a.shape for a in current.arrays]:
+                sources[CHANGES] = ImageSource(current.arrays, current.scales, (1, 2, REMOVED), previous)
+                for value, kind in (*enumerate(CLASSES, start=1), (REMOVED, "removed")):
+                    sources[f"{CHANGES}-{kind}"] = ImageSource(current.arrays, current.scales, (value,), previous)
         if group_info(self.store, SCRIBBLE_GROUP) is not None:
             arrays, scales = _pyramid(open_complete(self.store, SCRIBBLE_GROUP))
             sources[SCRIBBLE_GROUP] = ImageSource(arrays, scales, (1, 2, 3))
@@ -122,7 +136,16 @@ def read_window(source: ImageSource, request: Request) -> tuple[np.ndarray, int]
     index = choose_level(list(source.scales), request)
     array = source.arrays[index]
     x0, y0, x1, y1 = level_window(request, source.scales[index], int(array.shape[2]), int(array.shape[1]))
-    return np.asarray(array[:, y0:y1, x0:x1]), index
+    block = np.asarray(array[:, y0:y1, x0:x1])
+    if source.previous:
+        block = changes(block, np.asarray(source.previous[index][:, y0:y1, x0:x1]))
+    return block, index
+
+
+def changes(now: np.ndarray, before: np.ndarray) -> np.ndarray:
+    """Label blocks compared: 0 where unchanged, the class now where a pixel is flagged now and was not flagged
+    as that class before, REMOVED where it was flagged before and is not now."""
+    return np.where(now == before, 0, np.where(now > 0, now, REMOVED)).astype(np.uint8)
 
 
 def render(source: ImageSource, request: Request) -> bytes:

@@ -27,8 +27,9 @@ from pipeline import __version__
 from pipeline.errors import ConfigError
 from pipeline.io.scribbles import CLASS_NAMES, Scribbles, read_scribbles
 from pipeline.io.staging import partial_name, remove, swap_in
-from pipeline.io.store import group_info, join, mark_complete, open_complete
+from pipeline.io.store import DAMAGE, DAMAGE_LABELS, group_info, join, mark_complete, open_complete
 from pipeline.provenance import StageRecord, document_url, input_ref, marker_refs, now_iso, weights_ref
+from pipeline.stages.adapt_before import BEFORE_ADAPT, keep_detection_before
 from pipeline.stages.adapt_weights import (
     ADAPTED_FILE,
     ADAPTED_NAME,
@@ -284,6 +285,11 @@ def adapt(store: str, scribbles: str | Path, config: AdaptConfig | None = None, 
                      architecture=entry.architecture, base=base_entry.name, base_sha256=base_entry.sha256,
                      scribbles_digest=marks.digest,
                      **{f"labelled_{name}": count for name, count in marks.counts.items()})
+    before = keep_detection_before(store)  # the map adapting is about to replace, for the review's comparison
+    if before is not None:
+        record.use("detected labels", input_ref(group_info(store, DAMAGE) or {}, f"{DAMAGE_LABELS}/0",
+                                                before["labels_digest"]))
+        record.generated(f"{BEFORE_ADAPT}/0", ["detected labels"], digest=before["labels_digest"])
     prov = record.write()
     mark_complete(staged, {"stage": "adapt", "key": key, "name": ADAPTED_NAME, "file": ADAPTED_FILE,
                            "manifest": MANIFEST_FILE, "sha256": entry.sha256, "base": base_entry.name,

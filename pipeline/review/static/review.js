@@ -3,6 +3,7 @@
 "use strict";
 
 const COLOURS = { 1: "rgb(230,40,40)", 2: "rgb(40,210,230)", 3: "rgb(60,200,80)" };
+const MAP_NAMES = { damage: "detected", mask_edited: "edited", scribbles: "scribbles", adapt_changes: "changed by adapt" };
 const CLASS_NAMES = { 1: "craquelure", 2: "paint_loss", 3: "clean" };
 const TARGET_CLASSES = { mask_edited: [1, 2], scribbles: [1, 2, 3] };
 const $ = (id) => document.getElementById(id);
@@ -60,10 +61,11 @@ function overlayName(value) {
 async function showOverlays() {
   for (const item of Object.values(state.overlays)) before.world.removeItem(item);
   state.overlays = {};
-  const names = state.map === "scribbles"
-    ? { all: `scribbles~${(state.versions.scribbles || "").slice(0, 12)}` }
-    : { 1: overlayName(1), 2: overlayName(2) };
+  let names = { 1: overlayName(1), 2: overlayName(2) };
+  if (state.map === "scribbles") names = { all: `scribbles~${(state.versions.scribbles || "").slice(0, 12)}` };
+  if (state.map === "adapt_changes") names = { ...names, removed: "adapt_changes-removed" };
   $("legend-clean").hidden = state.map !== "scribbles";
+  $("legend-removed").hidden = $("opacity-removed").hidden = state.map !== "adapt_changes";
   for (const [key, name] of Object.entries(names)) {
     state.overlays[key] = await addImage(before, name, 0);
   }
@@ -73,12 +75,12 @@ async function showOverlays() {
 
 function applyOverlayStyle() {
   for (const [key, item] of Object.entries(state.overlays)) {
-    const cls = key === "all" ? "craquelure" : CLASS_NAMES[key];
+    const cls = key === "all" ? "craquelure" : key === "removed" ? "removed" : CLASS_NAMES[key];
     const shown = $(`show-${cls}`).checked;
     item.setOpacity(shown ? $(`opacity-${cls}`).value / 100 : 0);
   }
 }
-for (const cls of ["craquelure", "paint_loss"]) {
+for (const cls of ["craquelure", "paint_loss", "removed"]) {
   $(`show-${cls}`).addEventListener("change", applyOverlayStyle);
   $(`opacity-${cls}`).addEventListener("input", applyOverlayStyle);
 }
@@ -264,10 +266,10 @@ async function loadMeta() {
     `${esc((r.start || "").replace("T", " ").slice(0, 19))} (${((new Date(r.end) - new Date(r.start)) / 1000).toFixed(1)} s)`]));
   $("provenance").innerHTML = meta.runs.map((r) =>
     `<li><a href="/provenance/${encodeURIComponent(r.document)}" target="_blank">${esc(r.document)}</a></li>`).join("");
-  const maps = meta.images.filter((n) => ["damage", "mask_edited", "scribbles"].includes(n));
+  const maps = meta.images.filter((n) => n in MAP_NAMES);
   const sel = $("map");
   const previous = sel.value;
-  sel.innerHTML = maps.map((n) => `<option value="${n}">${{ damage: "detected", mask_edited: "edited", scribbles: "scribbles" }[n]}</option>`).join("");
+  sel.innerHTML = maps.map((n) => `<option value="${n}">${MAP_NAMES[n]}</option>`).join("");
   if (maps.includes(previous)) sel.value = previous;
 }
 

@@ -1,0 +1,50 @@
+"""The detection as it was before adapt fitted new weights, kept so that a conservator sees what adapting changed.
+
+    damage_before_adapt/0..N   (1, y, x) uint8: 0 none, 1 craquelure, 2 paint loss: a copy of the levels of
+                               `scan/labels/damage` as they were when `retouch adapt` last fitted weights
+
+Adapting re-runs detection with the adapted weights, which replaces the detected map; the review page compares the
+two (`retouch review`, map "changed by adapt": what adapting added, per class, and what it removed), so that the
+satin highlight the adapted detector now takes for a loss is seen and marked clean before the next round. The copy
+is made by the adapt stage (chunk files copied as they are), staged and swapped in like any group; a store with no
+complete detection keeps no copy.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import zarr
+
+from pipeline.io.staging import partial_name, remove, swap_in
+from pipeline.io.store import DAMAGE_LABELS, MARKER_KEY, group_info, local_path, mark_complete
+from pipeline.stages.detect import DAMAGE_GROUP, labels_current
+
+BEFORE_ADAPT = "damage_before_adapt"
+
+
+def keep_detection_before(store: str) -> dict[str, Any] | None:
+    """Copy the store's detected labels (every level) to BEFORE_ADAPT, replacing the last copy; its marker names
+    the detection copied (its stage key and level-0 digest), which is also returned. With no complete detection
+    the last copy is removed and None returned. Local stores only (as adapt)."""
+    remove(store, partial_name(BEFORE_ADAPT))  # leftovers of a killed copy
+    damage = group_info(store, DAMAGE_GROUP)
+    if not labels_current(store, damage):
+        remove(store, BEFORE_ADAPT)
+        return None
+    assert damage is not None
+    source, target = (Path(local_path(store), name) for name in (DAMAGE_LABELS, partial_name(BEFORE_ADAPT)))
+    # the group's own zarr.json holds the detect stage's marker: copied last, without it, so no partial copy
+    # ever looks complete
+    shutil.copytree(source, target, ignore=lambda folder, names: ["zarr.json"] if Path(folder) == source else [])
+    meta = json.loads((source / "zarr.json").read_text())
+    meta.get("attributes", {}).pop(MARKER_KEY, None)
+    (target / "zarr.json").write_text(json.dumps(meta))
+    info = {"stage": "adapt", "copy_of": DAMAGE_LABELS, "detect_key": damage.get("key"),
+            "labels_digest": damage["digests"]["labels/0"]}
+    mark_complete(zarr.open_group(store, mode="r+", path=partial_name(BEFORE_ADAPT)), info)
+    swap_in(store, BEFORE_ADAPT)
+    return {**info, "complete": True}
