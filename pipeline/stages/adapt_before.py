@@ -44,7 +44,8 @@ def keep_detection_before(store: str) -> dict[str, Any] | None:
     meta.get("attributes", {}).pop(MARKER_KEY, None)
     (target / "zarr.json").write_text(json.dumps(meta))
     info = {"stage": "adapt", "copy_of": DAMAGE_LABELS, "detect_key": damage.get("key"),
-            "labels_digest": damage["digests"]["labels/0"]}
+            "labels_digest": damage["digests"]["labels/0"],
+            "area_percent": damage.get("summary", {}).get("area_percent", {})}
     mark_complete(zarr.open_group(store, mode="r+", path=partial_name(BEFORE_ADAPT)), info)
     swap_in(store, BEFORE_ADAPT)
     return {**info, "complete": True}
