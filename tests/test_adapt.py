@@ -384,6 +384,24 @@ def test_adapt_flow_fits_then_detects_with_the_adapted_weights(tmp_path: Path, t
     assert again["adapt"]["skipped"] and again["detect"]["skipped"]
 
 
+def test_the_adapt_command_says_how_the_flagged_share_moved(tmp_path: Path, tiny_weights: Path,
+                                                             prefect_harness: None) -> None:
+    from typer.testing import CliRunner
+
+    from flows.cli.main import app
+    from pipeline.stages.adapt_before import BEFORE_ADAPT
+
+    store, _ = _store(tmp_path)
+    before = detect(store, DetectConfig(tile=256, tta=1), QUIET).summary["area_percent"]
+    path = save_png(tmp_path, strokes(LOSSES[:2], CLEAN_SPOTS))
+    result = CliRunner().invoke(app, ["adapt", store, "--scribbles", str(path), "--steps", "20", "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    now = group_info(store, "damage")["summary"]["area_percent"]
+    line = " ".join(next(x for x in result.output.splitlines() if x.startswith("changed:")).split())
+    assert f"paint_loss {before['paint_loss']:.2f} % -> {now['paint_loss']:.2f} %" in line
+    assert "changed by adapt" in result.output and group_info(store, BEFORE_ADAPT)["area_percent"] == before
+
+
 def test_the_command_line_spells_the_adapt_base_as_the_stage_does() -> None:
     import flows.cli.common as cli
     import pipeline.stages.adapt as stage
