@@ -1,9 +1,11 @@
-"""Re-runs started from the review page: inpainting on the corrected map, through the inpaint flow.
+"""Re-runs started from the review page, through the flows: inpainting on the corrected map, and adapt.
 
-The button goes through `flows.inpaint.inpaint_flow` with `mask = <store>/mask_edited` — the same code as
-`retouch inpaint STORE --mask STORE/mask_edited` — so the run is a Prefect flow run (recorded on the server
-when one is configured) and writes its provenance like any other. One re-run at a time per server; its
-progress is read from the stage's ledger (`<store>/_progress/inpaint/`), which the stage writes per chunk.
+The inpaint button goes through `flows.inpaint.inpaint_flow` with `mask = <store>/mask_edited` — the same code as
+`retouch inpaint STORE --mask STORE/mask_edited`; the adapt button through `flows.adapt.adapt_flow` on the store's
+`scribbles/` — the same code as `retouch adapt STORE` with its defaults (fit, then detect with the adapted weights).
+So a re-run is a Prefect flow run (recorded on the server when one is configured) and writes its provenance like
+any other. One re-run at a time per server; its progress is read from the ledger of the stage writing chunks
+(`<store>/_progress/<stage>/`), which the stage writes per chunk.
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pipeline.io.store import chunk_grid, group_info, local_path, open_complete
 
 EDITED = "mask_edited"
+SCRIBBLES = "scribbles"
 
 
 class ReviewJobs:
@@ -30,16 +34,12 @@ class ReviewJobs:
 
     def start_inpaint(self) -> dict[str, Any]:
         """Start inpainting on `mask_edited/` in a thread; the job's state (refused: status 'refused')."""
-        with self._lock:
-            if self._running is not None:
-                return {**self._jobs[self._running], "status": "refused", "error": "a re-run is already going"}
-            if group_info(self.store, EDITED) is None:
-                return {"id": None, "status": "refused", "error": "no mask_edited/ yet: paint and save first"}
-            job_id = uuid.uuid4().hex[:12]
-            self._jobs[job_id] = {"id": job_id, "status": "running", "progress": "starting", "started": time.time()}
-            self._running = job_id
-        threading.Thread(target=self._run, args=(job_id,), daemon=True, name=f"review-inpaint-{job_id}").start()
-        return self._jobs[job_id]
+        return self._start("inpaint", EDITED, "no mask_edited/ yet: paint and save first", self._inpaint)
+
+    def start_adapt(self) -> dict[str, Any]:
+        """Start adapt on `scribbles/` (then detection with the adapted weights) in a thread; the job's state."""
+        return self._start("adapt", SCRIBBLES, "no scribbles/ yet: paint strokes for adapt and save them first",
+                           self._adapt)
 
     def state(self, job_id: str) -> dict[str, Any] | None:
         with self._lock:
@@ -48,32 +48,65 @@ class ReviewJobs:
                 return None
             job = dict(job)
         if job["status"] == "running":
-            job["progress"] = self._progress()
+            job["progress"] = self._progress(job["stage"])
         return job
 
-    def _progress(self) -> str:
-        ledger = Path(local_path(self.store)) / "_progress" / "inpaint"
+    def _start(self, stage: str, needs: str, missing: str, work: Callable[[], str]) -> dict[str, Any]:
+        with self._lock:
+            if self._running is not None:
+                return {**self._jobs[self._running], "status": "refused", "error": "a re-run is already going"}
+            if group_info(self.store, needs) is None:
+                return {"id": None, "status": "refused", "error": missing}
+            job_id = uuid.uuid4().hex[:12]
+            self._jobs[job_id] = {"id": job_id, "stage": stage, "status": "running", "progress": "starting",
+                                  "started": time.time()}
+            self._running = job_id
+        threading.Thread(target=self._run, args=(job_id, work), daemon=True,
+                         name=f"review-{stage}-{job_id}").start()
+        return self._jobs[job_id]
+
+    def _progress(self, stage: str) -> str:
+        """Chunks done of the stage writing them (adapt: its detection; before that, the fit)."""
+        writer = "detect" if stage == "adapt" else stage
+        ledger = Path(local_path(self.store)) / "_progress" / writer
+        if stage == "adapt" and not ledger.is_dir():
+            return "fitting"
         done = len(list(ledger.glob("*.done"))) if ledger.is_dir() else 0
         scan = open_complete(self.store, "scan")
         chunk = int(scan["0"].chunks[1])
         total = sum(len(chunk_grid(scan[p].shape, chunk)) for p in scan.array_keys())
-        return f"{min(done, total)}/{total} chunks"
+        return f"{'detecting: ' if stage == 'adapt' else ''}{min(done, total)}/{total} chunks"
 
-    def _run(self, job_id: str) -> None:
-        from flows.inpaint import inpaint_flow
-        from flows.params import InpaintParams
-
+    def _run(self, job_id: str, work: Callable[[], str]) -> None:
         try:
-            result = inpaint_flow(self.store, InpaintParams(mask=str(Path(local_path(self.store)) / EDITED)))
-            summary = result["summary"]
-            update = {"status": "done", "summary": f"{summary['chunks_inpainted']} of {summary['chunks_total']} "
-                                                   f"chunks inpainted, {summary['hole_pixels']} px filled"
-                      + ("; unchanged, skipped" if result.get("skipped") else "")}
+            update = {"status": "done", "summary": work()}
         except Exception as exc:  # shown on the page in one line; the flow run keeps the traceback
             update = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
         with self._lock:
             self._jobs[job_id].update(update, ended=time.time())
             self._running = None
+
+    def _inpaint(self) -> str:
+        from flows.inpaint import inpaint_flow
+        from flows.params import InpaintParams
+
+        result = inpaint_flow(self.store, InpaintParams(mask=str(Path(local_path(self.store)) / EDITED)))
+        summary = result["summary"]
+        return (f"{summary['chunks_inpainted']} of {summary['chunks_total']} chunks inpainted, "
+                f"{summary['hole_pixels']} px filled" + ("; unchanged, skipped" if result.get("skipped") else ""))
+
+    def _adapt(self) -> str:
+        from flows.adapt import adapt_flow
+        from pipeline.stages.adapt_before import BEFORE_ADAPT
+
+        results = adapt_flow(self.store, str(Path(local_path(self.store)) / SCRIBBLES))
+        fitted = results["adapt"]
+        before = (group_info(self.store, BEFORE_ADAPT) or {}).get("area_percent") or {}
+        now = results["detect"]["summary"]["area_percent"]
+        moved = ", ".join(f"{k} {before[k]:.2f} % -> {v:.2f} %" if k in before else f"{k} {v:.2f} %"
+                          for k, v in now.items())
+        return (f"adapted {', '.join(fitted['summary']['adapted_classes'])}"
+                + ("; unchanged, skipped" if fitted.get("skipped") else "") + f"; flagged {moved}")
 
 
 def review_jobs(store: str) -> ReviewJobs:

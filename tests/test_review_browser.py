@@ -119,8 +119,11 @@ def test_the_page_shows_what_adapt_changed(served) -> None:
     now[40:60, 40:70] = 2
     now[100, 50:200] = 0
     write_damage(store, now)
+    restored = zarr.open_group(store, mode="r+", path="restored")  # as detect marks it after a new map
+    restored.attrs["retouch"] = {**restored.attrs["retouch"], "stale": {"reason": "damage/ was recomputed"}}
     browser.send("Page.navigate", url=url)
     browser.wait_for("window.reviewReady === true")
+    assert "stale" in browser.js("document.getElementById('caption-after').textContent")
     assert "changed by adapt" in browser.js("document.getElementById('map').textContent")
     assert browser.js("document.getElementById('legend-removed').hidden")
     browser.js("review.setMap('adapt_changes')")

@@ -65,3 +65,34 @@ def test_the_page_reruns_inpainting_on_the_edited_map(tmp_path: Path, tiny_weigh
     assert state["status"] == "done", state
     assert group_info(store, "restored")["mask"] == "mask_edited"
     assert client.get("/iiif/restored/info.json").status_code == 200
+
+
+def test_the_page_adapts_the_detector_to_its_saved_scribbles(tmp_path: Path, tiny_weights: Path,
+                                                             prefect_harness: None) -> None:
+    from pipeline.stages.adapt_before import BEFORE_ADAPT
+    from pipeline.stages.adapt_weights import adapted_info
+
+    store = make_store(tmp_path)
+    client = TestClient(create_app(store, jobs=review_jobs(store)))
+    refused = client.post("/api/adapt", json={})
+    assert refused.status_code == 409 and "no scribbles/ yet" in refused.text
+    detected = group_info(store, "damage")["digests"]["labels/0"]
+    version = client.get("/api/meta").json()["versions"]["scribbles"]
+    strokes = [{"value": 2, "radius": 3, "points": [[305, 320], [335, 320]]},  # across the review store's loss
+               {"value": 3, "radius": 3, "points": [[40, 420], [240, 420]]}]
+    saved = client.post("/api/save", json={"target": "scribbles", "base_version": version, "strokes": strokes})
+    assert saved.status_code == 200, saved.text
+    job = client.post("/api/adapt", json={}).json()
+    assert job["status"] == "running" and job["stage"] == "adapt"
+    assert client.post("/api/inpaint", json={}).status_code == 409  # one re-run at a time
+    deadline = time.time() + 300
+    while (state := client.get(f"/api/jobs/{job['id']}").json())["status"] == "running":
+        assert time.time() < deadline
+        time.sleep(0.5)
+    assert state["status"] == "done", state
+    assert state["summary"].startswith("adapted paint_loss") and "flagged" in state["summary"]
+    assert adapted_info(store) is not None and group_info(store, "damage")["weights"] == "adapted"
+    assert group_info(store, BEFORE_ADAPT)["labels_digest"] == detected  # the map the page showed before
+    meta = client.get("/api/meta").json()
+    assert "adapt_changes" in meta["images"] and meta["versions"]["damage"]
+    assert client.get("/iiif/adapt_changes-removed/info.json").status_code == 200

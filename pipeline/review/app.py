@@ -6,7 +6,8 @@
     GET  /api/meta                                        catalog entry, weights, parameters, runs, versions
     GET  /provenance/{file}                               a provenance document of the store
     POST /api/save     {target, base_version, strokes}    mask_edited/ or scribbles/ (409 on a conflict)
-    POST /api/inpaint  {}                                 re-run inpainting on mask_edited/ (see jobs.py)
+    POST /api/inpaint  {}                                 re-run inpainting on mask_edited/ (flows/review.py)
+    POST /api/adapt    {}                                 adapt on scribbles/, then detect (flows/review.py)
     GET  /api/jobs/{id}                                   a re-run's progress
 
 Blocking work (Zarr reads, encoding, saving) runs in Starlette's thread pool, so tiles keep coming while a
@@ -50,7 +51,8 @@ def _cross_site(request: Request) -> PlainTextResponse | None:
 
 
 def create_app(store: str, catalog: Path | None = None, jobs: Any = None) -> Starlette:
-    """The app for `store` (refused at once when it has no complete scan). `jobs` runs re-inpainting."""
+    """The app for `store` (refused at once when it has no complete scan). `jobs` runs the re-runs (inpaint,
+    adapt: flows.review.ReviewJobs)."""
     images = ReviewImages(store)
 
     async def page(request: Request) -> Response:
@@ -113,15 +115,20 @@ def create_app(store: str, catalog: Path | None = None, jobs: Any = None) -> Sta
         return JSONResponse({"target": target, "version": marker["digests"]["0"],
                              "pixels_changed": marker["pixels_changed"], "time": marker["time"]})
 
-    async def inpaint(request: Request) -> Response:
-        if (refused := _cross_site(request)) is not None:
-            return refused
-        if jobs is None:
-            return _bad("re-running inpainting is not enabled in this server", 404)
-        state = await run_in_threadpool(jobs.start_inpaint)
-        if state["status"] == "refused":
-            return _bad(f"not started: {state['error']}", 409)
-        return JSONResponse(state, status_code=202)
+    def rerun(stage: str) -> Any:
+        """The handler starting the re-run of `stage` (inpaint or adapt)."""
+
+        async def start(request: Request) -> Response:
+            if (refused := _cross_site(request)) is not None:
+                return refused
+            if jobs is None:
+                return _bad(f"re-running {stage} is not enabled in this server", 404)
+            state = await run_in_threadpool(getattr(jobs, f"start_{stage}"))
+            if state["status"] == "refused":
+                return _bad(f"not started: {state['error']}", 409)
+            return JSONResponse(state, status_code=202)
+
+        return start
 
     async def job(request: Request) -> Response:
         state = jobs.state(request.path_params["job_id"]) if jobs is not None else None
@@ -139,7 +146,8 @@ def create_app(store: str, catalog: Path | None = None, jobs: Any = None) -> Sta
         Route("/api/meta", meta),
         Route("/provenance/{name}", document),
         Route("/api/save", save, methods=["POST"]),
-        Route("/api/inpaint", inpaint, methods=["POST"]),
+        Route("/api/inpaint", rerun("inpaint"), methods=["POST"]),
+        Route("/api/adapt", rerun("adapt"), methods=["POST"]),
         Route("/api/jobs/{job_id}", job),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]

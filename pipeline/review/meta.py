@@ -9,7 +9,8 @@ from typing import Any
 from pipeline.io.store import fs_and_path, group_info, join
 from pipeline.provenance import list_documents
 from pipeline.review.edits import current_version
-from pipeline.review.images import SCRIBBLE_GROUP
+from pipeline.review.images import SCRIBBLE_GROUP, label_digest
+from pipeline.stages.detect import STALE_KEY
 from pipeline.stages.inpaint_stage import EDITED_MASK_GROUP
 
 STAGE_GROUPS = ("scan", "damage", "restored", EDITED_MASK_GROUP, SCRIBBLE_GROUP)
@@ -64,7 +65,7 @@ def store_meta(store: str, catalog: Path | None, images: list[str]) -> dict[str,
         if info is None:
             continue
         stages[name] = {k: info[k] for k in ("stage", "weights", "weights_sha256", "params", "summary", "base",
-                                              "base_digest", "pixels_changed", "time") if k in info}
+                                              "base_digest", "pixels_changed", "time", STALE_KEY) if k in info}
     return {
         "store": store,
         "images": images,
@@ -73,6 +74,7 @@ def store_meta(store: str, catalog: Path | None, images: list[str]) -> dict[str,
         "stages": stages,
         "runs": run_times(store),
         "versions": {EDITED_MASK_GROUP: current_version(store, EDITED_MASK_GROUP) if markers["damage"] else None,
-                     SCRIBBLE_GROUP: current_version(store, SCRIBBLE_GROUP)},
+                     SCRIBBLE_GROUP: current_version(store, SCRIBBLE_GROUP),
+                     "damage": label_digest(store, "damage") if markers["damage"] else None},
         "provenance_dir": join(store, "provenance"),
     }

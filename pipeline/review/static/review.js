@@ -53,9 +53,13 @@ follow(before, after);
 follow(after, before);
 
 // ---- overlays: one tiled image per class of the chosen map, each with its toggle and opacity
+function mapVersion() {  // a new version gives new tile URLs, so no tile of an older map is shown
+  const of = state.map === "adapt_changes" ? "damage" : state.map;
+  return state.versions[of] ? `~${state.versions[of].slice(0, 12)}` : "";
+}
+
 function overlayName(value) {
-  const version = state.map === "mask_edited" ? `~${(state.versions.mask_edited || "").slice(0, 12)}` : "";
-  return `${state.map}-${CLASS_NAMES[value]}${version}`;
+  return `${state.map}-${value === "removed" ? "removed" : CLASS_NAMES[value]}${mapVersion()}`;
 }
 
 async function showOverlays() {
@@ -63,7 +67,7 @@ async function showOverlays() {
   state.overlays = {};
   let names = { 1: overlayName(1), 2: overlayName(2) };
   if (state.map === "scribbles") names = { all: `scribbles~${(state.versions.scribbles || "").slice(0, 12)}` };
-  if (state.map === "adapt_changes") names = { ...names, removed: "adapt_changes-removed" };
+  if (state.map === "adapt_changes") names = { ...names, removed: overlayName("removed") };
   $("legend-clean").hidden = state.map !== "scribbles";
   $("legend-removed").hidden = $("opacity-removed").hidden = state.map !== "adapt_changes";
   for (const [key, name] of Object.entries(names)) {
@@ -215,20 +219,27 @@ async function save() {
 }
 $("save").onclick = save;
 
-// ---- re-run inpainting on the edited map, with progress
-$("inpaint").onclick = async () => {
-  const response = await fetch("/api/inpaint", { method: "POST", headers: { "Content-Type": "application/json" },
-                                                 body: "{}" });
-  if (!response.ok) { status((await response.text()).trim(), "error"); return; }
-  const job = await response.json();
-  const poll = async () => {
-    const s = await (await fetch(`/api/jobs/${job.id}`)).json();
-    if (s.status === "running" || s.status === "queued") { status(`inpainting: ${s.progress || s.status}`); setTimeout(poll, 1000); return; }
-    if (s.status === "done") { status(`inpainting done (${s.summary})`, "ok"); await reloadRestored(); }
-    else status(`inpainting failed: ${s.error}`, "error");
+// ---- re-runs with progress: inpainting on the edited map, adapt on the saved scribbles (then detection)
+function rerun(stage, doing, whenDone) {
+  return async () => {
+    const response = await fetch(`/api/${stage}`, { method: "POST", headers: { "Content-Type": "application/json" },
+                                                    body: "{}" });
+    if (!response.ok) { status((await response.text()).trim(), "error"); return; }
+    const job = await response.json();
+    const poll = async () => {
+      const s = await (await fetch(`/api/jobs/${job.id}`)).json();
+      if (s.status === "running" || s.status === "queued") { status(`${doing}: ${s.progress || s.status}`); setTimeout(poll, 1000); return; }
+      if (s.status === "done") { status(`${stage} done (${s.summary})`, "ok"); await whenDone(); }
+      else status(`${stage} failed: ${s.error}`, "error");
+    };
+    poll();
   };
-  poll();
-};
+}
+$("inpaint").onclick = rerun("inpaint", "inpainting", () => reloadRestored());
+$("adapt").onclick = rerun("adapt", "adapting", async () => {
+  await loadMeta();
+  await setMap(state.meta.images.includes("adapt_changes") ? "adapt_changes" : "damage");
+});
 
 async function reloadRestored() {
   await loadMeta();
@@ -246,10 +257,18 @@ function table(rows) {
 }
 function esc(v) { return String(v ?? "").replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]); }
 
+function captionAfter() {
+  const restored = state.meta.stages.restored;
+  $("caption-after").textContent = !state.meta.images.includes("restored") ? "after: not restored yet (scan shown)"
+    : restored && restored.stale ? "after (restored from an earlier damage map: stale until inpainting runs again)"
+    : "after (restored)";
+}
+
 async function loadMeta() {
   const meta = await (await fetch("/api/meta")).json();
   state.meta = meta;
   state.versions = { ...meta.versions };
+  if (state.scan) captionAfter();
   const c = meta.catalog;
   if (c) {
     $("title").textContent = `${c.title} — ${c.creator}`;
@@ -286,7 +305,7 @@ async function start() {
   const images = state.meta.images;
   state.scan = await addImage(before, "scan", 1, 0);
   const afterName = images.includes("restored") ? "restored" : "scan";
-  $("caption-after").textContent = images.includes("restored") ? "after (restored)" : "after: not restored yet (scan shown)";
+  captionAfter();
   await addImage(after, afterName, 1);
   if (images.includes("restored")) state.restoredA = await addImage(before, "restored", 0, 1);
   else $("mode-swipe").disabled = true;
