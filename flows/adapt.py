@@ -9,7 +9,7 @@ from prefect import flow, task
 from flows.common import LOCK_WAIT_SECONDS, RETRY_DELAYS, finish, is_transient, run_name
 from flows.detect import detect_flow
 from flows.params import AdaptParams, DetectParams, EngineParams
-from flows.reporting import report_stage, result_dict
+from flows.reporting import report_flagged_shares, report_stage, result_dict
 from flows.settings import current_run_id
 from pipeline.io.locking import store_lock
 
@@ -43,6 +43,14 @@ def adapt_flow(store: str, scribbles: str, params: AdaptParams = AdaptParams(), 
         params: the fit (base weights, head size, steps, seed, device)
         detect: the detection run after the fit (weights left empty: the adapted ones)
         force: fit again even when scan, scribbles, base weights and parameters are unchanged
+
+    Returns the two stages' results and, per class, the share of the scan flagged before the fit and now
+    ("flagged"; also a table artifact): where it moved, the review page's map "changed by adapt" shows.
     """
+    from pipeline.stages.adapt_before import flagged_shares
+
     adapted = adapt_fit_flow(store, scribbles, params, force)
-    return {"adapt": adapted, "detect": detect_flow(store, detect, engine, False)}
+    detected = detect_flow(store, detect, engine, False)
+    flagged = flagged_shares(store, detected["summary"]["area_percent"])
+    report_flagged_shares(flagged)
+    return {"adapt": adapted, "detect": detected, "flagged": flagged}

@@ -90,6 +90,14 @@ def report_damage_table(summary: dict[str, Any]) -> None:
     create_table_artifact(rows, key="damage-per-class", description="damage found per class")
 
 
+def report_flagged_shares(shares: dict[str, dict[str, float | None]]) -> None:
+    """Adapt's table artifact: per class, the share of the scan flagged before the fit and now."""
+    rows = [{"class": name, "flagged before adapt %": None if s["before"] is None else round(s["before"], 4),
+             "flagged now %": round(s["now"], 4)} for name, s in shares.items()]
+    create_table_artifact(rows, key="adapt-flagged-share",
+                          description="share of the scan flagged, before adapt and now")
+
+
 def _thumbnail(path: Path, side: int = 360) -> str:
     from PIL import Image
 

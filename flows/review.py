@@ -97,16 +97,13 @@ class ReviewJobs:
 
     def _adapt(self) -> str:
         from flows.adapt import adapt_flow
-        from pipeline.stages.adapt_before import BEFORE_ADAPT
+        from pipeline.stages.adapt_before import describe_shares
 
         results = adapt_flow(self.store, str(Path(local_path(self.store)) / SCRIBBLES))
         fitted = results["adapt"]
-        before = (group_info(self.store, BEFORE_ADAPT) or {}).get("area_percent") or {}
-        now = results["detect"]["summary"]["area_percent"]
-        moved = ", ".join(f"{k} {before[k]:.2f} % -> {v:.2f} %" if k in before else f"{k} {v:.2f} %"
-                          for k, v in now.items())
         return (f"adapted {', '.join(fitted['summary']['adapted_classes'])}"
-                + ("; unchanged, skipped" if fitted.get("skipped") else "") + f"; flagged {moved}")
+                + ("; unchanged, skipped" if fitted.get("skipped") else "")
+                + f"; flagged {describe_shares(results['flagged'])}")
 
 
 def review_jobs(store: str) -> ReviewJobs:

@@ -380,6 +380,8 @@ def test_adapt_flow_fits_then_detects_with_the_adapted_weights(tmp_path: Path, t
     assert results["adapt"]["summary"]["adapted_classes"] == ["paint_loss"]
     assert any("adapted weights" in note for note in results["detect"]["notes"])
     assert group_info(store, "damage")["weights"] == "adapted"
+    now = group_info(store, "damage")["summary"]["area_percent"]
+    assert results["flagged"] == {k: {"before": None, "now": v} for k, v in now.items()}  # nothing detected before
     again = adapt_flow(store, str(path), AdaptParams(steps=20), DetectParams(tile=256, tta=1), engine)
     assert again["adapt"]["skipped"] and again["detect"]["skipped"]
 

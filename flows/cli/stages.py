@@ -171,8 +171,8 @@ def adapt_command(
     """Fit the detector to this painting from a conservator's scribbles (`weights/`), then detect again."""
     from flows.params import AdaptParams, DetectParams
     from pipeline.io.scribbles import read_scribbles
-    from pipeline.io.store import group_info, join, open_complete
-    from pipeline.stages.adapt_before import BEFORE_ADAPT
+    from pipeline.io.store import join, open_complete
+    from pipeline.stages.adapt_before import describe_shares
     from pipeline.stages.adapt_weights import weights_dir
     from pipeline.stages.detect import check_device
 
@@ -201,11 +201,9 @@ def adapt_command(
                   + ", ".join(f"{k} {v} px" for k, v in s["labelled_pixels"].items()))
     print_notes(adapted)
     print_detect(results["detect"])
-    before = (group_info(store, BEFORE_ADAPT) or {}).get("area_percent")
-    if before:  # the detection before this fit, as adapt kept it for the review
-        now = results["detect"]["summary"]["area_percent"]
-        console.print("changed:    " + ", ".join(f"{k} {before.get(k, 0.0):.2f} % -> {v:.2f} %" for k, v in now.items())
-                      + f" of the scan (where: `retouch review {store}`, map \"changed by adapt\")")
+    if any(share["before"] is not None for share in results["flagged"].values()):
+        console.print(f"changed:    {describe_shares(results['flagged'])} of the scan "
+                      f"(where: `retouch review {store}`, map \"changed by adapt\")")
 
 
 def inpaint_command(
