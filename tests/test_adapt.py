@@ -308,6 +308,24 @@ def test_adapt_keeps_the_detection_it_replaces_for_the_review(tmp_path: Path, ti
     assert group_info(store, BEFORE_ADAPT)["labels_digest"] == digest
 
 
+def test_a_killed_copy_of_the_detection_never_looks_complete_and_is_made_again(tmp_path: Path,
+                                                                               tiny_weights: Path) -> None:
+    import shutil
+
+    from pipeline.stages.adapt_before import BEFORE_ADAPT, keep_detection_before
+
+    store, _ = _store(tmp_path)
+    detect(store, DetectConfig(tile=256, tta=1), QUIET)
+    labels, partial = Path(store) / "scan/labels/damage", Path(store) / f"{BEFORE_ADAPT}.partial"
+    # killed halfway: the levels copied, the group's own zarr.json (which would hold the marker) not yet
+    shutil.copytree(labels, partial, ignore=lambda folder, names: ["zarr.json"] if Path(folder) == labels else [])
+    assert group_info(store, partial.name) is None
+    kept = keep_detection_before(store)
+    assert group_info(store, BEFORE_ADAPT) == kept and not partial.exists()
+    shutil.rmtree(Path(store) / "damage")  # no complete detection any more: no map to compare with
+    assert keep_detection_before(store) is None and group_info(store, BEFORE_ADAPT) is None
+
+
 def _value(attr: object) -> object:
     """A PROV-JSON attribute value (typed literals are {'$': text, 'type': ...})."""
     return int(attr["$"]) if isinstance(attr, dict) else attr
