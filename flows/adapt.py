@@ -54,3 +54,26 @@ def adapt_flow(store: str, scribbles: str, params: AdaptParams = AdaptParams(), 
     flagged = flagged_shares(store, detected["summary"]["area_percent"])
     report_flagged_shares(flagged)
     return {"adapt": adapted, "detect": detected, "flagged": flagged}
+
+
+@task(name="adapt-undo")
+def adapt_undo_task(store: str) -> dict[str, Any]:
+    from pipeline.stages.adapt_undo import undo_adapt
+
+    with store_lock(store, timeout=LOCK_WAIT_SECONDS):
+        result = undo_adapt(store, run_id=current_run_id())
+    report_stage(result)
+    return result_dict(result)
+
+
+@flow(name="adapt-undo", flow_run_name=run_name("adapt-undo"), log_prints=True)
+def adapt_undo_flow(store: str, detect: DetectParams = DetectParams(),
+                    engine: EngineParams = EngineParams()) -> dict[str, Any]:
+    """Drop the store's adapted weights (and the map kept before them), then detect again with the default detector.
+
+    Args:
+        store: the store (a local folder) holding weights/ from `retouch adapt`
+        detect: the detection run after it (weights left empty: the default detector)
+    """
+    undone = adapt_undo_task(store)
+    return {"undo": undone, "detect": detect_flow(store, detect, engine, False)}

@@ -1,8 +1,9 @@
-"""Re-runs started from the review page, through the flows: inpainting on the corrected map, and adapt.
+"""Re-runs started from the review page, through the flows: inpainting on the corrected map, adapt, its undo.
 
 The inpaint button goes through `flows.inpaint.inpaint_flow` with `mask = <store>/mask_edited` — the same code as
 `retouch inpaint STORE --mask STORE/mask_edited`; the adapt button through `flows.adapt.adapt_flow` on the store's
-`scribbles/` — the same code as `retouch adapt STORE` with its defaults (fit, then detect with the adapted weights).
+`scribbles/` — the same code as `retouch adapt STORE` with its defaults (fit, then detect with the adapted weights);
+the undo button through `flows.adapt.adapt_undo_flow`, as `retouch adapt STORE --undo`.
 So a re-run is a Prefect flow run (recorded on the server when one is configured) and writes its provenance like
 any other. One re-run at a time per server; its progress is read from the ledger of the stage writing chunks
 (`<store>/_progress/<stage>/`), which the stage writes per chunk.
@@ -21,6 +22,7 @@ from pipeline.io.store import chunk_grid, group_info, local_path, open_complete
 
 EDITED = "mask_edited"
 SCRIBBLES = "scribbles"
+WEIGHTS = "weights"  # the adapted weights (pipeline.stages.adapt_weights.WEIGHTS_GROUP)
 
 
 class ReviewJobs:
@@ -40,6 +42,10 @@ class ReviewJobs:
         """Start adapt on `scribbles/` (then detection with the adapted weights) in a thread; the job's state."""
         return self._start("adapt", SCRIBBLES, "no scribbles/ yet: paint strokes for adapt and save them first",
                            self._adapt)
+
+    def start_undo(self) -> dict[str, Any]:
+        """Start undoing adapt (its weights dropped, then detection with the default detector); the job's state."""
+        return self._start("undo", WEIGHTS, "no adapted weights in this store: nothing to undo", self._undo)
 
     def state(self, job_id: str) -> dict[str, Any] | None:
         with self._lock:
@@ -67,15 +73,15 @@ class ReviewJobs:
 
     def _progress(self, stage: str) -> str:
         """Chunks done of the stage writing them (adapt: its detection; before that, the fit)."""
-        writer = "detect" if stage == "adapt" else stage
-        ledger = Path(local_path(self.store)) / "_progress" / writer
+        detects = stage in ("adapt", "undo")
+        ledger = Path(local_path(self.store)) / "_progress" / ("detect" if detects else stage)
         if stage == "adapt" and not ledger.is_dir():
             return "fitting"
         done = len(list(ledger.glob("*.done"))) if ledger.is_dir() else 0
         scan = open_complete(self.store, "scan")
         chunk = int(scan["0"].chunks[1])
         total = sum(len(chunk_grid(scan[p].shape, chunk)) for p in scan.array_keys())
-        return f"{'detecting: ' if stage == 'adapt' else ''}{min(done, total)}/{total} chunks"
+        return f"{'detecting: ' if detects else ''}{min(done, total)}/{total} chunks"
 
     def _run(self, job_id: str, work: Callable[[], str]) -> None:
         try:
@@ -104,6 +110,14 @@ class ReviewJobs:
         return (f"adapted {', '.join(fitted['summary']['adapted_classes'])}"
                 + ("; unchanged, skipped" if fitted.get("skipped") else "")
                 + f"; flagged {describe_shares(results['flagged'])}")
+
+
+    def _undo(self) -> str:
+        from flows.adapt import adapt_undo_flow
+
+        results = adapt_undo_flow(self.store)
+        flagged = ", ".join(f"{k} {v:.2f} %" for k, v in results["detect"]["summary"]["area_percent"].items())
+        return f"adapted weights dropped; detected with the default detector: flagged {flagged}"
 
 
 def review_jobs(store: str) -> ReviewJobs:

@@ -422,6 +422,31 @@ def test_the_adapt_command_says_how_the_flagged_share_moved(tmp_path: Path, tiny
     assert "changed by adapt" in result.output and group_info(store, BEFORE_ADAPT)["area_percent"] == before
 
 
+def test_undo_drops_the_adapted_weights_and_detection_is_the_default_s_again(
+        tmp_path: Path, tiny_weights: Path, prefect_harness: None, refused_in_one_line) -> None:
+    from typer.testing import CliRunner
+
+    from flows.cli.main import app
+    from pipeline.stages.adapt_before import BEFORE_ADAPT
+
+    store, _ = _store(tmp_path)
+    refused_in_one_line(["adapt", store, "--undo"], "weights: no adapted weights in this store: nothing to undo")
+    first = detect(store, DetectConfig(tta=1), QUIET)  # as the command's detection after the undo
+    fitted = adapt(store, save_png(tmp_path, strokes(LOSSES[:2], CLEAN_SPOTS)), AdaptConfig(steps=20))
+    detect(store, DetectConfig(tta=1), QUIET)
+    assert group_info(store, "damage")["weights"] == "adapted" and group_info(store, BEFORE_ADAPT) is not None
+    result = CliRunner().invoke(app, ["adapt", store, "--undo", "--tta", "1", "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    assert "undone:" in result.output and fitted.digests[ADAPTED_FILE][:16] in result.output
+    assert adapted_info(store) is None and group_info(store, BEFORE_ADAPT) is None
+    damage = group_info(store, "damage")
+    assert damage["weights"] == DEFAULT_WEIGHTS and damage["digests"] == first.digests  # the map before adapting
+    undo = next(json.loads(read_document(u).serialize(format="json")) for u in list_documents(store)
+                if "undo" in read_document(u).serialize(format="json"))
+    assert any("weights/adapted" in json.dumps(v) for v in undo.get("wasInvalidatedBy", {}).values())
+    refused_in_one_line(["adapt", store, "--undo"], "nothing to undo")
+
+
 def test_the_command_line_spells_the_adapt_base_as_the_stage_does() -> None:
     import flows.cli.common as cli
     import pipeline.stages.adapt as stage

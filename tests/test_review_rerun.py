@@ -67,7 +67,7 @@ def test_the_page_reruns_inpainting_on_the_edited_map(tmp_path: Path, tiny_weigh
     assert client.get("/iiif/restored/info.json").status_code == 200
 
 
-def test_the_page_adapts_the_detector_to_its_saved_scribbles(tmp_path: Path, tiny_weights: Path,
+def test_the_page_adapts_the_detector_to_its_saved_scribbles_and_undoes_it(tmp_path: Path, tiny_weights: Path,
                                                              prefect_harness: None) -> None:
     from pipeline.stages.adapt_before import BEFORE_ADAPT
     from pipeline.stages.adapt_weights import adapted_info
@@ -96,3 +96,12 @@ def test_the_page_adapts_the_detector_to_its_saved_scribbles(tmp_path: Path, tin
     meta = client.get("/api/meta").json()
     assert "adapt_changes" in meta["images"] and meta["versions"]["damage"]
     assert client.get("/iiif/adapt_changes-removed/info.json").status_code == 200
+    undo = client.post("/api/undo", json={}).json()  # and back: the adapted weights dropped, the default detects
+    while (state := client.get(f"/api/jobs/{undo['id']}").json())["status"] == "running":
+        assert time.time() < deadline
+        time.sleep(0.5)
+    assert state["status"] == "done" and state["summary"].startswith("adapted weights dropped"), state
+    assert adapted_info(store) is None and group_info(store, "damage")["weights"] != "adapted"
+    assert "adapt_changes" not in client.get("/api/meta").json()["images"]
+    again = client.post("/api/undo", json={})
+    assert again.status_code == 409 and "nothing to undo" in again.text

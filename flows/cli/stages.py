@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
@@ -48,6 +48,9 @@ from flows.cli.common import (
     start_flows,
     state_line,
 )
+
+if TYPE_CHECKING:
+    from flows.params import DetectParams, EngineParams
 
 
 def register(app: typer.Typer) -> None:
@@ -167,6 +170,8 @@ def adapt_command(
     workers: EngineOpt = 0,
     dask_address: AddressOpt = None,
     force: ForceOpt = False,
+    undo: Annotated[bool, typer.Option("--undo", help="drop this store's adapted weights (and the map kept before "
+                                                       "them), then detect again with the default detector")] = False,
 ) -> None:
     """Fit the detector to this painting from a conservator's scribbles (`weights/`), then detect again."""
     from flows.params import AdaptParams, DetectParams
@@ -179,16 +184,18 @@ def adapt_command(
     for name, value in (("--add", add), ("--add-loss", add_loss)):
         if not 0.0 < value < 1.0:
             raise typer.BadParameter(f"{name} must be in (0, 1), got {value}")
-    source = str(scribbles) if scribbles else join(store, "scribbles")
     weights_dir(store)  # a remote store is refused here
+    detect = DetectParams(threshold=threshold, tta=check_tta(tta), coarse_loss=coarse_loss, min_crack=min_crack,
+                          border=border, scale=scale, device=device)
+    if undo:
+        return undo_adapt_command(store, detect, engine_params(workers, dask_address))
+    source = str(scribbles) if scribbles else join(store, "scribbles")
     _, height, width = open_complete(store, "scan")["0"].shape
     read_scribbles(source, (height, width))  # bad scribbles fail here, in one line, before any run starts
     check_device(device)
     params = AdaptParams(base=base, hidden=hidden, steps=steps, seed=seed, add=add, add_loss=add_loss, reach=reach,
                          beside=beside, support_loss=support_loss, smooth_loss=smooth_loss, clamp_loss=clamp_loss,
                          gate_loss=gate_loss, gate_sigma=gate_sigma, scale=scale, device=device)
-    detect = DetectParams(threshold=threshold, tta=check_tta(tta), coarse_loss=coarse_loss, min_crack=min_crack,
-                          border=border, scale=scale, device=device)
     start_flows()
     from flows.adapt import adapt_flow
 
@@ -204,6 +211,21 @@ def adapt_command(
     if any(share["before"] is not None for share in results["flagged"].values()):
         console.print(f"changed:    {describe_shares(results['flagged'])} of the scan "
                       f"(where: `retouch review {store}`, map \"changed by adapt\")")
+
+
+def undo_adapt_command(store: str, detect: DetectParams, engine: EngineParams) -> None:
+    """`retouch adapt STORE --undo`: refused in one line, before any flow starts, without adapted weights."""
+    from pipeline.stages.adapt_undo import undoable
+
+    undoable(store)
+    start_flows()
+    from flows.adapt import adapt_undo_flow
+
+    results = adapt_undo_flow(store, detect, engine)
+    undone = results["undo"]["summary"]
+    console.print(f"undone:     the adapted weights (sha256 {undone['undone'][:16]}…, fitted on {undone['base']}) "
+                  "and the map kept before them are gone; detection uses the default detector again")
+    print_detect(results["detect"])
 
 
 def inpaint_command(

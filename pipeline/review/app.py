@@ -8,6 +8,7 @@
     POST /api/save     {target, base_version, strokes}    mask_edited/ or scribbles/ (409 on a conflict)
     POST /api/inpaint  {}                                 re-run inpainting on mask_edited/ (flows/review.py)
     POST /api/adapt    {}                                 adapt on scribbles/, then detect (flows/review.py)
+    POST /api/undo     {}                                 drop the adapted weights, then detect (flows/review.py)
     GET  /api/jobs/{id}                                   a re-run's progress
 
 Blocking work (Zarr reads, encoding, saving) runs in Starlette's thread pool, so tiles keep coming while a
@@ -52,7 +53,7 @@ def _cross_site(request: Request) -> PlainTextResponse | None:
 
 def create_app(store: str, catalog: Path | None = None, jobs: Any = None) -> Starlette:
     """The app for `store` (refused at once when it has no complete scan). `jobs` runs the re-runs (inpaint,
-    adapt: flows.review.ReviewJobs)."""
+    adapt, undo: flows.review.ReviewJobs)."""
     images = ReviewImages(store)
 
     async def page(request: Request) -> Response:
@@ -116,7 +117,7 @@ def create_app(store: str, catalog: Path | None = None, jobs: Any = None) -> Sta
                              "pixels_changed": marker["pixels_changed"], "time": marker["time"]})
 
     def rerun(stage: str) -> Any:
-        """The handler starting the re-run of `stage` (inpaint or adapt)."""
+        """The handler starting the re-run of `stage` (inpaint, adapt or undo)."""
 
         async def start(request: Request) -> Response:
             if (refused := _cross_site(request)) is not None:
@@ -148,6 +149,7 @@ def create_app(store: str, catalog: Path | None = None, jobs: Any = None) -> Sta
         Route("/api/save", save, methods=["POST"]),
         Route("/api/inpaint", rerun("inpaint"), methods=["POST"]),
         Route("/api/adapt", rerun("adapt"), methods=["POST"]),
+        Route("/api/undo", rerun("undo"), methods=["POST"]),
         Route("/api/jobs/{job_id}", job),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]

@@ -240,6 +240,10 @@ $("adapt").onclick = rerun("adapt", "adapting", async () => {
   await loadMeta();
   await setMap(state.meta.images.includes("adapt_changes") ? "adapt_changes" : "damage");
 });
+$("undo-adapt").onclick = rerun("undo", "undoing adapt", async () => {
+  await loadMeta();
+  await setMap("damage");
+});
 
 async function reloadRestored() {
   await loadMeta();
