@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from prefect import flow, task
 
-from flows.adapt import adapt_flow
+from flows.adapt import adapt_flow, adapt_undo_flow
 from flows.common import RETRY_DELAYS, is_transient, run_name
 from flows.detect import detect_flow
 from flows.export import export_flow
@@ -129,7 +129,7 @@ def rerun_inpaint_flow(store: str, mask: str | None = None, weights: str = Inpai
 
 def build_deployments(cron: str = NIGHTLY, catalog: str | None = None, out: str | None = None,
                       timezone: str = "UTC") -> list[RunnerDeployment]:
-    """The five deployments; the sweep's catalog and output folder are fixed here as absolute paths."""
+    """The six deployments; the sweep's catalog and output folder are fixed here as absolute paths."""
     from prefect.schedules import Cron
     from prefect.types.entrypoint import EntrypointType
 
@@ -143,6 +143,7 @@ def build_deployments(cron: str = NIGHTLY, catalog: str | None = None, out: str 
         rerun_inpaint_flow.to_deployment("rerun-inpaint", **common),
         export_flow.to_deployment("export", **common),
         adapt_flow.to_deployment("adapt", **common),
+        adapt_undo_flow.to_deployment("adapt-undo", **common),
     ]
 
 

@@ -226,7 +226,7 @@ def test_deployments_schedule_the_sweep_and_offer_the_reruns(tmp_path: Path) -> 
     from flows.deployments import build_deployments, rerun_detect_flow, rerun_inpaint_flow
 
     deployments = {d.name: d for d in build_deployments("*/30 * * * *", "cat.yaml", str(tmp_path), "Europe/Paris")}
-    assert sorted(deployments) == ["adapt", "catalog-sweep", "export", "rerun-detect", "rerun-inpaint"]
+    assert sorted(deployments) == ["adapt", "adapt-undo", "catalog-sweep", "export", "rerun-detect", "rerun-inpaint"]
     sweep = deployments["catalog-sweep"]
     assert sweep.schedules[0].schedule.cron == "*/30 * * * *"
     assert sweep.schedules[0].schedule.timezone == "Europe/Paris"
