@@ -431,6 +431,7 @@ def test_undo_drops_the_adapted_weights_and_detection_is_the_default_s_again(
 
     store, _ = _store(tmp_path)
     refused_in_one_line(["adapt", store, "--undo"], "weights: no adapted weights in this store: nothing to undo")
+    refused_in_one_line(["adapt", store, "--undo", "--scribbles", "x.png"], "it takes no --scribbles")
     first = detect(store, DetectConfig(tta=1), QUIET)  # as the command's detection after the undo
     fitted = adapt(store, save_png(tmp_path, strokes(LOSSES[:2], CLEAN_SPOTS)), AdaptConfig(steps=20))
     detect(store, DetectConfig(tta=1), QUIET)

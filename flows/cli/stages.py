@@ -188,6 +188,8 @@ def adapt_command(
     detect = DetectParams(threshold=threshold, tta=check_tta(tta), coarse_loss=coarse_loss, min_crack=min_crack,
                           border=border, scale=scale, device=device)
     if undo:
+        if scribbles is not None:
+            raise typer.BadParameter("--undo fits nothing: it takes no --scribbles")
         return undo_adapt_command(store, detect, engine_params(workers, dask_address))
     source = str(scribbles) if scribbles else join(store, "scribbles")
     _, height, width = open_complete(store, "scan")["0"].shape
