@@ -17,7 +17,7 @@ the whole network (base and head) is one weights file, so detect loads it as it 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import cv2
@@ -87,23 +87,6 @@ class BaseBeside(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.forward_with_base(x)
-
-
-def _kept_additions(head: torch.Tensor, base: torch.Tensor,
-                    rules: Sequence[Callable[[np.ndarray, torch.Tensor], np.ndarray] | None]) -> torch.Tensor:
-    """(B, A, H, W) `head` logits with each class's additions (head positive, base not) set to GATE_OFF where its
-    rule does not keep them: `rules[i](adds, base_logit)` on one image's (H, W) bool additions (numpy) and base
-    logits (a CPU tensor, its dtype kept) gives the bool pixels kept (None: the class as the head has it)."""
-    parts = []
-    for i, rule in enumerate(rules):
-        logit = head[:, i: i + 1]
-        adds = (logit > 0) & (base[:, i: i + 1] <= 0)
-        if rule is not None and adds.any():
-            kept = torch.from_numpy(np.stack([rule(a, b) for a, b in zip(
-                adds[:, 0].cpu().numpy(), base[:, i].cpu(), strict=True)]))[:, None]
-            logit = torch.where(adds & ~kept.to(logit.device), torch.full_like(logit, GATE_OFF), logit)
-        parts.append(logit)
-    return torch.cat(parts, dim=1)
 
 
 def beside_ends(mask: np.ndarray, width: int) -> np.ndarray:
@@ -318,8 +301,7 @@ class AdaptedDetector(nn.Module):
                 veto = self._per_pixel(self.veto, feats, logits, filters)
                 vetoed = (veto > 0) & (self.veto_on.view(1, -1, 1, 1) > 0)
                 base = torch.where(vetoed, torch.minimum(base, -veto), base)
-            head = self._joined(new - self.shift, base) if any(self.reach) else new - self.shift
-            new = torch.maximum(head, base)
+            new = torch.maximum(self._joined(new - self.shift, base) if any(self.reach) else new - self.shift, base)
         out = [new[:, self.adapted.index(c)] if c in self.adapted else logits[:, c] for c in range(logits.shape[1])]
         return torch.stack(out, dim=1), logits
 
@@ -344,9 +326,17 @@ class AdaptedDetector(nn.Module):
     def _joined(self, head: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
         """(B, A, H, W) `head` logits with each class's additions (head positive, base not) that do not reach the
         base's detections within that class's `reach` steps set to GATE_OFF (a class of reach 0 unchanged)."""
-        rules = [(lambda adds, logit, steps=steps, side=side: _joined_one((logit > 0).numpy(), adds, steps, side))
-                 if steps else None for steps, side in zip(self.reach, self.beside, strict=True)]
-        return _kept_additions(head, base, rules)
+        parts = []
+        for i, (steps, side) in enumerate(zip(self.reach, self.beside, strict=True)):
+            logit = head[:, i: i + 1]
+            if steps:
+                seed, adds = base[:, i: i + 1] > 0, (logit > 0) & (base[:, i: i + 1] <= 0)
+                if adds.any():
+                    joined = torch.from_numpy(np.stack([_joined_one(s, a, steps, side) for s, a in zip(
+                        seed[:, 0].cpu().numpy(), adds[:, 0].cpu().numpy(), strict=True)]))[:, None]
+                    logit = torch.where(adds & ~joined.to(logit.device), torch.full_like(logit, GATE_OFF), logit)
+            parts.append(logit)
+        return torch.cat(parts, dim=1)
 
     def _dense(self, logits: torch.Tensor) -> torch.Tensor:
         """(B, 1, H, W): the Gaussian-weighted share of pixels around each whose logit, smoothed at GATE_SIGMA,
