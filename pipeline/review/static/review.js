@@ -66,7 +66,7 @@ async function showOverlays() {
   for (const item of Object.values(state.overlays)) before.world.removeItem(item);
   state.overlays = {};
   let names = { 1: overlayName(1), 2: overlayName(2) };
-  if (state.map === "scribbles") names = { all: `scribbles~${(state.versions.scribbles || "").slice(0, 12)}` };
+  if (state.map === "scribbles") names = { all: `scribbles${mapVersion()}` };
   if (state.map === "adapt_changes") names = { ...names, removed: overlayName("removed") };
   $("legend-clean").hidden = state.map !== "scribbles";
   $("legend-removed").hidden = $("opacity-removed").hidden = state.map !== "adapt_changes";
