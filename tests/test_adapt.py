@@ -525,6 +525,25 @@ def test_evaluate_adapt_scores_the_default_detector_beside_another_base(tiny_wei
     assert set(alone["mean"]) == {"before", "after"} and alone["images"][0]["after"] == row["after"]
 
 
+def test_the_mean_over_images_leaves_out_an_image_where_a_score_is_undefined() -> None:
+    from lab.eval.adapt_eval import mean_scores
+    from lab.eval.metrics import Counts
+
+    def row(**counts: int) -> dict:
+        c = Counts(**counts)
+        return {**c.scores(), "counts": dataclasses.asdict(c), "flagged_undamaged": c.fp / (c.fp + c.tn)}
+
+    found = row(tp_pred=30, fp=10, tp_true=30, fn=10, tn=950)  # recall 0.75, precision 0.75
+    no_damage_flagged = row(fp=20, tn=980)  # nothing to find: recall undefined, precision 0
+    no_damage_quiet = row(tn=1000)  # nothing to find, nothing flagged: neither defined
+    mean = mean_scores([found, no_damage_flagged, no_damage_quiet])
+    assert mean["recall"] == pytest.approx(0.75)
+    assert mean["precision"] == pytest.approx(0.375)
+    assert mean["f1"] == pytest.approx(0.375)
+    assert mean["flagged_undamaged"] == pytest.approx((10 / 960 + 20 / 1000 + 0) / 3)
+    assert np.isnan(mean_scores([no_damage_quiet])["recall"])
+
+
 def test_evaluate_adapt_on_an_enlarged_scene_at_a_scale_scores_the_network_view_at_the_scene_size(
         blind_weights: Path) -> None:
     from lab.eval.adapt_eval import StrokePlan, enlarged_cases, evaluate_cases

@@ -6,7 +6,8 @@ damage) and 4 on clean paint (at least 12 px from any damage); blindly, or infor
 (the clean strokes first on its false alarms, the damage strokes first on what it missed). The base detector
 and the detector adapted on those strokes (pipeline.stages.adapt_fit, as `retouch adapt` fits it) are scored
 only on pixels more than 8 px from any stroke: recall, precision, strict F1 and the share of undamaged pixels
-flagged, per image and averaged over the images (and pooled over all pixels).
+flagged, per image and averaged over the images where each is defined (recall over the images whose scored
+pixels hold damage, precision over those where the detector flags some), and pooled over all pixels.
 
 Sets:
 - held out: realistic-generator paint loss exposing lime plaster (lab.synthesis.realistic with the ground fixed
@@ -225,6 +226,20 @@ def score(prob: np.ndarray, truth: np.ndarray, channel: int, far: np.ndarray) ->
             "flagged_undamaged": float(flagged.sum() / max(clean.sum(), 1))}
 
 
+def defined(row: dict[str, Any], key: str) -> bool:
+    """Whether an image's score is defined: recall where the scored pixels hold true damage, precision where
+    the detector flags some, F1 where either; the flagged share always."""
+    c = row["counts"]
+    true, pred = c["tp_true"] + c["fn"], c["tp_pred"] + c["fp"]
+    return {"recall": true > 0, "precision": pred > 0, "f1": true + pred > 0}.get(key, True)
+
+
+def mean_scores(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Each score averaged over the images where it is defined (`defined`), NaN where it is nowhere."""
+    keys = ("recall", "precision", "f1", "flagged_undamaged")
+    return {k: float(np.mean(v)) if (v := [r[k] for r in rows if defined(r, k)]) else float("nan") for k in keys}
+
+
 def evaluate_cases(cases: Iterator[tuple[str, np.ndarray, np.ndarray]], channel: int, config: AdaptConfig,
                    plan: StrokePlan, seed: int, tta: int = 2, reference: bool = True, coarse_loss: bool = False,
                    **fitting: Callable[..., Any]) -> dict[str, Any]:
@@ -272,9 +287,7 @@ def evaluate_cases(cases: Iterator[tuple[str, np.ndarray, np.ndarray]], channel:
             pooled[when] += Counts(**row[when]["counts"])
         rows.append(row)
     scored = [r for r in rows if "skipped" not in r]
-    keys = ("recall", "precision", "f1", "flagged_undamaged")
-    mean = {when: {k: float(np.mean([r[when][k] for r in scored])) if scored else float("nan") for k in keys}
-            for when in whens}
+    mean = {when: mean_scores([r[when] for r in scored]) for when in whens}
     return {"images": rows, "scored": len(scored), "mean": mean, "strokes": plan.name,
             "veto_fired": sum(r["fit"]["veto_fired"] for r in scored),
             "pooled": {when: c.scores() for when, c in pooled.items()}}
