@@ -50,6 +50,7 @@ GATE_SIGMA = 4.0  # px: the Gaussian over which that share is taken
 REACH = 32  # px: the craquelure head only extends the base's cracks, its additions joining them within this (0 = off)
 BESIDE = 2  # px beside a base crack, away from its ends, where the craquelure head may not add (0 = off; with a reach)
 SUPPORT_LOSS = 0.0  # > 0: a region the paint-loss head adds counts only where the base gives a pixel of it this much
+CAUTIOUS_SUPPORT_LOSS = 0.02  # the support of a cautious adapt (the review page's option; measured in docs/adapt.md)
 
 
 @dataclass(frozen=True)
