@@ -38,9 +38,11 @@ from pipeline.stages.adapt_weights import (
     adapted_info,
     weights_dir,
 )
-from pipeline.stages.detect import DEFAULT_SCALE, StageResult, check_device, default_manifest
+from pipeline.stages.detect import DEFAULT_SCALE, DEFAULT_WEIGHTS, StageResult, check_device, default_manifest
 
-ADAPT_BASE = "detector-resunet18-paint2"  # the detector adapt fits to a painting by default
+# the detector adapt fits to a painting by default: detect's own, so that a class without strokes keeps what detect
+# showed (docs/rules/2026-12-06h-adapt-base.md)
+ADAPT_BASE = DEFAULT_WEIGHTS
 ADD = 0.9  # the craquelure head's probability from which it adds a pixel to the base's detections
 ADD_LOSS = 0.9  # the same for the paint-loss head, whose logits may be bounded to +-CLAMP_LOSS and smoothed
 SMOOTH_LOSS = 1.5  # (Gaussian sigma, px); a regional vote (5 px, bound 4, adding from 0.7) is opt-in
