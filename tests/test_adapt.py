@@ -375,6 +375,35 @@ def test_strokes_of_one_damage_class_adapt_that_class_only(tmp_path: Path, tiny_
     assert adapted.reach == [AdaptConfig().reach]  # the craquelure head's reach travels with the weights
 
 
+def test_a_class_without_strokes_keeps_what_detect_showed(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another detector under the name of adapt's former base: adapting paint loss alone leaves the craquelure of
+    detect's default detector as it was, because adapt's base is that detector."""
+    from models.registry import create_model
+    from models.weights import Tiling, save_weights
+
+    manifest = tmp_path_factory.mktemp("two") / "manifest.json"
+    args = {"decoder_channels": [16, 16, 16, 16, 8]}
+    for seed, name in ((0, DEFAULT_WEIGHTS), (1, "detector-resunet18-paint2")):
+        torch.manual_seed(seed)
+        model = create_model("resunet", **args)
+        with torch.no_grad():  # untrained: cracks here and there, little paint loss
+            model.net.segmentation_head[0].bias.add_(torch.tensor([0.0, -1.0]))
+        save_weights(model, name=name, architecture="resunet", arch_args=args, tiling=Tiling(256, 32),
+                     manifest_path=manifest)
+    monkeypatch.setenv("RETOUCH_WEIGHTS_MANIFEST", str(manifest))
+    store, _ = _store(tmp_path)
+    detect(store, DetectConfig(tile=256, tta=1), QUIET)
+    shown = _labels(store)
+    adapt(store, save_png(tmp_path, strokes(LOSSES[:2], CLEAN_SPOTS)), AdaptConfig(steps=20))
+    detect(store, DetectConfig(tile=256, tta=1), QUIET)  # with the adapted weights
+    now = _labels(store)
+    assert group_info(store, "damage")["weights"] == "adapted"
+    neither = (now != 2) & (shown != 2)  # a pixel is labelled loss over craquelure: compare where neither is loss
+    assert (now != shown).any() and neither.mean() > 0.5 and 0 < (shown[neither] == 1).mean() < 1
+    np.testing.assert_array_equal(now[neither], shown[neither])
+
+
 def test_the_loss_support_travels_with_the_adapted_weights(tmp_path: Path, tiny_weights: Path) -> None:
     from models.weights import load_model
 
