@@ -2,8 +2,7 @@
 
 The inpaint button goes through `flows.inpaint.inpaint_flow` with `mask = <store>/mask_edited` — the same code as
 `retouch inpaint STORE --mask STORE/mask_edited`; the adapt button through `flows.adapt.adapt_flow` on the store's
-`scribbles/` — the same code as `retouch adapt STORE` with its defaults (fit, then detect with the adapted weights),
-or, asked to be cautious, as `retouch adapt STORE --support-loss 0.02` (`CAUTIOUS_SUPPORT_LOSS`);
+`scribbles/` — the same code as `retouch adapt STORE` with its defaults (fit, then detect with the adapted weights);
 the undo button through `flows.adapt.adapt_undo_flow`, as `retouch adapt STORE --undo`.
 So a re-run is a Prefect flow run (recorded on the server when one is configured) and writes its provenance like
 any other. One re-run at a time per server; its progress is read from the ledger of the stage writing chunks
@@ -39,12 +38,10 @@ class ReviewJobs:
         """Start inpainting on `mask_edited/` in a thread; the job's state (refused: status 'refused')."""
         return self._start("inpaint", EDITED, "no mask_edited/ yet: paint and save first", self._inpaint)
 
-    def start_adapt(self, cautious: bool = False) -> dict[str, Any]:
-        """Start adapt on `scribbles/` (then detection with the adapted weights) in a thread; the job's state.
-        `cautious`: with the paint-loss support (`retouch adapt --support-loss CAUTIOUS_SUPPORT_LOSS`): the head
-        completes losses the base half saw and starts none where it saw nothing."""
+    def start_adapt(self) -> dict[str, Any]:
+        """Start adapt on `scribbles/` (then detection with the adapted weights) in a thread; the job's state."""
         return self._start("adapt", SCRIBBLES, "no scribbles/ yet: paint strokes for adapt and save them first",
-                           lambda: self._adapt(cautious))
+                           self._adapt)
 
     def start_undo(self) -> dict[str, Any]:
         """Start undoing adapt (its weights dropped, then detection with the default detector); the job's state."""
@@ -104,19 +101,16 @@ class ReviewJobs:
         return (f"{summary['chunks_inpainted']} of {summary['chunks_total']} chunks inpainted, "
                 f"{summary['hole_pixels']} px filled" + ("; unchanged, skipped" if result.get("skipped") else ""))
 
-    def _adapt(self, cautious: bool) -> str:
+    def _adapt(self) -> str:
         from flows.adapt import adapt_flow
-        from flows.params import AdaptParams
-        from pipeline.stages.adapt import CAUTIOUS_SUPPORT_LOSS
         from pipeline.stages.adapt_before import describe_shares
 
-        params = AdaptParams(support_loss=CAUTIOUS_SUPPORT_LOSS) if cautious else AdaptParams()
-        results = adapt_flow(self.store, str(Path(local_path(self.store)) / SCRIBBLES), params)
+        results = adapt_flow(self.store, str(Path(local_path(self.store)) / SCRIBBLES))
         fitted = results["adapt"]
         return (f"adapted {', '.join(fitted['summary']['adapted_classes'])}"
-                + (f", cautious (loss support {CAUTIOUS_SUPPORT_LOSS})" if cautious else "")
                 + ("; unchanged, skipped" if fitted.get("skipped") else "")
                 + f"; flagged {describe_shares(results['flagged'])}")
+
 
     def _undo(self) -> str:
         from flows.adapt import adapt_undo_flow

@@ -148,8 +148,9 @@ def test_adapt_finds_a_style_the_base_misses_away_from_the_strokes(tmp_path: Pat
     detect(store, DetectConfig(tile=256, tta=1), QUIET)
     far = _far_from(marks)
     before = (_labels(store) == 2)[far & loss].mean()
-    # no unlabelled weak negatives: in this small scene the lacunae are a large share of every random square
-    result = adapt(store, save_png(tmp_path, marks), AdaptConfig(steps=200, background=0.0))
+    # no unlabelled weak negatives: in this small scene the lacunae are a large share of every random square;
+    # no support: a base blind to the style supports none of the head's regions (below)
+    result = adapt(store, save_png(tmp_path, marks), AdaptConfig(steps=200, background=0.0, support_loss=0.0))
     assert result.summary["adapted_classes"] == ["paint_loss"] and not result.skipped
     after_result = detect(store, DetectConfig(tile=256, tta=1), QUIET)
     assert any("adapted weights" in note for note in after_result.notes)
@@ -158,6 +159,9 @@ def test_adapt_finds_a_style_the_base_misses_away_from_the_strokes(tmp_path: Pat
     # the strokes lie across the centres of two lacunae; the rims of the others are the hard part, and the head
     # adds a pixel only where it is confident (AdaptConfig.add)
     assert before < 0.05 and recall >= 0.25 and precision >= 0.9, (before, recall, precision)
+    adapt(store, save_png(tmp_path, marks), AdaptConfig(steps=200, background=0.0))  # the default support
+    detect(store, DetectConfig(tile=256, tta=1), QUIET)
+    assert (_labels(store) == 2)[far & loss].mean() < 0.05  # what the base saw nowhere, adapt no longer adds
 
 
 @pytest.mark.parametrize("veto", [True, False])
@@ -235,7 +239,7 @@ def test_adapt_at_a_scale_fits_there_and_detect_runs_at_it(tmp_path: Path, blind
     big_loss = cv2.resize(loss.astype(np.uint8), (2 * SIZE, 2 * SIZE), interpolation=cv2.INTER_NEAREST) > 0
     store = make_store(tmp_path, big, chunk=256)
     marks = cv2.resize(strokes(LOSSES[:2], CLEAN_SPOTS), (2 * SIZE, 2 * SIZE), interpolation=cv2.INTER_NEAREST)
-    config = AdaptConfig(steps=200, background=0.0, scale=0.5)
+    config = AdaptConfig(steps=200, background=0.0, scale=0.5, support_loss=0.0)  # a blind base supports nothing
     assert "scale" in config.key_params() and "scale" not in AdaptConfig().key_params()
     result = adapt(store, save_png(tmp_path, marks), config)
     assert result.summary["pixels_fitted"] > 0 and not result.skipped
@@ -526,9 +530,10 @@ def test_the_adding_threshold_reaches_the_fit_and_is_bounded() -> None:
     assert AdaptConfig().reach_args([0, 1]) == {"reach": [32, 0], "beside": [2, 0]}
     no_beside = AdaptParams(beside=0).config()
     assert no_beside.reach_args([0]) == {"reach": [32]} and "beside" not in no_beside.key_params()
-    supported = AdaptParams(support_loss=0.02).config()  # paint loss only; off: arguments and key as before
+    supported = AdaptParams().config()  # on by default, paint loss only; off: arguments and key as before it existed
     assert supported.support_args([0, 1]) == {"support": [0.0, 0.02]} and supported.key_params()["support_loss"] == 0.02
-    assert AdaptConfig().support_args([0, 1]) == {} and "support_loss" not in AdaptConfig().key_params()
+    unsupported = AdaptParams(support_loss=0).config()
+    assert unsupported.support_args([0, 1]) == {} and "support_loss" not in unsupported.key_params()
     assert dataclasses.replace(supported, union=False).support_args([1]) == {}
     with pytest.raises(ValidationError):
         AdaptParams(support_loss=1.0)
@@ -544,10 +549,10 @@ def test_evaluate_adapt_scores_the_default_detector_beside_another_base(tiny_wei
 
     image, loss = plaster_scan()
     truth = np.where(loss, 2, 0).astype(np.uint8)
-    config = AdaptConfig(steps=5, manifest=str(tiny_weights))
+    config = AdaptConfig(steps=5, manifest=str(tiny_weights), base="detector-resunet18")  # not detect's default
     report = evaluate_cases(iter([("scene", image, truth)]), 1, config, StrokePlan(), seed=3, tta=1)
     assert report["scored"] == 1 and set(report["mean"]) == {"default", "before", "after"}
-    row = report["images"][0]  # the tiny manifest holds one network under both names: the same scores
+    row = report["images"][0]  # the tiny manifest holds one network under every name: the same scores
     assert row["default"]["counts"] == row["before"]["counts"]
     alone = evaluate_cases(iter([("scene", image, truth)]), 1, config, StrokePlan(), seed=3, tta=1,
                            reference=False)
@@ -582,7 +587,7 @@ def test_evaluate_adapt_on_an_enlarged_scene_at_a_scale_scores_the_network_view_
     cases = list(enlarged_cases(iter([("scene", image, truth)]), 2))
     assert cases[0][1].shape == (2 * SIZE, 2 * SIZE, 3) and set(np.unique(cases[0][2])) == {0, 2}
     assert list(enlarged_cases(iter([("scene", image, truth)]), 1))[0][1] is image
-    config = AdaptConfig(steps=100, background=0.0, scale=0.5, manifest=str(blind_weights))
+    config = AdaptConfig(steps=100, background=0.0, scale=0.5, support_loss=0.0, manifest=str(blind_weights))
     report = evaluate_cases(iter(cases), 1, config, StrokePlan(), seed=3, tta=1, reference=False)
     row = report["images"][0]
     assert sum(row["after"]["counts"].values()) > SIZE * SIZE  # scored at the scene's (enlarged) size
@@ -620,7 +625,7 @@ def test_evaluate_adapt_runs_every_detection_with_the_coarse_pass_it_is_given(
     monkeypatch.setattr(infer, "detect_probabilities", spy)
     image, loss = plaster_scan()
     truth = np.where(loss, 2, 0).astype(np.uint8)
-    config = AdaptConfig(steps=5, manifest=str(tiny_weights))
+    config = AdaptConfig(steps=5, manifest=str(tiny_weights), base="detector-resunet18")  # the default scored too
     for flag in (True, False):
         seen.clear()
         evaluate_cases(iter([("scene", image, truth)]), 1, config, StrokePlan(), seed=3, tta=1, coarse_loss=flag)

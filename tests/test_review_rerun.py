@@ -12,10 +12,8 @@ from review_store import make_store
 from starlette.testclient import TestClient
 
 from flows.review import review_jobs
-from models.weights import load_model
 from pipeline.io.store import group_info
 from pipeline.review.app import create_app
-from pipeline.stages.adapt import CAUTIOUS_SUPPORT_LOSS
 from pipeline.stages.inpaint_stage import InpaintStageConfig, inpaint_store
 
 STROKE = {"value": 2, "radius": 8, "points": [[150, 420], [260, 440]]}
@@ -69,8 +67,8 @@ def test_the_page_reruns_inpainting_on_the_edited_map(tmp_path: Path, tiny_weigh
     assert client.get("/iiif/restored/info.json").status_code == 200
 
 
-def test_the_page_adapts_the_detector_to_its_saved_scribbles_undoes_it_and_adapts_cautiously(
-        tmp_path: Path, tiny_weights: Path, prefect_harness: None) -> None:
+def test_the_page_adapts_the_detector_to_its_saved_scribbles_and_undoes_it(tmp_path: Path, tiny_weights: Path,
+                                                             prefect_harness: None) -> None:
     from pipeline.stages.adapt_before import BEFORE_ADAPT
     from pipeline.stages.adapt_weights import adapted_info
 
@@ -107,14 +105,3 @@ def test_the_page_adapts_the_detector_to_its_saved_scribbles_undoes_it_and_adapt
     assert "adapt_changes" not in client.get("/api/meta").json()["images"]
     again = client.post("/api/undo", json={})
     assert again.status_code == 409 and "nothing to undo" in again.text
-    for bad in ({"cautious": 1}, {"careful": True}, [True]):  # refused before anything starts
-        refused = client.post("/api/adapt", json=bad)
-        assert refused.status_code == 400 and "allowed: cautious (bool)" in refused.text
-    assert client.post("/api/undo", json={"cautious": True}).status_code == 400
-    cautious = client.post("/api/adapt", json={"cautious": True}).json()  # the page's "cautious" box
-    while (state := client.get(f"/api/jobs/{cautious['id']}").json())["status"] == "running":
-        assert time.time() < deadline
-        time.sleep(0.5)
-    assert state["status"] == "done" and "cautious (loss support 0.02)" in state["summary"], state
-    adapted, _ = load_model("adapted", Path(store) / "weights" / "manifest.json")
-    assert adapted.support == [CAUTIOUS_SUPPORT_LOSS]

@@ -7,7 +7,7 @@
     GET  /provenance/{file}                               a provenance document of the store
     POST /api/save     {target, base_version, strokes}    mask_edited/ or scribbles/ (409 on a conflict)
     POST /api/inpaint  {}                                 re-run inpainting on mask_edited/ (flows/review.py)
-    POST /api/adapt    {cautious?}                        adapt on scribbles/, then detect (flows/review.py)
+    POST /api/adapt    {}                                 adapt on scribbles/, then detect (flows/review.py)
     POST /api/undo     {}                                 drop the adapted weights, then detect (flows/review.py)
     GET  /api/jobs/{id}                                   a re-run's progress
 
@@ -17,7 +17,6 @@ save or a re-run is in progress.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -37,23 +36,11 @@ from pipeline.review.images import ReviewImages, render
 from pipeline.review.meta import store_meta
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-OPTIONS: dict[str, dict[str, type]] = {"inpaint": {}, "adapt": {"cautious": bool}, "undo": {}}  # a re-run's body
 _DOCUMENT = re.compile(r"^[A-Za-z0-9_.-]+\.json$")
 
 
 def _bad(reason: str, status: int = 400) -> PlainTextResponse:
     return PlainTextResponse(reason + "\n", status_code=status)
-
-
-async def _json_body(request: Request) -> Any:
-    """The request's JSON body ({} when empty); None when it is not JSON."""
-    raw = await request.body()
-    if not raw.strip():
-        return {}
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return None
 
 
 def _cross_site(request: Request) -> PlainTextResponse | None:
@@ -137,12 +124,7 @@ def create_app(store: str, catalog: Path | None = None, jobs: Any = None) -> Sta
                 return refused
             if jobs is None:
                 return _bad(f"re-running {stage} is not enabled in this server", 404)
-            options = await _json_body(request)
-            if not isinstance(options, dict) or set(options) - set(OPTIONS[stage]) or not all(
-                    isinstance(v, OPTIONS[stage][k]) for k, v in options.items()):
-                allowed = ", ".join(f"{k} ({t.__name__})" for k, t in OPTIONS[stage].items()) or "none"
-                return _bad(f"bad options for {stage}: {options!r} (allowed: {allowed})", 400)
-            state = await run_in_threadpool(getattr(jobs, f"start_{stage}"), **options)
+            state = await run_in_threadpool(getattr(jobs, f"start_{stage}"))
             if state["status"] == "refused":
                 return _bad(f"not started: {state['error']}", 409)
             return JSONResponse(state, status_code=202)

@@ -51,8 +51,9 @@ GATE_LOSS = 0.0  # > 0: the paint-loss head speaks only where it holds that shar
 GATE_SIGMA = 4.0  # px: the Gaussian over which that share is taken
 REACH = 32  # px: the craquelure head only extends the base's cracks, its additions joining them within this (0 = off)
 BESIDE = 2  # px beside a base crack, away from its ends, where the craquelure head may not add (0 = off; with a reach)
-SUPPORT_LOSS = 0.0  # > 0: a region the paint-loss head adds counts only where the base gives a pixel of it this much
-CAUTIOUS_SUPPORT_LOSS = 0.02  # the support of a cautious adapt (the review page's option; measured in docs/adapt.md)
+# a region the paint-loss head adds counts only where the base gives a pixel of it this much (0 = off;
+# docs/rules/2026-12-06i-adapt-support-paint7.md)
+SUPPORT_LOSS = 0.02
 
 
 @dataclass(frozen=True)

@@ -220,10 +220,10 @@ async function save() {
 $("save").onclick = save;
 
 // ---- re-runs with progress: inpainting on the edited map, adapt on the saved scribbles (then detection)
-function rerun(stage, doing, whenDone, options = () => ({})) {
+function rerun(stage, doing, whenDone) {
   return async () => {
     const response = await fetch(`/api/${stage}`, { method: "POST", headers: { "Content-Type": "application/json" },
-                                                    body: JSON.stringify(options()) });
+                                                    body: "{}" });
     if (!response.ok) { status((await response.text()).trim(), "error"); return; }
     const job = await response.json();
     const poll = async () => {
@@ -239,7 +239,7 @@ $("inpaint").onclick = rerun("inpaint", "inpainting", () => reloadRestored());
 $("adapt").onclick = rerun("adapt", "adapting", async () => {
   await loadMeta();
   await setMap(state.meta.images.includes("adapt_changes") ? "adapt_changes" : "damage");
-}, () => ({ cautious: $("adapt-cautious").checked }));
+});
 $("undo-adapt").onclick = rerun("undo", "undoing adapt", async () => {
   await loadMeta();
   await setMap("damage");
