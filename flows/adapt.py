@@ -45,15 +45,16 @@ def adapt_flow(store: str, scribbles: str, params: AdaptParams = AdaptParams(), 
         force: fit again even when scan, scribbles, base weights and parameters are unchanged
 
     Returns the two stages' results and, per class, the share of the scan flagged before the fit and now
-    ("flagged"; also a table artifact): where it moved, the review page's map "changed by adapt" shows.
+    ("flagged"; also a table artifact): where it moved, the review page's map "changed by adapt" shows; and per
+    damage class with strokes, the share of its stroke pixels the new map flags ("strokes").
     """
-    from pipeline.stages.adapt_before import flagged_shares
+    from pipeline.stages.adapt_before import flagged_shares, strokes_flagged
 
     adapted = adapt_fit_flow(store, scribbles, params, force)
     detected = detect_flow(store, detect, engine, False)
     flagged = flagged_shares(store, detected["summary"]["area_percent"])
     report_flagged_shares(flagged)
-    return {"adapt": adapted, "detect": detected, "flagged": flagged}
+    return {"adapt": adapted, "detect": detected, "flagged": flagged, "strokes": strokes_flagged(store, scribbles)}
 
 
 @task(name="adapt-undo")

@@ -103,13 +103,13 @@ class ReviewJobs:
 
     def _adapt(self) -> str:
         from flows.adapt import adapt_flow
-        from pipeline.stages.adapt_before import describe_shares
+        from pipeline.stages.adapt_before import describe_shares, describe_strokes
 
         results = adapt_flow(self.store, str(Path(local_path(self.store)) / SCRIBBLES))
         fitted = results["adapt"]
         return (f"adapted {', '.join(fitted['summary']['adapted_classes'])}"
                 + ("; unchanged, skipped" if fitted.get("skipped") else "")
-                + f"; flagged {describe_shares(results['flagged'])}")
+                + f"; flagged {describe_shares(results['flagged'])}; strokes: {describe_strokes(results['strokes'])}")
 
 
     def _undo(self) -> str:

@@ -453,6 +453,27 @@ def test_the_adapt_command_says_how_the_flagged_share_moved(tmp_path: Path, tiny
     line = " ".join(next(x for x in result.output.splitlines() if x.startswith("changed:")).split())
     assert f"paint_loss {before['paint_loss']:.2f} % -> {now['paint_loss']:.2f} %" in line
     assert "changed by adapt" in result.output and group_info(store, BEFORE_ADAPT)["area_percent"] == before
+    marks = strokes(LOSSES[:2], CLEAN_SPOTS)
+    flagged = (_labels(store) == 2)[marks == 2].mean()
+    line = " ".join(next(x for x in result.output.splitlines() if x.startswith("strokes:")).split())
+    assert line == f"strokes: paint_loss {100 * flagged:.0f} % of {(marks == 2).sum()} px flagged now"
+
+
+def test_the_adapt_command_warns_when_the_loss_strokes_stay_unflagged(tmp_path: Path, blind_weights: Path,
+                                                                      prefect_harness: None) -> None:
+    """A base blind to the style supports nothing the head adds: the conservator's loss strokes stay unflagged, and
+    the command says so and how to let adapt add there."""
+    from typer.testing import CliRunner
+
+    from flows.cli.main import app
+
+    store, _ = _store(tmp_path)
+    path = save_png(tmp_path, strokes(LOSSES[:2], CLEAN_SPOTS))
+    result = CliRunner().invoke(app, ["adapt", store, "--scribbles", str(path), "--steps", "20", "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert "strokes: paint_loss 0 % of" in output
+    assert "warning: 100 % of the paint-loss strokes are not flagged" in output and "--support-loss 0" in output
 
 
 def test_undo_drops_the_adapted_weights_and_detection_is_the_default_s_again(

@@ -24,6 +24,7 @@ from pipeline.io.store import DAMAGE_LABELS, MARKER_KEY, group_info, local_path,
 from pipeline.stages.detect import DAMAGE_GROUP, labels_current
 
 BEFORE_ADAPT = "damage_before_adapt"
+UNLEARNED = 0.5  # under this share of its loss strokes flagged after adapting, `retouch adapt` warns
 
 
 def keep_detection_before(store: str) -> dict[str, Any] | None:
@@ -56,6 +57,29 @@ def flagged_shares(store: str, now: dict[str, float]) -> dict[str, dict[str, flo
     no copy was kept) and by `now` (a detect summary's `area_percent`)."""
     before = (group_info(store, BEFORE_ADAPT) or {}).get("area_percent") or {}
     return {name: {"before": before.get(name), "now": share} for name, share in now.items()}
+
+
+def strokes_flagged(store: str, scribbles: str) -> dict[str, dict[str, float]]:
+    """Per damage class with strokes, its stroke pixels ("pixels") and the share of them the store's detected
+    map now labels as that class ("flagged"): a conservator's loss strokes left unflagged after adapting are
+    losses it did not learn (with the support, where the base saw nothing). Reads only the chunks under the
+    strokes."""
+    from pipeline.io.scribbles import CLASS_NAMES, read_scribbles
+
+    labels = zarr.open_group(local_path(store), mode="r")[f"{DAMAGE_LABELS}/0"]
+    marks = read_scribbles(scribbles, tuple(labels.shape[-2:]))
+    out = {}
+    for value in marks.damage_classes:
+        ys, xs = marks.points[value].T
+        found = labels.vindex[(ys * 0, ys, xs)] == value
+        out[CLASS_NAMES[value]] = {"pixels": int(marks.counts[CLASS_NAMES[value]]), "flagged": float(found.mean())}
+    return out
+
+
+def describe_strokes(flagged: dict[str, dict[str, float]]) -> str:
+    """`paint_loss 100 % of 183 px, craquelure 56 % of 41 px flagged now`."""
+    return ", ".join(f"{name} {100 * s['flagged']:.0f} % of {s['pixels']} px" for name, s in flagged.items()) \
+        + " flagged now"
 
 
 def describe_shares(shares: dict[str, dict[str, float | None]]) -> str:
