@@ -1,7 +1,7 @@
 """Adapt's craquelure smoothing, adding threshold and reach, tuned on the real crack sets' TRAINING splits only.
 
-    python benchmarks/tune_adapt_smooth.py --smooth 1.5 --add 0.9 [--reach 32] [--beside 0] [--limit 10] [--rounds 3]
-        [--sets crackforest,deepcrack,uav75] [--json FILE]
+    python benchmarks/tune_adapt_smooth.py --smooth 1.5 --add 0.9 [--reach 32] [--beside 0] [--no-veto] [--limit 10]
+        [--rounds 3] [--sets crackforest,deepcrack,uav75] [--json FILE]
 
 `retouch evaluate adapt` reports on DeepCrack test, CrackForest TEST and UAV75 test; choosing a setting there would
 select on the reported sets. This scores the same informed simulated strokes (`lab.eval.adapt_eval`, craquelure
@@ -39,6 +39,8 @@ def main() -> None:
     parser.add_argument("--add", type=float, default=AdaptConfig.add)
     parser.add_argument("--reach", type=int, default=AdaptConfig.reach)
     parser.add_argument("--beside", type=int, default=AdaptConfig.beside)
+    parser.add_argument("--veto", action=argparse.BooleanOptionalAction, default=AdaptConfig.veto,
+                        help="fit the clean strokes' veto (--no-veto: never)")
     parser.add_argument("--limit", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--sets", default="crackforest,deepcrack,uav75")
@@ -46,10 +48,10 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    config = AdaptConfig(smooth=args.smooth, add=args.add, reach=args.reach, beside=args.beside)
+    config = AdaptConfig(smooth=args.smooth, add=args.add, reach=args.reach, beside=args.beside, veto=args.veto)
     plan = StrokePlan(informed=True, rounds=args.rounds)
-    report = {"smooth": args.smooth, "add": args.add, "reach": args.reach, "beside": args.beside, "limit": args.limit,
-              "rounds": args.rounds, "sets": {}}
+    report = {"base": config.base, "smooth": args.smooth, "add": args.add, "reach": args.reach, "beside": args.beside,
+              "veto": args.veto, "limit": args.limit, "rounds": args.rounds, "sets": {}}
     for name in args.sets.split(","):
         cases = real_cases(name, args.data, args.limit, TRAIN_SETS)
         result = evaluate_cases(cases, 0, config, plan, SEED, reference=False)
