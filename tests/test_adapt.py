@@ -586,7 +586,8 @@ def test_the_mean_over_images_leaves_out_an_image_where_a_score_is_undefined() -
 
     def row(**counts: int) -> dict:
         c = Counts(**counts)
-        return {**c.scores(), "counts": dataclasses.asdict(c), "flagged_undamaged": c.fp / (c.fp + c.tn)}
+        share = c.fp / (c.fp + c.tn)
+        return {**c.scores(), "counts": dataclasses.asdict(c), "flagged_undamaged": share, "flagged_intact": share}
 
     found = row(tp_pred=30, fp=10, tp_true=30, fn=10, tn=950)  # recall 0.75, precision 0.75
     no_damage_flagged = row(fp=20, tn=980)  # nothing to find: recall undefined, precision 0
@@ -597,6 +598,23 @@ def test_the_mean_over_images_leaves_out_an_image_where_a_score_is_undefined() -
     assert mean["f1"] == pytest.approx(0.375)
     assert mean["flagged_undamaged"] == pytest.approx((10 / 960 + 20 / 1000 + 0) / 3)
     assert np.isnan(mean_scores([no_damage_quiet])["recall"])
+
+
+def test_a_flag_on_a_damage_s_rim_is_undamaged_paint_but_not_intact_paint() -> None:
+    from lab.eval.adapt_eval import score
+    from lab.eval.residual import INTACT_MARGIN
+
+    truth = np.zeros((64, 64), np.uint8)
+    truth[20:30, 20:30] = 2
+    prob = np.zeros((2, 64, 64), np.float32)
+    prob[1, 19:31, 19:31] = 0.9  # the loss and a 1-px rim around it
+    far = np.ones((64, 64), bool)
+    rim = score(prob, truth, 1, far)
+    assert rim["flagged_undamaged"] > 0 and rim["flagged_intact"] == 0
+    prob[0, 50:52, 50:60] = 0.9  # and 20 px of crack on paint far from any damage
+    both = score(prob, truth, 1, far)
+    intact = (cv2.distanceTransform((truth == 0).astype(np.uint8), cv2.DIST_L2, 5) > INTACT_MARGIN).sum()
+    assert both["flagged_intact"] == pytest.approx(20 / intact)
 
 
 def test_evaluate_adapt_on_an_enlarged_scene_at_a_scale_scores_the_network_view_at_the_scene_size(

@@ -6,7 +6,8 @@ damage) and 4 on clean paint (at least 12 px from any damage); blindly, or infor
 (the clean strokes first on its false alarms, the damage strokes first on what it missed). The base detector
 and the detector adapted on those strokes (pipeline.stages.adapt_fit, as `retouch adapt` fits it) are scored
 only on pixels more than 8 px from any stroke: recall, precision, strict F1 and the share of undamaged pixels
-flagged, per image and averaged over the images where each is defined (recall over the images whose scored
+flagged (all of them, and those more than `lab.eval.residual.INTACT_MARGIN` px from any damage: intact paint beyond
+a damage's rim), per image and averaged over the images where each is defined (recall over the images whose scored
 pixels hold damage, precision over those where the detector flags some), and pooled over all pixels.
 
 Sets:
@@ -30,6 +31,7 @@ import cv2
 import numpy as np
 
 from lab.eval.metrics import Counts, confusion
+from lab.eval.residual import INTACT_MARGIN
 from pipeline.stages.adapt import AdaptConfig, build_for, fit_adapted
 
 FAR_PX = 8  # scored pixels are farther than this from every stroke
@@ -217,13 +219,17 @@ def predicted(model: Any, image: np.ndarray, scale: float = 1.0, tile: int = 512
 
 def score(prob: np.ndarray, truth: np.ndarray, channel: int, far: np.ndarray) -> dict[str, Any]:
     """Strict scores of one channel on the far pixels, and the share of far undamaged pixels flagged (any
-    class), with the raw counts."""
+    class), all of them ("flagged_undamaged") and those more than INTACT_MARGIN px from any damage
+    ("flagged_intact": beyond a damage's anti-aliased rim, where a flag is intact paint the restore stage paints
+    over), with the raw counts."""
     pred = prob[channel] >= 0.5
     counts = confusion(pred[far], (truth == channel + 1)[far])
     clean = far & (truth == 0)
-    flagged = (prob >= 0.5).any(axis=0) & clean
+    intact = clean & (cv2.distanceTransform((truth == 0).astype(np.uint8), cv2.DIST_L2, 5) > INTACT_MARGIN)
+    flagged = (prob >= 0.5).any(axis=0)
     return {**counts.scores(), "counts": asdict(counts),
-            "flagged_undamaged": float(flagged.sum() / max(clean.sum(), 1))}
+            "flagged_undamaged": float((flagged & clean).sum() / max(clean.sum(), 1)),
+            "flagged_intact": float((flagged & intact).sum() / max(intact.sum(), 1))}
 
 
 def defined(row: dict[str, Any], key: str) -> bool:
@@ -236,7 +242,7 @@ def defined(row: dict[str, Any], key: str) -> bool:
 
 def mean_scores(rows: list[dict[str, Any]]) -> dict[str, float]:
     """Each score averaged over the images where it is defined (`defined`), NaN where it is nowhere."""
-    keys = ("recall", "precision", "f1", "flagged_undamaged")
+    keys = ("recall", "precision", "f1", "flagged_undamaged", "flagged_intact")
     return {k: float(np.mean(v)) if (v := [r[k] for r in rows if defined(r, k)]) else float("nan") for k in keys}
 
 
@@ -360,5 +366,6 @@ def format_adapt(report: dict[str, Any]) -> str:
         for when in [w for w in ("default", "before", "after") if w in m]:
             s = m[when]
             lines.append(f"  {when:7}  recall {s['recall']:.3f}  precision {s['precision']:.3f}  F1 {s['f1']:.3f}"
-                         f"  undamaged flagged {100 * s['flagged_undamaged']:.3f} %")
+                         f"  undamaged flagged {100 * s['flagged_undamaged']:.3f} % (beyond {INTACT_MARGIN} px of "
+                         f"damage {100 * s['flagged_intact']:.3f} %)")
     return "\n".join(lines)
