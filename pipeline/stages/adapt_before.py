@@ -17,6 +17,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import zarr
 
 from pipeline.io.staging import partial_name, remove, swap_in
@@ -71,13 +72,13 @@ def strokes_flagged(store: str, scribbles: str) -> dict[str, dict[str, float]]:
     out = {}
     for value in marks.damage_classes:
         ys, xs = marks.points[value].T
-        found = labels.vindex[(ys * 0, ys, xs)] == value
+        found = labels.vindex[(np.zeros_like(ys), ys, xs)] == value  # level 0 is (1, y, x)
         out[CLASS_NAMES[value]] = {"pixels": int(marks.counts[CLASS_NAMES[value]]), "flagged": float(found.mean())}
     return out
 
 
 def describe_strokes(flagged: dict[str, dict[str, float]]) -> str:
-    """`paint_loss 100 % of 183 px, craquelure 56 % of 41 px flagged now`."""
+    """`craquelure 15 % of 41 px, paint_loss 98 % of 183 px flagged now`."""
     return ", ".join(f"{name} {100 * s['flagged']:.0f} % of {s['pixels']} px" for name, s in flagged.items()) \
         + " flagged now"
 
