@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.io.store import chunk_grid, group_info, local_path, open_complete
-
-EDITED = "mask_edited"
-SCRIBBLES = "scribbles"
-WEIGHTS = "weights"  # the adapted weights (pipeline.stages.adapt_weights.WEIGHTS_GROUP)
+from pipeline.review.images import SCRIBBLE_GROUP as SCRIBBLES
+from pipeline.stages.adapt_weights import WEIGHTS_GROUP as WEIGHTS
+from pipeline.stages.inpaint_stage import EDITED_MASK_GROUP as EDITED
 
 
 class ReviewJobs:
@@ -110,7 +109,6 @@ class ReviewJobs:
         return (f"adapted {', '.join(fitted['summary']['adapted_classes'])}"
                 + ("; unchanged, skipped" if fitted.get("skipped") else "")
                 + f"; flagged {describe_shares(results['flagged'])}; strokes: {describe_strokes(results['strokes'])}")
-
 
     def _undo(self) -> str:
         from flows.adapt import adapt_undo_flow
