@@ -27,6 +27,7 @@ import torch.nn as nn
 
 from models.blur import gaussian_kernel, separable_blur
 from models.ensemble import MaxResUNet
+from models.regions import regions_holding
 from models.resunet import ResUNet
 
 DEFAULT_SCALES = (1.0, 2.0, 4.0)
@@ -53,13 +54,7 @@ def grown(seed: np.ndarray, room: np.ndarray, steps: int) -> np.ndarray:
 def supported(adds: np.ndarray, found: np.ndarray, support: np.ndarray) -> np.ndarray:
     """The bool (H, W) pixels of the bool `adds` whose 8-connected region of `adds` | `found` holds a pixel of the
     bool `support` (`found` is part of it: a region joined to a detection is supported by it)."""
-    count, labels = cv2.connectedComponents((adds | found).astype(np.uint8), connectivity=8)
-    if count <= 1:
-        return adds
-    keep = np.zeros(count, bool)
-    keep[np.unique(labels[(adds | found) & support])] = True
-    keep[0] = False
-    return adds & keep[labels]
+    return adds & regions_holding(adds | found, support)
 
 
 def supported_probabilities(prob: np.ndarray, base: np.ndarray, levels: dict[int, float],

@@ -1,6 +1,7 @@
 """The detect stage's coarse paint-loss pass, judged against the full-size pass: which of its regions to keep
-(`anchored`) and which of their pixels (`ground_only`). numpy, scipy and scikit-image only (no torch), so that the
-stage key can name the settings without loading the network."""
+(`anchored`) and which of their pixels (`ground_only`). Its module level needs numpy, scipy and scikit-image only (no
+torch: `anchored` imports `models.regions` when called), so that the stage key can name the settings without loading
+the network."""
 
 from __future__ import annotations
 
@@ -14,12 +15,10 @@ def anchored(coarse: np.ndarray, loss: np.ndarray, threshold: float) -> np.ndarr
     full-size pass marks (`loss` >= threshold), 0 elsewhere. The coarse pass alone also marks intact objects that
     look like a loss at half size (a white flower, a pale face); a large loss, seen whole at half size, is marked
     in part at full size, at its chipped edges."""
-    region = coarse >= threshold
-    labels, n = ndimage.label(region, structure=np.ones((3, 3), bool))
-    if n == 0:
-        return np.zeros_like(coarse)
-    hits = np.unique(labels[region & (loss >= threshold)])
-    return np.where(np.isin(labels, hits[hits > 0]), coarse, np.float32(0)).astype(np.float32)
+    from models.regions import regions_holding
+
+    kept = regions_holding(coarse >= threshold, loss >= threshold)
+    return np.where(kept, coarse, np.float32(0)).astype(np.float32)
 
 
 COARSE_TRIM = 0.35  # a coarse-pass pixel stays where its colour is this much nearer its region's than the surround's
