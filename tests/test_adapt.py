@@ -62,25 +62,44 @@ def save_png(tmp_path: Path, marks: np.ndarray, name: str = "scribbles.png") -> 
     return path
 
 
+TINY_ARGS = {"decoder_channels": [16, 16, 16, 16, 8]}
+
+
+def _tiny_detector(seed: int, bias: list[float], scale: float = 1.0) -> torch.nn.Module:
+    """An untrained tiny detector (seed `seed`) whose head's weights are multiplied by `scale` and its bias per class
+    (craquelure, paint loss) raised by `bias`."""
+    from models.registry import create_model
+
+    torch.manual_seed(seed)
+    model = create_model("resunet", **TINY_ARGS)
+    with torch.no_grad():
+        model.net.segmentation_head[0].weight.mul_(scale)
+        model.net.segmentation_head[0].bias.add_(torch.tensor(bias))
+    return model
+
+
+def _manifest_of(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch, folder: str,
+                 networks: dict[str, torch.nn.Module]) -> Path:
+    """A manifest (made the stages' own) holding each tiny detector of `networks` under its name."""
+    from models.weights import Tiling, save_weights
+
+    manifest = tmp_path_factory.mktemp(folder) / "manifest.json"
+    for name, model in networks.items():
+        save_weights(model, name=name, architecture="resunet", arch_args=TINY_ARGS, tiling=Tiling(256, 32),
+                     manifest_path=manifest)
+    monkeypatch.setenv("RETOUCH_WEIGHTS_MANIFEST", str(manifest))
+    return manifest
+
+
 def _constant_detector(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch, folder: str,
                        bias: list[float]) -> Path:
     """A manifest (made the stages' own) with a tiny detector under the default and adapt-base names whose
     output is all but its head's `bias` per class (craquelure, paint loss)."""
-    from models.registry import create_model
-    from models.weights import Tiling, save_weights
-
-    manifest = tmp_path_factory.mktemp(folder) / "manifest.json"
-    torch.manual_seed(0)
-    args = {"decoder_channels": [16, 16, 16, 16, 8]}
-    model = create_model("resunet", **args)
+    model = _tiny_detector(0, [0.0, 0.0], scale=0.01)
     with torch.no_grad():
-        model.net.segmentation_head[0].weight.mul_(0.01)
         model.net.segmentation_head[0].bias.copy_(torch.tensor(bias))
-    for name in dict.fromkeys(("detector-resunet18", DEFAULT_WEIGHTS, ADAPT_BASE)):
-        save_weights(model, name=name, architecture="resunet", arch_args=args, tiling=Tiling(256, 32),
-                     manifest_path=manifest)
-    monkeypatch.setenv("RETOUCH_WEIGHTS_MANIFEST", str(manifest))
-    return manifest
+    names = dict.fromkeys(("detector-resunet18", DEFAULT_WEIGHTS, ADAPT_BASE))
+    return _manifest_of(tmp_path_factory, monkeypatch, folder, {name: model for name in names})
 
 
 @pytest.fixture()
@@ -383,19 +402,9 @@ def test_a_class_without_strokes_keeps_what_detect_showed(tmp_path: Path, tmp_pa
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """Another detector under the name of adapt's former base: adapting paint loss alone leaves the craquelure of
     detect's default detector as it was, because adapt's base is that detector."""
-    from models.registry import create_model
-    from models.weights import Tiling, save_weights
-
-    manifest = tmp_path_factory.mktemp("two") / "manifest.json"
-    args = {"decoder_channels": [16, 16, 16, 16, 8]}
-    for seed, name in ((0, DEFAULT_WEIGHTS), (1, "detector-resunet18-paint2")):
-        torch.manual_seed(seed)
-        model = create_model("resunet", **args)
-        with torch.no_grad():  # untrained: cracks here and there, little paint loss
-            model.net.segmentation_head[0].bias.add_(torch.tensor([0.0, -1.0]))
-        save_weights(model, name=name, architecture="resunet", arch_args=args, tiling=Tiling(256, 32),
-                     manifest_path=manifest)
-    monkeypatch.setenv("RETOUCH_WEIGHTS_MANIFEST", str(manifest))
+    # untrained: cracks here and there, little paint loss
+    _manifest_of(tmp_path_factory, monkeypatch, "two", {DEFAULT_WEIGHTS: _tiny_detector(0, [0.0, -1.0]),
+                                                        "detector-resunet18-paint2": _tiny_detector(1, [0.0, -1.0])})
     store, _ = _store(tmp_path)
     detect(store, DetectConfig(tile=256, tta=1), QUIET)
     shown = _labels(store)
