@@ -18,6 +18,8 @@ from pipeline.stages.adapt import (
     REACH,
     SMOOTH_LOSS,
     SUPPORT_LOSS,
+    VETO_BACKGROUND,
+    VETO_BACKGROUND_LOSS,
     AdaptConfig,
 )
 from pipeline.stages.detect import (
@@ -111,6 +113,12 @@ class AdaptParams(_Params):
     support_loss: float = Field(SUPPORT_LOSS, ge=0.0, lt=1.0, description="a region the paint-loss head adds "
                                 "counts only where the base gives one of its pixels at least this probability "
                                 "(0 = every region counts)")
+    veto_background: float = Field(VETO_BACKGROUND, ge=0.0, lt=1.0, description="share of the clean strokes' "
+                                   "craquelure veto's negatives taken from the base's detections among unlabelled "
+                                   "pixels (lower: the veto trusts those detections less and removes more like the "
+                                   "marked ones)")
+    veto_background_loss: float = Field(VETO_BACKGROUND_LOSS, ge=0.0, lt=1.0, description="the same for the "
+                                        "paint-loss veto")
     smooth_loss: float = Field(SMOOTH_LOSS, ge=0.0, le=32.0, description="Gaussian sigma (px) over which the "
                                "paint-loss head's pixels vote together (0 = each pixel alone)")
     clamp_loss: float = Field(CLAMP_LOSS, ge=0.0, le=20.0, description="bound of the paint-loss head's logits "

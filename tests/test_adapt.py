@@ -8,6 +8,7 @@ import json
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -519,7 +520,9 @@ def test_the_command_line_spells_the_adapt_base_as_the_stage_does() -> None:
     assert cli.ADAPT_BASE == ADAPT_BASE == AdaptParams().base == AdaptConfig().base
     for field, name in (("add", "ADD"), ("add_loss", "ADD_LOSS"), ("smooth_loss", "SMOOTH_LOSS"),
                         ("clamp_loss", "CLAMP_LOSS"), ("gate_loss", "GATE_LOSS"), ("gate_sigma", "GATE_SIGMA"),
-                        ("reach", "REACH"), ("beside", "BESIDE"), ("support_loss", "SUPPORT_LOSS")):
+                        ("reach", "REACH"), ("beside", "BESIDE"), ("support_loss", "SUPPORT_LOSS"),
+                        ("veto_background", "VETO_BACKGROUND"),
+                        ("veto_background_loss", "VETO_BACKGROUND_LOSS")):
         spelled = (getattr(cli, f"ADAPT_{name}"), getattr(stage, name), getattr(AdaptParams(), field),
                    getattr(AdaptConfig(), field))
         assert len(set(spelled)) == 1, (field, spelled)
@@ -565,6 +568,10 @@ def test_the_adding_threshold_reaches_the_fit_and_is_bounded() -> None:
     unsupported = AdaptParams(support_loss=0).config()
     assert unsupported.support_args([0, 1]) == {} and "support_loss" not in unsupported.key_params()
     assert dataclasses.replace(supported, union=False).support_args([1]) == {}
+    # the veto's share of weak negatives: in the key only where it differs from the head's (one share before it)
+    assert AdaptParams(veto_background=0.05).config().key_params()["veto_background"] == 0.05
+    shared = AdaptConfig(background=0.2, veto_background=0.2, veto_background_loss=0.1).key_params()
+    assert "veto_background" not in shared and shared["veto_background_loss"] == 0.1
     with pytest.raises(ValidationError):
         AdaptParams(support_loss=1.0)
     for bad in (0.0, 1.0, 1.5):
@@ -678,3 +685,30 @@ def test_evaluate_adapt_runs_every_detection_with_the_coarse_pass_it_is_given(
         seen.clear()
         evaluate_cases(iter([("scene", image, truth)]), 1, config, StrokePlan(), seed=3, tta=1, coarse_loss=flag)
         assert seen == [flag] * 3  # base, adapted, default
+
+
+def test_the_veto_takes_its_own_share_of_weak_negatives(alarmist_weights: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The head's negatives take `background` from unlabelled pixels, the veto's its own share per class
+    (`veto_background_loss` for paint loss)."""
+    import pipeline.stages.adapt_fit as fitting
+    from pipeline.stages.adapt import build_for, fit_adapted
+
+    shares: dict[str, float] = {}
+    for name in ("fit_head", "fit_veto"):
+        real = getattr(fitting, name)
+
+        def spy(*args: Any, real: Any = real, name: str = name) -> Any:
+            shares[name] = args[-1]
+            return real(*args)
+
+        monkeypatch.setattr(fitting, name, spy)
+    image, _ = plaster_scan()
+    marks = strokes(LOSSES[:2], CLEAN_SPOTS)
+    config = AdaptConfig(steps=5, background=0.25, veto_background=0.15, veto_background_loss=0.05,
+                         manifest=str(alarmist_weights))
+    model = build_for(config, [1])
+    points = {v: np.argwhere(marks == v) for v in (2, 3)}
+    fit_adapted(model, np.moveaxis(image, -1, 0), points, config)
+    assert shares == {"fit_head": 0.25, "fit_veto": [0.05]}
+    assert config.veto_backgrounds([0, 1]) == [0.15, 0.05]

@@ -342,6 +342,11 @@ def evaluate_adapt_command(
                                                      min=0.1)] = None,
     veto: Annotated[bool, typer.Option(help="the clean strokes veto the base's detections like those they "
                                             "cover")] = True,
+    veto_background: Annotated[float | None, typer.Option(help="share of the craquelure veto's negatives taken from "
+                                                               "the base's detections among unlabelled pixels "
+                                                               "(default: adapt's)", min=0.0, max=0.99)] = None,
+    veto_background_loss: Annotated[float | None, typer.Option(help="the same for the paint-loss veto (default: "
+                                                                    "adapt's)", min=0.0, max=0.99)] = None,
     union: Annotated[bool, typer.Option(help="keep the base's detections (off: the head alone decides)")] = True,
     default: Annotated[bool, typer.Option(help="also score detect's default detector when the base is another "
                                                "(what the painting showed before adapting)")] = True,
@@ -384,7 +389,8 @@ def evaluate_adapt_command(
     config = AdaptConfig(hidden=hidden, veto=veto, union=union, scale=scale)
     changes = {"background": background, "base": base, "add": add, "add_loss": add_loss, "reach": reach,
                "beside": beside, "support_loss": support_loss, "smooth_loss": smooth_loss, "clamp_loss": clamp_loss,
-               "gate_loss": gate_loss, "gate_sigma": gate_sigma}
+               "gate_loss": gate_loss, "gate_sigma": gate_sigma, "veto_background": veto_background,
+               "veto_background_loss": veto_background_loss}
     config = dataclasses.replace(config, **{k: v for k, v in changes.items() if v is not None})
     try:
         plan = StrokePlan(informed=strokes == "informed", rounds=rounds)

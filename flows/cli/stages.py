@@ -18,6 +18,8 @@ from flows.cli.common import (
     ADAPT_REACH,
     ADAPT_SMOOTH_LOSS,
     ADAPT_SUPPORT_LOSS,
+    ADAPT_VETO_BACKGROUND,
+    ADAPT_VETO_BACKGROUND_LOSS,
     DEFAULT_BORDER,
     DEFAULT_COARSE_LOSS,
     DEFAULT_MIN_CRACK,
@@ -147,6 +149,13 @@ def adapt_command(
                                                      "gives one of its pixels at least this probability: the head "
                                                      "completes what the base half saw (0 = every region counts)",
                                                 min=0.0, max=0.99)] = ADAPT_SUPPORT_LOSS,
+    veto_background: Annotated[float, typer.Option(help="share of the clean strokes' craquelure veto's negatives taken "
+                                                        "from the base's detections among unlabelled pixels (lower: "
+                                                        "the veto trusts those less and removes more detections like "
+                                                        "the ones marked clean)", min=0.0, max=0.99)]
+    = ADAPT_VETO_BACKGROUND,
+    veto_background_loss: Annotated[float, typer.Option(help="the same for the paint-loss veto", min=0.0, max=0.99)]
+    = ADAPT_VETO_BACKGROUND_LOSS,
     smooth_loss: Annotated[float, typer.Option(help="Gaussian sigma (px) over which the paint-loss head's pixels "
                                                     "vote together (0 = each alone; small losses the base "
                                                     "misses are found better with less)", min=0.0, max=32.0)]
@@ -196,7 +205,8 @@ def adapt_command(
     read_scribbles(source, (height, width))  # bad scribbles fail here, in one line, before any run starts
     check_device(device)
     params = AdaptParams(base=base, hidden=hidden, steps=steps, seed=seed, add=add, add_loss=add_loss, reach=reach,
-                         beside=beside, support_loss=support_loss, smooth_loss=smooth_loss, clamp_loss=clamp_loss,
+                         beside=beside, support_loss=support_loss, veto_background=veto_background,
+                         veto_background_loss=veto_background_loss, smooth_loss=smooth_loss, clamp_loss=clamp_loss,
                          gate_loss=gate_loss, gate_sigma=gate_sigma, scale=scale, device=device)
     start_flows()
     from flows.adapt import adapt_flow

@@ -54,6 +54,10 @@ BESIDE = 2  # px beside a base crack, away from its ends, where the craquelure h
 # a region the paint-loss head adds counts only where the base gives a pixel of it this much (0 = off;
 # docs/rules/2026-12-06i-adapt-support-paint7.md)
 SUPPORT_LOSS = 0.02
+# the veto's weak negatives (the base's detections among unlabelled pixels) as a share of its negatives' half, for
+# craquelure and for paint loss
+VETO_BACKGROUND = 0.3
+VETO_BACKGROUND_LOSS = 0.3
 
 
 @dataclass(frozen=True)
@@ -62,19 +66,20 @@ class AdaptConfig:
     rate, weight decay, seed), the squares run through the base (`cell` px + `context` px around), the most labelled
     pixels used per class, the filter scales, the Gaussian smoothing of the head's logits (sigma in px, 0 = none:
     `smooth` for craquelure, `smooth_loss` for paint loss, whose logits are first bounded to +-`clamp_loss`; with
-    `gate_loss` > 0 the paint-loss head counts only where, lightly smoothed, it holds at least that share of the
-    pixels around, Gaussian sigma `gate_sigma` px), whether the adapted class keeps what the base found (`union`:
-    the maximum of the two logits), the head's probability from which it adds a pixel to the base's (`add` for
-    craquelure, `add_loss` for paint loss), how far the craquelure head's additions may reach from the base's cracks
-    (`reach` px of 8-connected growth through other additions; an addition that joins none is dropped, 0 = no such
-    rule; with `union` only) and how far beside a base crack, away from its ends, it may not add (`beside` px, 0 =
-    it may; with a reach only), the base's probability that one pixel of a region the paint-loss head adds must
-    reach for the region to count (`support_loss`, 0 = no such rule; with `union` only), whether the clean strokes
-    veto the base's detections they cover and the ones like them (`veto`, fitted when they cover at least
-    `veto_min_pixels` of them), the share of the negatives taken from unlabelled pixels (`background`, drawn from
-    `background_cells` random squares, `background_per_cell` each), the factor by which the network sees the scan
-    resampled (`scale`, as `retouch detect --scale`: the fit and every detection with the adapted weights see the
-    scan at it, and every size above is in the network's pixels) and the device."""
+    `gate_loss` > 0 the paint-loss head counts only where, lightly smoothed, it holds at least that share of the pixels
+    around, Gaussian sigma `gate_sigma` px), whether the adapted class keeps what the base found (`union`: the maximum
+    of the two logits), the head's probability from which it adds a pixel to the base's (`add` for craquelure,
+    `add_loss` for paint loss), how far the craquelure head's additions may reach from the base's cracks (`reach` px of
+    8-connected growth through other additions; an addition that joins none is dropped, 0 = no such rule; with `union`
+    only) and how far beside a base crack, away from its ends, it may not add (`beside` px, 0 = it may; with a reach
+    only), the base's probability that one pixel of a region the paint-loss head adds must reach for the region to count
+    (`support_loss`, 0 = no such rule; with `union` only), whether the clean strokes veto the base's detections they
+    cover and the ones like them (`veto`, fitted when they cover at least `veto_min_pixels` of them; the share of the
+    veto's negatives taken from the base's detections among the unlabelled pixels, `veto_background` for craquelure and
+    `veto_background_loss` for paint loss), the share of the head's negatives taken from unlabelled pixels
+    (`background`, drawn from `background_cells` random squares, `background_per_cell` each), the factor by which the
+    network sees the scan resampled (`scale`, as `retouch detect --scale`: the fit and every detection with the adapted
+    weights see the scan at it, and every size above is in the network's pixels) and the device."""
 
     base: str = ADAPT_BASE
     hidden: int = 32
@@ -98,6 +103,8 @@ class AdaptConfig:
     support_loss: float = SUPPORT_LOSS
     veto: bool = True
     veto_min_pixels: int = 20
+    veto_background: float = VETO_BACKGROUND
+    veto_background_loss: float = VETO_BACKGROUND_LOSS
     background: float = 0.3
     background_cells: int = 8
     background_per_cell: int = 500
@@ -113,10 +120,11 @@ class AdaptConfig:
             raise ValueError(f"scale must be in [{SCALES[0]}, {SCALES[1]}], got {self.scale}")
         if self.hidden < 0 or self.steps < 1 or self.lr <= 0 or self.weight_decay < 0 or self.max_points < 1:
             raise ValueError("hidden >= 0, steps >= 1, lr > 0, weight_decay >= 0 and max_points >= 1 are required")
-        if not 0.0 <= self.background < 1.0 or min(self.smooth, self.smooth_loss, self.clamp_loss) < 0 or (
-                self.background_cells < 0):
-            raise ValueError("background must be in [0, 1), smooth, smooth_loss and clamp_loss >= 0 and "
-                             "background_cells >= 0")
+        shares = (self.background, self.veto_background, self.veto_background_loss)
+        if not all(0.0 <= v < 1.0 for v in shares) or min(
+                self.smooth, self.smooth_loss, self.clamp_loss) < 0 or self.background_cells < 0:
+            raise ValueError("background, veto_background and veto_background_loss must be in [0, 1), smooth, "
+                             "smooth_loss and clamp_loss >= 0 and background_cells >= 0")
         if not (0.0 < self.add < 1.0 and 0.0 < self.add_loss < 1.0) or self.veto_min_pixels < 1:
             raise ValueError(f"add and add_loss must be in (0, 1) and veto_min_pixels >= 1, got {self.add}, "
                              f"{self.add_loss}, {self.veto_min_pixels}")
@@ -136,6 +144,10 @@ class AdaptConfig:
         return {"smooth": [self.smooth_loss if c == 1 else self.smooth for c in adapted],
                 "add": [self.add_loss if c == 1 else self.add for c in adapted],
                 "clamp": [self.clamp_loss if c == 1 else 0.0 for c in adapted]}
+
+    def veto_backgrounds(self, adapted: list[int]) -> list[float]:
+        """The veto's share of weak negatives of each adapted class channel (0 craquelure, 1 paint loss)."""
+        return [self.veto_background_loss if c == 1 else self.veto_background for c in adapted]
 
     def gate_args(self, adapted: list[int]) -> dict[str, Any]:
         """The gate's arguments of the adapted detector, none when it is off (the weights then read as before)."""
@@ -164,7 +176,8 @@ class AdaptConfig:
 
     def key_params(self) -> dict[str, Any]:
         """The settings that decide the adapted weights: all but the manifest path and device, the gate's, the
-        reach's and the support's only when on (so a store adapted before they existed keeps its key)."""
+        reach's and the support's only when on, the veto's shares of weak negatives only where they differ from the
+        head's (so a store adapted before they existed keeps its key)."""
         params = {k: v for k, v in asdict(self).items() if k not in ("manifest", "device")}
         if not self.gate_loss:
             del params["gate_loss"], params["gate_sigma"]
@@ -176,6 +189,9 @@ class AdaptConfig:
             del params["support_loss"]
         if self.scale == DEFAULT_SCALE:
             del params["scale"]
+        for name in ("veto_background", "veto_background_loss"):
+            if params[name] == self.background:  # one share for head and veto, as before the veto had its own
+                del params[name]
         return params
 
 
@@ -230,7 +246,7 @@ def fit_adapted(model: Any, scan: Any, marks: dict[int, np.ndarray], config: Ada
                                    config.background)
     if model.veto is not None:
         fit.update(fit_veto(model, samples, config.veto_min_pixels, config.steps, config.lr, config.weight_decay,
-                            config.seed, config.background))
+                            config.seed, config.veto_backgrounds(model.adapted)))
     return {**fit, "samples": samples}
 
 
