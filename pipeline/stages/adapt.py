@@ -55,8 +55,8 @@ BESIDE = 2  # px beside a base crack, away from its ends, where the craquelure h
 # docs/rules/2026-12-06i-adapt-support-paint7.md)
 SUPPORT_LOSS = 0.02
 # the veto's weak negatives (the base's detections among unlabelled pixels) as a share of its negatives' half, for
-# craquelure and for paint loss
-VETO_BACKGROUND = 0.3
+# craquelure (0.3 before docs/rules/2026-12-06k-adapt-veto-background.md) and for paint loss
+VETO_BACKGROUND = 0.1
 VETO_BACKGROUND_LOSS = 0.3
 
 
