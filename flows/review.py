@@ -102,13 +102,17 @@ class ReviewJobs:
 
     def _adapt(self) -> str:
         from flows.adapt import adapt_flow
-        from pipeline.stages.adapt_before import describe_shares, describe_strokes
+        from flows.params import AdaptParams
+        from pipeline.stages.adapt_before import describe_shares, describe_strokes, unlearned
 
-        results = adapt_flow(self.store, str(Path(local_path(self.store)) / SCRIBBLES))
+        params = AdaptParams()
+        results = adapt_flow(self.store, str(Path(local_path(self.store)) / SCRIBBLES), params)
         fitted = results["adapt"]
+        warnings = unlearned(results["strokes"], params.support_loss, params.reach, params.add)
         return (f"adapted {', '.join(fitted['summary']['adapted_classes'])}"
                 + ("; unchanged, skipped" if fitted.get("skipped") else "")
-                + f"; flagged {describe_shares(results['flagged'])}; strokes: {describe_strokes(results['strokes'])}")
+                + f"; flagged {describe_shares(results['flagged'])}; strokes: {describe_strokes(results['strokes'])}"
+                + "".join(f"; warning: {line}" for line in warnings))
 
     def _undo(self) -> str:
         from flows.adapt import adapt_undo_flow

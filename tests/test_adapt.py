@@ -486,6 +486,23 @@ def test_the_adapt_command_warns_when_the_loss_strokes_stay_unflagged(tmp_path: 
     assert "warning: 100 % of the paint-loss strokes are not flagged" in output and "--support-loss 0" in output
 
 
+def test_the_adapt_command_warns_when_the_craquelure_strokes_stay_unflagged(tmp_path: Path, blind_weights: Path,
+                                                                            prefect_harness: None) -> None:
+    """A base that finds no crack gives the craquelure head nothing to continue: the conservator's crack strokes stay
+    unflagged, and the command says so and where to mark such cracks instead."""
+    from typer.testing import CliRunner
+
+    from flows.cli.main import app
+
+    store, _ = _store(tmp_path)
+    path = save_png(tmp_path, strokes(LOSSES[:2], CLEAN_SPOTS, value=1))
+    result = CliRunner().invoke(app, ["adapt", store, "--scribbles", str(path), "--steps", "20", "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert "strokes: craquelure 0 % of" in output
+    assert "warning: 100 % of the craquelure strokes are not flagged" in output and "--reach 32" in output
+    assert "paint-loss strokes" not in output
+
 def test_undo_drops_the_adapted_weights_and_detection_is_the_default_s_again(
         tmp_path: Path, tiny_weights: Path, prefect_harness: None, refused_in_one_line) -> None:
     from typer.testing import CliRunner
@@ -712,3 +729,15 @@ def test_the_veto_takes_its_own_share_of_weak_negatives(alarmist_weights: Path,
     fit_adapted(model, np.moveaxis(image, -1, 0), points, config)
     assert shares == {"fit_head": 0.25, "fit_veto": [0.05]}
     assert config.veto_backgrounds([0, 1]) == [0.15, 0.05]
+
+
+def test_unlearned_strokes_are_told_per_class_with_why_and_what_to_do() -> None:
+    from pipeline.stages.adapt_before import unlearned
+
+    flagged = {"craquelure": {"pixels": 57, "flagged": 0.1}, "paint_loss": {"pixels": 190, "flagged": 0.2}}
+    lines = unlearned(flagged, support_loss=0.02, reach=32, add=0.9)
+    assert len(lines) == 2 and lines[0].startswith("80 % of the paint-loss strokes are not flagged")
+    assert lines[1].startswith("90 % of the craquelure strokes are not flagged") and "--reach 32" in lines[1]
+    assert unlearned(flagged, support_loss=0.0, reach=32, add=0.9) == lines[1:]  # no support: the head adds freely
+    learnt = {"craquelure": {"pixels": 57, "flagged": 0.5}, "paint_loss": {"pixels": 190, "flagged": 0.93}}
+    assert unlearned(learnt, support_loss=0.02, reach=32, add=0.9) == []

@@ -186,7 +186,7 @@ def adapt_command(
     from flows.params import AdaptParams, DetectParams
     from pipeline.io.scribbles import read_scribbles
     from pipeline.io.store import join, open_complete
-    from pipeline.stages.adapt_before import UNLEARNED, describe_shares, describe_strokes
+    from pipeline.stages.adapt_before import describe_shares, describe_strokes, unlearned
     from pipeline.stages.adapt_weights import weights_dir
     from pipeline.stages.detect import check_device
 
@@ -224,11 +224,8 @@ def adapt_command(
         console.print(f"changed:    {describe_shares(results['flagged'])} of the scan "
                       f"(where: `retouch review {store}`, map \"changed by adapt\")")
     console.print(f"strokes:    {describe_strokes(results['strokes'])}")
-    missed = results["strokes"].get("paint_loss", {}).get("flagged", 1.0)
-    if missed < UNLEARNED and params.support_loss:
-        console.print(f"[yellow]warning:[/] {100 * (1 - missed):.0f} % of the paint-loss strokes are not flagged: "
-                      f"where the base gives a loss no pixel of {params.support_loss}, the support drops what adapt "
-                      "adds (--support-loss 0 lets it add there, and anywhere else it finds such paint)")
+    for line in unlearned(results["strokes"], params.support_loss, params.reach, params.add):
+        console.print(f"[yellow]warning:[/] {line}")
 
 
 def undo_adapt_command(store: str, detect: DetectParams, engine: EngineParams) -> None:

@@ -83,6 +83,24 @@ def describe_strokes(flagged: dict[str, dict[str, float]]) -> str:
         + " flagged now"
 
 
+def unlearned(flagged: dict[str, dict[str, float]], support_loss: float, reach: int, add: float) -> list[str]:
+    """What to tell a conservator whose strokes of a class are mostly (UNLEARNED) left unflagged after adapting,
+    with why and what to do, one line per class; none when the strokes are flagged."""
+    lines = []
+    losses = flagged.get("paint_loss", {}).get("flagged", 1.0)
+    if losses < UNLEARNED and support_loss:
+        lines.append(f"{100 * (1 - losses):.0f} % of the paint-loss strokes are not flagged: where the base gives a "
+                     f"loss no pixel of {support_loss}, the support drops what adapt adds (--support-loss 0 lets it "
+                     "add there, and anywhere else it finds such paint)")
+    cracks = flagged.get("craquelure", {}).get("flagged", 1.0)
+    if cracks < UNLEARNED:
+        lines.append(f"{100 * (1 - cracks):.0f} % of the craquelure strokes are not flagged: the craquelure head "
+                     f"continues cracks the base found (within --reach {reach} px) where it is {add} sure, and a few "
+                     "strokes seldom teach it a crack the base misses whole; paint such cracks on the damage map with "
+                     "the review page's brush to have them filled")
+    return lines
+
+
 def describe_shares(shares: dict[str, dict[str, float | None]]) -> str:
     """`craquelure 1.44 % -> 1.06 %, paint_loss 3.76 % -> 3.70 %` (a class without a share before: its share now)."""
     return ", ".join(f"{name} {s['before']:.2f} % -> {s['now']:.2f} %" if s["before"] is not None
