@@ -500,7 +500,7 @@ def test_the_adapt_command_warns_when_the_craquelure_strokes_stay_unflagged(tmp_
     assert result.exit_code == 0, result.output
     output = " ".join(result.output.split())
     assert "strokes: craquelure 0 % of" in output
-    assert "warning: 100 % of the craquelure strokes are not flagged" in output and "--reach 32" in output
+    assert "warning: 100 % of the craquelure strokes are not flagged" in output and "within 32 px" in output
     assert "paint-loss strokes" not in output
 
 def test_undo_drops_the_adapted_weights_and_detection_is_the_default_s_again(
@@ -737,7 +737,7 @@ def test_unlearned_strokes_are_told_per_class_with_why_and_what_to_do() -> None:
     flagged = {"craquelure": {"pixels": 57, "flagged": 0.1}, "paint_loss": {"pixels": 190, "flagged": 0.2}}
     lines = unlearned(flagged, support_loss=0.02, reach=32, add=0.9)
     assert len(lines) == 2 and lines[0].startswith("80 % of the paint-loss strokes are not flagged")
-    assert lines[1].startswith("90 % of the craquelure strokes are not flagged") and "--reach 32" in lines[1]
+    assert lines[1].startswith("90 % of the craquelure strokes are not flagged") and "within 32 px" in lines[1]
     assert unlearned(flagged, support_loss=0.0, reach=32, add=0.9) == lines[1:]  # no support: the head adds freely
     learnt = {"craquelure": {"pixels": 57, "flagged": 0.5}, "paint_loss": {"pixels": 190, "flagged": 0.93}}
     assert unlearned(learnt, support_loss=0.02, reach=32, add=0.9) == []

@@ -95,7 +95,7 @@ def unlearned(flagged: dict[str, dict[str, float]], support_loss: float, reach: 
     cracks = flagged.get("craquelure", {}).get("flagged", 1.0)
     if cracks < UNLEARNED:
         lines.append(f"{100 * (1 - cracks):.0f} % of the craquelure strokes are not flagged: the craquelure head "
-                     f"continues cracks the base found (within --reach {reach} px) where it is {add} sure, and a few "
+                     f"continues cracks the base found (within {reach} px, --reach) where it is {add} sure, and a few "
                      "strokes seldom teach it a crack the base misses whole; paint such cracks on the damage map with "
                      "the review page's brush to have them filled")
     return lines

@@ -229,7 +229,10 @@ function rerun(stage, doing, whenDone) {
     const poll = async () => {
       const s = await (await fetch(`/api/jobs/${job.id}`)).json();
       if (s.status === "running" || s.status === "queued") { status(`${doing}: ${s.progress || s.status}`); setTimeout(poll, 1000); return; }
-      if (s.status === "done") { status(`${stage} done (${s.summary})`, "ok"); await whenDone(); }
+      if (s.status === "done") {
+        status(`${stage} done (${s.summary})`, s.summary.includes("warning:") ? "warn" : "ok");
+        await whenDone();
+      }
       else status(`${stage} failed: ${s.error}`, "error");
     };
     poll();
