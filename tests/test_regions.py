@@ -1,24 +1,24 @@
 import numpy as np
 
-from models.regions import regions_holding
+from lab.eval.regions import region_shares, region_summary
 
 
-def test_a_region_is_kept_whole_when_it_holds_a_hit_and_diagonal_neighbours_join_it():
-    mask = np.zeros((6, 6), bool)
-    mask[0, 0] = mask[1, 1] = mask[2, 2] = True  # one region through diagonal steps
-    mask[4:6, 4:6] = True  # another, without a hit
-    hits = np.zeros_like(mask)
-    hits[2, 2] = True
-    kept = regions_holding(mask, hits)
-    assert kept[0, 0] and kept[1, 1] and kept[2, 2]
-    assert not kept[4:6, 4:6].any()
-    assert kept.sum() == 3
+def test_each_loss_is_scored_on_its_own():
+    truth = np.zeros((40, 40), bool)
+    truth[2:12, 2:12] = True  # 100 px, found whole
+    truth[20:24, 20:24] = True  # 16 px, found a quarter
+    truth[30, 30] = True  # 1 px, left out of the summary by min_area
+    pred = np.zeros_like(truth)
+    pred[2:12, 2:12] = True
+    pred[20:22, 20:22] = True
+    rows = region_shares(pred, truth)
+    assert sorted((r["area"], r["share"]) for r in rows) == [(1, 0.0), (16, 0.25), (100, 1.0)]
+    summary = region_summary(rows, min_area=9)
+    assert summary["regions"] == 2 and summary["under_half"] == 1 and summary["worst"] == 0.25
+    assert summary["under_half_regions"][0]["box"] == [20, 20, 24, 24]
 
 
-def test_a_hit_outside_the_mask_keeps_nothing_and_an_empty_mask_gives_an_empty_answer():
-    mask = np.zeros((4, 4), bool)
-    mask[0, 0] = True
-    hits = np.zeros_like(mask)
-    hits[3, 3] = True
-    assert not regions_holding(mask, hits).any()
-    assert not regions_holding(np.zeros((4, 4), bool), hits).any()
+def test_no_truth_gives_no_regions():
+    empty = np.zeros((8, 8), bool)
+    assert region_shares(empty, empty) == []
+    assert region_summary([], 9)["worst"] is None
