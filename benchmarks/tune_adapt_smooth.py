@@ -1,7 +1,8 @@
 """Adapt's craquelure smoothing, adding threshold and reach, tuned on the real crack sets' TRAINING splits only.
 
     python benchmarks/tune_adapt_smooth.py --smooth 1.5 --add 0.9 [--reach 32] [--beside 0] [--no-veto]
-        [--veto-background 0.1] [--limit 10] [--rounds 3] [--sets crackforest,deepcrack,uav75] [--json FILE]
+        [--veto-background 0.1] [--background 0.3] [--limit 10] [--rounds 3] [--sets crackforest,deepcrack,uav75]
+        [--json FILE]
 
 `retouch evaluate adapt` reports on DeepCrack test, CrackForest TEST and UAV75 test; choosing a setting there would
 select on the reported sets. This scores the same informed simulated strokes (`lab.eval.adapt_eval`, craquelure
@@ -43,6 +44,8 @@ def main() -> None:
                         help="fit the clean strokes' veto (--no-veto: never)")
     parser.add_argument("--veto-background", type=float, default=AdaptConfig.veto_background,
                         help="share of the veto's negatives taken from the base's detections among unlabelled pixels")
+    parser.add_argument("--background", type=float, default=AdaptConfig.background,
+                        help="share of the head's negatives taken from unlabelled pixels")
     parser.add_argument("--limit", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--sets", default="crackforest,deepcrack,uav75")
@@ -51,11 +54,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     config = AdaptConfig(smooth=args.smooth, add=args.add, reach=args.reach, beside=args.beside, veto=args.veto,
-                         veto_background=args.veto_background)
+                         veto_background=args.veto_background, background=args.background)
     plan = StrokePlan(informed=True, rounds=args.rounds)
     report = {"base": config.base, "smooth": args.smooth, "add": args.add, "reach": args.reach, "beside": args.beside,
-              "veto": args.veto, "veto_background": args.veto_background, "limit": args.limit, "rounds": args.rounds,
-              "sets": {}}
+              "veto": args.veto, "veto_background": args.veto_background, "background": args.background,
+              "limit": args.limit, "rounds": args.rounds, "sets": {}}
     for name in args.sets.split(","):
         cases = real_cases(name, args.data, args.limit, TRAIN_SETS)
         result = evaluate_cases(cases, 0, config, plan, SEED, reference=False)
