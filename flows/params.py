@@ -11,6 +11,7 @@ from pipeline.stages.adapt import (
     ADAPT_BASE,
     ADD,
     ADD_LOSS,
+    BACKGROUND,
     BESIDE,
     CLAMP_LOSS,
     GATE_LOSS,
@@ -113,6 +114,9 @@ class AdaptParams(_Params):
     support_loss: float = Field(SUPPORT_LOSS, ge=0.0, lt=1.0, description="a region the paint-loss head adds "
                                 "counts only where the base gives one of its pixels at least this probability "
                                 "(0 = every region counts)")
+    background: float = Field(BACKGROUND, ge=0.0, lt=1.0, description="share of the head's negatives taken from "
+                              "random unlabelled pixels, most of a painting being intact (higher: adds less intact "
+                              "paint, finds a little less)")
     veto_background: float = Field(VETO_BACKGROUND, ge=0.0, lt=1.0, description="share of the clean strokes' "
                                    "craquelure veto's negatives taken from the base's detections among unlabelled "
                                    "pixels (lower: the veto trusts those detections less and removes more like the "

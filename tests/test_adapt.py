@@ -387,11 +387,12 @@ def test_strokes_of_one_damage_class_adapt_that_class_only(tmp_path: Path, tiny_
     from models.weights import load_model
 
     store, _ = _store(tmp_path)
+    image, _ = plaster_scan()
     result = adapt(store, save_png(tmp_path, strokes(LOSSES[:2], CLEAN_SPOTS, value=1)), AdaptConfig(steps=20))
     assert result.summary["adapted_classes"] == ["craquelure"]
     adapted, _ = load_model("adapted", Path(store) / WEIGHTS_GROUP / "manifest.json")
     base, _ = load_model(ADAPT_BASE, tiny_weights)
-    x = torch.rand(1, 3, 64, 64)
+    x = torch.from_numpy(np.moveaxis(image, -1, 0).astype(np.float32) / 255)[None]  # the scan the strokes are on
     with torch.no_grad():
         a, b = adapted(x), base(x)
     assert torch.equal(a[:, 1], b[:, 1])  # paint loss: the base's logit, bit for bit
@@ -539,7 +540,7 @@ def test_the_command_line_spells_the_adapt_base_as_the_stage_does() -> None:
                         ("clamp_loss", "CLAMP_LOSS"), ("gate_loss", "GATE_LOSS"), ("gate_sigma", "GATE_SIGMA"),
                         ("reach", "REACH"), ("beside", "BESIDE"), ("support_loss", "SUPPORT_LOSS"),
                         ("veto_background", "VETO_BACKGROUND"),
-                        ("veto_background_loss", "VETO_BACKGROUND_LOSS")):
+                        ("veto_background_loss", "VETO_BACKGROUND_LOSS"), ("background", "BACKGROUND")):
         spelled = (getattr(cli, f"ADAPT_{name}"), getattr(stage, name), getattr(AdaptParams(), field),
                    getattr(AdaptConfig(), field))
         assert len(set(spelled)) == 1, (field, spelled)

@@ -10,6 +10,7 @@ import typer
 from flows.cli.common import (
     ADAPT_ADD,
     ADAPT_ADD_LOSS,
+    ADAPT_BACKGROUND,
     ADAPT_BASE,
     ADAPT_BESIDE,
     ADAPT_CLAMP_LOSS,
@@ -149,6 +150,10 @@ def adapt_command(
                                                      "gives one of its pixels at least this probability: the head "
                                                      "completes what the base half saw (0 = every region counts)",
                                                 min=0.0, max=0.99)] = ADAPT_SUPPORT_LOSS,
+    background: Annotated[float, typer.Option(help="share of the head's negatives taken from random unlabelled "
+                                                   "pixels, most of a painting being intact (higher: adds less intact "
+                                                   "paint, finds a little less)", min=0.0, max=0.99)]
+    = ADAPT_BACKGROUND,
     veto_background: Annotated[float, typer.Option(help="share of the clean strokes' craquelure veto's negatives taken "
                                                         "from the base's detections among unlabelled pixels (lower: "
                                                         "the veto trusts those less and removes more detections like "
@@ -205,9 +210,10 @@ def adapt_command(
     read_scribbles(source, (height, width))  # bad scribbles fail here, in one line, before any run starts
     check_device(device)
     params = AdaptParams(base=base, hidden=hidden, steps=steps, seed=seed, add=add, add_loss=add_loss, reach=reach,
-                         beside=beside, support_loss=support_loss, veto_background=veto_background,
-                         veto_background_loss=veto_background_loss, smooth_loss=smooth_loss, clamp_loss=clamp_loss,
-                         gate_loss=gate_loss, gate_sigma=gate_sigma, scale=scale, device=device)
+                         beside=beside, support_loss=support_loss, background=background,
+                         veto_background=veto_background, veto_background_loss=veto_background_loss,
+                         smooth_loss=smooth_loss, clamp_loss=clamp_loss, gate_loss=gate_loss, gate_sigma=gate_sigma,
+                         scale=scale, device=device)
     start_flows()
     from flows.adapt import adapt_flow
 

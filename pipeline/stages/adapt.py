@@ -58,6 +58,9 @@ SUPPORT_LOSS = 0.02
 # craquelure (0.3 before docs/rules/2026-12-06k-adapt-veto-background.md) and for paint loss
 VETO_BACKGROUND = 0.1
 VETO_BACKGROUND_LOSS = 0.3
+# the head's weak negatives (random unlabelled pixels) as a share of its negatives' half (0.3 before
+# docs/rules/2026-12-06l-adapt-background.md)
+BACKGROUND = 0.6
 
 
 @dataclass(frozen=True)
@@ -105,7 +108,7 @@ class AdaptConfig:
     veto_min_pixels: int = 20
     veto_background: float = VETO_BACKGROUND
     veto_background_loss: float = VETO_BACKGROUND_LOSS
-    background: float = 0.3
+    background: float = BACKGROUND
     background_cells: int = 8
     background_per_cell: int = 500
     seed: int = 0
