@@ -25,7 +25,7 @@ from pipeline.io.store import DAMAGE_LABELS, MARKER_KEY, group_info, local_path,
 from pipeline.stages.detect import DAMAGE_GROUP, labels_current
 
 BEFORE_ADAPT = "damage_before_adapt"
-UNLEARNED = 0.5  # under this share of its loss strokes flagged after adapting, `retouch adapt` warns
+UNLEARNED = 0.5  # under this share of a class's strokes flagged after adapting, `retouch adapt` warns (`unlearned`)
 
 
 def keep_detection_before(store: str) -> dict[str, Any] | None:

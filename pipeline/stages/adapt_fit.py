@@ -160,21 +160,21 @@ def fit_head(model: AdaptedDetector, samples: PixelSamples, steps: int = 300, lr
 
 
 def fit_veto(model: AdaptedDetector, samples: PixelSamples, min_pixels: int, steps: int = 300, lr: float = 1e-2,
-             weight_decay: float = 1e-3, seed: int = 0, background: float | Sequence[float] = 0.0) -> dict[str, int]:
+             weight_decay: float = 1e-3, seed: int = 0, backgrounds: Sequence[float] | None = None) -> dict[str, int]:
     """Fit `model.veto` per adapted class where the clean strokes cover at least `min_pixels` of the base's
     detections of that class; the count of such pixels per class (its `veto_on` flag set where fitted).
 
     The positives are those clean pixels the base flags (the false alarms the conservator marked); the negatives
-    the class's own strokes (damage, never to be vetoed), and with `background` > 0, at that share of the
-    negatives' half, the unlabelled pixels the base flags (most of what the base flags is damage); one share, or one
-    per adapted class."""
+    the class's own strokes (damage, never to be vetoed), and, at the class's share of `backgrounds` (one per adapted
+    class; None: none) of the negatives' half, the unlabelled pixels the base flags (most of what the base flags is
+    damage)."""
     veto = model.veto
     if veto is None:
         raise ValueError("the model has no veto head")
     model.veto_on.zero_()
     labels = torch.from_numpy(samples.labels.astype(np.int64))
     flagged = torch.from_numpy(samples.base_prob >= 0.5)  # (n, K)
-    shares = [background] * len(model.adapted) if isinstance(background, float | int) else list(background)
+    shares = [0.0] * len(model.adapted) if backgrounds is None else list(backgrounds)
     targets, weights, counts = [], [], {}
     for channel, share in zip(model.adapted, shares, strict=True):
         pos = (labels == CLEAN) & flagged[:, channel]
