@@ -1,7 +1,8 @@
 """Adapt's craquelure smoothing, adding threshold and reach, tuned on the real crack sets' TRAINING splits only.
 
     python benchmarks/tune_adapt_smooth.py --smooth 1.5 --add 0.9 [--reach 32] [--beside 0] [--no-veto]
-        [--veto-background 0.1] [--background 0.3] [--limit 10] [--rounds 3] [--sets crackforest,deepcrack,uav75]
+        [--veto-background 0.1] [--background 0.3] [--background-below 0.5] [--limit 10] [--rounds 3]
+        [--sets crackforest,deepcrack,uav75]
         [--json FILE]
 
 `retouch evaluate adapt` reports on DeepCrack test, CrackForest TEST and UAV75 test; choosing a setting there would
@@ -46,6 +47,8 @@ def main() -> None:
                         help="share of the veto's negatives taken from the base's detections among unlabelled pixels")
     parser.add_argument("--background", type=float, default=AdaptConfig.background,
                         help="share of the head's negatives taken from unlabelled pixels")
+    parser.add_argument("--background-below", type=float, default=AdaptConfig.background_below,
+                        help="a weak negative of a class only where the base gives it less than this (1 = all)")
     parser.add_argument("--limit", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--sets", default="crackforest,deepcrack,uav75")
@@ -54,11 +57,12 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     config = AdaptConfig(smooth=args.smooth, add=args.add, reach=args.reach, beside=args.beside, veto=args.veto,
-                         veto_background=args.veto_background, background=args.background)
+                         veto_background=args.veto_background, background=args.background,
+                         background_below=args.background_below)
     plan = StrokePlan(informed=True, rounds=args.rounds)
     report = {"base": config.base, "smooth": args.smooth, "add": args.add, "reach": args.reach, "beside": args.beside,
               "veto": args.veto, "veto_background": args.veto_background, "background": args.background,
-              "limit": args.limit, "rounds": args.rounds, "sets": {}}
+              "background_below": args.background_below, "limit": args.limit, "rounds": args.rounds, "sets": {}}
     for name in args.sets.split(","):
         cases = real_cases(name, args.data, args.limit, TRAIN_SETS)
         result = evaluate_cases(cases, 0, config, plan, SEED, reference=False)

@@ -554,6 +554,7 @@ def test_the_command_line_spells_the_adapt_base_as_the_stage_does() -> None:
     ({"gate_loss": 0.1, "gate_sigma": 0.0}, "gate_sigma > 0"),
     ({"reach": -1}, "reach and beside must be >= 0"),
     ({"beside": -1}, "reach and beside must be >= 0"),
+    ({"background_below": 0.0}, "background_below must be in"),
 ])
 def test_adapt_config_refuses_bad_fields(fields: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -590,6 +591,9 @@ def test_the_adding_threshold_reaches_the_fit_and_is_bounded() -> None:
     assert AdaptParams(veto_background=0.05).config().key_params()["veto_background"] == 0.05
     shared = AdaptConfig(background=0.2, veto_background=0.2, veto_background_loss=0.1).key_params()
     assert "veto_background" not in shared and shared["veto_background_loss"] == 0.1
+    # every unlabelled sample a weak negative: the key as before the level existed
+    assert "background_below" not in AdaptConfig(background_below=1.0).key_params()
+    assert AdaptConfig(background_below=0.5).key_params()["background_below"] == 0.5
     with pytest.raises(ValidationError):
         AdaptParams(support_loss=1.0)
     for bad in (0.0, 1.0, 1.5):
@@ -712,23 +716,23 @@ def test_the_veto_takes_its_own_share_of_weak_negatives(alarmist_weights: Path,
     import pipeline.stages.adapt_fit as fitting
     from pipeline.stages.adapt import build_for, fit_adapted
 
-    shares: dict[str, float] = {}
+    shares: dict[str, Any] = {}
     for name in ("fit_head", "fit_veto"):
         real = getattr(fitting, name)
 
         def spy(*args: Any, real: Any = real, name: str = name) -> Any:
-            shares[name] = args[-1]
+            shares[name] = args[-2:] if name == "fit_head" else args[-1]  # the head: its share and level
             return real(*args)
 
         monkeypatch.setattr(fitting, name, spy)
     image, _ = plaster_scan()
     marks = strokes(LOSSES[:2], CLEAN_SPOTS)
     config = AdaptConfig(steps=5, background=0.25, veto_background=0.15, veto_background_loss=0.05,
-                         manifest=str(alarmist_weights))
+                         background_below=0.7, manifest=str(alarmist_weights))
     model = build_for(config, [1])
     points = {v: np.argwhere(marks == v) for v in (2, 3)}
     fit_adapted(model, np.moveaxis(image, -1, 0), points, config)
-    assert shares == {"fit_head": 0.25, "fit_veto": [0.05]}
+    assert shares == {"fit_head": (0.25, 0.7), "fit_veto": [0.05]}
     assert config.veto_backgrounds([0, 1]) == [0.15, 0.05]
 
 
@@ -742,3 +746,29 @@ def test_unlearned_strokes_are_told_per_class_with_why_and_what_to_do() -> None:
     assert unlearned(flagged, support_loss=0.0, reach=32, add=0.9) == lines[1:]  # no support: the head adds freely
     learnt = {"craquelure": {"pixels": 57, "flagged": 0.5}, "paint_loss": {"pixels": 190, "flagged": 0.93}}
     assert unlearned(learnt, support_loss=0.02, reach=32, add=0.9) == []
+
+
+def test_weak_negatives_the_base_flags_are_left_out_below_the_level() -> None:
+    """Unlabelled samples that look like the strokes and that the base flags teach the head they are clean paint;
+    with `background_below` they are left out of the class's weak negatives, and the head says damage there."""
+    from types import SimpleNamespace
+
+    from models.adapted import PixelHead
+    from pipeline.stages.adapt_fit import PixelSamples, fit_head
+
+    rng = np.random.default_rng(0)
+    damage, clean = rng.normal(2.0, 0.3, (40, 4)), rng.normal(-2.0, 0.3, (40, 4))
+    flagged, intact = rng.normal(2.0, 0.3, (400, 4)), rng.normal(-2.0, 0.3, (400, 4))  # unlabelled
+    features = np.concatenate([damage, clean, flagged, intact]).astype(np.float32)
+    labels = np.concatenate([np.full(40, 2), np.full(40, 3), np.zeros(800)]).astype(np.uint8)
+    base = np.zeros((len(labels), 2), np.float32)
+    base[80:480, 1] = 0.9  # the base flags the damage-like unlabelled samples as paint loss
+    samples = PixelSamples(features, labels, base)
+    probe = torch.from_numpy(rng.normal(2.0, 0.3, (50, 4, 1, 1)).astype(np.float32))  # damage-like pixels
+    said = {}
+    for level in (1.0, 0.5):
+        model = SimpleNamespace(adapted=[1], head=PixelHead(4, 1, hidden=0))
+        fit_head(model, samples, steps=200, background=0.6, background_below=level)
+        with torch.no_grad():
+            said[level] = float(torch.sigmoid(model.head(probe)).mean())
+    assert said[0.5] > 0.9 > said[1.0]

@@ -316,6 +316,9 @@ def evaluate_adapt_command(
     hidden: Annotated[int, typer.Option(help="hidden units of the adapted head (0 = linear)", min=0)] = 32,
     background: Annotated[float | None, typer.Option(help="share of the negatives drawn from unlabelled pixels "
                                                           "(default: adapt's)")] = None,
+    background_below: Annotated[float | None, typer.Option(help="a weak negative of a class only where the base gives "
+                                                                "it less than this (1 = all; default: adapt's)",
+                                                           min=0.01, max=1.0)] = None,
     base: Annotated[str | None, typer.Option(help="the detector to adapt (manifest name; default: adapt's)")]
     = None,
     add: Annotated[float | None, typer.Option(help="the craquelure head's probability from which it adds a pixel "
@@ -387,7 +390,7 @@ def evaluate_adapt_command(
         if value is not None and not 0.0 < value < 1.0:
             raise typer.BadParameter(f"{name} must be in (0, 1), got {value}")
     config = AdaptConfig(hidden=hidden, veto=veto, union=union, scale=scale)
-    changes = {"background": background, "base": base, "add": add, "add_loss": add_loss, "reach": reach,
+    changes = {"background": background, "background_below": background_below, "base": base, "add": add, "add_loss": add_loss, "reach": reach,
                "beside": beside, "support_loss": support_loss, "smooth_loss": smooth_loss, "clamp_loss": clamp_loss,
                "gate_loss": gate_loss, "gate_sigma": gate_sigma, "veto_background": veto_background,
                "veto_background_loss": veto_background_loss}

@@ -61,6 +61,9 @@ VETO_BACKGROUND_LOSS = 0.3
 # the head's weak negatives (random unlabelled pixels) as a share of its negatives' half (0.3 before
 # docs/rules/2026-12-06l-adapt-background.md)
 BACKGROUND = 0.6
+# a weak negative of a class is kept only where the base gives that class less than this (1 = every unlabelled
+# sample; docs/rules/2026-12-06m-adapt-background-below.md)
+BACKGROUND_BELOW = 1.0
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,8 @@ class AdaptConfig:
     cover and the ones like them (`veto`, fitted when they cover at least `veto_min_pixels` of them; the share of the
     veto's negatives taken from the base's detections among the unlabelled pixels, `veto_background` for craquelure and
     `veto_background_loss` for paint loss), the share of the head's negatives taken from unlabelled pixels
-    (`background`, drawn from `background_cells` random squares, `background_per_cell` each), the factor by which the
+    (`background`, drawn from `background_cells` random squares, `background_per_cell` each; of a class, only those the
+    base gives less than `background_below` of it), the factor by which the
     network sees the scan resampled (`scale`, as `retouch detect --scale`: the fit and every detection with the adapted
     weights see the scan at it, and every size above is in the network's pixels) and the device."""
 
@@ -111,6 +115,7 @@ class AdaptConfig:
     background: float = BACKGROUND
     background_cells: int = 8
     background_per_cell: int = 500
+    background_below: float = BACKGROUND_BELOW
     seed: int = 0
     scale: float = DEFAULT_SCALE
     device: str = "cpu"
@@ -133,6 +138,8 @@ class AdaptConfig:
                              f"{self.add_loss}, {self.veto_min_pixels}")
         if self.reach < 0 or self.beside < 0:
             raise ValueError(f"reach and beside must be >= 0, got {self.reach}, {self.beside}")
+        if not 0.0 < self.background_below <= 1.0:
+            raise ValueError(f"background_below must be in (0, 1], got {self.background_below}")
         if not 0.0 <= self.support_loss < 1.0:
             raise ValueError(f"support_loss must be in [0, 1), got {self.support_loss}")
         if not 0.0 <= self.gate_loss < 1.0 or self.gate_sigma <= 0:
@@ -192,6 +199,8 @@ class AdaptConfig:
             del params["support_loss"]
         if self.scale == DEFAULT_SCALE:
             del params["scale"]
+        if self.background_below == 1.0:  # every unlabelled sample, as before the level existed
+            del params["background_below"]
         for name in ("veto_background", "veto_background_loss"):
             if params[name] == self.background:  # one share for head and veto, as before the veto had its own
                 del params[name]
@@ -246,7 +255,7 @@ def fit_adapted(model: Any, scan: Any, marks: dict[int, np.ndarray], config: Ada
                                       source_side(config.cell, config.scale), np.random.default_rng(config.seed))
     samples = collect_features(model, scan, points, config.cell, config.context, config.scale)
     fit: dict[str, Any] = fit_head(model, samples, config.steps, config.lr, config.weight_decay, config.seed,
-                                   config.background)
+                                   config.background, config.background_below)
     if model.veto is not None:
         fit.update(fit_veto(model, samples, config.veto_min_pixels, config.steps, config.lr, config.weight_decay,
                             config.seed, config.veto_backgrounds(model.adapted)))

@@ -135,17 +135,21 @@ def background_points(shape: tuple[int, int], marks: dict[int, np.ndarray], cell
 
 
 def fit_head(model: AdaptedDetector, samples: PixelSamples, steps: int = 300, lr: float = 1e-2,
-             weight_decay: float = 1e-3, seed: int = 0, background: float = 0.0) -> dict[str, float]:
+             weight_decay: float = 1e-3, seed: int = 0, background: float = 0.0,
+             background_below: float = 1.0) -> dict[str, float]:
     """Fit `model.head` on the samples (label of class channel k is k + 1; clean = 3; unlabelled = 0); the final
     training loss and the training accuracy per adapted class.
 
     Per class the positives weigh half the loss and the negatives the other half: the clean strokes, and with
     `background` > 0 the unlabelled samples at that share of the negatives' half (most of a painting is intact
-    paint, so an unlabelled pixel is clean unless the strokes say otherwise)."""
+    paint, so an unlabelled pixel is clean unless the strokes say otherwise), of them only those the base gives
+    less than `background_below` of the class (an unlabelled pixel the base flags is as likely damage; 1: all)."""
     labels = torch.from_numpy(samples.labels.astype(np.int64))
     targets, weights = [], []
     for channel in model.adapted:
         pos, neg, bg = labels == channel + 1, labels == CLEAN, labels == UNLABELLED
+        if background_below < 1.0:
+            bg = bg & torch.from_numpy(samples.base_prob[:, channel] < background_below)
         if not pos.any() or not neg.any():
             raise ValueError(f"class {channel + 1} needs positive and clean samples to adapt")
         targets.append(pos.float())
