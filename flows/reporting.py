@@ -78,6 +78,8 @@ def report_stage(result: StageResult, shape: list[int] | None = None, outputs: l
         lines += [f"- {name} area: {result.summary['area_percent'][name]:.3f} %" for name in CLASSES]
     lines += [f"- output: `{o}`" for o in outputs or []]
     lines += [f"- provenance: `{result.provenance}`"]
+    if result.notes:
+        lines += ["", "## Warnings", ""] + [f"- {note}" for note in result.notes]
     text = "\n".join(lines)
     create_markdown_artifact(text, key=artifact_key(result.stage, "summary"),
                              description=f"{result.stage} {'skipped' if result.skipped else 'summary'}")

@@ -390,10 +390,10 @@ def evaluate_adapt_command(
         if value is not None and not 0.0 < value < 1.0:
             raise typer.BadParameter(f"{name} must be in (0, 1), got {value}")
     config = AdaptConfig(hidden=hidden, veto=veto, union=union, scale=scale)
-    changes = {"background": background, "background_below": background_below, "base": base, "add": add, "add_loss": add_loss, "reach": reach,
-               "beside": beside, "support_loss": support_loss, "smooth_loss": smooth_loss, "clamp_loss": clamp_loss,
-               "gate_loss": gate_loss, "gate_sigma": gate_sigma, "veto_background": veto_background,
-               "veto_background_loss": veto_background_loss}
+    changes = {"background": background, "background_below": background_below, "base": base, "add": add,
+               "add_loss": add_loss, "reach": reach, "beside": beside, "support_loss": support_loss,
+               "smooth_loss": smooth_loss, "clamp_loss": clamp_loss, "gate_loss": gate_loss, "gate_sigma": gate_sigma,
+               "veto_background": veto_background, "veto_background_loss": veto_background_loss}
     config = dataclasses.replace(config, **{k: v for k, v in changes.items() if v is not None})
     try:
         plan = StrokePlan(informed=strokes == "informed", rounds=rounds)

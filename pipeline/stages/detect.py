@@ -72,6 +72,8 @@ DEFAULT_COARSE_LOSS = True  # the coarse paint-loss pass, anchored and trimmed (
 DEFAULT_MIN_CRACK = 0  # craquelure fragments under this many px are dropped (rule 2026-12-03k)
 DEFAULT_BORDER = detect_border.DEFAULT_BORDER  # px along the image border judged with edge padding too
 DEFAULT_SCALE = 1.0  # the network sees the scan resampled by this factor (1: as scanned)
+TRAINED_SIDE = 1200  # px: the longer side of the paintings the detectors learned on (lab.paintings, TRAIN)
+LARGE_SCAN = 2.0  # times TRAINED_SIDE: a scan this large, detected at scale 1, gets `resolution_note`
 ADAPTED_ARCHITECTURE = "resunet-adapted"  # models.adapted: run at the scale it was fitted at
 
 
@@ -278,6 +280,19 @@ def probabilities_and_labels(prob: np.ndarray, threshold: float, halo: int, min_
     return [prob8, labels], {"counts": counts}
 
 
+def resolution_note(height: int, width: int, scale: float) -> str | None:
+    """What to tell whoever detects a scan at least LARGE_SCAN times as large as the paintings the detectors
+    learned on at scale 1: its cracks may be wider than any they learned, and then most of its damage is missed
+    (docs/evaluation.md, "Scans at another resolution"). None for a smaller scan or another scale (chosen)."""
+    side = max(height, width)
+    if scale != DEFAULT_SCALE or side < LARGE_SCAN * TRAINED_SIDE:
+        return None
+    return (f"this scan is {side:,} px across, {side / TRAINED_SIDE:.1f} times the paintings the detector learned "
+            f"on, whose cracks were 1-3 px wide: look at a crack at 100 %; if it is wider than about 3 px, most of "
+            f"the damage is missed at this size: detect with --scale 0.5 for cracks of 2-6 px or 0.33 for 3-9 px "
+            f"(README: \"Your own scan: its resolution\")")
+
+
 def detect_key(scan_digest: str, config: DetectConfig, weights_sha: str) -> str:
     # coarse_loss, min_crack and border enter the key only when on, and scale only when not 1, so stores detected
     # before they existed (or with them off) keep their key
@@ -317,17 +332,18 @@ def detect(store: str, config: DetectConfig | None = None, engine: EngineConfig 
                          f"with them at that scale, not {config.scale:g} (or name other weights with --weights)")
     key = detect_key(scan_info["digests"]["0"], config, entry.sha256)
     existing = group_info(store, DAMAGE_GROUP)
+    _, height, width = scan["0"].shape
+    notes = [note for note in (weights_note, resolution_note(height, width, config.scale)) if note]
     if existing and existing.get("key") == key and not force and labels_current(store, existing):
         return StageResult("detect", store, True, key, existing["digests"], existing["summary"],
                            document_url(store, existing.get("provenance")), time.perf_counter() - started,
-                           notes=(weights_note,) if weights_note else ())
+                           notes=tuple(notes))
     params = {k: v for k, v in asdict(config).items() if k != "manifest"}
     record = StageRecord("detect", store, {**params, "weights_sha256": entry.sha256}, run_id=run_id,
                          started=prov_started)
     record.invalidate(marker_refs(existing))  # the outputs this run replaces
     verify_weights(entry, Path(config.manifest).parent)  # before anything is written
     level0 = scan["0"]
-    c, height, width = level0.shape
     chunk = level0.chunks[1]
     ledger = Ledger(store, "detect", key)
     root = zarr.open_group(store, mode="a")
@@ -383,7 +399,6 @@ def detect(store: str, config: DetectConfig | None = None, engine: EngineConfig 
     swap_in(store, DAMAGE_GROUP)
     ledger.clear()
     ModelCache.clear()
-    notes = [weights_note] if weights_note else []
     notes += mark_dependents_stale(store, digests["labels/0"],
                                    existing["digests"]["labels/0"] if existing else None)
     return StageResult("detect", store, False, key, digests, summary, join(store, prov),
