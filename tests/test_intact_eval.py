@@ -72,6 +72,11 @@ def test_report_finds_the_worst_painting_and_the_target(tmp_path: Path) -> None:
     assert overlay.shape == (60, 80, 3) and (overlay[:, :, 2] == 255).all()  # loss colour drawn last
     nothing = intact_report(lambda im: np.zeros((2, *im.shape[:2]), np.float32), paths)
     assert nothing["meets_target"] and nothing["max_any"] == 0.0 and TARGET_FRACTION == 0.0005
+    twice = intact_report(flags_wide, paths, enlarge=2.0)  # each painting as a scan at twice its resolution
+    assert [(r["width"], r["height"]) for r in twice["paintings"]] == [(160, 120), (100, 140)]
+    assert [r["any_border"] for r in twice["paintings"]][0] < 1.0  # 120 px high: not all within 32 px
+    with pytest.raises(ValueError, match="enlarge must be in"):
+        intact_report(flags_wide, paths, enlarge=0.5)
 
 
 def _detector(manifest: Path, name: str, bias: tuple[float, float]) -> None:

@@ -253,6 +253,8 @@ def evaluate_intact_command(
     min_crack: MinCrackOpt = DEFAULT_MIN_CRACK,
     border: BorderOpt = DEFAULT_BORDER,
     scale: ScaleOpt = DEFAULT_SCALE,
+    enlarge: Annotated[float, typer.Option(help="check each painting as a scan at this many times its resolution "
+                                                "would show it (bicubic)", min=1.0, max=8.0)] = 1.0,
     save: Annotated[Path | None, typer.Option(help="write an overlay PNG of the worst painting here")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the figures here")] = None,
 ) -> None:
@@ -262,7 +264,8 @@ def evaluate_intact_command(
 
     check_flag_threshold(threshold)
     report = evaluate_intact(weights=weights, tta=check_tta(tta), threshold=threshold, save_dir=save, bf16=bf16,
-                              coarse_loss=coarse_loss, min_crack=min_crack, border=border, scale=scale)
+                              coarse_loss=coarse_loss, min_crack=min_crack, border=border, scale=scale,
+                              enlarge=enlarge)
     typer.echo(weights_line(report))
     typer.echo(format_intact(report))
     if save is not None:

@@ -55,17 +55,23 @@ def intact_report(
     paths: list[Path],
     threshold: float = 0.5,
     save_dir: Path | None = None,
+    enlarge: float = 1.0,
 ) -> dict[str, Any]:
-    """Flagged fractions of each painting in `paths` (read as RGB float) under `prob_fn` ((H, W, 3) float image
-    -> (K, H, W) probabilities), the worst painting (largest "any") and whether every painting meets
-    TARGET_FRACTION. With `save_dir`, writes `<save_dir>/<worst stem>_flagged.png`."""
+    """Flagged fractions of each painting in `paths` (read as RGB float; with `enlarge` K > 1 as a scan at K times
+    its resolution would show it, bicubic) under `prob_fn` ((H, W, 3) float image -> (K, H, W) probabilities), the
+    worst painting (largest "any") and whether every painting meets TARGET_FRACTION. With `save_dir`, writes
+    `<save_dir>/<worst stem>_flagged.png`."""
+    from lab.eval.detect_eval import enlarged
     from pipeline.io.image_io import as_rgb, read_image, to_float, write_png
 
     if not paths:
         raise FileNotFoundError("no paintings to check (is ../shared/data present?)")
+    if not 1.0 <= enlarge <= 8.0:
+        raise ValueError(f"enlarge must be in [1, 8], got {enlarge}")
     rows, worst, worst_flags, worst_image = [], None, None, None
     for path in paths:
-        image = to_float(as_rgb(read_image(path)))
+        raw = as_rgb(read_image(path))
+        image = to_float(raw if enlarge == 1.0 else enlarged(raw, enlarge))
         fractions, flags = flagged_fractions(prob_fn(image), threshold)
         row = {"painting": path.name, "width": image.shape[1], "height": image.shape[0], **fractions,
                "any_border": border_fraction(flags), "pixels_flagged": int(flags.any(axis=0).sum())}
@@ -101,11 +107,12 @@ def evaluate_intact(
     min_crack: int | None = None,
     border: int | None = None,
     scale: float | None = None,
+    enlarge: float = 1.0,
 ) -> dict[str, Any]:
     """The intact-paint check of a manifest detector on the VAL paintings (or `paths`), run as `retouch
     detect` runs it: the detect stage's tile and overlap (pipeline.detect.DetectConfig), `tta` views (default
     pipeline.detect.DEFAULT_TTA), `threshold`, `coarse_loss`, `min_crack`, `border` and `scale` (default the
-    stage's)."""
+    stage's); with `enlarge` K, on the paintings as a scan at K times their resolution would show them."""
     from lab.eval.detect_eval import EvalOptions, _load_model
     from lab.paintings import paintings
     from pipeline.stages.detect import DEFAULT_TTA, DetectConfig
@@ -125,9 +132,9 @@ def evaluate_intact(
                                     coarse_loss=coarse_loss, min_crack=min_crack, threshold=threshold,
                                     border=border, scale=scale)
 
-    report = intact_report(prob_fn, paths, threshold, save_dir)
+    report = intact_report(prob_fn, paths, threshold, save_dir, enlarge)
     report.update({"weights": weights_info, "tta": tta, "coarse_loss": coarse_loss, "min_crack": min_crack,
-                   "border": border, "scale": scale,
+                   "border": border, "scale": scale, "enlarge": enlarge,
                    "tile": stage.tile, "overlap": stage.overlap, "bf16": bf16})
     return report
 
