@@ -28,12 +28,13 @@ DELIVERABLES = sorted(["before-after.html", "preview-overlay.png", "preview-rest
                        "ro-crate-metadata.json", "provenance", "workflow"])  # (static IIIF tiles and RO-Crate)
 
 
-def restore(tmp_path: Path, image: np.ndarray, preview_max_side: int = 2048) -> Path:
-    """ingest -> detect -> inpaint -> export of `image` (a PNG) with the tiny networks; the export folder."""
+def restore(tmp_path: Path, image: np.ndarray, preview_max_side: int = 2048, top_level: int = 1024) -> Path:
+    """ingest (pyramid levels down to `top_level` px) -> detect -> inpaint -> export of `image` (a PNG) with the
+    tiny networks; the export folder."""
     source = tmp_path / "scan.png"
     source.write_bytes(imagecodecs.png_encode(image))
     store = str(tmp_path / "scan.zarr")
-    ingest(source, store, IngestConfig(chunk=256), QUIET)
+    ingest(source, store, IngestConfig(chunk=256, top_level_max_side=top_level), QUIET)
     detect(store, DetectConfig(tile=64, overlap=16, halo=16, tta=1), QUIET)
     inpaint_store(store, InpaintStageConfig(tile=64, overlap=16, halo=16), QUIET)
     out = tmp_path / "export"
@@ -57,6 +58,26 @@ def test_tiny_and_extreme_aspect_images_restore_with_previews_within_their_limit
             assert im.size == preview and max(im.size) <= max_side
     assert tifffile.imread(out / "restored.tif").shape == (*shape, 3)
     assert json.loads((out / "summary.json").read_text())["shape"] == [3, *shape]
+
+
+@pytest.mark.parametrize(("dtype", "channels"), [(np.uint8, 1), (np.uint16, 1), (np.uint8, 2)])
+def test_a_grey_scan_exports_a_grey_pyramidal_tiff(tmp_path: Path, tiny_weights: Path, one_torch_thread: None,
+                                                   dtype: type, channels: int) -> None:
+    """A grey scan (an infrared reflectogram, an X-ray; with or without alpha) is restored and exported as
+    such: each level of restored.tif is the store's restored/ level, grey, with its alpha where it had one."""
+    import zarr
+
+    rng = np.random.default_rng(3)
+    top = np.iinfo(dtype).max
+    image = rng.integers(0, top, (300, 260, channels) if channels > 1 else (300, 260), dtype=dtype)
+    out = restore(tmp_path, image, top_level=64)
+    restored = zarr.open_group(str(tmp_path / "scan.zarr"), mode="r")["restored"]
+    with tifffile.TiffFile(out / "restored.tif") as tif:
+        assert len(tif.pages) == len(list(restored.array_keys())) > 1
+        for index, page in enumerate(tif.pages):
+            level = np.asarray(restored[str(index)])  # (c, y, x)
+            expected = level[0] if channels == 1 else np.moveaxis(level, 0, -1)
+            assert page.dtype == dtype and np.array_equal(page.asarray(), expected)
 
 
 def test_export_failing_half_way_leaves_the_last_complete_export(tmp_path: Path, tiny_weights: Path,

@@ -177,7 +177,8 @@ def write_pyramidal_tiff(group: Any, path: Path, tile: int, compression: str, me
             level_options = dict(options)
             if index and "resolution" in options:  # a reduced level's pixels are 2**index times larger
                 level_options["resolution"] = tuple(r / 2**index for r in options["resolution"])
-            tif.write(_tiles(array, tile), shape=(h, w, c), dtype=array.dtype,
+            # a grey scan is (h, w): tifffile reads (h, w, 1) as h pages of (w, 1) and asks for more tiles
+            tif.write(_tiles(array, tile), shape=(h, w) if c == 1 else (h, w, c), dtype=array.dtype,
                       subfiletype=1 if index else 0, **level_options, **first)
     tmp.replace(path)
 
