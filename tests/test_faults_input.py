@@ -174,3 +174,49 @@ def test_cached_restore_is_found_only_when_every_stage_would_skip(tmp_path: Path
         assert cached_restore(source, store, out, *changed) is None
     (out / "summary.json").unlink()
     assert cached_restore(source, store, out, *configs) is None
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_an_exif_orientation_is_applied_so_the_scan_is_upright_as_viewers_show_it(tmp_path: Path,
+                                                                                   orientation: int) -> None:
+    """A camera's JPEG (or a PNG) stores its pixels as the sensor read them and an EXIF Orientation saying how to
+    turn them; the scan is the picture as every viewer shows it, and the turn is recorded."""
+    from PIL import ImageOps
+
+    stored = np.random.default_rng(orientation).integers(0, 256, (30, 50, 3), dtype=np.uint8)
+    image = Image.fromarray(stored)
+    exif = image.getexif()
+    exif[0x0112] = orientation
+    path = tmp_path / "camera.png"
+    image.save(path, exif=exif)
+    source = open_source(path)
+    with Image.open(path) as im:
+        upright = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+    assert source.shape[:2] == upright.shape[:2]
+    assert np.array_equal(np.moveaxis(source.read(0, upright.shape[0], 0, upright.shape[1]), 0, -1), upright)
+    assert source.metadata.get("exif_orientation_applied") == (orientation if orientation != 1 else None)
+
+
+@pytest.mark.parametrize(("write", "message"), [
+    ({"photometric": "separated"}, "photometric interpretation SEPARATED (CMYK)"),
+    ({"photometric": "miniswhite", "grey": True}, "photometric interpretation MINISWHITE (grey with 0 = white)"),
+    ({"photometric": "palette", "grey": True, "colormap": np.zeros((3, 256), np.uint16)},
+     "photometric interpretation PALETTE (a colour palette)"),
+    ({"photometric": "rgb", "extratags": [(274, 3, 1, 6, True)]}, "TIFF Orientation is 6"),
+])
+def test_a_tiff_whose_stored_pixels_are_not_the_picture_is_refused_in_one_line(tmp_path: Path, write: dict,
+                                                                             message: str) -> None:
+    """CMYK, palette or white-is-zero pixels, or an orientation Retouch would not keep, would be restored and
+    exported as another picture than the scan: refused before anything is written."""
+    from flows.cli import app
+
+    options = dict(write)
+    grey = options.pop("grey", False)
+    pixels = np.zeros((20, 30) if grey else (20, 30, 4 if options["photometric"] == "separated" else 3), np.uint8)
+    source = tmp_path / "scan.tif"
+    tifffile.imwrite(source, pixels, **options)
+    with pytest.raises(InputError, match=re.escape(message)):
+        open_source(source)
+    result = CliRunner().invoke(app, ["ingest", str(source), str(tmp_path / "s.zarr")])
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1 and message in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scan.tif"]  # no store, no .partial

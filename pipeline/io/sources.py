@@ -120,6 +120,27 @@ def _check_size_and_dtype(path: Path, height: int, width: int, channels: int, dt
         )
 
 
+# photometric interpretations read as they are: grey (0 = black), RGB, and JPEG's YCbCr (tifffile decodes it to RGB)
+READ_PHOTOMETRIC = ("MINISBLACK", "RGB", "YCBCR")
+
+
+def _check_tiff_layout(path: Path, page: tifffile.TiffPage) -> None:
+    """Refuse what the stored pixels would show wrongly: colours that are not grey or RGB (CMYK, a palette, grey with
+    0 = white, CIELab), and an Orientation other than 1 (the outputs keep the stored grid, so they would show the
+    painting turned or mirrored against the scan as viewers show it)."""
+    photometric = page.photometric.name if page.photometric is not None else "MINISBLACK"
+    if photometric not in READ_PHOTOMETRIC:
+        what = {"SEPARATED": "CMYK", "PALETTE": "a colour palette", "MINISWHITE": "grey with 0 = white"}
+        raise InputError(path, f"TIFF photometric interpretation {photometric} "
+                               f"({what.get(photometric, 'not grey or RGB')}); Retouch reads grey and RGB scans: "
+                               f"convert it to RGB first, keeping its ICC profile")
+    orientation = page.tags.get("Orientation")
+    if orientation is not None and int(orientation.value) != 1:
+        raise InputError(path, f"TIFF Orientation is {int(orientation.value)} (viewers show the stored pixels turned "
+                               f"or mirrored) and Retouch keeps the stored grid: write the scan upright first (e.g. "
+                               f"`vips autorot`)")
+
+
 def _tiff_metadata(page: tifffile.TiffPage) -> dict[str, Any]:
     """ICC profile (hex) and resolution tags of the first page."""
     meta: dict[str, Any] = {}
@@ -257,6 +278,7 @@ def _open_tiff_checked(path: Path) -> ScanSource:
         dims = dict(zip(series.axes, series.shape, strict=True))
         channels = dims.get("S", 1) if dims.get("S", 1) > 1 else dims.get("C", 1)
         _check_size_and_dtype(path, height, width, channels, series.dtype)
+        _check_tiff_layout(path, page)
         _check_tiff_offsets(path, page)
         store = series.aszarr(level=0)
         array = zarr.open(store, mode="r")
@@ -288,6 +310,9 @@ def _open_pil(path: Path) -> ScanSource:
                 meta["icc_profile_hex"] = bytes(im.info["icc_profile"]).hex()
             if im.info.get("dpi"):
                 meta["dpi"] = [float(v) for v in im.info["dpi"]]
+            orientation = int(im.getexif().get(ORIENTATION_TAG, 1))
+            if orientation != 1:  # a camera's JPEG: the scan is the picture as viewers show it, upright
+                meta["exif_orientation_applied"] = orientation
             if _png_bit_depth(path) == 16:  # Pillow would give 16-bit RGB(A) as 8 bit
                 array = _decode_png16(path)
             else:
@@ -306,8 +331,22 @@ def _open_pil(path: Path) -> ScanSource:
         raise InputError(path, f"corrupt or truncated image ({exc})") from exc
     if array.ndim == 2:
         array = array[:, :, None]
+    array = oriented(array, orientation)
     _check_size_and_dtype(path, array.shape[0], array.shape[1], array.shape[2], array.dtype)
     return ScanSource(path, array, path.suffix.lower().lstrip(".").replace("jpg", "jpeg"), False, meta)
+
+
+ORIENTATION_TAG = 0x0112  # EXIF Orientation: how a viewer turns the stored pixels to show the picture
+
+
+def oriented(array: np.ndarray, orientation: int) -> np.ndarray:
+    """(H, W, C) stored pixels turned as EXIF `orientation` (1-8) says a viewer shows them (Pillow's
+    `ImageOps.exif_transpose`); other values leave them as stored."""
+    turns = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+             5: lambda a: a.swapaxes(0, 1), 6: lambda a: np.rot90(a, -1), 7: lambda a: a[::-1, ::-1].swapaxes(0, 1),
+             8: lambda a: np.rot90(a, 1)}
+    turn = turns.get(orientation)
+    return array if turn is None else np.ascontiguousarray(turn(array))
 
 
 def _png_bit_depth(path: Path) -> int | None:
