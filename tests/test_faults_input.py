@@ -28,11 +28,15 @@ DELIVERABLES = sorted(["before-after.html", "preview-overlay.png", "preview-rest
                        "ro-crate-metadata.json", "provenance", "workflow"])  # (static IIIF tiles and RO-Crate)
 
 
-def restore(tmp_path: Path, image: np.ndarray, preview_max_side: int = 2048, top_level: int = 1024) -> Path:
-    """ingest (pyramid levels down to `top_level` px) -> detect -> inpaint -> export of `image` (a PNG) with the
-    tiny networks; the export folder."""
+def restore(tmp_path: Path, image: np.ndarray, preview_max_side: int = 2048, top_level: int = 1024,
+            dpi: float | None = None) -> Path:
+    """ingest (pyramid levels down to `top_level` px) -> detect -> inpaint -> export of `image` (a PNG, with a
+    pixel density of `dpi` where given) with the tiny networks; the export folder."""
     source = tmp_path / "scan.png"
-    source.write_bytes(imagecodecs.png_encode(image))
+    if dpi:
+        Image.fromarray(image).save(source, dpi=(dpi, dpi))
+    else:
+        source.write_bytes(imagecodecs.png_encode(image))
     store = str(tmp_path / "scan.zarr")
     ingest(source, store, IngestConfig(chunk=256, top_level_max_side=top_level), QUIET)
     detect(store, DetectConfig(tile=64, overlap=16, halo=16, tta=1), QUIET)
@@ -78,6 +82,16 @@ def test_a_grey_scan_exports_a_grey_pyramidal_tiff(tmp_path: Path, tiny_weights:
             level = np.asarray(restored[str(index)])  # (c, y, x)
             expected = level[0] if channels == 1 else np.moveaxis(level, 0, -1)
             assert page.dtype == dtype and np.array_equal(page.asarray(), expected)
+
+
+def test_a_png_s_pixel_density_reaches_the_restored_tiff(tmp_path: Path, tiny_weights: Path,
+                                                          one_torch_thread: None) -> None:
+    out = restore(tmp_path, np.full((60, 80, 3), 120, np.uint8), dpi=300)
+    with tifffile.TiffFile(out / "restored.tif") as tif:
+        tags = tif.pages[0].tags
+        x, y = tags["XResolution"].value, tags["YResolution"].value
+        assert x[0] / x[1] == pytest.approx(300, rel=1e-3) and y[0] / y[1] == pytest.approx(300, rel=1e-3)
+        assert tags["ResolutionUnit"].value == 2  # per inch
 
 
 def test_export_failing_half_way_leaves_the_last_complete_export(tmp_path: Path, tiny_weights: Path,

@@ -165,6 +165,9 @@ def write_pyramidal_tiff(group: Any, path: Path, tile: int, compression: str, me
         x, y = meta["XResolution"], meta["YResolution"]
         options["resolution"] = (x[0] / x[1], y[0] / y[1])
         options["resolutionunit"] = meta.get("ResolutionUnit", 2)
+    elif meta.get("dpi") and min(meta["dpi"]) > 0:  # a PNG's or JPEG's pixel density (Pillow gives it per inch)
+        options["resolution"] = tuple(meta["dpi"][:2])
+        options["resolutionunit"] = 2
     xmp = restoration_xmp(description) if description else b""
     tmp = path.with_name(path.name + ".partial")
     with tifffile.TiffWriter(tmp, bigtiff=True) as tif:
