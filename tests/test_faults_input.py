@@ -29,10 +29,10 @@ DELIVERABLES = sorted(["before-after.html", "preview-overlay.png", "preview-rest
 
 
 def restore(tmp_path: Path, image: np.ndarray, preview_max_side: int = 2048, top_level: int = 1024,
-            dpi: float | None = None) -> Path:
-    """ingest (pyramid levels down to `top_level` px) -> detect -> inpaint -> export of `image` (a PNG, with a
-    pixel density of `dpi` where given) with the tiny networks; the export folder."""
-    source = tmp_path / "scan.png"
+            dpi: float | None = None, name: str = "scan.png") -> Path:
+    """ingest (pyramid levels down to `top_level` px) -> detect -> inpaint -> export of `image` (a PNG named
+    `name`, with a pixel density of `dpi` where given) with the tiny networks; the export folder."""
+    source = tmp_path / name
     if dpi:
         Image.fromarray(image).save(source, dpi=(dpi, dpi))
     else:
@@ -92,6 +92,17 @@ def test_a_png_s_pixel_density_reaches_the_restored_tiff(tmp_path: Path, tiny_we
         x, y = tags["XResolution"].value, tags["YResolution"].value
         assert x[0] / x[1] == pytest.approx(300, rel=1e-3) and y[0] / y[1] == pytest.approx(300, rel=1e-3)
         assert tags["ResolutionUnit"].value == 2  # per inch
+
+
+def test_a_scan_named_in_any_script_exports_with_its_name_in_the_tiff(tmp_path: Path, tiny_weights: Path,
+                                                                       one_torch_thread: None) -> None:
+    """TIFF strings are 7-bit ASCII: the ImageDescription writes other characters as escapes, the XMP packet
+    (UTF-8) as they are."""
+    out = restore(tmp_path, np.full((40, 50, 3), 120, np.uint8), name="Öl auf Leinwand, 修复.png")
+    with tifffile.TiffFile(out / "restored.tif") as tif:
+        page = tif.pages[0]
+        assert "source: " in page.description and "\\xd6l auf Leinwand, \\u4fee\\u590d.png" in page.description
+        assert "Öl auf Leinwand, 修复.png" in bytes(page.tags[700].value).decode("utf-8")
 
 
 def test_export_failing_half_way_leaves_the_last_complete_export(tmp_path: Path, tiny_weights: Path,

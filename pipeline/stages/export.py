@@ -117,11 +117,13 @@ def _tiles(array: Any, tile: int) -> Iterator[np.ndarray]:
 
 
 def restoration_description(info: dict[str, Any]) -> str:
-    """The TIFF ImageDescription: what the file is and what made it (one line per fact, plain text)."""
+    """The TIFF ImageDescription: what the file is and what made it (one line per fact, plain text). TIFF strings
+    are 7-bit ASCII: other characters (a scan named `Öl auf Leinwand.tif`) are written as Python escapes
+    (`\\xd6l`); the XMP packet holds them as they are."""
     lines = ["Digital restoration made by Retouch: NOT the original. Pixels differ from the scan only inside "
              "the damage mask (inpainted); everywhere else they are the scan's.",
              *(f"{key}: {value}" for key, value in info.items() if value is not None)]
-    return "\n".join(lines)
+    return "\n".join(lines).encode("ascii", "backslashreplace").decode("ascii")
 
 
 def restoration_xmp(info: dict[str, Any]) -> bytes:
