@@ -85,6 +85,9 @@ def test_error_lines_name_the_path_and_keep_bugs_tracebacks_in_the_log(tmp_path:
         "/out/restored.tif: No space left on device; free some space or write elsewhere", 2)
     assert error_line(FileExistsError(errno.EEXIST, "File exists", "/out")) == (
         "/out: File exists; remove it or choose another path", 2)
+    assert error_line(NotADirectoryError(errno.ENOTDIR, "Not a directory", "scan.png")) == (
+        "scan.png: Not a directory; it is a file where a folder (a store, an output folder) is needed: choose "
+        "another path", 2)
     try:
         raise KeyError("surprise")
     except KeyError as exc:

@@ -245,3 +245,43 @@ def test_a_tiff_whose_stored_pixels_are_not_the_picture_is_refused_in_one_line(t
     result = CliRunner().invoke(app, ["ingest", str(source), str(tmp_path / "s.zarr")])
     assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1 and message in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scan.tif"]  # no store, no .partial
+
+
+def test_ingest_never_replaces_a_folder_or_file_that_is_not_a_store(tmp_path: Path) -> None:
+    """Ingest replaces the store when it is done: a STORE path naming a folder of other files (or a file) would
+    be deleted, so it is refused in one line before anything is written; an empty folder is a store to be."""
+    from flows.cli import app
+
+    source = tmp_path / "scan.png"
+    source.write_bytes(imagecodecs.png_encode(np.full((20, 30, 3), 90, np.uint8)))
+    folder = tmp_path / "photographs"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    result = CliRunner().invoke(app, ["ingest", str(source), str(folder)])
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
+    assert "is a folder that is not a Retouch store and not empty" in result.output
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"] and not (tmp_path / "photographs.partial").exists()
+    result = CliRunner().invoke(app, ["ingest", str(source), str(source)])
+    assert result.exit_code == 2 and "is a file, not a store folder" in result.output
+    assert open_source(source).shape == (20, 30, 3)  # the file is as it was
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    ingest(source, str(empty), IngestConfig(chunk=256), QUIET)
+    again = ingest(source, str(empty), IngestConfig(chunk=256), QUIET)  # now a store: skipped, as any store
+    assert again.skipped
+
+
+def test_export_never_replaces_folders_no_export_made(tmp_path: Path, tiny_weights: Path,
+                                                      one_torch_thread: None) -> None:
+    out = restore(tmp_path, np.full((40, 50, 3), 90, np.uint8))
+    mine = tmp_path / "museum"
+    (mine / "iiif").mkdir(parents=True)
+    (mine / "iiif" / "manifest.json").write_text("{}")
+    store = str(tmp_path / "scan.zarr")
+    with pytest.raises(InputError, match=r"holds a folder iiif/ that no Retouch export made .*--force"):
+        export(store, mine)
+    assert sorted(p.name for p in (mine / "iiif").iterdir()) == ["manifest.json"]
+    assert sorted(p.name for p in mine.iterdir()) == ["iiif"]  # nothing written beside it
+    export(store, mine, force=True)  # asked for: replaced
+    assert (mine / "summary.json").exists() and not (mine / "iiif" / "manifest.json").exists()
+    assert export(store, out).skipped  # an export's own folders are its to replace

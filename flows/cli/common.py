@@ -54,7 +54,9 @@ def error_line(exc: BaseException) -> tuple[str, int]:
             if exc.filename2 is not None:
                 problem += f" (-> {exc.filename2})"
         hints = {errno.ENOSPC: "; free some space or write elsewhere", errno.EEXIST: "; remove it or choose "
-                 "another path", errno.EACCES: "; check its permissions", errno.EROFS: "; write elsewhere"}
+                 "another path", errno.EACCES: "; check its permissions", errno.EROFS: "; write elsewhere",
+                 errno.ENOTDIR: "; it is a file where a folder (a store, an output folder) is needed: choose "
+                 "another path"}
         return problem + hints.get(exc.errno or 0, ""), 2
     return f"{type(exc).__name__}: {exc} (a bug; traceback in {_log_traceback(exc)})", 1
 

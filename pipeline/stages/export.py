@@ -285,11 +285,17 @@ def export(store: str, out_dir: Path, config: ExportConfig | None = None, force:
             raise InputError(out_dir, f"holds the export of another scan ({previous.get('source')}, store "
                                       f"{previous.get('store')}); choose another folder, or pass --force to "
                                       "replace it")
+    work = out_dir / ".export.partial"  # everything is written here first, moved into out_dir when complete
+    if not previous and not force and not work.exists():  # (a killed export leaves its work folder)
+        foreign = [name for name in EXPORT_FOLDERS if (out_dir / name).is_dir()]
+        if foreign:
+            raise InputError(out_dir, f"holds a folder {foreign[0]}/ that no Retouch export made (no summary.json "
+                                      f"beside it), which the export would replace: choose another folder, or "
+                                      f"pass --force to replace it")
     if same_scan:
         catalog = catalog or previous.get("catalog")  # a rerun of export keeps what the first one was told
     read_digests = verify_pyramid(restored, restored_info["digests"])
     out_dir.mkdir(parents=True, exist_ok=True)
-    work = out_dir / ".export.partial"  # everything is written here first, moved into out_dir when complete
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
     record.invalidate(marker_refs(previous))
@@ -357,6 +363,9 @@ def export(store: str, out_dir: Path, config: ExportConfig | None = None, force:
     _move_in(work, out_dir, summary_path, summary)
     return StageResult("export", store, False, key, summary["files_sha256"], summary, join(store, prov),
                        summary["seconds"])
+
+
+EXPORT_FOLDERS = ("iiif", "provenance", "workflow")  # the folders an export writes, replacing those of the last
 
 
 def _move_in(work: Path, out_dir: Path, summary_path: Path, summary: dict[str, Any]) -> None:

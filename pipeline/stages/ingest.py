@@ -147,6 +147,7 @@ def ingest(source: str | Path, store: str, config: IngestConfig | None = None,
     source = Path(source)
     src = open_source(source)  # validates before anything is written
     try:
+        refuse_foreign_folder(store)
         file_sha = sha256_file(source)
         key = ingest_key(file_sha, config)
         existing = group_info(store, SCAN_GROUP)
@@ -182,6 +183,29 @@ def ingest(source: str | Path, store: str, config: IngestConfig | None = None,
         Path(work).rename(target)
     return IngestResult(**{**asdict(result), "store": store, "provenance": join(store, result.provenance or ""),
                            "seconds": time.perf_counter() - started})
+
+
+def refuse_foreign_folder(store: str) -> None:
+    """A local STORE path that exists must be an empty folder or a Retouch store (its root group's attributes hold
+    STORE_ATTR, or it holds a `scan/` group): ingest replaces the store when it is done, so any other folder (a
+    folder of photographs named by mistake) or a file would be deleted. StoreError otherwise, before anything is
+    written."""
+    if not is_local(store):
+        return
+    target = Path(local_path(store))
+    if not target.exists():
+        return
+    if not target.is_dir():
+        raise StoreError(store, "is a file, not a store folder: choose another path")
+    if not any(target.iterdir()) or (target / SCAN_GROUP / "zarr.json").is_file():
+        return
+    try:
+        attributes = json.loads((target / "zarr.json").read_text()).get("attributes", {})
+    except (OSError, ValueError):
+        attributes = {}
+    if STORE_ATTR not in attributes:
+        raise StoreError(store, "is a folder that is not a Retouch store and not empty: ingest would replace it "
+                                "whole; choose another path (a new or empty folder)")
 
 
 def _previous_store(store: str) -> dict[str, Any]:
