@@ -247,6 +247,14 @@ def test_a_tiff_whose_stored_pixels_are_not_the_picture_is_refused_in_one_line(t
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scan.tif"]  # no store, no .partial
 
 
+def test_a_cmyk_jpeg_is_refused_in_one_line(tmp_path: Path) -> None:
+    """Converted naively, a CMYK JPEG's colours would be wrong and it would carry a CMYK ICC profile on RGB pixels."""
+    source = tmp_path / "print.jpg"
+    Image.new("CMYK", (30, 20), (10, 20, 30, 0)).save(source)
+    with pytest.raises(InputError, match=r"print\.jpg: a CMYK image; .*convert it to RGB first"):
+        open_source(source)
+
+
 def test_ingest_never_replaces_a_folder_or_file_that_is_not_a_store(tmp_path: Path) -> None:
     """Ingest replaces the store when it is done: a STORE path naming a folder of other files (or a file) would
     be deleted, so it is refused in one line before anything is written; an empty folder is a store to be."""

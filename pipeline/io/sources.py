@@ -316,9 +316,12 @@ def _open_pil(path: Path) -> ScanSource:
             if _png_bit_depth(path) == 16:  # Pillow would give 16-bit RGB(A) as 8 bit
                 array = _decode_png16(path)
             else:
+                if im.mode == "CMYK":  # converted naively, its colours would be wrong and its ICC profile CMYK's
+                    raise InputError(path, "a CMYK image; Retouch reads grey and RGB scans: convert it to RGB "
+                                           "first, keeping its ICC profile")
                 if im.mode == "P":
                     im = im.convert("RGBA" if "transparency" in im.info else "RGB")
-                elif im.mode in ("1", "CMYK", "YCbCr"):
+                elif im.mode in ("1", "YCbCr"):
                     im = im.convert("L" if im.mode == "1" else "RGB")
                 array = np.asarray(im)
                 if im.mode.startswith("I;16") or array.dtype == np.int32:
