@@ -86,9 +86,11 @@ def main() -> None:
         if out.returncode:
             raise RuntimeError(f"adapt failed:\n{out.stderr[-3000:]}")
         result = json.loads(out.stdout.strip().splitlines()[-1])
-    report = {"cores": os.cpu_count(), "mp": args.side * args.side / 1e6, "strokes": args.damage_strokes
-              + args.clean_strokes, "labelled_pixels": labelled, "base": AdaptConfig.base,
-              "support_loss": args.support_loss, **result}
+    from machine import machine
+
+    report = {"cores": os.cpu_count(), "machine": machine(), "mp": args.side * args.side / 1e6,
+              "strokes": args.damage_strokes + args.clean_strokes, "labelled_pixels": labelled,
+              "base": AdaptConfig.base, "support_loss": args.support_loss, **result}
     print(json.dumps(report, indent=2))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

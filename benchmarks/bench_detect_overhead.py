@@ -122,10 +122,12 @@ def main() -> None:
                   f"min {row['ratio_min']:.2f} median {row['ratio_median']:.2f}, load {row['load_average']}",
                   flush=True)
     if args.json:
+        from machine import machine
+
         args.json.write_text(json.dumps({"command": shlex.join(["benchmarks/bench_detect_overhead.py",
                                                                  *sys.argv[1:]]),
                                          "side": args.side, "tta": args.tta, "border": border,
-                                         "cores": os.cpu_count(),
+                                         "cores": os.cpu_count(), "machine": machine(),
                                          "rows": rows}, indent=1) + "\n")
 
 

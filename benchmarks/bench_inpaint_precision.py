@@ -62,7 +62,9 @@ def main() -> None:
           f"{report['s_per_filled_mp']['bf16']:.1f} s per filled MP; restored images differ in "
           f"{report['restored_pixels_differing']} px, by at most {report['restored_max_level_difference']} levels")
     if args.json:
-        args.json.write_text(json.dumps(report, indent=1) + "\n")
+        from machine import machine
+
+        args.json.write_text(json.dumps({**report, "machine": machine()}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -327,8 +327,10 @@ def main() -> None:
         print(note)
     if args.json:
         command = " ".join(["python", "benchmarks/bench_restore.py", *sys.argv[1:]])
+        from machine import machine
+
         args.json.write_text(json.dumps({"command": command, "weights": args.weights, "cores": os.cpu_count(),
-                                         "device": args.device, "precision": precision,
+                                         "machine": machine(), "device": args.device, "precision": precision,
                                          "rows": rows, "notes": notes}, indent=1) + "\n")
 
 
