@@ -247,3 +247,15 @@ def test_static_iiif_tiles_are_what_the_server_answers_for_the_same_urls(store: 
         region, size = path.parts[-4], path.parts[-3]
         served = _image(client.get(f"/iiif/damage/{region}/{size}/0/default.png"))
         np.testing.assert_array_equal(np.asarray(Image.open(path)), served, err_msg=str(path))
+
+
+def test_meta_carries_detect_s_warning_of_a_scan_finer_than_the_detector_learned(
+        store: str, client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The page shows (in its status line, as a warning) what `retouch detect` warned of: a scan at least twice as
+    large as the paintings the detector learned on, detected at scale 1."""
+    import pipeline.stages.detect as detect_stage
+
+    assert client.get("/api/meta").json()["warnings"] == []  # 700 px across: no warning
+    monkeypatch.setattr(detect_stage, "TRAINED_SIDE", 300)  # as if the detector had learned on 300-px paintings
+    warnings = client.get("/api/meta").json()["warnings"]
+    assert len(warnings) == 1 and warnings[0].startswith("this scan is 700 px across, 2.3 times")

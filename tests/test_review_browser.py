@@ -136,6 +136,19 @@ def test_the_page_shows_what_adapt_changed(served) -> None:
     assert browser.js("review.state.overlays[2].getOpacity()") > 0  # the other kinds keep their own toggles
 
 
+def test_the_page_warns_of_a_scan_finer_than_the_detector_learned(served,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import pipeline.stages.detect as detect_stage
+
+    _, url, browser = served
+    monkeypatch.setattr(detect_stage, "TRAINED_SIDE", 300)  # the 700-px store is then "2.3 times" as large
+    browser.send("Page.navigate", url=url)
+    browser.wait_for("window.reviewReady === true")
+    assert browser.js("document.getElementById('status').className") == "warn"
+    assert browser.js("document.getElementById('status').textContent").startswith(
+        "warning: this scan is 700 px across, 2.3 times the paintings the detector learned on")
+
+
 def test_the_exported_deep_zoom_page_works_from_file(tmp_path: Path) -> None:
     """The export's static IIIF tiles and its before/after block, opened from file:// with no server: every
     tile OpenSeadragon asks for exists (no failed load) at the whole view and zoomed in; swipe and overlay."""

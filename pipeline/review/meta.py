@@ -10,7 +10,7 @@ from pipeline.io.store import fs_and_path, group_info, join
 from pipeline.provenance import list_documents
 from pipeline.review.edits import current_version
 from pipeline.review.images import SCRIBBLE_GROUP, label_digest
-from pipeline.stages.detect import STALE_KEY
+from pipeline.stages.detect import STALE_KEY, resolution_note
 from pipeline.stages.inpaint_stage import EDITED_MASK_GROUP
 
 STAGE_GROUPS = ("scan", "damage", "restored", EDITED_MASK_GROUP, SCRIBBLE_GROUP)
@@ -77,4 +77,17 @@ def store_meta(store: str, catalog: Path | None, images: list[str]) -> dict[str,
                      SCRIBBLE_GROUP: current_version(store, SCRIBBLE_GROUP),
                      "damage": label_digest(store, "damage") if markers["damage"] else None},
         "provenance_dir": join(store, "provenance"),
+        "warnings": detect_warnings(store, markers["damage"]),
     }
+
+
+def detect_warnings(store: str, damage: dict[str, Any] | None) -> list[str]:
+    """What `retouch detect` warned of that the damage map still carries: a scan much larger than the paintings
+    the detector learned on, detected at scale 1 (`resolution_note`); none without a damage map."""
+    import zarr
+
+    if damage is None:
+        return []
+    _, height, width = zarr.open_group(store, mode="r")["scan"]["0"].shape
+    note = resolution_note(height, width, float((damage.get("params") or {}).get("scale", 1.0)))
+    return [note] if note else []

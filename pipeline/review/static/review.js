@@ -323,7 +323,9 @@ async function start() {
   }
   applyMode();
   window.reviewReady = true;
-  status("ready");
+  const warnings = state.meta.warnings || [];
+  if (warnings.length) status(warnings.map((w) => `warning: ${w}`).join(" "), "warn");
+  else status("ready");
 }
 window.review = { before, after, state, save, setMap };
 start().catch((err) => status(`failed to load: ${err.message}`, "error"));
