@@ -293,3 +293,18 @@ def test_export_never_replaces_folders_no_export_made(tmp_path: Path, tiny_weigh
     export(store, mine, force=True)  # asked for: replaced
     assert (mine / "summary.json").exists() and not (mine / "iiif" / "manifest.json").exists()
     assert export(store, out).skipped  # an export's own folders are its to replace
+
+
+def test_a_tiff_with_a_preview_first_is_read_at_full_resolution(tmp_path: Path) -> None:
+    """A camera's or scanner's TIFF may store a reduced-resolution preview before the scan: the scan is the largest
+    image in the file, never the preview."""
+    rng = np.random.default_rng(5)
+    scan = rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    path = tmp_path / "preview-first.tif"
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(scan[::4, ::4].copy(), photometric="rgb", subfiletype=1)  # the preview
+        tif.write(scan, photometric="rgb")
+    source = open_source(path)
+    assert source.shape == (60, 80, 3)
+    assert np.array_equal(np.moveaxis(source.read(0, 60, 0, 80), 0, -1), scan)
+    source.close()

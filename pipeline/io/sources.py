@@ -141,6 +141,17 @@ def _check_tiff_layout(path: Path, page: tifffile.TiffPage) -> None:
                                f"`vips autorot`)")
 
 
+def main_series(tif: tifffile.TiffFile) -> Any:
+    """The scan in a TIFF: its largest image series. A camera's or scanner's TIFF may hold a reduced-resolution
+    preview first, a slide scanner's a label or macro image beside the scan; the first series is not always it."""
+
+    def area(series: Any) -> int:
+        dims = dict(zip(series.axes, series.shape, strict=True))
+        return int(dims.get("Y", 0)) * int(dims.get("X", 0))
+
+    return max(tif.series, key=area)  # the first of the largest
+
+
 def _tiff_metadata(page: tifffile.TiffPage) -> dict[str, Any]:
     """ICC profile (hex) and resolution tags of the first page."""
     meta: dict[str, Any] = {}
@@ -269,7 +280,7 @@ def _open_tiff_checked(path: Path) -> ScanSource:
     try:
         if not tif.series:
             raise InputError(path, "TIFF holds no image series")
-        series = tif.series[0]
+        series = main_series(tif)
         page = series.pages[0] if series.pages else None
         if page is None or not hasattr(page, "dataoffsets"):
             raise InputError(path, "TIFF has no readable first page")
