@@ -84,9 +84,9 @@ class AdaptConfig:
     veto's negatives taken from the base's detections among the unlabelled pixels, `veto_background` for craquelure and
     `veto_background_loss` for paint loss), the share of the head's negatives taken from unlabelled pixels
     (`background`, drawn from `background_cells` random squares, `background_per_cell` each; of a class, only those the
-    base gives less than `background_below` of it), the factor by which the
-    network sees the scan resampled (`scale`, as `retouch detect --scale`: the fit and every detection with the adapted
-    weights see the scan at it, and every size above is in the network's pixels) and the device."""
+    base gives less than `background_below` of it), the factor by which the network sees the scan resampled (`scale`,
+    as `retouch detect --scale`: the fit and every detection with the adapted weights see the scan at it, and every
+    size above is in the network's pixels) and the device."""
 
     base: str = ADAPT_BASE
     hidden: int = 32

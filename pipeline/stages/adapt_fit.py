@@ -27,7 +27,8 @@ UNLABELLED, CLEAN = 0, 3
 @dataclass(frozen=True)
 class PixelSamples:
     """Head inputs (n, F) float32 at labelled pixels, their labels (n,) uint8 and the base's probability
-    (n, K) float32 (to report what the base said about the strokes)."""
+    (n, K) float32 (what the base said about the strokes; which unlabelled samples it flags, for the veto's weak
+    negatives and the head's `background_below`)."""
 
     features: np.ndarray
     labels: np.ndarray

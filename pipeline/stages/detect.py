@@ -332,7 +332,8 @@ def detect(store: str, config: DetectConfig | None = None, engine: EngineConfig 
                          f"with them at that scale, not {config.scale:g} (or name other weights with --weights)")
     key = detect_key(scan_info["digests"]["0"], config, entry.sha256)
     existing = group_info(store, DAMAGE_GROUP)
-    _, height, width = scan["0"].shape
+    level0 = scan["0"]
+    _, height, width = level0.shape
     notes = [note for note in (weights_note, resolution_note(height, width, config.scale)) if note]
     if existing and existing.get("key") == key and not force and labels_current(store, existing):
         return StageResult("detect", store, True, key, existing["digests"], existing["summary"],
@@ -343,7 +344,6 @@ def detect(store: str, config: DetectConfig | None = None, engine: EngineConfig 
                          started=prov_started)
     record.invalidate(marker_refs(existing))  # the outputs this run replaces
     verify_weights(entry, Path(config.manifest).parent)  # before anything is written
-    level0 = scan["0"]
     chunk = level0.chunks[1]
     ledger = Ledger(store, "detect", key)
     root = zarr.open_group(store, mode="a")

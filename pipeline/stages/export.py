@@ -252,6 +252,9 @@ def export_key(restored_digest: str, damage_digest: str, config: ExportConfig) -
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+EXPORT_FOLDERS = ("iiif", "provenance", "workflow")  # the folders an export writes, replacing those of the last
+
+
 def export(store: str, out_dir: Path, config: ExportConfig | None = None, force: bool = False,
            run_id: str | None = None, title: str | None = None,
            catalog: dict[str, Any] | None = None) -> StageResult:
@@ -363,9 +366,6 @@ def export(store: str, out_dir: Path, config: ExportConfig | None = None, force:
     _move_in(work, out_dir, summary_path, summary)
     return StageResult("export", store, False, key, summary["files_sha256"], summary, join(store, prov),
                        summary["seconds"])
-
-
-EXPORT_FOLDERS = ("iiif", "provenance", "workflow")  # the folders an export writes, replacing those of the last
 
 
 def _move_in(work: Path, out_dir: Path, summary_path: Path, summary: dict[str, Any]) -> None:
