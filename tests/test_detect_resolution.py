@@ -53,3 +53,22 @@ def test_the_stage_artifact_lists_the_notes(tmp_path: Path, monkeypatch: pytest.
     quiet = reporting.report_stage(StageResult("detect", str(tmp_path / "s.zarr"), True, "k" * 64, {}, {},
                                                "prov.json", 0.1))
     assert "Warnings" not in quiet
+
+
+def test_trained_side_is_the_longer_side_of_the_train_paintings() -> None:
+    """The stage cannot import lab (layers); the figure it warns with must still be the TRAIN paintings' own."""
+    from PIL import Image
+
+    from lab.paintings import paintings
+
+    try:
+        paths = paintings("train")
+    except FileNotFoundError:
+        pytest.skip("../shared/data is absent")
+    if not paths:
+        pytest.skip("../shared/data is absent")
+    sides = set()
+    for path in paths:
+        with Image.open(path) as im:
+            sides.add(max(im.size))
+    assert max(sides) == TRAINED_SIDE
