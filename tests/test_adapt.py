@@ -162,6 +162,30 @@ def test_colour_and_16_bit_scribbles_are_refused(tmp_path: Path, tiny_weights: P
         adapt(store, wide, AdaptConfig(steps=5))
 
 
+def test_scribbles_stored_lossy_are_refused_and_lossless_tiffs_read(tmp_path: Path, tiny_weights: Path) -> None:
+    # JPEG noise turns labels into others, often while every value stays within 0..3: refused by the codec
+    from PIL import Image
+
+    from pipeline.io.scribbles import read_scribbles
+
+    store, _ = _store(tmp_path)
+    marks = strokes(LOSSES[:2], CLEAN_SPOTS)
+    jpeg = tmp_path / "marks.jpg"
+    Image.fromarray(marks).save(jpeg, quality=90)
+    assert (np.asarray(Image.open(jpeg)) != marks).any()
+    named_png = tmp_path / "marks-jpeg.png"
+    named_png.write_bytes(jpeg.read_bytes())
+    jpeg_tiff = tmp_path / "marks-jpeg.tif"
+    tifffile.imwrite(jpeg_tiff, marks, compression="jpeg")
+    for path in (jpeg, named_png, jpeg_tiff):
+        with pytest.raises(InputError, match="lossy compression") as err:
+            read_scribbles(path, marks.shape)
+        assert str(err.value).startswith(str(path)) and "\n" not in str(err.value)
+    lzw = tmp_path / "marks-lzw.tif"
+    tifffile.imwrite(lzw, marks, compression="lzw")
+    assert read_scribbles(lzw, marks.shape).digest == read_scribbles(save_png(tmp_path, marks), marks.shape).digest
+
+
 def test_adapt_finds_a_style_the_base_misses_away_from_the_strokes(tmp_path: Path, blind_weights: Path) -> None:
     store, loss = _store(tmp_path)
     marks = strokes(LOSSES[:2], CLEAN_SPOTS)

@@ -164,6 +164,22 @@ def test_colour_jpeg_mask_is_thresholded_and_changed_pixels_counted(tmp_path: Pa
     assert result.summary["pixels_changed"] == changed > 0
 
 
+def test_a_grey_mask_in_a_jpeg_compressed_tiff_is_thresholded_as_a_jpeg_is(tmp_path: Path) -> None:
+    from pipeline.io.edited_mask import EditedMask
+
+    drawn = np.zeros(SHAPE, np.uint8)
+    drawn[10:50, 20:70] = 255
+    lossy, lossless = tmp_path / "mask-jpeg.tif", tmp_path / "mask-lzw.tif"
+    tifffile.imwrite(lossy, drawn, compression="jpeg")
+    tifffile.imwrite(lossless, drawn, compression="lzw")
+    noisy = tifffile.imread(lossy)
+    assert ((noisy > 0) & (drawn == 0)).any()  # JPEG ringing outside the mark
+    mask = EditedMask(lossy, SHAPE)
+    assert "> 127" in mask.rule
+    assert abs(int(mask.hole(0, SHAPE[0], 0, SHAPE[1]).sum()) - 2000) <= 20
+    assert EditedMask(lossless, SHAPE).rule == "nonzero = hole"
+
+
 def test_16bit_rgb_png_is_ingested_at_full_depth(tmp_path: Path) -> None:
     image = (np.arange(40 * 30 * 3, dtype=np.uint32).reshape(40, 30, 3) * 17 % 65536).astype(np.uint16)
     source = tmp_path / "deep.png"

@@ -1,7 +1,8 @@
 """A conservator's edited mask (PNG/TIFF image or Zarr array), read lazily, block by block.
 
 Grey masks from a lossless file (PNG, TIFF, Zarr): non-zero = hole, so a label mask (1 = craquelure,
-2 = paint loss) works as is. Colour masks and JPEG masks are thresholded at half the range (> 127 for 8 bit)
+2 = paint loss) works as is. Colour masks and lossy-compressed masks (JPEG, or a TIFF compressed with JPEG, WebP,
+JPEG 2000/XL/XR or LERC) are thresholded at half the range (> 127 for 8 bit)
 on their brightest colour channel: JPEG noise and anti-aliased edges around a painted mark do not count,
 and a mark in any colour does. An alpha channel, if present, must pass the same rule. `rule` says which
 applied. TIFF and Zarr masks are
@@ -56,7 +57,7 @@ class EditedMask:
             raise InputError(self.path, f"mask is {height}x{width} (HxW) but the scan is {eh}x{ew}; "
                                         "an edited mask must have exactly the scan's size")
         self.shape = (height, width)
-        lossy = self._source is not None and self._source.format == "jpeg"
+        lossy = self._source is not None and self._source.lossy
         if dtype.kind == "b" or (self.channels <= 2 and not lossy):
             self.threshold, self.rule = 0, "nonzero = hole"
         else:

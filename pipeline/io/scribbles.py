@@ -4,9 +4,10 @@
 
 From a PNG/TIFF of the scan's size or a Zarr array (a group's first array, e.g. the review page's
 `<store>/scribbles/`: (1, y, x)). The checks refuse, in one line naming the file: another size than the scan,
-another pixel type than uint8, more than one channel, a value above 3, no damage stroke (1 or 2), no clean
-stroke (3). The labelled pixels' coordinates are kept (a few dozen strokes are a few thousand pixels; a class
-with more than `max_points` is subsampled, seeded), with the count per class and a digest of the labels.
+another pixel type than uint8, more than one channel, lossy compression (JPEG, a JPEG/WebP-compressed TIFF: its
+noise changes labels without leaving 0..3), a value above 3, no damage stroke (1 or 2), no clean stroke (3).
+The labelled pixels' coordinates are kept (a few dozen strokes are a few thousand pixels; a class with more than
+`max_points` is subsampled, seeded), with the count per class and a digest of the labels.
 """
 
 from __future__ import annotations
@@ -52,6 +53,10 @@ def _open(path: Path) -> tuple[Any, Any, bool]:
     from pipeline.io.sources import open_source
 
     source = open_source(path)  # InputError for junk, truncation, float pixels, ...
+    if source.lossy:  # JPEG noise turns 1s into 2s and 3s into 2s while every value stays in 0..3
+        source.close()
+        raise InputError(path, f"scribbles stored with lossy compression ({source.compression}), which changes "
+                               "label values; save them as PNG, as TIFF without JPEG/WebP compression, or as Zarr")
     return source.array, source, False
 
 

@@ -35,6 +35,10 @@ LIMITS = {
 TIFF_SUFFIXES = {".tif", ".tiff", ".btf", ".tf8"}
 PIL_SUFFIXES = {".png", ".jpg", ".jpeg"}
 SUPPORTED_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16))
+# TIFF compressions that lose or may lose information (tifffile's names): a label map stored so is not exact
+LOSSY_TIFF_COMPRESSIONS = {"OJPEG", "JPEG", "JPEG_99", "ALT_JPEG", "JPEG_LOSSY", "JPEG_2000_LOSSY", "JPEG2000",
+                           "APERIO_JP2000_YCBC", "APERIO_JP2000_RGB", "JPEGXR", "JPEGXR_NDPI", "JPEGXL",
+                           "JPEGXL_DNG", "WEBP", "WEBP_DEPRECATED", "LERC"}
 
 
 @dataclass
@@ -46,7 +50,14 @@ class ScanSource:
     format: str
     striped: bool = False
     metadata: dict[str, Any] = field(default_factory=dict)
+    compression: str = "none"  # JPEG's "jpeg", PNG's "deflate", a TIFF's compression (tifffile's name, lower case)
     _handle: Any = None
+
+    @property
+    def lossy(self) -> bool:
+        """True when the pixels were stored with a compression that loses or may lose information (JPEG, or a TIFF
+        compressed with JPEG, JPEG 2000, JPEG XL, JPEG XR, WebP or LERC)."""
+        return self.compression.upper() in LOSSY_TIFF_COMPRESSIONS
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -301,7 +312,8 @@ def _open_tiff_checked(path: Path) -> ScanSource:
         meta["levels_in_source"] = len(series.levels)
         meta["is_ome"] = bool(tif.is_ome)
         meta["bigtiff"] = bool(tif.is_bigtiff)
-        return ScanSource(path, lazy, "ome-tiff" if tif.is_ome else "tiff", striped, meta, _handle=tif)
+        compression = page.compression.name.lower() if page.compression is not None else "none"
+        return ScanSource(path, lazy, "ome-tiff" if tif.is_ome else "tiff", striped, meta, compression, _handle=tif)
     except InputError:
         tif.close()
         raise
@@ -314,6 +326,7 @@ def _open_pil(path: Path) -> ScanSource:
     Image.MAX_IMAGE_PIXELS = limit("RETOUCH_MAX_DECODE_PIXELS")  # Pillow's decompression-bomb guard
     try:
         with Image.open(path) as im:
+            compression = "deflate" if im.format == "PNG" else "jpeg"  # the signature let in PNG or JPEG (MPO)
             width, height = im.size
             _check_size_and_dtype(path, height, width, 1, np.uint8, "RETOUCH_MAX_DECODE_PIXELS")
             meta: dict[str, Any] = {}
@@ -347,7 +360,7 @@ def _open_pil(path: Path) -> ScanSource:
         array = array[:, :, None]
     array = oriented(array, orientation)
     _check_size_and_dtype(path, array.shape[0], array.shape[1], array.shape[2], array.dtype)
-    return ScanSource(path, array, path.suffix.lower().lstrip(".").replace("jpg", "jpeg"), False, meta)
+    return ScanSource(path, array, "png" if compression == "deflate" else "jpeg", False, meta, compression)
 
 
 ORIENTATION_TAG = 0x0112  # EXIF Orientation: how a viewer turns the stored pixels to show the picture
