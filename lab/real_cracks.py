@@ -48,8 +48,8 @@ def split_pairs(pairs: list[tuple[Path, Path]], images_dir: Path, split: str) ->
     if is_crackforest(images_dir):
         stems = [image.stem for image, _ in pairs]
         return [(i, m) for i, m in pairs if crackforest_split(i.stem, stems) == split]
-    raise ValueError(f"{images_dir}: no split is defined for this set (only CrackForest's); "
-                     "use its own train/test folders")
+    raise InputError(images_dir, "no split is defined for this set (only CrackForest's); "
+                                 "use its own train/test folders")
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from lab.detector_data import AugmentConfig, make_batch, make_tile
 from lab.real_cracks import RealSpec, crackforest_split, load_real_set, split_pairs
 from lab.synthesis.synthetic_damage import DamageConfig
 from lab.train_detector import DetectorTrainConfig, train_detector
+from pipeline.errors import InputError
 from pipeline.io.image_io import write_png
 
 TINY_DECODER = (16, 16, 8, 8, 8)
@@ -54,7 +56,8 @@ def test_spec_parsing_and_held_out_folders_are_refused(tmp_path: Path) -> None:
         RealSpec.parse(f"{tmp_path / 'nope'}:{masks}").check()
 
 
-def test_crackforest_split_is_fixed_every_fourth_sorted_stem_and_used_when_training(tmp_path: Path) -> None:
+def test_crackforest_split_is_fixed_every_fourth_sorted_stem_and_used_when_training(
+        tmp_path: Path, refused_in_one_line: Callable[[list[str], str], None]) -> None:
     stems = [f"{i:03d}" for i in range(1, 119)]  # CrackForest's 118 stems
     splits = [crackforest_split(s, stems[::-1]) for s in stems]  # order given does not matter
     assert splits.count("test") == 29 and splits.count("train") == 89
@@ -66,8 +69,10 @@ def test_crackforest_split_is_fixed_every_fourth_sorted_stem_and_used_when_train
     pairs = [(images / f"p{i}.png", masks / f"p{i}.png") for i in range(8)]
     assert [i.stem for i, _ in split_pairs(pairs, images, "test")] == ["p3", "p7"]
     other, _ = _real_set_dirs(tmp_path / "other", n=2)
-    with pytest.raises(ValueError, match="no split is defined"):
+    with pytest.raises(InputError, match="no split is defined"):
         split_pairs(pairs, other, "test")
+    refused_in_one_line(["evaluate", "detect", "--no-baseline", "--images", str(other), "--masks",
+                         str(other.parent / "masks"), "--split", "test"], f"{other}: no split is defined")
 
 
 def test_real_tiles_carry_the_crack_as_craquelure_and_no_paint_loss(tmp_path: Path) -> None:
