@@ -96,6 +96,25 @@ def test_error_lines_name_the_path_and_keep_bugs_tracebacks_in_the_log(tmp_path:
     assert "raise KeyError" in (tmp_path / "retouch-error.log").read_text()
 
 
+def test_paths_print_as_they_are_not_as_markup_or_emoji(tmp_path: Path) -> None:
+    # "[bold]" is a rich style and ":b:" an emoji code: printed through markup, both vanished from the paths
+    import shutil
+
+    from data_catalog.schema import default_catalog_path
+    from flows.cli import app
+
+    odd = tmp_path / "scan [bold]v2 :b: [i]"
+    odd.mkdir()
+    store = odd / "x.zarr"
+    line = one_error_line(CliRunner().invoke(app, ["verify", str(store)]))
+    assert line.startswith(f"error: {store}: ")
+    catalog = odd / "catalog :b: [red].yaml"
+    shutil.copy(default_catalog_path(), catalog)
+    shutil.copytree(default_catalog_path().parent / "samples", odd / "samples")
+    result = CliRunner().invoke(app, ["catalog", "validate", str(catalog)])
+    assert result.exit_code == 0 and result.stdout.startswith(f"{catalog}: "), result.output
+
+
 def test_cli_runs_keep_prefect_failures_off_the_console(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import logging
 

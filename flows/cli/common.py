@@ -15,11 +15,18 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.markup import escape
+from rich.text import Text
 
 F = TypeVar("F", bound=Callable[..., Any])
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True)
+# no markup, no emoji codes: a path such as "scan [v2].png" or "a:b:c.png" prints as it is ("[v2]" is not a style,
+# ":b:" is not an emoji); the few coloured labels are Text spans (`label`)
+console = Console(soft_wrap=True, markup=False, emoji=False)
+err_console = Console(stderr=True, markup=False, emoji=False)
+
+
+def label(word: str, style: str, rest: str) -> Text:
+    """`word` in `style`, a space, then `rest` as it is."""
+    return Text.assemble((word, style), " ", rest)
 
 
 USER_ERRORS = {  # module: the error classes whose message is the one line to print (exit 2)
@@ -91,7 +98,7 @@ def clean_errors(func: F) -> F:
                 raise
             line, code = error_line(exc)
             line = " ".join(line.splitlines())  # one line, whatever the message holds
-            err_console.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
+            err_console.print(label("error:", "bold red", line), highlight=False, soft_wrap=True)
             raise typer.Exit(code) from None
         finally:
             if "pipeline.engine.runner" in sys.modules:
@@ -144,7 +151,7 @@ def print_ingest(result: dict[str, Any]) -> None:
 def print_notes(result: dict[str, Any]) -> None:
     """A stage's notes (e.g. outputs it made stale), one `warning:` line each on stderr."""
     for note in result.get("notes") or ():
-        err_console.print(f"[bold yellow]warning:[/] {note}", highlight=False, soft_wrap=True)
+        err_console.print(label("warning:", "bold yellow", note), highlight=False, soft_wrap=True)
 
 
 def print_detect(result: dict[str, Any]) -> None:

@@ -43,6 +43,7 @@ from flows.cli.common import (
     console,
     default_out_dir,
     engine_params,
+    label,
     print_detect,
     print_export,
     print_ingest,
@@ -231,7 +232,7 @@ def adapt_command(
                       f"(where: `retouch review {store}`, map \"changed by adapt\")")
     console.print(f"strokes:    {describe_strokes(results['strokes'])}")
     for line in unlearned(results["strokes"], params.support_loss, params.reach, params.add):
-        console.print(f"[yellow]warning:[/] {line}")
+        console.print(label("warning:", "yellow", line))
 
 
 def undo_adapt_command(store: str, detect: DetectParams, engine: EngineParams) -> None:
@@ -347,7 +348,7 @@ def run_command(
     out_dir = out or default_out_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
     store = str(out_dir / f"{name}.zarr")
-    console.print(f"[bold]Restoring[/] {source_str}")
+    console.print(label("Restoring", "bold", source_str))
     from flows.params import DetectParams, ExportParams, IngestParams, InpaintParams
 
     params = {"ingest": IngestParams(pixel_size_um=pixel_size_um),
