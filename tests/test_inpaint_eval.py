@@ -286,6 +286,22 @@ def test_cli_strategy_boxes_is_recorded_and_a_bad_one_refused(tmp_path: Path, mo
     assert res.exit_code != 0 and "whole" in res.output
 
 
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--methods", "model,nosuch", "--methods: unknown 'nosuch'"),
+    ("--methods", ",", "--methods: no name given"),
+    ("--kinds", "lacuna", "--kinds: unknown 'lacuna'"),
+    ("--split", "test", "--split must be 'val' or 'train'"),
+])
+def test_cli_refuses_unknown_names_before_any_work(tmp_path: Path, option: str, value: str, message: str) -> None:
+    from flows.cli import app
+
+    write_png(tmp_path / "images" / "a.png", _image())
+    source = [] if option == "--split" else ["--images", str(tmp_path / "images")]
+    res = CliRunner().invoke(app, ["evaluate", "inpaint", *source, option, value, "--json", str(tmp_path / "r.json")])
+    assert res.exit_code == 2 and message in " ".join(res.output.replace("│", " ").split()), res.output
+    assert "Traceback" not in res.output and not (tmp_path / "r.json").exists()
+
+
 def _cli_with_tiny_model(monkeypatch: pytest.MonkeyPatch) -> typer.Typer:
     """`retouch train|evaluate` of flows.cli.inpainter with a small untrained PConv in place of the shipped one."""
     from flows.cli import inpainter as cli_inpainter

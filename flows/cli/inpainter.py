@@ -178,10 +178,12 @@ def evaluate_inpaint_command(
             import torch
 
             torch.set_num_threads(threads)
+        from lab.eval.inpaint_eval import CLASSICAL, OPTIONAL
+        from lab.synthesis.masks import KINDS
+
         cfg = EvalConfig(seed=seed, masks_per_bin=masks_per_bin, long_side=long_side, tile=tile, overlap=overlap,
-                         strategy=strategy, margin=margin,
-                         kinds=tuple(k.strip() for k in kinds.split(",") if k.strip()),
-                         methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
+                         strategy=strategy, margin=margin, kinds=_names(kinds, KINDS, "--kinds"),
+                         methods=_names(methods, ("model", *CLASSICAL, *OPTIONAL), "--methods"),
                          grain_alphas=_floats(grain_alpha, "--grain-alpha"), grain_sigma=grain_sigma, bf16=bf16)
         model = None
         if "model" in cfg.methods or "grain" in cfg.methods:
@@ -328,6 +330,16 @@ def _floats(text: str, option: str) -> tuple[float, ...]:
         raise typer.BadParameter(f"{option}: comma-separated numbers, got {text!r}") from None
 
 
+def _names(value: str, allowed: tuple[str, ...], option: str) -> tuple[str, ...]:
+    """A comma-separated choice, checked before any work: a name not in `allowed` is a usage error."""
+    names = tuple(n.strip() for n in value.split(",") if n.strip())
+    unknown = [n for n in names if n not in allowed]
+    if unknown or not names:
+        what = f"unknown {', '.join(map(repr, unknown))}" if unknown else "no name given"
+        raise typer.BadParameter(f"{option}: {what}; choose from {', '.join(allowed)}")
+    return names
+
+
 def _image_list(images: Path | None, split: str | None) -> list[Path]:
     from lab.eval.inpaint_eval import list_images
     from lab.paintings import paintings
@@ -336,6 +348,8 @@ def _image_list(images: Path | None, split: str | None) -> list[Path]:
         raise typer.BadParameter("give exactly one of --images DIR and --split val|train")
     if images is not None:
         return list_images(images)
+    if split not in ("val", "train"):
+        raise typer.BadParameter(f"--split must be 'val' or 'train', got {split!r}")
     files = paintings(split)
     if not files:
         raise typer.BadParameter(f"no {split!r} paintings found (is ../shared/data there?)")
