@@ -96,6 +96,22 @@ def test_error_lines_name_the_path_and_keep_bugs_tracebacks_in_the_log(tmp_path:
     assert "raise KeyError" in (tmp_path / "retouch-error.log").read_text()
 
 
+def test_ctrl_c_prints_one_line_and_exits_130(capsys: pytest.CaptureFixture[str]) -> None:
+    import typer
+
+    from flows.cli.common import clean_errors
+
+    @clean_errors
+    def stage() -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(typer.Exit) as stop:
+        stage()
+    assert stop.value.exit_code == 130
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("interrupted: ") and "same command" in lines[0]
+
+
 def test_paths_print_as_they_are_not_as_markup_or_emoji(tmp_path: Path) -> None:
     # "[bold]" is a rich style and ":b:" an emoji code: printed through markup, both vanished from the paths
     import shutil

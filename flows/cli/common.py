@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import functools
 import json
+import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -84,6 +85,10 @@ def _log_traceback(exc: BaseException) -> str:
     return str(path)
 
 
+INTERRUPTED = ("what was finished is kept and nothing half-written is published; the same command goes on "
+               "from there")
+
+
 def clean_errors(func: F) -> F:
     """Turn every failure into one `error:` line (exit 2 for what the user can fix, 1 for a bug): bad or
     missing files, catalog, weights, settings or parameters, a full disk, an unreachable Prefect API. Every
@@ -100,6 +105,10 @@ def clean_errors(func: F) -> F:
             line = " ".join(line.splitlines())  # one line, whatever the message holds
             err_console.print(label("error:", "bold red", line), highlight=False, soft_wrap=True)
             raise typer.Exit(code) from None
+        except KeyboardInterrupt:  # Ctrl-C: one line, as the shell's own 130; the workers' cancellations unsaid
+            logging.getLogger("distributed").setLevel(logging.ERROR)
+            err_console.print(label("interrupted:", "bold yellow", INTERRUPTED), highlight=False, soft_wrap=True)
+            raise typer.Exit(130) from None
         finally:
             if "pipeline.engine.runner" in sys.modules:
                 sys.modules["pipeline.engine.runner"].close_local_clusters()  # the stages' Dask workers
