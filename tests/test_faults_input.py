@@ -308,3 +308,12 @@ def test_a_tiff_with_a_preview_first_is_read_at_full_resolution(tmp_path: Path) 
     assert source.shape == (60, 80, 3)
     assert np.array_equal(np.moveaxis(source.read(0, 60, 0, 80), 0, -1), scan)
     source.close()
+
+
+def test_an_ome_tiff_names_its_store_without_ome() -> None:
+    from flows.cli.stages import scan_name
+
+    assert scan_name(Path("scans/panel.ome.tif")) == "panel"
+    assert scan_name(Path("Panel.OME.TIFF")) == "Panel"
+    assert scan_name(Path("panel.tif")) == "panel" and scan_name(Path(".ome.tif")) == ".ome"
+    assert scan_name(Path("home.tif")) == "home" and scan_name(Path("a.b.png")) == "a.b"

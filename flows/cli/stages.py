@@ -307,6 +307,13 @@ def export_command(
     print_export(export_flow(store, params, force))
 
 
+def scan_name(source: Path) -> str:
+    """The name of a scan's store and export: the file name without its extension, nor ".ome" for an OME-TIFF
+    ("panel.ome.tif" -> "panel")."""
+    stem = source.stem
+    return stem[:-4] if stem.lower().endswith(".ome") and len(stem) > 4 else stem
+
+
 def run_command(
     source: Annotated[Path | None, typer.Argument(help="scan file (default: the bundled sample)")] = None,
     catalog: Annotated[Path | None, typer.Option(help="catalog YAML to take --id from")] = None,
@@ -343,7 +350,7 @@ def run_command(
         source_str, name, title = entry.resolved_source(catalog_path), entry.id, f"{entry.creator}, {entry.title}"
         pixel_size_um, catalog_entry = entry.pixel_size_um, entry.model_dump(mode="json")
     else:
-        source_str, name = str(source), source.stem
+        source_str, name = str(source), scan_name(source)
     open_source(source_str).close()
     out_dir = out or default_out_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
