@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -173,6 +174,24 @@ def test_a_save_from_an_old_version_is_refused_409(tmp_path: Path) -> None:
     assert forged.status_code == 415  # what another site's page could send without a preflight
     bad = _save(client, "mask_edited", [{"value": 3, "radius": 3, "points": [[5, 5]]}])
     assert bad.status_code == 400 and "value 3" in bad.text
+
+
+@pytest.mark.parametrize(("stroke", "reason"), [
+    ({"value": 1, "radius": 3, "points": [[float("nan"), 5]]}, "finite"),
+    ({"value": 1, "radius": 3, "points": [[5, float("inf")]]}, "finite"),
+    ({"value": 1, "radius": float("nan"), "points": [[5, 5]]}, "finite"),
+    ({"value": 1.7, "radius": 3, "points": [[5, 5]]}, "value 1.7"),
+    ({"value": True, "radius": 3, "points": [[5, 5]]}, "value True"),
+])
+def test_a_stroke_of_non_numbers_is_refused_400_and_nothing_saved(tmp_path: Path, stroke: dict, reason: str) -> None:
+    # NaN and Infinity are valid to Python's JSON reader: they ended in a 500 from deep in the save
+    store = make_store(tmp_path)
+    client = TestClient(create_app(store))
+    body = {"target": "scribbles", "base_version": client.get("/api/meta").json()["versions"]["scribbles"],
+            "strokes": [stroke]}
+    response = client.post("/api/save", content=json.dumps(body), headers={"content-type": "application/json"})
+    assert response.status_code == 400 and reason in response.text, response.text
+    assert group_info(store, "scribbles") is None
 
 
 def test_scribbles_hold_the_adapt_labels(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ Local stores only (the swap is a directory rename).
 
 from __future__ import annotations
 
+import math
 import shutil
 import time
 from dataclasses import dataclass
@@ -85,12 +86,14 @@ def parse_strokes(payload: Any, target: str) -> list[Stroke]:
     strokes, total = [], 0
     for i, item in enumerate(payload):
         try:
-            value, erase = int(item["value"]), bool(item.get("erase", False))
+            value, erase = item["value"], bool(item.get("erase", False))
             radius = float(item["radius"])
             points = tuple((float(x), float(y)) for x, y in item["points"])
         except (KeyError, TypeError, ValueError) as exc:
             raise EditError(f"stroke {i}: needs value, radius and points [[x, y], ...] ({exc})") from None
-        if value not in TARGET_VALUES[target]:
+        if not all(math.isfinite(v) for point in points for v in point) or not math.isfinite(radius):
+            raise EditError(f"stroke {i}: radius and points must be finite numbers (no NaN or Infinity)")
+        if type(value) is not int or value not in TARGET_VALUES[target]:  # not 1.7, not true
             raise EditError(f"stroke {i}: value {value} is not one of {TARGET_VALUES[target]} for {target}")
         if not 0.5 <= radius <= 10_000 or not points:
             raise EditError(f"stroke {i}: radius must be in [0.5, 10000] px and points non-empty")
