@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pipeline.engine.runner import EngineConfig
+from pipeline.engine.runner import MAX_WORKERS_PER_CORE, EngineConfig, local_cores
 from pipeline.stages.adapt import (
     ADAPT_BASE,
     ADD,
@@ -47,6 +47,16 @@ class EngineParams(_Params):
     workers: int = Field(0, ge=0, description="parallel chunk tasks on this machine (0 = one per core)")
     dask_address: str | None = Field(None, description="address of an existing Dask scheduler to run on")
     progress: bool = Field(True, description="show progress bars in the terminal")
+
+    @field_validator("workers")
+    @classmethod
+    def _not_beyond_this_machine(cls, workers: int) -> int:
+        cores = local_cores()
+        if workers > MAX_WORKERS_PER_CORE * cores:  # hundreds of in-process workers never start: the run hangs
+            raise ValueError(f"{workers} workers is more than {MAX_WORKERS_PER_CORE} per core of this machine "
+                             f"({cores} cores), and every worker holds a model and its chunks in memory; "
+                             "0 runs one per core")
+        return workers
 
     def config(self) -> EngineConfig:
         return EngineConfig(workers=self.workers, address=self.dask_address, progress=self.progress)

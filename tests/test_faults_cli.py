@@ -274,3 +274,27 @@ def test_a_real_cli_failure_prints_one_line_and_logs_the_traceback(stores: dict[
     assert done.returncode == 2
     assert done.stderr.splitlines() == [f"error: {store}/damage: not there yet: run `retouch detect {store}` first"]
     assert "Traceback" in (tmp_path / "prefect" / "retouch-error.log").read_text()
+
+
+def test_more_workers_than_this_machine_can_hold_are_refused_before_any_work(tmp_path: Path) -> None:
+    # 500 in-process Dask workers on 2 cores never all started: the run hung
+    from pydantic import ValidationError
+
+    from flows.params import EngineParams
+    from pipeline.engine.runner import MAX_WORKERS_PER_CORE, local_cores
+
+    most = MAX_WORKERS_PER_CORE * local_cores()
+    assert EngineParams(workers=most).workers == most
+    with pytest.raises(ValidationError, match="more than 4 per core"):
+        EngineParams(workers=most + 1)
+
+
+@pytest.mark.parametrize("address", ["nonsense", "http://scheduler:8786", "tcp://host:port"])
+def test_a_malformed_dask_address_is_a_setting_error_naming_it(address: str) -> None:
+    import dask
+
+    from pipeline.engine.runner import run_tasks
+    from pipeline.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"Dask scheduler address '{address}'"):
+        run_tasks([dask.delayed(int)(1)], "t", EngineConfig(address=address, progress=False))

@@ -44,6 +44,12 @@ from pipeline.engine.memory import keep_freed_memory, release_free_memory
 DASK_ADDRESS_ENV = "RETOUCH_DASK_ADDRESS"
 SCHEDULER_ENV = "RETOUCH_DASK_SCHEDULER"
 SCHEDULERS = ("cluster", "processes", "threads")
+MAX_WORKERS_PER_CORE = 4  # local workers a run may ask for, per core
+
+
+def local_cores() -> int:
+    """This machine's cores (1 when the system does not say)."""
+    return os.cpu_count() or 1
 
 # Someone watching (a Prefect flow's progress artifact): called with (label, done, total) as tasks finish.
 ProgressListener = Callable[[str, int, int], None]
@@ -72,7 +78,7 @@ class EngineConfig:
 
     @property
     def n_workers(self) -> int:
-        return self.workers or (os.cpu_count() or 1)
+        return self.workers or local_cores()
 
     def resolved_address(self) -> str | None:
         return self.address or os.environ.get(DASK_ADDRESS_ENV) or None
@@ -122,10 +128,10 @@ def run_tasks(tasks: Sequence[Any], label: str, config: EngineConfig,
             if listener is not None:
                 listener(label, finished[0], len(tasks))
         if address or config.scheduler != "threads":
-            from distributed import Client, as_completed
+            from distributed import as_completed
 
             apart = bool(address) or config.scheduler == "processes"  # workers in processes of their own
-            with Client(address or local_cluster(config), set_as_default=False) as client:
+            with _client(address, config) as client:
                 if apart:
                     client.run(keep_freed_memory)
                 futures = client.compute(list(tasks))
@@ -152,6 +158,22 @@ def run_tasks(tasks: Sequence[Any], label: str, config: EngineConfig,
             if cleanup is not None:
                 cleanup()
             release_free_memory()
+
+
+def _client(address: str | None, config: EngineConfig) -> Any:
+    """A distributed Client of the scheduler at `address`, else of this process's LocalCluster; a malformed
+    address is a ConfigError naming it (an unreachable one fails as OSError after the connect timeout)."""
+    from distributed import Client
+
+    from pipeline.errors import ConfigError
+
+    if not address:
+        return Client(local_cluster(config), set_as_default=False)
+    try:
+        return Client(address, set_as_default=False)
+    except ValueError as exc:  # no port, an unknown scheme, a port that is not a number
+        raise ConfigError(f"Dask scheduler address {address!r} (--dask-address or ${DASK_ADDRESS_ENV}): {exc}; "
+                          "expected e.g. tcp://host:8786") from None
 
 
 _clusters: dict[tuple[int, bool], Any] = {}
