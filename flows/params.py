@@ -40,7 +40,7 @@ Tta = Literal[1, 2, 4, 8]  # test-time augmentation views (pipeline.stages.detec
 
 
 class _Params(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # every value is written to JSON, which has neither
 
 
 class EngineParams(_Params):
@@ -63,7 +63,7 @@ class EngineParams(_Params):
 
 
 class IngestParams(_Params):
-    chunk: int = Field(1024, ge=64, le=8192, description="Zarr chunk side in pixels (y and x)")
+    chunk: int = Field(1024, ge=64, le=8192, multiple_of=16, description="Zarr chunk side in pixels (y and x)")
     pixel_size_um: float | None = Field(None, gt=0, description="physical pixel size, if known (micrometres)")
     shard_chunks: int = Field(4, ge=0, le=64, description="chunks per shard side for levels larger than one "
                                                           "shard (0 = one file per chunk)")

@@ -298,3 +298,22 @@ def test_a_malformed_dask_address_is_a_setting_error_naming_it(address: str) -> 
 
     with pytest.raises(ConfigError, match=f"Dask scheduler address '{address}'"):
         run_tasks([dask.delayed(int)(1)], "t", EngineConfig(address=address, progress=False))
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--chunk", "100", "chunk: Input should be a multiple of 16"),  # was reported as a bug, exit 1
+    ("--pixel-size-um", "inf", "pixel_size_um: Input should be a finite number"),  # was written as Infinity
+    ("--pixel-size-um", "nan", "pixel_size_um: Input should be a finite number"),
+])
+def test_ingest_refuses_a_chunk_or_pixel_size_it_cannot_write(tmp_path: Path, option: str, value: str,
+                                                              message: str) -> None:
+    from flows.cli import app
+    from pipeline.stages.ingest import IngestConfig
+
+    source = tmp_path / "scan.png"
+    source.write_bytes(imagecodecs.png_encode(np.full((40, 40, 3), 128, np.uint8)))
+    store = tmp_path / "scan.zarr"
+    line = one_error_line(CliRunner().invoke(app, ["ingest", str(source), str(store), option, value]))
+    assert message in line and not store.exists()
+    with pytest.raises(ValueError, match="positive finite"):
+        IngestConfig(pixel_size_um=float(value) if option == "--pixel-size-um" else float("inf"))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import shutil
 import threading
 import time
@@ -76,8 +77,8 @@ class IngestConfig:
             raise ValueError(f"top_level_max_side must be >= 16, got {self.top_level_max_side}")
         if not 1 <= self.compression_level <= 22:
             raise ValueError(f"compression_level must be in [1, 22], got {self.compression_level}")
-        if self.pixel_size_um is not None and self.pixel_size_um <= 0:
-            raise ValueError(f"pixel_size_um must be positive, got {self.pixel_size_um}")
+        if self.pixel_size_um is not None and not 0 < self.pixel_size_um < math.inf:  # the JSON has no inf, nan
+            raise ValueError(f"pixel_size_um must be a positive finite number, got {self.pixel_size_um}")
         if not 0 <= self.shard_chunks <= 64:
             raise ValueError(f"shard_chunks must be in [0, 64], got {self.shard_chunks}")
 
