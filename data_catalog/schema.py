@@ -18,7 +18,7 @@ class CatalogError(ValueError):
 class CatalogEntry(BaseModel):
     """One scan: where it is and what it is."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     id: str = Field(pattern=SLUG_PATTERN, description="lower-case slug, unique in the catalog")
     source: str = Field(min_length=1, description="local path (relative to the catalog file) or fsspec URL")

@@ -44,6 +44,7 @@ def test_relative_source_resolves_against_the_catalog_file(tmp_path: Path) -> No
         (("id: girl-with-broom", "id: Girl With Broom"), "entry 1 (id 'Girl With Broom'): field 'id'"),
         (("    licence: CC0\n", ""), "field 'licence': Field required"),
         (("pixel_size_um: 42.5", "pixel_size_um: -1"), "field 'pixel_size_um'"),
+        (("pixel_size_um: 42.5", "pixel_size_um: .inf"), "field 'pixel_size_um': Input should be a finite number"),
         (("    licence: CC0\n", "    licence: CC0\n    colour: red\n"), "field 'colour'"),
     ],
 )
