@@ -317,3 +317,11 @@ def test_ingest_refuses_a_chunk_or_pixel_size_it_cannot_write(tmp_path: Path, op
     assert message in line and not store.exists()
     with pytest.raises(ValueError, match="positive finite"):
         IngestConfig(pixel_size_um=float(value) if option == "--pixel-size-um" else float("inf"))
+
+
+def test_serve_refuses_a_limit_below_one_before_starting() -> None:
+    # a limit of -1 reached Prefect's runner, which failed to start (reported as a bug, exit 1)
+    from flows.cli import app
+
+    result = CliRunner().invoke(app, ["serve", "--limit", "-1"])
+    assert result.exit_code == 2 and "--limit" in result.output and "Traceback" not in result.output

@@ -67,7 +67,7 @@ def serve_command(
                                                       "(default: the bundled catalog)")] = None,
     out: Annotated[Path | None, typer.Option(help="where the sweep writes stores and exports "
                                                   "(default: ./retouch-out)")] = None,
-    limit: Annotated[int | None, typer.Option(help="at most this many runs at once")] = None,
+    limit: Annotated[int | None, typer.Option(help="at most this many runs at once", min=1)] = None,
 ) -> None:
     """Serve the deployments (catalog-sweep on a schedule; rerun-detect, rerun-inpaint, export on demand)."""
     import zoneinfo
