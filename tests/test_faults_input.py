@@ -295,6 +295,18 @@ def test_export_never_replaces_folders_no_export_made(tmp_path: Path, tiny_weigh
     assert export(store, out).skipped  # an export's own folders are its to replace
 
 
+def test_export_never_writes_into_its_store(tmp_path: Path, tiny_weights: Path, one_torch_thread: None) -> None:
+    # with --force, an export into the store replaced the store's own provenance/ with the export's copy
+    restore(tmp_path, np.full((40, 50, 3), 90, np.uint8))
+    store = tmp_path / "scan.zarr"
+    before = sorted(p.relative_to(store).as_posix() for p in store.rglob("*"))
+    for out, where in ((store, "is the store itself"), (store / "export", "lies inside the store"),
+                       (store / "scan" / "x", "lies inside the store")):
+        with pytest.raises(InputError, match=where):
+            export(str(store), out, force=True)
+    assert sorted(p.relative_to(store).as_posix() for p in store.rglob("*")) == before
+
+
 def test_a_tiff_with_a_preview_first_is_read_at_full_resolution(tmp_path: Path) -> None:
     """A camera's or scanner's TIFF may store a reduced-resolution preview before the scan: the scan is the largest
     image in the file, never the preview."""

@@ -252,6 +252,19 @@ def export_key(restored_digest: str, damage_digest: str, config: ExportConfig) -
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+def refuse_inside_store(store: str, out_dir: Path) -> None:
+    """An export written into its store, or into a folder of it, would replace the store's own `provenance/`
+    and fill it with files no stage made: refused, even with --force."""
+    if not is_local(store):
+        return
+    root = Path(local_path(store)).resolve()
+    target = out_dir.resolve()
+    if target == root or root in target.parents:
+        where = "is the store itself" if target == root else f"lies inside the store {store}"
+        raise InputError(out_dir, f"{where}: write the export beside it (the default is "
+                                  f"{root.name.removesuffix('.zarr')}-export next to the store)")
+
+
 EXPORT_FOLDERS = ("iiif", "provenance", "workflow")  # the folders an export writes, replacing those of the last
 
 
@@ -268,6 +281,7 @@ def export(store: str, out_dir: Path, config: ExportConfig | None = None, force:
     config = config or ExportConfig()
     started = time.perf_counter()
     out_dir = Path(out_dir)
+    refuse_inside_store(store, out_dir)
     record = StageRecord("export", store, {**asdict(config), "out_dir": _relative(out_dir, store)}, run_id=run_id,
                          started=now_iso())
     restored = open_complete(store, "restored")
