@@ -255,6 +255,25 @@ def test_a_cmyk_jpeg_is_refused_in_one_line(tmp_path: Path) -> None:
         open_source(source)
 
 
+def test_a_store_is_never_written_inside_another(tmp_path: Path) -> None:
+    # `retouch run SCAN --out STORE` wrote a second store (and its export) into the first
+    from flows.cli import app
+    from pipeline.io.store import StoreError
+
+    source = tmp_path / "scan.png"
+    source.write_bytes(imagecodecs.png_encode(np.full((20, 30, 3), 90, np.uint8)))
+    outer = tmp_path / "outer.zarr"
+    ingest(source, str(outer), IngestConfig(chunk=64), QUIET)
+    before = sorted(p.relative_to(outer).as_posix() for p in outer.rglob("*"))
+    for inner in (outer / "inner.zarr", outer / "scan" / "deeper" / "x.zarr"):
+        with pytest.raises(StoreError, match=f"lies inside the Retouch store {re.escape(str(outer))}"):
+            ingest(source, str(inner), IngestConfig(chunk=64), QUIET)
+    result = CliRunner().invoke(app, ["run", str(source), "--out", str(outer)])
+    assert result.exit_code == 2 and "lies inside the Retouch store" in result.output, result.output
+    assert sorted(p.relative_to(outer).as_posix() for p in outer.rglob("*")) == before
+    ingest(source, str(tmp_path / "beside.zarr"), IngestConfig(chunk=64), QUIET)  # beside it: as before
+
+
 def test_ingest_never_replaces_a_folder_or_file_that_is_not_a_store(tmp_path: Path) -> None:
     """Ingest replaces the store when it is done: a STORE path naming a folder of other files (or a file) would
     be deleted, so it is refused in one line before anything is written; an empty folder is a store to be."""

@@ -189,24 +189,33 @@ def ingest(source: str | Path, store: str, config: IngestConfig | None = None,
 def refuse_foreign_folder(store: str) -> None:
     """A local STORE path that exists must be an empty folder or a Retouch store (its root group's attributes hold
     STORE_ATTR, or it holds a `scan/` group): ingest replaces the store when it is done, so any other folder (a
-    folder of photographs named by mistake) or a file would be deleted. StoreError otherwise, before anything is
-    written."""
+    folder of photographs named by mistake) or a file would be deleted. Nor may it lie inside another Retouch
+    store. StoreError otherwise, before anything is written."""
     if not is_local(store):
         return
     target = Path(local_path(store))
+    outer = next((p for p in target.resolve().parents if _is_retouch_store(p)), None)
+    if outer is not None:
+        raise StoreError(store, f"lies inside the Retouch store {outer}: a store is never written into another "
+                                "(choose a path beside it)")
     if not target.exists():
         return
     if not target.is_dir():
         raise StoreError(store, "is a file, not a store folder: choose another path")
     if not any(target.iterdir()) or (target / SCAN_GROUP / "zarr.json").is_file():
         return
-    try:
-        attributes = json.loads((target / "zarr.json").read_text()).get("attributes", {})
-    except (OSError, ValueError):
-        attributes = {}
-    if STORE_ATTR not in attributes:
+    if not _is_retouch_store(target):
         raise StoreError(store, "is a folder that is not a Retouch store and not empty: ingest would replace it "
                                 "whole; choose another path (a new or empty folder)")
+
+
+def _is_retouch_store(folder: Path) -> bool:
+    """True for a folder whose root group's attributes hold STORE_ATTR."""
+    try:
+        attributes = json.loads((folder / "zarr.json").read_text()).get("attributes", {})
+    except (OSError, ValueError, AttributeError):
+        return False
+    return isinstance(attributes, dict) and STORE_ATTR in attributes
 
 
 def _previous_store(store: str) -> dict[str, Any]:
