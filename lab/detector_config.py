@@ -78,6 +78,10 @@ class DetectorTrainConfig:
     hard_fraction: float = 0.0
 
     def __post_init__(self) -> None:
+        for item in dataclasses.fields(self):  # a NaN passes every "< 0" check and trains on NaN
+            value = getattr(self, item.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{item.name} must be a finite number, got {value}")
         object.__setattr__(self, "real_train", tuple(self.real_train))  # JSON gives a list
         object.__setattr__(self, "teacher_classes", tuple(self.teacher_classes))
         if self.tile % 32:

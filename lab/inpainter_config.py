@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +64,10 @@ class InpainterTrainConfig:
     snapshot_every: int = 0  # also keep a copy of the checkpoint every this many steps (0: none)
 
     def __post_init__(self) -> None:
+        for item in dataclasses.fields(self):  # a NaN passes every "< 0" check and trains on NaN
+            value = getattr(self, item.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{item.name} must be a finite number, got {value}")
         if self.tile % 2**self.depth or self.val_tile % 2**self.depth:
             raise ConfigError(f"tile {self.tile} and val_tile {self.val_tile} must be multiples of 2**depth")
         if self.phase1_steps < 0 or self.phase2_steps < 0 or self.steps_per_epoch < 1:

@@ -186,3 +186,15 @@ def test_core_contrast_reaches_the_generator_and_keys_a_checkpoint_only_when_on(
     assert on.damage.core_contrast == 0.05 and off.damage.core_contrast == 0.0
     assert _config_key(on)["damage"]["core_contrast"] == 0.05
     assert "core_contrast" not in _config_key(off)["damage"]  # runs started before the field still resume
+
+
+@pytest.mark.parametrize(("field", "value"), [("lr", float("nan")), ("region_weight", float("inf")),
+                                              ("real_fraction", float("nan"))])
+def test_training_configs_refuse_numbers_that_are_not_finite(field: str, value: float) -> None:
+    # a NaN passed every "< 0" check: `retouch train detector --lr nan` failed inside torch, reported as a bug
+    from lab.inpainter_config import InpainterTrainConfig
+
+    with pytest.raises(ValueError, match=f"{field} must be a finite number"):
+        DetectorTrainConfig(**{field: value})
+    with pytest.raises(ValueError, match="tv_weight must be a finite number"):
+        InpainterTrainConfig(tv_weight=value)
