@@ -291,6 +291,8 @@ def test_cli_strategy_boxes_is_recorded_and_a_bad_one_refused(tmp_path: Path, mo
     ("--methods", ",", "--methods: no name given"),
     ("--kinds", "lacuna", "--kinds: unknown 'lacuna'"),
     ("--split", "test", "--split must be 'val' or 'train'"),
+    ("--grain-alpha", "0.5,nan", "--grain-alpha: numbers in [0, 4]"),  # was reported as a bug, exit 1
+    ("--grain-sigma", "100", "Invalid value for '--grain-sigma'"),
 ])
 def test_cli_refuses_unknown_names_before_any_work(tmp_path: Path, option: str, value: str, message: str) -> None:
     from flows.cli import app

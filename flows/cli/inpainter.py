@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -160,7 +161,8 @@ def evaluate_inpaint_command(
                                "grain, the model's fill plus the copied texture layer, one per --grain-alpha)")
     ] = DEFAULT_METHODS,
     grain_alpha: Annotated[str, typer.Option(help="method grain: texture strengths, comma-separated")] = "0.5,1",
-    grain_sigma: Annotated[float, typer.Option(help="method grain: high-pass Gaussian sigma, px")] = 3.0,
+    grain_sigma: Annotated[float, typer.Option(help="method grain: high-pass Gaussian sigma, px", min=0.5,
+                                               max=32.0)] = 3.0,
     threads: Annotated[int, typer.Option(help="torch threads for the model (0: torch's default)")] = 0,
     bf16: Annotated[bool, typer.Option("--bf16", help="the model under bf16 autocast (the inpaint stage's "
                                                       "--precision bf16)", metavar=FLAG)] = False,
@@ -184,7 +186,8 @@ def evaluate_inpaint_command(
         cfg = EvalConfig(seed=seed, masks_per_bin=masks_per_bin, long_side=long_side, tile=tile, overlap=overlap,
                          strategy=strategy, margin=margin, kinds=_names(kinds, KINDS, "--kinds"),
                          methods=_names(methods, ("model", *CLASSICAL, *OPTIONAL), "--methods"),
-                         grain_alphas=_floats(grain_alpha, "--grain-alpha"), grain_sigma=grain_sigma, bf16=bf16)
+                         grain_alphas=_floats(grain_alpha, "--grain-alpha", 0.0, 4.0), grain_sigma=grain_sigma,
+                         bf16=bf16)
         model = None
         if "model" in cfg.methods or "grain" in cfg.methods:
             model = _checkpoint_model(checkpoint) if checkpoint else _load_model(weights)
@@ -323,11 +326,15 @@ def _weights_info(weights: str, checkpoint: Path | None) -> dict[str, str]:
     return {"name": entry.name, "file": entry.file, "sha256": entry.sha256}
 
 
-def _floats(text: str, option: str) -> tuple[float, ...]:
+def _floats(text: str, option: str, low: float = -math.inf, high: float = math.inf) -> tuple[float, ...]:
+    """Comma-separated finite numbers in [low, high]; anything else is a usage error."""
     try:
-        return tuple(float(v) for v in text.split(",") if v.strip())
+        values = tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError:
         raise typer.BadParameter(f"{option}: comma-separated numbers, got {text!r}") from None
+    if not all(math.isfinite(v) and low <= v <= high for v in values):
+        raise typer.BadParameter(f"{option}: numbers in [{low:g}, {high:g}], got {text!r}")
+    return values
 
 
 def _names(value: str, allowed: tuple[str, ...], option: str) -> tuple[str, ...]:
