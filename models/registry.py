@@ -20,6 +20,14 @@ MODELS: dict[str, type[nn.Module]] = {
 }
 
 
+KINDS: dict[str, str] = {  # what each network does: a stage takes only weights of its own kind
+    "resunet": "detector",
+    "resunet-max": "detector",
+    "resunet-adapted": "detector",
+    "pconvunet": "inpainter",
+}
+
+
 def create_model(name: str, **kwargs: Any) -> nn.Module:
     """Build the network registered under `name` with `kwargs`; an unknown name lists the valid ones."""
     try:

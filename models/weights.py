@@ -83,12 +83,21 @@ def load_manifest(manifest_path: Path = MANIFEST_PATH) -> dict[str, WeightsEntry
     return {item["name"]: WeightsEntry.from_json(item) for item in raw.get("weights", [])}
 
 
-def get_entry(name: str, manifest_path: Path = MANIFEST_PATH) -> WeightsEntry:
+def get_entry(name: str, manifest_path: Path = MANIFEST_PATH, kind: str | None = None) -> WeightsEntry:
+    """Manifest entry `name`; with `kind` ('detector', 'inpainter') it must be weights of that kind."""
+    from models.registry import KINDS
+
     entries = load_manifest(manifest_path)
     if name not in entries:
         known = ", ".join(sorted(entries)) or "none"
         raise WeightsError(f"{manifest_path}: no weights named {name!r} (known: {known})")
-    return entries[name]
+    entry = entries[name]
+    actual = KINDS.get(entry.architecture.lower())
+    if kind is not None and actual != kind:
+        known = ", ".join(sorted(n for n, e in entries.items() if KINDS.get(e.architecture.lower()) == kind))
+        raise WeightsError(f"{manifest_path}: {name!r} holds {actual or 'unknown'} weights ({entry.architecture}), "
+                           f"not {'an' if kind[0] in 'aeiou' else 'a'} {kind} (the {kind}s: {known or 'none'})")
+    return entry
 
 
 def save_weights(
@@ -168,12 +177,13 @@ def load_state(entry: WeightsEntry, weights_dir: Path | None = None) -> dict[str
 
 
 def load_model(
-    name: str, manifest_path: Path = MANIFEST_PATH, device: str | torch.device = "cpu"
+    name: str, manifest_path: Path = MANIFEST_PATH, device: str | torch.device = "cpu", kind: str | None = None
 ) -> tuple[torch.nn.Module, WeightsEntry]:
-    """Rebuild the network of manifest entry `name`, load its verified weights, put it in eval mode."""
+    """Rebuild the network of manifest entry `name` (of `kind`, when given), load its verified weights, put it in
+    eval mode."""
     from models.registry import create_model
 
-    entry = get_entry(name, manifest_path)
+    entry = get_entry(name, manifest_path, kind)
     model = create_model(entry.architecture, **entry.arch_args)
     model.load_state_dict(load_state(entry, manifest_path.parent))
     return model.to(device).eval(), entry

@@ -232,6 +232,23 @@ def test_run_refuses_unknown_detector_weights_before_writing_anything(tmp_path: 
     assert not out.exists()
 
 
+def test_a_stage_refuses_weights_of_the_other_kind(tmp_path: Path) -> None:
+    # `detect --weights inpainter-pconv` and `inpaint --weights detector-...` failed inside the network's forward
+    from flows.cli import app
+    from models.registry import KINDS
+    from models.weights import WeightsError, get_entry, load_manifest
+
+    assert {KINDS.get(e.architecture) for e in load_manifest().values()} == {"detector", "inpainter"}
+    with pytest.raises(WeightsError, match="'inpainter-pconv' holds inpainter weights .*not a detector"):
+        get_entry("inpainter-pconv", kind="detector")
+    with pytest.raises(WeightsError, match="holds detector weights .*not an inpainter .*inpainter-pconv"):
+        get_entry("detector-resunet18-paint7", kind="inpainter")
+    assert get_entry("inpainter-pconv", kind="inpainter").name == "inpainter-pconv"
+    out = tmp_path / "out"
+    line = one_error_line(CliRunner().invoke(app, ["run", "--out", str(out), "--weights", "inpainter-pconv"]))
+    assert "not a detector" in line and not out.exists()
+
+
 def test_export_onto_a_file_or_a_full_disk_fails_at_once_naming_the_path(
         prefect_harness: None, stores: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from prefect import get_client

@@ -341,7 +341,7 @@ def run_command(
     if weights:
         from models.weights import get_entry
 
-        get_entry(weights)  # an unknown name is refused before anything is read or written
+        get_entry(weights, kind="detector")  # an unknown name is refused before anything is read or written
     if source is not None and (catalog or id):
         raise typer.BadParameter("give either SOURCE or --catalog/--id, not both")
     title, pixel_size_um, catalog_entry = None, None, None

@@ -283,7 +283,7 @@ def adapt(store: str, scribbles: str | Path, config: AdaptConfig | None = None, 
     marks = read_scribbles(scribbles, (height, width), max_points=config.max_points, seed=config.seed)
     from models.weights import get_entry
 
-    base_entry = get_entry(config.base, Path(config.manifest))
+    base_entry = get_entry(config.base, Path(config.manifest), kind="detector")
     scan_digest = scan_info["digests"]["0"]
     key = adapt_key(scan_digest, marks.digest, config, base_entry.sha256)
     if existing and existing.get("key") == key and not force:

@@ -325,7 +325,7 @@ def detect(store: str, config: DetectConfig | None = None, engine: EngineConfig 
     scan_info = group_info(store, "scan")
     config, weights_note = resolve_weights(store, (config or DetectConfig()).resolved())
     assert config.weights is not None
-    entry = get_entry(config.weights, Path(config.manifest))
+    entry = get_entry(config.weights, Path(config.manifest), kind="detector")
     if entry.architecture == ADAPTED_ARCHITECTURE and config.scale != fitted_scale(entry):
         raise InputError(config.weights if weights_note is None else join(store, "weights"),
                          f"adapted weights are fitted to the scan seen at --scale {fitted_scale(entry):g}: detect "

@@ -200,5 +200,5 @@ def load_inpainter(name: str = "inpainter-pconv") -> torch.nn.Module:
     """The shipped inpainter (sha256-verified), in eval mode."""
     from models.weights import load_model
 
-    model, _ = load_model(name)
+    model, _ = load_model(name, kind="inpainter")
     return model

@@ -301,7 +301,7 @@ def inpaint_store(store: str, config: InpaintStageConfig | None = None, engine: 
     level0 = scan["0"]
     c, height, width = level0.shape
     chunk = level0.chunks[1]
-    entry = get_entry(config.weights, Path(config.manifest))
+    entry = get_entry(config.weights, Path(config.manifest), kind="inpainter")
     mask_read = None
     if mask is not None and is_store_edited_mask(store, Path(mask)):  # corrected in `retouch review`: as is
         mask_digest = group_info(store, EDITED_MASK_GROUP)["digests"]["0"]
