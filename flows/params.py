@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pipeline.engine.runner import MAX_WORKERS_PER_CORE, EngineConfig, local_cores
 from pipeline.stages.adapt import (
@@ -43,6 +43,17 @@ class _Params(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # every value is written to JSON, which has neither
 
 
+class _Tiled(_Params):
+    """Parameters of a stage that runs its network in overlapping tiles."""
+
+    @model_validator(mode="after")
+    def _overlap_within_tile(self) -> _Tiled:
+        tile, overlap = getattr(self, "tile"), getattr(self, "overlap")  # noqa: B009  (fields of the subclasses)
+        if overlap >= tile:
+            raise ValueError(f"overlap ({overlap}) must be smaller than tile ({tile})")
+        return self
+
+
 class EngineParams(_Params):
     workers: int = Field(0, ge=0, description="parallel chunk tasks on this machine (0 = one per core)")
     dask_address: str | None = Field(None, description="address of an existing Dask scheduler to run on")
@@ -72,12 +83,12 @@ class IngestParams(_Params):
         return IngestConfig(chunk=self.chunk, pixel_size_um=self.pixel_size_um, shard_chunks=self.shard_chunks)
 
 
-class DetectParams(_Params):
+class DetectParams(_Tiled):
     weights: str | None = Field(None, description="detector weights (name in the weights manifest); empty: the "
                                                   "store's adapted weights when `adapt` made some, else "
                                                   f"{DEFAULT_WEIGHTS}")
     threshold: float = Field(0.5, gt=0, lt=1, description="probability above which a pixel is labelled damaged")
-    tile: int = Field(1216, ge=64, description="largest model tile side in px (multiple of 32); the default "
+    tile: int = Field(1216, ge=64, multiple_of=32, description="largest model tile side in px; the default "
                                                "takes a 1024-px chunk and its 96-px halo in one pass")
     overlap: int = Field(64, ge=0, description="overlap between model tiles, blended with a Gaussian window")
     halo: int = Field(96, ge=0, description="context read from neighbouring chunks, px")
@@ -149,7 +160,7 @@ class AdaptParams(_Params):
         return AdaptConfig(**self.model_dump())
 
 
-class InpaintParams(_Params):
+class InpaintParams(_Tiled):
     weights: str = Field("inpainter-pconv", description="inpainter weights (name in the weights manifest)")
     mask: str | None = Field(None, description="an edited mask (PNG/TIFF/Zarr of the scan's size) to use "
                                                "instead of the detected damage; nonzero = fill")

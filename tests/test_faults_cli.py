@@ -342,3 +342,21 @@ def test_serve_refuses_a_limit_below_one_before_starting() -> None:
 
     result = CliRunner().invoke(app, ["serve", "--limit", "-1"])
     assert result.exit_code == 2 and "--limit" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    ({"tile": 64}, "overlap (64) must be smaller than tile (64)"),
+    ({"tile": 100}, "tile: Input should be a multiple of 32"),
+])
+def test_detect_tiles_the_stage_cannot_run_are_parameter_errors(params: dict, message: str) -> None:
+    # both were reported as bugs (exit 1) from inside the stage
+    from pydantic import ValidationError
+
+    from flows.cli.common import error_line
+    from flows.params import DetectParams, InpaintParams
+
+    with pytest.raises(ValidationError) as err:
+        DetectParams(**params)
+    assert error_line(err.value) == (message, 2)
+    with pytest.raises(ValidationError, match="overlap"):
+        InpaintParams(tile=40)

@@ -54,7 +54,7 @@ def error_line(exc: BaseException) -> tuple[str, int]:
     if isinstance(exc, _user_error_types()):
         return str(exc), 2
     if isinstance(exc, ValidationError):
-        return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()), 2
+        return "; ".join(error_text(e) for e in exc.errors()), 2
     if isinstance(exc, OSError):
         problem = exc.strerror or str(exc) or type(exc).__name__
         if exc.filename is not None:
@@ -67,6 +67,16 @@ def error_line(exc: BaseException) -> tuple[str, int]:
                  "another path"}
         return problem + hints.get(exc.errno or 0, ""), 2
     return f"{type(exc).__name__}: {exc} (a bug; traceback in {_log_traceback(exc)})", 1
+
+
+def error_text(error: Any, as_option: bool = False) -> str:
+    """'field: message' of one pydantic error ('message' alone for a check of several fields), without pydantic's
+    "Value error, " prefix; with `as_option` the field as its option ('--min-crack' for min_crack)."""
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if not error["loc"]:
+        return message
+    field = ".".join(map(str, error["loc"]))
+    return f"--{field.replace('_', '-')}: {message}" if as_option else f"{field}: {message}"
 
 
 def _log_traceback(exc: BaseException) -> str:

@@ -16,6 +16,7 @@ from flows.cli.common import (
     FLAG,
     clean_errors,
     console,
+    error_text,
     print_detect,
     print_export,
     print_inpaint,
@@ -181,8 +182,7 @@ def stage_params(stage: Stage, args: list[str]) -> BaseModel:
     try:
         return model(**values)
     except ValidationError as exc:
-        problems = "; ".join(f"--{'.'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}"
-                             for e in exc.errors())
+        problems = "; ".join(error_text(e, as_option=True) for e in exc.errors())
         raise typer.BadParameter(problems) from None
 
 
