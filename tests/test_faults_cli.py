@@ -360,3 +360,12 @@ def test_detect_tiles_the_stage_cannot_run_are_parameter_errors(params: dict, me
     assert error_line(err.value) == (message, 2)
     with pytest.raises(ValidationError, match="overlap"):
         InpaintParams(tile=40)
+
+
+@pytest.mark.parametrize("command", [["review", "store.zarr"], ["server"]])
+def test_a_port_outside_1_65535_is_a_usage_error(command: list[str]) -> None:
+    # `retouch review S --port 99999` failed in bind(), reported as a bug
+    from flows.cli import app
+
+    result = CliRunner().invoke(app, [*command, "--port", "99999"])
+    assert result.exit_code == 2 and "--port" in result.output and "Traceback" not in result.output

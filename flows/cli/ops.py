@@ -106,7 +106,7 @@ def serve_command(
 
 
 def server_command(
-    port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = DEFAULT_PORT,
+    port: Annotated[int, typer.Option(help="port on 127.0.0.1", min=1, max=65535)] = DEFAULT_PORT,
 ) -> None:
     """Start a local Prefect server (SQLite under PREFECT_HOME) on 127.0.0.1 for the UI; print its URL."""
     import signal

@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
 
 def review_command(
     store: Annotated[str, typer.Argument(help="the store to review (a folder written by `retouch run`/`ingest`)")],
-    port: Annotated[int, typer.Option(help="port to listen on")] = 8765,
+    port: Annotated[int, typer.Option(help="port to listen on", min=1, max=65535)] = 8765,
     host: Annotated[str, typer.Option(help="address to bind (127.0.0.1: this machine only; the page can "
                                            "write the store, so think twice before opening it wider)")] = LOCALHOST,
     catalog: Annotated[Path | None, typer.Option(help="catalog YAML that describes the scan "
