@@ -278,3 +278,15 @@ def test_meta_carries_detect_s_warning_of_a_scan_finer_than_the_detector_learned
     monkeypatch.setattr(detect_stage, "TRAINED_SIDE", 300)  # as if the detector had learned on 300-px paintings
     warnings = client.get("/api/meta").json()["warnings"]
     assert len(warnings) == 1 and warnings[0].startswith("this scan is 700 px across, 2.3 times")
+
+
+def test_a_chunk_that_cannot_be_decoded_is_answered_500_with_the_reason(tmp_path: Path) -> None:
+    # a corrupt chunk ended in a bare "Internal Server Error" and a traceback in the server's log
+    store = make_store(tmp_path)
+    client = TestClient(create_app(store))
+    chunk = next(p for p in sorted((Path(store) / "scan" / "0").rglob("*")) if p.is_file() and p.name != "zarr.json")
+    data = bytearray(chunk.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    chunk.write_bytes(bytes(data))
+    response = client.get("/iiif/scan/full/max/0/default.png")
+    assert response.status_code == 500 and "cannot be read" in response.text and "retouch verify" in response.text

@@ -83,6 +83,9 @@ def create_app(store: str, catalog: Path | None = None, jobs: Any = None) -> Sta
             body = await run_in_threadpool(render, source, req)
         except IIIFError as exc:
             return _bad(str(exc))
+        except Exception as exc:  # a chunk of the store that cannot be decoded: codec errors come in many types
+            return _bad(f"{store}: '{p['image']}' cannot be read in this region ({type(exc).__name__}: {exc}); "
+                        f"`retouch verify {store}` names the damaged chunks", 500)
         return Response(body, media_type=FORMATS[req.format],
                         headers={"Access-Control-Allow-Origin": "*", "Cache-Control": "no-cache"})
 
