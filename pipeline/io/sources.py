@@ -35,10 +35,11 @@ LIMITS = {
 TIFF_SUFFIXES = {".tif", ".tiff", ".btf", ".tf8"}
 PIL_SUFFIXES = {".png", ".jpg", ".jpeg"}
 SUPPORTED_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16))
-# TIFF compressions that lose or may lose information (tifffile's names): a label map stored so is not exact
-LOSSY_TIFF_COMPRESSIONS = {"OJPEG", "JPEG", "JPEG_99", "ALT_JPEG", "JPEG_LOSSY", "JPEG_2000_LOSSY", "JPEG2000",
-                           "APERIO_JP2000_YCBC", "APERIO_JP2000_RGB", "JPEGXR", "JPEGXR_NDPI", "JPEGXL",
-                           "JPEGXL_DNG", "WEBP", "WEBP_DEPRECATED", "LERC"}
+# compressions that lose or may lose information, by tifffile's names (a JPEG file's own, "jpeg", is among them):
+# a label map stored so is not exact
+LOSSY_COMPRESSIONS = {"OJPEG", "JPEG", "JPEG_99", "ALT_JPEG", "JPEG_LOSSY", "JPEG_2000_LOSSY", "JPEG2000",
+                      "APERIO_JP2000_YCBC", "APERIO_JP2000_RGB", "JPEGXR", "JPEGXR_NDPI", "JPEGXL", "JPEGXL_DNG",
+                      "WEBP", "WEBP_DEPRECATED", "LERC"}
 
 
 @dataclass
@@ -57,7 +58,7 @@ class ScanSource:
     def lossy(self) -> bool:
         """True when the pixels were stored with a compression that loses or may lose information (JPEG, or a TIFF
         compressed with JPEG, JPEG 2000, JPEG XL, JPEG XR, WebP or LERC)."""
-        return self.compression.upper() in LOSSY_TIFF_COMPRESSIONS
+        return self.compression.upper() in LOSSY_COMPRESSIONS
 
     @property
     def shape(self) -> tuple[int, int, int]:
