@@ -86,7 +86,8 @@ def catalog_sweep_flow(catalog: str | None = None, out: str | None = None, inges
 def rerun_detect_flow(store: str, threshold: float = DetectParams().threshold,
                       weights: str | None = DetectParams().weights,
                       tta: Tta = DetectParams().tta, coarse_loss: bool = DetectParams().coarse_loss,
-                      min_crack: int = DetectParams().min_crack, border: int = DetectParams().border,
+                      min_crack: int = DetectParams().min_crack, straight: int = DetectParams().straight,
+                      border: int = DetectParams().border,
                       scale: float = DetectParams().scale,
                       force: bool = False,
                       engine: EngineParams = EngineParams()) -> Any:
@@ -101,13 +102,16 @@ def rerun_detect_flow(store: str, threshold: float = DetectParams().threshold,
             slower); 2 (default) = the tile and its mirror, 1 = one pass
         coarse_loss: also look for paint loss at half size, where large losses show their edges
         min_crack: drop craquelure fragments of fewer than this many px from the labels (0 = keep all)
+        straight: drop craquelure components whose centre line is a straight line (within 1 px RMS) at least
+            this many px long (0 = keep all)
         border: within this many px of the image border a mark must also be seen with the border continued
             by edge copies, not only reflected (0 = off)
         scale: the detector sees the scan resampled by this factor (1 = as scanned)
         force: recompute even when scan, parameters and weights are unchanged
     """
     return detect_flow(store, DetectParams(threshold=threshold, weights=weights, tta=tta, coarse_loss=coarse_loss,
-                                                min_crack=min_crack, border=border, scale=scale),
+                                                min_crack=min_crack, straight=straight, border=border,
+                                                scale=scale),
                        engine, force)
 
 

@@ -28,6 +28,7 @@ from pipeline.stages.detect import (
     DEFAULT_COARSE_LOSS,
     DEFAULT_MIN_CRACK,
     DEFAULT_SCALE,
+    DEFAULT_STRAIGHT,
     DEFAULT_TTA,
     DEFAULT_WEIGHTS,
     DetectConfig,
@@ -106,6 +107,8 @@ class DetectParams(_Tiled):
         "a loss is marked"))
     min_crack: int = Field(DEFAULT_MIN_CRACK, ge=0, le=96, description="drop craquelure fragments of fewer than this "
                                                                        "many px (8-connected) from the labels")
+    straight: int = Field(DEFAULT_STRAIGHT, ge=0, le=100_000, description="drop craquelure components whose "
+                          "centre line is a straight line (within 1 px RMS) at least this many px long (0 = keep all)")
     border: int = Field(DEFAULT_BORDER, ge=0, le=96, description="within this many px of the image border a mark must "
                                                                  "also be seen with the border continued by edge "
                                                                  "copies, not only reflected (0 = off)")

@@ -108,6 +108,10 @@ def test_tta_setting_is_checked_everywhere(tmp_path) -> None:
     assert DEFAULT_COARSE_LOSS == DetectParams().coarse_loss
     assert DEFAULT_MIN_CRACK == detect.DEFAULT_MIN_CRACK == DetectConfig().min_crack == EvalOptions().min_crack
     assert DEFAULT_MIN_CRACK == DetectParams().min_crack
+    from flows.cli.common import DEFAULT_STRAIGHT
+
+    assert DEFAULT_STRAIGHT == detect.DEFAULT_STRAIGHT == DetectConfig().straight == EvalOptions().straight
+    assert DEFAULT_STRAIGHT == DetectParams().straight
     from flows.cli.common import DEFAULT_BORDER
 
     assert DEFAULT_BORDER == detect.DEFAULT_BORDER == DetectConfig().border == EvalOptions().border
@@ -246,13 +250,14 @@ def test_the_coarse_loss_min_crack_and_border_settings_enter_the_stage_key_only_
     from pipeline import __version__
     from pipeline.stages.detect import DetectConfig, detect_key
 
-    off, on = DetectConfig(coarse_loss=False, min_crack=0), DetectConfig(coarse_loss=True)
+    off, on = DetectConfig(coarse_loss=False, min_crack=0, straight=0), DetectConfig(coarse_loss=True)
     before = {k: v for k, v in dataclasses.asdict(off).items()
-              if k not in ("manifest", "coarse_loss", "min_crack", "border", "scale")}
+              if k not in ("manifest", "coarse_loss", "min_crack", "straight", "border", "scale")}
     payload = json.dumps({"scan": "s", "config": before, "weights": "w", "version": __version__}, sort_keys=True)
     assert detect_key("s", off, "w") == hashlib.sha256(payload.encode()).hexdigest()
     assert detect_key("s", on, "w") != detect_key("s", off, "w")
     assert detect_key("s", DetectConfig(border=16), "w") != detect_key("s", off, "w")
+    assert detect_key("s", DetectConfig(straight=60), "w") != detect_key("s", off, "w")
     assert detect_key("s", DetectConfig(scale=1.4), "w") != detect_key("s", off, "w")
     unanchored = {**before, "coarse_loss": True}  # a store detected with the coarse pass before it was anchored
     payload = json.dumps({"scan": "s", "config": unanchored, "weights": "w", "version": __version__}, sort_keys=True)
@@ -302,9 +307,10 @@ def test_a_benchmark_detection_variant_reads_as_the_stage_settings() -> None:
     assert DetectConfig(**variant_fields("detector-x+coarse+min16")) == DetectConfig(
         weights="detector-x", coarse_loss=True, min_crack=16)
     assert variant_fields("detector-x+border0") == {"weights": "detector-x", "border": 0}
+    assert variant_fields("detector-x+straight60") == {"weights": "detector-x", "straight": 60}
     assert variant_fields("detector-x+scale1.4+tta1") == {"weights": "detector-x", "scale": 1.4, "tta": 1}
     for bad in ("detector-x+fine", "detector-x+min", "detector-x+min1.5", "detector-x+border", "detector-x+scale",
-                "detector-x+scale1.4.1", "detector-x+tta"):
+                "detector-x+scale1.4.1", "detector-x+tta", "detector-x+straight", "detector-x+straight-1"):
         with pytest.raises(ValueError, match="unknown detection option"):
             variant_fields(bad)
 

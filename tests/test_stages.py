@@ -249,3 +249,77 @@ def test_dropping_small_crack_fragments_does_not_depend_on_the_chunking(tmp_path
     (_, unfiltered), _ = probabilities_and_labels(prob8.astype(np.float32) / 255.0, 0.45, 0)
     assert (unfiltered == 1).sum() > (whole == 1).sum() > 0  # there were fragments to drop, and cracks to keep
     assert np.array_equal(labels, whole)
+
+
+def lines_scan() -> tuple[np.ndarray, np.ndarray]:
+    """A light scan with dark lines (uint8 RGB) and the lines: one long straight, one short, a ring."""
+    from skimage.draw import circle_perimeter, line
+
+    lines = np.zeros((300, 260), bool)
+    lines[line(10, 10, 280, 240)] = True  # crosses many chunks: straight
+    lines[line(40, 200, 40, 250)] = True  # 51 px: too short
+    lines[circle_perimeter(200, 60, 40)] = True  # a ring: not straight
+    image = np.full((300, 260, 3), 230, np.uint8)
+    image[lines] = 20
+    return image, lines
+
+
+def dark_is_crack(model, block, **_):  # noqa: ANN001, ANN003, ANN201
+    """A detector that marks a block's dark pixels as craquelure."""
+    prob = np.zeros((2, *block.shape[:2]), np.float32)
+    prob[0] = block.mean(axis=-1) < 128
+    return prob
+
+
+def test_straight_cracks_are_judged_over_the_whole_scan_not_per_chunk(tmp_path: Path, tiny_weights: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """With 64-px chunks the stage's labels are the dark lines less the straight components of the whole map; the
+    scratch array is gone from the complete store, and the counts and the pyramid are those of the labels."""
+    from pipeline.stages import detect_infer
+    from pipeline.stages.straight_cracks import straight_components
+
+    monkeypatch.setattr(detect_infer, "detect_probabilities", dark_is_crack)
+    image, lines = lines_scan()
+    store = make_store(tmp_path, image, chunk=64)
+    result = detect(store, DetectConfig(tile=128, halo=16, straight=60), QUIET)
+    labels = zarr.open_array(f"{store}/scan/labels/damage/0", mode="r")[:]
+    expected = lines & ~straight_components(lines, 60)
+    assert expected.sum() < lines.sum() and np.array_equal(labels[0] == 1, expected)
+    assert result.summary["counts"]["craquelure"] == int(expected.sum())
+    assert result.summary["straight_dropped"] == {"components": 1, "pixels": int(lines.sum() - expected.sum())}
+    assert "labels-before-straight" not in zarr.open_group(f"{store}/damage", mode="r")
+    level1 = zarr.open_array(f"{store}/scan/labels/damage/1", mode="r")[0]
+    assert not level1[140, 120]  # the straight line's pixels (y 140, x 130) are not in the pyramid either
+
+
+def test_a_detect_that_fails_in_the_straight_pass_resumes_to_the_same_bytes(tmp_path: Path, tiny_weights: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pass reads the chunks' labels from a scratch array and writes the label image: failing there, the run
+    keeps its chunks and the next one writes the same bytes; without the scratch array it starts afresh."""
+    from pipeline.stages import detect_infer, straight_cracks
+
+    monkeypatch.setattr(detect_infer, "detect_probabilities", dark_is_crack)
+    image, _ = lines_scan()
+    config = DetectConfig(tile=128, halo=16, straight=60)
+    reference = detect(make_store(tmp_path, image, chunk=64, name="clean"), config, QUIET)
+    store = make_store(tmp_path, image, chunk=64)
+    real = straight_cracks.clear_straight
+
+    def fails(raw, out, *args):  # noqa: ANN001, ANN002, ANN202
+        out[:, :64, :] = 1  # half-written
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(straight_cracks, "clear_straight", fails)
+    with pytest.raises(OSError):
+        detect(store, config, QUIET)
+    assert group_info(store, "damage") is None
+    monkeypatch.setattr(straight_cracks, "clear_straight", real)
+    resumed = detect(store, config, QUIET)
+    assert (resumed.chunks_resumed, resumed.chunks_run) == (25, 0) and resumed.digests == reference.digests
+    with pytest.raises(OSError):  # again, and now the scratch array is lost too
+        monkeypatch.setattr(straight_cracks, "clear_straight", fails)
+        detect(store, config, QUIET, force=True)
+    del zarr.open_group(f"{store}/damage.partial", mode="a")["labels-before-straight"]
+    monkeypatch.setattr(straight_cracks, "clear_straight", real)
+    afresh = detect(store, config, QUIET, force=True)
+    assert (afresh.chunks_resumed, afresh.chunks_run) == (0, 25) and afresh.digests == reference.digests

@@ -219,6 +219,7 @@ ADAPT_VETO_BACKGROUND_LOSS = 0.3  # pipeline.stages.adapt.VETO_BACKGROUND_LOSS, 
 ADAPT_BACKGROUND = 0.6  # pipeline.stages.adapt.BACKGROUND, likewise (a test checks)
 DEFAULT_COARSE_LOSS = True  # pipeline.stages.detect.DEFAULT_COARSE_LOSS, likewise (a test checks)
 DEFAULT_MIN_CRACK = 0  # pipeline.stages.detect.DEFAULT_MIN_CRACK, likewise (a test checks)
+DEFAULT_STRAIGHT = 0  # pipeline.stages.detect.DEFAULT_STRAIGHT, likewise (a test checks)
 DEFAULT_BORDER = 0  # pipeline.stages.detect.DEFAULT_BORDER, likewise (a test checks)
 DEFAULT_SCALE = 1.0  # pipeline.stages.detect.DEFAULT_SCALE, likewise (a test checks)
 ScaleOpt = Annotated[float, typer.Option(help="the detector sees the scan resampled by this factor (1 = as "
@@ -234,6 +235,11 @@ BorderOpt = Annotated[int, typer.Option(help="within this many px of the image b
 MinCrackOpt = Annotated[int, typer.Option(help="drop craquelure fragments of fewer than this many px (8-connected) "
                                                "from the labels: isolated specks are more often paint than crack "
                                                "(0 = keep all)", min=0, max=96)]
+StraightOpt = Annotated[int, typer.Option(help="drop craquelure components whose centre line is a straight line "
+                                                "(within 1 px RMS) at least this many px long: a ship's rigging, a "
+                                                "flag pole or a drawn contour is more often one long straight line "
+                                                "than craquelure is; a real straight crack (a stretcher-bar crack) "
+                                                "is dropped too (0 = keep all)", min=0, max=100_000)]
 CoarseLossOpt = Annotated[bool, typer.Option("--coarse-loss/--no-coarse-loss",
                                              help="also look for paint loss at half size, where large losses "
                                                   "show their edges, kept where the full-size pass marks part of "

@@ -14,6 +14,7 @@ from flows.cli.common import (
     DEFAULT_COARSE_LOSS,
     DEFAULT_MIN_CRACK,
     DEFAULT_SCALE,
+    DEFAULT_STRAIGHT,
     DEFAULT_TTA,
     DEFAULT_WEIGHTS,
     FLAG,
@@ -21,6 +22,7 @@ from flows.cli.common import (
     CoarseLossOpt,
     MinCrackOpt,
     ScaleOpt,
+    StraightOpt,
     TtaOpt,
     check_tta,
     clean_errors,
@@ -167,6 +169,7 @@ def evaluate_detect_command(
     tta: TtaOpt = DEFAULT_TTA,
     coarse_loss: CoarseLossOpt = DEFAULT_COARSE_LOSS,
     min_crack: MinCrackOpt = DEFAULT_MIN_CRACK,
+    straight: StraightOpt = DEFAULT_STRAIGHT,
     border: BorderOpt = DEFAULT_BORDER,
     scale: ScaleOpt = DEFAULT_SCALE,
     split: Annotated[str, typer.Option(help="all, or train/test of a set whose split is fixed in code "
@@ -178,7 +181,8 @@ def evaluate_detect_command(
     opts = EvalOptions(classes=tuple(c.strip() for c in classes.split(",") if c.strip()),
                        tolerance=tolerance, weights=weights, bf16=bf16, mask_value=mask_value,
                        baseline=not no_baseline, save_dir=save, tta=check_tta(tta), split=split,
-                       coarse_loss=coarse_loss, min_crack=min_crack, border=border, scale=scale)
+                       coarse_loss=coarse_loss, min_crack=min_crack, straight=straight, border=border,
+                       scale=scale)
     report = evaluate_detect(images, masks, opts)
     typer.echo(format_report(report))
     write_report(json_out, report)
@@ -251,6 +255,7 @@ def evaluate_intact_command(
     bf16: Annotated[bool, typer.Option(help="bf16 autocast inference")] = False,
     coarse_loss: CoarseLossOpt = DEFAULT_COARSE_LOSS,
     min_crack: MinCrackOpt = DEFAULT_MIN_CRACK,
+    straight: StraightOpt = DEFAULT_STRAIGHT,
     border: BorderOpt = DEFAULT_BORDER,
     scale: ScaleOpt = DEFAULT_SCALE,
     enlarge: Annotated[float, typer.Option(help="check each painting as a scan at this many times its resolution "
@@ -264,7 +269,8 @@ def evaluate_intact_command(
 
     check_flag_threshold(threshold)
     report = evaluate_intact(weights=weights, tta=check_tta(tta), threshold=threshold, save_dir=save, bf16=bf16,
-                              coarse_loss=coarse_loss, min_crack=min_crack, border=border, scale=scale,
+                              coarse_loss=coarse_loss, min_crack=min_crack, straight=straight, border=border,
+                              scale=scale,
                               enlarge=enlarge)
     typer.echo(weights_line(report))
     typer.echo(format_intact(report))
@@ -280,6 +286,7 @@ def evaluate_thin_lines_command(
     copies: Annotated[int, typer.Option(help="seeded crops per VAL painting and kind")] = 2,
     coarse_loss: CoarseLossOpt = DEFAULT_COARSE_LOSS,
     min_crack: MinCrackOpt = DEFAULT_MIN_CRACK,
+    straight: StraightOpt = DEFAULT_STRAIGHT,
     border: BorderOpt = DEFAULT_BORDER,
     scale: ScaleOpt = DEFAULT_SCALE,
     save: Annotated[Path | None, typer.Option(help="write the worst case (crop | flagged in red) here")] = None,
@@ -294,7 +301,7 @@ def evaluate_thin_lines_command(
         raise typer.BadParameter(f"--copies must be >= 1, got {copies}")
     report = evaluate_thin_lines(weights=weights, tta=check_tta(tta), threshold=threshold, copies=copies,
                                  save_dir=save, coarse_loss=coarse_loss,
-                                 min_crack=min_crack, border=border, scale=scale)
+                                 min_crack=min_crack, straight=straight, border=border, scale=scale)
     typer.echo(weights_line(report))
     typer.echo(format_thin_lines(report))
     if save is not None:

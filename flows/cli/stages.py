@@ -25,6 +25,7 @@ from flows.cli.common import (
     DEFAULT_COARSE_LOSS,
     DEFAULT_MIN_CRACK,
     DEFAULT_SCALE,
+    DEFAULT_STRAIGHT,
     DEFAULT_TTA,
     DEFAULT_WEIGHTS,
     AddressOpt,
@@ -37,6 +38,7 @@ from flows.cli.common import (
     GrainSigmaOpt,
     MinCrackOpt,
     ScaleOpt,
+    StraightOpt,
     TtaOpt,
     check_tta,
     clean_errors,
@@ -104,6 +106,7 @@ def detect_command(
     tta: TtaOpt = DEFAULT_TTA,
     coarse_loss: CoarseLossOpt = DEFAULT_COARSE_LOSS,
     min_crack: MinCrackOpt = DEFAULT_MIN_CRACK,
+    straight: StraightOpt = DEFAULT_STRAIGHT,
     border: BorderOpt = DEFAULT_BORDER,
     scale: ScaleOpt = DEFAULT_SCALE,
     device: DeviceOpt = "cpu",
@@ -115,8 +118,8 @@ def detect_command(
     from flows.params import DetectParams
 
     params = DetectParams(weights=weights, threshold=threshold, tile=tile, precision=precision, batch=batch,
-                          tta=check_tta(tta), coarse_loss=coarse_loss, min_crack=min_crack, border=border,
-                          scale=scale, device=device)
+                          tta=check_tta(tta), coarse_loss=coarse_loss, min_crack=min_crack, straight=straight,
+                          border=border, scale=scale, device=device)
     from pipeline.stages.detect import check_device
 
     check_device(device)  # before Prefect starts: one line, no flow-run traceback
@@ -179,6 +182,7 @@ def adapt_command(
     tta: TtaOpt = DEFAULT_TTA,
     coarse_loss: CoarseLossOpt = DEFAULT_COARSE_LOSS,
     min_crack: MinCrackOpt = DEFAULT_MIN_CRACK,
+    straight: StraightOpt = DEFAULT_STRAIGHT,
     border: BorderOpt = DEFAULT_BORDER,
     scale: ScaleOpt = DEFAULT_SCALE,
     device: DeviceOpt = "cpu",
@@ -201,7 +205,7 @@ def adapt_command(
             raise typer.BadParameter(f"{name} must be in (0, 1), got {value}")
     weights_dir(store)  # a remote store is refused here
     detect = DetectParams(threshold=threshold, tta=check_tta(tta), coarse_loss=coarse_loss, min_crack=min_crack,
-                          border=border, scale=scale, device=device)
+                          straight=straight, border=border, scale=scale, device=device)
     if undo:
         if scribbles is not None:
             raise typer.BadParameter("--undo fits nothing: it takes no --scribbles")
@@ -325,6 +329,7 @@ def run_command(
     tta: TtaOpt = DEFAULT_TTA,
     coarse_loss: CoarseLossOpt = DEFAULT_COARSE_LOSS,
     min_crack: MinCrackOpt = DEFAULT_MIN_CRACK,
+    straight: StraightOpt = DEFAULT_STRAIGHT,
     border: BorderOpt = DEFAULT_BORDER,
     scale: ScaleOpt = DEFAULT_SCALE,
     grain: GrainOpt = 1.0,
@@ -360,7 +365,7 @@ def run_command(
 
     params = {"ingest": IngestParams(pixel_size_um=pixel_size_um),
               "detect": DetectParams(weights=weights, tta=tta, coarse_loss=coarse_loss, min_crack=min_crack,
-                                     border=border, scale=scale),
+                                     straight=straight, border=border, scale=scale),
               "inpaint": InpaintParams(grain=grain, grain_sigma=grain_sigma),
               "export": ExportParams(out_dir=str(out_dir / f"{name}-export"))}
     results = None

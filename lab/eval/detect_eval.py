@@ -26,6 +26,7 @@ from pipeline.stages.detect import (
     DEFAULT_COARSE_LOSS,
     DEFAULT_MIN_CRACK,
     DEFAULT_SCALE,
+    DEFAULT_STRAIGHT,
     DEFAULT_TTA,
     DEFAULT_WEIGHTS,
 )
@@ -62,6 +63,7 @@ class EvalOptions:
     tta: int = DEFAULT_TTA  # flipped orientations averaged per tile (pipeline.stages.detect_infer.VIEWS), as detect
     coarse_loss: bool = DEFAULT_COARSE_LOSS  # the coarse paint-loss pass, as detect
     min_crack: int = DEFAULT_MIN_CRACK  # craquelure fragments under this many px dropped, as detect
+    straight: int = DEFAULT_STRAIGHT  # straight craquelure components of this many skeleton px dropped, as detect
     border: int = DEFAULT_BORDER  # px along the image border judged with edge padding too, as detect
     scale: float = DEFAULT_SCALE  # the network sees the image resampled by this factor, as detect
     manifest: Path | None = None  # default: $RETOUCH_WEIGHTS_MANIFEST or models/weights/manifest.json
@@ -133,7 +135,7 @@ def evaluate_detect(images: Path, masks: Path, opts: EvalOptions | None = None) 
         prob = detect_probabilities(model, to_float(image), tile=opts.tile, overlap=opts.overlap,
                                     bf16=opts.bf16, views=opts.tta, coarse_loss=opts.coarse_loss,
                                     min_crack=opts.min_crack, threshold=opts.threshold, border=opts.border,
-                                    scale=opts.scale)
+                                    scale=opts.scale, straight=opts.straight)
         preds = {"model": {c: prob[CLASS_NAMES.index(c)] > opts.threshold for c in opts.classes}}
         if base_params is not None:
             base = baseline_predict(image, base_params)
@@ -169,6 +171,8 @@ def evaluate_detect(images: Path, masks: Path, opts: EvalOptions | None = None) 
     report["tta"] = opts.tta
     report["coarse_loss"] = opts.coarse_loss
     report["min_crack"] = opts.min_crack
+    if opts.straight:
+        report["straight"] = opts.straight
     report["border"] = opts.border
     if opts.scale != DEFAULT_SCALE:
         report["scale"] = opts.scale

@@ -104,14 +104,14 @@ def evaluate_intact(
     manifest: Path | None = None,
     bf16: bool = False,
     coarse_loss: bool | None = None,
-    min_crack: int | None = None,
+    min_crack: int | None = None, straight: int | None = None,
     border: int | None = None,
     scale: float | None = None,
     enlarge: float = 1.0,
 ) -> dict[str, Any]:
     """The intact-paint check of a manifest detector on the VAL paintings (or `paths`), run as `retouch
     detect` runs it: the detect stage's tile and overlap (pipeline.detect.DetectConfig), `tta` views (default
-    pipeline.detect.DEFAULT_TTA), `threshold`, `coarse_loss`, `min_crack`, `border` and `scale` (default the
+    pipeline.detect.DEFAULT_TTA), `threshold`, `coarse_loss`, `min_crack`, `straight`, `border` and `scale` (default the
     stage's); with `enlarge` K, on the paintings as a scan at K times their resolution would show them."""
     from lab.eval.detect_eval import EvalOptions, _load_model
     from lab.paintings import paintings
@@ -122,6 +122,7 @@ def evaluate_intact(
     stage = DetectConfig()
     coarse_loss = stage.coarse_loss if coarse_loss is None else coarse_loss
     min_crack = stage.min_crack if min_crack is None else min_crack
+    straight = stage.straight if straight is None else straight
     border = stage.border if border is None else border
     scale = stage.scale if scale is None else scale
     model, weights_info = _load_model(EvalOptions(weights=weights, tta=tta, manifest=manifest))
@@ -129,11 +130,12 @@ def evaluate_intact(
 
     def prob_fn(image: np.ndarray) -> np.ndarray:
         return detect_probabilities(model, image, tile=stage.tile, overlap=stage.overlap, bf16=bf16, views=tta,
-                                    coarse_loss=coarse_loss, min_crack=min_crack, threshold=threshold,
-                                    border=border, scale=scale)
+                                    coarse_loss=coarse_loss, min_crack=min_crack, straight=straight,
+                                    threshold=threshold, border=border, scale=scale)
 
     report = intact_report(prob_fn, paths, threshold, save_dir, enlarge)
     report.update({"weights": weights_info, "tta": tta, "coarse_loss": coarse_loss, "min_crack": min_crack,
+                   "straight": straight,
                    "border": border, "scale": scale, "enlarge": enlarge,
                    "tile": stage.tile, "overlap": stage.overlap, "bf16": bf16})
     return report

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import zarr
+from zarr.codecs import ZstdCodec
 
 from pipeline import __version__
 from pipeline.engine.ledger import Ledger, resume_group
@@ -53,7 +54,7 @@ from pipeline.io.store import (
     shard_chunks_of,
 )
 from pipeline.provenance import StageRecord, document_url, input_ref, marker_refs, now_iso, weights_ref
-from pipeline.stages import detect_border
+from pipeline.stages import detect_border, straight_cracks
 
 DAMAGE_GROUP = DAMAGE
 CLASSES = ("craquelure", "paint_loss")
@@ -70,10 +71,12 @@ DEFAULT_WEIGHTS = "detector-resunet18-paint7"
 DEFAULT_TTA = 2
 DEFAULT_COARSE_LOSS = True  # the coarse paint-loss pass, anchored and trimmed (rule 2026-12-05d)
 DEFAULT_MIN_CRACK = 0  # craquelure fragments under this many px are dropped (rule 2026-12-03k)
+DEFAULT_STRAIGHT = straight_cracks.DEFAULT_STRAIGHT  # straight craquelure this long is dropped (rule 2026-12-06n)
 DEFAULT_BORDER = detect_border.DEFAULT_BORDER  # px along the image border judged with edge padding too
 DEFAULT_SCALE = 1.0  # the network sees the scan resampled by this factor (1: as scanned)
 TRAINED_SIDE = 1200  # px: the longer side of the paintings the detectors learned on (lab.paintings, TRAIN)
 LARGE_SCAN = 2.0  # times TRAINED_SIDE: a scan this large, detected at scale 1, gets `resolution_note`
+RAW_LABELS = "labels-before-straight"  # scratch array of `damage.partial/`, deleted before it is marked complete
 ADAPTED_ARCHITECTURE = "resunet-adapted"  # models.adapted: run at the scale it was fitted at
 
 
@@ -92,6 +95,8 @@ class DetectConfig:
     test-time augmentation (`tta` orientations of every tile, averaged: 1, 2, 4 or 8), and the coarse paint-loss
     pass (`coarse_loss`: the block also at half size, for large losses; pipeline.stages.detect_infer), and the
     smallest craquelure fragment labelled (`min_crack` px, 8-connected; smaller ones are dropped from the labels),
+    and the skeleton length from which a craquelure component whose centre line is straight is dropped from the labels
+    (`straight` px, judged over the whole scan after every chunk is detected; 0: off; pipeline.stages.straight_cracks),
     and the band along the image border judged with edge padding as well as reflection (`border` px; 0: off;
     pipeline.stages.detect_border), and the factor by which the network sees the scan resampled (`scale`: 0.5
     shows it a 4-px crack 2 px wide, at a quarter of the pixels; the probabilities are taken back to the scan's
@@ -110,6 +115,7 @@ class DetectConfig:
     tta: int = DEFAULT_TTA
     coarse_loss: bool = DEFAULT_COARSE_LOSS
     min_crack: int = DEFAULT_MIN_CRACK
+    straight: int = DEFAULT_STRAIGHT
     border: int = DEFAULT_BORDER
     scale: float = DEFAULT_SCALE
     manifest: str = field(default_factory=default_manifest)
@@ -125,6 +131,8 @@ class DetectConfig:
             raise ValueError(f"halo must be >= 0, got {self.halo}")
         if self.batch < 1:
             raise ValueError(f"batch must be >= 1, got {self.batch}")
+        if self.straight < 0:
+            raise ValueError(f"straight must be >= 0, got {self.straight}")
         if self.border < 0:
             raise ValueError(f"border must be >= 0, got {self.border}")
         from pipeline.stages.detect_infer import SCALES
@@ -150,10 +158,10 @@ class DetectConfig:
 
 
 def variant_fields(text: str) -> dict[str, Any]:
-    """`NAME[+coarse|+nocoarse][+minN][+borderN][+scaleS][+ttaN]` (how the benchmarks name a detection setting) as
-    DetectConfig fields: the weights, `coarse_loss` on with `+coarse` and off with `+nocoarse`, `min_crack` N with
-    `+minN`, `border` N with `+borderN`, `scale` S with `+scaleS` (e.g. `+scale1.4`), `tta` N with `+ttaN`; anything
-    else is a ValueError naming it."""
+    """`NAME[+coarse|+nocoarse][+minN][+straightN][+borderN][+scaleS][+ttaN]` (how the benchmarks name a detection
+    setting) as DetectConfig fields: the weights, `coarse_loss` on with `+coarse` and off with `+nocoarse`, `min_crack`
+    N with `+minN`, `straight` N with `+straightN`, `border` N with `+borderN`, `scale` S with `+scaleS` (e.g.
+    `+scale1.4`), `tta` N with `+ttaN`; anything else is a ValueError naming it."""
     name, *options = text.split("+")
     fields: dict[str, Any] = {"weights": name}
     for option in options:
@@ -161,6 +169,8 @@ def variant_fields(text: str) -> dict[str, Any]:
             fields["coarse_loss"] = option == "coarse"
         elif option.startswith("min") and option[3:].isdigit():
             fields["min_crack"] = int(option[3:])
+        elif option.startswith("straight") and option[8:].isdigit():
+            fields["straight"] = int(option[8:])
         elif option.startswith("border") and option[6:].isdigit():
             fields["border"] = int(option[6:])
         elif option.startswith("scale") and option[5:].replace(".", "", 1).isdigit():
@@ -169,7 +179,7 @@ def variant_fields(text: str) -> dict[str, Any]:
             fields["tta"] = int(option[3:])
         else:
             raise ValueError(f"{text}: unknown detection option {option!r} "
-                             "(NAME[+coarse|+nocoarse][+minN][+borderN][+scaleS][+ttaN])")
+                             "(NAME[+coarse|+nocoarse][+minN][+straightN][+borderN][+scaleS][+ttaN])")
     return fields
 
 
@@ -294,11 +304,13 @@ def resolution_note(height: int, width: int, scale: float) -> str | None:
 
 
 def detect_key(scan_digest: str, config: DetectConfig, weights_sha: str) -> str:
-    # coarse_loss, min_crack and border enter the key only when on, and scale only when not 1, so stores detected
-    # before they existed (or with them off) keep their key
+    # coarse_loss, min_crack, straight and border enter the key only when on, and scale only when not 1, so stores
+    # detected before they existed (or with them off) keep their key
     params = {k: v for k, v in asdict(config).items()
-              if k != "manifest" and not (k in ("coarse_loss", "min_crack", "border") and not v)
+              if k != "manifest" and not (k in ("coarse_loss", "min_crack", "straight", "border") and not v)
               and not (k == "scale" and v == DEFAULT_SCALE)}
+    if config.straight:
+        params["straight_rms"] = straight_cracks.STRAIGHT_RMS
     if config.coarse_loss:  # the coarse pass keeps only the regions the full-size pass marks in part, and in them
         params["coarse_anchored"] = True  # only the ground's colour (2026-12-05)
         from pipeline.stages.coarse_loss import COARSE_RING, COARSE_TRIM
@@ -349,7 +361,8 @@ def detect(store: str, config: DetectConfig | None = None, engine: EngineConfig 
     root = zarr.open_group(store, mode="a")
     group, done, fresh = resume_group(store, DAMAGE_GROUP, ledger)
     staged_labels = partial_name(DAMAGE_LABELS)
-    if not fresh and staged_labels not in root:  # the label image's partial is gone: start afresh
+    # the label image's partial is gone, or the labels before the straight-crack pass: start afresh
+    if not fresh and (staged_labels not in root or (config.straight and RAW_LABELS not in group)):
         ledger.clear()
         group, done, fresh = resume_group(store, DAMAGE_GROUP, ledger)
     if fresh:
@@ -357,15 +370,26 @@ def detect(store: str, config: DetectConfig | None = None, engine: EngineConfig 
         create_pyramid(group, "probabilities", levels_like(scan, 2), np.uint8, chunk, size,
                        channels=PROBABILITY_CHANNELS, shard_chunks=shards)
         create_labels(root, SCAN, "damage", levels_like(scan, 1), chunk, LABEL_CLASSES, size, shards, staged=True)
+        if config.straight:
+            group.create_array(RAW_LABELS, shape=(1, height, width), chunks=(1, chunk, chunk), dtype=np.uint8,
+                               compressors=ZstdCodec(level=3, checksum=True), fill_value=0)
     outputs = {"probabilities": group["probabilities"], "labels": root[staged_labels]}
     probs, labels = outputs["probabilities"], outputs["labels"]
+    # with the straight-crack pass the chunks' labels go to a scratch array first: the pass judges them whole
+    chunk_labels = group[RAW_LABELS] if config.straight else labels["0"]
     record.use("scan/0", input_ref(scan_info, "scan/0", scan_info["digests"]["0"]))
     record.use("weights", weights_input(store, entry))
-    job = ChunkJob(inputs=[level0], outputs=[probs["0"], labels["0"]],
+    job = ChunkJob(inputs=[level0], outputs=[probs["0"], chunk_labels],
                    fn=_DetectChunk(config, torch_threads_per_worker(engine), (height, width)), halo=config.halo,
                    chunk=chunk, origin=True)
     records = run_chunks(job, all_regions(level0.shape, chunk), ledger, done, "detect", engine)
     resumed = sum(1 for task_id in done if task_id.startswith("0-"))
+    straight = None
+    if config.straight:
+        straight = straight_cracks.clear_straight(chunk_labels, labels["0"], chunk, config.straight)
+        for cid, chunk_record in records.items():
+            chunk_record["digests"][1] = straight.digests[cid]
+            chunk_record["facts"]["counts"]["craquelure"] -= straight.dropped[cid]
     counts = {name: sum(r["facts"]["counts"][name] for r in records.values()) for name in CLASSES}
     digests = {}
     # entity paths are where each array is read (the labels: the OME-Zarr label image); the sidecars are
@@ -388,7 +412,10 @@ def detect(store: str, config: DetectConfig | None = None, engine: EngineConfig 
                "area_percent": {k: 100.0 * v / total for k, v in counts.items()},
                "threshold": config.threshold, "precision": config.precision, "device": config.device,
                "tta": config.tta, "coarse_loss": config.coarse_loss, "min_crack": config.min_crack,
-               "border": config.border}
+               "straight": config.straight, "border": config.border}
+    if straight is not None:
+        summary["straight_dropped"] = {"components": straight.components, "pixels": sum(straight.dropped.values())}
+        del group[RAW_LABELS]
     prov = record.write()
     mark_complete(labels, {"stage": "detect", "key": key})  # pairs the label image with damage/'s marker
     mark_complete(group, {"stage": "detect", "key": key, "digests": digests, "summary": summary,
