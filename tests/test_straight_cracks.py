@@ -137,3 +137,16 @@ def test_clear_straight_copies_the_labels_without_the_straight_cracks(tmp_path: 
     assert sum(result.dropped.values()) == int((expected != labels).sum()) and result.components > 0
     assert result.digests["1-2"] == block_digest(expected[:, 32:64, 64:96])
     assert len(result.digests) == 7 * 9
+
+
+def test_detect_says_how_many_straight_lines_it_left_unlabelled(capsys: pytest.CaptureFixture[str]) -> None:
+    from flows.cli.common import print_detect
+
+    result = {"store": "/s.zarr", "skipped": False, "seconds": 1.0, "notes": [],
+              "summary": {"area_percent": {"craquelure": 0.5, "paint_loss": 0.1},
+                          "straight_dropped": {"components": 3, "pixels": 812}}}
+    print_detect(result)
+    assert "3 long straight line(s) not labelled craquelure (812 px;" in capsys.readouterr().out
+    result["summary"]["straight_dropped"] = {"components": 0, "pixels": 0}
+    print_detect(result)
+    assert "straight" not in capsys.readouterr().out

@@ -176,6 +176,10 @@ def print_notes(result: dict[str, Any]) -> None:
 def print_detect(result: dict[str, Any]) -> None:
     area = ", ".join(f"{k} {v:.2f} %" for k, v in result["summary"]["area_percent"].items())
     console.print(f"damage:     {result['store']}/damage  ({area}; {state_line(result)})")
+    dropped = result["summary"].get("straight_dropped") or {}
+    if dropped.get("components"):
+        console.print(f"            {dropped['components']} long straight line(s) not labelled craquelure "
+                      f"({dropped['pixels']} px; painted lines, not cracks, as a rule; --straight 0 keeps them)")
     print_notes(result)
 
 
@@ -219,7 +223,7 @@ ADAPT_VETO_BACKGROUND_LOSS = 0.3  # pipeline.stages.adapt.VETO_BACKGROUND_LOSS, 
 ADAPT_BACKGROUND = 0.6  # pipeline.stages.adapt.BACKGROUND, likewise (a test checks)
 DEFAULT_COARSE_LOSS = True  # pipeline.stages.detect.DEFAULT_COARSE_LOSS, likewise (a test checks)
 DEFAULT_MIN_CRACK = 0  # pipeline.stages.detect.DEFAULT_MIN_CRACK, likewise (a test checks)
-DEFAULT_STRAIGHT = 0  # pipeline.stages.detect.DEFAULT_STRAIGHT, likewise (a test checks)
+DEFAULT_STRAIGHT = 60  # pipeline.stages.detect.DEFAULT_STRAIGHT, likewise (a test checks)
 DEFAULT_BORDER = 0  # pipeline.stages.detect.DEFAULT_BORDER, likewise (a test checks)
 DEFAULT_SCALE = 1.0  # pipeline.stages.detect.DEFAULT_SCALE, likewise (a test checks)
 ScaleOpt = Annotated[float, typer.Option(help="the detector sees the scan resampled by this factor (1 = as "

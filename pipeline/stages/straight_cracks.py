@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 STRAIGHT_RMS = 1.0  # px: a skeleton closer than this to its principal line (RMS) is a straight line
-DEFAULT_STRAIGHT = 0  # px of skeleton from which a straight craquelure component is dropped (0: none is)
+DEFAULT_STRAIGHT = 60  # px of skeleton from which a straight craquelure component is dropped (rule 2026-12-06n)
 SKELETON_HALO = 64  # px of the neighbouring chunks a chunk's skeleton is computed with
 EIGHT = np.ones((3, 3), bool)
 
