@@ -70,7 +70,7 @@ def write_map(store: Path, side: int, chunk: int) -> dict[str, int]:
                 crack = np.asarray(Image.open(files[index % len(files)]).convert("L")) > 127
                 crack = dilation(skeletonize(crack), np.ones((3, 3), bool))
                 index += 1
-                h, w = min(256, y1 - y0 - by), min(256, side - x0)
+                h, w = min(crack.shape[0], y1 - y0 - by), min(crack.shape[1], side - x0)  # a few maps are 255 px
                 tile = band[by : by + h, x0 : x0 + w]
                 tile[crack[:h, :w]] = 1
                 tile[: h // 6, : w // 6] = 2

@@ -88,6 +88,7 @@ def test_the_decision_does_not_depend_on_the_chunking(seed: int) -> None:
     assert whole.any() or seed == 2
     for chunk in (16, 33, 64, 100):
         assert np.array_equal(chunked(mask, chunk, 60), whole), chunk
+    assert not chunked(np.zeros((70, 90), bool), 32, 60).any()  # no craquelure at all
 
 
 def test_pieces_joined_only_at_a_chunk_corner_are_one_component() -> None:

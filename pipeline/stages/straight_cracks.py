@@ -96,63 +96,80 @@ def _edges(pieces: np.ndarray) -> dict[str, np.ndarray]:
     return {"top": pieces[0], "bottom": pieces[-1], "left": pieces[:, 0], "right": pieces[:, -1]}
 
 
-def _touching(a: np.ndarray, b: np.ndarray, offset_a: int, offset_b: int) -> np.ndarray:
-    """(k, 2) ids (local + offset) of the pieces that touch 8-connected across a border whose two sides are the
-    label rows `a` and `b`: `a[i]` touches `b[i - 1]`, `b[i]` and `b[i + 1]`."""
+def _touching(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(k, 2) ids of the pieces that touch 8-connected across a border whose two sides are the rows of ids `a` and
+    `b` (-1: no piece there): `a[i]` touches `b[i - 1]`, `b[i]` and `b[i + 1]`."""
     pairs = []
     for shift in (-1, 0, 1):
         i0, i1 = max(0, -shift), min(len(a), len(a) - shift)
         left, right = a[i0:i1], b[i0 + shift : i1 + shift]
-        both = (left > 0) & (right > 0)
-        pairs.append(np.stack([left[both] + offset_a, right[both] + offset_b], axis=1))
+        both = (left >= 0) & (right >= 0)
+        pairs.append(np.stack([left[both], right[both]], axis=1))
     return np.concatenate(pairs)
 
 
 def straight_plan(read: Reader, regions: list[Region], shape: tuple[int, int], min_length: int,
                   max_rms: float = STRAIGHT_RMS, halo: int = SKELETON_HALO) -> Plan:
-    """Which pieces of which chunk belong to straight components of the whole craquelure map (chunks read one at
-    a time; what is kept between them is each piece's moments and each chunk's four edge rows of labels)."""
+    """Which pieces of which chunk belong to straight components of the whole craquelure map. Chunks are read one
+    at a time; a piece that does not reach its chunk's edge is a whole component and decided there; what is kept
+    for the others is their moments and, per chunk, its four edge rows of their ids (memory grows with the pieces
+    along chunk edges, not with the area)."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    offsets: dict[Region, tuple[int, int]] = {}
-    edges: dict[Region, dict[str, np.ndarray]] = {}
-    moments, total = [], 0
+    drop: dict[Region, np.ndarray] = {}  # per chunk, the local ids of its straight pieces decided there
+    border: dict[Region, np.ndarray] = {}  # per chunk, the local ids of its pieces on its edges, in id order
+    first: dict[Region, int] = {}  # the number of a chunk's first edge piece across all chunks
+    edges: dict[Region, dict[str, np.ndarray]] = {}  # their rows of ids, numbered across all chunks
+    moments, total, pieces_seen, whole_dropped = [], 0, 0, 0
     for region in regions:
         pieces, skeleton = local_pieces(read, region, shape, halo)
         count = int(pieces.max()) if pieces.size else 0
-        offsets[region] = (total, count)
-        edges[region] = _edges(pieces)
-        moments.append(piece_moments(pieces, skeleton, count, (region[0], region[2])))
-        total += count
-    if not total:
-        return Plan({}, 0, 0)
+        pieces_seen += count
+        own = piece_moments(pieces, skeleton, count, (region[0], region[2]))
+        rows = _edges(pieces)
+        on_edge = np.zeros(count + 1, bool)
+        for row in rows.values():
+            on_edge[row] = True
+        on_edge[0] = False
+        inner = np.flatnonzero(~on_edge[1:]) + 1
+        decided = inner[straight(own[inner - 1], min_length, max_rms)]
+        whole_dropped += len(decided)
+        drop[region] = decided
+        border[region] = np.flatnonzero(on_edge)
+        first[region] = total
+        number = np.full(count + 1, -1, np.int64)
+        number[border[region]] = total + np.arange(len(border[region]))
+        edges[region] = {side: number[row] for side, row in rows.items()}
+        moments.append(own[border[region] - 1])
+        total += len(border[region])
     starts = {(r[0], r[2]): r for r in regions}  # a chunk by its top-left corner
     ends = {(r[0], r[3]): r for r in regions}  # and by its top-right corner
-    pairs = []
+    pairs = [np.zeros((0, 2), np.int64)]
     for region in regions:
         y0, y1, x0, x1 = region
-        own, base = edges[region], offsets[region][0]
-        for other, mine, theirs in ((starts.get((y0, x1)), own["right"], "left"),
-                                    (starts.get((y1, x0)), own["bottom"], "top")):
+        own_edges = edges[region]
+        for other, mine, theirs in ((starts.get((y0, x1)), own_edges["right"], "left"),
+                                    (starts.get((y1, x0)), own_edges["bottom"], "top")):
             if other is not None:  # the chunk to the right, the chunk below
-                pairs.append(_touching(mine, edges[other][theirs], base, offsets[other][0]))
-        for other, mine, theirs in ((starts.get((y1, x1)), own["bottom"][-1], 0),  # below-right, by its corner
-                                    (ends.get((y1, x0)), own["bottom"][0], -1)):  # below-left
-            if other is not None and mine and edges[other]["top"][theirs]:
-                pairs.append(np.array([[mine + base, edges[other]["top"][theirs] + offsets[other][0]]]))
-    links = np.concatenate(pairs).astype(np.int64) - 1 if pairs else np.zeros((0, 2), np.int64)
+                pairs.append(_touching(mine, edges[other][theirs]))
+        for other, mine, theirs in ((starts.get((y1, x1)), own_edges["bottom"][-1], 0),  # below-right, by its corner
+                                    (ends.get((y1, x0)), own_edges["bottom"][0], -1)):  # below-left
+            if other is not None and mine >= 0 and edges[other]["top"][theirs] >= 0:
+                pairs.append(np.array([[mine, edges[other]["top"][theirs]]]))
+    links = np.concatenate(pairs)
     graph = coo_matrix((np.ones(len(links)), (links[:, 0], links[:, 1])), shape=(total, total))
     count, component = connected_components(graph, directed=False)
-    joined = joined_moments(np.concatenate(moments), component, count)
-    flagged = straight(joined, min_length, max_rms)
-    drop = {}
+    flagged = straight(joined_moments(np.concatenate(moments) if moments else np.zeros((0, 6)), component, count),
+                       min_length, max_rms)
+    plan = {}
     for region in regions:
-        start, pieces = offsets[region]
-        local = np.flatnonzero(flagged[component[start : start + pieces]]) + 1
+        ids = border[region]  # numbered first[region], first[region] + 1, ... across all chunks
+        on_straight = ids[flagged[component[first[region] + np.arange(len(ids))]]]
+        local = np.concatenate([drop[region], on_straight])
         if local.size:
-            drop[region] = local.astype(np.int32)
-    return Plan(drop, total, int(flagged.sum()))
+            plan[region] = np.sort(local).astype(np.int32)
+    return Plan(plan, pieces_seen, whole_dropped + int(flagged.sum()))
 
 
 def cleared(pieces: np.ndarray, drop: np.ndarray) -> np.ndarray:
