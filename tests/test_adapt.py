@@ -709,28 +709,29 @@ def test_evaluate_adapt_informed_strokes_mark_the_base_false_alarms_and_fit_the_
     assert row["clean_on_flagged"] == row["labelled"][3] == row["fit"]["veto_pixels_2"] > 0
 
 
-def test_evaluate_adapt_runs_every_detection_with_the_coarse_pass_it_is_given(
+def test_evaluate_adapt_runs_every_detection_with_the_coarse_pass_and_straight_rule_it_is_given(
         tiny_weights: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """adapt's detection after the fit runs the coarse paint-loss pass when detect does; so must its evaluation,
-    for the base, the adapted detector and the default detector alike."""
+    """adapt's detection after the fit runs the coarse paint-loss pass and drops long straight craquelure when
+    detect does; so must its evaluation, for the base, the adapted detector and the default detector alike."""
     import pipeline.stages.detect_infer as infer
     from lab.eval.adapt_eval import StrokePlan, evaluate_cases
 
-    seen: list[bool] = []
+    seen: list[tuple[bool, int]] = []
     plain = infer.detect_probabilities
 
-    def spy(*args: object, coarse_loss: bool = False, **kwargs: object) -> np.ndarray:
-        seen.append(coarse_loss)
-        return plain(*args, coarse_loss=coarse_loss, **kwargs)
+    def spy(*args: object, coarse_loss: bool = False, straight: int = 0, **kwargs: object) -> np.ndarray:
+        seen.append((coarse_loss, straight))
+        return plain(*args, coarse_loss=coarse_loss, straight=straight, **kwargs)
 
     monkeypatch.setattr(infer, "detect_probabilities", spy)
     image, loss = plaster_scan()
     truth = np.where(loss, 2, 0).astype(np.uint8)
     config = AdaptConfig(steps=5, manifest=str(tiny_weights), base="detector-resunet18")  # the default scored too
-    for flag in (True, False):
+    for flag, straight in ((True, 60), (False, 0)):
         seen.clear()
-        evaluate_cases(iter([("scene", image, truth)]), 1, config, StrokePlan(), seed=3, tta=1, coarse_loss=flag)
-        assert seen == [flag] * 3  # base, adapted, default
+        evaluate_cases(iter([("scene", image, truth)]), 1, config, StrokePlan(), seed=3, tta=1, coarse_loss=flag,
+                       straight=straight)
+        assert seen == [(flag, straight)] * 3  # base, adapted, default
 
 
 def test_the_veto_takes_its_own_share_of_weak_negatives(alarmist_weights: Path,

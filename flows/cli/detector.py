@@ -365,6 +365,7 @@ def evaluate_adapt_command(
                                                "(what the painting showed before adapting)")] = True,
     tta: TtaOpt = DEFAULT_TTA,
     coarse_loss: CoarseLossOpt = DEFAULT_COARSE_LOSS,
+    straight: StraightOpt = DEFAULT_STRAIGHT,
     scale: ScaleOpt = DEFAULT_SCALE,
     enlarge: Annotated[float, typer.Option(help="score every image as a scan at this many times the resolution "
                                                 "would show it (bicubic; labels nearest), the strokes drawn there",
@@ -373,7 +374,8 @@ def evaluate_adapt_command(
 ) -> None:
     """Recall and precision on pixels more than 8 px from 10 simulated strokes, before and after adapt; with
     `--scale`, adapt and every detector scored see the images resampled by it; every detection runs the coarse
-    paint-loss pass as detect and adapt do (`--no-coarse-loss`: without it, as before 2026-12-05)."""
+    paint-loss pass as detect and adapt do (`--no-coarse-loss`: without it, as before 2026-12-05), and drops long
+    straight craquelure as they do since 2026-12-06 (`--straight 0`: keeps it, as before)."""
     import dataclasses
     import sys
 
@@ -412,7 +414,7 @@ def evaluate_adapt_command(
     report: dict = {"command": "retouch " + " ".join(sys.argv[1:]),
                     "config": {k: v for k, v in dataclasses.asdict(config).items() if k != "manifest"},
                     "strokes": strokes, "plan": dataclasses.asdict(plan), "seed": seed, "tta": check_tta(tta),
-                    "coarse_loss": coarse_loss, "enlarge": enlarge, "sets": {}}
+                    "coarse_loss": coarse_loss, "straight": straight, "enlarge": enlarge, "sets": {}}
     for name in names:
         if name == "held-out":
             cases, channel = held_out_cases(copies, crop, seed), 1
@@ -420,7 +422,7 @@ def evaluate_adapt_command(
         else:
             cases, channel = real_cases(name, shared_data_dir(), limit), 0
         report["sets"][name] = evaluate_cases(enlarged_cases(cases, enlarge), channel, config, plan, seed, tta,
-                                              default, coarse_loss)
+                                              default, coarse_loss, straight)
         typer.echo(format_adapt({"sets": {name: report["sets"][name]}}))
     write_report(json_out, report)
 

@@ -188,11 +188,12 @@ def _points(marks: np.ndarray) -> dict[int, np.ndarray]:
 def adapted_probabilities(image: np.ndarray, marks: np.ndarray, config: AdaptConfig, tile: int = 512,
                           tta: int = 2, base: np.ndarray | None = None, build: Callable[..., Any] = build_for,
                           fit_with: Callable[..., dict[str, Any]] = fit_adapted, coarse_loss: bool = False,
+                          straight: int = 0,
                           ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """(base, adapted) (2, H, W) probabilities for an (H, W, C) image and its scribbles, and the fit's report
     (with "veto_fired": whether the clean strokes covered enough base detections to fit the veto); `base`, the
     base's probabilities when already computed. `build` and `fit_with` make and fit the adapted network (adapt's
-    own by default; lab.eval.adapt_tune's fine-tune is the other); `coarse_loss` as `predicted`."""
+    own by default; lab.eval.adapt_tune's fine-tune is the other); `coarse_loss` and `straight` as `predicted`."""
     import torch
 
     adapted = [c - 1 for c in (1, 2) if (marks == c).any()]
@@ -203,18 +204,20 @@ def adapted_probabilities(image: np.ndarray, marks: np.ndarray, config: AdaptCon
     fit.pop("samples")
     fit["veto_fired"] = bool(model.veto is not None and model.veto_on.any())
     if base is None:
-        base = predicted(model.base, image, config.scale, tile, tta, coarse_loss)
-    after = predicted(model, image, config.scale, tile, tta, coarse_loss)
+        base = predicted(model.base, image, config.scale, tile, tta, coarse_loss, straight)
+    after = predicted(model, image, config.scale, tile, tta, coarse_loss, straight)
     return base, after, fit
 
 
 def predicted(model: Any, image: np.ndarray, scale: float = 1.0, tile: int = 512, tta: int = 2,
-              coarse_loss: bool = False) -> np.ndarray:
+              coarse_loss: bool = False, straight: int = 0) -> np.ndarray:
     """(2, H, W) probabilities of `model` on an (H, W, C) image seen at `scale`, as the detect stage sees it, with
-    its coarse paint-loss pass when `coarse_loss` (the stage's default, `DEFAULT_COARSE_LOSS`)."""
+    its coarse paint-loss pass when `coarse_loss` (the stage's default, `DEFAULT_COARSE_LOSS`), and its long straight
+    craquelure dropped from `straight` px (the stage's default, `DEFAULT_STRAIGHT`; 0: kept)."""
     from pipeline.stages.detect_infer import detect_probabilities
 
-    return detect_probabilities(model, image, tile=tile, overlap=64, views=tta, scale=scale, coarse_loss=coarse_loss)
+    return detect_probabilities(model, image, tile=tile, overlap=64, views=tta, scale=scale, coarse_loss=coarse_loss,
+                                straight=straight)
 
 
 def score(prob: np.ndarray, truth: np.ndarray, channel: int, far: np.ndarray) -> dict[str, Any]:
@@ -248,6 +251,7 @@ def mean_scores(rows: list[dict[str, Any]]) -> dict[str, float]:
 
 def evaluate_cases(cases: Iterator[tuple[str, np.ndarray, np.ndarray]], channel: int, config: AdaptConfig,
                    plan: StrokePlan, seed: int, tta: int = 2, reference: bool = True, coarse_loss: bool = False,
+                   straight: int = 0,
                    **fitting: Callable[..., Any]) -> dict[str, Any]:
     """Before/after scores per image (name, (H, W, C) image, (H, W) label truth), averaged and pooled; with
     `reference`, when adapt's base is not the default detector, the default detector's scores too ("default":
@@ -267,7 +271,7 @@ def evaluate_cases(cases: Iterator[tuple[str, np.ndarray, np.ndarray]], channel:
     rows, pooled = [], {when: Counts() for when in whens}
     for i, (name, image, truth) in enumerate(cases):
         seen = None if base_model is None else predicted(base_model, image, config.scale, tta=tta,
-                                                         coarse_loss=coarse_loss)
+                                                         coarse_loss=coarse_loss, straight=straight)
         rng = np.random.default_rng(seed + i)
         first, *later = plan.parts()
         marks = simulate_strokes(truth, rng, first, None if seen is None else seen >= 0.5)
@@ -275,19 +279,19 @@ def evaluate_cases(cases: Iterator[tuple[str, np.ndarray, np.ndarray]], channel:
             if not (marks == channel + 1).any() or not (marks == CLEAN_LABEL).any():
                 break
             _, middle, _ = adapted_probabilities(image, marks, config, tta=tta, base=seen, coarse_loss=coarse_loss,
-                                                 **fitting)
+                                                 straight=straight, **fitting)
             marks = np.where(marks > 0, marks, simulate_strokes(truth, rng, part, middle >= 0.5))
         if not (marks == channel + 1).any() or not (marks == CLEAN_LABEL).any():
             rows.append({"image": name, "skipped": "no stroke of the class or no clean room"})
             continue
         base, after, fit = adapted_probabilities(image, marks, config, tta=tta, base=seen, coarse_loss=coarse_loss,
-                                                 **fitting)
+                                                 straight=straight, **fitting)
         far = far_from_strokes(marks)
         row = {"image": name, "labelled": {int(v): int((marks == v).sum()) for v in (1, 2, 3)},
                "clean_on_flagged": int(((marks == CLEAN_LABEL) & (base[channel] >= 0.5)).sum()),
                "before": score(base, truth, channel, far), "after": score(after, truth, channel, far), "fit": fit}
         if default is not None:
-            reference = predicted(default, image, config.scale, tta=tta, coarse_loss=coarse_loss)
+            reference = predicted(default, image, config.scale, tta=tta, coarse_loss=coarse_loss, straight=straight)
             row["default"] = score(reference, truth, channel, far)
         for when in whens:
             pooled[when] += Counts(**row[when]["counts"])
