@@ -13,7 +13,7 @@ from pipeline.stages.straight_cracks import (
     Region,
     clear_straight,
     cleared,
-    local_pieces,
+    labelled,
     straight_components,
     straight_plan,
     without_straight_cracks,
@@ -59,8 +59,7 @@ def chunked(mask: np.ndarray, chunk: int, min_length: int, halo: int = 64) -> np
     plan = straight_plan(read, regions, mask.shape, min_length, halo=halo)
     out = np.zeros_like(mask)
     for (y0, y1, x0, x1), drop in plan.drop.items():
-        pieces, _ = local_pieces(read, (y0, y1, x0, x1), mask.shape, 0)
-        out[y0:y1, x0:x1] = cleared(pieces, drop)
+        out[y0:y1, x0:x1] = cleared(labelled(read((y0, y1, x0, x1))), drop)
     return out
 
 

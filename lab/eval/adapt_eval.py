@@ -213,7 +213,7 @@ def predicted(model: Any, image: np.ndarray, scale: float = 1.0, tile: int = 512
               coarse_loss: bool = False, straight: int = 0) -> np.ndarray:
     """(2, H, W) probabilities of `model` on an (H, W, C) image seen at `scale`, as the detect stage sees it, with
     its coarse paint-loss pass when `coarse_loss` (the stage's default, `DEFAULT_COARSE_LOSS`), and its long straight
-    craquelure dropped from `straight` px (the stage's default, `DEFAULT_STRAIGHT`; 0: kept)."""
+    craquelure dropped from `straight` px (0: kept; the stage's default is `DEFAULT_STRAIGHT`)."""
     from pipeline.stages.detect_infer import detect_probabilities
 
     return detect_probabilities(model, image, tile=tile, overlap=64, views=tta, scale=scale, coarse_loss=coarse_loss,

@@ -8,7 +8,7 @@ smaller eigenvalue of their covariance) is below `max_rms` px (docs/rules/2026-1
 Components are judged whole, also when they cross chunks: `straight_plan` labels each chunk's own pixels,
 skeletonizes it with `SKELETON_HALO` px of its neighbours (so its skeleton is the whole map's wherever a component
 is thinner than twice that), adds up each piece's skeleton moments, joins the pieces that touch across chunk
-borders and decides per joined component; `apply_plan` then clears them chunk by chunk. `straight_components`
+borders and decides per joined component; `clear_straight` then clears them chunk by chunk. `straight_components`
 is the same on one image, read as a single chunk.
 """
 
@@ -32,26 +32,31 @@ Reader = Callable[[Region], np.ndarray]
 
 @dataclass
 class Plan:
-    """Per chunk (its region), the local labels of its pieces to clear; `pieces` counts all of them."""
+    """Per chunk (its region), the local labels (`labelled`) of its pieces to clear; how many components that is."""
 
     drop: dict[Region, np.ndarray]
-    pieces: int
     dropped_components: int
+
+
+def labelled(mask: np.ndarray) -> np.ndarray:
+    """(H, W) int32: a chunk's craquelure pixels numbered by 8-connected piece (0 background), the local ids a
+    `Plan` names."""
+    from scipy import ndimage
+
+    return ndimage.label(mask, structure=EIGHT)[0].astype(np.int32)
 
 
 def local_pieces(read: Reader, region: Region, shape: tuple[int, int], halo: int) -> tuple[np.ndarray, np.ndarray]:
     """The chunk's own craquelure pixels labelled 8-connected (int32, 0 background), and its skeleton there,
     computed over the chunk and `halo` px around it (within the image)."""
-    from scipy import ndimage
     from skimage.morphology import skeletonize
 
     y0, y1, x0, x1 = region
     wy0, wx0 = max(0, y0 - halo), max(0, x0 - halo)
     wide = read((wy0, min(shape[0], y1 + halo), wx0, min(shape[1], x1 + halo)))
     own = wide[y0 - wy0 : y1 - wy0, x0 - wx0 : x1 - wx0]
-    pieces, _ = ndimage.label(own, structure=EIGHT)
     skeleton = skeletonize(wide)[y0 - wy0 : y1 - wy0, x0 - wx0 : x1 - wx0] if own.any() else np.zeros_like(own)
-    return pieces.astype(np.int32), skeleton
+    return labelled(own), skeleton
 
 
 def piece_moments(pieces: np.ndarray, skeleton: np.ndarray, count: int, origin: tuple[int, int]) -> np.ndarray:
@@ -64,9 +69,8 @@ def piece_moments(pieces: np.ndarray, skeleton: np.ndarray, count: int, origin: 
     my = np.bincount(ids, ys.astype(np.float64), count) / safe
     mx = np.bincount(ids, xs.astype(np.float64), count) / safe
     dy, dx = ys - my[ids], xs - mx[ids]
-    out = np.stack([n, my + origin[0], mx + origin[1], np.bincount(ids, dy * dy, count),
-                    np.bincount(ids, dx * dx, count), np.bincount(ids, dy * dx, count)], axis=1)
-    return out
+    return np.stack([n, my + origin[0], mx + origin[1], np.bincount(ids, dy * dy, count),
+                     np.bincount(ids, dx * dx, count), np.bincount(ids, dy * dx, count)], axis=1)
 
 
 def joined_moments(moments: np.ndarray, component: np.ndarray, count: int) -> np.ndarray:
@@ -121,11 +125,10 @@ def straight_plan(read: Reader, regions: list[Region], shape: tuple[int, int], m
     border: dict[Region, np.ndarray] = {}  # per chunk, the local ids of its pieces on its edges, in id order
     first: dict[Region, int] = {}  # the number of a chunk's first edge piece across all chunks
     edges: dict[Region, dict[str, np.ndarray]] = {}  # their rows of ids, numbered across all chunks
-    moments, total, pieces_seen, whole_dropped = [], 0, 0, 0
+    moments, total, whole_dropped = [], 0, 0
     for region in regions:
         pieces, skeleton = local_pieces(read, region, shape, halo)
         count = int(pieces.max()) if pieces.size else 0
-        pieces_seen += count
         own = piece_moments(pieces, skeleton, count, (region[0], region[2]))
         rows = _edges(pieces)
         on_edge = np.zeros(count + 1, bool)
@@ -169,7 +172,7 @@ def straight_plan(read: Reader, regions: list[Region], shape: tuple[int, int], m
         local = np.concatenate([drop[region], on_straight])
         if local.size:
             plan[region] = np.sort(local).astype(np.int32)
-    return Plan(plan, pieces_seen, whole_dropped + int(flagged.sum()))
+    return Plan(plan, whole_dropped + int(flagged.sum()))
 
 
 def cleared(pieces: np.ndarray, drop: np.ndarray) -> np.ndarray:
@@ -193,8 +196,7 @@ def straight_components(mask: np.ndarray, min_length: int, max_rms: float = STRA
     plan = straight_plan(read, [region], mask.shape, min_length, max_rms, halo=0)
     if region not in plan.drop:
         return np.zeros_like(mask)
-    pieces, _ = local_pieces(read, region, mask.shape, 0)
-    return cleared(pieces, plan.drop[region])
+    return cleared(labelled(mask), plan.drop[region])
 
 
 def without_straight_cracks(prob: np.ndarray, threshold: float, min_length: int) -> np.ndarray:
@@ -226,8 +228,6 @@ def clear_straight(raw: Any, out: Any, chunk: int, min_length: int, crack: int =
     judged over the whole map (`straight_plan`, reading `raw` chunk by chunk); each of `out`'s write blocks (shard or
     chunk, `write_side`) written once. A function of `raw` alone, so that a run killed here and run again writes
     the same bytes."""
-    from scipy import ndimage
-
     from pipeline.engine.tiling import chunk_id
     from pipeline.io.store import block_digest, chunk_grid, write_side
 
@@ -252,8 +252,7 @@ def clear_straight(raw: Any, out: Any, chunk: int, min_length: int, crack: int =
                 drop = plan.drop.get(here)
                 dropped[cid] = 0
                 if drop is not None:
-                    pieces, _ = ndimage.label(part == crack, structure=EIGHT)
-                    gone = cleared(pieces, drop)
+                    gone = cleared(labelled(part == crack), drop)
                     dropped[cid] = int(gone.sum())
                     part[gone] = 0
                 digests[cid] = block_digest(block[:, ry0:ry1, rx0:rx1])
