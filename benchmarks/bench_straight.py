@@ -49,18 +49,15 @@ def write_map(store: Path, side: int, chunk: int) -> dict[str, int]:
     from scipy.ndimage import binary_dilation
     from skimage.draw import line
     from skimage.morphology import dilation, skeletonize
-    from zarr.codecs import ZstdCodec
+
+    from pipeline.io.store import create_plain
 
     files = sorted(MAPS.glob("*.png"))
     if not files:
         raise SystemExit(f"error: {MAPS}: no crack maps (is ../shared/data present?)")
     root = zarr.open_group(str(store), mode="w")
-    codec = ZstdCodec(level=3, checksum=True)
-    raw = root.create_array("raw", shape=(1, side, side), chunks=(1, chunk, chunk), dtype=np.uint8,
-                            compressors=codec, fill_value=0)
-    shard = chunk * 4
-    root.create_array("out", shape=(1, side, side), chunks=(1, chunk, chunk), shards=(1, shard, shard),
-                      dtype=np.uint8, compressors=codec, fill_value=0)
+    raw = create_plain(root, "raw", (1, side, side), chunk, np.dtype(np.uint8))
+    create_plain(root, "out", (1, side, side), chunk, np.dtype(np.uint8), shard_chunks=4)
     counts, index = {"craquelure": 0, "paint_loss": 0}, 0
     for y0 in range(0, side, chunk):  # a band of chunks at a time
         y1 = min(side, y0 + chunk)

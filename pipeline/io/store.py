@@ -213,16 +213,31 @@ def create_pyramid(
     return group
 
 
+def chunk_codec(level: int = 3) -> ZstdCodec:
+    """How every array of a store compresses its chunks: zstd frames with a content checksum (a corrupt chunk
+    fails to decode instead of giving wrong pixels)."""
+    return ZstdCodec(level=level, checksum=True)
+
+
+def create_plain(group: zarr.Group, name: str, shape: tuple[int, int, int], chunk: int, dtype: np.dtype,
+                 shard_chunks: int = 0) -> zarr.Array:
+    """One (C, H, W) array `name` in `group` with no image metadata (a stage's scratch array), chunked as the
+    image levels are (`chunk` px, shards of `shard_chunks` chunks per side when > 1) and compressed alike."""
+    shard = shard_side(chunk, shard_chunks, *shape[1:])
+    return group.create_array(name, shape=shape, chunks=(shape[0], chunk, chunk),
+                              shards=(shape[0], shard, shard) if shard else None, dtype=dtype,
+                              compressors=chunk_codec(), fill_value=0)
+
+
 def create_levels(group: zarr.Group, ome_name: str, levels: list[LevelSpec], dtype: np.dtype, chunk: int,
                   pixel_size_um: float | None = None, compression_level: int = 3, downsampling: str = "mean",
                   channels: Sequence[Channel] | None = None, shard_chunks: int = 0) -> None:
     """One array per level inside `group` and its OME-Zarr 0.5 metadata (the image named `ome_name`; `group`
     may be a recompute's `<name>.partial`, swapped in whole later).
 
-    Chunks are zstd frames with a content checksum: a corrupt chunk fails to decode instead of giving
-    wrong pixels. `downsampling` names how levels 1..N are made ('mean' or 'max'), `channels` adds the
-    `omero` rendering block, `shard_chunks` > 1 puts levels larger than one shard into shards of that many
-    chunks per side."""
+    Chunks are compressed by `chunk_codec`. `downsampling` names how levels 1..N are made ('mean' or 'max'),
+    `channels` adds the `omero` rendering block, `shard_chunks` > 1 puts levels larger than one shard into
+    shards of that many chunks per side."""
     for level in levels:
         shard = shard_side(chunk, shard_chunks, *level.shape[1:])
         group.create_array(
@@ -231,7 +246,7 @@ def create_levels(group: zarr.Group, ome_name: str, levels: list[LevelSpec], dty
             chunks=(level.shape[0], chunk, chunk),
             shards=(level.shape[0], shard, shard) if shard else None,
             dtype=dtype,
-            compressors=ZstdCodec(level=compression_level, checksum=True),
+            compressors=chunk_codec(compression_level),
             fill_value=0,
             dimension_names=["c", "y", "x"],
         )

@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 import zarr
-from zarr.codecs import ZstdCodec
 
 from pipeline import __version__
 from pipeline.engine.ledger import Ledger, resume_group
@@ -44,6 +43,7 @@ from pipeline.io.store import (
     MARKER_KEY,
     SCAN,
     create_labels,
+    create_plain,
     create_pyramid,
     group_info,
     join,
@@ -371,8 +371,7 @@ def detect(store: str, config: DetectConfig | None = None, engine: EngineConfig 
                        channels=PROBABILITY_CHANNELS, shard_chunks=shards)
         create_labels(root, SCAN, "damage", levels_like(scan, 1), chunk, LABEL_CLASSES, size, shards, staged=True)
         if config.straight:
-            group.create_array(RAW_LABELS, shape=(1, height, width), chunks=(1, chunk, chunk), dtype=np.uint8,
-                               compressors=ZstdCodec(level=3, checksum=True), fill_value=0)
+            create_plain(group, RAW_LABELS, (1, height, width), chunk, np.dtype(np.uint8))
     outputs = {"probabilities": group["probabilities"], "labels": root[staged_labels]}
     probs, labels = outputs["probabilities"], outputs["labels"]
     # with the straight-crack pass the chunks' labels go to a scratch array first: the pass judges them whole
