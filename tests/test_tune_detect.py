@@ -1,0 +1,66 @@
+"""benchmarks/tune_detect.py reads tuning data only (never a reported set) and scores a variant as detect runs it."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.io.image_io import write_png
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location("tune_detect", ROOT / "benchmarks" / "tune_detect.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["tune_detect"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_tuning_sets_hold_no_reported_image(shared_data: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab.eval import detect_eval
+    from lab.paintings import paintings
+    from lab.pairs import pair_files
+    from lab.real_cracks import split_pairs
+
+    tool = _tool()
+    made = {}
+
+    def fake_set(out: Path, **kwargs: object) -> list[Path]:  # the realistic set: which paintings, which seed
+        made.update(kwargs)
+        for sub in ("images", "masks"):
+            write_png(out / sub / "a_0.png", np.zeros((4, 4), np.uint8))
+        return [out / "images" / "a_0.png"]
+
+    monkeypatch.setattr(detect_eval, "make_synthetic_set", fake_set)
+    folder = tmp_path / f"realistic-train-{tool.SEED}"
+    assert tool.set_pairs("realistic", shared_data, tmp_path, 100) == [(folder / "images" / "a_0.png",
+                                                                        folder / "masks" / "a_0.png")]
+    assert made["split"] == "train" and made["seed"] >= 10**9
+    val = {p.name for p in paintings("val")}
+    intact = [image for image, _ in tool.set_pairs("intact", shared_data, tmp_path, 100)]
+    assert len(intact) == len(paintings("train")) > 0 and not val & {p.name for p in intact}
+    cf = shared_data / "crackforest_cfd" / "images"
+    cf_test = {i for i, _ in split_pairs(pair_files(cf, shared_data / "crackforest_cfd" / "masks"), cf, "test")}
+    cf_tune = {i for i, _ in tool.set_pairs("crackforest", shared_data, tmp_path, 100)}
+    assert cf_tune and not cf_tune & cf_test
+    for name, folder in (("uav75", "val"), ("deepcrack", "train")):
+        images = [i for i, _ in tool.set_pairs(name, shared_data, tmp_path, 7)]
+        assert images and all(i.parent.parent.name == folder for i in images)
+    assert len(tool.set_pairs("deepcrack", shared_data, tmp_path, 7)) == 7
+
+
+def test_a_variant_is_scored_as_detect_runs_it(shared_data: Path, tmp_path: Path) -> None:
+    tool = _tool()
+    figures = tool.score_variant("detector-resunet18-paint7+tta1+nocoarse", ["deepcrack"], shared_data, tmp_path, 2)
+    assert 0.3 < figures["deepcrack"]["craquelure_f1"] <= 1.0  # DeepCrack's clear cracks are found
+    assert "deepcrack 0." in tool.row("v", figures)
+    with pytest.raises(ValueError, match="unknown detection option"):
+        tool.score_variant("detector-resunet18-paint7+sideways", ["deepcrack"], shared_data, tmp_path, 1)
