@@ -50,14 +50,14 @@ def write_map(store: Path, side: int, chunk: int) -> dict[str, int]:
     from skimage.draw import line
     from skimage.morphology import dilation, skeletonize
 
-    from pipeline.io.store import create_plain
+    from pipeline.io.store import create_chunked
 
     files = sorted(MAPS.glob("*.png"))
     if not files:
         raise SystemExit(f"error: {MAPS}: no crack maps (is ../shared/data present?)")
     root = zarr.open_group(str(store), mode="w")
-    raw = create_plain(root, "raw", (1, side, side), chunk, np.dtype(np.uint8))
-    create_plain(root, "out", (1, side, side), chunk, np.dtype(np.uint8), shard_chunks=4)
+    raw = create_chunked(root, "raw", (1, side, side), chunk, np.dtype(np.uint8))
+    create_chunked(root, "out", (1, side, side), chunk, np.dtype(np.uint8), shard_chunks=4)
     counts, index = {"craquelure": 0, "paint_loss": 0}, 0
     for y0 in range(0, side, chunk):  # a band of chunks at a time
         y1 = min(side, y0 + chunk)

@@ -72,6 +72,7 @@ def score_variant(variant: str, sets: list[str], data: Path, sets_root: Path, de
                   ) -> dict[str, object]:
     """The figures of one variant over `sets`."""
     from lab.eval.detect_eval import EvalOptions, _load_model
+    from lab.eval.intact_eval import flagged_fractions
     from lab.eval.metrics import Counts, confusion
     from lab.eval.regions import region_shares, region_summary
     from pipeline.io.image_io import as_rgb, read_image, read_mask, to_float
@@ -90,9 +91,9 @@ def score_variant(variant: str, sets: list[str], data: Path, sets_root: Path, de
                                         coarse_loss=config.coarse_loss, min_crack=config.min_crack,
                                         straight=config.straight, threshold=config.threshold,
                                         border=config.border, scale=config.scale)
-            flags = prob > config.threshold
+            fractions, flags = flagged_fractions(prob, config.threshold)  # as `retouch evaluate intact` counts
             if mask_path is None:
-                shares.append([float(flags[0].mean()), float(flags[1].mean()), float(flags.any(axis=0).mean())])
+                shares.append(fractions)
                 continue
             mask = read_mask(mask_path)
             if name == "realistic":
@@ -102,9 +103,10 @@ def score_variant(variant: str, sets: list[str], data: Path, sets_root: Path, de
             else:
                 crack += confusion(flags[0], mask == REAL_SETS[name][2])
         if name == "intact":
-            per = np.array(shares)
-            out[name] = {"worst": float(per[:, 2].max()), "mean": float(per[:, 2].mean()),
-                         "craquelure_mean": float(per[:, 0].mean()), "paint_loss_mean": float(per[:, 1].mean()),
+            either = [f["any"] for f in shares]
+            out[name] = {"worst": max(either), "mean": float(np.mean(either)),
+                         "craquelure_mean": float(np.mean([f["craquelure"] for f in shares])),
+                         "paint_loss_mean": float(np.mean([f["paint_loss"] for f in shares])),
                          "paintings": len(shares)}
         elif name == "realistic":
             summary = region_summary(regions, MIN_AREA)

@@ -219,14 +219,17 @@ def chunk_codec(level: int = 3) -> ZstdCodec:
     return ZstdCodec(level=level, checksum=True)
 
 
-def create_plain(group: zarr.Group, name: str, shape: tuple[int, int, int], chunk: int, dtype: np.dtype,
-                 shard_chunks: int = 0) -> zarr.Array:
-    """One (C, H, W) array `name` in `group` with no image metadata (a stage's scratch array), chunked as the
-    image levels are (`chunk` px, shards of `shard_chunks` chunks per side when > 1) and compressed alike."""
+def create_chunked(group: zarr.Group, name: str, shape: tuple[int, ...], chunk: int, dtype: np.dtype,
+                   shard_chunks: int = 0, compression_level: int = 3,
+                   dimension_names: list[str] | None = None) -> zarr.Array:
+    """One (C, H, W) array `name` in `group`, as every array of a store is laid out: `chunk`-px chunks holding every
+    channel, square shards of `shard_chunks` chunks per side where the array is larger than one (`shard_side`),
+    `chunk_codec`, fill 0. An image level (`create_levels`) or a stage's scratch array (no image metadata)."""
     shard = shard_side(chunk, shard_chunks, *shape[1:])
     return group.create_array(name, shape=shape, chunks=(shape[0], chunk, chunk),
                               shards=(shape[0], shard, shard) if shard else None, dtype=dtype,
-                              compressors=chunk_codec(), fill_value=0)
+                              compressors=chunk_codec(compression_level), fill_value=0,
+                              dimension_names=dimension_names)
 
 
 def create_levels(group: zarr.Group, ome_name: str, levels: list[LevelSpec], dtype: np.dtype, chunk: int,
@@ -235,21 +238,11 @@ def create_levels(group: zarr.Group, ome_name: str, levels: list[LevelSpec], dty
     """One array per level inside `group` and its OME-Zarr 0.5 metadata (the image named `ome_name`; `group`
     may be a recompute's `<name>.partial`, swapped in whole later).
 
-    Chunks are compressed by `chunk_codec`. `downsampling` names how levels 1..N are made ('mean' or 'max'),
+    Each level is laid out by `create_chunked`. `downsampling` names how levels 1..N are made ('mean' or 'max'),
     `channels` adds the `omero` rendering block, `shard_chunks` > 1 puts levels larger than one shard into
     shards of that many chunks per side."""
     for level in levels:
-        shard = shard_side(chunk, shard_chunks, *level.shape[1:])
-        group.create_array(
-            level.path,
-            shape=level.shape,
-            chunks=(level.shape[0], chunk, chunk),
-            shards=(level.shape[0], shard, shard) if shard else None,
-            dtype=dtype,
-            compressors=chunk_codec(compression_level),
-            fill_value=0,
-            dimension_names=["c", "y", "x"],
-        )
+        create_chunked(group, level.path, level.shape, chunk, dtype, shard_chunks, compression_level, ["c", "y", "x"])
     ome: dict[str, Any] = {
         "version": NGFF_VERSION,
         "multiscales": [multiscales(ome_name.rsplit("/", 1)[-1], [lv.path for lv in levels],

@@ -42,8 +42,8 @@ from pipeline.io.store import (
     DETECTED_MASKS,
     MARKER_KEY,
     SCAN,
+    create_chunked,
     create_labels,
-    create_plain,
     create_pyramid,
     group_info,
     join,
@@ -371,7 +371,7 @@ def detect(store: str, config: DetectConfig | None = None, engine: EngineConfig 
                        channels=PROBABILITY_CHANNELS, shard_chunks=shards)
         create_labels(root, SCAN, "damage", levels_like(scan, 1), chunk, LABEL_CLASSES, size, shards, staged=True)
         if config.straight:
-            create_plain(group, RAW_LABELS, (1, height, width), chunk, np.dtype(np.uint8))
+            create_chunked(group, RAW_LABELS, (1, height, width), chunk, np.dtype(np.uint8))
     outputs = {"probabilities": group["probabilities"], "labels": root[staged_labels]}
     probs, labels = outputs["probabilities"], outputs["labels"]
     # with the straight-crack pass the chunks' labels go to a scratch array first: the pass judges them whole
