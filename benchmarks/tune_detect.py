@@ -6,7 +6,8 @@
 A change to detection is chosen here and decided on the reported sets afterwards (a rule in docs/rules/, written
 before those are run): the VAL paintings, DeepCrack `test/`, CrackForest TEST, UAV75 `test/` and the bundled sample
 are never read. Each variant (`pipeline.stages.detect.variant_fields`: `NAME[+coarse|+nocoarse][+minN][+straightN]
-[+borderN][+scaleS][+ttaN]`, the rest as the detect stage's defaults) runs as `retouch detect` runs it
+[+borderN][+scaleS][+ttaN][+mirror|+half-turn|+quarter-turn][+agreeA]`, the rest as the detect stage's defaults) runs
+as `retouch detect` runs it
 (`detect_probabilities`, the stage's tile and overlap, threshold 0.5) over:
 
 - intact: the 30 TRAIN paintings, no damage drawn: the share flagged per painting (worst, mean; per class means);
@@ -87,7 +88,7 @@ def score_variant(variant: str, sets: list[str], data: Path, sets_root: Path, de
         crack, loss, regions, shares = Counts(), Counts(), [], []
         for image_path, mask_path in set_pairs(name, data, sets_root, deepcrack_limit):
             image = to_float(as_rgb(read_image(image_path)))
-            prob = detect_probabilities(model, image, tile=config.tile, overlap=config.overlap, views=config.tta,
+            prob = detect_probabilities(model, image, tile=config.tile, overlap=config.overlap, views=config.views(),
                                         coarse_loss=config.coarse_loss, min_crack=config.min_crack,
                                         straight=config.straight, threshold=config.threshold,
                                         border=config.border, scale=config.scale)

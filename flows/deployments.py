@@ -19,7 +19,7 @@ from flows.common import RETRY_DELAYS, is_transient, run_name
 from flows.detect import detect_flow
 from flows.export import export_flow
 from flows.inpaint import inpaint_flow
-from flows.params import DetectParams, EngineParams, ExportParams, IngestParams, InpaintParams, Tta
+from flows.params import DetectParams, EngineParams, ExportParams, IngestParams, InpaintParams, SecondView, Tta
 from flows.reporting import report_sweep
 from flows.restore import restore_flow
 from pipeline.stages.sweep import SweepItem, plan_item
@@ -85,7 +85,9 @@ def catalog_sweep_flow(catalog: str | None = None, out: str | None = None, inges
 @flow(name="rerun-detect", flow_run_name=run_name("rerun-detect"), log_prints=True)
 def rerun_detect_flow(store: str, threshold: float = DetectParams().threshold,
                       weights: str | None = DetectParams().weights,
-                      tta: Tta = DetectParams().tta, coarse_loss: bool = DetectParams().coarse_loss,
+                      tta: Tta = DetectParams().tta, second_view: SecondView = DetectParams().second_view,
+                      loss_agreement: float = DetectParams().loss_agreement,
+                      coarse_loss: bool = DetectParams().coarse_loss,
                       min_crack: int = DetectParams().min_crack, straight: int = DetectParams().straight,
                       border: int = DetectParams().border,
                       scale: float = DetectParams().scale,
@@ -99,7 +101,10 @@ def rerun_detect_flow(store: str, threshold: float = DetectParams().threshold,
         weights: detector weights (name in the weights manifest); empty: the store's adapted weights when
             `adapt` made some, else the shipped detector
         tta: test-time augmentation: every tile in this many flipped orientations, averaged (that many times
-            slower); 2 (default) = the tile and its mirror, 1 = one pass
+            slower); 2 (default) = the tile and its second view, 1 = one pass
+        second_view: the second of two views: "mirror", "half-turn" or "quarter-turn"
+        loss_agreement: paint loss is the views' mean only where every view gives it at least this, elsewhere
+            the lowest view's (0 = the mean everywhere)
         coarse_loss: also look for paint loss at half size, where large losses show their edges
         min_crack: drop craquelure fragments of fewer than this many px from the labels (0 = keep all)
         straight: drop craquelure components whose centre line is a straight line (within 1 px RMS) at least
@@ -109,7 +114,8 @@ def rerun_detect_flow(store: str, threshold: float = DetectParams().threshold,
         scale: the detector sees the scan resampled by this factor (1 = as scanned)
         force: recompute even when scan, parameters and weights are unchanged
     """
-    return detect_flow(store, DetectParams(threshold=threshold, weights=weights, tta=tta, coarse_loss=coarse_loss,
+    return detect_flow(store, DetectParams(threshold=threshold, weights=weights, tta=tta, second_view=second_view,
+                                           loss_agreement=loss_agreement, coarse_loss=coarse_loss,
                                                 min_crack=min_crack, straight=straight, border=border,
                                                 scale=scale),
                        engine, force)

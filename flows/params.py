@@ -26,8 +26,10 @@ from pipeline.stages.adapt import (
 from pipeline.stages.detect import (
     DEFAULT_BORDER,
     DEFAULT_COARSE_LOSS,
+    DEFAULT_LOSS_AGREEMENT,
     DEFAULT_MIN_CRACK,
     DEFAULT_SCALE,
+    DEFAULT_SECOND_VIEW,
     DEFAULT_STRAIGHT,
     DEFAULT_TTA,
     DEFAULT_WEIGHTS,
@@ -38,6 +40,7 @@ from pipeline.stages.ingest import IngestConfig
 from pipeline.stages.inpaint_stage import InpaintStageConfig
 
 Tta = Literal[1, 2, 4, 8]  # test-time augmentation views (pipeline.stages.detect_infer.VIEWS)
+SecondView = Literal["mirror", "half-turn", "quarter-turn"]  # pipeline.stages.detect_infer.SECOND_VIEWS
 
 
 class _Params(BaseModel):
@@ -100,7 +103,13 @@ class DetectParams(_Tiled):
                        description="model tiles per forward pass (use > 1 on a GPU with a smaller tile)")
     tta: Tta = Field(DEFAULT_TTA, description="test-time augmentation: run every tile in this many flipped "
                                               "orientations and average (slower by that factor, steadier "
-                                              "thin-crack maps); 2 = the tile and its mirror, 1 = one pass")
+                                              "thin-crack maps); 2 = the tile and its second view, 1 = one pass")
+    second_view: SecondView = Field(DEFAULT_SECOND_VIEW, description="the second of two views: the tile's mirror "
+                                                                     "image, or the tile turned a half or a quarter "
+                                                                     "turn")
+    loss_agreement: float = Field(DEFAULT_LOSS_AGREEMENT, ge=0.0, lt=1.0, description=(
+        "paint loss is the views' mean only where every view gives it at least this probability, elsewhere the "
+        "lowest view's (0 = the mean everywhere)"))
     coarse_loss: bool = Field(DEFAULT_COARSE_LOSS, description=(
         "also look for paint loss at half size (one view), where large losses show their edges, kept where the "
         "full-size pass marks part of them and in the exposed ground's colour; a quarter more network passes where "

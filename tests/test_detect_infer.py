@@ -78,6 +78,40 @@ def test_tta_averages_the_flipped_predictions_mapped_back(shape: tuple[int, int]
     assert not torch.allclose(probs[0], probs[1])  # the net is not flip-invariant: the views differ
 
 
+@pytest.mark.parametrize("shape", [(64, 64), (64, 96)])
+def test_the_second_view_is_the_turned_tile_and_paint_loss_needs_every_view(shape: tuple[int, int]) -> None:
+    from pipeline.stages.detect_infer import Views
+
+    model = _conv_net()
+    x = torch.rand(2, 3, *shape)
+    with torch.inference_mode():
+        one = torch.sigmoid(model(x))
+        half = torch.sigmoid(model(x.flip(-2, -1))).flip(-2, -1)
+        quarter = torch.sigmoid(model(x.transpose(-2, -1).flip(-1))).flip(-1).transpose(-2, -1)
+        for turned, name in ((half, "half-turn"), (quarter, "quarter-turn")):
+            mean = (one + turned) / 2
+            torch.testing.assert_close(tile_probabilities(model, x, views=Views(2, name)), mean)
+            fused = tile_probabilities(model, x, views=Views(2, name, 0.5))
+            low = torch.minimum(one[:, 1], turned[:, 1])
+            agreed = low >= 0.5
+            assert agreed.any() and (~agreed).any()
+            torch.testing.assert_close(fused[:, 0], mean[:, 0])  # craquelure: the mean
+            torch.testing.assert_close(fused[:, 1][agreed], mean[:, 1][agreed])  # loss seen in both: the mean
+            torch.testing.assert_close(fused[:, 1][~agreed], low[~agreed])  # else the lower view
+        assert torch.equal(tile_probabilities(model, x, views=Views(2, "mirror", 0.0)),
+                           tile_probabilities(model, x, views=2))
+        mirrored = lambda t: model(t.flip(-1)).flip(-1)  # noqa: E731
+        beside = lambda t: torch.cat([model(t), mirrored(t)], 1)  # noqa: E731  (an adapted net and its base)
+        plan = Views(2, "half-turn", 0.5)
+        fused = tile_probabilities(beside, x, views=plan)  # each network's loss channel fused on its own
+        torch.testing.assert_close(fused, torch.cat([tile_probabilities(model, x, views=plan),
+                                                     tile_probabilities(mirrored, x, views=plan)], 1))
+    for bad in ({"count": 3}, {"count": 2, "second": "sideways"}, {"count": 2, "loss_agreement": 1.0}):
+        with pytest.raises(ValueError, match="must be"):
+            Views(**bad)
+    assert Views(2, "quarter-turn").indices() == (0, 5) and Views(4, "quarter-turn").indices() == (0, 1, 2, 3)
+
+
 def test_tta_keeps_a_pointwise_model_unchanged_through_the_tiling() -> None:
     model = torch.nn.Conv2d(3, 2, 1).eval()  # a per-pixel model gives the same answer in every orientation
     image = np.random.default_rng(0).random((150, 210, 3), dtype=np.float32)
@@ -119,6 +153,18 @@ def test_tta_setting_is_checked_everywhere(tmp_path) -> None:
     from flows.cli.common import DEFAULT_SCALE
 
     assert DEFAULT_SCALE == detect.DEFAULT_SCALE == DetectConfig().scale == EvalOptions().scale == DetectParams().scale
+    from flows.cli.common import DEFAULT_LOSS_AGREEMENT, DEFAULT_SECOND_VIEW, SECOND_VIEWS
+    from pipeline.stages import detect_infer
+
+    assert SECOND_VIEWS == tuple(detect_infer.SECOND_VIEWS)
+    assert DEFAULT_SECOND_VIEW == detect.DEFAULT_SECOND_VIEW == DetectConfig().second_view == EvalOptions().second_view
+    assert DEFAULT_SECOND_VIEW == DetectParams().second_view
+    assert DEFAULT_LOSS_AGREEMENT == detect.DEFAULT_LOSS_AGREEMENT == DetectConfig().loss_agreement
+    assert DEFAULT_LOSS_AGREEMENT == EvalOptions().loss_agreement == DetectParams().loss_agreement
+    with pytest.raises(ValueError, match="second view must be one of"):
+        DetectConfig(second_view="sideways")
+    with pytest.raises(ValueError, match="loss agreement must be in"):
+        EvalOptions(loss_agreement=1.5)
     with pytest.raises(ValueError, match="scale must be in"):
         DetectConfig(scale=3.0)
     with pytest.raises(ValueError, match="border must be >= 0"):
@@ -129,6 +175,8 @@ def test_tta_setting_is_checked_everywhere(tmp_path) -> None:
                  ["evaluate", "detect", "--images", str(tmp_path), "--masks", str(tmp_path), "--tta", "5"]):
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 2 and "--tta must be one of 1, 2, 4, 8" in result.output
+    result = CliRunner().invoke(app, ["detect", str(tmp_path / "x.zarr"), "--second-view", "sideways"])
+    assert result.exit_code == 2 and "--second-view must be one of mirror, half-turn, quarter-turn" in result.output
 
 
 def test_the_default_detection_runs_the_network_twice_over_a_pixel_and_a_quarter_more_where_a_loss_is_marked(
@@ -250,15 +298,19 @@ def test_the_coarse_loss_min_crack_and_border_settings_enter_the_stage_key_only_
     from pipeline import __version__
     from pipeline.stages.detect import DetectConfig, detect_key
 
-    off, on = DetectConfig(coarse_loss=False, min_crack=0, straight=0), DetectConfig(coarse_loss=True)
+    off = DetectConfig(coarse_loss=False, min_crack=0, straight=0, second_view="mirror", loss_agreement=0.0)
+    on = dataclasses.replace(off, coarse_loss=True)
     before = {k: v for k, v in dataclasses.asdict(off).items()
-              if k not in ("manifest", "coarse_loss", "min_crack", "straight", "border", "scale")}
+              if k not in ("manifest", "coarse_loss", "min_crack", "straight", "border", "scale", "second_view",
+                           "loss_agreement")}
     payload = json.dumps({"scan": "s", "config": before, "weights": "w", "version": __version__}, sort_keys=True)
     assert detect_key("s", off, "w") == hashlib.sha256(payload.encode()).hexdigest()
     assert detect_key("s", on, "w") != detect_key("s", off, "w")
     assert detect_key("s", DetectConfig(border=16), "w") != detect_key("s", off, "w")
     assert detect_key("s", DetectConfig(straight=60), "w") != detect_key("s", off, "w")
     assert detect_key("s", DetectConfig(scale=1.4), "w") != detect_key("s", off, "w")
+    assert detect_key("s", dataclasses.replace(off, second_view="quarter-turn"), "w") != detect_key("s", off, "w")
+    assert detect_key("s", dataclasses.replace(off, loss_agreement=0.25), "w") != detect_key("s", off, "w")
     unanchored = {**before, "coarse_loss": True}  # a store detected with the coarse pass before it was anchored
     payload = json.dumps({"scan": "s", "config": unanchored, "weights": "w", "version": __version__}, sort_keys=True)
     assert detect_key("s", on, "w") != hashlib.sha256(payload.encode()).hexdigest()  # is detected again
@@ -309,8 +361,12 @@ def test_a_benchmark_detection_variant_reads_as_the_stage_settings() -> None:
     assert variant_fields("detector-x+border0") == {"weights": "detector-x", "border": 0}
     assert variant_fields("detector-x+straight60") == {"weights": "detector-x", "straight": 60}
     assert variant_fields("detector-x+scale1.4+tta1") == {"weights": "detector-x", "scale": 1.4, "tta": 1}
+    assert variant_fields("detector-x+quarter-turn+agree0.25") == {"weights": "detector-x",
+                                                                    "second_view": "quarter-turn",
+                                                                    "loss_agreement": 0.25}
     for bad in ("detector-x+fine", "detector-x+min", "detector-x+min1.5", "detector-x+border", "detector-x+scale",
-                "detector-x+scale1.4.1", "detector-x+tta", "detector-x+straight", "detector-x+straight-1"):
+                "detector-x+scale1.4.1", "detector-x+tta", "detector-x+straight", "detector-x+straight-1",
+                "detector-x+turn", "detector-x+agree", "detector-x+agree-1"):
         with pytest.raises(ValueError, match="unknown detection option"):
             variant_fields(bad)
 

@@ -222,6 +222,9 @@ ADAPT_VETO_BACKGROUND = 0.1  # pipeline.stages.adapt.VETO_BACKGROUND, likewise (
 ADAPT_VETO_BACKGROUND_LOSS = 0.3  # pipeline.stages.adapt.VETO_BACKGROUND_LOSS, likewise (a test checks)
 ADAPT_BACKGROUND = 0.6  # pipeline.stages.adapt.BACKGROUND, likewise (a test checks)
 DEFAULT_COARSE_LOSS = True  # pipeline.stages.detect.DEFAULT_COARSE_LOSS, likewise (a test checks)
+DEFAULT_SECOND_VIEW = "mirror"  # pipeline.stages.detect.DEFAULT_SECOND_VIEW, likewise (a test checks)
+DEFAULT_LOSS_AGREEMENT = 0.0  # pipeline.stages.detect.DEFAULT_LOSS_AGREEMENT, likewise (a test checks)
+SECOND_VIEWS = ("mirror", "half-turn", "quarter-turn")  # pipeline.stages.detect_infer.SECOND_VIEWS (a test checks)
 DEFAULT_MIN_CRACK = 0  # pipeline.stages.detect.DEFAULT_MIN_CRACK, likewise (a test checks)
 DEFAULT_STRAIGHT = 60  # pipeline.stages.detect.DEFAULT_STRAIGHT, likewise (a test checks)
 DEFAULT_BORDER = 0  # pipeline.stages.detect.DEFAULT_BORDER, likewise (a test checks)
@@ -250,7 +253,20 @@ CoarseLossOpt = Annotated[bool, typer.Option("--coarse-loss/--no-coarse-loss",
                                                   "them (a quarter more network passes where a loss is marked)")]
 TtaOpt = Annotated[int, typer.Option(help="test-time augmentation: run every tile in 1, 2, 4 or 8 flipped "
                                           "orientations and average (that many times slower; 2 = the tile "
-                                          "and its mirror, 1 = one pass)")]
+                                          "and its second view, 1 = one pass)")]
+SecondViewOpt = Annotated[str, typer.Option(help="the second of two views: the tile's mirror image ('mirror'), or "
+                                                 "the tile turned by a 'half-turn' or a 'quarter-turn'")]
+LossAgreementOpt = Annotated[float, typer.Option(help="paint loss is the views' mean only where every view gives it "
+                                                      "at least this probability, elsewhere the lowest view's: a "
+                                                      "loss seen one way only is not taken (0 = the mean "
+                                                      "everywhere)", min=0.0, max=0.99)]
+
+
+def check_second_view(second_view: str) -> str:
+    """The --second-view value, or a one-line usage error before anything starts."""
+    if second_view not in SECOND_VIEWS:
+        raise typer.BadParameter(f"--second-view must be one of {', '.join(SECOND_VIEWS)}, got {second_view!r}")
+    return second_view
 
 
 def check_tta(tta: int) -> int:

@@ -12,18 +12,23 @@ import typer
 from flows.cli.common import (
     DEFAULT_BORDER,
     DEFAULT_COARSE_LOSS,
+    DEFAULT_LOSS_AGREEMENT,
     DEFAULT_MIN_CRACK,
     DEFAULT_SCALE,
+    DEFAULT_SECOND_VIEW,
     DEFAULT_STRAIGHT,
     DEFAULT_TTA,
     DEFAULT_WEIGHTS,
     FLAG,
     BorderOpt,
     CoarseLossOpt,
+    LossAgreementOpt,
     MinCrackOpt,
     ScaleOpt,
+    SecondViewOpt,
     StraightOpt,
     TtaOpt,
+    check_second_view,
     check_tta,
     clean_errors,
     start_flows,
@@ -167,6 +172,8 @@ def evaluate_detect_command(
     no_baseline: Annotated[bool, typer.Option("--no-baseline", help="skip the classical baseline",
                                               metavar=FLAG)] = False,
     tta: TtaOpt = DEFAULT_TTA,
+    second_view: SecondViewOpt = DEFAULT_SECOND_VIEW,
+    loss_agreement: LossAgreementOpt = DEFAULT_LOSS_AGREEMENT,
     coarse_loss: CoarseLossOpt = DEFAULT_COARSE_LOSS,
     min_crack: MinCrackOpt = DEFAULT_MIN_CRACK,
     straight: StraightOpt = DEFAULT_STRAIGHT,
@@ -181,6 +188,7 @@ def evaluate_detect_command(
     opts = EvalOptions(classes=tuple(c.strip() for c in classes.split(",") if c.strip()),
                        tolerance=tolerance, weights=weights, bf16=bf16, mask_value=mask_value,
                        baseline=not no_baseline, save_dir=save, tta=check_tta(tta), split=split,
+                       second_view=check_second_view(second_view), loss_agreement=loss_agreement,
                        coarse_loss=coarse_loss, min_crack=min_crack, straight=straight, border=border,
                        scale=scale)
     report = evaluate_detect(images, masks, opts)
@@ -251,6 +259,8 @@ def detect_styles_command(
 def evaluate_intact_command(
     weights: Annotated[str, typer.Option(help="manifest name of the detector weights")] = DEFAULT_WEIGHTS,
     tta: TtaOpt = DEFAULT_TTA,
+    second_view: SecondViewOpt = DEFAULT_SECOND_VIEW,
+    loss_agreement: LossAgreementOpt = DEFAULT_LOSS_AGREEMENT,
     threshold: Annotated[float, typer.Option(help="probability above which a pixel is flagged")] = 0.5,
     bf16: Annotated[bool, typer.Option(help="bf16 autocast inference")] = False,
     coarse_loss: CoarseLossOpt = DEFAULT_COARSE_LOSS,
@@ -269,6 +279,7 @@ def evaluate_intact_command(
 
     check_flag_threshold(threshold)
     report = evaluate_intact(weights=weights, tta=check_tta(tta), threshold=threshold, save_dir=save, bf16=bf16,
+                              second_view=check_second_view(second_view), loss_agreement=loss_agreement,
                               coarse_loss=coarse_loss, min_crack=min_crack, straight=straight, border=border,
                               scale=scale,
                               enlarge=enlarge)
@@ -282,6 +293,8 @@ def evaluate_intact_command(
 def evaluate_thin_lines_command(
     weights: Annotated[str, typer.Option(help="manifest name of the detector weights")] = DEFAULT_WEIGHTS,
     tta: TtaOpt = DEFAULT_TTA,
+    second_view: SecondViewOpt = DEFAULT_SECOND_VIEW,
+    loss_agreement: LossAgreementOpt = DEFAULT_LOSS_AGREEMENT,
     threshold: Annotated[float, typer.Option(help="probability above which a pixel is flagged")] = 0.5,
     copies: Annotated[int, typer.Option(help="seeded crops per VAL painting and kind")] = 2,
     coarse_loss: CoarseLossOpt = DEFAULT_COARSE_LOSS,
@@ -300,6 +313,7 @@ def evaluate_thin_lines_command(
     if copies < 1:
         raise typer.BadParameter(f"--copies must be >= 1, got {copies}")
     report = evaluate_thin_lines(weights=weights, tta=check_tta(tta), threshold=threshold, copies=copies,
+                                 second_view=check_second_view(second_view), loss_agreement=loss_agreement,
                                  save_dir=save, coarse_loss=coarse_loss,
                                  min_crack=min_crack, straight=straight, border=border, scale=scale)
     typer.echo(weights_line(report))
@@ -364,6 +378,8 @@ def evaluate_adapt_command(
     default: Annotated[bool, typer.Option(help="also score detect's default detector when the base is another "
                                                "(what the painting showed before adapting)")] = True,
     tta: TtaOpt = DEFAULT_TTA,
+    second_view: SecondViewOpt = DEFAULT_SECOND_VIEW,
+    loss_agreement: LossAgreementOpt = DEFAULT_LOSS_AGREEMENT,
     coarse_loss: CoarseLossOpt = DEFAULT_COARSE_LOSS,
     straight: StraightOpt = DEFAULT_STRAIGHT,
     scale: ScaleOpt = DEFAULT_SCALE,
@@ -391,6 +407,7 @@ def evaluate_adapt_command(
     from lab.paintings import shared_data_dir
     from pipeline.errors import ConfigError
     from pipeline.stages.adapt import AdaptConfig
+    from pipeline.stages.detect_infer import Views
 
     if strokes not in ("blind", "informed"):
         raise ConfigError(f"--strokes must be blind or informed, got {strokes!r}")
@@ -402,6 +419,7 @@ def evaluate_adapt_command(
         if value is not None and not 0.0 < value < 1.0:
             raise typer.BadParameter(f"{name} must be in (0, 1), got {value}")
     config = AdaptConfig(hidden=hidden, veto=veto, union=union, scale=scale)
+    views = Views(check_tta(tta), check_second_view(second_view), loss_agreement)
     changes = {"background": background, "background_below": background_below, "base": base, "add": add,
                "add_loss": add_loss, "reach": reach, "beside": beside, "support_loss": support_loss,
                "smooth_loss": smooth_loss, "clamp_loss": clamp_loss, "gate_loss": gate_loss, "gate_sigma": gate_sigma,
@@ -414,6 +432,7 @@ def evaluate_adapt_command(
     report: dict = {"command": "retouch " + " ".join(sys.argv[1:]),
                     "config": {k: v for k, v in dataclasses.asdict(config).items() if k != "manifest"},
                     "strokes": strokes, "plan": dataclasses.asdict(plan), "seed": seed, "tta": check_tta(tta),
+                    "second_view": check_second_view(second_view), "loss_agreement": loss_agreement,
                     "coarse_loss": coarse_loss, "straight": straight, "enlarge": enlarge, "sets": {}}
     for name in names:
         if name == "held-out":
@@ -421,7 +440,7 @@ def evaluate_adapt_command(
             report["held_out"] = {"copies": copies, "crop": crop, "style": "realistic paint loss, lime plaster"}
         else:
             cases, channel = real_cases(name, shared_data_dir(), limit), 0
-        report["sets"][name] = evaluate_cases(enlarged_cases(cases, enlarge), channel, config, plan, seed, tta,
+        report["sets"][name] = evaluate_cases(enlarged_cases(cases, enlarge), channel, config, plan, seed, views,
                                               default, coarse_loss, straight)
         typer.echo(format_adapt({"sets": {name: report["sets"][name]}}))
     write_report(json_out, report)

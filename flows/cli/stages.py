@@ -23,8 +23,10 @@ from flows.cli.common import (
     ADAPT_VETO_BACKGROUND_LOSS,
     DEFAULT_BORDER,
     DEFAULT_COARSE_LOSS,
+    DEFAULT_LOSS_AGREEMENT,
     DEFAULT_MIN_CRACK,
     DEFAULT_SCALE,
+    DEFAULT_SECOND_VIEW,
     DEFAULT_STRAIGHT,
     DEFAULT_TTA,
     DEFAULT_WEIGHTS,
@@ -36,10 +38,13 @@ from flows.cli.common import (
     ForceOpt,
     GrainOpt,
     GrainSigmaOpt,
+    LossAgreementOpt,
     MinCrackOpt,
     ScaleOpt,
+    SecondViewOpt,
     StraightOpt,
     TtaOpt,
+    check_second_view,
     check_tta,
     clean_errors,
     console,
@@ -104,6 +109,8 @@ def detect_command(
     precision: Annotated[str, typer.Option(help="auto (bf16 where native), fp32 or bf16")] = "auto",
     batch: Annotated[int, typer.Option(help="model tiles per forward pass (GPU)")] = 1,
     tta: TtaOpt = DEFAULT_TTA,
+    second_view: SecondViewOpt = DEFAULT_SECOND_VIEW,
+    loss_agreement: LossAgreementOpt = DEFAULT_LOSS_AGREEMENT,
     coarse_loss: CoarseLossOpt = DEFAULT_COARSE_LOSS,
     min_crack: MinCrackOpt = DEFAULT_MIN_CRACK,
     straight: StraightOpt = DEFAULT_STRAIGHT,
@@ -118,8 +125,9 @@ def detect_command(
     from flows.params import DetectParams
 
     params = DetectParams(weights=weights, threshold=threshold, tile=tile, precision=precision, batch=batch,
-                          tta=check_tta(tta), coarse_loss=coarse_loss, min_crack=min_crack, straight=straight,
-                          border=border, scale=scale, device=device)
+                          tta=check_tta(tta), second_view=check_second_view(second_view),
+                          loss_agreement=loss_agreement, coarse_loss=coarse_loss, min_crack=min_crack,
+                          straight=straight, border=border, scale=scale, device=device)
     from pipeline.stages.detect import check_device
 
     check_device(device)  # before Prefect starts: one line, no flow-run traceback
@@ -180,6 +188,8 @@ def adapt_command(
     = ADAPT_GATE_SIGMA,
     threshold: Annotated[float, typer.Option(help="probability threshold of the detection run after")] = 0.5,
     tta: TtaOpt = DEFAULT_TTA,
+    second_view: SecondViewOpt = DEFAULT_SECOND_VIEW,
+    loss_agreement: LossAgreementOpt = DEFAULT_LOSS_AGREEMENT,
     coarse_loss: CoarseLossOpt = DEFAULT_COARSE_LOSS,
     min_crack: MinCrackOpt = DEFAULT_MIN_CRACK,
     straight: StraightOpt = DEFAULT_STRAIGHT,
@@ -204,7 +214,8 @@ def adapt_command(
         if not 0.0 < value < 1.0:
             raise typer.BadParameter(f"{name} must be in (0, 1), got {value}")
     weights_dir(store)  # a remote store is refused here
-    detect = DetectParams(threshold=threshold, tta=check_tta(tta), coarse_loss=coarse_loss, min_crack=min_crack,
+    detect = DetectParams(threshold=threshold, tta=check_tta(tta), second_view=check_second_view(second_view),
+                          loss_agreement=loss_agreement, coarse_loss=coarse_loss, min_crack=min_crack,
                           straight=straight, border=border, scale=scale, device=device)
     if undo:
         if scribbles is not None:
@@ -327,6 +338,8 @@ def run_command(
                                                      "adapted weights when `retouch adapt` made some, else "
                                                      f"{DEFAULT_WEIGHTS}")] = None,
     tta: TtaOpt = DEFAULT_TTA,
+    second_view: SecondViewOpt = DEFAULT_SECOND_VIEW,
+    loss_agreement: LossAgreementOpt = DEFAULT_LOSS_AGREEMENT,
     coarse_loss: CoarseLossOpt = DEFAULT_COARSE_LOSS,
     min_crack: MinCrackOpt = DEFAULT_MIN_CRACK,
     straight: StraightOpt = DEFAULT_STRAIGHT,
@@ -343,6 +356,7 @@ def run_command(
     from pipeline.io.sources import open_source
 
     check_tta(tta)
+    check_second_view(second_view)
     if weights:
         from models.weights import get_entry
 
@@ -364,8 +378,9 @@ def run_command(
     from flows.params import DetectParams, ExportParams, IngestParams, InpaintParams
 
     params = {"ingest": IngestParams(pixel_size_um=pixel_size_um),
-              "detect": DetectParams(weights=weights, tta=tta, coarse_loss=coarse_loss, min_crack=min_crack,
-                                     straight=straight, border=border, scale=scale),
+              "detect": DetectParams(weights=weights, tta=tta, second_view=second_view, loss_agreement=loss_agreement,
+                                     coarse_loss=coarse_loss, min_crack=min_crack, straight=straight, border=border,
+                                     scale=scale),
               "inpaint": InpaintParams(grain=grain, grain_sigma=grain_sigma),
               "export": ExportParams(out_dir=str(out_dir / f"{name}-export"))}
     results = None

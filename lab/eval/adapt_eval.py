@@ -25,7 +25,7 @@ import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -33,6 +33,9 @@ import numpy as np
 from lab.eval.metrics import Counts, confusion
 from lab.eval.residual import INTACT_MARGIN
 from pipeline.stages.adapt import AdaptConfig, build_for, fit_adapted
+
+if TYPE_CHECKING:
+    from pipeline.stages.detect_infer import Views
 
 FAR_PX = 8  # scored pixels are farther than this from every stroke
 CLEAN_LABEL = 3
@@ -186,7 +189,7 @@ def _points(marks: np.ndarray) -> dict[int, np.ndarray]:
 
 
 def adapted_probabilities(image: np.ndarray, marks: np.ndarray, config: AdaptConfig, tile: int = 512,
-                          tta: int = 2, base: np.ndarray | None = None, build: Callable[..., Any] = build_for,
+                          tta: int | Views = 2, base: np.ndarray | None = None, build: Callable[..., Any] = build_for,
                           fit_with: Callable[..., dict[str, Any]] = fit_adapted, coarse_loss: bool = False,
                           straight: int = 0,
                           ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
@@ -209,7 +212,7 @@ def adapted_probabilities(image: np.ndarray, marks: np.ndarray, config: AdaptCon
     return base, after, fit
 
 
-def predicted(model: Any, image: np.ndarray, scale: float = 1.0, tile: int = 512, tta: int = 2,
+def predicted(model: Any, image: np.ndarray, scale: float = 1.0, tile: int = 512, tta: int | Views = 2,
               coarse_loss: bool = False, straight: int = 0) -> np.ndarray:
     """(2, H, W) probabilities of `model` on an (H, W, C) image seen at `scale`, as the detect stage sees it, with
     its coarse paint-loss pass when `coarse_loss` (the stage's default, `DEFAULT_COARSE_LOSS`), and its long straight
@@ -250,7 +253,7 @@ def mean_scores(rows: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def evaluate_cases(cases: Iterator[tuple[str, np.ndarray, np.ndarray]], channel: int, config: AdaptConfig,
-                   plan: StrokePlan, seed: int, tta: int = 2, reference: bool = True, coarse_loss: bool = False,
+                   plan: StrokePlan, seed: int, tta: int | Views = 2, reference: bool = True, coarse_loss: bool = False,
                    straight: int = 0,
                    **fitting: Callable[..., Any]) -> dict[str, Any]:
     """Before/after scores per image (name, (H, W, C) image, (H, W) label truth), averaged and pooled; with

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,12 +24,17 @@ from pipeline.io.image_io import read_image, read_mask, to_float, write_png
 from pipeline.stages.detect import (
     DEFAULT_BORDER,
     DEFAULT_COARSE_LOSS,
+    DEFAULT_LOSS_AGREEMENT,
     DEFAULT_MIN_CRACK,
     DEFAULT_SCALE,
+    DEFAULT_SECOND_VIEW,
     DEFAULT_STRAIGHT,
     DEFAULT_TTA,
     DEFAULT_WEIGHTS,
 )
+
+if TYPE_CHECKING:
+    from pipeline.stages.detect_infer import Views
 
 BLOCK = 128  # px: the model's strict counts are also kept per block of this side (lab.eval.compare_detect)
 REGION_CLASS = "paint_loss"  # scored region by region too (lab.eval.regions)
@@ -61,6 +66,8 @@ class EvalOptions:
     overlap: int = 64
     threshold: float = 0.5
     tta: int = DEFAULT_TTA  # flipped orientations averaged per tile (pipeline.stages.detect_infer.VIEWS), as detect
+    second_view: str = DEFAULT_SECOND_VIEW  # the second of two views (detect_infer.SECOND_VIEWS), as detect
+    loss_agreement: float = DEFAULT_LOSS_AGREEMENT  # paint loss where the views agree (detect_infer.Views), as detect
     coarse_loss: bool = DEFAULT_COARSE_LOSS  # the coarse paint-loss pass, as detect
     min_crack: int = DEFAULT_MIN_CRACK  # craquelure fragments under this many px dropped, as detect
     straight: int = DEFAULT_STRAIGHT  # straight craquelure components of this many skeleton px dropped, as detect
@@ -73,6 +80,13 @@ class EvalOptions:
         unknown = [c for c in self.classes if c not in CLASS_NAMES]
         if unknown or not self.classes:
             raise ValueError(f"unknown class(es) {unknown}; choose from {', '.join(CLASS_NAMES)}")
+        self.views()
+
+    def views(self) -> Views:
+        """The test-time augmentation: `tta`, `second_view`, `loss_agreement` (as DetectConfig.views)."""
+        from pipeline.stages.detect_infer import Views
+
+        return Views(self.tta, self.second_view, self.loss_agreement)
         if self.tolerance < 0:
             raise ValueError(f"tolerance must be >= 0, got {self.tolerance}")
         if self.mask_value is not None and len(self.classes) != 1:
@@ -133,7 +147,7 @@ def evaluate_detect(images: Path, masks: Path, opts: EvalOptions | None = None) 
         image, truth = read_pair(image_path, mask_path, opts)
         dark = dark_paint(image)
         prob = detect_probabilities(model, to_float(image), tile=opts.tile, overlap=opts.overlap,
-                                    bf16=opts.bf16, views=opts.tta, coarse_loss=opts.coarse_loss,
+                                    bf16=opts.bf16, views=opts.views(), coarse_loss=opts.coarse_loss,
                                     min_crack=opts.min_crack, threshold=opts.threshold, border=opts.border,
                                     scale=opts.scale, straight=opts.straight)
         preds = {"model": {c: prob[CLASS_NAMES.index(c)] > opts.threshold for c in opts.classes}}
@@ -169,6 +183,9 @@ def evaluate_detect(images: Path, masks: Path, opts: EvalOptions | None = None) 
     report["weights"] = weights_info
     report["bf16"] = opts.bf16
     report["tta"] = opts.tta
+    if opts.second_view != "mirror" or opts.loss_agreement:
+        report["second_view"] = opts.second_view
+        report["loss_agreement"] = opts.loss_agreement
     report["coarse_loss"] = opts.coarse_loss
     report["min_crack"] = opts.min_crack
     if opts.straight:

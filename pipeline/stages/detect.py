@@ -23,7 +23,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import zarr
@@ -56,6 +56,9 @@ from pipeline.io.store import (
 from pipeline.provenance import StageRecord, document_url, input_ref, marker_refs, now_iso, weights_ref
 from pipeline.stages import detect_border, straight_cracks
 
+if TYPE_CHECKING:
+    from pipeline.stages.detect_infer import Views
+
 DAMAGE_GROUP = DAMAGE
 CLASSES = ("craquelure", "paint_loss")
 # The label image's classes and display colours (alpha 166 = the export overlay's 65 % opacity).
@@ -69,6 +72,8 @@ DEFAULT_WEIGHTS = "detector-resunet18-paint7"
 # Test-time augmentation by default: every tile and its mirror image, averaged, for twice the compute; it
 # scores higher on the held-out sets (models/weights/detector-resunet18.eval.json). `tta=1` is the single pass.
 DEFAULT_TTA = 2
+DEFAULT_SECOND_VIEW = "mirror"  # the second of two views (pipeline.stages.detect_infer.SECOND_VIEWS)
+DEFAULT_LOSS_AGREEMENT = 0.0  # paint loss where the views agree (detect_infer.Views; 0: their mean)
 DEFAULT_COARSE_LOSS = True  # the coarse paint-loss pass, anchored and trimmed (rule 2026-12-05d)
 DEFAULT_MIN_CRACK = 0  # craquelure fragments under this many px are dropped (rule 2026-12-03k)
 DEFAULT_STRAIGHT = straight_cracks.DEFAULT_STRAIGHT  # straight craquelure this long is dropped (rule 2026-12-06n)
@@ -92,8 +97,10 @@ def default_manifest() -> str:
 @dataclass(frozen=True)
 class DetectConfig:
     """Weights, decision threshold per class, model tile/overlap, chunk halo, device, precision and
-    test-time augmentation (`tta` orientations of every tile, averaged: 1, 2, 4 or 8), and the coarse paint-loss
-    pass (`coarse_loss`: the block also at half size, for large losses; pipeline.stages.detect_infer), and the
+    test-time augmentation (`tta` orientations of every tile, averaged: 1, 2, 4 or 8; with two, the tile and its
+    `second_view`: "mirror", "half-turn" or "quarter-turn"; with `loss_agreement` > 0 a pixel's paint loss is the
+    views' mean only where each view gives at least that, else the lowest: `detect_infer.Views`), and the coarse
+    paint-loss pass (`coarse_loss`: the block also at half size, for large losses; detect_infer), and the
     smallest craquelure fragment labelled (`min_crack` px, 8-connected; smaller ones are dropped from the labels),
     and the skeleton length from which a craquelure component whose centre line is straight is dropped from the labels
     (`straight` px, judged over the whole scan after every chunk is detected; 0: off; pipeline.stages.straight_cracks),
@@ -113,6 +120,8 @@ class DetectConfig:
     precision: str = "auto"
     batch: int = 1
     tta: int = DEFAULT_TTA
+    second_view: str = DEFAULT_SECOND_VIEW
+    loss_agreement: float = DEFAULT_LOSS_AGREEMENT
     coarse_loss: bool = DEFAULT_COARSE_LOSS
     min_crack: int = DEFAULT_MIN_CRACK
     straight: int = DEFAULT_STRAIGHT
@@ -148,6 +157,13 @@ class DetectConfig:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.tta not in VIEWS:
             raise ValueError(f"tta must be one of {VIEWS}, got {self.tta}")
+        self.views()  # second_view and loss_agreement checked
+
+    def views(self) -> Views:
+        """The test-time augmentation: `tta`, `second_view`, `loss_agreement`."""
+        from pipeline.stages.detect_infer import Views
+
+        return Views(self.tta, self.second_view, self.loss_agreement)
 
     def resolved(self) -> DetectConfig:
         """This config with device checked and precision 'auto' decided for this machine."""
@@ -158,10 +174,13 @@ class DetectConfig:
 
 
 def variant_fields(text: str) -> dict[str, Any]:
-    """`NAME[+coarse|+nocoarse][+minN][+straightN][+borderN][+scaleS][+ttaN]` (how the benchmarks name a detection
-    setting) as DetectConfig fields: the weights, `coarse_loss` on with `+coarse` and off with `+nocoarse`, `min_crack`
-    N with `+minN`, `straight` N with `+straightN`, `border` N with `+borderN`, `scale` S with `+scaleS` (e.g.
-    `+scale1.4`), `tta` N with `+ttaN`; anything else is a ValueError naming it."""
+    """`NAME[+coarse|+nocoarse][+minN][+straightN][+borderN][+scaleS][+ttaN][+mirror|+half-turn|+quarter-turn][+agreeA]`
+    (how the benchmarks name a detection setting) as DetectConfig fields: the weights, `coarse_loss` on with `+coarse`
+    and off with `+nocoarse`, `min_crack` N with `+minN`, `straight` N with `+straightN`, `border` N with `+borderN`,
+    `scale` S with `+scaleS` (e.g. `+scale1.4`), `tta` N with `+ttaN`, `second_view` with its name, `loss_agreement`
+    A with `+agreeA` (e.g. `+agree0.25`); anything else is a ValueError naming it."""
+    from pipeline.stages.detect_infer import SECOND_VIEWS
+
     name, *options = text.split("+")
     fields: dict[str, Any] = {"weights": name}
     for option in options:
@@ -177,9 +196,13 @@ def variant_fields(text: str) -> dict[str, Any]:
             fields["scale"] = float(option[5:])
         elif option.startswith("tta") and option[3:].isdigit():
             fields["tta"] = int(option[3:])
+        elif option in SECOND_VIEWS:
+            fields["second_view"] = option
+        elif option.startswith("agree") and option[5:].replace(".", "", 1).isdigit():
+            fields["loss_agreement"] = float(option[5:])
         else:
-            raise ValueError(f"{text}: unknown detection option {option!r} "
-                             "(NAME[+coarse|+nocoarse][+minN][+straightN][+borderN][+scaleS][+ttaN])")
+            raise ValueError(f"{text}: unknown detection option {option!r} (NAME[+coarse|+nocoarse][+minN][+straightN]"
+                             "[+borderN][+scaleS][+ttaN][+mirror|+half-turn|+quarter-turn][+agreeA])")
     return fields
 
 
@@ -261,7 +284,7 @@ class _DetectChunk:
             real = (max(0, -y), min(block.shape[1], h - y), max(0, -x), min(block.shape[2], w - x))
         prob = detect_probabilities(model, image, tile=self.config.tile, overlap=self.config.overlap,
                                     bf16=self.config.precision == "bf16", margin=0 if self.config.halo else None,
-                                    batch=self.config.batch, views=self.config.tta,
+                                    batch=self.config.batch, views=self.config.views(),
                                     coarse_loss=self.config.coarse_loss, threshold=self.config.threshold,
                                     border=self.config.border,
                                     real=real, scale=self.config.scale)  # (2, h, w) float32
@@ -304,11 +327,12 @@ def resolution_note(height: int, width: int, scale: float) -> str | None:
 
 
 def detect_key(scan_digest: str, config: DetectConfig, weights_sha: str) -> str:
-    # coarse_loss, min_crack, straight and border enter the key only when on, and scale only when not 1, so stores
-    # detected before they existed (or with them off) keep their key
+    # coarse_loss, min_crack, straight, border and loss_agreement enter the key only when on, scale only when not 1
+    # and second_view only when not the mirror, so stores detected before they existed (or with them off) keep their key
     params = {k: v for k, v in asdict(config).items()
-              if k != "manifest" and not (k in ("coarse_loss", "min_crack", "straight", "border") and not v)
-              and not (k == "scale" and v == DEFAULT_SCALE)}
+              if k != "manifest"
+              and not (k in ("coarse_loss", "min_crack", "straight", "border", "loss_agreement") and not v)
+              and not (k == "scale" and v == DEFAULT_SCALE) and not (k == "second_view" and v == "mirror")}
     if config.straight:
         params["straight_rms"] = straight_cracks.STRAIGHT_RMS
     if config.coarse_loss:  # the coarse pass keeps only the regions the full-size pass marks in part, and in them
@@ -410,7 +434,8 @@ def detect(store: str, config: DetectConfig | None = None, engine: EngineConfig 
     summary = {"pixels": total, "counts": counts,
                "area_percent": {k: 100.0 * v / total for k, v in counts.items()},
                "threshold": config.threshold, "precision": config.precision, "device": config.device,
-               "tta": config.tta, "coarse_loss": config.coarse_loss, "min_crack": config.min_crack,
+               "tta": config.tta, "second_view": config.second_view, "loss_agreement": config.loss_agreement,
+               "coarse_loss": config.coarse_loss, "min_crack": config.min_crack,
                "straight": config.straight, "border": config.border}
     if straight is not None:
         summary["straight_dropped"] = {"components": straight.components, "pixels": sum(straight.dropped.values())}

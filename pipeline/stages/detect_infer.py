@@ -6,11 +6,14 @@ most `tile` px (multiples of 32) that overlap by at least `overlap` px. Each til
 weighted by a Gaussian window (sigma = tile / 8, clamped at 1e-3, as MONAI's sliding window) and the sum is
 divided by the summed weights. An image that fits in one tile gives exactly the untiled result.
 With `views` > 1 each tile is also run flipped (and, at 8, transposed), the probabilities flipped back and
-averaged (test-time augmentation): `views` times the compute for steadier thin-crack maps.
+averaged (test-time augmentation): `views` times the compute for steadier thin-crack maps. Two views are the tile and
+its mirror image, or (`Views.second`) the tile turned by a half or a quarter turn; with `Views.loss_agreement` a pixel's
+paint loss is the views' mean only where every view gives it at least that much, else the lowest view's.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +25,30 @@ from pipeline.stages.detect_border import DEFAULT_BORDER, at_border
 MULTIPLE_OF = 32
 VIEWS = (1, 2, 4, 8)  # test-time augmentation: identity, + horizontal flip, + vertical flips, + transposes
 _FLIPS = ((), (-1,), (-2,), (-2, -1))  # the flipped dims of views k and k + 4
+SECOND_VIEWS = {"mirror": 1, "half-turn": 3, "quarter-turn": 5}  # the second of two views: its k in `_view`
+
+
+@dataclass(frozen=True)
+class Views:
+    """Test-time augmentation: `count` orientations of every tile (VIEWS); with two, the tile and its `second`
+    (SECOND_VIEWS); the views' probabilities averaged, except paint loss with `loss_agreement` > 0: there a pixel's
+    probability is the mean only where every view gives it at least `loss_agreement`, else the lowest view's."""
+
+    count: int = 1
+    second: str = "mirror"
+    loss_agreement: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.count not in VIEWS:
+            raise ValueError(f"views must be one of {VIEWS}, got {self.count}")
+        if self.second not in SECOND_VIEWS:
+            raise ValueError(f"second view must be one of {tuple(SECOND_VIEWS)}, got {self.second!r}")
+        if not 0.0 <= self.loss_agreement < 1.0:
+            raise ValueError(f"loss agreement must be in [0, 1), got {self.loss_agreement}")
+
+    def indices(self) -> tuple[int, ...]:
+        """The k (`_view`) of each view run."""
+        return (0, SECOND_VIEWS[self.second]) if self.count == 2 else tuple(range(self.count))
 
 
 def _view(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -38,18 +65,25 @@ def _unview(y: torch.Tensor, k: int) -> torch.Tensor:
     return y.transpose(-2, -1) if k >= 4 else y
 
 
-def tile_probabilities(model: torch.nn.Module, x: torch.Tensor, bf16: bool = False, views: int = 1) -> torch.Tensor:
-    """Sigmoid probabilities (B, K, H, W) float32 of (B, 3, H, W) tiles, averaged over `views` flips."""
-    if views not in VIEWS:
-        raise ValueError(f"views must be one of {VIEWS}, got {views}")
-    total = None
-    for k in range(views):
+def tile_probabilities(model: torch.nn.Module, x: torch.Tensor, bf16: bool = False,
+                       views: int | Views = 1) -> torch.Tensor:
+    """Sigmoid probabilities (B, K, H, W) float32 of (B, 3, H, W) tiles, fused over `views` (a count: flips, the
+    paint loss averaged too). The odd channels are paint loss (K = 2 classes per network; 4 with a base beside)."""
+    plan = views if isinstance(views, Views) else Views(views)
+    total = low = None
+    for k in plan.indices():
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
             logits = model(_view(x, k))
         prob = _unview(torch.sigmoid(logits.float()), k)
         total = prob if total is None else total + prob
+        if plan.loss_agreement:
+            loss = prob[:, 1::2]
+            low = loss if low is None else torch.minimum(low, loss)
     assert total is not None
-    return total / views
+    mean = total / plan.count
+    if low is not None:
+        mean[:, 1::2] = torch.where(low >= plan.loss_agreement, mean[:, 1::2], low)
+    return mean
 
 
 def _ceil_to(n: int, m: int) -> int:
@@ -146,7 +180,7 @@ def predict_probabilities(
     channels_last: bool = True,
     margin: int | None = None,
     batch: int = 1,
-    views: int = 1,
+    views: int | Views = 1,
     border: int = 0,
     real: tuple[int, int, int, int] | None = None,
 ) -> np.ndarray:
@@ -236,7 +270,7 @@ def half_region(region: tuple[int, int, int, int], shape: tuple[int, int]) -> tu
 
 
 def detect_probabilities(model: torch.nn.Module, image: np.ndarray, tile: int = 512, overlap: int = 64,
-                         bf16: bool = False, margin: int | None = None, batch: int = 1, views: int = 1,
+                         bf16: bool = False, margin: int | None = None, batch: int = 1, views: int | Views = 1,
                          coarse_loss: bool = False, min_crack: int = 0, threshold: float = 0.5,
                          border: int = DEFAULT_BORDER, real: tuple[int, int, int, int] | None = None,
                          scale: float = 1.0, straight: int = 0) -> np.ndarray:
