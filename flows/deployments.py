@@ -87,6 +87,7 @@ def rerun_detect_flow(store: str, threshold: float = DetectParams().threshold,
                       weights: str | None = DetectParams().weights,
                       tta: Tta = DetectParams().tta, second_view: SecondView = DetectParams().second_view,
                       loss_agreement: float = DetectParams().loss_agreement,
+                      agreement_area: int = DetectParams().agreement_area,
                       coarse_loss: bool = DetectParams().coarse_loss,
                       min_crack: int = DetectParams().min_crack, straight: int = DetectParams().straight,
                       border: int = DetectParams().border,
@@ -105,6 +106,7 @@ def rerun_detect_flow(store: str, threshold: float = DetectParams().threshold,
         second_view: the second of two views: "mirror", "half-turn" or "quarter-turn"
         loss_agreement: paint loss is the views' mean only where every view gives it at least this, elsewhere
             the lowest view's (0 = the mean everywhere)
+        agreement_area: paint-loss regions of fewer than this many px keep the views' mean (0 = every region)
         coarse_loss: also look for paint loss at half size, where large losses show their edges
         min_crack: drop craquelure fragments of fewer than this many px from the labels (0 = keep all)
         straight: drop craquelure components whose centre line is a straight line (within 1 px RMS) at least
@@ -115,7 +117,8 @@ def rerun_detect_flow(store: str, threshold: float = DetectParams().threshold,
         force: recompute even when scan, parameters and weights are unchanged
     """
     return detect_flow(store, DetectParams(threshold=threshold, weights=weights, tta=tta, second_view=second_view,
-                                           loss_agreement=loss_agreement, coarse_loss=coarse_loss,
+                                           loss_agreement=loss_agreement, agreement_area=agreement_area,
+                                           coarse_loss=coarse_loss,
                                                 min_crack=min_crack, straight=straight, border=border,
                                                 scale=scale),
                        engine, force)

@@ -24,6 +24,7 @@ from pipeline.stages.adapt import (
     AdaptConfig,
 )
 from pipeline.stages.detect import (
+    DEFAULT_AGREEMENT_AREA,
     DEFAULT_BORDER,
     DEFAULT_COARSE_LOSS,
     DEFAULT_LOSS_AGREEMENT,
@@ -110,6 +111,9 @@ class DetectParams(_Tiled):
     loss_agreement: float = Field(DEFAULT_LOSS_AGREEMENT, ge=0.0, lt=1.0, description=(
         "paint loss is the views' mean only where every view gives it at least this probability, elsewhere the "
         "lowest view's (0 = the mean everywhere)"))
+    agreement_area: int = Field(DEFAULT_AGREEMENT_AREA, ge=0, le=1_000_000, description=(
+        "paint-loss regions (the views' mean above 0.5) of fewer than this many px keep the mean: the agreement "
+        "trims only larger regions (0 = every region)"))
     coarse_loss: bool = Field(DEFAULT_COARSE_LOSS, description=(
         "also look for paint loss at half size (one view), where large losses show their edges, kept where the "
         "full-size pass marks part of them and in the exposed ground's colour; a quarter more network passes where "

@@ -112,6 +112,32 @@ def test_the_second_view_is_the_turned_tile_and_paint_loss_needs_every_view(shap
     assert Views(2, "quarter-turn").indices() == (0, 5) and Views(4, "quarter-turn").indices() == (0, 1, 2, 3)
 
 
+def test_small_loss_regions_keep_the_mean_of_the_views_under_the_agreement() -> None:
+    from pipeline.stages.detect_infer import AREA_THRESHOLD, Views, small_regions
+
+    mask = np.zeros((1, 1, 12, 12), bool)
+    mask[0, 0, 1:3, 1:3] = True  # 4 px
+    mask[0, 0, 5:10, 5:10] = True  # 25 px
+    mask[0, 0, 10, 10] = True  # touches the block diagonally: 26 px, one region (8-connected)
+    small = small_regions(mask, 5)
+    assert small[0, 0, 1:3, 1:3].all() and small.sum() == 4
+    assert not small_regions(mask, 0).any() and small_regions(mask, 27).sum() == 30
+    model = _conv_net()
+    with torch.inference_mode():
+        x = torch.rand(2, 3, 64, 64)
+        mean = tile_probabilities(model, x, views=Views(2, "mirror"))
+        trimmed = tile_probabilities(model, x, views=Views(2, "mirror", 0.5))
+        kept = tile_probabilities(model, x, views=Views(2, "mirror", 0.5, 40))
+        small = torch.from_numpy(small_regions(mean[:, 1:2].numpy() > AREA_THRESHOLD, 40))[:, 0]
+        assert small.any() and (~small & (trimmed[:, 1] != mean[:, 1])).any()
+        assert (small & (trimmed[:, 1] != mean[:, 1])).any()  # the agreement alone trims a small region
+        torch.testing.assert_close(kept[:, 1][small], mean[:, 1][small])
+        torch.testing.assert_close(kept[:, 1][~small], trimmed[:, 1][~small])
+        torch.testing.assert_close(kept[:, 0], mean[:, 0])
+    with pytest.raises(ValueError, match="agreement area must be"):
+        Views(2, "mirror", 0.5, -1)
+
+
 def test_tta_keeps_a_pointwise_model_unchanged_through_the_tiling() -> None:
     model = torch.nn.Conv2d(3, 2, 1).eval()  # a per-pixel model gives the same answer in every orientation
     image = np.random.default_rng(0).random((150, 210, 3), dtype=np.float32)
@@ -161,6 +187,10 @@ def test_tta_setting_is_checked_everywhere(tmp_path) -> None:
     assert DEFAULT_SECOND_VIEW == DetectParams().second_view
     assert DEFAULT_LOSS_AGREEMENT == detect.DEFAULT_LOSS_AGREEMENT == DetectConfig().loss_agreement
     assert DEFAULT_LOSS_AGREEMENT == EvalOptions().loss_agreement == DetectParams().loss_agreement
+    from flows.cli.common import DEFAULT_AGREEMENT_AREA
+
+    assert DEFAULT_AGREEMENT_AREA == detect.DEFAULT_AGREEMENT_AREA == DetectConfig().agreement_area
+    assert DEFAULT_AGREEMENT_AREA == EvalOptions().agreement_area == DetectParams().agreement_area
     with pytest.raises(ValueError, match="second view must be one of"):
         DetectConfig(second_view="sideways")
     with pytest.raises(ValueError, match="loss agreement must be in"):
@@ -298,11 +328,12 @@ def test_the_coarse_loss_min_crack_and_border_settings_enter_the_stage_key_only_
     from pipeline import __version__
     from pipeline.stages.detect import DetectConfig, detect_key
 
-    off = DetectConfig(coarse_loss=False, min_crack=0, straight=0, second_view="mirror", loss_agreement=0.0)
+    off = DetectConfig(coarse_loss=False, min_crack=0, straight=0, second_view="mirror", loss_agreement=0.0,
+                       agreement_area=0)
     on = dataclasses.replace(off, coarse_loss=True)
     before = {k: v for k, v in dataclasses.asdict(off).items()
               if k not in ("manifest", "coarse_loss", "min_crack", "straight", "border", "scale", "second_view",
-                           "loss_agreement")}
+                           "loss_agreement", "agreement_area")}
     payload = json.dumps({"scan": "s", "config": before, "weights": "w", "version": __version__}, sort_keys=True)
     assert detect_key("s", off, "w") == hashlib.sha256(payload.encode()).hexdigest()
     assert detect_key("s", on, "w") != detect_key("s", off, "w")
@@ -311,6 +342,8 @@ def test_the_coarse_loss_min_crack_and_border_settings_enter_the_stage_key_only_
     assert detect_key("s", DetectConfig(scale=1.4), "w") != detect_key("s", off, "w")
     assert detect_key("s", dataclasses.replace(off, second_view="quarter-turn"), "w") != detect_key("s", off, "w")
     assert detect_key("s", dataclasses.replace(off, loss_agreement=0.25), "w") != detect_key("s", off, "w")
+    agreed = dataclasses.replace(off, loss_agreement=0.25)
+    assert detect_key("s", dataclasses.replace(agreed, agreement_area=100), "w") != detect_key("s", agreed, "w")
     unanchored = {**before, "coarse_loss": True}  # a store detected with the coarse pass before it was anchored
     payload = json.dumps({"scan": "s", "config": unanchored, "weights": "w", "version": __version__}, sort_keys=True)
     assert detect_key("s", on, "w") != hashlib.sha256(payload.encode()).hexdigest()  # is detected again
@@ -361,12 +394,13 @@ def test_a_benchmark_detection_variant_reads_as_the_stage_settings() -> None:
     assert variant_fields("detector-x+border0") == {"weights": "detector-x", "border": 0}
     assert variant_fields("detector-x+straight60") == {"weights": "detector-x", "straight": 60}
     assert variant_fields("detector-x+scale1.4+tta1") == {"weights": "detector-x", "scale": 1.4, "tta": 1}
-    assert variant_fields("detector-x+quarter-turn+agree0.25") == {"weights": "detector-x",
-                                                                    "second_view": "quarter-turn",
-                                                                    "loss_agreement": 0.25}
+    assert variant_fields("detector-x+quarter-turn+agree0.25+area100") == {"weights": "detector-x",
+                                                                            "second_view": "quarter-turn",
+                                                                            "loss_agreement": 0.25,
+                                                                            "agreement_area": 100}
     for bad in ("detector-x+fine", "detector-x+min", "detector-x+min1.5", "detector-x+border", "detector-x+scale",
                 "detector-x+scale1.4.1", "detector-x+tta", "detector-x+straight", "detector-x+straight-1",
-                "detector-x+turn", "detector-x+agree", "detector-x+agree-1"):
+                "detector-x+turn", "detector-x+agree", "detector-x+agree-1", "detector-x+area"):
         with pytest.raises(ValueError, match="unknown detection option"):
             variant_fields(bad)
 

@@ -224,6 +224,7 @@ ADAPT_BACKGROUND = 0.6  # pipeline.stages.adapt.BACKGROUND, likewise (a test che
 DEFAULT_COARSE_LOSS = True  # pipeline.stages.detect.DEFAULT_COARSE_LOSS, likewise (a test checks)
 DEFAULT_SECOND_VIEW = "mirror"  # pipeline.stages.detect.DEFAULT_SECOND_VIEW, likewise (a test checks)
 DEFAULT_LOSS_AGREEMENT = 0.0  # pipeline.stages.detect.DEFAULT_LOSS_AGREEMENT, likewise (a test checks)
+DEFAULT_AGREEMENT_AREA = 0  # pipeline.stages.detect.DEFAULT_AGREEMENT_AREA, likewise (a test checks)
 SECOND_VIEWS = ("mirror", "half-turn", "quarter-turn")  # pipeline.stages.detect_infer.SECOND_VIEWS (a test checks)
 DEFAULT_MIN_CRACK = 0  # pipeline.stages.detect.DEFAULT_MIN_CRACK, likewise (a test checks)
 DEFAULT_STRAIGHT = 60  # pipeline.stages.detect.DEFAULT_STRAIGHT, likewise (a test checks)
@@ -260,6 +261,10 @@ LossAgreementOpt = Annotated[float, typer.Option(help="paint loss is the views' 
                                                       "at least this probability, elsewhere the lowest view's: a "
                                                       "loss seen one way only is not taken (0 = the mean "
                                                       "everywhere)", min=0.0, max=0.99)]
+AgreementAreaOpt = Annotated[int, typer.Option(help="paint-loss regions (the views' mean above 0.5, within a tile) "
+                                                    "of fewer than this many px keep the views' mean: the loss "
+                                                    "agreement trims only larger ones, so small flakes keep their "
+                                                    "rims (0 = every region)", min=0, max=1_000_000)]
 
 
 def check_second_view(second_view: str) -> str:

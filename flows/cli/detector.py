@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from flows.cli.common import (
+    DEFAULT_AGREEMENT_AREA,
     DEFAULT_BORDER,
     DEFAULT_COARSE_LOSS,
     DEFAULT_LOSS_AGREEMENT,
@@ -20,6 +21,7 @@ from flows.cli.common import (
     DEFAULT_TTA,
     DEFAULT_WEIGHTS,
     FLAG,
+    AgreementAreaOpt,
     BorderOpt,
     CoarseLossOpt,
     LossAgreementOpt,
@@ -174,6 +176,7 @@ def evaluate_detect_command(
     tta: TtaOpt = DEFAULT_TTA,
     second_view: SecondViewOpt = DEFAULT_SECOND_VIEW,
     loss_agreement: LossAgreementOpt = DEFAULT_LOSS_AGREEMENT,
+    agreement_area: AgreementAreaOpt = DEFAULT_AGREEMENT_AREA,
     coarse_loss: CoarseLossOpt = DEFAULT_COARSE_LOSS,
     min_crack: MinCrackOpt = DEFAULT_MIN_CRACK,
     straight: StraightOpt = DEFAULT_STRAIGHT,
@@ -189,6 +192,7 @@ def evaluate_detect_command(
                        tolerance=tolerance, weights=weights, bf16=bf16, mask_value=mask_value,
                        baseline=not no_baseline, save_dir=save, tta=check_tta(tta), split=split,
                        second_view=check_second_view(second_view), loss_agreement=loss_agreement,
+                       agreement_area=agreement_area,
                        coarse_loss=coarse_loss, min_crack=min_crack, straight=straight, border=border,
                        scale=scale)
     report = evaluate_detect(images, masks, opts)
@@ -261,6 +265,7 @@ def evaluate_intact_command(
     tta: TtaOpt = DEFAULT_TTA,
     second_view: SecondViewOpt = DEFAULT_SECOND_VIEW,
     loss_agreement: LossAgreementOpt = DEFAULT_LOSS_AGREEMENT,
+    agreement_area: AgreementAreaOpt = DEFAULT_AGREEMENT_AREA,
     threshold: Annotated[float, typer.Option(help="probability above which a pixel is flagged")] = 0.5,
     bf16: Annotated[bool, typer.Option(help="bf16 autocast inference")] = False,
     coarse_loss: CoarseLossOpt = DEFAULT_COARSE_LOSS,
@@ -280,6 +285,7 @@ def evaluate_intact_command(
     check_flag_threshold(threshold)
     report = evaluate_intact(weights=weights, tta=check_tta(tta), threshold=threshold, save_dir=save, bf16=bf16,
                               second_view=check_second_view(second_view), loss_agreement=loss_agreement,
+                              agreement_area=agreement_area,
                               coarse_loss=coarse_loss, min_crack=min_crack, straight=straight, border=border,
                               scale=scale,
                               enlarge=enlarge)
@@ -295,6 +301,7 @@ def evaluate_thin_lines_command(
     tta: TtaOpt = DEFAULT_TTA,
     second_view: SecondViewOpt = DEFAULT_SECOND_VIEW,
     loss_agreement: LossAgreementOpt = DEFAULT_LOSS_AGREEMENT,
+    agreement_area: AgreementAreaOpt = DEFAULT_AGREEMENT_AREA,
     threshold: Annotated[float, typer.Option(help="probability above which a pixel is flagged")] = 0.5,
     copies: Annotated[int, typer.Option(help="seeded crops per VAL painting and kind")] = 2,
     coarse_loss: CoarseLossOpt = DEFAULT_COARSE_LOSS,
@@ -314,6 +321,7 @@ def evaluate_thin_lines_command(
         raise typer.BadParameter(f"--copies must be >= 1, got {copies}")
     report = evaluate_thin_lines(weights=weights, tta=check_tta(tta), threshold=threshold, copies=copies,
                                  second_view=check_second_view(second_view), loss_agreement=loss_agreement,
+                                 agreement_area=agreement_area,
                                  save_dir=save, coarse_loss=coarse_loss,
                                  min_crack=min_crack, straight=straight, border=border, scale=scale)
     typer.echo(weights_line(report))
@@ -380,6 +388,7 @@ def evaluate_adapt_command(
     tta: TtaOpt = DEFAULT_TTA,
     second_view: SecondViewOpt = DEFAULT_SECOND_VIEW,
     loss_agreement: LossAgreementOpt = DEFAULT_LOSS_AGREEMENT,
+    agreement_area: AgreementAreaOpt = DEFAULT_AGREEMENT_AREA,
     coarse_loss: CoarseLossOpt = DEFAULT_COARSE_LOSS,
     straight: StraightOpt = DEFAULT_STRAIGHT,
     scale: ScaleOpt = DEFAULT_SCALE,
@@ -419,7 +428,7 @@ def evaluate_adapt_command(
         if value is not None and not 0.0 < value < 1.0:
             raise typer.BadParameter(f"{name} must be in (0, 1), got {value}")
     config = AdaptConfig(hidden=hidden, veto=veto, union=union, scale=scale)
-    views = Views(check_tta(tta), check_second_view(second_view), loss_agreement)
+    views = Views(check_tta(tta), check_second_view(second_view), loss_agreement, agreement_area)
     changes = {"background": background, "background_below": background_below, "base": base, "add": add,
                "add_loss": add_loss, "reach": reach, "beside": beside, "support_loss": support_loss,
                "smooth_loss": smooth_loss, "clamp_loss": clamp_loss, "gate_loss": gate_loss, "gate_sigma": gate_sigma,
@@ -433,6 +442,7 @@ def evaluate_adapt_command(
                     "config": {k: v for k, v in dataclasses.asdict(config).items() if k != "manifest"},
                     "strokes": strokes, "plan": dataclasses.asdict(plan), "seed": seed, "tta": check_tta(tta),
                     "second_view": check_second_view(second_view), "loss_agreement": loss_agreement,
+                    "agreement_area": agreement_area,
                     "coarse_loss": coarse_loss, "straight": straight, "enlarge": enlarge, "sets": {}}
     for name in names:
         if name == "held-out":

@@ -21,6 +21,7 @@ from flows.cli.common import (
     ADAPT_SUPPORT_LOSS,
     ADAPT_VETO_BACKGROUND,
     ADAPT_VETO_BACKGROUND_LOSS,
+    DEFAULT_AGREEMENT_AREA,
     DEFAULT_BORDER,
     DEFAULT_COARSE_LOSS,
     DEFAULT_LOSS_AGREEMENT,
@@ -31,6 +32,7 @@ from flows.cli.common import (
     DEFAULT_TTA,
     DEFAULT_WEIGHTS,
     AddressOpt,
+    AgreementAreaOpt,
     BorderOpt,
     CoarseLossOpt,
     DeviceOpt,
@@ -111,6 +113,7 @@ def detect_command(
     tta: TtaOpt = DEFAULT_TTA,
     second_view: SecondViewOpt = DEFAULT_SECOND_VIEW,
     loss_agreement: LossAgreementOpt = DEFAULT_LOSS_AGREEMENT,
+    agreement_area: AgreementAreaOpt = DEFAULT_AGREEMENT_AREA,
     coarse_loss: CoarseLossOpt = DEFAULT_COARSE_LOSS,
     min_crack: MinCrackOpt = DEFAULT_MIN_CRACK,
     straight: StraightOpt = DEFAULT_STRAIGHT,
@@ -126,8 +129,8 @@ def detect_command(
 
     params = DetectParams(weights=weights, threshold=threshold, tile=tile, precision=precision, batch=batch,
                           tta=check_tta(tta), second_view=check_second_view(second_view),
-                          loss_agreement=loss_agreement, coarse_loss=coarse_loss, min_crack=min_crack,
-                          straight=straight, border=border, scale=scale, device=device)
+                          loss_agreement=loss_agreement, agreement_area=agreement_area, coarse_loss=coarse_loss,
+                          min_crack=min_crack, straight=straight, border=border, scale=scale, device=device)
     from pipeline.stages.detect import check_device
 
     check_device(device)  # before Prefect starts: one line, no flow-run traceback
@@ -190,6 +193,7 @@ def adapt_command(
     tta: TtaOpt = DEFAULT_TTA,
     second_view: SecondViewOpt = DEFAULT_SECOND_VIEW,
     loss_agreement: LossAgreementOpt = DEFAULT_LOSS_AGREEMENT,
+    agreement_area: AgreementAreaOpt = DEFAULT_AGREEMENT_AREA,
     coarse_loss: CoarseLossOpt = DEFAULT_COARSE_LOSS,
     min_crack: MinCrackOpt = DEFAULT_MIN_CRACK,
     straight: StraightOpt = DEFAULT_STRAIGHT,
@@ -215,8 +219,8 @@ def adapt_command(
             raise typer.BadParameter(f"{name} must be in (0, 1), got {value}")
     weights_dir(store)  # a remote store is refused here
     detect = DetectParams(threshold=threshold, tta=check_tta(tta), second_view=check_second_view(second_view),
-                          loss_agreement=loss_agreement, coarse_loss=coarse_loss, min_crack=min_crack,
-                          straight=straight, border=border, scale=scale, device=device)
+                          loss_agreement=loss_agreement, agreement_area=agreement_area, coarse_loss=coarse_loss,
+                          min_crack=min_crack, straight=straight, border=border, scale=scale, device=device)
     if undo:
         if scribbles is not None:
             raise typer.BadParameter("--undo fits nothing: it takes no --scribbles")
@@ -340,6 +344,7 @@ def run_command(
     tta: TtaOpt = DEFAULT_TTA,
     second_view: SecondViewOpt = DEFAULT_SECOND_VIEW,
     loss_agreement: LossAgreementOpt = DEFAULT_LOSS_AGREEMENT,
+    agreement_area: AgreementAreaOpt = DEFAULT_AGREEMENT_AREA,
     coarse_loss: CoarseLossOpt = DEFAULT_COARSE_LOSS,
     min_crack: MinCrackOpt = DEFAULT_MIN_CRACK,
     straight: StraightOpt = DEFAULT_STRAIGHT,
@@ -379,6 +384,7 @@ def run_command(
 
     params = {"ingest": IngestParams(pixel_size_um=pixel_size_um),
               "detect": DetectParams(weights=weights, tta=tta, second_view=second_view, loss_agreement=loss_agreement,
+                                     agreement_area=agreement_area,
                                      coarse_loss=coarse_loss, min_crack=min_crack, straight=straight, border=border,
                                      scale=scale),
               "inpaint": InpaintParams(grain=grain, grain_sigma=grain_sigma),

@@ -22,6 +22,7 @@ from lab.synthesis.synthetic_damage import CLASS_NAMES
 from pipeline.errors import InputError
 from pipeline.io.image_io import read_image, read_mask, to_float, write_png
 from pipeline.stages.detect import (
+    DEFAULT_AGREEMENT_AREA,
     DEFAULT_BORDER,
     DEFAULT_COARSE_LOSS,
     DEFAULT_LOSS_AGREEMENT,
@@ -68,6 +69,7 @@ class EvalOptions:
     tta: int = DEFAULT_TTA  # flipped orientations averaged per tile (pipeline.stages.detect_infer.VIEWS), as detect
     second_view: str = DEFAULT_SECOND_VIEW  # the second of two views (detect_infer.SECOND_VIEWS), as detect
     loss_agreement: float = DEFAULT_LOSS_AGREEMENT  # paint loss where the views agree (detect_infer.Views), as detect
+    agreement_area: int = DEFAULT_AGREEMENT_AREA  # loss regions under this many px keep the views' mean, as detect
     coarse_loss: bool = DEFAULT_COARSE_LOSS  # the coarse paint-loss pass, as detect
     min_crack: int = DEFAULT_MIN_CRACK  # craquelure fragments under this many px dropped, as detect
     straight: int = DEFAULT_STRAIGHT  # straight craquelure components of this many skeleton px dropped, as detect
@@ -83,10 +85,11 @@ class EvalOptions:
         self.views()
 
     def views(self) -> Views:
-        """The test-time augmentation: `tta`, `second_view`, `loss_agreement` (as DetectConfig.views)."""
+        """The test-time augmentation: `tta`, `second_view`, `loss_agreement`, `agreement_area` (as
+        DetectConfig.views)."""
         from pipeline.stages.detect_infer import Views
 
-        return Views(self.tta, self.second_view, self.loss_agreement)
+        return Views(self.tta, self.second_view, self.loss_agreement, self.agreement_area)
         if self.tolerance < 0:
             raise ValueError(f"tolerance must be >= 0, got {self.tolerance}")
         if self.mask_value is not None and len(self.classes) != 1:
@@ -186,6 +189,7 @@ def evaluate_detect(images: Path, masks: Path, opts: EvalOptions | None = None) 
     if opts.second_view != "mirror" or opts.loss_agreement:
         report["second_view"] = opts.second_view
         report["loss_agreement"] = opts.loss_agreement
+        report["agreement_area"] = opts.agreement_area
     report["coarse_loss"] = opts.coarse_loss
     report["min_crack"] = opts.min_crack
     if opts.straight:

@@ -105,7 +105,7 @@ def evaluate_intact(
     bf16: bool = False,
     coarse_loss: bool | None = None,
     min_crack: int | None = None, straight: int | None = None,
-    second_view: str | None = None, loss_agreement: float | None = None,
+    second_view: str | None = None, loss_agreement: float | None = None, agreement_area: int | None = None,
     border: int | None = None,
     scale: float | None = None,
     enlarge: float = 1.0,
@@ -113,8 +113,8 @@ def evaluate_intact(
     """The intact-paint check of a manifest detector on the VAL paintings (or `paths`), run as `retouch
     detect` runs it: the detect stage's tile and overlap (pipeline.detect.DetectConfig), `tta` views (default
     pipeline.detect.DEFAULT_TTA), `threshold`, `coarse_loss`, `min_crack`, `straight`, `second_view`,
-    `loss_agreement`, `border` and `scale` (default the stage's); with `enlarge` K, on the paintings as a scan at K
-    times their resolution would show them."""
+    `loss_agreement`, `agreement_area`, `border` and `scale` (default the stage's); with `enlarge` K, on the
+    paintings as a scan at K times their resolution would show them."""
     from lab.eval.detect_eval import EvalOptions, _load_model
     from lab.paintings import paintings
     from pipeline.stages.detect import DEFAULT_TTA, DetectConfig
@@ -127,7 +127,8 @@ def evaluate_intact(
     straight = stage.straight if straight is None else straight
     second_view = stage.second_view if second_view is None else second_view
     loss_agreement = stage.loss_agreement if loss_agreement is None else loss_agreement
-    views = Views(tta, second_view, loss_agreement)
+    agreement_area = stage.agreement_area if agreement_area is None else agreement_area
+    views = Views(tta, second_view, loss_agreement, agreement_area)
     border = stage.border if border is None else border
     scale = stage.scale if scale is None else scale
     model, weights_info = _load_model(EvalOptions(weights=weights, tta=tta, manifest=manifest))
@@ -141,6 +142,7 @@ def evaluate_intact(
     report = intact_report(prob_fn, paths, threshold, save_dir, enlarge)
     report.update({"weights": weights_info, "tta": tta, "coarse_loss": coarse_loss, "min_crack": min_crack,
                    "straight": straight, "second_view": second_view, "loss_agreement": loss_agreement,
+                   "agreement_area": agreement_area,
                    "border": border, "scale": scale, "enlarge": enlarge,
                    "tile": stage.tile, "overlap": stage.overlap, "bf16": bf16})
     return report

@@ -103,13 +103,13 @@ def evaluate_thin_lines(
     weights: str = DEFAULT_WEIGHTS, tta: int | None = None, threshold: float = 0.5, copies: int = 2,
     crop: int = 384, save_dir: Path | None = None, paths: list[Path] | None = None, manifest: Path | None = None,
     tile: int | None = None, coarse_loss: bool | None = None, min_crack: int | None = None, straight: int | None = None,
-    second_view: str | None = None, loss_agreement: float | None = None,
+    second_view: str | None = None, loss_agreement: float | None = None, agreement_area: int | None = None,
     border: int | None = None,
     scale: float | None = None,
 ) -> dict[str, Any]:
     """The thin-line check of a manifest detector on the VAL paintings (or `paths`), tiled as `retouch detect`
     runs it (or in `tile`-px tiles), `tta` views, `coarse_loss`, `min_crack`, `straight`, `second_view`,
-    `loss_agreement`, `border` and `scale` (default the detect stage's)."""
+    `loss_agreement`, `agreement_area`, `border` and `scale` (default the detect stage's)."""
     from lab.eval.detect_eval import EvalOptions, _load_model
     from lab.paintings import paintings
     from pipeline.io.image_io import as_rgb, read_image, to_float
@@ -123,7 +123,8 @@ def evaluate_thin_lines(
     straight = stage.straight if straight is None else straight
     second_view = stage.second_view if second_view is None else second_view
     loss_agreement = stage.loss_agreement if loss_agreement is None else loss_agreement
-    views = Views(tta, second_view, loss_agreement)
+    agreement_area = stage.agreement_area if agreement_area is None else agreement_area
+    views = Views(tta, second_view, loss_agreement, agreement_area)
     border = stage.border if border is None else border
     scale = stage.scale if scale is None else scale
     tile = stage.tile if tile is None else tile
@@ -141,5 +142,6 @@ def evaluate_thin_lines(
     report = thin_line_report(prob_fn, images, copies, crop, threshold=threshold, save_dir=save_dir)
     report.update({"weights": weights_info, "tta": tta, "coarse_loss": coarse_loss, "min_crack": min_crack,
                    "straight": straight, "second_view": second_view, "loss_agreement": loss_agreement,
+                   "agreement_area": agreement_area,
                    "border": border, "scale": scale, "tile": tile, "paintings": [p.name for p in paths]})
     return report

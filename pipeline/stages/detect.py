@@ -74,6 +74,7 @@ DEFAULT_WEIGHTS = "detector-resunet18-paint7"
 DEFAULT_TTA = 2
 DEFAULT_SECOND_VIEW = "mirror"  # the second of two views (pipeline.stages.detect_infer.SECOND_VIEWS)
 DEFAULT_LOSS_AGREEMENT = 0.0  # paint loss where the views agree (detect_infer.Views; 0: their mean)
+DEFAULT_AGREEMENT_AREA = 0  # loss regions under this many px keep the views' mean (detect_infer.Views)
 DEFAULT_COARSE_LOSS = True  # the coarse paint-loss pass, anchored and trimmed (rule 2026-12-05d)
 DEFAULT_MIN_CRACK = 0  # craquelure fragments under this many px are dropped (rule 2026-12-03k)
 DEFAULT_STRAIGHT = straight_cracks.DEFAULT_STRAIGHT  # straight craquelure this long is dropped (rule 2026-12-06n)
@@ -99,7 +100,8 @@ class DetectConfig:
     """Weights, decision threshold per class, model tile/overlap, chunk halo, device, precision and
     test-time augmentation (`tta` orientations of every tile, averaged: 1, 2, 4 or 8; with two, the tile and its
     `second_view`: "mirror", "half-turn" or "quarter-turn"; with `loss_agreement` > 0 a pixel's paint loss is the
-    views' mean only where each view gives at least that, else the lowest: `detect_infer.Views`), and the coarse
+    views' mean only where each view gives at least that, else the lowest, except in loss regions of fewer than
+    `agreement_area` px: `detect_infer.Views`), and the coarse
     paint-loss pass (`coarse_loss`: the block also at half size, for large losses; detect_infer), and the
     smallest craquelure fragment labelled (`min_crack` px, 8-connected; smaller ones are dropped from the labels),
     and the skeleton length from which a craquelure component whose centre line is straight is dropped from the labels
@@ -122,6 +124,7 @@ class DetectConfig:
     tta: int = DEFAULT_TTA
     second_view: str = DEFAULT_SECOND_VIEW
     loss_agreement: float = DEFAULT_LOSS_AGREEMENT
+    agreement_area: int = DEFAULT_AGREEMENT_AREA
     coarse_loss: bool = DEFAULT_COARSE_LOSS
     min_crack: int = DEFAULT_MIN_CRACK
     straight: int = DEFAULT_STRAIGHT
@@ -160,10 +163,10 @@ class DetectConfig:
         self.views()  # second_view and loss_agreement checked
 
     def views(self) -> Views:
-        """The test-time augmentation: `tta`, `second_view`, `loss_agreement`."""
+        """The test-time augmentation: `tta`, `second_view`, `loss_agreement`, `agreement_area`."""
         from pipeline.stages.detect_infer import Views
 
-        return Views(self.tta, self.second_view, self.loss_agreement)
+        return Views(self.tta, self.second_view, self.loss_agreement, self.agreement_area)
 
     def resolved(self) -> DetectConfig:
         """This config with device checked and precision 'auto' decided for this machine."""
@@ -174,11 +177,12 @@ class DetectConfig:
 
 
 def variant_fields(text: str) -> dict[str, Any]:
-    """`NAME[+coarse|+nocoarse][+minN][+straightN][+borderN][+scaleS][+ttaN][+mirror|+half-turn|+quarter-turn][+agreeA]`
+    """`NAME[+coarse|+nocoarse][+minN][+straightN][+borderN][+scaleS][+ttaN][+mirror|+half-turn|+quarter-turn][+agreeA]
+    [+areaN]`
     (how the benchmarks name a detection setting) as DetectConfig fields: the weights, `coarse_loss` on with `+coarse`
     and off with `+nocoarse`, `min_crack` N with `+minN`, `straight` N with `+straightN`, `border` N with `+borderN`,
     `scale` S with `+scaleS` (e.g. `+scale1.4`), `tta` N with `+ttaN`, `second_view` with its name, `loss_agreement`
-    A with `+agreeA` (e.g. `+agree0.25`); anything else is a ValueError naming it."""
+    A with `+agreeA` (e.g. `+agree0.25`), `agreement_area` N with `+areaN`; anything else is a ValueError naming it."""
     from pipeline.stages.detect_infer import SECOND_VIEWS
 
     name, *options = text.split("+")
@@ -200,9 +204,11 @@ def variant_fields(text: str) -> dict[str, Any]:
             fields["second_view"] = option
         elif option.startswith("agree") and option[5:].replace(".", "", 1).isdigit():
             fields["loss_agreement"] = float(option[5:])
+        elif option.startswith("area") and option[4:].isdigit():
+            fields["agreement_area"] = int(option[4:])
         else:
             raise ValueError(f"{text}: unknown detection option {option!r} (NAME[+coarse|+nocoarse][+minN][+straightN]"
-                             "[+borderN][+scaleS][+ttaN][+mirror|+half-turn|+quarter-turn][+agreeA])")
+                             "[+borderN][+scaleS][+ttaN][+mirror|+half-turn|+quarter-turn][+agreeA][+areaN])")
     return fields
 
 
@@ -327,11 +333,13 @@ def resolution_note(height: int, width: int, scale: float) -> str | None:
 
 
 def detect_key(scan_digest: str, config: DetectConfig, weights_sha: str) -> str:
-    # coarse_loss, min_crack, straight, border and loss_agreement enter the key only when on, scale only when not 1
+    # coarse_loss, min_crack, straight, border, loss_agreement and agreement_area enter the key only when on, scale
+    # only when not 1
     # and second_view only when not the mirror, so stores detected before they existed (or with them off) keep their key
     params = {k: v for k, v in asdict(config).items()
               if k != "manifest"
-              and not (k in ("coarse_loss", "min_crack", "straight", "border", "loss_agreement") and not v)
+              and not (k in ("coarse_loss", "min_crack", "straight", "border", "loss_agreement", "agreement_area")
+                       and not v)
               and not (k == "scale" and v == DEFAULT_SCALE) and not (k == "second_view" and v == "mirror")}
     if config.straight:
         params["straight_rms"] = straight_cracks.STRAIGHT_RMS
@@ -435,6 +443,7 @@ def detect(store: str, config: DetectConfig | None = None, engine: EngineConfig 
                "area_percent": {k: 100.0 * v / total for k, v in counts.items()},
                "threshold": config.threshold, "precision": config.precision, "device": config.device,
                "tta": config.tta, "second_view": config.second_view, "loss_agreement": config.loss_agreement,
+               "agreement_area": config.agreement_area,
                "coarse_loss": config.coarse_loss, "min_crack": config.min_crack,
                "straight": config.straight, "border": config.border}
     if straight is not None:

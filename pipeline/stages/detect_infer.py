@@ -8,7 +8,8 @@ divided by the summed weights. An image that fits in one tile gives exactly the 
 With `views` > 1 each tile is also run flipped (and, at 8, transposed), the probabilities flipped back and
 averaged (test-time augmentation): `views` times the compute for steadier thin-crack maps. Two views are the tile and
 its mirror image, or (`Views.second`) the tile turned by a half or a quarter turn; with `Views.loss_agreement` a pixel's
-paint loss is the views' mean only where every view gives it at least that much, else the lowest view's.
+paint loss is the views' mean only where every view gives it at least that much, else the lowest view's (except, with
+`Views.agreement_area`, in the tile's smaller loss regions, which keep the mean).
 """
 
 from __future__ import annotations
@@ -32,11 +33,14 @@ SECOND_VIEWS = {"mirror": 1, "half-turn": 3, "quarter-turn": 5}  # the second of
 class Views:
     """Test-time augmentation: `count` orientations of every tile (VIEWS); with two, the tile and its `second`
     (SECOND_VIEWS); the views' probabilities averaged, except paint loss with `loss_agreement` > 0: there a pixel's
-    probability is the mean only where every view gives it at least `loss_agreement`, else the lowest view's."""
+    probability is the mean only where every view gives it at least `loss_agreement`, else the lowest view's; except
+    that the regions of the tile's mean loss map (> AREA_THRESHOLD, 8-connected) of fewer than `agreement_area` px keep
+    the mean (0: none do)."""
 
     count: int = 1
     second: str = "mirror"
     loss_agreement: float = 0.0
+    agreement_area: int = 0
 
     def __post_init__(self) -> None:
         if self.count not in VIEWS:
@@ -45,6 +49,8 @@ class Views:
             raise ValueError(f"second view must be one of {tuple(SECOND_VIEWS)}, got {self.second!r}")
         if not 0.0 <= self.loss_agreement < 1.0:
             raise ValueError(f"loss agreement must be in [0, 1), got {self.loss_agreement}")
+        if self.agreement_area < 0:
+            raise ValueError(f"agreement area must be >= 0, got {self.agreement_area}")
 
     def indices(self) -> tuple[int, ...]:
         """The k (`_view`) of each view run."""
@@ -82,8 +88,32 @@ def tile_probabilities(model: torch.nn.Module, x: torch.Tensor, bf16: bool = Fal
     assert total is not None
     mean = total / plan.count
     if low is not None:
-        mean[:, 1::2] = torch.where(low >= plan.loss_agreement, mean[:, 1::2], low)
+        loss = mean[:, 1::2]
+        fused = torch.where(low >= plan.loss_agreement, loss, low)
+        if plan.agreement_area:
+            small = small_regions(loss.cpu().numpy() > AREA_THRESHOLD, plan.agreement_area)
+            fused = torch.where(torch.from_numpy(small).to(loss.device), loss, fused)
+        mean[:, 1::2] = fused
     return mean
+
+
+AREA_THRESHOLD = 0.5  # the mean loss probability from which a pixel belongs to a region (Views.agreement_area)
+
+
+def small_regions(mask: np.ndarray, area: int) -> np.ndarray:
+    """Bool, the shape of `mask` (..., H, W): the pixels of its 8-connected regions (in each H x W slice) of fewer
+    than `area` px."""
+    from scipy import ndimage
+
+    out = np.zeros(mask.shape, bool)
+    for index in np.ndindex(mask.shape[:-2]):
+        labels, count = ndimage.label(mask[index], structure=np.ones((3, 3), bool))
+        if count:
+            sizes = np.bincount(labels.ravel())
+            small = sizes < area
+            small[0] = False
+            out[index] = small[labels]
+    return out
 
 
 def _ceil_to(n: int, m: int) -> int:
