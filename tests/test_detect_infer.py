@@ -195,6 +195,10 @@ def test_tta_setting_is_checked_everywhere(tmp_path) -> None:
         DetectConfig(second_view="sideways")
     with pytest.raises(ValueError, match="loss agreement must be in"):
         EvalOptions(loss_agreement=1.5)
+    with pytest.raises(ValueError, match="tolerance must be >= 0"):
+        EvalOptions(tolerance=-1.0)
+    with pytest.raises(ValueError, match="mask_value selects one class"):
+        EvalOptions(mask_value=255)
     with pytest.raises(ValueError, match="scale must be in"):
         DetectConfig(scale=3.0)
     with pytest.raises(ValueError, match="border must be >= 0"):

@@ -82,7 +82,11 @@ class EvalOptions:
         unknown = [c for c in self.classes if c not in CLASS_NAMES]
         if unknown or not self.classes:
             raise ValueError(f"unknown class(es) {unknown}; choose from {', '.join(CLASS_NAMES)}")
-        self.views()
+        if self.tolerance < 0:
+            raise ValueError(f"tolerance must be >= 0, got {self.tolerance}")
+        if self.mask_value is not None and len(self.classes) != 1:
+            raise ValueError("mask_value selects one class's pixels; give exactly one class with it")
+        self.views()  # second_view, loss_agreement and agreement_area checked
 
     def views(self) -> Views:
         """The test-time augmentation: `tta`, `second_view`, `loss_agreement`, `agreement_area` (as
@@ -90,10 +94,6 @@ class EvalOptions:
         from pipeline.stages.detect_infer import Views
 
         return Views(self.tta, self.second_view, self.loss_agreement, self.agreement_area)
-        if self.tolerance < 0:
-            raise ValueError(f"tolerance must be >= 0, got {self.tolerance}")
-        if self.mask_value is not None and len(self.classes) != 1:
-            raise ValueError("mask_value selects one class's pixels; give exactly one class with it")
 
 
 def truth_maps(mask: np.ndarray, opts: EvalOptions, path: Path) -> dict[str, np.ndarray]:
