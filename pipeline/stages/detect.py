@@ -101,8 +101,8 @@ class DetectConfig:
     test-time augmentation (`tta` orientations of every tile, averaged: 1, 2, 4 or 8; with two, the tile and its
     `second_view`: "mirror", "half-turn" or "quarter-turn"; with `loss_agreement` > 0 a pixel's paint loss is the
     views' mean only where each view gives at least that, else the lowest, except in loss regions of fewer than
-    `agreement_area` px: `detect_infer.Views`), and the coarse
-    paint-loss pass (`coarse_loss`: the block also at half size, for large losses; detect_infer), and the
+    `agreement_area` px: `detect_infer.Views`), and the coarse paint-loss pass (`coarse_loss`: the block also at
+    half size, for large losses; detect_infer), and the
     smallest craquelure fragment labelled (`min_crack` px, 8-connected; smaller ones are dropped from the labels),
     and the skeleton length from which a craquelure component whose centre line is straight is dropped from the labels
     (`straight` px, judged over the whole scan after every chunk is detected; 0: off; pipeline.stages.straight_cracks),
@@ -177,12 +177,12 @@ class DetectConfig:
 
 
 def variant_fields(text: str) -> dict[str, Any]:
-    """`NAME[+coarse|+nocoarse][+minN][+straightN][+borderN][+scaleS][+ttaN][+mirror|+half-turn|+quarter-turn][+agreeA]
-    [+areaN]`
-    (how the benchmarks name a detection setting) as DetectConfig fields: the weights, `coarse_loss` on with `+coarse`
-    and off with `+nocoarse`, `min_crack` N with `+minN`, `straight` N with `+straightN`, `border` N with `+borderN`,
-    `scale` S with `+scaleS` (e.g. `+scale1.4`), `tta` N with `+ttaN`, `second_view` with its name, `loss_agreement`
-    A with `+agreeA` (e.g. `+agree0.25`), `agreement_area` N with `+areaN`; anything else is a ValueError naming it."""
+    """`NAME[+coarse|+nocoarse][+minN][+straightN][+borderN][+scaleS][+ttaN][+mirror|+half-turn|+quarter-turn]
+    [+agreeA][+areaN]` (how the benchmarks name a detection setting) as DetectConfig fields: the weights,
+    `coarse_loss` on with `+coarse` and off with `+nocoarse`, `min_crack` N with `+minN`, `straight` N with
+    `+straightN`, `border` N with `+borderN`, `scale` S with `+scaleS` (e.g. `+scale1.4`), `tta` N with `+ttaN`,
+    `second_view` with its name, `loss_agreement` A with `+agreeA` (e.g. `+agree0.25`), `agreement_area` N with
+    `+areaN`; anything else is a ValueError naming it."""
     from pipeline.stages.detect_infer import SECOND_VIEWS
 
     name, *options = text.split("+")
@@ -332,15 +332,14 @@ def resolution_note(height: int, width: int, scale: float) -> str | None:
             f"(README: \"Your own scan: its resolution\")")
 
 
+# DetectConfig fields added after stores were first detected, and the value each had before it existed
+KEY_OFF: dict[str, Any] = {"coarse_loss": False, "min_crack": 0, "straight": 0, "border": 0, "scale": DEFAULT_SCALE,
+                           "second_view": "mirror", "loss_agreement": 0.0, "agreement_area": 0}
+
+
 def detect_key(scan_digest: str, config: DetectConfig, weights_sha: str) -> str:
-    # coarse_loss, min_crack, straight, border, loss_agreement and agreement_area enter the key only when on, scale
-    # only when not 1
-    # and second_view only when not the mirror, so stores detected before they existed (or with them off) keep their key
-    params = {k: v for k, v in asdict(config).items()
-              if k != "manifest"
-              and not (k in ("coarse_loss", "min_crack", "straight", "border", "loss_agreement", "agreement_area")
-                       and not v)
-              and not (k == "scale" and v == DEFAULT_SCALE) and not (k == "second_view" and v == "mirror")}
+    # a setting at its KEY_OFF value stays out of the key, so stores detected before it existed keep their key
+    params = {k: v for k, v in asdict(config).items() if k != "manifest" and not (k in KEY_OFF and v == KEY_OFF[k])}
     if config.straight:
         params["straight_rms"] = straight_cracks.STRAIGHT_RMS
     if config.coarse_loss:  # the coarse pass keeps only the regions the full-size pass marks in part, and in them
