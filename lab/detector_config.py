@@ -213,18 +213,19 @@ def damage_overrides(
     free_cracks: float | None = None, texture: float | None = None, dark_cracks: float | None = None,
     crack_contrast: str | None = None, style: str | None = None, faint_cracks: float | None = None,
     crack_width: str | None = None, loss_size_of: int | None = None, grounds: str | None = None,
-    core_contrast: float | None = None,
+    core_contrast: float | None = None, strokes: float | None = None,
 ) -> dict[str, Any] | None:
     """DamageConfig fields for the styles and mixes that were given (JSON-able), or None to keep the default.
     `crack_contrast` and `crack_width` are "LO,HI" (e.g. "0.2,0.95"); a malformed one is a ValueError naming
     it. `style` picks the generator ("classic" or "realistic", lab.synthesis); `loss_size_of` draws the realistic
     style's loss sizes as on an image with that shorter side; `grounds` ("gesso,bole,canvas") limits the grounds
     its losses and light cracks expose (a style held out of training); `core_contrast` labels a crack's core by its
-contrast relative to the paint."""
+contrast relative to the paint; `strokes` is the share of realistic images that also get wide dark brushstrokes
+and birds painted unlabelled."""
     given: list[tuple[str, Any]] = [("p_free_cracks", free_cracks), ("p_texture", texture),
                                     ("p_dark_cracks", dark_cracks), ("style", style),
                                     ("p_faint_cracks", faint_cracks), ("loss_size_of", loss_size_of),
-                                    ("core_contrast", core_contrast)]
+                                    ("core_contrast", core_contrast), ("p_strokes", strokes)]
     if grounds is not None:
         given.append(("grounds", tuple(g for g in grounds.split(",") if g)))
     for name, text in (("crack_contrast", crack_contrast), ("crack_width", crack_width)):

@@ -316,7 +316,7 @@ def main(argv: list[str] | None = None) -> None:
     """`python -m lab.train_detector [--steps N] [--max-minutes M] [--run-dir D] [--init-weights F]
     [--free-cracks P] [--texture P] [--dark-cracks P] [--crack-contrast LO,HI]
     [--damage-style S] [--faint-cracks P] [--crack-width LO,HI] [--loss-size-of PX] [--grounds G,G]
-    [--core-contrast F] [--refine C] [--relative]
+    [--core-contrast F] [--stroke-negatives P] [--refine C] [--relative]
     [--skeleton-weight W] [--region-weight W] [--no-ship]
     [--real-val-images DIR --real-val-masks DIR [--real-val-mask-value V]]
     [--teacher NAME [--teacher-weight W] [--teacher-views N] [--teacher-classes C[,C]]]
@@ -351,6 +351,8 @@ def main(argv: list[str] | None = None) -> None:
                         "expose, comma-separated among gesso,bole,plaster,canvas (default all)")
     parser.add_argument("--core-contrast", type=float, help="DamageConfig.core_contrast: label a realistic crack's "
                         "core where its change exceeds this fraction of the paint's luminance (default 0: off)")
+    parser.add_argument("--stroke-negatives", type=float, help="DamageConfig.p_strokes: share of realistic images "
+                        "that also get dark 3-6 px brushstrokes and birds painted unlabelled (default 0)")
     parser.add_argument("--loss", choices=LOSSES)
     parser.add_argument("--skeleton-weight", type=float,
                         help="weight of the craquelure skeleton-recall term added to the loss (default 0: none)")
@@ -399,7 +401,7 @@ def main(argv: list[str] | None = None) -> None:
         augment=augment_overrides(args.edge_fraction, args.zoom_fraction, args.zoom),
         damage=damage_overrides(args.free_cracks, args.texture, args.dark_cracks, args.crack_contrast,
                                 args.damage_style, args.faint_cracks, args.crack_width, args.loss_size_of,
-                                args.grounds, args.core_contrast)),
+                                args.grounds, args.core_contrast, args.stroke_negatives)),
         **ship_only)
     print(json.dumps({k: summary[k] for k in ("steps", "minutes", "shipped") if k in summary}, indent=2))
 

@@ -107,6 +107,37 @@ def test_hard_negatives_are_painted_but_never_labelled(shapes_root: Path) -> Non
     assert painted > 200  # thin lines, lace, inscriptions were really drawn
 
 
+def test_wide_strokes_and_birds_are_painted_unlabelled_and_leave_the_rest_alone(shapes_root: Path) -> None:
+    image = _painting(256, 256)
+    widths = []
+    for seed in range(6):
+        off = realistic_damage(image, seed, _cfg(shapes_root, p_photography=0.0))
+        on = realistic_damage(image, seed, _cfg(shapes_root, p_photography=0.0, p_strokes=1.0))
+        only = realistic_damage(image, seed, _cfg(shapes_root, p_craquelure=0.0, p_paint_loss=0.0,
+                                                  p_negatives=0.0, p_photography=0.0, p_strokes=1.0))
+        assert not only.labels.any() and (only.negatives > 0.5).any(), f"seed {seed}"
+        assert np.array_equal(only.damaged, only.clean)  # paint, not damage: it is in the clean picture too
+        # Their own random stream: the same damage is drawn, so labels differ only next to a stroke (a crack's
+        # colour and a loss's edge follow the paint under them).
+        near = cv2.dilate((only.negatives > 0.05).astype(np.uint8), np.ones((13, 13), np.uint8)) > 0
+        assert np.array_equal(on.labels[~near], off.labels[~near]), f"seed {seed}"
+        dist = cv2.distanceTransform((only.negatives > 0.5).astype(np.uint8), cv2.DIST_L2, 5)
+        widths.append(2 * dist.max())
+    assert max(widths) >= 3.0  # wider than the thin-line negatives (at most 2.5 px)
+
+
+def test_stroke_kinds_are_checked() -> None:
+    from lab.synthesis.negatives import paint_strokes
+
+    rgb = np.full((64, 64, 3), 0.6, np.float32)
+    painted, cover = paint_strokes(rgb, np.random.default_rng(0), ("bird",))
+    assert painted.shape == rgb.shape and cover.shape == (64, 64)
+    with pytest.raises(ValueError, match="unknown stroke kind"):
+        paint_strokes(rgb, np.random.default_rng(0), ("staff",))
+    with pytest.raises(ValueError, match="p_strokes"):
+        DamageConfig(style="realistic", p_strokes=1.5)
+
+
 def test_real_crack_shapes_are_used(shapes_root: Path) -> None:
     image = _painting()
     r = realistic_damage(image, 1, _cfg(shapes_root, p_real_shapes=1.0, p_paint_loss=0.0))

@@ -3,7 +3,9 @@ never labelled. Thin dark lines (rigging and stays, contours, hatching), white h
 and inscriptions, wood grain and canvas texture showing through the paint.
 
 Lines are drawn 4x supersampled with anti-aliasing and area-downsampled, 0.6-2.5 px wide; their colour comes
-from the paint under them (darkened or lightened), as a painter's stroke would.
+from the paint under them (darkened or lightened), as a painter's stroke would. `paint_strokes` adds the wider
+painted marks a detector mistakes for craquelure: tapering dark brushstrokes 3-6 px at their widest (a staff, a quill,
+a branch) and flocks of small birds in a sky.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from lab.synthesis.grounds import smooth_noise, weave
 
 SS = 4
 NEGATIVE_KINDS = ("rigging", "contour", "hatching", "lace", "highlight", "inscription", "wood", "canvas")
+STROKE_KINDS = ("stroke", "bird")
 
 
 def _curve(rng: np.random.Generator, h: int, w: int, n: int, bend: float) -> np.ndarray:
@@ -145,5 +148,70 @@ def paint_negatives(
             out = out * shade[..., None].astype(np.float32)
             continue
         out = out * (1 - cover[..., None]) + np.clip(ink, 0, 1) * cover[..., None]
+        marks = np.maximum(marks, cover)
+    return np.clip(out, 0, 1).astype(np.float32), marks
+
+
+def _tapered(canvas: np.ndarray, path: np.ndarray, widths: np.ndarray) -> None:
+    """Draw polyline `path` (x, y in px) into the supersampled `canvas`, segment i `widths[i]` px wide."""
+    pts = path * SS + (SS - 1) / 2
+    for a, b, width in zip(pts[:-1], pts[1:], widths, strict=False):
+        size = max(1, int(round(width * SS)))
+        cv2.line(canvas, tuple(np.rint(a).astype(int)), tuple(np.rint(b).astype(int)), 255, size, cv2.LINE_AA)
+
+
+def _brushstrokes(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """(H, W) coverage of 1-4 dark brushstrokes, 12-90 px long, 3-6 px at their widest, tapering to about
+    1 px at one end (a quill, a branch) or both (a staff, a stroke laid and lifted)."""
+    h, w = shape
+    canvas = np.zeros((h * SS, w * SS), np.uint8)
+    for _ in range(int(rng.integers(1, 5))):
+        n = 24
+        length = float(rng.uniform(12, 90))
+        heading = rng.uniform(0, 2 * np.pi) + np.cumsum(rng.normal(0, float(rng.uniform(0.0, 0.08)), n))
+        path = rng.uniform([0, 0], [w, h]) + np.cumsum(
+            np.stack([np.cos(heading), np.sin(heading)], 1) * length / n, 0)
+        t = np.linspace(0, 1, n - 1)
+        taper = np.sin(np.pi * t) ** 0.6 if rng.random() < 0.5 else (1 - t) ** 0.7
+        _tapered(canvas, path, np.maximum(0.8, float(rng.uniform(3.0, 6.0)) * taper))
+    return cv2.resize(canvas, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+
+
+def _birds(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """(H, W) coverage of a flock of 1-10 small birds: two curved wings meeting at a thicker body, 5-18 px
+    across, scattered in a patch of the image."""
+    h, w = shape
+    canvas = np.zeros((h * SS, w * SS), np.uint8)
+    centre = rng.uniform([0, 0], [w, h])
+    spread = float(rng.uniform(0.1, 0.35)) * max(h, w)
+    for _ in range(int(rng.integers(1, 11))):
+        body = centre + rng.normal(0, spread / 2, 2)
+        span, lift = float(rng.uniform(5, 18)), float(rng.uniform(0.1, 0.45))
+        tilt = float(rng.normal(0, 0.3))
+        rot = np.array([[np.cos(tilt), -np.sin(tilt)], [np.sin(tilt), np.cos(tilt)]])
+        thick = float(rng.uniform(1.2, 3.0))
+        t = np.linspace(0, 1, 8)
+        for side in (-1.0, 1.0):  # a wing: out from the body, rising, its tip dropping a little
+            wing = np.stack([side * t * span / 2, -lift * span * np.sin(np.pi * t * 0.8)], 1)
+            _tapered(canvas, body + wing @ rot.T, np.maximum(0.7, thick * (1 - 0.7 * t[:-1])))
+    return cv2.resize(canvas, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+
+
+def paint_strokes(
+    rgb: np.ndarray, rng: np.random.Generator, kinds: tuple[str, ...] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Paint dark brushstrokes and/or birds (one or both of STROKE_KINDS; default: drawn at random, at least one)
+    into `rgb` (H, W, 3) float32 in a dark paint of the painting's own hue; returns (painted, (H, W) float32
+    coverage). Like `paint_negatives`, all of it is paint, never damage."""
+    h, w = rgb.shape[:2]
+    if kinds is None:
+        kinds = (("stroke",), ("bird",), STROKE_KINDS)[int(rng.integers(3))]
+    elif unknown := set(kinds) - set(STROKE_KINDS):
+        raise ValueError(f"unknown stroke kind(s) {sorted(unknown)}; known: {', '.join(STROKE_KINDS)}")
+    out, marks = rgb.copy(), np.zeros((h, w), np.float32)
+    for kind in kinds:
+        cover = (_brushstrokes if kind == "stroke" else _birds)((h, w), rng) * float(rng.uniform(0.7, 1.0))
+        ink = out * float(rng.uniform(0.1, 0.5))
+        out = out * (1 - cover[..., None]) + ink * cover[..., None]
         marks = np.maximum(marks, cover)
     return np.clip(out, 0, 1).astype(np.float32), marks

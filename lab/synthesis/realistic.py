@@ -36,6 +36,7 @@ LABEL_TOLERANCE = 0.03  # colour change (max over channels, of 1.0) that a label
 FAINT_TOLERANCE = 0.02  # the least change for which a crack's core is still labelled
 CORE_FLOOR = 0.006  # with cfg.core_contrast: the least change (1.5 levels of 8 bits) a core label needs
 GROUND_WEIGHTS = {"gesso": 0.35, "bole": 0.15, "plaster": 0.25, "canvas": 0.25}
+STROKES_STREAM = 7  # seeds the random stream of the wide brushstrokes and birds apart from the rest of the damage
 
 
 class RealisticOptions(Protocol):
@@ -46,6 +47,7 @@ class RealisticOptions(Protocol):
     loss_amount: tuple[float, float]
     p_real_shapes: float
     p_negatives: float
+    p_strokes: float
     p_photography: float
     p_fills: float
     p_faint_cracks: float
@@ -182,6 +184,10 @@ def realistic_damage(image: np.ndarray, seed: int, cfg: RealisticOptions, ground
     marks = np.zeros(shape, np.float32)
     if rng.random() < cfg.p_negatives:
         paint, marks = negatives.paint_negatives(paint, rng)
+    strokes_rng = np.random.default_rng([seed, STROKES_STREAM])
+    if cfg.p_strokes and strokes_rng.random() < cfg.p_strokes:
+        paint, strokes = negatives.paint_strokes(paint, strokes_rng)
+        marks = np.maximum(marks, strokes)
     used: list[str] = []
     out, crack = paint, np.zeros(shape, np.float32)
     if rng.random() < cfg.p_craquelure:

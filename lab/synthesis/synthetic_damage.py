@@ -163,6 +163,9 @@ class DamageConfig:
     # Read by the realistic style only:
     p_real_shapes: float = 0.6  # a crack network takes a real crack map's shape (when ../shared/data has them)
     p_negatives: float = 0.7  # hard negatives (thin painted lines, lace, inscriptions, grain) painted unlabelled
+    # wide dark brushstrokes (3-6 px) and birds painted unlabelled, drawn from a random stream of their own, so the
+    # rest of an image's damage is the same whatever this is; 0 = none (the held-out sets are drawn without them)
+    p_strokes: float = 0.0
     p_photography: float = 0.9  # the whole image is re-photographed (varnish, light, glare, blur, noise, JPEG)
     p_fills: float = 0.3  # some losses are old discoloured fills instead of exposed ground
     p_faint_cracks: float = 0.2  # an image's cracks are faint (the rest dark or light ground in 0.55 : 0.25)
@@ -187,7 +190,8 @@ class DamageConfig:
         if self.style not in STYLES:
             raise ValueError(f"DamageConfig.style must be one of {STYLES}, got {self.style!r}")
         for name in ("p_craquelure", "p_paint_loss", "p_dark_cracks", "p_canvas", "p_free_cracks", "p_texture",
-                     "p_real_shapes", "p_negatives", "p_photography", "p_fills", "p_faint_cracks", "core_contrast"):
+                     "p_real_shapes", "p_negatives", "p_strokes", "p_photography", "p_fills", "p_faint_cracks",
+                     "core_contrast"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"DamageConfig.{name} must be in [0, 1], got {value}")
