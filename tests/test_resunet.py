@@ -309,6 +309,10 @@ def test_command_line_opts_into_real_crack_styles_and_can_skip_shipping(monkeypa
     seen.clear()
     td.main(["--steps", "3", "--faint-cracks", "0.45", "--crack-width", "1.0,2.0"])
     assert (seen["cfg"].damage.p_faint_cracks, seen["cfg"].damage.crack_width) == (0.45, (1.0, 2.0))
+    assert seen["cfg"].damage.p_strokes == 0.0
+    seen.clear()
+    td.main(["--steps", "3", "--damage-style", "realistic", "--stroke-negatives", "0.5"])
+    assert seen["cfg"].damage.p_strokes == 0.5
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -319,6 +323,7 @@ def test_command_line_opts_into_real_crack_styles_and_can_skip_shipping(monkeypa
     (["--crack-contrast", "0.2"], "crack contrast must be two numbers LO,HI, got '0.2'"),
     (["--crack-contrast", "0.9,0.2"], "crack_contrast must be an increasing range"),
     (["--crack-width", "2"], "crack width must be two numbers LO,HI, got '2'"),
+    (["--stroke-negatives", "2"], "p_strokes must be in [0, 1]"),
     (["--real-val-images", "."], "real_val_images and real_val_masks go together"),
     (["--real-val-images", ".", "--real-val-masks", "no-such-folder"], "no-such-folder: real validation folder"),
 ])

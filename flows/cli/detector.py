@@ -91,6 +91,9 @@ def train_detector_command(
     loss_size_of: Annotated[int | None, typer.Option(help="realistic style: draw paint-loss sizes as on an image "
                                                           "with this shorter side, px (default 0: the tile's "
                                                           "own)")] = None,
+    stroke_negatives: Annotated[float | None, typer.Option(help="realistic style: share of images that also get "
+                                                               "dark brushstrokes 3-6 px wide and birds painted "
+                                                               "in, unlabelled (default 0)")] = None,
     real_val_images: Annotated[str | None, typer.Option(help="real crack photos scored (craquelure F1) at every "
                                                            "evaluation; monitoring only, never trained on")] = None,
     real_val_masks: Annotated[str | None, typer.Option(help="their masks (same file stems)")] = None,
@@ -129,7 +132,7 @@ def train_detector_command(
 
     try:  # refuse bad settings in one line before any work (or flow run) starts
         if damage := damage_overrides(free_cracks, texture, dark_cracks, crack_contrast, damage_style,
-                                       faint_cracks, crack_width, loss_size_of):
+                                       faint_cracks, crack_width, loss_size_of, strokes=stroke_negatives):
             overrides["damage"] = damage
         cfg = config_from_overrides(**overrides)
     except (TypeError, ValueError) as exc:
