@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lab.eval.thin_lines import THIN_KINDS, format_thin_lines, thin_line_cases, thin_line_report
+from lab.eval.thin_lines import ALL_KINDS, THIN_KINDS, WIDE_KINDS, format_thin_lines, thin_line_cases, thin_line_report
 from lab.synthesis.negatives import paint_negatives
 
 
@@ -20,7 +20,7 @@ def _images() -> list[np.ndarray]:
 
 
 def test_cases_paint_one_kind_only_where_the_lines_are_and_are_seeded() -> None:
-    for kind in THIN_KINDS:
+    for kind in ALL_KINDS:
         cases = thin_line_cases(_images(), kind, copies=1, crop=128)
         again = thin_line_cases(_images(), kind, copies=1, crop=128)
         assert len(cases) == 2
@@ -50,6 +50,11 @@ def test_report_counts_flagged_line_pixels_and_area() -> None:
     assert loud["kinds"]["rigging"]["line_flagged"] > 0.5
     assert all(v["area_flagged"] > v["area_flagged_plain"] for v in loud["kinds"].values())
     assert loud["worst_kind"] in THIN_KINDS and "worst kind" in format_thin_lines(loud)
+    # The wide strokes and birds are reported apart; the thin kinds' mean is theirs alone.
+    assert set(loud["kinds"]) == set(THIN_KINDS) and set(loud["wide_kinds"]) == set(WIDE_KINDS)
+    assert loud["line_flagged_mean"] == pytest.approx(np.mean([v["line_flagged"] for v in loud["kinds"].values()]))
+    assert loud["wide_flagged_mean"] > 0.5 and quiet["wide_flagged_mean"] == 0
+    assert "wide strokes and birds" in format_thin_lines(loud)
 
 
 def test_evaluate_thin_lines_with_a_detector_that_flags_everything(tmp_path: Path) -> None:

@@ -4,7 +4,9 @@ Thin painted lines are the hardest negatives: rigging and stays, contours, hatch
 inscriptions look like cracks or small losses, and whatever the detector flags the restore stage paints over.
 For each kind, seeded crops of the VAL paintings (never trained on) get that kind painted in
 (lab.synthesis.negatives, the training generator's negatives, here one kind at a time) and NO damage; the
-detector runs on the crop with and without the lines. Reported per kind:
+detector runs on the crop with and without the lines. The wider painted marks (`WIDE_KINDS`: dark brushstrokes 3-6 px
+wide, birds; `negatives.paint_strokes`) are checked alike and reported apart (`wide_kinds`, `wide_flagged_mean`), so
+that `line_flagged_mean` stays the mean of the thin kinds it always was. Reported per kind:
 
 - `line_flagged`: the share of the lines' pixels (coverage >= 0.25) that are flagged as damage (either class);
 - `area_flagged`: the share of the crop flagged, and `area_flagged_plain` the same crop without the lines, so
@@ -21,10 +23,12 @@ from typing import Any
 
 import numpy as np
 
-from lab.synthesis.negatives import paint_negatives
+from lab.synthesis.negatives import STROKE_KINDS, paint_negatives, paint_strokes
 from pipeline.stages.detect import DEFAULT_WEIGHTS
 
 THIN_KINDS = ("rigging", "contour", "hatching", "lace", "highlight", "inscription")
+WIDE_KINDS = STROKE_KINDS
+ALL_KINDS = THIN_KINDS + WIDE_KINDS  # a kind's index here seeds its crops
 DEFAULT_SEED = 8_000_000  # apart from the training seeds and the other held-out sets'
 LINE_COVER = 0.25  # a pixel belongs to a line where the line covers at least this much of it
 
@@ -34,17 +38,18 @@ def thin_line_cases(
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """(plain crop, crop with `kind` painted in, (H, W) bool line pixels) for `copies` seeded crops of every
     (H, W, 3) float image."""
-    if kind not in THIN_KINDS:
-        raise ValueError(f"kind must be one of {THIN_KINDS}, got {kind!r}")
+    if kind not in ALL_KINDS:
+        raise ValueError(f"kind must be one of {ALL_KINDS}, got {kind!r}")
     cases = []
     for i, image in enumerate(images):
         for k in range(copies):
-            rng = np.random.default_rng(seed + 1000 * THIN_KINDS.index(kind) + 100 * i + k)
+            rng = np.random.default_rng(seed + 1000 * ALL_KINDS.index(kind) + 100 * i + k)
             h, w = image.shape[:2]
             ch, cw = min(crop, h), min(crop, w)
             y0, x0 = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
             plain = np.ascontiguousarray(image[y0:y0 + ch, x0:x0 + cw], dtype=np.float32)
-            painted, marks = paint_negatives(plain, rng, kinds=(kind,))
+            paint = paint_negatives if kind in THIN_KINDS else paint_strokes
+            painted, marks = paint(plain, rng, kinds=(kind,))
             cases.append((plain, painted, marks >= LINE_COVER))
     return cases
 
@@ -53,12 +58,12 @@ def thin_line_report(
     prob_fn: Callable[[np.ndarray], np.ndarray], images: list[np.ndarray], copies: int = 2, crop: int = 384,
     seed: int = DEFAULT_SEED, threshold: float = 0.5, save_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Per kind of THIN_KINDS: line pixels, flagged line share, flagged area with and without the lines;
-    `prob_fn` maps an (H, W, 3) float image to (K, H, W) probabilities. The worst kind is the one with the
-    largest flagged line share."""
+    """Per kind of THIN_KINDS and WIDE_KINDS: line pixels, flagged line share, flagged area with and without the
+    lines; `prob_fn` maps an (H, W, 3) float image to (K, H, W) probabilities. The worst kind is the thin kind
+    with the largest flagged line share."""
     kinds: dict[str, dict[str, float]] = {}
     worst: tuple[float, np.ndarray, np.ndarray] | None = None
-    for kind in THIN_KINDS:
+    for kind in ALL_KINDS:
         line_px = line_hit = area = area_plain = total = 0
         for plain, painted, lines in thin_line_cases(images, kind, copies, crop, seed):
             flags = (prob_fn(painted) > threshold).any(axis=0)
@@ -67,14 +72,17 @@ def thin_line_report(
             line_px, line_hit = line_px + int(lines.sum()), line_hit + hit
             area, area_plain, total = area + int(flags.sum()), area_plain + int(flags_plain.sum()), total + flags.size
             share = hit / max(1, int(lines.sum()))
-            if worst is None or share > worst[0]:
+            if kind in THIN_KINDS and (worst is None or share > worst[0]):
                 worst = (share, painted, flags)
         kinds[kind] = {"line_pixels": line_px, "line_flagged": line_hit / max(1, line_px),
                        "area_flagged": area / max(1, total), "area_flagged_plain": area_plain / max(1, total)}
+    thin = {k: kinds[k] for k in THIN_KINDS}
+    wide = {k: kinds[k] for k in WIDE_KINDS}
     report: dict[str, Any] = {
-        "kinds": kinds, "copies": copies, "crop": crop, "seed": seed, "threshold": threshold,
-        "worst_kind": max(kinds, key=lambda k: kinds[k]["line_flagged"]),
-        "line_flagged_mean": float(np.mean([v["line_flagged"] for v in kinds.values()])),
+        "kinds": thin, "copies": copies, "crop": crop, "seed": seed, "threshold": threshold,
+        "worst_kind": max(thin, key=lambda k: thin[k]["line_flagged"]),
+        "line_flagged_mean": float(np.mean([v["line_flagged"] for v in thin.values()])),
+        "wide_kinds": wide, "wide_flagged_mean": float(np.mean([v["line_flagged"] for v in wide.values()])),
     }
     if save_dir is not None and worst is not None:
         from pipeline.io.image_io import write_png
@@ -91,11 +99,13 @@ def thin_line_report(
 def format_thin_lines(report: dict[str, Any]) -> str:
     """A plain-text table: per kind the flagged share of line pixels and of the area (with and without lines)."""
     lines = [f"{'kind':<12} {'line px':>9} {'lines flagged %':>16} {'area flagged %':>15} {'without lines %':>16}"]
-    for kind, row in report["kinds"].items():
+    for kind, row in {**report["kinds"], **report.get("wide_kinds", {})}.items():
         lines.append(f"{kind:<12} {row['line_pixels']:9d} {100 * row['line_flagged']:16.3f} "
                      f"{100 * row['area_flagged']:15.4f} {100 * row['area_flagged_plain']:16.4f}")
     lines.append(f"worst kind {report['worst_kind']}; mean flagged share of line pixels "
-                 f"{100 * report['line_flagged_mean']:.3f}%")
+                 f"{100 * report['line_flagged_mean']:.3f}% (thin kinds)")
+    if "wide_flagged_mean" in report:
+        lines.append(f"wide strokes and birds: mean flagged share {100 * report['wide_flagged_mean']:.3f}%")
     return "\n".join(lines)
 
 
