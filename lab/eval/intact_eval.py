@@ -117,33 +117,23 @@ def evaluate_intact(
     paintings as a scan at K times their resolution would show them."""
     from lab.eval.detect_eval import EvalOptions, _load_model
     from lab.paintings import paintings
-    from pipeline.stages.detect import DEFAULT_TTA, DetectConfig
-    from pipeline.stages.detect_infer import Views, detect_probabilities
+    from pipeline.stages.detect import DetectConfig
+    from pipeline.stages.detect_infer import detect_probabilities
 
-    tta = DEFAULT_TTA if tta is None else tta
-    stage = DetectConfig()
-    coarse_loss = stage.coarse_loss if coarse_loss is None else coarse_loss
-    min_crack = stage.min_crack if min_crack is None else min_crack
-    straight = stage.straight if straight is None else straight
-    second_view = stage.second_view if second_view is None else second_view
-    loss_agreement = stage.loss_agreement if loss_agreement is None else loss_agreement
-    agreement_area = stage.agreement_area if agreement_area is None else agreement_area
-    views = Views(tta, second_view, loss_agreement, agreement_area)
-    border = stage.border if border is None else border
-    scale = stage.scale if scale is None else scale
-    model, weights_info = _load_model(EvalOptions(weights=weights, tta=tta, manifest=manifest))
+    stage = DetectConfig().given(tta=tta, coarse_loss=coarse_loss, min_crack=min_crack, straight=straight,
+                                 second_view=second_view, loss_agreement=loss_agreement,
+                                 agreement_area=agreement_area, border=border, scale=scale)
+    model, weights_info = _load_model(EvalOptions(weights=weights, tta=stage.tta, manifest=manifest))
     paths = paintings("val") if paths is None else paths
 
     def prob_fn(image: np.ndarray) -> np.ndarray:
-        return detect_probabilities(model, image, tile=stage.tile, overlap=stage.overlap, bf16=bf16, views=views,
-                                    coarse_loss=coarse_loss, min_crack=min_crack, straight=straight,
-                                    threshold=threshold, border=border, scale=scale)
+        return detect_probabilities(model, image, tile=stage.tile, overlap=stage.overlap, bf16=bf16,
+                                    views=stage.views(), coarse_loss=stage.coarse_loss, min_crack=stage.min_crack,
+                                    straight=stage.straight, threshold=threshold, border=stage.border,
+                                    scale=stage.scale)
 
     report = intact_report(prob_fn, paths, threshold, save_dir, enlarge)
-    report.update({"weights": weights_info, "tta": tta, "coarse_loss": coarse_loss, "min_crack": min_crack,
-                   "straight": straight, "second_view": second_view, "loss_agreement": loss_agreement,
-                   "agreement_area": agreement_area,
-                   "border": border, "scale": scale, "enlarge": enlarge,
+    report.update({"weights": weights_info, **stage.inference_record(), "enlarge": enlarge,
                    "tile": stage.tile, "overlap": stage.overlap, "bf16": bf16})
     return report
 

@@ -168,6 +168,17 @@ class DetectConfig:
 
         return Views(self.tta, self.second_view, self.loss_agreement, self.agreement_area)
 
+    def given(self, **settings: Any) -> DetectConfig:
+        """This config with every one of `settings` that is not None put in (a command's options over the stage's
+        defaults); checked as any config is."""
+        return dataclasses.replace(self, **{k: v for k, v in settings.items() if v is not None})
+
+    def inference_record(self) -> dict[str, Any]:
+        """The settings that decide what the network's passes give (for an evaluation's record)."""
+        return {"tta": self.tta, "coarse_loss": self.coarse_loss, "min_crack": self.min_crack,
+                "straight": self.straight, "second_view": self.second_view, "loss_agreement": self.loss_agreement,
+                "agreement_area": self.agreement_area, "border": self.border, "scale": self.scale}
+
     def resolved(self) -> DetectConfig:
         """This config with device checked and precision 'auto' decided for this machine."""
         from pipeline.stages.detect_infer import resolve_precision
