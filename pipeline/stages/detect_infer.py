@@ -27,6 +27,7 @@ MULTIPLE_OF = 32
 VIEWS = (1, 2, 4, 8)  # test-time augmentation: identity, + horizontal flip, + vertical flips, + transposes
 _FLIPS = ((), (-1,), (-2,), (-2, -1))  # the flipped dims of views k and k + 4
 SECOND_VIEWS = {"mirror": 1, "half-turn": 3, "quarter-turn": 5}  # the second of two views: its k in `_view`
+AREA_THRESHOLD = 0.5  # the mean loss probability from which a pixel belongs to a region (Views.agreement_area)
 
 
 @dataclass(frozen=True)
@@ -95,9 +96,6 @@ def tile_probabilities(model: torch.nn.Module, x: torch.Tensor, bf16: bool = Fal
             fused = torch.where(torch.from_numpy(small).to(loss.device), loss, fused)
         mean[:, 1::2] = fused
     return mean
-
-
-AREA_THRESHOLD = 0.5  # the mean loss probability from which a pixel belongs to a region (Views.agreement_area)
 
 
 def small_regions(mask: np.ndarray, area: int) -> np.ndarray:
