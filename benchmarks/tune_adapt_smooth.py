@@ -49,6 +49,9 @@ def main() -> None:
                         help="share of the head's negatives taken from unlabelled pixels")
     parser.add_argument("--background-below", type=float, default=AdaptConfig.background_below,
                         help="a weak negative of a class only where the base gives it less than this (1 = all)")
+    parser.add_argument("--relabel", type=float, default=AdaptConfig.relabel,
+                        help="fit the head again without the weak negatives its first fit gives at least this "
+                             "(0 = once)")
     parser.add_argument("--limit", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--sets", default="crackforest,deepcrack,uav75")
@@ -58,11 +61,12 @@ def main() -> None:
     torch.set_num_threads(1)
     config = AdaptConfig(smooth=args.smooth, add=args.add, reach=args.reach, beside=args.beside, veto=args.veto,
                          veto_background=args.veto_background, background=args.background,
-                         background_below=args.background_below)
+                         background_below=args.background_below, relabel=args.relabel)
     plan = StrokePlan(informed=True, rounds=args.rounds)
     report = {"base": config.base, "smooth": args.smooth, "add": args.add, "reach": args.reach, "beside": args.beside,
               "veto": args.veto, "veto_background": args.veto_background, "background": args.background,
-              "background_below": args.background_below, "limit": args.limit, "rounds": args.rounds, "sets": {}}
+              "background_below": args.background_below, "relabel": args.relabel,
+              "limit": args.limit, "rounds": args.rounds, "sets": {}}
     for name in args.sets.split(","):
         cases = real_cases(name, args.data, args.limit, TRAIN_SETS)
         result = evaluate_cases(cases, 0, config, plan, SEED, reference=False)

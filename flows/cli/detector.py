@@ -354,6 +354,9 @@ def evaluate_adapt_command(
     background_below: Annotated[float | None, typer.Option(help="a weak negative of a class only where the base gives "
                                                                 "it less than this (1 = all; default: adapt's)",
                                                            min=0.01, max=1.0)] = None,
+    relabel: Annotated[float | None, typer.Option(help="fit the head again without the weak negatives its first fit "
+                                                       "gives at least this and the base does not flag (0 = once; "
+                                                       "default: adapt's)", min=0.0, max=0.99)] = None,
     base: Annotated[str | None, typer.Option(help="the detector to adapt (manifest name; default: adapt's)")]
     = None,
     add: Annotated[float | None, typer.Option(help="the craquelure head's probability from which it adds a pixel "
@@ -432,8 +435,8 @@ def evaluate_adapt_command(
             raise typer.BadParameter(f"{name} must be in (0, 1), got {value}")
     config = AdaptConfig(hidden=hidden, veto=veto, union=union, scale=scale)
     views = Views(check_tta(tta), check_second_view(second_view), loss_agreement, agreement_area)
-    changes = {"background": background, "background_below": background_below, "base": base, "add": add,
-               "add_loss": add_loss, "reach": reach, "beside": beside, "support_loss": support_loss,
+    changes = {"background": background, "background_below": background_below, "relabel": relabel, "base": base,
+               "add": add, "add_loss": add_loss, "reach": reach, "beside": beside, "support_loss": support_loss,
                "smooth_loss": smooth_loss, "clamp_loss": clamp_loss, "gate_loss": gate_loss, "gate_sigma": gate_sigma,
                "veto_background": veto_background, "veto_background_loss": veto_background_loss}
     config = dataclasses.replace(config, **{k: v for k, v in changes.items() if v is not None})

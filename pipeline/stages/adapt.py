@@ -64,6 +64,8 @@ BACKGROUND = 0.6
 # a weak negative of a class is kept only where the base gives that class less than this (1 = every unlabelled
 # sample; docs/rules/2026-12-06m-adapt-background-below.md)
 BACKGROUND_BELOW = 1.0
+# the head fitted again without the weak negatives its first fit gives a class at least this (0 = one fit)
+RELABEL = 0.0
 
 
 @dataclass(frozen=True)
@@ -84,9 +86,10 @@ class AdaptConfig:
     veto's negatives taken from the base's detections among the unlabelled pixels, `veto_background` for craquelure and
     `veto_background_loss` for paint loss), the share of the head's negatives taken from unlabelled pixels
     (`background`, drawn from `background_cells` random squares, `background_per_cell` each; of a class, only those the
-    base gives less than `background_below` of it), the factor by which the network sees the scan resampled (`scale`,
-    as `retouch detect --scale`: the fit and every detection with the adapted weights see the scan at it, and every
-    size above is in the network's pixels) and the device."""
+    base gives less than `background_below` of it; with `relabel` > 0, fitted a second time without the weak negatives
+    the first fit gives the class at least that and the base does not flag), the factor by which the network sees the
+    scan resampled (`scale`, as `retouch detect --scale`: the fit and every detection with the adapted weights see the
+    scan at it, and every size above is in the network's pixels) and the device."""
 
     base: str = ADAPT_BASE
     hidden: int = 32
@@ -116,6 +119,7 @@ class AdaptConfig:
     background_cells: int = 8
     background_per_cell: int = 500
     background_below: float = BACKGROUND_BELOW
+    relabel: float = RELABEL
     seed: int = 0
     scale: float = DEFAULT_SCALE
     device: str = "cpu"
@@ -140,6 +144,8 @@ class AdaptConfig:
             raise ValueError(f"reach and beside must be >= 0, got {self.reach}, {self.beside}")
         if not 0.0 < self.background_below <= 1.0:
             raise ValueError(f"background_below must be in (0, 1], got {self.background_below}")
+        if not 0.0 <= self.relabel < 1.0:
+            raise ValueError(f"relabel must be in [0, 1), got {self.relabel}")
         if not 0.0 <= self.support_loss < 1.0:
             raise ValueError(f"support_loss must be in [0, 1), got {self.support_loss}")
         if not 0.0 <= self.gate_loss < 1.0 or self.gate_sigma <= 0:
@@ -201,6 +207,8 @@ class AdaptConfig:
             del params["scale"]
         if self.background_below == 1.0:  # every unlabelled sample, as before the level existed
             del params["background_below"]
+        if not self.relabel:  # one fit, as before the refit existed
+            del params["relabel"]
         for name in ("veto_background", "veto_background_loss"):
             if params[name] == self.background:  # one share for head and veto, as before the veto had its own
                 del params[name]
@@ -255,7 +263,7 @@ def fit_adapted(model: Any, scan: Any, marks: dict[int, np.ndarray], config: Ada
                                       source_side(config.cell, config.scale), np.random.default_rng(config.seed))
     samples = collect_features(model, scan, points, config.cell, config.context, config.scale)
     fit: dict[str, Any] = fit_head(model, samples, config.steps, config.lr, config.weight_decay, config.seed,
-                                   config.background, config.background_below)
+                                   config.background, config.background_below, config.relabel)
     if model.veto is not None:
         fit.update(fit_veto(model, samples, config.veto_min_pixels, config.steps, config.lr, config.weight_decay,
                             config.seed, config.veto_backgrounds(model.adapted)))

@@ -137,16 +137,22 @@ def background_points(shape: tuple[int, int], marks: dict[int, np.ndarray], cell
 
 def fit_head(model: AdaptedDetector, samples: PixelSamples, steps: int = 300, lr: float = 1e-2,
              weight_decay: float = 1e-3, seed: int = 0, background: float = 0.0,
-             background_below: float = 1.0) -> dict[str, float]:
+             background_below: float = 1.0, relabel: float = 0.0) -> dict[str, float]:
     """Fit `model.head` on the samples (label of class channel k is k + 1; clean = 3; unlabelled = 0); the final
     training loss and the training accuracy per adapted class.
 
     Per class the positives weigh half the loss and the negatives the other half: the clean strokes, and with
     `background` > 0 the unlabelled samples at that share of the negatives' half (most of a painting is intact
     paint, so an unlabelled pixel is clean unless the strokes say otherwise), of them only those the base gives
-    less than `background_below` of the class (an unlabelled pixel the base flags is as likely damage; 1: all)."""
+    less than `background_below` of the class (an unlabelled pixel the base flags is as likely damage; 1: all).
+
+    With `relabel` > 0 the head is fitted twice: the second fit leaves out of a class's weak negatives the
+    unlabelled samples that the first fit gives that class at least `relabel` and the base less than 0.5 (damage the
+    base missed and the strokes taught the head, which the first fit was also told is clean paint); the samples the
+    base flags stay, as they teach the head that the base's specks on intact paint are clean. Their count per class
+    is reported ("relabelled_K")."""
     labels = torch.from_numpy(samples.labels.astype(np.int64))
-    targets, weights = [], []
+    targets, backgrounds = [], []
     for channel in model.adapted:
         pos, neg, bg = labels == channel + 1, labels == CLEAN, labels == UNLABELLED
         if background_below < 1.0:
@@ -154,10 +160,20 @@ def fit_head(model: AdaptedDetector, samples: PixelSamples, steps: int = 300, lr
         if not pos.any() or not neg.any():
             raise ValueError(f"class {channel + 1} needs positive and clean samples to adapt")
         targets.append(pos.float())
-        weights.append(_balanced(pos, neg, bg, background))
-    target, weight = torch.stack(targets, dim=1), torch.stack(weights, dim=1)  # (n, A)
+        backgrounds.append(bg)
+    target = torch.stack(targets, dim=1)  # (n, A)
+    weight = _class_weights(target, labels, backgrounds, background)
     hit, loss = _fit(model.head, samples.features, target, weight, steps, lr, weight_decay, seed)
     report = {"loss": loss}
+    if relabel and background:
+        sure = _probabilities(model.head, samples.features) >= relabel  # (n, A)
+        missed = torch.from_numpy(samples.base_prob[:, model.adapted] < 0.5)  # (n, A)
+        dropped = [bg & sure[:, i] & missed[:, i] for i, bg in enumerate(backgrounds)]
+        backgrounds = [bg & ~drop for bg, drop in zip(backgrounds, dropped, strict=True)]
+        weight = _class_weights(target, labels, backgrounds, background)
+        hit, loss = _fit(model.head, samples.features, target, weight, steps, lr, weight_decay, seed)
+        report = {"loss": loss, **{f"relabelled_{c + 1}": int(d.sum()) for c, d in zip(model.adapted, dropped,
+                                                                                            strict=True)}}
     for i, channel in enumerate(model.adapted):
         strokes = weight[:, i] * (labels != UNLABELLED).float()
         report[f"train_balanced_accuracy_{channel + 1}"] = float((hit[:, i] * strokes).sum() / strokes.sum())
@@ -193,6 +209,20 @@ def fit_veto(model: AdaptedDetector, samples: PixelSamples, min_pixels: int, ste
         for i, channel in enumerate(model.adapted):
             model.veto_on[i] = float(counts[f"veto_pixels_{channel + 1}"] >= min_pixels)
     return counts
+
+
+def _class_weights(target: torch.Tensor, labels: torch.Tensor, backgrounds: list[torch.Tensor],
+                   background: float) -> torch.Tensor:
+    """(n, A) per-sample weights of the head's fit: per adapted class, its positives (`target`), the clean strokes
+    and its weak negatives `backgrounds`, balanced by `_balanced`."""
+    neg = labels == CLEAN
+    return torch.stack([_balanced(target[:, i] > 0, neg, bg, background) for i, bg in enumerate(backgrounds)], dim=1)
+
+
+@torch.no_grad()
+def _probabilities(head: Any, features: np.ndarray) -> torch.Tensor:
+    """(n, A) the fitted head's probabilities at the samples' features (no smoothing: one pixel each)."""
+    return torch.sigmoid(head(torch.from_numpy(features)[:, :, None, None])[:, :, 0, 0])
 
 
 def _balanced(pos: torch.Tensor, neg: torch.Tensor, bg: torch.Tensor, background: float) -> torch.Tensor:
