@@ -579,6 +579,7 @@ def test_the_command_line_spells_the_adapt_base_as_the_stage_does() -> None:
     ({"reach": -1}, "reach and beside must be >= 0"),
     ({"beside": -1}, "reach and beside must be >= 0"),
     ({"background_below": 0.0}, "background_below must be in"),
+    ({"relabel": 1.0}, "relabel must be in"),
 ])
 def test_adapt_config_refuses_bad_fields(fields: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -618,6 +619,8 @@ def test_the_adding_threshold_reaches_the_fit_and_is_bounded() -> None:
     # every unlabelled sample a weak negative: the key as before the level existed
     assert "background_below" not in AdaptConfig(background_below=1.0).key_params()
     assert AdaptConfig(background_below=0.5).key_params()["background_below"] == 0.5
+    assert "relabel" not in AdaptConfig().key_params()  # one fit: the key as before the refit existed
+    assert AdaptConfig(relabel=0.5).key_params()["relabel"] == 0.5
     with pytest.raises(ValidationError):
         AdaptParams(support_loss=1.0)
     for bad in (0.0, 1.0, 1.5):
@@ -746,7 +749,7 @@ def test_the_veto_takes_its_own_share_of_weak_negatives(alarmist_weights: Path,
         real = getattr(fitting, name)
 
         def spy(*args: Any, real: Any = real, name: str = name) -> Any:
-            shares[name] = args[-2:] if name == "fit_head" else args[-1]  # the head: its share and level
+            shares[name] = args[-3:] if name == "fit_head" else args[-1]  # the head: its share, level, relabel
             return real(*args)
 
         monkeypatch.setattr(fitting, name, spy)
@@ -757,8 +760,37 @@ def test_the_veto_takes_its_own_share_of_weak_negatives(alarmist_weights: Path,
     model = build_for(config, [1])
     points = {v: np.argwhere(marks == v) for v in (2, 3)}
     fit_adapted(model, np.moveaxis(image, -1, 0), points, config)
-    assert shares == {"fit_head": (0.25, 0.7), "fit_veto": [0.05]}
+    assert shares == {"fit_head": (0.25, 0.7, 0.0), "fit_veto": [0.05]}
     assert config.veto_backgrounds([0, 1]) == [0.15, 0.05]
+
+
+def test_the_refit_drops_the_weak_negatives_the_first_fit_calls_damage_unless_the_base_flags_them() -> None:
+    """Positives and clean strokes apart; a third of the unlabelled samples look like the positives (damage the base
+    missed), a few of them flagged by the base. The second fit leaves out the missed ones only, and then gives
+    that damage more than one fit does."""
+    from types import SimpleNamespace
+
+    from models.adapted import PixelHead
+    from pipeline.stages.adapt_fit import PixelSamples, fit_head
+
+    rng = np.random.default_rng(0)
+    damage, clean = np.array([2.0, 0.0]), np.array([-2.0, 0.0])
+    groups = [(damage, 2, 40, 0.0), (clean, 3, 40, 0.0), (clean, 0, 400, 0.0), (damage, 0, 170, 0.1),
+              (damage, 0, 30, 0.9)]  # (centre, label, count, base probability of paint loss)
+    features = np.concatenate([c + rng.normal(0, 0.7, (n, 2)) for c, _, n, _ in groups]).astype(np.float32)
+    labels = np.concatenate([np.full(n, v, np.uint8) for _, v, n, _ in groups])
+    base = np.concatenate([np.tile([0.0, p], (n, 1)) for *_, n, p in groups]).astype(np.float32)
+    samples = PixelSamples(features, labels, base)
+    probe = torch.from_numpy(np.tile(damage, (1, 1)).astype(np.float32))[:, :, None, None]
+    seen = {}
+    for relabel in (0.0, 0.5):
+        model = SimpleNamespace(head=PixelHead(2, 1, 8), adapted=[1])
+        report = fit_head(model, samples, steps=200, background=0.6, relabel=relabel)
+        seen[relabel] = (report, float(torch.sigmoid(model.head(probe)).item()))
+    assert "relabelled_2" not in seen[0.0][0]
+    dropped = seen[0.5][0]["relabelled_2"]
+    assert 120 <= dropped <= 170  # most of the missed damage, none of what the base flags (30 more)
+    assert seen[0.5][1] > seen[0.0][1] + 0.1
 
 
 def test_unlearned_strokes_are_told_per_class_with_why_and_what_to_do() -> None:
