@@ -93,7 +93,7 @@ class EvalOptions:
         DetectConfig.views)."""
         from pipeline.stages.detect_infer import Views
 
-        return Views(self.tta, self.second_view, self.loss_agreement, self.agreement_area)
+        return Views.of(self)
 
 
 def truth_maps(mask: np.ndarray, opts: EvalOptions, path: Path) -> dict[str, np.ndarray]:

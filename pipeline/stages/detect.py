@@ -166,7 +166,7 @@ class DetectConfig:
         """The test-time augmentation: `tta`, `second_view`, `loss_agreement`, `agreement_area`."""
         from pipeline.stages.detect_infer import Views
 
-        return Views(self.tta, self.second_view, self.loss_agreement, self.agreement_area)
+        return Views.of(self)
 
     def given(self, **settings: Any) -> DetectConfig:
         """This config with every one of `settings` that is not None put in (a command's options over the stage's

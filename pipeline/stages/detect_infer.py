@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -52,6 +53,12 @@ class Views:
             raise ValueError(f"loss agreement must be in [0, 1), got {self.loss_agreement}")
         if self.agreement_area < 0:
             raise ValueError(f"agreement area must be >= 0, got {self.agreement_area}")
+
+    @classmethod
+    def of(cls, settings: Any) -> Views:
+        """The views that `settings` (a DetectConfig, an evaluation's options) name by their `tta`, `second_view`,
+        `loss_agreement` and `agreement_area`."""
+        return cls(settings.tta, settings.second_view, settings.loss_agreement, settings.agreement_area)
 
     def indices(self) -> tuple[int, ...]:
         """The k (`_view`) of each view run."""
