@@ -8,7 +8,7 @@ before those are run): the VAL paintings, DeepCrack `test/`, CrackForest TEST, U
 are never read. Each variant (`pipeline.stages.detect.variant_fields`: `NAME[+coarse|+nocoarse][+minN][+straightN]
 [+borderN][+scaleS][+ttaN][+mirror|+half-turn|+quarter-turn][+agreeA]`, the rest as the detect stage's defaults) runs
 as `retouch detect` runs it
-(`detect_probabilities`, the stage's tile and overlap, threshold 0.5) over:
+(`DetectConfig.image_probabilities`, the stage's tile and overlap, threshold 0.5) over:
 
 - intact: the 30 TRAIN paintings, no damage drawn: the share flagged per painting (worst, mean; per class means);
 - realistic: the TRAIN paintings damaged once by the realistic generator (`make_synthetic_set(split="train",
@@ -78,7 +78,6 @@ def score_variant(variant: str, sets: list[str], data: Path, sets_root: Path, de
     from lab.eval.regions import region_shares, region_summary
     from pipeline.io.image_io import as_rgb, read_image, read_mask, to_float
     from pipeline.stages.detect import DetectConfig, variant_fields
-    from pipeline.stages.detect_infer import detect_probabilities
 
     config = DetectConfig(**variant_fields(variant))
     model, _ = _load_model(EvalOptions(weights=config.weights))
@@ -88,10 +87,7 @@ def score_variant(variant: str, sets: list[str], data: Path, sets_root: Path, de
         crack, loss, regions, shares = Counts(), Counts(), [], []
         for image_path, mask_path in set_pairs(name, data, sets_root, deepcrack_limit):
             image = to_float(as_rgb(read_image(image_path)))
-            prob = detect_probabilities(model, image, tile=config.tile, overlap=config.overlap, views=config.views(),
-                                        coarse_loss=config.coarse_loss, min_crack=config.min_crack,
-                                        straight=config.straight, threshold=config.threshold,
-                                        border=config.border, scale=config.scale)
+            prob = config.image_probabilities(model, image)
             fractions, flags = flagged_fractions(prob, config.threshold)  # as `retouch evaluate intact` counts
             if mask_path is None:
                 shares.append(fractions)

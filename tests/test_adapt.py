@@ -781,7 +781,7 @@ def test_the_refit_drops_the_weak_negatives_the_first_fit_calls_damage_unless_th
     labels = np.concatenate([np.full(n, v, np.uint8) for _, v, n, _ in groups])
     base = np.concatenate([np.tile([0.0, p], (n, 1)) for *_, n, p in groups]).astype(np.float32)
     samples = PixelSamples(features, labels, base)
-    probe = torch.from_numpy(np.tile(damage, (1, 1)).astype(np.float32))[:, :, None, None]
+    probe = torch.from_numpy(damage[None].astype(np.float32))[:, :, None, None]
     seen = {}
     for relabel in (0.0, 0.5):
         model = SimpleNamespace(head=PixelHead(2, 1, 8), adapted=[1])

@@ -118,7 +118,6 @@ def evaluate_intact(
     from lab.eval.detect_eval import EvalOptions, _load_model
     from lab.paintings import paintings
     from pipeline.stages.detect import DetectConfig
-    from pipeline.stages.detect_infer import detect_probabilities
 
     stage = DetectConfig().given(tta=tta, coarse_loss=coarse_loss, min_crack=min_crack, straight=straight,
                                  second_view=second_view, loss_agreement=loss_agreement,
@@ -127,10 +126,7 @@ def evaluate_intact(
     paths = paintings("val") if paths is None else paths
 
     def prob_fn(image: np.ndarray) -> np.ndarray:
-        return detect_probabilities(model, image, tile=stage.tile, overlap=stage.overlap, bf16=bf16,
-                                    views=stage.views(), coarse_loss=stage.coarse_loss, min_crack=stage.min_crack,
-                                    straight=stage.straight, threshold=threshold, border=stage.border,
-                                    scale=stage.scale)
+        return stage.image_probabilities(model, image, threshold, bf16)
 
     report = intact_report(prob_fn, paths, threshold, save_dir, enlarge)
     report.update({"weights": weights_info, **stage.inference_record(), "enlarge": enlarge,

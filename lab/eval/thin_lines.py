@@ -124,7 +124,6 @@ def evaluate_thin_lines(
     from lab.paintings import paintings
     from pipeline.io.image_io import as_rgb, read_image, to_float
     from pipeline.stages.detect import DetectConfig
-    from pipeline.stages.detect_infer import detect_probabilities
 
     stage = DetectConfig().given(tta=tta, coarse_loss=coarse_loss, min_crack=min_crack, straight=straight,
                                  second_view=second_view, loss_agreement=loss_agreement,
@@ -136,10 +135,7 @@ def evaluate_thin_lines(
     images = [to_float(as_rgb(read_image(p))) for p in paths]
 
     def prob_fn(image: np.ndarray) -> np.ndarray:
-        return detect_probabilities(model, image, tile=stage.tile, overlap=stage.overlap, views=stage.views(),
-                                    coarse_loss=stage.coarse_loss, min_crack=stage.min_crack,
-                                    straight=stage.straight, threshold=threshold, border=stage.border,
-                                    scale=stage.scale)
+        return stage.image_probabilities(model, image, threshold)
 
     report = thin_line_report(prob_fn, images, copies, crop, threshold=threshold, save_dir=save_dir)
     report.update({"weights": weights_info, **stage.inference_record(), "tile": stage.tile,

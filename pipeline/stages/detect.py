@@ -179,6 +179,18 @@ class DetectConfig:
                 "straight": self.straight, "second_view": self.second_view, "loss_agreement": self.loss_agreement,
                 "agreement_area": self.agreement_area, "border": self.border, "scale": self.scale}
 
+    def image_probabilities(self, model: Any, image: np.ndarray, threshold: float | None = None,
+                            bf16: bool = False) -> np.ndarray:
+        """(2, H, W) float32: a whole (H, W, C) image detected with these settings as the stage detects a scan
+        (`detect_infer.detect_probabilities`: views, coarse pass, border, scale, and the small and straight
+        craquelure dropped at `threshold`, default this config's), for the evaluations run as the stage runs."""
+        from pipeline.stages.detect_infer import detect_probabilities
+
+        return detect_probabilities(model, image, tile=self.tile, overlap=self.overlap, bf16=bf16, views=self.views(),
+                                    coarse_loss=self.coarse_loss, min_crack=self.min_crack, straight=self.straight,
+                                    threshold=self.threshold if threshold is None else threshold,
+                                    border=self.border, scale=self.scale)
+
     def resolved(self) -> DetectConfig:
         """This config with device checked and precision 'auto' decided for this machine."""
         from pipeline.stages.detect_infer import resolve_precision
