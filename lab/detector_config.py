@@ -209,11 +209,28 @@ def _range(field: str, text: str) -> list[float]:
     return [lo, hi]
 
 
+def _ground_weights(text: str) -> list[float]:
+    """"NAME=W,NAME=W" as one weight per ground of GROUNDS, in that order (0 for a ground not named)."""
+    from lab.synthesis.grounds import GROUNDS
+
+    weights = dict.fromkeys(GROUNDS, 0.0)
+    for part in text.split(","):
+        name, _, value = part.partition("=")
+        try:
+            if name not in weights:
+                raise ValueError
+            weights[name] = float(value)
+        except ValueError:
+            raise ValueError(f"ground weights must be NAME=W,... with NAME among {', '.join(GROUNDS)}, "
+                             f"got {text!r}") from None
+    return list(weights.values())
+
+
 def damage_overrides(
     free_cracks: float | None = None, texture: float | None = None, dark_cracks: float | None = None,
     crack_contrast: str | None = None, style: str | None = None, faint_cracks: float | None = None,
     crack_width: str | None = None, loss_size_of: int | None = None, grounds: str | None = None,
-    core_contrast: float | None = None, strokes: float | None = None,
+    core_contrast: float | None = None, strokes: float | None = None, ground_weights: str | None = None,
 ) -> dict[str, Any] | None:
     """DamageConfig fields for the styles and mixes that were given (JSON-able), or None to keep the default.
     `crack_contrast` and `crack_width` are "LO,HI" (e.g. "0.2,0.95"); a malformed one is a ValueError naming
@@ -221,13 +238,16 @@ def damage_overrides(
     style's loss sizes as on an image with that shorter side; `grounds` ("gesso,bole,canvas") limits the grounds
     its losses and light cracks expose (a style held out of training); `core_contrast` labels a crack's core by its
 contrast relative to the paint; `strokes` is the share of realistic images that also get wide dark brushstrokes
-and birds painted unlabelled."""
+and birds painted unlabelled; `ground_weights` ("canvas=0.3,bole=0.3,gesso=0.2,plaster=0.2") sets how often each
+ground is drawn (a ground not named gets 0)."""
     given: list[tuple[str, Any]] = [("p_free_cracks", free_cracks), ("p_texture", texture),
                                     ("p_dark_cracks", dark_cracks), ("style", style),
                                     ("p_faint_cracks", faint_cracks), ("loss_size_of", loss_size_of),
                                     ("core_contrast", core_contrast), ("p_strokes", strokes)]
     if grounds is not None:
         given.append(("grounds", tuple(g for g in grounds.split(",") if g)))
+    if ground_weights is not None:
+        given.append(("ground_weights", _ground_weights(ground_weights)))
     for name, text in (("crack_contrast", crack_contrast), ("crack_width", crack_width)):
         if text is not None:
             given.append((name, _range(name, text)))

@@ -100,6 +100,8 @@ def _config_key(cfg: DetectorTrainConfig) -> dict[str, Any]:
         data["damage"].pop("crack_kinds", None)  # the default: checkpoints made before the field resume
     if not data["damage"].get("grounds"):
         data["damage"].pop("grounds", None)  # every ground: checkpoints made before the field resume
+    if not data["damage"].get("ground_weights"):
+        data["damage"].pop("ground_weights", None)  # the default mix: checkpoints made before the field resume
     return json.loads(json.dumps(data))  # tuples -> lists, as stored in the checkpoint
 
 
@@ -316,7 +318,7 @@ def main(argv: list[str] | None = None) -> None:
     """`python -m lab.train_detector [--steps N] [--max-minutes M] [--run-dir D] [--init-weights F]
     [--free-cracks P] [--texture P] [--dark-cracks P] [--crack-contrast LO,HI]
     [--damage-style S] [--faint-cracks P] [--crack-width LO,HI] [--loss-size-of PX] [--grounds G,G]
-    [--core-contrast F] [--stroke-negatives P] [--refine C] [--relative]
+    [--ground-weights G=W,...] [--core-contrast F] [--stroke-negatives P] [--refine C] [--relative]
     [--skeleton-weight W] [--region-weight W] [--no-ship]
     [--real-val-images DIR --real-val-masks DIR [--real-val-mask-value V]]
     [--teacher NAME [--teacher-weight W] [--teacher-views N] [--teacher-classes C[,C]]]
@@ -349,6 +351,9 @@ def main(argv: list[str] | None = None) -> None:
                         "sizes as on an image with this shorter side, px (default 0: the tile's own)")
     parser.add_argument("--grounds", help="DamageConfig.grounds: the only grounds realistic losses and light cracks "
                         "expose, comma-separated among gesso,bole,plaster,canvas (default all)")
+    parser.add_argument("--ground-weights", help="DamageConfig.ground_weights as NAME=W,...: how often realistic "
+                        "losses and light cracks expose each ground, e.g. canvas=0.3,bole=0.3,gesso=0.2,plaster=0.2 "
+                        "(default gesso=0.35,bole=0.15,plaster=0.25,canvas=0.25)")
     parser.add_argument("--core-contrast", type=float, help="DamageConfig.core_contrast: label a realistic crack's "
                         "core where its change exceeds this fraction of the paint's luminance (default 0: off)")
     parser.add_argument("--stroke-negatives", type=float, help="DamageConfig.p_strokes: share of realistic images "
@@ -401,7 +406,7 @@ def main(argv: list[str] | None = None) -> None:
         augment=augment_overrides(args.edge_fraction, args.zoom_fraction, args.zoom),
         damage=damage_overrides(args.free_cracks, args.texture, args.dark_cracks, args.crack_contrast,
                                 args.damage_style, args.faint_cracks, args.crack_width, args.loss_size_of,
-                                args.grounds, args.core_contrast, args.stroke_negatives)),
+                                args.grounds, args.core_contrast, args.stroke_negatives, args.ground_weights)),
         **ship_only)
     print(json.dumps({k: summary[k] for k in ("steps", "minutes", "shipped") if k in summary}, indent=2))
 

@@ -246,6 +246,31 @@ def test_grounds_limit_what_losses_and_light_cracks_expose(shapes_root: Path, mo
         DamageConfig(grounds=("gesso", "marble"))
 
 
+def test_ground_weights_set_how_often_each_ground_is_drawn() -> None:
+    from collections import Counter
+
+    from lab.detector_config import damage_overrides
+    from lab.synthesis.realistic import _ground_kind
+
+    def draws(cfg: DamageConfig) -> Counter:
+        rng = np.random.default_rng(0)
+        return Counter(_ground_kind(rng, cfg) for _ in range(2000))
+
+    assert set(draws(DamageConfig(style="realistic"))) == {"gesso", "bole", "plaster", "canvas"}
+    weights = damage_overrides(ground_weights="canvas=3,bole=1")["ground_weights"]
+    assert weights == [0.0, 1.0, 0.0, 3.0]  # gesso, bole, plaster, canvas
+    mixed = draws(DamageConfig(style="realistic", ground_weights=weights))
+    assert set(mixed) == {"bole", "canvas"} and 0.7 < mixed["canvas"] / 2000 < 0.8
+    assert set(draws(DamageConfig(style="realistic", ground_weights=weights, grounds=("gesso", "bole")))) == {"bole"}
+    for bad in ((1.0, 1.0), (1.0, -1.0, 1.0, 1.0), (0.0, 0.0, 0.0, 0.0)):
+        with pytest.raises(ValueError, match="ground_weights must be 4 weights"):
+            DamageConfig(ground_weights=bad)
+    with pytest.raises(ValueError, match="ground_weights must be 4 weights"):  # no allowed ground left
+        DamageConfig(grounds=("gesso",), ground_weights=(0.0, 1.0, 0.0, 1.0))
+    with pytest.raises(ValueError, match="ground weights must be NAME=W"):
+        damage_overrides(ground_weights="marble=1")
+
+
 def test_real_cracks_are_thin_redrawn_lines(shapes_root: Path) -> None:
     sources = crack_shapes.shape_sources(shapes_root)
     alpha = crack_shapes.real_crack_network((200, 200), np.random.default_rng(0), sources, (1.0, 2.0)).alpha

@@ -55,6 +55,7 @@ class RealisticOptions(Protocol):
     loss_size_of: int
     shapes_root: str
     grounds: tuple[str, ...]
+    ground_weights: tuple[float, ...]
     core_contrast: float
 
 
@@ -118,9 +119,11 @@ def _draw_cracks(paint: np.ndarray, rng: np.random.Generator, cfg: RealisticOpti
 
 
 def _ground_kind(rng: np.random.Generator, cfg: RealisticOptions) -> str:
-    """A ground drawn by GROUND_WEIGHTS, among `cfg.grounds` when it names some (weights renormalised)."""
-    kinds = [k for k in GROUND_WEIGHTS if not cfg.grounds or k in cfg.grounds]
-    weights = np.array([GROUND_WEIGHTS[k] for k in kinds])
+    """A ground drawn by `cfg.ground_weights` (grounds.GROUNDS order; default GROUND_WEIGHTS), among `cfg.grounds`
+    when it names some (weights renormalised)."""
+    mix = dict(zip(grounds.GROUNDS, cfg.ground_weights, strict=True)) if cfg.ground_weights else GROUND_WEIGHTS
+    kinds = [k for k in mix if (not cfg.grounds or k in cfg.grounds) and mix[k] > 0]
+    weights = np.array([mix[k] for k in kinds])
     return str(rng.choice(kinds, p=weights / weights.sum()))
 
 

@@ -173,12 +173,16 @@ class DamageConfig:
     loss_size_of: int = 0  # draw loss sizes as on an image with this shorter side (px); 0 = the image's own
     shapes_root: str = ""  # folder holding the real crack maps; "" = ../shared/data or $RETOUCH_SHARED_DATA
     grounds: tuple[str, ...] = ()  # the grounds a realistic loss or light crack may expose; () = all, by weight
+    # how often each ground of GROUNDS (gesso, bole, plaster, canvas, in that order) is drawn, relative to the others;
+    # () = realistic.GROUND_WEIGHTS
+    ground_weights: tuple[float, ...] = ()
     # A crack's core is also labelled where its change exceeds this fraction of the paint's local luminance
     # (a contrast relative to the paint, so dark cracks on dark paint are labelled as they are seen); 0 = off.
     core_contrast: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("crack_kinds", "loss_amount", "crack_contrast", "cup_highlight", "crack_width", "grounds"):
+        for name in ("crack_kinds", "loss_amount", "crack_contrast", "cup_highlight", "crack_width", "grounds",
+                     "ground_weights"):
             object.__setattr__(self, name, tuple(getattr(self, name)))  # JSON gives lists
         unknown = set(self.crack_kinds) - set(CRACK_KINDS)
         if not self.crack_kinds or unknown:
@@ -187,6 +191,10 @@ class DamageConfig:
         if set(self.grounds) - set(GROUNDS) or len(set(self.grounds)) != len(self.grounds):
             raise ValueError(f"DamageConfig.grounds must be distinct names from {GROUNDS} (none = all), "
                              f"got {self.grounds}")
+        if self.ground_weights and (len(self.ground_weights) != len(GROUNDS) or min(self.ground_weights) < 0 or not any(
+                w for g, w in zip(GROUNDS, self.ground_weights, strict=True) if g in (self.grounds or GROUNDS))):
+            raise ValueError(f"DamageConfig.ground_weights must be {len(GROUNDS)} weights >= 0 for {GROUNDS}, some "
+                             f"ground allowed by `grounds` above 0 (none = the default mix), got {self.ground_weights}")
         if self.style not in STYLES:
             raise ValueError(f"DamageConfig.style must be one of {STYLES}, got {self.style!r}")
         for name in ("p_craquelure", "p_paint_loss", "p_dark_cracks", "p_canvas", "p_free_cracks", "p_texture",
