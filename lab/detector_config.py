@@ -217,12 +217,12 @@ def _ground_weights(text: str) -> list[float]:
     for part in text.split(","):
         name, _, value = part.partition("=")
         try:
-            if name not in weights:
-                raise ValueError
-            weights[name] = float(value)
+            number = float(value)
         except ValueError:
-            raise ValueError(f"ground weights must be NAME=W,... with NAME among {', '.join(GROUNDS)}, "
-                             f"got {text!r}") from None
+            number = None
+        if name not in weights or number is None:
+            raise ValueError(f"ground weights must be NAME=W,... with NAME among {', '.join(GROUNDS)}, got {text!r}")
+        weights[name] = number
     return list(weights.values())
 
 
