@@ -47,6 +47,8 @@ class DetectorTrainConfig:
     loss: str = "dice+bce"
     skeleton_weight: float = 0.0  # weight of the craquelure skeleton-recall term (lab.skeleton_loss); 0 = none
     region_weight: float = 0.0  # weight of the paint-loss region-recall term (lab.region_loss); 0 = none
+    rim_weight: float = 0.0  # weight of the paint-loss region-rim term (lab.region_loss.region_rim); 0 = none
+    crack_rim_weight: float = 0.0  # weight of the craquelure channel's region-rim term; 0 = none
     seed: int = 0
     threads: int = 1
     bf16: bool = True  # bf16 autocast for the forward pass (weights and optimizer stay fp32)
@@ -93,9 +95,10 @@ class DetectorTrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
-        if self.skeleton_weight < 0 or self.region_weight < 0:
-            raise ValueError(f"skeleton_weight and region_weight must be >= 0, got {self.skeleton_weight} and "
-                             f"{self.region_weight}")
+        weights = {"skeleton_weight": self.skeleton_weight, "region_weight": self.region_weight,
+                   "rim_weight": self.rim_weight, "crack_rim_weight": self.crack_rim_weight}
+        if any(value < 0 for value in weights.values()):
+            raise ValueError(f"loss term weights must be >= 0, got {weights}")
         if self.snapshot_every < 0 or self.average_from < 0:
             raise ValueError("snapshot_every and average_from must be >= 0")
         if self.average_from and not self.snapshot_every:
@@ -162,14 +165,15 @@ def lr_at(step: int, cfg: DetectorTrainConfig, elapsed_s: float = 0.0) -> float:
     return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
-def make_loss(name: str, skeleton_weight: float = 0.0, region_weight: float = 0.0,
-              ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+def make_loss(name: str, skeleton_weight: float = 0.0, region_weight: float = 0.0, rim_weight: float = 0.0,
+              crack_rim_weight: float = 0.0) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """Dice + BCE, Dice + focal, or Lovasz hinge (a surrogate of IoU itself) + BCE, on (B, 2, H, W) logits;
     plus `skeleton_weight` x the craquelure channel's skeleton recall term (`lab.skeleton_loss`) and
-    `region_weight` x the paint-loss channel's region recall term (`lab.region_loss`), each when > 0."""
+    `region_weight` x the paint-loss channel's region recall term, `rim_weight` x its region rim term and
+    `crack_rim_weight` x the craquelure channel's region rim term (`lab.region_loss`), each when > 0."""
     import segmentation_models_pytorch as smp  # after `import models` (torchvision fix)
 
-    from lab.region_loss import region_recall
+    from lab.region_loss import region_recall, region_rim
     from lab.skeleton_loss import skeleton_recall
 
     first = (smp.losses.LovaszLoss("multilabel", from_logits=True) if name == "lovasz+bce"
@@ -182,9 +186,18 @@ def make_loss(name: str, skeleton_weight: float = 0.0, region_weight: float = 0.
             value = value + skeleton_weight * skeleton_recall(logits, target)
         if region_weight:
             value = value + region_weight * region_recall(logits, target)
+        if rim_weight:
+            value = value + rim_weight * region_rim(logits, target, channel=1)
+        if crack_rim_weight:
+            value = value + crack_rim_weight * region_rim(logits, target, channel=0)
         return value
 
     return loss
+
+
+def loss_of(cfg: DetectorTrainConfig) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The training loss `cfg` names, with its weighted terms."""
+    return make_loss(cfg.loss, cfg.skeleton_weight, cfg.region_weight, cfg.rim_weight, cfg.crack_rim_weight)
 
 
 def config_from_overrides(**overrides: Any) -> DetectorTrainConfig:

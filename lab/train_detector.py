@@ -34,8 +34,8 @@ from lab.detector_config import (
     augment_overrides,
     config_from_overrides,
     damage_overrides,
+    loss_of,
     lr_at,
-    make_loss,
 )
 from lab.detector_data import load_paintings, make_batch
 from lab.detector_validation import (
@@ -86,7 +86,7 @@ def _config_key(cfg: DetectorTrainConfig) -> dict[str, Any]:
     data.pop("hard_negatives")  # the file's path; its use is keyed by hard_fraction
     for name, default in (("real_train", []), ("real_fraction", 0.0), ("clean_fraction", 0.0),
                           ("hard_fraction", 0.0), ("skeleton_weight", 0.0), ("region_weight", 0.0),
-                          ("relative", False)):
+                          ("rim_weight", 0.0), ("crack_rim_weight", 0.0), ("relative", False)):
         if data[name] == default:  # off: checkpoints made before these fields resume
             data.pop(name)
     if not data["augment"].get("p_edge"):
@@ -142,7 +142,7 @@ def train_detector(
     model = ResUNet(**cfg.arch_args())
     model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    loss_fn = make_loss(cfg.loss, cfg.skeleton_weight, cfg.region_weight)
+    loss_fn = loss_of(cfg)
     ckpt_path, best_path = run_dir / "checkpoint.safetensors", run_dir / "best.safetensors"
     step, extra = 0, {"best": None, "history": [], "seconds": 0.0}
     if ship_only and (not ckpt_path.exists() or not cfg.ship):
@@ -281,7 +281,7 @@ def ship_detector(
     # Score the weights exactly as they will load: fp16-rounded, back in an fp32 network.
     check = ResUNet(**cfg.arch_args())
     check.load_state_dict(stored.state_dict())
-    val = evaluate_tiles(check, val_x, val_y, make_loss(cfg.loss, cfg.skeleton_weight, cfg.region_weight))
+    val = evaluate_tiles(check, val_x, val_y, loss_of(cfg))
     training = {
         "config": cfg.to_json(),
         "data": training_data(train_paths, val_paths, cfg, real_train),
@@ -319,7 +319,7 @@ def main(argv: list[str] | None = None) -> None:
     [--free-cracks P] [--texture P] [--dark-cracks P] [--crack-contrast LO,HI]
     [--damage-style S] [--faint-cracks P] [--crack-width LO,HI] [--loss-size-of PX] [--grounds G,G]
     [--ground-weights G=W,...] [--core-contrast F] [--stroke-negatives P] [--refine C] [--relative]
-    [--skeleton-weight W] [--region-weight W] [--no-ship]
+    [--skeleton-weight W] [--region-weight W] [--rim-weight W] [--crack-rim-weight W] [--no-ship]
     [--real-val-images DIR --real-val-masks DIR [--real-val-mask-value V]]
     [--teacher NAME [--teacher-weight W] [--teacher-views N] [--teacher-classes C[,C]]]
     [--real-train IMAGES_DIR:MASKS_DIR[:MASK_VALUE] ... --real-fraction P] [--clean-fraction P]
@@ -363,6 +363,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="weight of the craquelure skeleton-recall term added to the loss (default 0: none)")
     parser.add_argument("--region-weight", type=float,
                         help="weight of the paint-loss region-recall term added to the loss (default 0: none)")
+    parser.add_argument("--rim-weight", type=float, help="weight of the paint-loss region-rim term (the probability "
+                        "in a 2-px ring around each true loss) added to the loss (default 0: none)")
+    parser.add_argument("--crack-rim-weight", type=float, help="weight of the craquelure channel's region-rim term "
+                        "(the probability in a 2-px ring around true cracks) added to the loss (default 0: none)")
     parser.add_argument("--snapshot-every", type=int, help="keep the weights every N steps in <run-dir>/snapshots")
     parser.add_argument("--average-from", type=int, help="ship the average of the snapshots from this step on")
     parser.add_argument("--no-ship", action="store_true", help="keep the best weights in the run folder only")
@@ -395,7 +399,8 @@ def main(argv: list[str] | None = None) -> None:
         steps=args.steps, max_minutes=args.max_minutes, run_dir=args.run_dir, threads=args.threads, lr=args.lr,
         refine=args.refine, relative=True if args.relative else None, init_weights=args.init_weights, loss=args.loss,
         skeleton_weight=args.skeleton_weight,
-        region_weight=args.region_weight,
+        region_weight=args.region_weight, rim_weight=args.rim_weight,
+        crack_rim_weight=args.crack_rim_weight,
         snapshot_every=args.snapshot_every, average_from=args.average_from, ship=False if args.no_ship else None,
         real_val_images=args.real_val_images, real_val_masks=args.real_val_masks,
         real_val_mask_value=args.real_val_mask_value, teacher=args.teacher, teacher_weight=args.teacher_weight,

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from lab.detector_config import DetectorTrainConfig, make_loss
-from lab.region_loss import region_labels, region_recall
+from lab.region_loss import region_labels, region_recall, region_rim, rim_labels
 
 
 def _two_losses() -> torch.Tensor:
@@ -43,3 +43,35 @@ def test_the_training_loss_adds_the_term_only_when_weighted():
     assert weighted.item() == pytest.approx(plain.item() + 3.0 * region_recall(logits, target).item(), rel=1e-5)
     with pytest.raises(ValueError, match="region_weight"):
         DetectorTrainConfig(region_weight=-0.5)
+
+
+def test_the_rim_costs_a_loss_found_wider_than_it_is():
+    target = _two_losses()
+    exact = torch.where(target > 0, 20.0, -20.0)
+    wider = exact.clone()
+    wider[1, 1, 48:56, 48:56] = 20.0  # the flake found 2 px wider all round
+    assert region_rim(exact, target).item() == pytest.approx(0.0, abs=1e-4)
+    # the flake's ring is wholly flagged, the lacuna's not at all: each region counts the same
+    assert region_rim(wider, target).item() == pytest.approx(0.5, abs=1e-4)
+    assert region_recall(wider, target).item() == pytest.approx(0.0, abs=1e-4)
+
+
+def test_the_rim_leaves_out_pixels_another_channel_marks():
+    target = torch.zeros(1, 2, 32, 32)
+    target[0, 1, 10:14, 10:14] = 1.0
+    target[0, 0, 8:16, 8:16] = 1.0  # a crack all round the flake
+    labels, _ = region_labels(target, 1)
+    assert not bool((rim_labels(labels, target, 2) > 0).any())
+    assert region_rim(torch.full_like(target, 20.0), target).item() == 0.0
+
+
+def test_the_training_loss_adds_the_rim_terms_per_channel():
+    target = _two_losses()
+    target[0, 0, 50:52, :] = 1.0  # a crack across the first tile
+    logits = torch.full_like(target, -1.0)
+    plain = make_loss("dice+bce")(logits, target).item()
+    both = make_loss("dice+bce", rim_weight=2.0, crack_rim_weight=3.0)(logits, target).item()
+    expected = plain + 2.0 * region_rim(logits, target, 1).item() + 3.0 * region_rim(logits, target, 0).item()
+    assert both == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ValueError, match="crack_rim_weight"):
+        DetectorTrainConfig(crack_rim_weight=-1.0)
