@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lab.eval.metrics import Counts, confusion
-from lab.eval.regions import region_shares, region_summary
+from lab.eval.regions import far_marks, far_summary, region_shares, region_summary
 from lab.eval.tone import DARK, SIGMA, add_counts, dark_paint, format_tones, tone_counts, tone_scores
 from lab.pairs import IMAGE_SUFFIXES, MASK_SUFFIXES, pair_files  # noqa: F401  (re-exported)
 from lab.synthesis.synthetic_damage import CLASS_NAMES
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 BLOCK = 128  # px: the model's strict counts are also kept per block of this side (lab.eval.compare_detect)
 REGION_CLASS = "paint_loss"  # scored region by region too (lab.eval.regions)
 REGION_MIN_AREA = 9  # px: smaller true regions are not counted in the region summary (a 3 x 3 flake)
+FAR_PX = 3.0  # px: flagged pixels farther than this from every true damage count as intact paint flagged
 
 
 def block_counts(pred: np.ndarray, truth: np.ndarray, size: int) -> list[list[int]]:
@@ -146,6 +147,7 @@ def evaluate_detect(images: Path, masks: Path, opts: EvalOptions | None = None) 
     blocks: dict[str, list[list[int]]] = {c: [] for c in opts.classes}
     regions: list[dict[str, Any]] = []
     tones: dict[str, dict[str, list[int]]] = {c: {} for c in opts.classes}
+    far_total, far_flagged, far_rows = 0, 0, []
     for index, (image_path, mask_path) in enumerate(pairs):
         image, truth = read_pair(image_path, mask_path, opts)
         dark = dark_paint(image)
@@ -168,6 +170,10 @@ def evaluate_detect(images: Path, masks: Path, opts: EvalOptions | None = None) 
         if REGION_CLASS in opts.classes:
             regions += [{"image": image_path.stem, **row}
                         for row in region_shares(preds["model"][REGION_CLASS], truth[REGION_CLASS])]
+        far, flagged, rows = far_marks(np.any([preds["model"][c] for c in opts.classes], axis=0),
+                                       np.any([truth[c] for c in opts.classes], axis=0), FAR_PX)
+        far_total, far_flagged = far_total + far, far_flagged + flagged
+        far_rows += [{"image": image_path.stem, **row} for row in rows]
         if opts.save_dir is not None:
             for c in opts.classes:
                 write_png(opts.save_dir / c / f"{image_path.stem}.png",
@@ -181,6 +187,7 @@ def evaluate_detect(images: Path, masks: Path, opts: EvalOptions | None = None) 
     report["by_tone"] = {"dark_below": DARK, "sigma_px": SIGMA, **{c: tone_scores(tones[c]) for c in opts.classes}}
     if REGION_CLASS in opts.classes:
         report["regions"] = {REGION_CLASS: region_summary(regions, REGION_MIN_AREA)}
+    report["far_from_damage"] = far_summary(far_total, far_flagged, far_rows, FAR_PX)
     if opts.split != "all":
         report["split"] = opts.split
     report["weights"] = weights_info
@@ -230,6 +237,12 @@ def format_report(report: dict[str, Any]) -> str:
                      f"{r['under_half']}, least detected {r['worst']:.2f}, median {r['median']:.2f}")
         lines += [f"  under half: {u['image']} y {u['box'][0]}-{u['box'][2]} x {u['box'][1]}-{u['box'][3]}, "
                   f"{u['area']} px, {u['share']:.2f} detected" for u in r["under_half_regions"][:10]]
+    if "far_from_damage" in report:
+        f = report["far_from_damage"]
+        lines.append(f"model      flagged more than {f['distance_px']:g} px from any true damage: {f['flagged']} px "
+                     f"({100 * f['share']:.3f} % of such pixels) in {f['marks']} marks")
+        lines += [f"  mark: {m['image']} y {m['box'][0]}-{m['box'][2]} x {m['box'][1]}-{m['box'][3]}, {m['area']} px"
+                  for m in f["largest"][:5]]
     return "\n".join(lines)
 
 

@@ -2,6 +2,10 @@
 
 A loss found at 95 % of its pixels overall can still hide one patch left almost whole in the restored image; the
 detection issue asks for no loss patch under half detected, so each patch is scored on its own.
+
+Marks far from any damage: on a damaged painting, the pixels flagged more than a few px from every true damage
+are intact paint that the restore stage would paint over (a rim beside a true damage is not counted, a highlight
+or a lace thread marked as loss is); each connected mark of them is listed, largest first.
 """
 
 from __future__ import annotations
@@ -39,3 +43,25 @@ def region_summary(rows: list[dict[str, Any]], min_area: int = 1) -> dict[str, A
     return {"regions": len(kept), "min_area": min_area, "under_half": len(under),
             "worst": min(shares) if shares else None,
             "median": float(np.median(shares)) if shares else None, "under_half_regions": under}
+
+
+def far_marks(pred: np.ndarray, truth: np.ndarray, distance: float) -> tuple[int, int, list[dict[str, Any]]]:
+    """Of the pixels more than `distance` px (Euclidean) from every pixel of `truth` (H, W bool): how many,
+    how many `pred` (H, W bool) flags, and one row per 8-connected mark of those flagged (box [y0, x0, y1, x1],
+    area)."""
+    far = ndimage.distance_transform_edt(~truth) > distance if truth.any() else np.ones_like(truth)
+    flagged = pred & far
+    labels, count = ndimage.label(flagged, structure=np.ones((3, 3), bool))
+    rows = []
+    if count:
+        area = ndimage.sum_labels(np.ones_like(flagged, np.int64), labels, np.arange(1, count + 1))
+        rows = [{"box": [box[0].start, box[1].start, box[0].stop, box[1].stop], "area": int(a)}
+                for box, a in zip(ndimage.find_objects(labels), area, strict=True)]
+    return int(far.sum()), int(flagged.sum()), rows
+
+
+def far_summary(far: int, flagged: int, rows: list[dict[str, Any]], distance: float, listed: int = 10
+                ) -> dict[str, Any]:
+    """The share of far pixels flagged and the `listed` largest marks (`rows` carry their image)."""
+    return {"distance_px": distance, "far_pixels": far, "flagged": flagged, "share": flagged / far if far else 0.0,
+            "marks": len(rows), "largest": sorted(rows, key=lambda r: -r["area"])[:listed]}
