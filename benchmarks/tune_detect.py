@@ -10,7 +10,8 @@ are never read. Each variant (`pipeline.stages.detect.variant_fields`: `NAME[+co
 as `retouch detect` runs it
 (`DetectConfig.image_probabilities`, the stage's tile and overlap, threshold 0.5) over:
 
-- intact: the 30 TRAIN paintings, no damage drawn: the share flagged per painting (worst, mean; per class means);
+- intact: the 30 TRAIN paintings, no damage drawn: the share flagged per painting (worst and which, mean; per class
+  means; each painting's in the JSON);
 - realistic: the TRAIN paintings damaged once by the realistic generator (`make_synthetic_set(split="train",
   copies=1, style="realistic", seed=SEED)`, written once under `runs/sets/`): craquelure and paint-loss strict F1
   (pooled) and the paint losses of at least 9 px under half detected;
@@ -84,13 +85,14 @@ def score_variant(variant: str, sets: list[str], data: Path, sets_root: Path, de
     out: dict[str, object] = {}
     started = time.perf_counter()
     for name in sets:
-        crack, loss, regions, shares = Counts(), Counts(), [], []
+        crack, loss, regions, shares, stems = Counts(), Counts(), [], [], []
         for image_path, mask_path in set_pairs(name, data, sets_root, deepcrack_limit):
             image = to_float(as_rgb(read_image(image_path)))
             prob = config.image_probabilities(model, image)
             fractions, flags = flagged_fractions(prob, config.threshold)  # as `retouch evaluate intact` counts
             if mask_path is None:
                 shares.append(fractions)
+                stems.append(image_path.stem)
                 continue
             mask = read_mask(mask_path)
             if name == "realistic":
@@ -104,7 +106,8 @@ def score_variant(variant: str, sets: list[str], data: Path, sets_root: Path, de
             out[name] = {"worst": max(either), "mean": float(np.mean(either)),
                          "craquelure_mean": float(np.mean([f["craquelure"] for f in shares])),
                          "paint_loss_mean": float(np.mean([f["paint_loss"] for f in shares])),
-                         "paintings": len(shares)}
+                         "paintings": len(shares), "worst_painting": stems[int(np.argmax(either))],
+                         "per_painting": dict(zip(stems, either, strict=True))}
         elif name == "realistic":
             summary = region_summary(regions, MIN_AREA)
             out[name] = {"craquelure_f1": crack.scores()["f1"], "paint_loss_f1": loss.scores()["f1"],

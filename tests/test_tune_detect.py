@@ -64,3 +64,15 @@ def test_a_variant_is_scored_as_detect_runs_it(shared_data: Path, tmp_path: Path
     assert "deepcrack 0." in tool.row("v", figures)
     with pytest.raises(ValueError, match="unknown detection option"):
         tool.score_variant("detector-resunet18-paint7+sideways", ["deepcrack"], shared_data, tmp_path, 1)
+
+
+def test_the_intact_figures_name_each_painting_and_the_worst(shared_data: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    tool = _tool()
+    two = tool.set_pairs("intact", shared_data, tmp_path, 100)[:2]
+    monkeypatch.setattr(tool, "set_pairs", lambda *args: two)
+    intact = tool.score_variant("detector-resunet18-paint7+tta1+nocoarse", ["intact"], shared_data, tmp_path,
+                                100)["intact"]
+    assert set(intact["per_painting"]) == {image.stem for image, _ in two}
+    assert intact["per_painting"][intact["worst_painting"]] == intact["worst"] == max(intact["per_painting"].values())
+    assert intact["mean"] == pytest.approx(float(np.mean(list(intact["per_painting"].values()))))
