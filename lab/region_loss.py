@@ -48,10 +48,16 @@ def region_rim(logits: torch.Tensor, target: torch.Tensor, channel: int = 1, wid
     rims = rim_labels(labels, target, width)
     if not count or not bool((rims > 0).any()):
         return logits.sum() * 0.0
-    prob = torch.sigmoid(logits[:, channel].float()).reshape(-1)
-    index = rims.reshape(-1)
-    sums = torch.zeros(count + 1, device=prob.device).index_add_(0, index, prob)
-    sizes = torch.bincount(index, minlength=count + 1).to(prob.dtype)
+    return mean_of_region_means(logits[:, channel], rims, count)
+
+
+def mean_of_region_means(logits: torch.Tensor, index: torch.Tensor, count: int) -> torch.Tensor:
+    """The mean, over the regions 1..`count` of `index` (B, H, W; 0 = none) that hold a pixel, of each one's mean
+    sigmoid probability of `logits` (B, H, W)."""
+    prob = torch.sigmoid(logits.float()).reshape(-1)
+    flat = index.reshape(-1)
+    sums = torch.zeros(count + 1, device=prob.device).index_add_(0, flat, prob)
+    sizes = torch.bincount(flat, minlength=count + 1).to(prob.dtype)
     has = sizes[1:] > 0
     return (sums[1:][has] / sizes[1:][has]).mean()
 
@@ -62,8 +68,4 @@ def region_recall(logits: torch.Tensor, target: torch.Tensor, channel: int = 1) 
     labels, count = region_labels(target, channel)
     if not count:
         return logits.sum() * 0.0
-    prob = torch.sigmoid(logits[:, channel].float()).reshape(-1)
-    index = labels.reshape(-1)
-    sums = torch.zeros(count + 1, device=prob.device).index_add_(0, index, prob)
-    sizes = torch.bincount(index, minlength=count + 1).to(prob.dtype)
-    return 1.0 - (sums[1:] / sizes[1:]).mean()
+    return 1.0 - mean_of_region_means(logits[:, channel], labels, count)

@@ -24,14 +24,15 @@ def region_shares(pred: np.ndarray, truth: np.ndarray) -> list[dict[str, Any]]:
     labels, count = ndimage.label(truth, structure=np.ones((3, 3), bool))
     if not count:
         return []
-    index = np.arange(1, count + 1)
-    area = ndimage.sum_labels(np.ones_like(truth, np.int64), labels, index)
-    found = ndimage.sum_labels(pred & truth, labels, index)
-    rows = []
-    for box, a, f in zip(ndimage.find_objects(labels), area, found, strict=True):
-        rows.append({"box": [box[0].start, box[1].start, box[0].stop, box[1].stop], "area": int(a),
-                     "share": float(f / a)})
-    return rows
+    found = ndimage.sum_labels(pred & truth, labels, np.arange(1, count + 1))
+    return [{**row, "share": float(f / row["area"])} for row, f in zip(_boxes(labels, count), found, strict=True)]
+
+
+def _boxes(labels: np.ndarray, count: int) -> list[dict[str, Any]]:
+    """Bounding box [y0, x0, y1, x1] and area of each region 1..`count` of `labels` (H, W)."""
+    area = ndimage.sum_labels(np.ones_like(labels, np.int64), labels, np.arange(1, count + 1))
+    return [{"box": [box[0].start, box[1].start, box[0].stop, box[1].stop], "area": int(a)}
+            for box, a in zip(ndimage.find_objects(labels), area, strict=True)]
 
 
 def region_summary(rows: list[dict[str, Any]], min_area: int = 1) -> dict[str, Any]:
@@ -52,12 +53,7 @@ def far_marks(pred: np.ndarray, truth: np.ndarray, distance: float) -> tuple[int
     far = ndimage.distance_transform_edt(~truth) > distance if truth.any() else np.ones_like(truth)
     flagged = pred & far
     labels, count = ndimage.label(flagged, structure=np.ones((3, 3), bool))
-    rows = []
-    if count:
-        area = ndimage.sum_labels(np.ones_like(flagged, np.int64), labels, np.arange(1, count + 1))
-        rows = [{"box": [box[0].start, box[1].start, box[0].stop, box[1].stop], "area": int(a)}
-                for box, a in zip(ndimage.find_objects(labels), area, strict=True)]
-    return int(far.sum()), int(flagged.sum()), rows
+    return int(far.sum()), int(flagged.sum()), _boxes(labels, count) if count else []
 
 
 def far_summary(far: int, flagged: int, rows: list[dict[str, Any]], distance: float, listed: int = 10
