@@ -12,7 +12,8 @@ from typing import Any
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+
+from models.weights import write_safetensors
 
 
 def save_checkpoint(
@@ -27,9 +28,7 @@ def save_checkpoint(
             tensors[f"optim/{index}/{name}"] = tensor.detach().cpu().contiguous()
     meta = {"step": str(step), "param_groups": json.dumps(opt["param_groups"]), "extra": json.dumps(extra)}
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    tmp.replace(path)
+    write_safetensors(tensors, path, meta)
 
 
 def load_checkpoint(

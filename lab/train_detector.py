@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 import models  # noqa: F401  (torchvision import fix before smp)
 from lab.average_weights import average_state_dicts
@@ -53,7 +53,7 @@ from lab.real_cracks import RealSet, RealSpec, load_real_set
 from lab.synthesis.cracks import CRACK_KINDS
 from lab.synthesis.synthetic_damage import CLASS_NAMES
 from models.resunet import ResUNet
-from models.weights import MANIFEST_PATH, WeightsEntry, save_weights
+from models.weights import MANIFEST_PATH, WeightsEntry, save_weights, write_safetensors
 
 
 class _Log:
@@ -246,7 +246,7 @@ def train_detector(
 
 
 def _save_state(model: torch.nn.Module, path: Path) -> None:
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    write_safetensors({k: v.contiguous() for k, v in model.state_dict().items()}, path)
 
 
 def _snapshot_step(path: Path) -> int:

@@ -28,7 +28,6 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
 from lab.checkpoint import init_from
 from lab.inpainter_config import RESUMABLE_CHANGES, InpainterTrainConfig
@@ -36,7 +35,7 @@ from lab.inpainter_data import TileSampler, validation_set
 from models.inpaint_loss import InpaintingLoss, LossWeights, build_feature_net
 from models.patch_disc import PatchDiscriminator, discriminator_loss, generator_loss
 from models.pconv import PConvUNet, composite
-from models.weights import Tiling, WeightsEntry, save_weights
+from models.weights import Tiling, WeightsEntry, save_weights, write_safetensors
 
 WEIGHTS_NAME = "inpainter-pconv"
 
@@ -82,9 +81,7 @@ def save_checkpoint(
                 tensors[f"{prefix}.{idx}.{key}"] = torch.as_tensor(val).detach().contiguous()
     if disc is not None:
         tensors.update({f"disc.{k}": v.detach().contiguous() for k, v in disc.state_dict().items()})
-    tmp = path.with_suffix(".tmp")
-    save_file(tensors, str(tmp), metadata={"meta": json.dumps(meta)})
-    tmp.replace(path)
+    write_safetensors(tensors, path, {"meta": json.dumps(meta)})
 
 
 def load_checkpoint(path: Path, model: PConvUNet) -> tuple[dict[str, Any], dict[int, dict[str, torch.Tensor]]]:

@@ -16,10 +16,31 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 MANIFEST_PATH = WEIGHTS_DIR / "manifest.json"
+
+
+def write_safetensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
+    """Write `tensors` to `path` atomically (a `.tmp` beside it, then a rename), the metadata keys in sorted order.
+
+    safetensors writes the metadata in its own hash order, which changes from one process to the next, so the same
+    tensors gave different bytes and a different sha256 each time they were saved; here they give the same file."""
+    blob = safetensors_bytes(tensors, metadata=metadata)
+    size = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8:8 + size])
+    meta = header.pop("__metadata__", None)
+    ordered = ({"__metadata__": dict(sorted(meta.items()))} if meta else {}) | header
+    text = json.dumps(ordered, separators=(",", ":"), ensure_ascii=False).encode()
+    text += b" " * (-len(text) % 8)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(len(text).to_bytes(8, "little"))
+        fh.write(text)
+        fh.write(memoryview(blob)[8 + size:])
+    tmp.replace(path)
 
 
 class WeightsError(RuntimeError):
@@ -119,7 +140,6 @@ def save_weights(
     weights_dir.mkdir(parents=True, exist_ok=True)
     file_name = f"{name}.safetensors"
     target = weights_dir / file_name
-    tmp = target.with_suffix(".safetensors.tmp")
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     metadata = {"architecture": architecture, "arch_args": json.dumps(arch_args)}
     if int8:
@@ -127,8 +147,7 @@ def save_weights(
 
         state = quantize_state(state)
         metadata["storage"] = "int8 kernels, per-output-channel scales (models.quantize)"
-    save_file(state, str(tmp), metadata=metadata)
-    tmp.replace(target)
+    write_safetensors(state, target, metadata)
     entry = WeightsEntry(
         name=name,
         file=file_name,
