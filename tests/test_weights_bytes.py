@@ -18,7 +18,8 @@ SAVE = """
 import sys, torch
 from pathlib import Path
 from models.weights import write_safetensors
-tensors = {"b.weight": torch.arange(12, dtype=torch.float32).reshape(3, 4), "a.bias": torch.ones(5, dtype=torch.float16)}
+tensors = {"b.weight": torch.arange(12, dtype=torch.float32).reshape(3, 4),
+           "a.bias": torch.ones(5, dtype=torch.float16)}
 write_safetensors(tensors, Path(sys.argv[1]), {META!r})
 """
 
