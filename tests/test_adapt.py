@@ -329,6 +329,16 @@ def test_adapted_detect_has_provenance_back_to_the_scribbles(tmp_path: Path, tin
     assert named.key == base.key and not any("adapted" in n for n in named.notes)  # --weights overrides
 
 
+def test_adapting_again_on_the_same_strokes_writes_the_same_weights(tmp_path: Path, blind_weights: Path) -> None:
+    """The base flags nothing, so the clean strokes fit no veto: its start is saved as it was made."""
+    store, _ = _store(tmp_path)
+    marks = save_png(tmp_path, strokes(LOSSES[:2], CLEAN_SPOTS))
+    first = adapt(store, marks, AdaptConfig(steps=20)).digests[ADAPTED_FILE]
+    torch.rand(1000)  # the process's random state has moved on, as in another run
+    again = adapt(store, marks, AdaptConfig(steps=20), force=True)
+    assert not again.skipped and again.digests[ADAPTED_FILE] == first
+
+
 def test_adapt_keeps_the_detection_it_replaces_for_the_review(tmp_path: Path, tiny_weights: Path) -> None:
     from pipeline.stages.adapt_before import BEFORE_ADAPT
 

@@ -302,8 +302,8 @@ def adapt(store: str, scribbles: str | Path, config: AdaptConfig | None = None, 
                                           "scribbles_digest": marks.digest}, run_id=run_id, started=prov_started)
     record.invalidate(marker_refs(existing))
     adapted = [c - 1 for c in marks.damage_classes]  # class channels: 0 craquelure, 1 paint loss
+    torch.manual_seed(config.seed)  # before the build: a veto head left unfitted keeps a seeded start
     model = build_for(config, adapted)
-    torch.manual_seed(config.seed)
     fit = fit_adapted(model, level0, marks.points, config)
     samples = fit.pop("samples")
     base_recall = {CLASS_NAMES[c + 1]: float((samples.base_prob[samples.labels == c + 1, c] >= 0.5).mean())
