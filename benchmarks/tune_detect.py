@@ -14,7 +14,8 @@ as `retouch detect` runs it
   means; each painting's in the JSON);
 - realistic: the TRAIN paintings damaged once by the realistic generator (`make_synthetic_set(split="train",
   copies=1, style="realistic", seed=SEED)`, written once under `runs/sets/`): craquelure and paint-loss strict F1
-  (pooled) and the paint losses of at least 9 px under half detected;
+  (pooled), the paint losses of at least 9 px under half detected, and the intact paint flagged beside the damage
+  (`far_from_damage`: pixels flagged more than 3 px from every true damage, as `retouch evaluate detect` counts them);
 - crackforest (its TRAIN part), uav75 (`val/`), deepcrack (`train/`, the first `--deepcrack-limit` photos): strict
   craquelure F1, pooled.
 
@@ -73,10 +74,10 @@ def set_pairs(name: str, data: Path, sets_root: Path, deepcrack_limit: int) -> l
 def score_variant(variant: str, sets: list[str], data: Path, sets_root: Path, deepcrack_limit: int
                   ) -> dict[str, object]:
     """The figures of one variant over `sets`."""
-    from lab.eval.detect_eval import EvalOptions, _load_model
+    from lab.eval.detect_eval import FAR_PX, EvalOptions, _load_model
     from lab.eval.intact_eval import flagged_fractions
     from lab.eval.metrics import Counts, confusion
-    from lab.eval.regions import region_shares, region_summary
+    from lab.eval.regions import far_marks, far_summary, region_shares, region_summary
     from pipeline.io.image_io import as_rgb, read_image, read_mask, to_float
     from pipeline.stages.detect import DetectConfig, variant_fields
 
@@ -86,6 +87,7 @@ def score_variant(variant: str, sets: list[str], data: Path, sets_root: Path, de
     started = time.perf_counter()
     for name in sets:
         crack, loss, regions, shares, stems = Counts(), Counts(), [], [], []
+        far_total, far_flagged, far_rows = 0, 0, []
         for image_path, mask_path in set_pairs(name, data, sets_root, deepcrack_limit):
             image = to_float(as_rgb(read_image(image_path)))
             prob = config.image_probabilities(model, image)
@@ -99,6 +101,9 @@ def score_variant(variant: str, sets: list[str], data: Path, sets_root: Path, de
                 crack += confusion(flags[0], mask == 1)
                 loss += confusion(flags[1], mask == 2)
                 regions += region_shares(flags[1], mask == 2)
+                far, flagged, rows = far_marks(flags[0] | flags[1], mask > 0, FAR_PX)
+                far_total, far_flagged = far_total + far, far_flagged + flagged
+                far_rows += [{"image": image_path.stem, **r} for r in rows]
             else:
                 crack += confusion(flags[0], mask == REAL_SETS[name][2])
         if name == "intact":
@@ -111,7 +116,8 @@ def score_variant(variant: str, sets: list[str], data: Path, sets_root: Path, de
         elif name == "realistic":
             summary = region_summary(regions, MIN_AREA)
             out[name] = {"craquelure_f1": crack.scores()["f1"], "paint_loss_f1": loss.scores()["f1"],
-                         "under_half": summary["under_half"], "losses": summary["regions"]}
+                         "under_half": summary["under_half"], "losses": summary["regions"],
+                         "far_from_damage": far_summary(far_total, far_flagged, far_rows, FAR_PX)}
         else:
             out[name] = {"craquelure_f1": crack.scores()["f1"]}
     out["seconds"] = round(time.perf_counter() - started, 1)
@@ -126,7 +132,8 @@ def row(variant: str, figures: dict[str, object]) -> str:
             parts.append(f"intact worst {100 * f['worst']:.4f} % mean {100 * f['mean']:.4f} %")
         elif name == "realistic":
             parts.append(f"realistic craq {f['craquelure_f1']:.4f} loss {f['paint_loss_f1']:.4f} "
-                         f"under half {f['under_half']}/{f['losses']}")
+                         f"under half {f['under_half']}/{f['losses']} "
+                         f"far {100 * f['far_from_damage']['share']:.3f} %")
         elif isinstance(f, dict):
             parts.append(f"{name} {f['craquelure_f1']:.4f}")
     return " | ".join(parts)

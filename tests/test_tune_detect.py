@@ -76,3 +76,25 @@ def test_the_intact_figures_name_each_painting_and_the_worst(shared_data: Path, 
     assert set(intact["per_painting"]) == {image.stem for image, _ in two}
     assert intact["per_painting"][intact["worst_painting"]] == intact["worst"] == max(intact["per_painting"].values())
     assert intact["mean"] == pytest.approx(float(np.mean(list(intact["per_painting"].values()))))
+
+
+def test_the_realistic_figures_count_intact_paint_flagged_beside_the_damage(shared_data: Path, tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.stages.detect import DetectConfig
+
+    tool = _tool()
+    mask = np.zeros((64, 64), np.uint8)
+    mask[10:20, 10:20] = 2  # a loss
+    prob = np.zeros((2, 64, 64), np.float32)
+    prob[1, 9:21, 9:21] = 0.9  # found 1 px wide: within 3 px, not counted
+    prob[0, 50:55, 40:45] = 0.9  # a 5x5 mark on intact paint far from it
+    write_png(tmp_path / "a_0.png", np.full((64, 64, 3), 128, np.uint8))
+    write_png(tmp_path / "m_0.png", mask)
+    monkeypatch.setattr(tool, "set_pairs", lambda *args: [(tmp_path / "a_0.png", tmp_path / "m_0.png")])
+    monkeypatch.setattr(DetectConfig, "image_probabilities", lambda self, model, image: prob)
+    figures = tool.score_variant("detector-resunet18-paint7", ["realistic"], shared_data, tmp_path, 100)
+    far = figures["realistic"]["far_from_damage"]
+    assert far["flagged"] == 25 and far["marks"] == 1
+    assert far["largest"][0]["image"] == "a_0" and far["largest"][0]["area"] == 25
+    assert 0 < far["share"] == pytest.approx(25 / far["far_pixels"])
+    assert "far 0." in tool.row("v", figures)
