@@ -26,8 +26,8 @@ MANIFEST_PATH = WEIGHTS_DIR / "manifest.json"
 def write_safetensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
     """Write `tensors` to `path` atomically (a `.tmp` beside it, then a rename), the metadata keys in sorted order.
 
-    safetensors writes the metadata in its own hash order, which changes from one process to the next, so the same
-    tensors gave different bytes and a different sha256 each time they were saved; here they give the same file."""
+    safetensors orders the metadata keys by a hash that differs from one process to the next, so the same tensors
+    would be other bytes (another sha256) in another run; with the keys sorted they are the same file."""
     blob = safetensors_bytes(tensors, metadata=metadata)
     size = int.from_bytes(blob[:8], "little")
     header = json.loads(blob[8:8 + size])
