@@ -77,7 +77,7 @@ def score_variant(variant: str, sets: list[str], data: Path, sets_root: Path, de
     from lab.eval.detect_eval import FAR_PX, EvalOptions, _load_model
     from lab.eval.intact_eval import flagged_fractions
     from lab.eval.metrics import Counts, confusion
-    from lab.eval.regions import far_marks, far_summary, region_shares, region_summary
+    from lab.eval.regions import FarTally, region_shares, region_summary
     from pipeline.io.image_io import as_rgb, read_image, read_mask, to_float
     from pipeline.stages.detect import DetectConfig, variant_fields
 
@@ -87,7 +87,7 @@ def score_variant(variant: str, sets: list[str], data: Path, sets_root: Path, de
     started = time.perf_counter()
     for name in sets:
         crack, loss, regions, shares, stems = Counts(), Counts(), [], [], []
-        far_total, far_flagged, far_rows = 0, 0, []
+        far = FarTally(FAR_PX)
         for image_path, mask_path in set_pairs(name, data, sets_root, deepcrack_limit):
             image = to_float(as_rgb(read_image(image_path)))
             prob = config.image_probabilities(model, image)
@@ -101,9 +101,7 @@ def score_variant(variant: str, sets: list[str], data: Path, sets_root: Path, de
                 crack += confusion(flags[0], mask == 1)
                 loss += confusion(flags[1], mask == 2)
                 regions += region_shares(flags[1], mask == 2)
-                far, flagged, rows = far_marks(flags[0] | flags[1], mask > 0, FAR_PX)
-                far_total, far_flagged = far_total + far, far_flagged + flagged
-                far_rows += [{"image": image_path.stem, **r} for r in rows]
+                far.add(image_path.stem, flags[0] | flags[1], mask > 0)
             else:
                 crack += confusion(flags[0], mask == REAL_SETS[name][2])
         if name == "intact":
@@ -117,7 +115,7 @@ def score_variant(variant: str, sets: list[str], data: Path, sets_root: Path, de
             summary = region_summary(regions, MIN_AREA)
             out[name] = {"craquelure_f1": crack.scores()["f1"], "paint_loss_f1": loss.scores()["f1"],
                          "under_half": summary["under_half"], "losses": summary["regions"],
-                         "far_from_damage": far_summary(far_total, far_flagged, far_rows, FAR_PX)}
+                         "far_from_damage": far.summary()}
         else:
             out[name] = {"craquelure_f1": crack.scores()["f1"]}
     out["seconds"] = round(time.perf_counter() - started, 1)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lab.eval.metrics import Counts, confusion
-from lab.eval.regions import far_marks, far_summary, region_shares, region_summary
+from lab.eval.regions import FarTally, region_shares, region_summary
 from lab.eval.tone import DARK, SIGMA, add_counts, dark_paint, format_tones, tone_counts, tone_scores
 from lab.pairs import IMAGE_SUFFIXES, MASK_SUFFIXES, pair_files  # noqa: F401  (re-exported)
 from lab.synthesis.synthetic_damage import CLASS_NAMES
@@ -147,7 +147,7 @@ def evaluate_detect(images: Path, masks: Path, opts: EvalOptions | None = None) 
     blocks: dict[str, list[list[int]]] = {c: [] for c in opts.classes}
     regions: list[dict[str, Any]] = []
     tones: dict[str, dict[str, list[int]]] = {c: {} for c in opts.classes}
-    far_total, far_flagged, far_rows = 0, 0, []
+    far = FarTally(FAR_PX)
     for index, (image_path, mask_path) in enumerate(pairs):
         image, truth = read_pair(image_path, mask_path, opts)
         dark = dark_paint(image)
@@ -170,10 +170,8 @@ def evaluate_detect(images: Path, masks: Path, opts: EvalOptions | None = None) 
         if REGION_CLASS in opts.classes:
             regions += [{"image": image_path.stem, **row}
                         for row in region_shares(preds["model"][REGION_CLASS], truth[REGION_CLASS])]
-        far, flagged, rows = far_marks(np.any([preds["model"][c] for c in opts.classes], axis=0),
-                                       np.any([truth[c] for c in opts.classes], axis=0), FAR_PX)
-        far_total, far_flagged = far_total + far, far_flagged + flagged
-        far_rows += [{"image": image_path.stem, **row} for row in rows]
+        far.add(image_path.stem, np.any([preds["model"][c] for c in opts.classes], axis=0),
+                np.any([truth[c] for c in opts.classes], axis=0))
         if opts.save_dir is not None:
             for c in opts.classes:
                 write_png(opts.save_dir / c / f"{image_path.stem}.png",
@@ -187,7 +185,7 @@ def evaluate_detect(images: Path, masks: Path, opts: EvalOptions | None = None) 
     report["by_tone"] = {"dark_below": DARK, "sigma_px": SIGMA, **{c: tone_scores(tones[c]) for c in opts.classes}}
     if REGION_CLASS in opts.classes:
         report["regions"] = {REGION_CLASS: region_summary(regions, REGION_MIN_AREA)}
-    report["far_from_damage"] = far_summary(far_total, far_flagged, far_rows, FAR_PX)
+    report["far_from_damage"] = far.summary()
     if opts.split != "all":
         report["split"] = opts.split
     report["weights"] = weights_info

@@ -10,6 +10,7 @@ or a lace thread marked as loss is); each connected mark of them is listed, larg
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -61,3 +62,22 @@ def far_summary(far: int, flagged: int, rows: list[dict[str, Any]], distance: fl
     """The share of far pixels flagged and the `listed` largest marks (`rows` carry their image)."""
     return {"distance_px": distance, "far_pixels": far, "flagged": flagged, "share": flagged / far if far else 0.0,
             "marks": len(rows), "largest": sorted(rows, key=lambda r: -r["area"])[:listed]}
+
+
+@dataclass
+class FarTally:
+    """`far_marks` added up over the images of a set; `summary` is `far_summary` of the total."""
+
+    distance: float
+    far: int = 0
+    flagged: int = 0
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, image: str, pred: np.ndarray, truth: np.ndarray) -> None:
+        """Count one image's flags `pred` against its damage `truth` (H, W bool); its marks carry `image`."""
+        far, flagged, rows = far_marks(pred, truth, self.distance)
+        self.far, self.flagged = self.far + far, self.flagged + flagged
+        self.rows += [{"image": image, **row} for row in rows]
+
+    def summary(self) -> dict[str, Any]:
+        return far_summary(self.far, self.flagged, self.rows, self.distance)
