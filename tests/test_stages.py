@@ -296,30 +296,30 @@ def test_a_detect_that_fails_in_the_straight_pass_resumes_to_the_same_bytes(tmp_
                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """The pass reads the chunks' labels from a scratch array and writes the label image: failing there, the run
     keeps its chunks and the next one writes the same bytes; without the scratch array it starts afresh."""
-    from pipeline.stages import detect_infer, straight_cracks
+    from pipeline.stages import detect_infer, label_passes
 
     monkeypatch.setattr(detect_infer, "detect_probabilities", dark_is_crack)
     image, _ = lines_scan()
     config = DetectConfig(tile=128, halo=16, straight=60)
     reference = detect(make_store(tmp_path, image, chunk=64, name="clean"), config, QUIET)
     store = make_store(tmp_path, image, chunk=64)
-    real = straight_cracks.clear_straight
+    real = label_passes.detect_label_passes
 
     def fails(raw, out, *args):  # noqa: ANN001, ANN002, ANN202
         out[:, :64, :] = 1  # half-written
         raise OSError("disk gone")
 
-    monkeypatch.setattr(straight_cracks, "clear_straight", fails)
+    monkeypatch.setattr(label_passes, "detect_label_passes", fails)
     with pytest.raises(OSError):
         detect(store, config, QUIET)
     assert group_info(store, "damage") is None
-    monkeypatch.setattr(straight_cracks, "clear_straight", real)
+    monkeypatch.setattr(label_passes, "detect_label_passes", real)
     resumed = detect(store, config, QUIET)
     assert (resumed.chunks_resumed, resumed.chunks_run) == (25, 0) and resumed.digests == reference.digests
     with pytest.raises(OSError):  # again, and now the scratch array is lost too
-        monkeypatch.setattr(straight_cracks, "clear_straight", fails)
+        monkeypatch.setattr(label_passes, "detect_label_passes", fails)
         detect(store, config, QUIET, force=True)
     del zarr.open_group(f"{store}/damage.partial", mode="a")["labels-before-straight"]
-    monkeypatch.setattr(straight_cracks, "clear_straight", real)
+    monkeypatch.setattr(label_passes, "detect_label_passes", real)
     afresh = detect(store, config, QUIET, force=True)
     assert (afresh.chunks_resumed, afresh.chunks_run) == (0, 25) and afresh.digests == reference.digests

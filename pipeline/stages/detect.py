@@ -54,7 +54,7 @@ from pipeline.io.store import (
     shard_chunks_of,
 )
 from pipeline.provenance import StageRecord, document_url, input_ref, marker_refs, now_iso, weights_ref
-from pipeline.stages import detect_border, straight_cracks
+from pipeline.stages import detect_border, label_passes, straight_cracks
 
 if TYPE_CHECKING:
     from pipeline.stages.detect_infer import Views
@@ -77,6 +77,7 @@ DEFAULT_LOSS_AGREEMENT = 0.0  # paint loss where the views agree (detect_infer.V
 DEFAULT_AGREEMENT_AREA = 0  # loss regions under this many px keep the views' mean (detect_infer.Views)
 DEFAULT_COARSE_LOSS = True  # the coarse paint-loss pass, anchored and trimmed (rule 2026-12-05d)
 DEFAULT_MIN_CRACK = 0  # craquelure fragments under this many px are dropped (rule 2026-12-03k)
+DEFAULT_PAINT_LIKE = 0  # paint loss the colour of the paint around it stays labelled (off)
 DEFAULT_STRAIGHT = straight_cracks.DEFAULT_STRAIGHT  # straight craquelure this long is dropped (rule 2026-12-06n)
 DEFAULT_BORDER = detect_border.DEFAULT_BORDER  # px along the image border judged with edge padding too
 DEFAULT_SCALE = 1.0  # the network sees the scan resampled by this factor (1: as scanned)
@@ -106,6 +107,9 @@ class DetectConfig:
     smallest craquelure fragment labelled (`min_crack` px, 8-connected; smaller ones are dropped from the labels),
     and the skeleton length from which a craquelure component whose centre line is straight is dropped from the labels
     (`straight` px, judged over the whole scan after every chunk is detected; 0: off; pipeline.stages.straight_cracks),
+    and the paint loss dropped from the labels where its colour matches the paint around its region (`paint_like`:
+    within that many levels of 255 in every channel, judged over the whole scan; 0: off;
+    pipeline.stages.paint_like_loss),
     and the band along the image border judged with edge padding as well as reflection (`border` px; 0: off;
     pipeline.stages.detect_border), and the factor by which the network sees the scan resampled (`scale`: 0.5
     shows it a 4-px crack 2 px wide, at a quarter of the pixels; the probabilities are taken back to the scan's
@@ -128,6 +132,7 @@ class DetectConfig:
     coarse_loss: bool = DEFAULT_COARSE_LOSS
     min_crack: int = DEFAULT_MIN_CRACK
     straight: int = DEFAULT_STRAIGHT
+    paint_like: int = DEFAULT_PAINT_LIKE
     border: int = DEFAULT_BORDER
     scale: float = DEFAULT_SCALE
     manifest: str = field(default_factory=default_manifest)
@@ -145,6 +150,8 @@ class DetectConfig:
             raise ValueError(f"batch must be >= 1, got {self.batch}")
         if self.straight < 0:
             raise ValueError(f"straight must be >= 0, got {self.straight}")
+        if not 0 <= self.paint_like <= 255:
+            raise ValueError(f"paint_like must be in [0, 255], got {self.paint_like}")
         if self.border < 0:
             raise ValueError(f"border must be >= 0, got {self.border}")
         from pipeline.stages.detect_infer import SCALES
@@ -176,18 +183,21 @@ class DetectConfig:
     def inference_record(self) -> dict[str, Any]:
         """The settings that decide what the network's passes give (for an evaluation's record)."""
         return {"tta": self.tta, "coarse_loss": self.coarse_loss, "min_crack": self.min_crack,
-                "straight": self.straight, "second_view": self.second_view, "loss_agreement": self.loss_agreement,
+                "straight": self.straight, "paint_like": self.paint_like, "second_view": self.second_view,
+                "loss_agreement": self.loss_agreement,
                 "agreement_area": self.agreement_area, "border": self.border, "scale": self.scale}
 
     def image_probabilities(self, model: Any, image: np.ndarray, threshold: float | None = None,
                             bf16: bool = False) -> np.ndarray:
         """(2, H, W) float32: a whole (H, W, C) image detected with these settings as the stage detects a scan
         (`detect_infer.detect_probabilities`: views, coarse pass, border, scale, and the small and straight
-        craquelure dropped at `threshold`, default this config's), for the evaluations run as the stage runs."""
+        craquelure and the paint-like loss dropped at `threshold`, default this config's), for the evaluations run
+        as the stage runs."""
         from pipeline.stages.detect_infer import detect_probabilities
 
         return detect_probabilities(model, image, tile=self.tile, overlap=self.overlap, bf16=bf16, views=self.views(),
                                     coarse_loss=self.coarse_loss, min_crack=self.min_crack, straight=self.straight,
+                                    paint_like=self.paint_like,
                                     threshold=self.threshold if threshold is None else threshold,
                                     border=self.border, scale=self.scale)
 
@@ -200,12 +210,12 @@ class DetectConfig:
 
 
 def variant_fields(text: str) -> dict[str, Any]:
-    """`NAME[+coarse|+nocoarse][+minN][+straightN][+borderN][+scaleS][+ttaN][+mirror|+half-turn|+quarter-turn]
+    """`NAME[+coarse|+nocoarse][+minN][+straightN][+likeN][+borderN][+scaleS][+ttaN][+mirror|+half-turn|+quarter-turn]
     [+agreeA][+areaN]` (how the benchmarks name a detection setting) as DetectConfig fields: the weights,
     `coarse_loss` on with `+coarse` and off with `+nocoarse`, `min_crack` N with `+minN`, `straight` N with
-    `+straightN`, `border` N with `+borderN`, `scale` S with `+scaleS` (e.g. `+scale1.4`), `tta` N with `+ttaN`,
-    `second_view` with its name, `loss_agreement` A with `+agreeA` (e.g. `+agree0.25`), `agreement_area` N with
-    `+areaN`; anything else is a ValueError naming it."""
+    `+straightN`, `paint_like` N with `+likeN`, `border` N with `+borderN`, `scale` S with `+scaleS` (e.g. `+scale1.4`),
+    `tta` N with `+ttaN`, `second_view` with its name, `loss_agreement` A with `+agreeA` (e.g. `+agree0.25`),
+    `agreement_area` N with `+areaN`; anything else is a ValueError naming it."""
     from pipeline.stages.detect_infer import SECOND_VIEWS
 
     name, *options = text.split("+")
@@ -217,6 +227,8 @@ def variant_fields(text: str) -> dict[str, Any]:
             fields["min_crack"] = int(option[3:])
         elif option.startswith("straight") and option[8:].isdigit():
             fields["straight"] = int(option[8:])
+        elif option.startswith("like") and option[4:].isdigit():
+            fields["paint_like"] = int(option[4:])
         elif option.startswith("border") and option[6:].isdigit():
             fields["border"] = int(option[6:])
         elif option.startswith("scale") and option[5:].replace(".", "", 1).isdigit():
@@ -231,7 +243,7 @@ def variant_fields(text: str) -> dict[str, Any]:
             fields["agreement_area"] = int(option[4:])
         else:
             raise ValueError(f"{text}: unknown detection option {option!r} (NAME[+coarse|+nocoarse][+minN][+straightN]"
-                             "[+borderN][+scaleS][+ttaN][+mirror|+half-turn|+quarter-turn][+agreeA][+areaN])")
+                             "[+likeN][+borderN][+scaleS][+ttaN][+mirror|+half-turn|+quarter-turn][+agreeA][+areaN])")
     return fields
 
 
@@ -356,8 +368,8 @@ def resolution_note(height: int, width: int, scale: float) -> str | None:
 
 
 # DetectConfig fields added after stores were first detected, and the value each had before it existed
-KEY_OFF: dict[str, Any] = {"coarse_loss": False, "min_crack": 0, "straight": 0, "border": 0, "scale": DEFAULT_SCALE,
-                           "second_view": "mirror", "loss_agreement": 0.0, "agreement_area": 0}
+KEY_OFF: dict[str, Any] = {"coarse_loss": False, "min_crack": 0, "straight": 0, "paint_like": 0, "border": 0,
+                           "scale": DEFAULT_SCALE, "second_view": "mirror", "loss_agreement": 0.0, "agreement_area": 0}
 
 
 def detect_key(scan_digest: str, config: DetectConfig, weights_sha: str) -> str:
@@ -365,6 +377,10 @@ def detect_key(scan_digest: str, config: DetectConfig, weights_sha: str) -> str:
     params = {k: v for k, v in asdict(config).items() if k != "manifest" and not (k in KEY_OFF and v == KEY_OFF[k])}
     if config.straight:
         params["straight_rms"] = straight_cracks.STRAIGHT_RMS
+    if config.paint_like:
+        from pipeline.stages.paint_like_loss import LIKE_BLUR, LIKE_MIN_RING, LIKE_RING
+
+        params["paint_like_ring"] = [*LIKE_RING, LIKE_MIN_RING, LIKE_BLUR]
     if config.coarse_loss:  # the coarse pass keeps only the regions the full-size pass marks in part, and in them
         params["coarse_anchored"] = True  # only the ground's colour (2026-12-05)
         from pipeline.stages.coarse_loss import COARSE_RING, COARSE_TRIM
@@ -415,8 +431,9 @@ def detect(store: str, config: DetectConfig | None = None, engine: EngineConfig 
     root = zarr.open_group(store, mode="a")
     group, done, fresh = resume_group(store, DAMAGE_GROUP, ledger)
     staged_labels = partial_name(DAMAGE_LABELS)
-    # the label image's partial is gone, or the labels before the straight-crack pass: start afresh
-    if not fresh and (staged_labels not in root or (config.straight and RAW_LABELS not in group)):
+    passes = bool(config.straight or config.paint_like)  # the whole-scan passes over the labels (label_passes)
+    # the label image's partial is gone, or the labels before the whole-scan passes: start afresh
+    if not fresh and (staged_labels not in root or (passes and RAW_LABELS not in group)):
         ledger.clear()
         group, done, fresh = resume_group(store, DAMAGE_GROUP, ledger)
     if fresh:
@@ -424,12 +441,12 @@ def detect(store: str, config: DetectConfig | None = None, engine: EngineConfig 
         create_pyramid(group, "probabilities", levels_like(scan, 2), np.uint8, chunk, size,
                        channels=PROBABILITY_CHANNELS, shard_chunks=shards)
         create_labels(root, SCAN, "damage", levels_like(scan, 1), chunk, LABEL_CLASSES, size, shards, staged=True)
-        if config.straight:
+        if passes:
             create_chunked(group, RAW_LABELS, (1, height, width), chunk, np.dtype(np.uint8))
     outputs = {"probabilities": group["probabilities"], "labels": root[staged_labels]}
     probs, labels = outputs["probabilities"], outputs["labels"]
-    # with the straight-crack pass the chunks' labels go to a scratch array first: the pass judges them whole
-    chunk_labels = group[RAW_LABELS] if config.straight else labels["0"]
+    # with a whole-scan pass the chunks' labels go to a scratch array first: the pass judges them whole
+    chunk_labels = group[RAW_LABELS] if passes else labels["0"]
     record.use("scan/0", input_ref(scan_info, "scan/0", scan_info["digests"]["0"]))
     record.use("weights", weights_input(store, entry))
     job = ChunkJob(inputs=[level0], outputs=[probs["0"], chunk_labels],
@@ -437,12 +454,14 @@ def detect(store: str, config: DetectConfig | None = None, engine: EngineConfig 
                    chunk=chunk, origin=True)
     records = run_chunks(job, all_regions(level0.shape, chunk), ledger, done, "detect", engine)
     resumed = sum(1 for task_id in done if task_id.startswith("0-"))
-    straight = None
-    if config.straight:
-        straight = straight_cracks.clear_straight(chunk_labels, labels["0"], chunk, config.straight)
+    rewritten = None
+    if passes:
+        rewritten = label_passes.detect_label_passes(chunk_labels, labels["0"], level0, chunk, config.straight,
+                                                     config.paint_like)
         for cid, chunk_record in records.items():
-            chunk_record["digests"][1] = straight.digests[cid]
-            chunk_record["facts"]["counts"]["craquelure"] -= straight.dropped[cid]
+            chunk_record["digests"][1] = rewritten.digests[cid]
+            for value, name in enumerate(CLASSES, start=1):
+                chunk_record["facts"]["counts"][name] -= rewritten.dropped[cid].get(value, 0)
     counts = {name: sum(r["facts"]["counts"][name] for r in records.values()) for name in CLASSES}
     digests = {}
     # entity paths are where each array is read (the labels: the OME-Zarr label image); the sidecars are
@@ -467,9 +486,9 @@ def detect(store: str, config: DetectConfig | None = None, engine: EngineConfig 
                "tta": config.tta, "second_view": config.second_view, "loss_agreement": config.loss_agreement,
                "agreement_area": config.agreement_area,
                "coarse_loss": config.coarse_loss, "min_crack": config.min_crack,
-               "straight": config.straight, "border": config.border}
-    if straight is not None:
-        summary["straight_dropped"] = {"components": straight.components, "pixels": sum(straight.dropped.values())}
+               "straight": config.straight, "paint_like": config.paint_like, "border": config.border}
+    if rewritten is not None:
+        summary.update(rewritten.summary)
         del group[RAW_LABELS]
     prov = record.write()
     mark_complete(labels, {"stage": "detect", "key": key})  # pairs the label image with damage/'s marker

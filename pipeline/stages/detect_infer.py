@@ -308,23 +308,25 @@ def detect_probabilities(model: torch.nn.Module, image: np.ndarray, tile: int = 
                          bf16: bool = False, margin: int | None = None, batch: int = 1, views: int | Views = 1,
                          coarse_loss: bool = False, min_crack: int = 0, threshold: float = 0.5,
                          border: int = DEFAULT_BORDER, real: tuple[int, int, int, int] | None = None,
-                         scale: float = 1.0, straight: int = 0) -> np.ndarray:
+                         scale: float = 1.0, straight: int = 0, paint_like: int = 0) -> np.ndarray:
     """(2, H, W) float32 as the detect stage makes them: `predict_probabilities` (with its `border` rule), with
     `coarse_loss` the paint-loss channel raised to `coarse_loss_probability` where that is larger (craquelure
     untouched; only its regions that the full-size pass marks in part, `anchored`, and in them only the pixels of the
     exposed ground's colour, `ground_only`, both in `pipeline.stages.coarse_loss`; not run where the full-size pass
     marks no loss), and with `min_crack` the craquelure fragments the stage drops set to 0 (`without_small_cracks` at
-    `threshold`), and with `straight` its long straight components too (`straight_cracks.without_straight_cracks`:
-    the image judged whole, as the stage judges the whole scan). With `scale` != 1 the network sees the image
-    resampled by that factor (`scaled_input`; margin, border and `real` scaled with it) and its probabilities are
-    taken back to the image's size by area averaging, so a 1-px crack reaches the network `scale` px wide, at
-    `scale`**2 times the pixels. An adapted detector with a support (`models.adapted`) is run with its base beside
-    it, and the regions it adds to the base are kept only where the base, read the same way (coarse pass
+    `threshold`), and with `straight` its long straight components too (`straight_cracks.without_straight_cracks`: the
+    image judged whole, as the stage judges the whole scan), and with `paint_like` the paint loss that looks like the
+    paint around it (`paint_like_loss.without_paint_like_loss`, the image judged whole). With `scale` != 1 the network
+    sees the image resampled by that factor (`scaled_input`; margin, border and `real` scaled with it) and its
+    probabilities are taken back to the image's size by area averaging, so a 1-px crack reaches the network `scale` px
+    wide, at `scale`**2 times the pixels. An adapted detector with a support (`models.adapted`) is run with its base
+    beside it, and the regions it adds to the base are kept only where the base, read the same way (coarse pass
     included), supports them (`supported_probabilities`)."""
     from models.adapted import AdaptedDetector, BaseBeside, supported_probabilities
 
     levels = model.support_levels if isinstance(model, AdaptedDetector) else {}
     net = BaseBeside(model) if levels else model  # (adapted, base) logits from one pass of the base
+    original = image
     if scale != 1.0:
         h, w = image.shape[:2]
         image, real = scaled_input(image, scale, real)
@@ -345,9 +347,11 @@ def detect_probabilities(model: torch.nn.Module, image: np.ndarray, tile: int = 
         prob = resized(prob, (h, w))
     if levels:
         prob = supported_probabilities(prob[: heads[1]], prob[heads[1] :], levels, threshold)
+    from pipeline.stages.paint_like_loss import without_paint_like_loss
     from pipeline.stages.straight_cracks import without_straight_cracks
 
-    return without_straight_cracks(without_small_cracks(prob, threshold, min_crack), threshold, straight)
+    prob = without_straight_cracks(without_small_cracks(prob, threshold, min_crack), threshold, straight)
+    return without_paint_like_loss(prob, as_rgb_float(original), threshold, paint_like) if paint_like else prob
 
 
 SCALES = (0.1, 2.0)  # the range of `scale` the detect stage accepts

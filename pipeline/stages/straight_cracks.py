@@ -96,10 +96,6 @@ def straight(moments: np.ndarray, min_length: int, max_rms: float = STRAIGHT_RMS
     return (n >= max(min_length, 2)) & (smaller < max_rms**2)
 
 
-def _edges(pieces: np.ndarray) -> dict[str, np.ndarray]:
-    return {"top": pieces[0], "bottom": pieces[-1], "left": pieces[:, 0], "right": pieces[:, -1]}
-
-
 def _touching(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(k, 2) ids of the pieces that touch 8-connected across a border whose two sides are the rows of ids `a` and
     `b` (-1: no piece there): `a[i]` touches `b[i - 1]`, `b[i]` and `b[i + 1]`."""
@@ -112,40 +108,18 @@ def _touching(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.concatenate(pairs)
 
 
-def straight_plan(read: Reader, regions: list[Region], shape: tuple[int, int], min_length: int,
-                  max_rms: float = STRAIGHT_RMS, halo: int = SKELETON_HALO) -> Plan:
-    """Which pieces of which chunk belong to straight components of the whole craquelure map. Chunks are read one
-    at a time; a piece that does not reach its chunk's edge is a whole component and decided there; what is kept
-    for the others is their moments and, per chunk, its four edge rows of their ids (memory grows with the pieces
-    along chunk edges, not with the area)."""
+def edge_rows(pieces: np.ndarray) -> dict[str, np.ndarray]:
+    """A chunk's four edge rows ("top", "bottom", "left", "right") of `pieces`."""
+    return {"top": pieces[0], "bottom": pieces[-1], "left": pieces[:, 0], "right": pieces[:, -1]}
+
+
+def joined(regions: list[Region], edges: dict[Region, dict[str, np.ndarray]], total: int) -> tuple[int, np.ndarray]:
+    """The components of `total` pieces numbered across chunks, joined where they touch 8-connected across chunk
+    borders: `edges` gives per chunk its `edge_rows` of piece numbers (-1: no piece). Returns the count of
+    components and each piece's component."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    drop: dict[Region, np.ndarray] = {}  # per chunk, the local ids of its straight pieces decided there
-    border: dict[Region, np.ndarray] = {}  # per chunk, the local ids of its pieces on its edges, in id order
-    first: dict[Region, int] = {}  # the number of a chunk's first edge piece across all chunks
-    edges: dict[Region, dict[str, np.ndarray]] = {}  # their rows of ids, numbered across all chunks
-    moments, total, whole_dropped = [], 0, 0
-    for region in regions:
-        pieces, skeleton = local_pieces(read, region, shape, halo)
-        count = int(pieces.max()) if pieces.size else 0
-        own = piece_moments(pieces, skeleton, count, (region[0], region[2]))
-        rows = _edges(pieces)
-        on_edge = np.zeros(count + 1, bool)
-        for row in rows.values():
-            on_edge[row] = True
-        on_edge[0] = False
-        inner = np.flatnonzero(~on_edge[1:]) + 1
-        decided = inner[straight(own[inner - 1], min_length, max_rms)]
-        whole_dropped += len(decided)
-        drop[region] = decided
-        border[region] = np.flatnonzero(on_edge)
-        first[region] = total
-        number = np.full(count + 1, -1, np.int64)
-        number[border[region]] = total + np.arange(len(border[region]))
-        edges[region] = {side: number[row] for side, row in rows.items()}
-        moments.append(own[border[region] - 1])
-        total += len(border[region])
     starts = {(r[0], r[2]): r for r in regions}  # a chunk by its top-left corner
     ends = {(r[0], r[3]): r for r in regions}  # and by its top-right corner
     pairs = [np.zeros((0, 2), np.int64)]
@@ -163,6 +137,41 @@ def straight_plan(read: Reader, regions: list[Region], shape: tuple[int, int], m
     links = np.concatenate(pairs)
     graph = coo_matrix((np.ones(len(links)), (links[:, 0], links[:, 1])), shape=(total, total))
     count, component = connected_components(graph, directed=False)
+    return int(count), component
+
+
+def straight_plan(read: Reader, regions: list[Region], shape: tuple[int, int], min_length: int,
+                  max_rms: float = STRAIGHT_RMS, halo: int = SKELETON_HALO) -> Plan:
+    """Which pieces of which chunk belong to straight components of the whole craquelure map. Chunks are read one
+    at a time; a piece that does not reach its chunk's edge is a whole component and decided there; what is kept
+    for the others is their moments and, per chunk, its four edge rows of their ids (memory grows with the pieces
+    along chunk edges, not with the area)."""
+    drop: dict[Region, np.ndarray] = {}  # per chunk, the local ids of its straight pieces decided there
+    border: dict[Region, np.ndarray] = {}  # per chunk, the local ids of its pieces on its edges, in id order
+    first: dict[Region, int] = {}  # the number of a chunk's first edge piece across all chunks
+    edges: dict[Region, dict[str, np.ndarray]] = {}  # their rows of ids, numbered across all chunks
+    moments, total, whole_dropped = [], 0, 0
+    for region in regions:
+        pieces, skeleton = local_pieces(read, region, shape, halo)
+        count = int(pieces.max()) if pieces.size else 0
+        own = piece_moments(pieces, skeleton, count, (region[0], region[2]))
+        rows = edge_rows(pieces)
+        on_edge = np.zeros(count + 1, bool)
+        for row in rows.values():
+            on_edge[row] = True
+        on_edge[0] = False
+        inner = np.flatnonzero(~on_edge[1:]) + 1
+        decided = inner[straight(own[inner - 1], min_length, max_rms)]
+        whole_dropped += len(decided)
+        drop[region] = decided
+        border[region] = np.flatnonzero(on_edge)
+        first[region] = total
+        number = np.full(count + 1, -1, np.int64)
+        number[border[region]] = total + np.arange(len(border[region]))
+        edges[region] = {side: number[row] for side, row in rows.items()}
+        moments.append(own[border[region] - 1])
+        total += len(border[region])
+    count, component = joined(regions, edges, total)
     flagged = straight(joined_moments(np.concatenate(moments) if moments else np.zeros((0, 6)), component, count),
                        min_length, max_rms)
     plan = {}
@@ -223,38 +232,29 @@ class Cleared:
     components: int
 
 
+def straight_edit(plan: Plan, crack: int = 1) -> Callable[[Region, np.ndarray], np.ndarray | None]:
+    """The `label_passes.Edit` that clears a chunk's straight pieces of class `crack` as `plan` names them."""
+
+    def edit(region: Region, part: np.ndarray) -> np.ndarray | None:
+        drop = plan.drop.get(region)
+        return None if drop is None else cleared(labelled(part == crack), drop)
+
+    return edit
+
+
 def clear_straight(raw: Any, out: Any, chunk: int, min_length: int, crack: int = 1) -> Cleared:
     """Copy the (1, H, W) label map `raw` into `out` with the straight components of its class-`crack` map set to 0,
-    judged over the whole map (`straight_plan`, reading `raw` chunk by chunk); each of `out`'s write blocks (shard or
-    chunk, `write_side`) written once. A function of `raw` alone, so that a run killed here and run again writes
-    the same bytes."""
-    from pipeline.engine.tiling import chunk_id
-    from pipeline.io.store import block_digest, chunk_grid, write_side
+    judged over the whole map (`straight_plan`, reading `raw` chunk by chunk; `label_passes.rewrite_labels`). A
+    function of `raw` alone, so that a run killed here and run again writes the same bytes."""
+    from pipeline.io.store import chunk_grid
+    from pipeline.stages.label_passes import rewrite_labels
 
     _, height, width = raw.shape
 
     def read(window: Region) -> np.ndarray:
         return np.asarray(raw[0, window[0] : window[1], window[2] : window[3]]) == crack
 
-    regions = chunk_grid(raw.shape, chunk)
-    plan = straight_plan(read, regions, (height, width), min_length)
-    side = write_side(out)
-    digests, dropped = {}, {}
-    for y0 in range(0, height, side):
-        for x0 in range(0, width, side):
-            y1, x1 = min(height, y0 + side), min(width, x0 + side)
-            block = np.asarray(raw[:, y0:y1, x0:x1])
-            for region in chunk_grid((1, y1 - y0, x1 - x0), chunk):
-                ry0, ry1, rx0, rx1 = region
-                here = (ry0 + y0, ry1 + y0, rx0 + x0, rx1 + x0)
-                part = block[0, ry0:ry1, rx0:rx1]
-                cid = chunk_id(here, chunk)
-                drop = plan.drop.get(here)
-                dropped[cid] = 0
-                if drop is not None:
-                    gone = cleared(labelled(part == crack), drop)
-                    dropped[cid] = int(gone.sum())
-                    part[gone] = 0
-                digests[cid] = block_digest(block[:, ry0:ry1, rx0:rx1])
-            out[:, y0:y1, x0:x1] = block
-    return Cleared(digests, dropped, plan.dropped_components)
+    plan = straight_plan(read, chunk_grid(raw.shape, chunk), (height, width), min_length)
+    result = rewrite_labels(raw, out, chunk, [straight_edit(plan, crack)])
+    return Cleared(result.digests, {cid: d.get(crack, 0) for cid, d in result.dropped.items()},
+                   plan.dropped_components)
