@@ -109,3 +109,12 @@ def test_a_detection_variant_names_the_setting() -> None:
     assert variant_fields("NAME+like8")["paint_like"] == 8
     with pytest.raises(ValueError, match="paint_like"):
         DetectConfig(paint_like=300)
+
+
+def test_a_small_region_is_kept_whole() -> None:
+    rgb = np.full((80, 80, 3), 0.4, np.float32)
+    labels = np.zeros((80, 80), np.uint8)
+    labels[10:19, 10:19] = 2  # 81 px of the paint's colour
+    labels[40:52, 40:52] = 2  # 144 px
+    gone = paint_like_loss(labels, rgb, 8)
+    assert not gone[10:19, 10:19].any() and gone[40:52, 40:52].all()

@@ -378,9 +378,9 @@ def detect_key(scan_digest: str, config: DetectConfig, weights_sha: str) -> str:
     if config.straight:
         params["straight_rms"] = straight_cracks.STRAIGHT_RMS
     if config.paint_like:
-        from pipeline.stages.paint_like_loss import LIKE_BLUR, LIKE_MIN_RING, LIKE_RING
+        from pipeline.stages.paint_like_loss import LIKE_BLUR, LIKE_MIN_AREA, LIKE_MIN_RING, LIKE_RING
 
-        params["paint_like_ring"] = [*LIKE_RING, LIKE_MIN_RING, LIKE_BLUR]
+        params["paint_like_ring"] = [*LIKE_RING, LIKE_MIN_RING, LIKE_BLUR, LIKE_MIN_AREA]
     if config.coarse_loss:  # the coarse pass keeps only the regions the full-size pass marks in part, and in them
         params["coarse_anchored"] = True  # only the ground's colour (2026-12-05)
         from pipeline.stages.coarse_loss import COARSE_RING, COARSE_TRIM

@@ -8,7 +8,8 @@ px from it (cross-shaped dilations) that are not labelled damage; a pixel of the
 channel of its colour is within `levels` (of 255) of that median. Colours are the image blurred by a LIKE_BLUR-px
 Gaussian (so that the paint's grain does not leave a speckle of the flood) and rounded to 256 levels, and medians
 come from histograms, so a region judged over several chunks gets the same reference as on the whole image. A region
-with fewer than LIKE_MIN_RING ring pixels is kept whole.
+of fewer than LIKE_MIN_AREA pixels, or with fewer than LIKE_MIN_RING ring pixels, is kept whole (a small loss's
+colour, blurred, is close to the paint around it; the floods are large).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pipeline.stages.straight_cracks import EIGHT, edge_rows, joined, labelled
 LIKE_RING = (4, 12)  # px: the ring is outside the region's dilation by the first, inside by the second
 LIKE_BLUR = 1.5  # px: sigma of the Gaussian the colours are read through
 LIKE_MIN_RING = 20  # ring pixels below which a region is kept whole
+LIKE_MIN_AREA = 100  # px: a paint-loss region smaller than this is kept whole (rule 2026-12-07ad)
 BLUR_HALO = int(4.0 * LIKE_BLUR + 0.5)  # px of image around a window that its blurred colours depend on
 LOSS = 2  # the label of paint loss
 
@@ -110,9 +112,10 @@ def paint_like_loss(labels: np.ndarray, rgb: np.ndarray, levels: int) -> np.ndar
     colour = blurred_levels(rgb)
     histograms = ring_histograms(components, (0, labels.shape[0], 0, labels.shape[1]), labels > 0, colour)
     references = np.full((count, 3), -1, np.int16)
+    area = np.bincount(pieces.ravel(), minlength=count + 1)[1:]
     for index, histogram in histograms.items():
         ref = reference(histogram)
-        if ref is not None:
+        if ref is not None and area[index] >= LIKE_MIN_AREA:
             references[index] = ref
     return like_pixels(components, colour, references, levels)
 
@@ -179,6 +182,7 @@ def like_plan(read: LabelReader, read_rgb: ColourReader, regions: list[Region], 
     first: dict[Region, int] = {}
     edges: dict[Region, dict[str, np.ndarray]] = {}
     last_rows: list[np.ndarray] = []
+    areas: list[np.ndarray] = []
     total = 0
     for region in regions:
         pieces = labelled(read(region) == LOSS)
@@ -186,12 +190,15 @@ def like_plan(read: LabelReader, read_rgb: ColourReader, regions: list[Region], 
         first[region] = total
         number = np.concatenate([[-1], total + np.arange(count)])
         edges[region] = {side: number[row] for side, row in edge_rows(pieces).items()}
+        areas.append(np.bincount(pieces.ravel(), minlength=count + 1)[1:])
         last_rows.append(np.array([box[0].stop - 1 + region[0] for box in ndimage.find_objects(pieces)], np.int64))
         total += count
     count, component = joined(regions, edges, total)
     last_row = np.full(count, -1, np.int64)
+    area = np.zeros(count, np.int64)
     if total:
         np.maximum.at(last_row, component, np.concatenate(last_rows))
+        area = np.bincount(component, np.concatenate(areas), count).astype(np.int64)
     plan = LikePlan(first, component, np.full((count, 3), -1, np.int16), levels)
     outer = LIKE_RING[1]
     open_histograms: dict[int, np.ndarray] = {}
@@ -217,6 +224,6 @@ def like_plan(read: LabelReader, read_rgb: ColourReader, regions: list[Region], 
         if following != y0:  # a new chunk row next: the regions whose rings end above it are complete
             for key in [k for k in open_histograms if last_row[k] + outer < following]:
                 ref = reference(open_histograms.pop(key))
-                if ref is not None:
+                if ref is not None and area[key] >= LIKE_MIN_AREA:
                     plan.references[key] = ref
     return plan
