@@ -90,6 +90,7 @@ def rerun_detect_flow(store: str, threshold: float = DetectParams().threshold,
                       agreement_area: int = DetectParams().agreement_area,
                       coarse_loss: bool = DetectParams().coarse_loss,
                       min_crack: int = DetectParams().min_crack, straight: int = DetectParams().straight,
+                      paint_like: int = DetectParams().paint_like,
                       border: int = DetectParams().border,
                       scale: float = DetectParams().scale,
                       force: bool = False,
@@ -111,6 +112,8 @@ def rerun_detect_flow(store: str, threshold: float = DetectParams().threshold,
         min_crack: drop craquelure fragments of fewer than this many px from the labels (0 = keep all)
         straight: drop craquelure components whose centre line is a straight line (within 1 px RMS) at least
             this many px long (0 = keep all)
+        paint_like: drop from the paint-loss labels the pixels whose colour is within this many levels of 255
+            of the paint ringing their region (0 = keep all)
         border: within this many px of the image border a mark must also be seen with the border continued
             by edge copies, not only reflected (0 = off)
         scale: the detector sees the scan resampled by this factor (1 = as scanned)
@@ -119,7 +122,8 @@ def rerun_detect_flow(store: str, threshold: float = DetectParams().threshold,
     return detect_flow(store, DetectParams(threshold=threshold, weights=weights, tta=tta, second_view=second_view,
                                            loss_agreement=loss_agreement, agreement_area=agreement_area,
                                            coarse_loss=coarse_loss,
-                                                min_crack=min_crack, straight=straight, border=border,
+                                                min_crack=min_crack, straight=straight, paint_like=paint_like,
+                                                border=border,
                                                 scale=scale),
                        engine, force)
 

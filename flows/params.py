@@ -29,6 +29,7 @@ from pipeline.stages.detect import (
     DEFAULT_COARSE_LOSS,
     DEFAULT_LOSS_AGREEMENT,
     DEFAULT_MIN_CRACK,
+    DEFAULT_PAINT_LIKE,
     DEFAULT_SCALE,
     DEFAULT_SECOND_VIEW,
     DEFAULT_STRAIGHT,
@@ -122,6 +123,9 @@ class DetectParams(_Tiled):
                                                                        "many px (8-connected) from the labels")
     straight: int = Field(DEFAULT_STRAIGHT, ge=0, le=100_000, description="drop craquelure components whose "
                           "centre line is a straight line (within 1 px RMS) at least this many px long (0 = keep all)")
+    paint_like: int = Field(DEFAULT_PAINT_LIKE, ge=0, le=255, description="drop from the paint-loss labels the "
+                            "pixels whose colour is within this many levels of 255 of the paint ringing their region "
+                            "(0 = keep all)")
     border: int = Field(DEFAULT_BORDER, ge=0, le=96, description="within this many px of the image border a mark must "
                                                                  "also be seen with the border continued by edge "
                                                                  "copies, not only reflected (0 = off)")

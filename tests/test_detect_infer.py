@@ -172,6 +172,10 @@ def test_tta_setting_is_checked_everywhere(tmp_path) -> None:
 
     assert DEFAULT_STRAIGHT == detect.DEFAULT_STRAIGHT == DetectConfig().straight == EvalOptions().straight
     assert DEFAULT_STRAIGHT == DetectParams().straight
+    from flows.cli.common import DEFAULT_PAINT_LIKE
+
+    assert DEFAULT_PAINT_LIKE == detect.DEFAULT_PAINT_LIKE == DetectConfig().paint_like == EvalOptions().paint_like
+    assert DEFAULT_PAINT_LIKE == DetectParams().paint_like
     from flows.cli.common import DEFAULT_BORDER
 
     assert DEFAULT_BORDER == detect.DEFAULT_BORDER == DetectConfig().border == EvalOptions().border
@@ -336,13 +340,14 @@ def test_the_coarse_loss_min_crack_and_border_settings_enter_the_stage_key_only_
                        agreement_area=0)
     on = dataclasses.replace(off, coarse_loss=True)
     before = {k: v for k, v in dataclasses.asdict(off).items()
-              if k not in ("manifest", "coarse_loss", "min_crack", "straight", "border", "scale", "second_view",
-                           "loss_agreement", "agreement_area")}
+              if k not in ("manifest", "coarse_loss", "min_crack", "straight", "paint_like", "border", "scale",
+                           "second_view", "loss_agreement", "agreement_area")}
     payload = json.dumps({"scan": "s", "config": before, "weights": "w", "version": __version__}, sort_keys=True)
     assert detect_key("s", off, "w") == hashlib.sha256(payload.encode()).hexdigest()
     assert detect_key("s", on, "w") != detect_key("s", off, "w")
     assert detect_key("s", DetectConfig(border=16), "w") != detect_key("s", off, "w")
     assert detect_key("s", DetectConfig(straight=60), "w") != detect_key("s", off, "w")
+    assert detect_key("s", DetectConfig(paint_like=8), "w") != detect_key("s", off, "w")
     assert detect_key("s", DetectConfig(scale=1.4), "w") != detect_key("s", off, "w")
     assert detect_key("s", dataclasses.replace(off, second_view="quarter-turn"), "w") != detect_key("s", off, "w")
     assert detect_key("s", dataclasses.replace(off, loss_agreement=0.25), "w") != detect_key("s", off, "w")

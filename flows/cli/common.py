@@ -228,6 +228,7 @@ DEFAULT_AGREEMENT_AREA = 0  # pipeline.stages.detect.DEFAULT_AGREEMENT_AREA, lik
 SECOND_VIEWS = ("mirror", "half-turn", "quarter-turn")  # pipeline.stages.detect_infer.SECOND_VIEWS (a test checks)
 DEFAULT_MIN_CRACK = 0  # pipeline.stages.detect.DEFAULT_MIN_CRACK, likewise (a test checks)
 DEFAULT_STRAIGHT = 60  # pipeline.stages.detect.DEFAULT_STRAIGHT, likewise (a test checks)
+DEFAULT_PAINT_LIKE = 0  # pipeline.stages.detect.DEFAULT_PAINT_LIKE, likewise (a test checks)
 DEFAULT_BORDER = 0  # pipeline.stages.detect.DEFAULT_BORDER, likewise (a test checks)
 DEFAULT_SCALE = 1.0  # pipeline.stages.detect.DEFAULT_SCALE, likewise (a test checks)
 ScaleOpt = Annotated[float, typer.Option(help="the detector sees the scan resampled by this factor (1 = as "
@@ -248,6 +249,11 @@ StraightOpt = Annotated[int, typer.Option(help="drop craquelure components whose
                                                 "flag pole or a drawn contour is more often one long straight line "
                                                 "than craquelure is; a real straight crack (a stretcher-bar crack) "
                                                 "is dropped too (0 = keep all)", min=0, max=100_000)]
+PaintLikeOpt = Annotated[int, typer.Option(help="drop from the paint-loss labels the pixels whose colour (blurred "
+                                                 "1.5 px) is within this many levels of 255 of the paint ringing "
+                                                 "their region (4-12 px around it; regions of 100 px and more): "
+                                                 "beside dense damage the loss channel floods intact paint "
+                                                 "(0 = keep all)", min=0, max=255)]
 CoarseLossOpt = Annotated[bool, typer.Option("--coarse-loss/--no-coarse-loss",
                                              help="also look for paint loss at half size, where large losses "
                                                   "show their edges, kept where the full-size pass marks part of "

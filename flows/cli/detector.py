@@ -15,6 +15,7 @@ from flows.cli.common import (
     DEFAULT_COARSE_LOSS,
     DEFAULT_LOSS_AGREEMENT,
     DEFAULT_MIN_CRACK,
+    DEFAULT_PAINT_LIKE,
     DEFAULT_SCALE,
     DEFAULT_SECOND_VIEW,
     DEFAULT_STRAIGHT,
@@ -26,6 +27,7 @@ from flows.cli.common import (
     CoarseLossOpt,
     LossAgreementOpt,
     MinCrackOpt,
+    PaintLikeOpt,
     ScaleOpt,
     SecondViewOpt,
     StraightOpt,
@@ -183,6 +185,7 @@ def evaluate_detect_command(
     coarse_loss: CoarseLossOpt = DEFAULT_COARSE_LOSS,
     min_crack: MinCrackOpt = DEFAULT_MIN_CRACK,
     straight: StraightOpt = DEFAULT_STRAIGHT,
+    paint_like: PaintLikeOpt = DEFAULT_PAINT_LIKE,
     border: BorderOpt = DEFAULT_BORDER,
     scale: ScaleOpt = DEFAULT_SCALE,
     split: Annotated[str, typer.Option(help="all, or train/test of a set whose split is fixed in code "
@@ -196,7 +199,8 @@ def evaluate_detect_command(
                        baseline=not no_baseline, save_dir=save, tta=check_tta(tta), split=split,
                        second_view=check_second_view(second_view), loss_agreement=loss_agreement,
                        agreement_area=agreement_area,
-                       coarse_loss=coarse_loss, min_crack=min_crack, straight=straight, border=border,
+                       coarse_loss=coarse_loss, min_crack=min_crack, straight=straight, paint_like=paint_like,
+                       border=border,
                        scale=scale)
     report = evaluate_detect(images, masks, opts)
     typer.echo(format_report(report))
@@ -274,6 +278,7 @@ def evaluate_intact_command(
     coarse_loss: CoarseLossOpt = DEFAULT_COARSE_LOSS,
     min_crack: MinCrackOpt = DEFAULT_MIN_CRACK,
     straight: StraightOpt = DEFAULT_STRAIGHT,
+    paint_like: PaintLikeOpt = DEFAULT_PAINT_LIKE,
     border: BorderOpt = DEFAULT_BORDER,
     scale: ScaleOpt = DEFAULT_SCALE,
     enlarge: Annotated[float, typer.Option(help="check each painting as a scan at this many times its resolution "
@@ -289,7 +294,8 @@ def evaluate_intact_command(
     report = evaluate_intact(weights=weights, tta=check_tta(tta), threshold=threshold, save_dir=save, bf16=bf16,
                               second_view=check_second_view(second_view), loss_agreement=loss_agreement,
                               agreement_area=agreement_area,
-                              coarse_loss=coarse_loss, min_crack=min_crack, straight=straight, border=border,
+                              coarse_loss=coarse_loss, min_crack=min_crack, straight=straight, paint_like=paint_like,
+                       border=border,
                               scale=scale,
                               enlarge=enlarge)
     typer.echo(weights_line(report))
@@ -310,6 +316,7 @@ def evaluate_thin_lines_command(
     coarse_loss: CoarseLossOpt = DEFAULT_COARSE_LOSS,
     min_crack: MinCrackOpt = DEFAULT_MIN_CRACK,
     straight: StraightOpt = DEFAULT_STRAIGHT,
+    paint_like: PaintLikeOpt = DEFAULT_PAINT_LIKE,
     border: BorderOpt = DEFAULT_BORDER,
     scale: ScaleOpt = DEFAULT_SCALE,
     save: Annotated[Path | None, typer.Option(help="write the worst case (crop | flagged in red) here")] = None,
@@ -326,7 +333,8 @@ def evaluate_thin_lines_command(
                                  second_view=check_second_view(second_view), loss_agreement=loss_agreement,
                                  agreement_area=agreement_area,
                                  save_dir=save, coarse_loss=coarse_loss,
-                                 min_crack=min_crack, straight=straight, border=border, scale=scale)
+                                 min_crack=min_crack, straight=straight, paint_like=paint_like, border=border,
+                                 scale=scale)
     typer.echo(weights_line(report))
     typer.echo(format_thin_lines(report))
     if save is not None:

@@ -26,6 +26,7 @@ from flows.cli.common import (
     DEFAULT_COARSE_LOSS,
     DEFAULT_LOSS_AGREEMENT,
     DEFAULT_MIN_CRACK,
+    DEFAULT_PAINT_LIKE,
     DEFAULT_SCALE,
     DEFAULT_SECOND_VIEW,
     DEFAULT_STRAIGHT,
@@ -42,6 +43,7 @@ from flows.cli.common import (
     GrainSigmaOpt,
     LossAgreementOpt,
     MinCrackOpt,
+    PaintLikeOpt,
     ScaleOpt,
     SecondViewOpt,
     StraightOpt,
@@ -117,6 +119,7 @@ def detect_command(
     coarse_loss: CoarseLossOpt = DEFAULT_COARSE_LOSS,
     min_crack: MinCrackOpt = DEFAULT_MIN_CRACK,
     straight: StraightOpt = DEFAULT_STRAIGHT,
+    paint_like: PaintLikeOpt = DEFAULT_PAINT_LIKE,
     border: BorderOpt = DEFAULT_BORDER,
     scale: ScaleOpt = DEFAULT_SCALE,
     device: DeviceOpt = "cpu",
@@ -130,7 +133,8 @@ def detect_command(
     params = DetectParams(weights=weights, threshold=threshold, tile=tile, precision=precision, batch=batch,
                           tta=check_tta(tta), second_view=check_second_view(second_view),
                           loss_agreement=loss_agreement, agreement_area=agreement_area, coarse_loss=coarse_loss,
-                          min_crack=min_crack, straight=straight, border=border, scale=scale, device=device)
+                          min_crack=min_crack, straight=straight, paint_like=paint_like, border=border, scale=scale,
+                          device=device)
     from pipeline.stages.detect import check_device
 
     check_device(device)  # before Prefect starts: one line, no flow-run traceback
@@ -197,6 +201,7 @@ def adapt_command(
     coarse_loss: CoarseLossOpt = DEFAULT_COARSE_LOSS,
     min_crack: MinCrackOpt = DEFAULT_MIN_CRACK,
     straight: StraightOpt = DEFAULT_STRAIGHT,
+    paint_like: PaintLikeOpt = DEFAULT_PAINT_LIKE,
     border: BorderOpt = DEFAULT_BORDER,
     scale: ScaleOpt = DEFAULT_SCALE,
     device: DeviceOpt = "cpu",
@@ -220,7 +225,8 @@ def adapt_command(
     weights_dir(store)  # a remote store is refused here
     detect = DetectParams(threshold=threshold, tta=check_tta(tta), second_view=check_second_view(second_view),
                           loss_agreement=loss_agreement, agreement_area=agreement_area, coarse_loss=coarse_loss,
-                          min_crack=min_crack, straight=straight, border=border, scale=scale, device=device)
+                          min_crack=min_crack, straight=straight, paint_like=paint_like, border=border, scale=scale,
+                          device=device)
     if undo:
         if scribbles is not None:
             raise typer.BadParameter("--undo fits nothing: it takes no --scribbles")
@@ -348,6 +354,7 @@ def run_command(
     coarse_loss: CoarseLossOpt = DEFAULT_COARSE_LOSS,
     min_crack: MinCrackOpt = DEFAULT_MIN_CRACK,
     straight: StraightOpt = DEFAULT_STRAIGHT,
+    paint_like: PaintLikeOpt = DEFAULT_PAINT_LIKE,
     border: BorderOpt = DEFAULT_BORDER,
     scale: ScaleOpt = DEFAULT_SCALE,
     grain: GrainOpt = 1.0,
@@ -385,7 +392,8 @@ def run_command(
     params = {"ingest": IngestParams(pixel_size_um=pixel_size_um),
               "detect": DetectParams(weights=weights, tta=tta, second_view=second_view, loss_agreement=loss_agreement,
                                      agreement_area=agreement_area,
-                                     coarse_loss=coarse_loss, min_crack=min_crack, straight=straight, border=border,
+                                     coarse_loss=coarse_loss, min_crack=min_crack, straight=straight,
+                                     paint_like=paint_like, border=border,
                                      scale=scale),
               "inpaint": InpaintParams(grain=grain, grain_sigma=grain_sigma),
               "export": ExportParams(out_dir=str(out_dir / f"{name}-export"))}

@@ -27,6 +27,7 @@ from pipeline.stages.detect import (
     DEFAULT_COARSE_LOSS,
     DEFAULT_LOSS_AGREEMENT,
     DEFAULT_MIN_CRACK,
+    DEFAULT_PAINT_LIKE,
     DEFAULT_SCALE,
     DEFAULT_SECOND_VIEW,
     DEFAULT_STRAIGHT,
@@ -74,6 +75,7 @@ class EvalOptions:
     coarse_loss: bool = DEFAULT_COARSE_LOSS  # the coarse paint-loss pass, as detect
     min_crack: int = DEFAULT_MIN_CRACK  # craquelure fragments under this many px dropped, as detect
     straight: int = DEFAULT_STRAIGHT  # straight craquelure components of this many skeleton px dropped, as detect
+    paint_like: int = DEFAULT_PAINT_LIKE  # paint loss this near the colour of the paint around it dropped, as detect
     border: int = DEFAULT_BORDER  # px along the image border judged with edge padding too, as detect
     scale: float = DEFAULT_SCALE  # the network sees the image resampled by this factor, as detect
     manifest: Path | None = None  # default: $RETOUCH_WEIGHTS_MANIFEST or models/weights/manifest.json
@@ -154,7 +156,7 @@ def evaluate_detect(images: Path, masks: Path, opts: EvalOptions | None = None) 
         prob = detect_probabilities(model, to_float(image), tile=opts.tile, overlap=opts.overlap,
                                     bf16=opts.bf16, views=opts.views(), coarse_loss=opts.coarse_loss,
                                     min_crack=opts.min_crack, threshold=opts.threshold, border=opts.border,
-                                    scale=opts.scale, straight=opts.straight)
+                                    scale=opts.scale, straight=opts.straight, paint_like=opts.paint_like)
         preds = {"model": {c: prob[CLASS_NAMES.index(c)] > opts.threshold for c in opts.classes}}
         if base_params is not None:
             base = baseline_predict(image, base_params)
@@ -199,6 +201,8 @@ def evaluate_detect(images: Path, masks: Path, opts: EvalOptions | None = None) 
     report["min_crack"] = opts.min_crack
     if opts.straight:
         report["straight"] = opts.straight
+    if opts.paint_like:
+        report["paint_like"] = opts.paint_like
     report["border"] = opts.border
     if opts.scale != DEFAULT_SCALE:
         report["scale"] = opts.scale

@@ -104,7 +104,7 @@ def evaluate_intact(
     manifest: Path | None = None,
     bf16: bool = False,
     coarse_loss: bool | None = None,
-    min_crack: int | None = None, straight: int | None = None,
+    min_crack: int | None = None, straight: int | None = None, paint_like: int | None = None,
     second_view: str | None = None, loss_agreement: float | None = None, agreement_area: int | None = None,
     border: int | None = None,
     scale: float | None = None,
@@ -112,7 +112,7 @@ def evaluate_intact(
 ) -> dict[str, Any]:
     """The intact-paint check of a manifest detector on the VAL paintings (or `paths`), run as `retouch
     detect` runs it: the detect stage's tile and overlap (pipeline.detect.DetectConfig), `tta` views (default
-    pipeline.detect.DEFAULT_TTA), `threshold`, `coarse_loss`, `min_crack`, `straight`, `second_view`,
+    pipeline.detect.DEFAULT_TTA), `threshold`, `coarse_loss`, `min_crack`, `straight`, `paint_like`, `second_view`,
     `loss_agreement`, `agreement_area`, `border` and `scale` (default the stage's); with `enlarge` K, on the
     paintings as a scan at K times their resolution would show them."""
     from lab.eval.detect_eval import EvalOptions, _load_model
@@ -120,7 +120,7 @@ def evaluate_intact(
     from pipeline.stages.detect import DetectConfig
 
     stage = DetectConfig().given(tta=tta, coarse_loss=coarse_loss, min_crack=min_crack, straight=straight,
-                                 second_view=second_view, loss_agreement=loss_agreement,
+                                 paint_like=paint_like, second_view=second_view, loss_agreement=loss_agreement,
                                  agreement_area=agreement_area, border=border, scale=scale)
     model, weights_info = _load_model(EvalOptions(weights=weights, tta=stage.tta, manifest=manifest))
     paths = paintings("val") if paths is None else paths

@@ -114,11 +114,11 @@ def evaluate_thin_lines(
     crop: int = 384, save_dir: Path | None = None, paths: list[Path] | None = None, manifest: Path | None = None,
     tile: int | None = None, coarse_loss: bool | None = None, min_crack: int | None = None, straight: int | None = None,
     second_view: str | None = None, loss_agreement: float | None = None, agreement_area: int | None = None,
-    border: int | None = None,
+    border: int | None = None, paint_like: int | None = None,
     scale: float | None = None,
 ) -> dict[str, Any]:
     """The thin-line check of a manifest detector on the VAL paintings (or `paths`), tiled as `retouch detect`
-    runs it (or in `tile`-px tiles), `tta` views, `coarse_loss`, `min_crack`, `straight`, `second_view`,
+    runs it (or in `tile`-px tiles), `tta` views, `coarse_loss`, `min_crack`, `straight`, `paint_like`, `second_view`,
     `loss_agreement`, `agreement_area`, `border` and `scale` (default the detect stage's)."""
     from lab.eval.detect_eval import EvalOptions, _load_model
     from lab.paintings import paintings
@@ -126,7 +126,7 @@ def evaluate_thin_lines(
     from pipeline.stages.detect import DetectConfig
 
     stage = DetectConfig().given(tta=tta, coarse_loss=coarse_loss, min_crack=min_crack, straight=straight,
-                                 second_view=second_view, loss_agreement=loss_agreement,
+                                 paint_like=paint_like, second_view=second_view, loss_agreement=loss_agreement,
                                  agreement_area=agreement_area, border=border, scale=scale, tile=tile)
     model, weights_info = _load_model(EvalOptions(weights=weights, tta=stage.tta, manifest=manifest))
     paths = paintings("val") if paths is None else paths
