@@ -118,3 +118,17 @@ def test_a_small_region_is_kept_whole() -> None:
     labels[40:52, 40:52] = 2  # 144 px
     gone = paint_like_loss(labels, rgb, 8)
     assert not gone[10:19, 10:19].any() and gone[40:52, 40:52].all()
+
+
+def test_detect_says_how_much_paint_like_loss_it_left_unlabelled(capsys: pytest.CaptureFixture[str]) -> None:
+    from flows.cli.common import print_detect
+
+    result = {"store": "/s.zarr", "skipped": False, "seconds": 1.0, "notes": [],
+              "summary": {"area_percent": {"craquelure": 0.5, "paint_loss": 0.1}, "paint_like": 8,
+                          "paint_like_dropped": {"pixels": 4_321}}}
+    print_detect(result)
+    assert "4321 px of paint loss the colour of the paint around it not labelled (--paint-like 8;" in \
+        capsys.readouterr().out
+    result["summary"]["paint_like_dropped"] = {"pixels": 0}
+    print_detect(result)
+    assert "paint-like" not in capsys.readouterr().out

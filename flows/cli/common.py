@@ -180,6 +180,10 @@ def print_detect(result: dict[str, Any]) -> None:
     if dropped.get("components"):
         console.print(f"            {dropped['components']} long straight line(s) not labelled craquelure "
                       f"({dropped['pixels']} px; painted lines, not cracks, as a rule; --straight 0 keeps them)")
+    like = result["summary"].get("paint_like_dropped") or {}
+    if like.get("pixels"):
+        console.print(f"            {like['pixels']} px of paint loss the colour of the paint around it not labelled "
+                      f"(--paint-like {result['summary'].get('paint_like')}; --paint-like 0 keeps them)")
     print_notes(result)
 
 
