@@ -81,9 +81,10 @@ def test_the_detect_stage_drops_paint_like_loss_over_the_whole_scan(tmp_path: Pa
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """With 64-px chunks the stage's labels are the whole image's paint loss less its paint-like pixels; the counts
     and the summary say what went, and the setting is part of the stage key."""
+    from test_stages import QUIET, make_store
+
     from pipeline.stages import detect_infer
     from pipeline.stages.detect import DetectConfig, detect
-    from test_stages import QUIET, make_store
 
     monkeypatch.setattr(detect_infer, "detect_probabilities", flagged_grey)
     image = np.full((200, 220, 3), 100, np.uint8)
