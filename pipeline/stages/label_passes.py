@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-Region = tuple[int, int, int, int]  # y0, y1, x0, x1
+from pipeline.stages.straight_cracks import Region
+
 # a chunk's region (image coordinates) and its (h, w) labels -> the bool pixels to set to 0 (None: none)
 Edit = Callable[[Region, np.ndarray], np.ndarray | None]
 

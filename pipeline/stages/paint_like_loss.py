@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from pipeline.stages.straight_cracks import EIGHT, edge_rows, joined, labelled
+from pipeline.stages.straight_cracks import EIGHT, Region, edge_rows, joined, labelled
 
 LIKE_RING = (4, 12)  # px: the ring is outside the region's dilation by the first, inside by the second
 LIKE_BLUR = 1.5  # px: sigma of the Gaussian the colours are read through
@@ -135,7 +135,6 @@ def without_paint_like_loss(prob: np.ndarray, rgb: np.ndarray, threshold: float,
     return out
 
 
-Region = tuple[int, int, int, int]  # y0, y1, x0, x1
 LabelReader = Callable[[Region], np.ndarray]  # a window of the image -> its (h, w) uint8 labels
 ColourReader = Callable[[Region], np.ndarray]  # a window of the image -> its (h, w, 3) float colours in [0, 1]
 
