@@ -50,7 +50,7 @@ def random_scene(seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(rgb, 0, 1).astype(np.float32), labels
 
 
-@pytest.mark.parametrize("chunk", [32, 50, 256])
+@pytest.mark.parametrize("chunk", [7, 32, 50, 256])
 def test_judged_chunk_by_chunk_it_drops_what_the_whole_image_drops(chunk: int) -> None:
     rgb, labels = random_scene(1)
     whole = paint_like_loss(labels, rgb, 8)

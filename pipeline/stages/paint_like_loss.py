@@ -55,9 +55,10 @@ def ring_histograms(components: np.ndarray, own: tuple[int, int, int, int], mark
     y0, y1, x0, x1 = own
     outer = LIKE_RING[1]
     h, w = components.shape
-    ids, compact = np.unique(components, return_inverse=True)  # ids[0] is -1 where there is background
-    shifted = (compact.reshape(components.shape) + (0 if ids[0] < 0 else 1)).astype(np.int32)  # 0: background
-    ids = ids[ids >= 0]
+    inside = components >= 0
+    ids = np.unique(components[inside])  # sorting the damage pixels only: most of a window is background
+    shifted = np.zeros(components.shape, np.int32)  # 0: background, i + 1: ids[i]
+    shifted[inside] = np.searchsorted(ids, components[inside]) + 1
     out: dict[int, np.ndarray] = {}
     for index, box in enumerate(ndimage.find_objects(shifted)):
         if box is None:
@@ -171,15 +172,41 @@ class LikePlan:
         return like_pixels(self.components(region, labels), colour, self.references, self.levels)
 
 
+def border_strips(pieces: np.ndarray, width: int) -> dict[str, np.ndarray | None]:
+    """A chunk's piece numbers within `width` px of each of its sides ("top", "bottom", "left", "right"), None where
+    a strip holds no piece: what a neighbour's window (the neighbour's chunk and `width` px around it) sees of it."""
+    h, w = pieces.shape
+    strips = {"top": pieces[:width], "bottom": pieces[max(0, h - width):], "left": pieces[:, :width],
+              "right": pieces[:, max(0, w - width):]}
+    return {side: strip.copy() if strip.any() else None for side, strip in strips.items()}
+
+
+def strip_part(strips: dict[str, np.ndarray | None], other: Region, own: Region,
+               part: Region) -> np.ndarray | None:
+    """The piece numbers of chunk `other` in `part` (image coordinates), a rectangle of `own`'s window that lies in
+    `other`, read from other's `border_strips` (the side facing `own`); None where that strip holds no piece."""
+    side = ("bottom" if other[1] <= own[0] else "top" if other[0] >= own[1]
+            else "right" if other[3] <= own[2] else "left")
+    strip = strips[side]
+    if strip is None:
+        return None
+    top = other[0] + (other[1] - other[0] - strip.shape[0] if side == "bottom" else 0)
+    left = other[2] + (other[3] - other[2] - strip.shape[1] if side == "right" else 0)
+    return strip[part[0] - top : part[1] - top, part[2] - left : part[3] - left]
+
+
 def like_plan(read: LabelReader, read_rgb: ColourReader, regions: list[Region], shape: tuple[int, int],
               levels: int) -> LikePlan:
     """The reference colour of every paint-loss region of the whole label map, reading it chunk by chunk (`regions`
     row by row, as `chunk_grid` gives them): its pieces are numbered and joined across chunk borders, then each
-    chunk adds the ring pixels it holds to the histograms of the regions within LIKE_RING[1] px (read with that much
-    of its neighbours), and a region's histogram becomes its reference once the chunk rows below its last row plus
-    LIKE_RING[1] are reached (memory grows with the regions of two chunk rows, not with the area)."""
+    chunk adds the ring pixels it holds to the histograms of the regions within LIKE_RING[1] px (its neighbours'
+    pieces there kept from the first reading, `border_strips`), and a region's histogram becomes its reference once
+    the chunk rows below its last row plus LIKE_RING[1] are reached. Each chunk is read twice; memory grows with the
+    regions and the border strips that hold paint loss, not with the area."""
+    outer = LIKE_RING[1]
     first: dict[Region, int] = {}
     edges: dict[Region, dict[str, np.ndarray]] = {}
+    strips: dict[Region, dict[str, np.ndarray | None]] = {}
     last_rows: list[np.ndarray] = []
     areas: list[np.ndarray] = []
     total = 0
@@ -189,6 +216,7 @@ def like_plan(read: LabelReader, read_rgb: ColourReader, regions: list[Region], 
         first[region] = total
         number = np.concatenate([[-1], total + np.arange(count)])
         edges[region] = {side: number[row] for side, row in edge_rows(pieces).items()}
+        strips[region] = border_strips(pieces, outer)
         areas.append(np.bincount(pieces.ravel(), minlength=count + 1)[1:])
         last_rows.append(np.array([box[0].stop - 1 + region[0] for box in ndimage.find_objects(pieces)], np.int64))
         total += count
@@ -199,21 +227,25 @@ def like_plan(read: LabelReader, read_rgb: ColourReader, regions: list[Region], 
         np.maximum.at(last_row, component, np.concatenate(last_rows))
         area = np.bincount(component, np.concatenate(areas), count).astype(np.int64)
     plan = LikePlan(first, component, np.full((count, 3), -1, np.int16), levels)
-    outer = LIKE_RING[1]
     open_histograms: dict[int, np.ndarray] = {}
     for index, region in enumerate(regions):
         y0, y1, x0, x1 = region
         window = (max(0, y0 - outer), min(shape[0], y1 + outer), max(0, x0 - outer), min(shape[1], x1 + outer))
         components = np.full((window[1] - window[0], window[3] - window[2]), -1, np.int64)
-        for other in regions:
-            oy0, oy1 = max(other[0], window[0]), min(other[1], window[1])
-            ox0, ox1 = max(other[2], window[2]), min(other[3], window[3])
-            if oy0 < oy1 and ox0 < ox1:
-                part = plan.components(other, read(other))
-                components[oy0 - window[0] : oy1 - window[0], ox0 - window[2] : ox1 - window[2]] = \
-                    part[oy0 - other[0] : oy1 - other[0], ox0 - other[2] : ox1 - other[2]]
+        labels = read(region)
+        components[y0 - window[0] : y1 - window[0], x0 - window[2] : x1 - window[2]] = plan.components(region, labels)
+        for other in strips:
+            part = (max(other[0], window[0]), min(other[1], window[1]), max(other[2], window[2]),
+                    min(other[3], window[3]))
+            if other == region or part[0] >= part[1] or part[2] >= part[3]:
+                continue
+            seen = strip_part(strips[other], other, region, part)
+            if seen is not None:
+                inside = seen > 0
+                components[part[0] - window[0] : part[1] - window[0], part[2] - window[2] : part[3] - window[2]][
+                    inside] = component[first[other] + seen[inside] - 1]
         own = (y0 - window[0], y1 - window[0], x0 - window[2], x1 - window[2])
-        histograms = ring_histograms(components, own, read(region) > 0, chunk_colours(read_rgb, region, shape))
+        histograms = ring_histograms(components, own, labels > 0, chunk_colours(read_rgb, region, shape))
         for key, histogram in histograms.items():
             if key in open_histograms:
                 open_histograms[key] += histogram
@@ -225,4 +257,6 @@ def like_plan(read: LabelReader, read_rgb: ColourReader, regions: list[Region], 
                 ref = reference(open_histograms.pop(key))
                 if ref is not None and area[key] >= LIKE_MIN_AREA:
                     plan.references[key] = ref
+            for other in [r for r in strips if r[1] + outer <= following]:  # no later window reaches it
+                del strips[other]
     return plan
