@@ -211,7 +211,7 @@ def print_export(result: dict[str, Any]) -> None:
 
 TTA_VIEWS = (1, 2, 4, 8)  # pipeline.stages.detect_infer.VIEWS, spelled out so that `--help` does not import torch
 DEFAULT_TTA = 2  # pipeline.stages.detect.DEFAULT_TTA, spelled out so that `--help` does not import zarr (a test checks)
-DEFAULT_WEIGHTS = "detector-resunet18-soup728"  # pipeline.stages.detect.DEFAULT_WEIGHTS, likewise (a test checks)
+DEFAULT_WEIGHTS = "detector-resunet18-soup729"  # pipeline.stages.detect.DEFAULT_WEIGHTS, likewise (a test checks)
 ADAPT_BASE = DEFAULT_WEIGHTS  # pipeline.stages.adapt.ADAPT_BASE: detect's own detector (a test checks)
 ADAPT_ADD = 0.9  # pipeline.stages.adapt.ADD, likewise (a test checks)
 ADAPT_ADD_LOSS = 0.9  # pipeline.stages.adapt.ADD_LOSS, likewise (a test checks)

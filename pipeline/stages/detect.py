@@ -67,7 +67,7 @@ PROBABILITY_CHANNELS = (Channel("craquelure", "E62828"), Channel("paint_loss", "
 
 
 MANIFEST_ENV = "RETOUCH_WEIGHTS_MANIFEST"
-DEFAULT_WEIGHTS = "detector-resunet18-soup728"
+DEFAULT_WEIGHTS = "detector-resunet18-soup729"
 
 # Test-time augmentation by default: every tile and its mirror image, averaged, for twice the compute; it
 # scores higher on the held-out sets (models/weights/detector-resunet18.eval.json). `tta=1` is the single pass.
