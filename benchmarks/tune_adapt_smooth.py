@@ -8,7 +8,8 @@
 `retouch evaluate adapt` reports on DeepCrack test, CrackForest TEST and UAV75 test; choosing a setting there would
 select on the reported sets. This scores the same informed simulated strokes (`lab.eval.adapt_eval`, craquelure
 channel, pixels more than 8 px from the strokes) on DeepCrack `train/`, CrackForest's TRAIN part and UAV75 `val/`,
-`--limit` images of each, evenly spread, and prints strict F1 before and after adapt per set.
+`--limit` images of each, evenly spread, and prints strict F1 before and after adapt per set (with `--rounds` > 1
+also after each round; the JSON keeps each image's F1 before and after each round).
 """
 
 from __future__ import annotations
@@ -70,10 +71,16 @@ def main() -> None:
     for name in args.sets.split(","):
         cases = real_cases(name, args.data, args.limit, TRAIN_SETS)
         result = evaluate_cases(cases, 0, config, plan, SEED, reference=False)
-        report["sets"][name] = result["mean"]
+        report["sets"][name] = dict(result["mean"])
         before, after = result["mean"]["before"], result["mean"]["after"]
         print(f"{name}: F1 {before['f1']:.3f} -> {after['f1']:.3f}, precision {before['precision']:.3f} -> "
               f"{after['precision']:.3f}, recall {before['recall']:.3f} -> {after['recall']:.3f}", flush=True)
+        if "mean_after_round" in result:  # each round's mean, and each image's F1 before and after each round
+            report["sets"][name]["after_round"] = result["mean_after_round"]
+            report["sets"][name]["images_f1"] = {
+                r["image"]: [r["before"]["f1"], *(a["f1"] for a in r["after_round"])]
+                for r in result["images"] if "skipped" not in r}
+            print("  F1 after each round: " + ", ".join(f"{r['f1']:.3f}" for r in result["mean_after_round"]))
     gains = [v["after"]["f1"] - v["before"]["f1"] for v in report["sets"].values()]
     print(f"mean F1 gain {np.mean(gains):+.3f}")
     if args.json:

@@ -747,6 +747,39 @@ def test_evaluate_adapt_runs_every_detection_with_the_coarse_pass_and_straight_r
         assert seen == [(flag, straight)] * 3  # base, adapted, default
 
 
+def test_evaluate_adapt_scores_each_round_on_the_last_round_s_far_pixels(tiny_weights: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import lab.eval.adapt_eval as adapt_eval
+    from lab.eval.adapt_eval import StrokePlan, evaluate_cases, far_from_strokes, score
+
+    image, loss = plaster_scan()
+    truth = np.where(loss, 2, 0).astype(np.uint8)
+    nothing = np.zeros((2, *truth.shape), np.float32)
+    everything = np.stack([nothing[0], loss.astype(np.float32)])
+    maps = iter([nothing, everything])  # round 1 finds nothing, round 2 the whole loss
+    seen_marks: list[np.ndarray] = []
+
+    def fitted(image: np.ndarray, marks: np.ndarray, config: AdaptConfig, **kwargs: object) -> tuple:
+        seen_marks.append(marks.copy())
+        return nothing, next(maps), {"veto_fired": False}
+
+    monkeypatch.setattr(adapt_eval, "adapted_probabilities", fitted)
+    config = AdaptConfig(steps=5, manifest=str(tiny_weights))
+    report = evaluate_cases(iter([("scene", image, truth)]), 1, config, StrokePlan(informed=True, rounds=2), seed=3,
+                            tta=1, reference=False)
+    row = report["images"][0]
+    far = far_from_strokes(seen_marks[-1])
+    assert not np.array_equal(far, far_from_strokes(seen_marks[0]))  # the second round drew more strokes
+    assert row["after_round"] == [score(nothing, truth, 1, far), score(everything, truth, 1, far)]
+    assert row["after_round"][-1] == row["after"] and row["after_round"][0]["recall"] == 0.0
+    rounds = report["mean_after_round"]
+    assert [r["recall"] for r in rounds] == [0.0, 1.0] and rounds[-1] == report["mean"]["after"]
+    maps = iter([everything])
+    one = evaluate_cases(iter([("scene", image, truth)]), 1, config, StrokePlan(informed=True), seed=3, tta=1,
+                         reference=False)
+    assert "mean_after_round" not in one and "after_round" not in one["images"][0]
+
+
 def test_the_veto_takes_its_own_share_of_weak_negatives(alarmist_weights: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """The head's negatives take `background` from unlabelled pixels, the veto's its own share per class

@@ -260,10 +260,12 @@ def evaluate_cases(cases: Iterator[tuple[str, np.ndarray, np.ndarray]], channel:
     `reference`, when adapt's base is not the default detector, the default detector's scores too ("default":
     what `detect` showed before the painting was adapted). An informed `plan` draws the strokes after the
     base's detections (probability >= 0.5); with `plan.rounds` > 1, a share of them, and each further share
-    after the detections of the detector adapted on the strokes so far. Per image, the clean-stroke pixels on the base's
-    detections of the scored class ("clean_on_flagged") and whether the veto was fitted; "veto_fired" counts
-    the images. Every detector scored runs with the coarse paint-loss pass when `coarse_loss`, as detect and adapt
-    run by default. `fitting` (build, fit_with) goes to `adapted_probabilities`."""
+    after the detections of the detector adapted on the strokes so far; then each round's adapted detections are
+    scored too (per image "after_round", the last being "after"; their means "mean_after_round"), on the pixels far
+    from all the strokes. Per image, the clean-stroke pixels on the base's detections of the scored class
+    ("clean_on_flagged") and whether the veto was fitted; "veto_fired" counts the images. Every detector scored runs
+    with the coarse paint-loss pass when `coarse_loss`, as detect and adapt run by default. `fitting` (build,
+    fit_with) goes to `adapted_probabilities`."""
     from models.weights import load_model
     from pipeline.stages.detect import DEFAULT_WEIGHTS
 
@@ -278,11 +280,13 @@ def evaluate_cases(cases: Iterator[tuple[str, np.ndarray, np.ndarray]], channel:
         rng = np.random.default_rng(seed + i)
         first, *later = plan.parts()
         marks = simulate_strokes(truth, rng, first, None if seen is None else seen >= 0.5)
+        middles = []  # the adapted detections after each round but the last
         for part in later:
             if not (marks == channel + 1).any() or not (marks == CLEAN_LABEL).any():
                 break
             _, middle, _ = adapted_probabilities(image, marks, config, tta=tta, base=seen, coarse_loss=coarse_loss,
                                                  straight=straight, **fitting)
+            middles.append(middle)
             marks = np.where(marks > 0, marks, simulate_strokes(truth, rng, part, middle >= 0.5))
         if not (marks == channel + 1).any() or not (marks == CLEAN_LABEL).any():
             rows.append({"image": name, "skipped": "no stroke of the class or no clean room"})
@@ -293,6 +297,8 @@ def evaluate_cases(cases: Iterator[tuple[str, np.ndarray, np.ndarray]], channel:
         row = {"image": name, "labelled": {int(v): int((marks == v).sum()) for v in (1, 2, 3)},
                "clean_on_flagged": int(((marks == CLEAN_LABEL) & (base[channel] >= 0.5)).sum()),
                "before": score(base, truth, channel, far), "after": score(after, truth, channel, far), "fit": fit}
+        if plan.rounds > 1:  # scored on the last round's far pixels, so that the rounds compare
+            row["after_round"] = [*(score(m, truth, channel, far) for m in middles), row["after"]]
         if default is not None:
             reference = predicted(default, image, config.scale, tta=tta, coarse_loss=coarse_loss, straight=straight)
             row["default"] = score(reference, truth, channel, far)
@@ -301,9 +307,13 @@ def evaluate_cases(cases: Iterator[tuple[str, np.ndarray, np.ndarray]], channel:
         rows.append(row)
     scored = [r for r in rows if "skipped" not in r]
     mean = {when: mean_scores([r[when] for r in scored]) for when in whens}
-    return {"images": rows, "scored": len(scored), "mean": mean, "strokes": plan.name,
-            "veto_fired": sum(r["fit"]["veto_fired"] for r in scored),
-            "pooled": {when: c.scores() for when, c in pooled.items()}}
+    report = {"images": rows, "scored": len(scored), "mean": mean, "strokes": plan.name,
+              "veto_fired": sum(r["fit"]["veto_fired"] for r in scored),
+              "pooled": {when: c.scores() for when, c in pooled.items()}}
+    if plan.rounds > 1:  # the mean after each round; an image whose strokes ran out early keeps its last map
+        report["mean_after_round"] = [mean_scores([r["after_round"][min(k, len(r["after_round"]) - 1)]
+                                                   for r in scored]) for k in range(plan.rounds)]
+    return report
 
 
 def enlarged_cases(cases: Iterator[tuple[str, np.ndarray, np.ndarray]], factor: float,
@@ -375,4 +385,6 @@ def format_adapt(report: dict[str, Any]) -> str:
             lines.append(f"  {when:7}  recall {s['recall']:.3f}  precision {s['precision']:.3f}  F1 {s['f1']:.3f}"
                          f"  undamaged flagged {100 * s['flagged_undamaged']:.3f} % (beyond {INTACT_MARGIN} px of "
                          f"damage {100 * s['flagged_intact']:.3f} %)")
+        if "mean_after_round" in result:
+            lines.append("  F1 after each round: " + ", ".join(f"{r['f1']:.3f}" for r in result["mean_after_round"]))
     return "\n".join(lines)
