@@ -48,6 +48,7 @@ class DetectorTrainConfig:
     skeleton_weight: float = 0.0  # weight of the craquelure skeleton-recall term (lab.skeleton_loss); 0 = none
     region_weight: float = 0.0  # weight of the paint-loss region-recall term (lab.region_loss); 0 = none
     rim_weight: float = 0.0  # weight of the paint-loss region-rim term (lab.region_loss.region_rim); 0 = none
+    rim_width: int = 2  # px: the width of the paint-loss rim ring (8-connected steps from the loss)
     crack_rim_weight: float = 0.0  # weight of the craquelure channel's region-rim term; 0 = none
     seed: int = 0
     threads: int = 1
@@ -99,6 +100,8 @@ class DetectorTrainConfig:
                    "rim_weight": self.rim_weight, "crack_rim_weight": self.crack_rim_weight}
         if any(value < 0 for value in weights.values()):
             raise ValueError(f"loss term weights must be >= 0, got {weights}")
+        if self.rim_width < 1:
+            raise ValueError(f"rim_width must be >= 1, got {self.rim_width}")
         if self.snapshot_every < 0 or self.average_from < 0:
             raise ValueError("snapshot_every and average_from must be >= 0")
         if self.average_from and not self.snapshot_every:
@@ -166,10 +169,12 @@ def lr_at(step: int, cfg: DetectorTrainConfig, elapsed_s: float = 0.0) -> float:
 
 
 def make_loss(name: str, skeleton_weight: float = 0.0, region_weight: float = 0.0, rim_weight: float = 0.0,
-              crack_rim_weight: float = 0.0) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+              crack_rim_weight: float = 0.0, rim_width: int = 2,
+              ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """Dice + BCE, Dice + focal, or Lovasz hinge (a surrogate of IoU itself) + BCE, on (B, 2, H, W) logits;
     plus `skeleton_weight` x the craquelure channel's skeleton recall term (`lab.skeleton_loss`) and
-    `region_weight` x the paint-loss channel's region recall term, `rim_weight` x its region rim term and
+    `region_weight` x the paint-loss channel's region recall term, `rim_weight` x its region rim term (a ring
+    `rim_width` px wide) and
     `crack_rim_weight` x the craquelure channel's region rim term (`lab.region_loss`), each when > 0."""
     import segmentation_models_pytorch as smp  # after `import models` (torchvision fix)
 
@@ -187,7 +192,7 @@ def make_loss(name: str, skeleton_weight: float = 0.0, region_weight: float = 0.
         if region_weight:
             value = value + region_weight * region_recall(logits, target)
         if rim_weight:
-            value = value + rim_weight * region_rim(logits, target, channel=1)
+            value = value + rim_weight * region_rim(logits, target, channel=1, width=rim_width)
         if crack_rim_weight:
             value = value + crack_rim_weight * region_rim(logits, target, channel=0)
         return value
@@ -197,7 +202,8 @@ def make_loss(name: str, skeleton_weight: float = 0.0, region_weight: float = 0.
 
 def loss_of(cfg: DetectorTrainConfig) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """The training loss `cfg` names, with its weighted terms."""
-    return make_loss(cfg.loss, cfg.skeleton_weight, cfg.region_weight, cfg.rim_weight, cfg.crack_rim_weight)
+    return make_loss(cfg.loss, cfg.skeleton_weight, cfg.region_weight, cfg.rim_weight, cfg.crack_rim_weight,
+                     cfg.rim_width)
 
 
 def config_from_overrides(**overrides: Any) -> DetectorTrainConfig:

@@ -86,7 +86,7 @@ def _config_key(cfg: DetectorTrainConfig) -> dict[str, Any]:
     data.pop("hard_negatives")  # the file's path; its use is keyed by hard_fraction
     for name, default in (("real_train", []), ("real_fraction", 0.0), ("clean_fraction", 0.0),
                           ("hard_fraction", 0.0), ("skeleton_weight", 0.0), ("region_weight", 0.0),
-                          ("rim_weight", 0.0), ("crack_rim_weight", 0.0), ("relative", False)):
+                          ("rim_weight", 0.0), ("rim_width", 2), ("crack_rim_weight", 0.0), ("relative", False)):
         if data[name] == default:  # off: checkpoints made before these fields resume
             data.pop(name)
     if not data["augment"].get("p_edge"):
@@ -319,7 +319,7 @@ def main(argv: list[str] | None = None) -> None:
     [--free-cracks P] [--texture P] [--dark-cracks P] [--crack-contrast LO,HI]
     [--damage-style S] [--faint-cracks P] [--crack-width LO,HI] [--loss-size-of PX] [--grounds G,G]
     [--ground-weights G=W,...] [--core-contrast F] [--stroke-negatives P] [--refine C] [--relative]
-    [--skeleton-weight W] [--region-weight W] [--rim-weight W] [--crack-rim-weight W] [--no-ship]
+    [--skeleton-weight W] [--region-weight W] [--rim-weight W] [--rim-width PX] [--crack-rim-weight W] [--no-ship]
     [--real-val-images DIR --real-val-masks DIR [--real-val-mask-value V]]
     [--teacher NAME [--teacher-weight W] [--teacher-views N] [--teacher-classes C[,C]]]
     [--real-train IMAGES_DIR:MASKS_DIR[:MASK_VALUE] ... --real-fraction P] [--clean-fraction P]
@@ -364,7 +364,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--region-weight", type=float,
                         help="weight of the paint-loss region-recall term added to the loss (default 0: none)")
     parser.add_argument("--rim-weight", type=float, help="weight of the paint-loss region-rim term (the probability "
-                        "in a 2-px ring around each true loss) added to the loss (default 0: none)")
+                        "in a ring around each true loss) added to the loss (default 0: none)")
+    parser.add_argument("--rim-width", type=int, help="px: the width of that ring (default 2)")
     parser.add_argument("--crack-rim-weight", type=float, help="weight of the craquelure channel's region-rim term "
                         "(the probability in a 2-px ring around true cracks) added to the loss (default 0: none)")
     parser.add_argument("--snapshot-every", type=int, help="keep the weights every N steps in <run-dir>/snapshots")
@@ -399,7 +400,7 @@ def main(argv: list[str] | None = None) -> None:
         steps=args.steps, max_minutes=args.max_minutes, run_dir=args.run_dir, threads=args.threads, lr=args.lr,
         refine=args.refine, relative=True if args.relative else None, init_weights=args.init_weights, loss=args.loss,
         skeleton_weight=args.skeleton_weight,
-        region_weight=args.region_weight, rim_weight=args.rim_weight,
+        region_weight=args.region_weight, rim_weight=args.rim_weight, rim_width=args.rim_width,
         crack_rim_weight=args.crack_rim_weight,
         snapshot_every=args.snapshot_every, average_from=args.average_from, ship=False if args.no_ship else None,
         real_val_images=args.real_val_images, real_val_masks=args.real_val_masks,

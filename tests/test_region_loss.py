@@ -75,3 +75,16 @@ def test_the_training_loss_adds_the_rim_terms_per_channel():
     assert both == pytest.approx(expected, rel=1e-5)
     with pytest.raises(ValueError, match="crack_rim_weight"):
         DetectorTrainConfig(crack_rim_weight=-1.0)
+
+
+def test_a_wider_rim_ring_reaches_flags_further_from_the_loss():
+    target = _two_losses()
+    logits = torch.where(target > 0, 20.0, -20.0)
+    logits[1, 1, 44:46, 44:60] = 20.0  # a band 4-5 px above the flake: outside a 2-px ring, inside a 6-px one
+    narrow = make_loss("dice+bce", rim_weight=1.0)(logits, target).item()
+    wide = make_loss("dice+bce", rim_weight=1.0, rim_width=6)(logits, target).item()
+    assert region_rim(logits, target, 1, width=2).item() == pytest.approx(0.0, abs=1e-4)
+    assert region_rim(logits, target, 1, width=6).item() > 0.02
+    assert wide > narrow
+    with pytest.raises(ValueError, match="rim_width"):
+        DetectorTrainConfig(rim_width=0)
