@@ -872,3 +872,49 @@ def test_weak_negatives_the_base_flags_are_left_out_below_the_level() -> None:
         with torch.no_grad():
             said[level] = float(torch.sigmoid(model.head(probe)).mean())
     assert said[0.5] > 0.9 > said[1.0]
+
+
+def test_the_base_detections_a_stroke_touches_are_found_in_its_region_only() -> None:
+    from pipeline.stages.adapt_fit import joined_pixels
+
+    flagged = np.zeros((40, 40), bool)
+    flagged[10, 2:38] = True  # a found crack
+    flagged[30, 2:38] = True  # a look-alike no stroke touches
+    stroke = np.zeros((40, 40), bool)
+    stroke[12, 20:24] = True  # a stroke 2 px below the found crack (on a part the base missed)
+    rng = np.random.default_rng(0)
+    ys, xs = joined_pixels(flagged, stroke, slice(0, 40), 1000, rng)
+    assert len(ys) == 36 and set(ys.tolist()) == {10}
+    ys, xs = joined_pixels(flagged, stroke, slice(4, 36), 1000, rng)  # the square's cell only, not its context
+    assert len(ys) == 32 and xs.min() == 4 and xs.max() == 35
+    assert len(joined_pixels(flagged, stroke, slice(0, 40), 5, rng)[0]) == 5
+    stroke[:] = False
+    stroke[14, 20:24] = True  # 4 px away: touches nothing
+    assert len(joined_pixels(flagged, stroke, slice(0, 40), 1000, rng)[0]) == 0
+
+
+def test_the_veto_keeps_the_found_damage_its_strokes_touch_when_told_to() -> None:
+    """The clean strokes mark false alarms; the damage strokes lie on damage the base missed (the informed plan), so
+    the found damage, which looks more like the false alarms, is vetoed unless the base's detections that the damage
+    strokes touch are among the veto's negatives."""
+    from types import SimpleNamespace
+
+    from models.adapted import PixelHead
+    from pipeline.stages.adapt_fit import JOINED, PixelSamples, fit_veto
+
+    rng = np.random.default_rng(0)
+    groups = [((2.0, 0.0), 3, 60, 0.9), ((-2.0, 0.0), 1, 60, 0.1), ((1.5, 2.0), JOINED, 60, 0.9)]
+    features = np.concatenate([np.array(c) + rng.normal(0, 0.3, (n, 2)) for c, _, n, _ in groups]).astype(np.float32)
+    labels = np.concatenate([np.full(n, v, np.uint8) for _, v, n, _ in groups])
+    base = np.concatenate([np.tile([p, 0.0], (n, 1)) for *_, n, p in groups]).astype(np.float32)
+    probe = torch.tensor([[1.5, 2.0]])[:, :, None, None]
+    vetoed = {}
+    for told in (False, True):
+        kept = labels if told else np.where(labels == JOINED, 0, labels).astype(np.uint8)  # unlabelled, unflagged
+        model = SimpleNamespace(veto=PixelHead(2, 1, 0), veto_on=torch.zeros(1), adapted=[0])
+        counts = fit_veto(model, PixelSamples(features, kept, base), min_pixels=20, steps=200)
+        assert counts == {"veto_pixels_1": 60, **({"veto_joined_1": 60} if told else {})}
+        assert model.veto_on.item() == 1.0
+        vetoed[told] = float(torch.sigmoid(model.veto(probe)).item())
+    assert vetoed[False] > 0.5 > vetoed[True]
+    assert "veto_joined" not in AdaptConfig().key_params() and AdaptConfig(veto_joined=50).key_params()["veto_joined"]

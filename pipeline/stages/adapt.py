@@ -66,6 +66,8 @@ BACKGROUND = 0.6
 BACKGROUND_BELOW = 1.0
 # the head fitted again without the weak negatives its first fit gives a class at least this (0 = one fit)
 RELABEL = 0.0
+# per square of strokes, the base's detections a stroke of the class touches taken as the veto's negatives (0 = none)
+VETO_JOINED = 0
 
 
 @dataclass(frozen=True)
@@ -84,12 +86,14 @@ class AdaptConfig:
     (`support_loss`, 0 = no such rule; with `union` only), whether the clean strokes veto the base's detections they
     cover and the ones like them (`veto`, fitted when they cover at least `veto_min_pixels` of them; the share of the
     veto's negatives taken from the base's detections among the unlabelled pixels, `veto_background` for craquelure and
-    `veto_background_loss` for paint loss), the share of the head's negatives taken from unlabelled pixels
-    (`background`, drawn from `background_cells` random squares, `background_per_cell` each; of a class, only those the
-    base gives less than `background_below` of it; with `relabel` > 0, fitted a second time without the weak negatives
-    the first fit gives the class at least that and the base does not flag), the factor by which the network sees the
-    scan resampled (`scale`, as `retouch detect --scale`: the fit and every detection with the adapted weights see the
-    scan at it, and every size above is in the network's pixels) and the device."""
+    `veto_background_loss` for paint loss; with `veto_joined` > 0 up to that many of the base's detections that a
+    stroke of the class touches, per square of strokes, among its negatives too), the share of the head's negatives
+    taken from unlabelled pixels (`background`, drawn from `background_cells` random squares, `background_per_cell`
+    each; of a class, only those the base gives less than `background_below` of it; with `relabel` > 0, fitted a second
+    time without the weak negatives the first fit gives the class at least that and the base does not flag), the
+    factor by which the network sees the scan resampled (`scale`, as `retouch detect --scale`: the fit and every
+    detection with the adapted weights see the scan at it, and every size above is in the network's pixels) and the
+    device."""
 
     base: str = ADAPT_BASE
     hidden: int = 32
@@ -115,6 +119,7 @@ class AdaptConfig:
     veto_min_pixels: int = 20
     veto_background: float = VETO_BACKGROUND
     veto_background_loss: float = VETO_BACKGROUND_LOSS
+    veto_joined: int = VETO_JOINED
     background: float = BACKGROUND
     background_cells: int = 8
     background_per_cell: int = 500
@@ -140,8 +145,9 @@ class AdaptConfig:
         if not (0.0 < self.add < 1.0 and 0.0 < self.add_loss < 1.0) or self.veto_min_pixels < 1:
             raise ValueError(f"add and add_loss must be in (0, 1) and veto_min_pixels >= 1, got {self.add}, "
                              f"{self.add_loss}, {self.veto_min_pixels}")
-        if self.reach < 0 or self.beside < 0:
-            raise ValueError(f"reach and beside must be >= 0, got {self.reach}, {self.beside}")
+        if self.reach < 0 or self.beside < 0 or self.veto_joined < 0:
+            raise ValueError(f"reach, beside and veto_joined must be >= 0, got {self.reach}, {self.beside}, "
+                             f"{self.veto_joined}")
         if not 0.0 < self.background_below <= 1.0:
             raise ValueError(f"background_below must be in (0, 1], got {self.background_below}")
         if not 0.0 <= self.relabel < 1.0:
@@ -209,6 +215,8 @@ class AdaptConfig:
             del params["background_below"]
         if not self.relabel:  # one fit, as before the refit existed
             del params["relabel"]
+        if not self.veto_joined:  # as before the joined negatives existed
+            del params["veto_joined"]
         for name in ("veto_background", "veto_background_loss"):
             if params[name] == self.background:  # one share for head and veto, as before the veto had its own
                 del params[name]
@@ -261,7 +269,8 @@ def fit_adapted(model: Any, scan: Any, marks: dict[int, np.ndarray], config: Ada
     if config.background and config.background_cells:
         points[0] = background_points((height, width), marks, config.background_cells, config.background_per_cell,
                                       source_side(config.cell, config.scale), np.random.default_rng(config.seed))
-    samples = collect_features(model, scan, points, config.cell, config.context, config.scale)
+    samples = collect_features(model, scan, points, config.cell, config.context, config.scale,
+                               config.veto_joined if model.veto is not None else 0, config.seed)
     fit: dict[str, Any] = fit_head(model, samples, config.steps, config.lr, config.weight_decay, config.seed,
                                    config.background, config.background_below, config.relabel)
     if model.veto is not None:
@@ -314,7 +323,7 @@ def adapt(store: str, scribbles: str | Path, config: AdaptConfig | None = None, 
     staged_dir = folder.with_name(partial_name(WEIGHTS_GROUP))
     entry = _save(model, base_entry, adapted, config, marks, staged_dir)
     summary = {"adapted_classes": [CLASS_NAMES[c + 1] for c in adapted], "labelled_pixels": marks.counts,
-               "pixels_fitted": int((samples.labels > 0).sum()),
+               "pixels_fitted": int(np.isin(samples.labels, (1, 2, 3)).sum()),
                "unlabelled_fitted": int((samples.labels == 0).sum()), "base_recall_on_strokes": base_recall, "fit": fit}
     record.use("scan/0", input_ref(scan_info, "scan/0", scan_digest))
     record.use("scribbles", _scribbles_ref(marks, record.activity))

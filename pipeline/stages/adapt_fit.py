@@ -6,7 +6,8 @@ not the scan, and memory is one tile. Each square gives the head's input feature
 Per adapted damage class, its strokes are the positives and the clean strokes the negatives, each side
 weighted to half the loss (class-balanced binary cross-entropy); the other damage class's strokes are left out
 (a pixel may be both). The veto head, per adapted class, learns the base's detections under the clean strokes
-against the class's strokes and the base's other detections.
+against the class's strokes and the base's other detections; with `joined` > 0 also against the base's detections
+that a stroke of the class touches (a crack the conservator marked part of is damage along its whole found length).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import torch.nn.functional as F
 from models.adapted import AdaptedDetector
 
 UNLABELLED, CLEAN = 0, 3
+JOINED = 4  # + class channel: a base detection joined to a stroke of that class (the veto's negatives only)
+TOUCH_PX = 2  # a stroke touches a base detection within this many px
 
 
 @dataclass(frozen=True)
@@ -98,26 +101,69 @@ def square_points(points: np.ndarray, cy: int, cx: int, cell: int, context: int,
     return at[:, 0], at[:, 1]
 
 
+def joined_pixels(flagged: np.ndarray, stroke: np.ndarray, cell: slice, most: int, rng: np.random.Generator
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns of up to `most` random pixels, inside the `cell` rows and columns of a square, of the
+    8-connected regions of `flagged` (T, T) that the `stroke` (T, T) pixels touch (within TOUCH_PX), strokes left
+    out."""
+    import cv2
+    from scipy import ndimage
+
+    near = cv2.dilate(stroke.astype(np.uint8), np.ones((2 * TOUCH_PX + 1,) * 2, np.uint8)) > 0
+    regions, _ = ndimage.label(flagged, structure=np.ones((3, 3), bool))
+    touched = np.unique(regions[near & flagged])
+    members = np.isin(regions, touched[touched > 0]) & ~stroke
+    inside = np.zeros_like(members)
+    inside[cell, cell] = True
+    ys, xs = np.nonzero(members & inside)
+    if len(ys) > most:
+        keep = rng.choice(len(ys), most, replace=False)
+        ys, xs = ys[keep], xs[keep]
+    return ys, xs
+
+
 @torch.inference_mode()
 def collect_features(model: AdaptedDetector, scan: Any, points: dict[int, np.ndarray], cell: int = 256,
-                     context: int = 64, scale: float = 1.0) -> PixelSamples:
+                     context: int = 64, scale: float = 1.0, joined: int = 0, seed: int = 0) -> PixelSamples:
     """The head's inputs at every point of `points` (label value -> (n, 2) (y, x)), cell by cell, from `scan`
     (C, H, W): a Zarr array or an array in memory; at another `scale`, from the network's view of the scan
-    resampled by it (a cell is then `source_side(cell, scale)` scan pixels)."""
+    resampled by it (a cell is then `source_side(cell, scale)` scan pixels). With `joined` > 0, per cell and adapted
+    class, up to that many of the base's detections of the class that its strokes in the cell touch, labelled
+    JOINED + the class channel (`joined_pixels`; drawn with `seed`)."""
     square_side(cell, context)
     labelled = np.concatenate([p for p in points.values()])
     values = np.concatenate([np.full(len(p), c, np.uint8) for c, p in points.items()])
     index = {tuple(p): v for p, v in zip(map(tuple, labelled), values, strict=True)}
     feats, labels, probs = [], [], []
     device = next(model.parameters()).device
+    rng = np.random.default_rng(seed)
     for (cy, cx), cell_points in cells_with_points(labelled, source_side(cell, scale)).items():
         square = square_input(scan, cy, cx, cell, context, device, scale)
         logits, z = model.pixel_features(square)  # (1, K/F, T, T)
         ys, xs = square_points(cell_points, cy, cx, cell, context, scale)
+        values = np.array([index[(int(y), int(x))] for y, x in cell_points], np.uint8)
+        if joined:
+            inside = slice(context, context + cell)
+            extra = [_joined_here(logits[0, c], ys[values == c + 1], xs[values == c + 1], inside, joined, rng)
+                     for c in model.adapted]
+            ys = np.concatenate([ys, *(e[0] for e in extra)])
+            xs = np.concatenate([xs, *(e[1] for e in extra)])
+            values = np.concatenate([values, *(np.full(len(e[0]), JOINED + c, np.uint8)
+                                               for e, c in zip(extra, model.adapted, strict=True))])
         feats.append(z[0][:, ys, xs].T.float().cpu().numpy())  # (n, F)
         probs.append(torch.sigmoid(logits[0][:, ys, xs].T.float()).cpu().numpy())  # (n, K)
-        labels.append(np.array([index[(int(y), int(x))] for y, x in cell_points], np.uint8))
+        labels.append(values)
     return PixelSamples(np.concatenate(feats), np.concatenate(labels), np.concatenate(probs))
+
+
+def _joined_here(logit: torch.Tensor, ys: np.ndarray, xs: np.ndarray, cell: slice, most: int,
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """`joined_pixels` of one class in one square from its base logit (T, T) and its stroke pixels there."""
+    if not len(ys):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    stroke = np.zeros(tuple(logit.shape), bool)
+    stroke[ys, xs] = True
+    return joined_pixels(logit.float().cpu().numpy() > 0, stroke, cell, most, rng)
 
 
 def background_points(shape: tuple[int, int], marks: dict[int, np.ndarray], cells: int, per_cell: int, cell: int,
@@ -183,10 +229,12 @@ def fit_head(model: AdaptedDetector, samples: PixelSamples, steps: int = 300, lr
 def fit_veto(model: AdaptedDetector, samples: PixelSamples, min_pixels: int, steps: int = 300, lr: float = 1e-2,
              weight_decay: float = 1e-3, seed: int = 0, backgrounds: Sequence[float] | None = None) -> dict[str, int]:
     """Fit `model.veto` per adapted class where the clean strokes cover at least `min_pixels` of the base's
-    detections of that class; the count of such pixels per class (its `veto_on` flag set where fitted).
+    detections of that class; the count of such pixels per class (its `veto_on` flag set where fitted), and of the
+    JOINED samples where there are some.
 
     The positives are those clean pixels the base flags (the false alarms the conservator marked); the negatives
-    the class's own strokes (damage, never to be vetoed), and, at the class's share of `backgrounds` (one per adapted
+    the class's own strokes (damage, never to be vetoed) with the base's detections they touch (JOINED samples,
+    when collected), and, at the class's share of `backgrounds` (one per adapted
     class; None: none) of the negatives' half, the unlabelled pixels the base flags (most of what the base flags is
     damage)."""
     veto = model.veto
@@ -199,8 +247,11 @@ def fit_veto(model: AdaptedDetector, samples: PixelSamples, min_pixels: int, ste
     targets, weights, counts = [], [], {}
     for channel, share in zip(model.adapted, shares, strict=True):
         pos = (labels == CLEAN) & flagged[:, channel]
-        neg, bg = labels == channel + 1, (labels == UNLABELLED) & flagged[:, channel]
+        neg = (labels == channel + 1) | (labels == JOINED + channel)
+        bg = (labels == UNLABELLED) & flagged[:, channel]
         counts[f"veto_pixels_{channel + 1}"] = int(pos.sum())
+        if (joined := int((labels == JOINED + channel).sum())):
+            counts[f"veto_joined_{channel + 1}"] = joined
         targets.append(pos.float())
         weights.append(_balanced(pos, neg, bg, share) if pos.any() and neg.any() else torch.zeros(len(pos)))
     target, weight = torch.stack(targets, dim=1), torch.stack(weights, dim=1)  # (n, A)
