@@ -574,7 +574,8 @@ def test_the_command_line_spells_the_adapt_base_as_the_stage_does() -> None:
                         ("clamp_loss", "CLAMP_LOSS"), ("gate_loss", "GATE_LOSS"), ("gate_sigma", "GATE_SIGMA"),
                         ("reach", "REACH"), ("beside", "BESIDE"), ("support_loss", "SUPPORT_LOSS"),
                         ("veto_background", "VETO_BACKGROUND"),
-                        ("veto_background_loss", "VETO_BACKGROUND_LOSS"), ("background", "BACKGROUND")):
+                        ("veto_background_loss", "VETO_BACKGROUND_LOSS"), ("background", "BACKGROUND"),
+                        ("veto_joined", "VETO_JOINED")):
         spelled = (getattr(cli, f"ADAPT_{name}"), getattr(stage, name), getattr(AdaptParams(), field),
                    getattr(AdaptConfig(), field))
         assert len(set(spelled)) == 1, (field, spelled)

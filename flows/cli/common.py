@@ -225,6 +225,7 @@ ADAPT_SUPPORT_LOSS = 0.02  # pipeline.stages.adapt.SUPPORT_LOSS, likewise (a tes
 ADAPT_VETO_BACKGROUND = 0.1  # pipeline.stages.adapt.VETO_BACKGROUND, likewise (a test checks)
 ADAPT_VETO_BACKGROUND_LOSS = 0.3  # pipeline.stages.adapt.VETO_BACKGROUND_LOSS, likewise (a test checks)
 ADAPT_BACKGROUND = 0.6  # pipeline.stages.adapt.BACKGROUND, likewise (a test checks)
+ADAPT_VETO_JOINED = 0  # pipeline.stages.adapt.VETO_JOINED, likewise (a test checks)
 DEFAULT_COARSE_LOSS = True  # pipeline.stages.detect.DEFAULT_COARSE_LOSS, likewise (a test checks)
 DEFAULT_SECOND_VIEW = "mirror"  # pipeline.stages.detect.DEFAULT_SECOND_VIEW, likewise (a test checks)
 DEFAULT_LOSS_AGREEMENT = 0.0  # pipeline.stages.detect.DEFAULT_LOSS_AGREEMENT, likewise (a test checks)

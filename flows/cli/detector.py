@@ -396,6 +396,9 @@ def evaluate_adapt_command(
                                                                "(default: adapt's)", min=0.0, max=0.99)] = None,
     veto_background_loss: Annotated[float | None, typer.Option(help="the same for the paint-loss veto (default: "
                                                                     "adapt's)", min=0.0, max=0.99)] = None,
+    veto_joined: Annotated[int | None, typer.Option(help="per square of strokes, the base's detections a stroke "
+                                                         "touches among the veto's negatives (default: adapt's)",
+                                                    min=0, max=100_000)] = None,
     union: Annotated[bool, typer.Option(help="keep the base's detections (off: the head alone decides)")] = True,
     default: Annotated[bool, typer.Option(help="also score detect's default detector when the base is another "
                                                "(what the painting showed before adapting)")] = True,
@@ -446,7 +449,8 @@ def evaluate_adapt_command(
     changes = {"background": background, "background_below": background_below, "relabel": relabel, "base": base,
                "add": add, "add_loss": add_loss, "reach": reach, "beside": beside, "support_loss": support_loss,
                "smooth_loss": smooth_loss, "clamp_loss": clamp_loss, "gate_loss": gate_loss, "gate_sigma": gate_sigma,
-               "veto_background": veto_background, "veto_background_loss": veto_background_loss}
+               "veto_background": veto_background, "veto_background_loss": veto_background_loss,
+               "veto_joined": veto_joined}
     config = dataclasses.replace(config, **{k: v for k, v in changes.items() if v is not None})
     try:
         plan = StrokePlan(informed=strokes == "informed", rounds=rounds)

@@ -21,6 +21,7 @@ from flows.cli.common import (
     ADAPT_SUPPORT_LOSS,
     ADAPT_VETO_BACKGROUND,
     ADAPT_VETO_BACKGROUND_LOSS,
+    ADAPT_VETO_JOINED,
     DEFAULT_AGREEMENT_AREA,
     DEFAULT_BORDER,
     DEFAULT_COARSE_LOSS,
@@ -180,6 +181,10 @@ def adapt_command(
     = ADAPT_VETO_BACKGROUND,
     veto_background_loss: Annotated[float, typer.Option(help="the same for the paint-loss veto", min=0.0, max=0.99)]
     = ADAPT_VETO_BACKGROUND_LOSS,
+    veto_joined: Annotated[int, typer.Option(help="per square of strokes, up to this many of the base's detections "
+                                                  "that a stroke of the class touches are among the veto's negatives "
+                                                  "(it keeps the found damage the strokes continue; 0 = none)",
+                                             min=0, max=100_000)] = ADAPT_VETO_JOINED,
     smooth_loss: Annotated[float, typer.Option(help="Gaussian sigma (px) over which the paint-loss head's pixels "
                                                     "vote together (0 = each alone; small losses the base "
                                                     "misses are found better with less)", min=0.0, max=32.0)]
@@ -238,6 +243,7 @@ def adapt_command(
     params = AdaptParams(base=base, hidden=hidden, steps=steps, seed=seed, add=add, add_loss=add_loss, reach=reach,
                          beside=beside, support_loss=support_loss, background=background,
                          veto_background=veto_background, veto_background_loss=veto_background_loss,
+                         veto_joined=veto_joined,
                          smooth_loss=smooth_loss, clamp_loss=clamp_loss, gate_loss=gate_loss, gate_sigma=gate_sigma,
                          scale=scale, device=device)
     start_flows()

@@ -145,9 +145,10 @@ class AdaptConfig:
         if not (0.0 < self.add < 1.0 and 0.0 < self.add_loss < 1.0) or self.veto_min_pixels < 1:
             raise ValueError(f"add and add_loss must be in (0, 1) and veto_min_pixels >= 1, got {self.add}, "
                              f"{self.add_loss}, {self.veto_min_pixels}")
-        if self.reach < 0 or self.beside < 0 or self.veto_joined < 0:
-            raise ValueError(f"reach, beside and veto_joined must be >= 0, got {self.reach}, {self.beside}, "
-                             f"{self.veto_joined}")
+        if self.reach < 0 or self.beside < 0:
+            raise ValueError(f"reach and beside must be >= 0, got {self.reach}, {self.beside}")
+        if self.veto_joined < 0:
+            raise ValueError(f"veto_joined must be >= 0, got {self.veto_joined}")
         if not 0.0 < self.background_below <= 1.0:
             raise ValueError(f"background_below must be in (0, 1], got {self.background_below}")
         if not 0.0 <= self.relabel < 1.0:
