@@ -166,8 +166,8 @@ class AdaptParams(_Params):
     veto_background_loss: float = Field(VETO_BACKGROUND_LOSS, ge=0.0, lt=1.0, description="the same for the "
                                         "paint-loss veto")
     veto_joined: int = Field(VETO_JOINED, ge=0, le=100_000, description="per square of strokes, up to this many of "
-                             "the base's detections that a stroke of the class touches are among the veto's "
-                             "negatives, so that it keeps the found damage the strokes continue (0 = none)")
+                             "the base's cracks that a craquelure stroke touches are among the craquelure veto's "
+                             "negatives, so that it keeps the found cracks the strokes continue (0 = none)")
     smooth_loss: float = Field(SMOOTH_LOSS, ge=0.0, le=32.0, description="Gaussian sigma (px) over which the "
                                "paint-loss head's pixels vote together (0 = each pixel alone)")
     clamp_loss: float = Field(CLAMP_LOSS, ge=0.0, le=20.0, description="bound of the paint-loss head's logits "

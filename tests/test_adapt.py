@@ -919,3 +919,24 @@ def test_the_veto_keeps_the_found_damage_its_strokes_touch_when_told_to() -> Non
         vetoed[told] = float(torch.sigmoid(model.veto(probe)).item())
     assert vetoed[False] > 0.5 > vetoed[True]
     assert "veto_joined" not in AdaptConfig().key_params() and AdaptConfig(veto_joined=50).key_params()["veto_joined"]
+    assert AdaptConfig(veto_joined=50).veto_joined_counts([0, 1]) == [50, 0]  # craquelure only
+
+
+def test_the_head_is_fitted_without_the_veto_s_joined_samples() -> None:
+    from types import SimpleNamespace
+
+    from models.adapted import PixelHead
+    from pipeline.stages.adapt_fit import JOINED, PixelSamples, fit_head
+
+    rng = np.random.default_rng(0)
+    features = rng.normal(0, 1, (90, 3)).astype(np.float32)
+    labels = np.repeat(np.array([1, 3, 0], np.uint8), 30)
+    base = np.zeros((90, 2), np.float32)
+    joined = PixelSamples(np.concatenate([features, rng.normal(5, 1, (20, 3)).astype(np.float32)]),
+                          np.concatenate([labels, np.full(20, JOINED, np.uint8)]), np.zeros((110, 2), np.float32))
+    heads = []
+    for samples in (PixelSamples(features, labels, base), joined):
+        model = SimpleNamespace(head=PixelHead(3, 1, 4), adapted=[0])
+        fit_head(model, samples, steps=20, background=0.5)
+        heads.append(model.head.state_dict())
+    assert all(torch.equal(heads[0][k], heads[1][k]) for k in heads[0])

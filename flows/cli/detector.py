@@ -396,8 +396,9 @@ def evaluate_adapt_command(
                                                                "(default: adapt's)", min=0.0, max=0.99)] = None,
     veto_background_loss: Annotated[float | None, typer.Option(help="the same for the paint-loss veto (default: "
                                                                     "adapt's)", min=0.0, max=0.99)] = None,
-    veto_joined: Annotated[int | None, typer.Option(help="per square of strokes, the base's detections a stroke "
-                                                         "touches among the veto's negatives (default: adapt's)",
+    veto_joined: Annotated[int | None, typer.Option(help="per square of strokes, the base's cracks a craquelure "
+                                                         "stroke touches among the craquelure veto's negatives "
+                                                         "(default: adapt's)",
                                                     min=0, max=100_000)] = None,
     union: Annotated[bool, typer.Option(help="keep the base's detections (off: the head alone decides)")] = True,
     default: Annotated[bool, typer.Option(help="also score detect's default detector when the base is another "

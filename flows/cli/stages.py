@@ -181,9 +181,10 @@ def adapt_command(
     = ADAPT_VETO_BACKGROUND,
     veto_background_loss: Annotated[float, typer.Option(help="the same for the paint-loss veto", min=0.0, max=0.99)]
     = ADAPT_VETO_BACKGROUND_LOSS,
-    veto_joined: Annotated[int, typer.Option(help="per square of strokes, up to this many of the base's detections "
-                                                  "that a stroke of the class touches are among the veto's negatives "
-                                                  "(it keeps the found damage the strokes continue; 0 = none)",
+    veto_joined: Annotated[int, typer.Option(help="per square of strokes, up to this many of the base's cracks that "
+                                                  "a craquelure stroke touches are among the craquelure veto's "
+                                                  "negatives (it keeps the found cracks the strokes continue; "
+                                                  "0 = none)",
                                              min=0, max=100_000)] = ADAPT_VETO_JOINED,
     smooth_loss: Annotated[float, typer.Option(help="Gaussian sigma (px) over which the paint-loss head's pixels "
                                                     "vote together (0 = each alone; small losses the base "

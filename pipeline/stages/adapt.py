@@ -86,14 +86,14 @@ class AdaptConfig:
     (`support_loss`, 0 = no such rule; with `union` only), whether the clean strokes veto the base's detections they
     cover and the ones like them (`veto`, fitted when they cover at least `veto_min_pixels` of them; the share of the
     veto's negatives taken from the base's detections among the unlabelled pixels, `veto_background` for craquelure and
-    `veto_background_loss` for paint loss; with `veto_joined` > 0 up to that many of the base's detections that a
-    stroke of the class touches, per square of strokes, among its negatives too), the share of the head's negatives
-    taken from unlabelled pixels (`background`, drawn from `background_cells` random squares, `background_per_cell`
-    each; of a class, only those the base gives less than `background_below` of it; with `relabel` > 0, fitted a second
-    time without the weak negatives the first fit gives the class at least that and the base does not flag), the
-    factor by which the network sees the scan resampled (`scale`, as `retouch detect --scale`: the fit and every
-    detection with the adapted weights see the scan at it, and every size above is in the network's pixels) and the
-    device."""
+    `veto_background_loss` for paint loss; with `veto_joined` > 0 up to that many of the base's craquelure that a
+    craquelure stroke touches, per square of strokes, among the craquelure veto's negatives too), the share of the
+    head's negatives taken from unlabelled pixels (`background`, drawn from `background_cells` random squares,
+    `background_per_cell` each; of a class, only those the base gives less than `background_below` of it; with `relabel`
+    > 0, fitted a second time without the weak negatives the first fit gives the class at least that and the base does
+    not flag), the factor by which the network sees the scan resampled (`scale`, as `retouch detect --scale`: the fit
+    and every detection with the adapted weights see the scan at it, and every size above is in the network's pixels)
+    and the device."""
 
     base: str = ADAPT_BASE
     hidden: int = 32
@@ -171,6 +171,11 @@ class AdaptConfig:
     def veto_backgrounds(self, adapted: list[int]) -> list[float]:
         """The veto's share of weak negatives of each adapted class channel (0 craquelure, 1 paint loss)."""
         return [self.veto_background_loss if c == 1 else self.veto_background for c in adapted]
+
+    def veto_joined_counts(self, adapted: list[int]) -> list[int]:
+        """Per adapted class channel, how many of the base's detections its strokes touch the veto takes as negatives
+        per square: `veto_joined` for craquelure, none for paint loss."""
+        return [0 if c == 1 else self.veto_joined for c in adapted]
 
     def gate_args(self, adapted: list[int]) -> dict[str, Any]:
         """The gate's arguments of the adapted detector, none when it is off (the weights then read as before)."""
@@ -271,7 +276,7 @@ def fit_adapted(model: Any, scan: Any, marks: dict[int, np.ndarray], config: Ada
         points[0] = background_points((height, width), marks, config.background_cells, config.background_per_cell,
                                       source_side(config.cell, config.scale), np.random.default_rng(config.seed))
     samples = collect_features(model, scan, points, config.cell, config.context, config.scale,
-                               config.veto_joined if model.veto is not None else 0, config.seed)
+                               config.veto_joined_counts(model.adapted) if model.veto is not None else (), config.seed)
     fit: dict[str, Any] = fit_head(model, samples, config.steps, config.lr, config.weight_decay, config.seed,
                                    config.background, config.background_below, config.relabel)
     if model.veto is not None:

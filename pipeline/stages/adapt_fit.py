@@ -124,12 +124,13 @@ def joined_pixels(flagged: np.ndarray, stroke: np.ndarray, cell: slice, most: in
 
 @torch.inference_mode()
 def collect_features(model: AdaptedDetector, scan: Any, points: dict[int, np.ndarray], cell: int = 256,
-                     context: int = 64, scale: float = 1.0, joined: int = 0, seed: int = 0) -> PixelSamples:
+                     context: int = 64, scale: float = 1.0, joined: Sequence[int] = (), seed: int = 0
+                     ) -> PixelSamples:
     """The head's inputs at every point of `points` (label value -> (n, 2) (y, x)), cell by cell, from `scan`
     (C, H, W): a Zarr array or an array in memory; at another `scale`, from the network's view of the scan
-    resampled by it (a cell is then `source_side(cell, scale)` scan pixels). With `joined` > 0, per cell and adapted
-    class, up to that many of the base's detections of the class that its strokes in the cell touch, labelled
-    JOINED + the class channel (`joined_pixels`; drawn with `seed`)."""
+    resampled by it (a cell is then `source_side(cell, scale)` scan pixels). With `joined` (one count per adapted
+    class; empty: none), per cell and adapted class, up to that many of the base's detections of the class that its
+    strokes in the cell touch, labelled JOINED + the class channel (`joined_pixels`; drawn with `seed`)."""
     square_side(cell, context)
     labelled = np.concatenate([p for p in points.values()])
     values = np.concatenate([np.full(len(p), c, np.uint8) for c, p in points.items()])
@@ -142,14 +143,15 @@ def collect_features(model: AdaptedDetector, scan: Any, points: dict[int, np.nda
         logits, z = model.pixel_features(square)  # (1, K/F, T, T)
         ys, xs = square_points(cell_points, cy, cx, cell, context, scale)
         values = np.array([index[(int(y), int(x))] for y, x in cell_points], np.uint8)
-        if joined:
+        if any(joined):
             inside = slice(context, context + cell)
-            extra = [_joined_here(logits[0, c], ys[values == c + 1], xs[values == c + 1], inside, joined, rng)
-                     for c in model.adapted]
+            extra = [_joined_here(logits[0, c], ys[values == c + 1], xs[values == c + 1], inside, most, rng)
+                     for c, most in zip(model.adapted, joined, strict=True) if most]
             ys = np.concatenate([ys, *(e[0] for e in extra)])
             xs = np.concatenate([xs, *(e[1] for e in extra)])
+            classes = [c for c, most in zip(model.adapted, joined, strict=True) if most]
             values = np.concatenate([values, *(np.full(len(e[0]), JOINED + c, np.uint8)
-                                               for e, c in zip(extra, model.adapted, strict=True))])
+                                               for e, c in zip(extra, classes, strict=True))])
         feats.append(z[0][:, ys, xs].T.float().cpu().numpy())  # (n, F)
         probs.append(torch.sigmoid(logits[0][:, ys, xs].T.float()).cpu().numpy())  # (n, K)
         labels.append(values)
@@ -164,6 +166,14 @@ def _joined_here(logit: torch.Tensor, ys: np.ndarray, xs: np.ndarray, cell: slic
     stroke = np.zeros(tuple(logit.shape), bool)
     stroke[ys, xs] = True
     return joined_pixels(logit.float().cpu().numpy() > 0, stroke, cell, most, rng)
+
+
+def strokes_and_background(samples: PixelSamples) -> PixelSamples:
+    """The samples without the veto's JOINED ones."""
+    keep = samples.labels <= CLEAN
+    if keep.all():
+        return samples
+    return PixelSamples(samples.features[keep], samples.labels[keep], samples.base_prob[keep])
 
 
 def background_points(shape: tuple[int, int], marks: dict[int, np.ndarray], cells: int, per_cell: int, cell: int,
@@ -196,7 +206,8 @@ def fit_head(model: AdaptedDetector, samples: PixelSamples, steps: int = 300, lr
     unlabelled samples that the first fit gives that class at least `relabel` and the base less than 0.5 (damage the
     base missed and the strokes taught the head, which the first fit was also told is clean paint); the samples the
     base flags stay, as they teach the head that the base's specks on intact paint are clean. Their count per class
-    is reported ("relabelled_K")."""
+    is reported ("relabelled_K"). The veto's JOINED samples are left out (of the standardisation too)."""
+    samples = strokes_and_background(samples)
     labels = torch.from_numpy(samples.labels.astype(np.int64))
     targets, backgrounds = [], []
     for channel in model.adapted:
