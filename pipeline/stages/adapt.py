@@ -66,8 +66,9 @@ BACKGROUND = 0.6
 BACKGROUND_BELOW = 1.0
 # the head fitted again without the weak negatives its first fit gives a class at least this (0 = one fit)
 RELABEL = 0.0
-# per square of strokes, the base's detections a stroke of the class touches taken as the veto's negatives (0 = none)
-VETO_JOINED = 0
+# per square of strokes, the base's cracks a craquelure stroke touches taken as the craquelure veto's negatives
+# (0 = none; docs/rules/2026-12-07am-adapt-veto-joined-craquelure.md)
+VETO_JOINED = 200
 
 
 @dataclass(frozen=True)
