@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from benchmark_module import benchmark_module
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location("threshold_headroom", ROOT / "benchmarks" / "threshold_headroom.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["threshold_headroom"] = module
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_module("threshold_headroom")
 
 
 def test_each_image_s_best_threshold_and_the_edge_tolerance() -> None:

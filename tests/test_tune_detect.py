@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from benchmark_module import benchmark_module
 
 from pipeline.io.image_io import write_png
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def _tool():
-    spec = importlib.util.spec_from_file_location("tune_detect", ROOT / "benchmarks" / "tune_detect.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["tune_detect"] = module
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_module("tune_detect")
 
 
 def test_the_tuning_sets_hold_no_reported_image(shared_data: Path, tmp_path: Path,
