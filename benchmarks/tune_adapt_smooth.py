@@ -50,8 +50,8 @@ def main() -> None:
     parser.add_argument("--veto-background", type=float, default=AdaptConfig.veto_background,
                         help="share of the veto's negatives taken from the base's detections among unlabelled pixels")
     parser.add_argument("--veto-joined", type=int, default=AdaptConfig.veto_joined,
-                        help="per square of strokes, the base's detections a stroke touches taken as the veto's "
-                             "negatives (0 = none)")
+                        help="per square of strokes, the base's cracks a craquelure stroke touches taken as the "
+                             "craquelure veto's negatives (0 = none)")
     parser.add_argument("--background", type=float, default=AdaptConfig.background,
                         help="share of the head's negatives taken from unlabelled pixels")
     parser.add_argument("--background-below", type=float, default=AdaptConfig.background_below,

@@ -138,20 +138,20 @@ def collect_features(model: AdaptedDetector, scan: Any, points: dict[int, np.nda
     feats, labels, probs = [], [], []
     device = next(model.parameters()).device
     rng = np.random.default_rng(seed)
+    joining = [(c, most) for c, most in zip(model.adapted, joined, strict=True) if most] if joined else []
     for (cy, cx), cell_points in cells_with_points(labelled, source_side(cell, scale)).items():
         square = square_input(scan, cy, cx, cell, context, device, scale)
         logits, z = model.pixel_features(square)  # (1, K/F, T, T)
         ys, xs = square_points(cell_points, cy, cx, cell, context, scale)
         values = np.array([index[(int(y), int(x))] for y, x in cell_points], np.uint8)
-        if any(joined):
+        if joining:
             inside = slice(context, context + cell)
             extra = [_joined_here(logits[0, c], ys[values == c + 1], xs[values == c + 1], inside, most, rng)
-                     for c, most in zip(model.adapted, joined, strict=True) if most]
+                     for c, most in joining]
             ys = np.concatenate([ys, *(e[0] for e in extra)])
             xs = np.concatenate([xs, *(e[1] for e in extra)])
-            classes = [c for c, most in zip(model.adapted, joined, strict=True) if most]
             values = np.concatenate([values, *(np.full(len(e[0]), JOINED + c, np.uint8)
-                                               for e, c in zip(extra, classes, strict=True))])
+                                               for e, (c, _) in zip(extra, joining, strict=True))])
         feats.append(z[0][:, ys, xs].T.float().cpu().numpy())  # (n, F)
         probs.append(torch.sigmoid(logits[0][:, ys, xs].T.float()).cpu().numpy())  # (n, K)
         labels.append(values)
