@@ -79,6 +79,10 @@ class DetectorTrainConfig:
     # lab.hard_negatives record (JSON): `hard_fraction` of the clean crops are centred on the places it lists.
     hard_negatives: str = ""
     hard_fraction: float = 0.0
+    # lab.hard_negatives --damaged record (JSON): `flood_fraction` of the damaged crops are centred on the intact
+    # places it lists (flagged far from the damage drawn beside them), with new damage drawn around them.
+    flood_places: str = ""
+    flood_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         for item in dataclasses.fields(self):  # a NaN passes every "< 0" check and trains on NaN
@@ -124,7 +128,7 @@ class DetectorTrainConfig:
             raise ValueError(f"teacher_classes: unknown class {unknown[0]!r} (known: {', '.join(CLASS_NAMES)})")
         if not 0 <= self.real_val_mask_value <= 65535:
             raise ValueError(f"real_val_mask_value must be in [0, 65535], got {self.real_val_mask_value}")
-        for name in ("real_fraction", "clean_fraction", "hard_fraction"):
+        for name in ("real_fraction", "clean_fraction", "hard_fraction", "flood_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.real_fraction + self.clean_fraction > 1.0:
@@ -137,6 +141,10 @@ class DetectorTrainConfig:
                              "with clean_fraction > 0")
         if self.hard_negatives and not Path(self.hard_negatives).is_file():
             raise ValueError(f"{self.hard_negatives}: hard negatives file not found")
+        if bool(self.flood_places) != (self.flood_fraction > 0):
+            raise ValueError("flood_places (a lab.hard_negatives --damaged JSON) and flood_fraction > 0 go together")
+        if self.flood_places and not Path(self.flood_places).is_file():
+            raise ValueError(f"{self.flood_places}: flood places file not found")
         for spec in self.real_train:
             RealSpec.parse(spec).check()  # malformed, missing or held-out (test/val, UAV75 test) refused here
 

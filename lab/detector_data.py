@@ -6,6 +6,8 @@ A batch may also mix in (`make_batch(real=..., real_fraction=..., clean_fraction
 - clean tiles (hard negatives): crops of the paintings with NO damage drawn and all-zero targets, so that
   intact paint (its thin lines, highlights and textures) is taught as "no damage"; with hard negatives
   (lab.hard_negatives) a share of them is centred on places a detector flagged on those paintings.
+With flood places (lab.hard_negatives --damaged) a share of the damaged tiles is centred on the intact paint a
+detector flagged beside damage, with new damage drawn around it.
 
 Every tile is a pure function of (seed, index), so a resumed run sees exactly the tiles it would have seen.
 Without real or clean fractions the random stream is the old one (same tiles, same validation set).
@@ -140,13 +142,22 @@ def make_tile(
     rng: np.random.Generator,
     damage: DamageConfig,
     augment: AugmentConfig | None,
+    floods: list[np.ndarray] | None = None,
+    flood_fraction: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One (3, T, T) float32 image in [0, 1] and its (2, T, T) float32 targets (craquelure, paint loss)."""
-    painting = paintings[int(rng.integers(len(paintings)))]
+    """One (3, T, T) float32 image in [0, 1] and its (2, T, T) float32 targets (craquelure, paint loss).
+
+    With `floods` (per painting, (N, 2) y, x centres from lab.hard_negatives --damaged) a `flood_fraction` share
+    of the tiles hold one of those places, drawn uniformly over all of them; the damage is drawn as on any tile."""
+    hot = floods is not None and flood_fraction > 0 and rng.random() < flood_fraction
+    painting = None if hot else paintings[int(rng.integers(len(paintings)))]  # a hot crop draws its own
     scale = float(rng.uniform(*augment.scale)) if augment else 1.0
     zoom = _draw_zoom(augment, rng)
     small = tile if zoom == 1.0 else max(32, round(tile / zoom))
-    crop = _crop(painting, small, scale, rng, augment.p_edge if augment else 0.0)
+    if painting is None:
+        crop = _hotspot_crop(paintings, floods or [], small, scale, rng)
+    else:
+        crop = _crop(painting, small, scale, rng, augment.p_edge if augment else 0.0)
     damaged, labels = synthesize_damage(crop, int(rng.integers(1 << 31)), damage)
     if small != tile:
         damaged, labels = enlarged_tile(damaged, labels, tile)
@@ -266,6 +277,8 @@ def make_batch(
     clean_fraction: float = 0.0,
     hotspots: list[np.ndarray] | None = None,
     hard_fraction: float = 0.0,
+    floods: list[np.ndarray] | None = None,
+    flood_fraction: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(B, 3, T, T) images and (B, 2, T, T) targets, a pure function of `seed`.
 
@@ -287,5 +300,5 @@ def make_batch(
         elif u < real_fraction + clean_fraction:
             pairs.append(make_clean_tile(paintings, tile, rng, augment, hotspots, hard_fraction))
         else:
-            pairs.append(make_tile(paintings, tile, rng, damage, augment))
+            pairs.append(make_tile(paintings, tile, rng, damage, augment, floods, flood_fraction))
     return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])

@@ -1,10 +1,16 @@
-"""Hard-negative mining: where a detector flags undamaged TRAIN paintings.
+"""Hard-negative mining: where a detector flags undamaged TRAIN paintings, or their intact paint beside damage.
 
 `python -m lab.hard_negatives --weights NAME --out FILE.json [--threshold 0.3] [--tta 2] [--per-painting 200]`
 runs the detector over every TRAIN painting (no damage drawn; VAL paintings are never read) and writes, per
 painting file name, the centres of the connected regions whose damage probability (either class) exceeds the
 threshold: `[y, x, area_px, max_probability]`, largest first. Training (`--hard-negatives FILE
 --hard-fraction P`) centres that share of its clean, all-zero-target crops on them (lab.detector_data).
+
+With `--damaged` each TRAIN painting is first damaged by the realistic generator (`--copies` times, seeds
+`--seed` + 1000 i + k as `retouch evaluate make-detect-set` draws them) and only what the detector flags more than
+FAR_PX from every true damage is listed: the intact paint it floods when damage is drawn beside it. Training
+(`--flood-places FILE --flood-fraction P`) centres that share of its damaged crops on those places, with new damage
+drawn around them each time.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from skimage.measure import label, regionprops
 from lab.paintings import paintings
 from pipeline.io.image_io import read_image, to_float
 
+FLOOD_SEED = 1_000_000_499  # the damage drawn for --damaged (apart from the tuning set's 1,000,000,099)
+FAR_PX = 3.0  # px: flags farther than this from every true damage are intact paint (as the evaluations count)
 Hotspots = list[np.ndarray]  # per painting (aligned with the training list): (N, 2) int y, x centres
 
 
@@ -34,11 +42,22 @@ def flagged_regions(prob: np.ndarray, threshold: float, limit: int) -> list[list
     return rows[:limit]
 
 
+def far_from_damage(prob: np.ndarray, labels: np.ndarray, distance: float = FAR_PX) -> np.ndarray:
+    """`prob` (K, H, W) with every pixel within `distance` px (Euclidean) of a true damage (`labels` > 0) set to 0."""
+    from scipy import ndimage
+
+    truth = labels > 0
+    far = ndimage.distance_transform_edt(~truth) > distance if truth.any() else np.ones(truth.shape, bool)
+    return prob * far
+
+
 def mine(weights: str, threshold: float = 0.3, tta: int = 2, limit: int = 200,
-         files: list[Path] | None = None) -> dict[str, Any]:
-    """The hard-negative record for `weights` over `files` (default: the TRAIN paintings)."""
+         files: list[Path] | None = None, damaged_seed: int | None = None, copies: int = 1) -> dict[str, Any]:
+    """The hard-negative record for `weights` over `files` (default: the TRAIN paintings); with `damaged_seed`,
+    the places flagged far from the damage drawn on each painting (`copies` times)."""
     import torch
 
+    from lab.synthesis.synthetic_damage import DamageConfig, synthesize_damage
     from models.weights import load_model
     from pipeline.stages.detect import default_manifest
     from pipeline.stages.detect_infer import predict_probabilities
@@ -48,10 +67,20 @@ def mine(weights: str, threshold: float = 0.3, tta: int = 2, limit: int = 200,
     model = model.to(memory_format=torch.channels_last)
     record: dict[str, Any] = {"weights": {"name": entry.name, "sha256": entry.sha256}, "threshold": threshold,
                               "tta": tta, "paintings": {}}
-    for path in files:
+    if damaged_seed is not None:
+        record.update(damaged_seed=damaged_seed, copies=copies, far_px=FAR_PX)
+    for i, path in enumerate(files):
         image = read_image(path)
-        prob = predict_probabilities(model, to_float(image), tile=512, overlap=64, views=tta)
-        record["paintings"][path.name] = flagged_regions(prob, threshold, limit)
+        if damaged_seed is None:
+            prob = predict_probabilities(model, to_float(image), tile=512, overlap=64, views=tta)
+            record["paintings"][path.name] = flagged_regions(prob, threshold, limit)
+            continue
+        rows = []
+        for k in range(copies):
+            damaged, labels = synthesize_damage(image, damaged_seed + i * 1000 + k, DamageConfig(style="realistic"))
+            prob = predict_probabilities(model, to_float(damaged), tile=512, overlap=64, views=tta)
+            rows += flagged_regions(far_from_damage(prob, labels), threshold, limit)
+        record["paintings"][path.name] = sorted(rows, key=lambda row: (-row[2], -row[3]))[:limit]
     return record
 
 
@@ -77,8 +106,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threshold", type=float, default=0.3)
     parser.add_argument("--tta", type=int, default=2)
     parser.add_argument("--per-painting", type=int, default=200, help="keep at most this many regions each")
+    parser.add_argument("--damaged", action="store_true",
+                        help="draw realistic damage on each painting; list what is flagged far from it")
+    parser.add_argument("--seed", type=int, default=FLOOD_SEED, help="with --damaged: the damage's first seed")
+    parser.add_argument("--copies", type=int, default=1, help="with --damaged: damaged versions per painting")
     args = parser.parse_args(argv)
-    record = mine(args.weights, args.threshold, args.tta, args.per_painting)
+    record = mine(args.weights, args.threshold, args.tta, args.per_painting,
+                  damaged_seed=args.seed if args.damaged else None, copies=args.copies)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_suffix(".tmp")
     tmp.write_text(json.dumps(record, indent=1))

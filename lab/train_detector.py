@@ -84,8 +84,10 @@ def _config_key(cfg: DetectorTrainConfig) -> dict[str, Any]:
         data.pop("teacher")
         data.pop("teacher_weight")
     data.pop("hard_negatives")  # the file's path; its use is keyed by hard_fraction
+    data.pop("flood_places")  # the same, keyed by flood_fraction
     for name, default in (("real_train", []), ("real_fraction", 0.0), ("clean_fraction", 0.0),
-                          ("hard_fraction", 0.0), ("skeleton_weight", 0.0), ("region_weight", 0.0),
+                          ("hard_fraction", 0.0), ("flood_fraction", 0.0), ("skeleton_weight", 0.0),
+                          ("region_weight", 0.0),
                           ("rim_weight", 0.0), ("rim_width", 2), ("crack_rim_weight", 0.0), ("relative", False)):
         if data[name] == default:  # off: checkpoints made before these fields resume
             data.pop(name)
@@ -138,6 +140,7 @@ def train_detector(
     real_train = [load_real_set(RealSpec.parse(spec)) for spec in cfg.real_train]
     teacher, teacher_record = load_teacher(cfg, manifest_path)
     hotspots = load_hotspots(Path(cfg.hard_negatives), train_paths) if cfg.hard_negatives else None
+    floods = load_hotspots(Path(cfg.flood_places), train_paths) if cfg.flood_places else None
 
     model = ResUNet(**cfg.arch_args())
     model = model.to(memory_format=torch.channels_last)
@@ -168,6 +171,9 @@ def train_detector(
     if hotspots is not None:
         log(f"hard negatives: {cfg.hard_fraction} of the clean crops centred on {sum(map(len, hotspots))} "
             f"flagged places in {sum(1 for h in hotspots if len(h))} paintings ({cfg.hard_negatives})")
+    if floods is not None:
+        log(f"flood places: {cfg.flood_fraction} of the damaged crops centred on {sum(map(len, floods))} places "
+            f"flagged beside damage in {sum(1 for h in floods if len(h))} paintings ({cfg.flood_places})")
     start, seconds_before = time.perf_counter(), float(extra.get("seconds", 0.0))
     running, t_last = [], time.perf_counter()
     while step < cfg.steps and not ship_only:
@@ -177,7 +183,7 @@ def train_detector(
             group["lr"] = lr
         x, y = make_batch(train_images, cfg.tile, cfg.batch, cfg.seed * 1_000_003 + step, cfg.damage,
                           cfg.augment, real_train, cfg.real_fraction, cfg.clean_fraction,
-                          hotspots, cfg.hard_fraction)
+                          hotspots, cfg.hard_fraction, floods, cfg.flood_fraction)
         x_t = torch.from_numpy(x).to(memory_format=torch.channels_last)  # (B, 3, T, T)
         y_t = torch.from_numpy(y)  # (B, 2, T, T)
         if teacher is not None:
@@ -386,6 +392,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="share of tiles that are undamaged painting crops with all-zero targets")
     parser.add_argument("--hard-negatives", help="lab.hard_negatives JSON: flagged places on TRAIN paintings")
     parser.add_argument("--hard-fraction", type=float, help="share of the clean crops centred on those places")
+    parser.add_argument("--flood-places", help="lab.hard_negatives --damaged JSON: TRAIN paint flagged beside damage")
+    parser.add_argument("--flood-fraction", type=float, help="share of the damaged crops centred on those places")
     parser.add_argument("--edge-fraction", type=float,
                         help="AugmentConfig.p_edge: share of painting crops reflect-padded at an image edge")
     parser.add_argument("--zoom-fraction", type=float, help="AugmentConfig.p_zoom: share of damaged tiles drawn "
@@ -409,6 +417,7 @@ def main(argv: list[str] | None = None) -> None:
         teacher_classes=tuple(args.teacher_classes.split(",")) if args.teacher_classes else None,
         real_train=tuple(args.real_train) if args.real_train else None, real_fraction=args.real_fraction,
         clean_fraction=args.clean_fraction, hard_negatives=args.hard_negatives, hard_fraction=args.hard_fraction,
+        flood_places=args.flood_places, flood_fraction=args.flood_fraction,
         augment=augment_overrides(args.edge_fraction, args.zoom_fraction, args.zoom),
         damage=damage_overrides(args.free_cracks, args.texture, args.dark_cracks, args.crack_contrast,
                                 args.damage_style, args.faint_cracks, args.crack_width, args.loss_size_of,
