@@ -111,6 +111,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=FLOOD_SEED, help="with --damaged: the damage's first seed")
     parser.add_argument("--copies", type=int, default=1, help="with --damaged: damaged versions per painting")
     args = parser.parse_args(argv)
+    if args.copies < 1:
+        parser.error(f"--copies must be at least 1, got {args.copies}")
     record = mine(args.weights, args.threshold, args.tta, args.per_painting,
                   damaged_seed=args.seed if args.damaged else None, copies=args.copies)
     args.out.parent.mkdir(parents=True, exist_ok=True)
