@@ -23,11 +23,12 @@ from typing import Any
 import numpy as np
 from skimage.measure import label, regionprops
 
+from lab.eval.detect_eval import FAR_PX
+from lab.eval.regions import far_from
 from lab.paintings import paintings
 from pipeline.io.image_io import read_image, to_float
 
 FLOOD_SEED = 1_000_000_499  # the damage drawn for --damaged (apart from the tuning set's 1,000,000,099)
-FAR_PX = 3.0  # px: flags farther than this from every true damage are intact paint (as the evaluations count)
 Hotspots = list[np.ndarray]  # per painting (aligned with the training list): (N, 2) int y, x centres
 
 
@@ -44,11 +45,7 @@ def flagged_regions(prob: np.ndarray, threshold: float, limit: int) -> list[list
 
 def far_from_damage(prob: np.ndarray, labels: np.ndarray, distance: float = FAR_PX) -> np.ndarray:
     """`prob` (K, H, W) with every pixel within `distance` px (Euclidean) of a true damage (`labels` > 0) set to 0."""
-    from scipy import ndimage
-
-    truth = labels > 0
-    far = ndimage.distance_transform_edt(~truth) > distance if truth.any() else np.ones(truth.shape, bool)
-    return prob * far
+    return prob * far_from(labels > 0, distance)
 
 
 def mine(weights: str, threshold: float = 0.3, tta: int = 2, limit: int = 200,

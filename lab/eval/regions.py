@@ -47,11 +47,17 @@ def region_summary(rows: list[dict[str, Any]], min_area: int = 1) -> dict[str, A
             "median": float(np.median(shares)) if shares else None, "under_half_regions": under}
 
 
+def far_from(truth: np.ndarray, distance: float) -> np.ndarray:
+    """(H, W) bool: the pixels more than `distance` px (Euclidean) from every pixel of `truth` (H, W bool); all of
+    them when `truth` is empty."""
+    return ndimage.distance_transform_edt(~truth) > distance if truth.any() else np.ones(truth.shape, bool)
+
+
 def far_marks(pred: np.ndarray, truth: np.ndarray, distance: float) -> tuple[int, int, list[dict[str, Any]]]:
     """Of the pixels more than `distance` px (Euclidean) from every pixel of `truth` (H, W bool): how many,
     how many `pred` (H, W bool) flags, and one row per 8-connected mark of those flagged (box [y0, x0, y1, x1],
     area)."""
-    far = ndimage.distance_transform_edt(~truth) > distance if truth.any() else np.ones_like(truth)
+    far = far_from(truth, distance)
     flagged = pred & far
     labels, count = ndimage.label(flagged, structure=np.ones((3, 3), bool))
     return int(far.sum()), int(flagged.sum()), _boxes(labels, count) if count else []
