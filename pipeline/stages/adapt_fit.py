@@ -143,18 +143,18 @@ def collect_features(model: AdaptedDetector, scan: Any, points: dict[int, np.nda
         square = square_input(scan, cy, cx, cell, context, device, scale)
         logits, z = model.pixel_features(square)  # (1, K/F, T, T)
         ys, xs = square_points(cell_points, cy, cx, cell, context, scale)
-        values = np.array([index[(int(y), int(x))] for y, x in cell_points], np.uint8)
+        kinds = np.array([index[(int(y), int(x))] for y, x in cell_points], np.uint8)
         if joining:
             inside = slice(context, context + cell)
-            extra = [_joined_here(logits[0, c], ys[values == c + 1], xs[values == c + 1], inside, most, rng)
+            extra = [_joined_here(logits[0, c], ys[kinds == c + 1], xs[kinds == c + 1], inside, most, rng)
                      for c, most in joining]
             ys = np.concatenate([ys, *(e[0] for e in extra)])
             xs = np.concatenate([xs, *(e[1] for e in extra)])
-            values = np.concatenate([values, *(np.full(len(e[0]), JOINED + c, np.uint8)
-                                               for e, (c, _) in zip(extra, joining, strict=True))])
+            kinds = np.concatenate([kinds, *(np.full(len(e[0]), JOINED + c, np.uint8)
+                                             for e, (c, _) in zip(extra, joining, strict=True))])
         feats.append(z[0][:, ys, xs].T.float().cpu().numpy())  # (n, F)
         probs.append(torch.sigmoid(logits[0][:, ys, xs].T.float()).cpu().numpy())  # (n, K)
-        labels.append(values)
+        labels.append(kinds)
     return PixelSamples(np.concatenate(feats), np.concatenate(labels), np.concatenate(probs))
 
 
