@@ -4,7 +4,8 @@
 
 Prints the median (and min/max) of N timed runs after one warm-up, plus the tiled whole-image path
 (`predict_probabilities`, 512-px tiles, 64-px overlap) on a 1024x1024 image, also with 2-view (fp32 and bf16)
-and 8-view test-time augmentation (`--tta 2`, `--tta 8`). Timings on a shared machine vary: the load average is
+and 8-view test-time augmentation (`--tta 2`, `--tta 8`), and with the second of 2 views seen
+smaller (`--second-view small-mirror`). Timings on a shared machine vary: the load average is
 printed with them.
 """
 
@@ -23,7 +24,7 @@ import torch
 import models  # noqa: F401
 from models.weights import load_model
 from pipeline.stages.detect import DEFAULT_WEIGHTS
-from pipeline.stages.detect_infer import predict_probabilities
+from pipeline.stages.detect_infer import Views, predict_probabilities
 
 
 def _time(fn, runs: int) -> dict[str, float]:
@@ -69,6 +70,8 @@ def main() -> None:
                                           args.runs),
         "tiled_512_overlap64_fp32_tta2": _time(lambda: predict_probabilities(model_cl, image, 512, 64, views=2),
                                                args.runs),
+        "tiled_512_overlap64_fp32_tta2_small_mirror": _time(
+            lambda: predict_probabilities(model_cl, image, 512, 64, views=Views(2, "small-mirror")), args.runs),
         "tiled_512_overlap64_bf16_tta2": _time(
             lambda: predict_probabilities(model_cl, image, 512, 64, views=2, bf16=True), args.runs),
         "tiled_512_overlap64_fp32_tta8": _time(lambda: predict_probabilities(model_cl, image, 512, 64, views=8),

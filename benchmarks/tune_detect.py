@@ -6,9 +6,9 @@
 A change to detection is chosen here and decided on the reported sets afterwards (a rule in docs/rules/, written
 before those are run): the VAL paintings, DeepCrack `test/`, CrackForest TEST, UAV75 `test/` and the bundled sample
 are never read. Each variant (`pipeline.stages.detect.variant_fields`: `NAME[+coarse|+nocoarse][+minN][+straightN]
-[+likeN][+borderN][+scaleS][+ttaN][+mirror|+half-turn|+quarter-turn][+agreeA]`, the rest as the detect stage's
-defaults) runs as `retouch detect` runs it (`DetectConfig.image_probabilities`, the stage's tile and overlap,
-threshold 0.5) over:
+[+likeN][+borderN][+scaleS][+ttaN][+mirror|+half-turn|+quarter-turn|+small-mirror|+small-half-turn][+agreeA]`, the
+rest as the detect stage's defaults) runs as `retouch detect` runs it (`DetectConfig.image_probabilities`, the stage's
+tile and overlap, threshold 0.5) over:
 
 - intact: the 30 TRAIN paintings, no damage drawn: the share flagged per painting (worst and which, mean; per class
   means; each painting's in the JSON);

@@ -104,7 +104,8 @@ def rerun_detect_flow(store: str, threshold: float = DetectParams().threshold,
             `adapt` made some, else the shipped detector
         tta: test-time augmentation: every tile in this many flipped orientations, averaged (that many times
             slower); 2 (default) = the tile and its second view, 1 = one pass
-        second_view: the second of two views: "mirror", "half-turn" or "quarter-turn"
+        second_view: the second of two views: "mirror", "half-turn", "quarter-turn", "small-mirror" or
+            "small-half-turn" (those two at 13/16 of the tile's side)
         loss_agreement: paint loss is the views' mean only where every view gives it at least this, elsewhere
             the lowest view's (0 = the mean everywhere)
         agreement_area: paint-loss regions of fewer than this many px keep the views' mean (0 = every region)

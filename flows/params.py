@@ -43,7 +43,8 @@ from pipeline.stages.ingest import IngestConfig
 from pipeline.stages.inpaint_stage import InpaintStageConfig
 
 Tta = Literal[1, 2, 4, 8]  # test-time augmentation views (pipeline.stages.detect_infer.VIEWS)
-SecondView = Literal["mirror", "half-turn", "quarter-turn"]  # pipeline.stages.detect_infer.SECOND_VIEWS
+# pipeline.stages.detect_infer.SECOND_VIEWS
+SecondView = Literal["mirror", "half-turn", "quarter-turn", "small-mirror", "small-half-turn"]
 
 
 class _Params(BaseModel):
@@ -109,7 +110,8 @@ class DetectParams(_Tiled):
                                               "thin-crack maps); 2 = the tile and its second view, 1 = one pass")
     second_view: SecondView = Field(DEFAULT_SECOND_VIEW, description="the second of two views: the tile's mirror "
                                                                      "image, or the tile turned a half or a quarter "
-                                                                     "turn")
+                                                                     "turn, or ('small-') the mirror or half turn "
+                                                                     "seen at 13/16 of the tile's side")
     loss_agreement: float = Field(DEFAULT_LOSS_AGREEMENT, ge=0.0, lt=1.0, description=(
         "paint loss is the views' mean only where every view gives it at least this probability, elsewhere the "
         "lowest view's (0 = the mean everywhere)"))

@@ -112,6 +112,29 @@ def test_the_second_view_is_the_turned_tile_and_paint_loss_needs_every_view(shap
     assert Views(2, "quarter-turn").indices() == (0, 5) and Views(4, "quarter-turn").indices() == (0, 1, 2, 3)
 
 
+@pytest.mark.parametrize("shape", [(128, 128), (96, 160)])
+def test_a_small_second_view_is_the_shrunk_mirror_or_half_turn_scaled_back(shape: tuple[int, int]) -> None:
+    import torch.nn.functional as F
+
+    from pipeline.stages.detect_infer import SMALL_VIEW, Views, small_size
+
+    model = _conv_net()
+    x = torch.rand(2, 3, *shape)
+    size = (small_size(shape[0], SMALL_VIEW), small_size(shape[1], SMALL_VIEW))
+    assert all(n % 32 == 0 and n < m for n, m in zip(size, shape, strict=True))
+    with torch.inference_mode():
+        one = torch.sigmoid(model(x))
+        for name, dims in (("small-mirror", (-1,)), ("small-half-turn", (-2, -1))):
+            shrunk = F.interpolate(x.flip(dims), size=size, mode="area")
+            back = F.interpolate(model(shrunk), size=shape, mode="bilinear", align_corners=False)
+            second = torch.sigmoid(back).flip(dims)
+            torch.testing.assert_close(tile_probabilities(model, x, views=Views(2, name)), (one + second) / 2)
+            assert not torch.allclose(second, torch.sigmoid(model(x.flip(dims))).flip(dims))  # not the full view
+    assert Views(2, "small-mirror").sides() == (1.0, SMALL_VIEW) and Views(2, "mirror").sides() == (1.0, 1.0)
+    assert Views(4, "small-mirror").sides() == (1.0,) * 4  # only a second of two views is small
+    assert small_size(512, SMALL_VIEW) == 416 and small_size(20, SMALL_VIEW) == 32
+
+
 def test_small_loss_regions_keep_the_mean_of_the_views_under_the_agreement() -> None:
     from pipeline.stages.detect_infer import AREA_THRESHOLD, Views, small_regions
 
@@ -214,7 +237,7 @@ def test_tta_setting_is_checked_everywhere(tmp_path) -> None:
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 2 and "--tta must be one of 1, 2, 4, 8" in result.output
     result = CliRunner().invoke(app, ["detect", str(tmp_path / "x.zarr"), "--second-view", "sideways"])
-    assert result.exit_code == 2 and "--second-view must be one of mirror, half-turn, quarter-turn" in result.output
+    assert result.exit_code == 2 and "--second-view must be one of mirror, half-turn" in result.output
 
 
 def test_the_default_detection_runs_the_network_twice_over_a_pixel_and_a_quarter_more_where_a_loss_is_marked(

@@ -230,7 +230,8 @@ DEFAULT_COARSE_LOSS = True  # pipeline.stages.detect.DEFAULT_COARSE_LOSS, likewi
 DEFAULT_SECOND_VIEW = "mirror"  # pipeline.stages.detect.DEFAULT_SECOND_VIEW, likewise (a test checks)
 DEFAULT_LOSS_AGREEMENT = 0.0  # pipeline.stages.detect.DEFAULT_LOSS_AGREEMENT, likewise (a test checks)
 DEFAULT_AGREEMENT_AREA = 0  # pipeline.stages.detect.DEFAULT_AGREEMENT_AREA, likewise (a test checks)
-SECOND_VIEWS = ("mirror", "half-turn", "quarter-turn")  # pipeline.stages.detect_infer.SECOND_VIEWS (a test checks)
+# pipeline.stages.detect_infer.SECOND_VIEWS (a test checks)
+SECOND_VIEWS = ("mirror", "half-turn", "quarter-turn", "small-mirror", "small-half-turn")
 DEFAULT_MIN_CRACK = 0  # pipeline.stages.detect.DEFAULT_MIN_CRACK, likewise (a test checks)
 DEFAULT_STRAIGHT = 60  # pipeline.stages.detect.DEFAULT_STRAIGHT, likewise (a test checks)
 DEFAULT_PAINT_LIKE = 0  # pipeline.stages.detect.DEFAULT_PAINT_LIKE, likewise (a test checks)
@@ -267,7 +268,9 @@ TtaOpt = Annotated[int, typer.Option(help="test-time augmentation: run every til
                                           "orientations and average (that many times slower; 2 = the tile "
                                           "and its second view, 1 = one pass)")]
 SecondViewOpt = Annotated[str, typer.Option(help="the second of two views: the tile's mirror image ('mirror'), or "
-                                                 "the tile turned by a 'half-turn' or a 'quarter-turn'")]
+                                                 "the tile turned by a 'half-turn' or a 'quarter-turn', or "
+                                                 "the mirror or half turn seen at 13/16 of the tile's side "
+                                                 "('small-mirror', 'small-half-turn': 0.66 of a pass)")]
 LossAgreementOpt = Annotated[float, typer.Option(help="paint loss is the views' mean only where every view gives it "
                                                       "at least this probability, elsewhere the lowest view's: a "
                                                       "loss seen one way only is not taken (0 = the mean "

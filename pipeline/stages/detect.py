@@ -100,7 +100,8 @@ def default_manifest() -> str:
 class DetectConfig:
     """Weights, decision threshold per class, model tile/overlap, chunk halo, device, precision and
     test-time augmentation (`tta` orientations of every tile, averaged: 1, 2, 4 or 8; with two, the tile and its
-    `second_view`: "mirror", "half-turn" or "quarter-turn"; with `loss_agreement` > 0 a pixel's paint loss is the
+    `second_view`: "mirror", "half-turn", "quarter-turn", or "small-mirror" / "small-half-turn" (seen at 13/16 of the
+    tile's side, `detect_infer.SMALL_VIEW`); with `loss_agreement` > 0 a pixel's paint loss is the
     views' mean only where each view gives at least that, else the lowest, except in loss regions of fewer than
     `agreement_area` px: `detect_infer.Views`), and the coarse paint-loss pass (`coarse_loss`: the block also at
     half size, for large losses; detect_infer), and the
@@ -210,8 +211,9 @@ class DetectConfig:
 
 
 def variant_fields(text: str) -> dict[str, Any]:
-    """`NAME[+coarse|+nocoarse][+minN][+straightN][+likeN][+borderN][+scaleS][+ttaN][+mirror|+half-turn|+quarter-turn]
-    [+agreeA][+areaN]` (how the benchmarks name a detection setting) as DetectConfig fields: the weights,
+    """`NAME[+coarse|+nocoarse][+minN][+straightN][+likeN][+borderN][+scaleS][+ttaN][+mirror|+half-turn|+quarter-turn|
+    +small-mirror|+small-half-turn][+agreeA][+areaN]` (how the benchmarks name a detection setting) as DetectConfig
+    fields: the weights,
     `coarse_loss` on with `+coarse` and off with `+nocoarse`, `min_crack` N with `+minN`, `straight` N with
     `+straightN`, `paint_like` N with `+likeN`, `border` N with `+borderN`, `scale` S with `+scaleS` (e.g. `+scale1.4`),
     `tta` N with `+ttaN`, `second_view` with its name, `loss_agreement` A with `+agreeA` (e.g. `+agree0.25`),
@@ -243,7 +245,8 @@ def variant_fields(text: str) -> dict[str, Any]:
             fields["agreement_area"] = int(option[4:])
         else:
             raise ValueError(f"{text}: unknown detection option {option!r} (NAME[+coarse|+nocoarse][+minN][+straightN]"
-                             "[+likeN][+borderN][+scaleS][+ttaN][+mirror|+half-turn|+quarter-turn][+agreeA][+areaN])")
+                             "[+likeN][+borderN][+scaleS][+ttaN][+mirror|+half-turn|+quarter-turn|+small-mirror|+small-half-turn]"
+                             "[+agreeA][+areaN])")
     return fields
 
 

@@ -7,7 +7,8 @@ weighted by a Gaussian window (sigma = tile / 8, clamped at 1e-3, as MONAI's sli
 divided by the summed weights. An image that fits in one tile gives exactly the untiled result.
 With `views` > 1 each tile is also run flipped (and, at 8, transposed), the probabilities flipped back and
 averaged (test-time augmentation): `views` times the compute for steadier thin-crack maps. Two views are the tile and
-its mirror image, or (`Views.second`) the tile turned by a half or a quarter turn; with `Views.loss_agreement` a pixel's
+its mirror image, or (`Views.second`) the tile turned by a half or a quarter turn, or ("small-") the mirror or half
+turn seen at SMALL_VIEW of the tile's side, its logits scaled back; with `Views.loss_agreement` a pixel's
 paint loss is the views' mean only where every view gives it at least that much, else the lowest view's (except, with
 `Views.agreement_area`, in the tile's smaller loss regions, which keep the mean).
 """
@@ -27,7 +28,9 @@ from pipeline.stages.detect_border import DEFAULT_BORDER, at_border
 MULTIPLE_OF = 32
 VIEWS = (1, 2, 4, 8)  # test-time augmentation: identity, + horizontal flip, + vertical flips, + transposes
 _FLIPS = ((), (-1,), (-2,), (-2, -1))  # the flipped dims of views k and k + 4
-SECOND_VIEWS = {"mirror": 1, "half-turn": 3, "quarter-turn": 5}  # the second of two views: its k in `_view`
+SECOND_VIEWS = {"mirror": 1, "half-turn": 3, "quarter-turn": 5,  # the second of two views: its k in `_view`;
+                "small-mirror": 1, "small-half-turn": 3}  # "small-": seen at SMALL_VIEW of the tile's side
+SMALL_VIEW = 13 / 16  # a "small-" second view's side, of the tile's (rounded to a multiple of 32): 0.66 of its pixels
 AREA_THRESHOLD = 0.5  # the mean loss probability from which a pixel belongs to a region (Views.agreement_area)
 
 
@@ -64,6 +67,33 @@ class Views:
         """The k (`_view`) of each view run."""
         return (0, SECOND_VIEWS[self.second]) if self.count == 2 else tuple(range(self.count))
 
+    def sides(self) -> tuple[float, ...]:
+        """Each view's side as a share of the tile's (1: full size; SMALL_VIEW for a "small-" second view)."""
+        small = self.count == 2 and self.second.startswith("small-")
+        return tuple(SMALL_VIEW if small and i else 1.0 for i in range(len(self.indices())))
+
+
+def small_size(n: int, side: float) -> int:
+    """A tile side `n` times `side`, rounded to a multiple of MULTIPLE_OF (at least one)."""
+    return max(MULTIPLE_OF, round(n * side / MULTIPLE_OF) * MULTIPLE_OF)
+
+
+def _run_view(model: torch.nn.Module, x: torch.Tensor, k: int, side: float, bf16: bool) -> torch.Tensor:
+    """Sigmoid probabilities of view k of (B, 3, H, W) tiles, mapped back; with `side` < 1 the view is shrunk to
+    `small_size` (area averaging) and its logits brought back to H x W (bilinear) before the sigmoid."""
+    import torch.nn.functional as F
+
+    v = _view(x, k)
+    size = v.shape[-2:]
+    if side != 1.0:
+        v = F.interpolate(v, size=(small_size(size[0], side), small_size(size[1], side)), mode="area")
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+        logits = model(v)
+    logits = logits.float()
+    if side != 1.0:
+        logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+    return _unview(torch.sigmoid(logits), k)
+
 
 def _view(x: torch.Tensor, k: int) -> torch.Tensor:
     """The k-th of the 8 flips/transposes of (B, C, H, W) tiles (k < 4: flips only); `_unview` undoes it."""
@@ -85,10 +115,8 @@ def tile_probabilities(model: torch.nn.Module, x: torch.Tensor, bf16: bool = Fal
     paint loss averaged too). The odd channels are paint loss (K = 2 classes per network; 4 with a base beside)."""
     plan = views if isinstance(views, Views) else Views(views)
     total = low = None
-    for k in plan.indices():
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
-            logits = model(_view(x, k))
-        prob = _unview(torch.sigmoid(logits.float()), k)
+    for k, side in zip(plan.indices(), plan.sides(), strict=True):
+        prob = _run_view(model, x, k, side, bf16)
         total = prob if total is None else total + prob
         if plan.loss_agreement:
             loss = prob[:, 1::2]
