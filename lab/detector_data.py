@@ -25,6 +25,9 @@ from lab.real_cracks import RealSet
 from lab.synthesis.synthetic_damage import CRAQUELURE, PAINT_LOSS, DamageConfig, synthesize_damage
 from pipeline.io.image_io import as_rgb, read_image, to_float
 
+ZOOM_MIN = 0.5  # the smallest factor a damaged tile is resized by after its damage is drawn
+SHRUNK_COVER = 0.25  # a shrunk tile labels a damage class where it covers at least this share of a pixel
+
 
 @dataclass(frozen=True)
 class AugmentConfig:
@@ -45,7 +48,8 @@ class AugmentConfig:
     p_edge: float = 0.0
     # Share of damaged tiles drawn small and enlarged by a factor from `zoom` after the damage is drawn, so that
     # cracks and losses are as wide as on a scan at that many times the resolution (painting crops' `scale`
-    # resizes the paint before any damage is drawn, so it never widens a crack).
+    # resizes the paint before any damage is drawn, so it never widens a crack); a factor below 1 draws the tile
+    # larger and shrinks it, so cracks come out thinner and fainter than drawn.
     p_zoom: float = 0.0
     zoom: tuple[float, float] = (1.0, 3.0)
 
@@ -53,8 +57,8 @@ class AugmentConfig:
         object.__setattr__(self, "zoom", tuple(self.zoom))  # JSON gives a list
         if not 0 < self.scale[0] <= self.scale[1]:
             raise ValueError(f"AugmentConfig.scale must be an increasing positive range, got {self.scale}")
-        if not 1 <= self.zoom[0] <= self.zoom[1] <= 8:
-            raise ValueError(f"AugmentConfig.zoom must be an increasing range within [1, 8], got {self.zoom}")
+        if not ZOOM_MIN <= self.zoom[0] <= self.zoom[1] <= 8:
+            raise ValueError(f"AugmentConfig.zoom must be an increasing range within [{ZOOM_MIN}, 8], got {self.zoom}")
         for name in ("p_blur", "p_jpeg", "p_grey", "p_edge", "p_zoom"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"AugmentConfig.{name} must be in [0, 1]")
@@ -160,7 +164,7 @@ def make_tile(
         crop = _crop(painting, small, scale, rng, augment.p_edge if augment else 0.0)
     damaged, labels = synthesize_damage(crop, int(rng.integers(1 << 31)), damage)
     if small != tile:
-        damaged, labels = enlarged_tile(damaged, labels, tile)
+        damaged, labels = resized_tile(damaged, labels, tile)
     img, labels = _augment(to_float(damaged), labels, augment, rng)
     target = np.stack([labels == CRAQUELURE, labels == PAINT_LOSS]).astype(np.float32)  # (2, T, T)
     return np.ascontiguousarray(img.transpose(2, 0, 1)), target  # (3, T, T)
@@ -175,15 +179,18 @@ def _draw_zoom(augment: AugmentConfig | None, rng: np.random.Generator) -> float
     return zoom if rng.random() < augment.p_zoom else 1.0
 
 
-def enlarged_tile(image: np.ndarray, labels: np.ndarray, tile: int) -> tuple[np.ndarray, np.ndarray]:
-    """A damaged (h, w, 3) image and its (h, w) labels enlarged to (tile, tile): the image bicubic, each damage
-    class where its linearly resampled coverage is at least 0.5 (paint loss over craquelure), as synthetic
-    labels are drawn."""
-    img = cv2.resize(image, (tile, tile), interpolation=cv2.INTER_CUBIC)
+def resized_tile(image: np.ndarray, labels: np.ndarray, tile: int) -> tuple[np.ndarray, np.ndarray]:
+    """A damaged (h, w, 3) image and its (h, w) labels resized to (tile, tile). Enlarged: the image bicubic, each
+    damage class where its linearly resampled coverage is at least 0.5 (paint loss over craquelure), as synthetic
+    labels are drawn. Shrunk: the image by area averaging, each class where it covers at least SHRUNK_COVER of a
+    pixel, so a crack thinned below a pixel keeps the label of the faint trace it leaves."""
+    shrink = tile < image.shape[0]
+    img = cv2.resize(image, (tile, tile), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
     out = np.zeros((tile, tile), labels.dtype)
     for value in (CRAQUELURE, PAINT_LOSS):
-        cover = cv2.resize((labels == value).astype(np.float32), (tile, tile), interpolation=cv2.INTER_LINEAR)
-        out[cover >= 0.5] = value
+        cover = cv2.resize((labels == value).astype(np.float32), (tile, tile),
+                           interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+        out[cover >= (SHRUNK_COVER if shrink else 0.5)] = value
     return img, out
 
 

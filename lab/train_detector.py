@@ -398,7 +398,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="AugmentConfig.p_edge: share of painting crops reflect-padded at an image edge")
     parser.add_argument("--zoom-fraction", type=float, help="AugmentConfig.p_zoom: share of damaged tiles drawn "
                         "small and enlarged after the damage is drawn (wider cracks and losses)")
-    parser.add_argument("--zoom", help="AugmentConfig.zoom as LO,HI: their enlargement (default 1,3)")
+    parser.add_argument("--zoom", help="AugmentConfig.zoom as LO,HI: their enlargement (default 1,3; below 1, "
+                        "from 0.5, shrinks them: thinner, fainter cracks)")
     parser.add_argument("--weights-name", help="manifest name of the shipped weights")
     parser.add_argument("--ship-only", action="store_true",
                         help="train no further: ship what the run dir holds (same options as the run)")
