@@ -248,22 +248,26 @@ def test_the_default_detection_runs_the_network_twice_over_a_pixel_and_a_quarter
     knowingly)."""
     from models.resunet import ResUNet
     from models.weights import MANIFEST_PATH, load_model
-    from pipeline.stages.detect import DEFAULT_COARSE_LOSS, DEFAULT_TTA, DEFAULT_WEIGHTS
-    from pipeline.stages.detect_infer import COARSE_SCALE, detect_probabilities
+    from pipeline.stages.detect import DEFAULT_COARSE_LOSS, DEFAULT_SECOND_VIEW, DEFAULT_TTA, DEFAULT_WEIGHTS
+    from pipeline.stages.detect_infer import COARSE_SCALE, SMALL_VIEW, Views, detect_probabilities, small_size
 
-    def passes(model: torch.nn.Module, image: np.ndarray, networks: type) -> float:
+    def passes(model: torch.nn.Module, image: np.ndarray, networks: type,
+               views: Views = Views(DEFAULT_TTA, DEFAULT_SECOND_VIEW)) -> float:
         pixels = []
         for module in model.modules():
             if isinstance(module, networks):
                 module.register_forward_hook(lambda _m, args, _o: pixels.append(args[0].shape[-2:].numel()))
-        detect_probabilities(model, image, tile=128, overlap=16, views=DEFAULT_TTA, coarse_loss=DEFAULT_COARSE_LOSS)
+        detect_probabilities(model, image, tile=128, overlap=16, views=views, coarse_loss=DEFAULT_COARSE_LOSS)
         return sum(pixels) / 128**2  # the image and its margin fill one 128-px tile
 
+    assert DEFAULT_SECOND_VIEW == "mirror"
     model, _ = load_model(DEFAULT_WEIGHTS, manifest_path=MANIFEST_PATH)
     assert passes(model, np.full((96, 96, 3), 0.5, np.float32), ResUNet) == 2  # no loss marked: no coarse pass
     lossy = np.zeros((96, 96, 3), np.float32)
     lossy[30:70, 30:70] = 1.0  # the stand-in marks it as loss, so the coarse pass runs
     assert DEFAULT_COARSE_LOSS and passes(_BrightIsLoss(), lossy, _BrightIsLoss) == 2 + 1 / COARSE_SCALE**2
+    small = passes(_BrightIsLoss(), lossy, _BrightIsLoss, Views(2, "small-half-turn"))  # the smaller second view
+    assert small == 1 + (small_size(128, SMALL_VIEW) / 128) ** 2 + 1 / COARSE_SCALE**2 and small <= 2
 
 
 class _BrightIsLoss(torch.nn.Module):
