@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from pipeline.stages.coarse_loss import anchored, ground_only
 from pipeline.stages.detect_border import DEFAULT_BORDER, at_border
@@ -28,9 +29,9 @@ from pipeline.stages.detect_border import DEFAULT_BORDER, at_border
 MULTIPLE_OF = 32
 VIEWS = (1, 2, 4, 8)  # test-time augmentation: identity, + horizontal flip, + vertical flips, + transposes
 _FLIPS = ((), (-1,), (-2,), (-2, -1))  # the flipped dims of views k and k + 4
-SECOND_VIEWS = {"mirror": 1, "half-turn": 3, "quarter-turn": 5,  # the second of two views: its k in `_view`;
-                "small-mirror": 1, "small-half-turn": 3}  # "small-": seen at SMALL_VIEW of the tile's side
 SMALL_VIEW = 13 / 16  # a "small-" second view's side, of the tile's (rounded to a multiple of 32): 0.66 of its pixels
+SECOND_VIEWS = {"mirror": (1, 1.0), "half-turn": (3, 1.0), "quarter-turn": (5, 1.0),  # the second of two views: its
+                "small-mirror": (1, SMALL_VIEW), "small-half-turn": (3, SMALL_VIEW)}  # k in `_view`, and its side
 AREA_THRESHOLD = 0.5  # the mean loss probability from which a pixel belongs to a region (Views.agreement_area)
 
 
@@ -65,12 +66,11 @@ class Views:
 
     def indices(self) -> tuple[int, ...]:
         """The k (`_view`) of each view run."""
-        return (0, SECOND_VIEWS[self.second]) if self.count == 2 else tuple(range(self.count))
+        return (0, SECOND_VIEWS[self.second][0]) if self.count == 2 else tuple(range(self.count))
 
     def sides(self) -> tuple[float, ...]:
         """Each view's side as a share of the tile's (1: full size; SMALL_VIEW for a "small-" second view)."""
-        small = self.count == 2 and self.second.startswith("small-")
-        return tuple(SMALL_VIEW if small and i else 1.0 for i in range(len(self.indices())))
+        return (1.0, SECOND_VIEWS[self.second][1]) if self.count == 2 else (1.0,) * self.count
 
 
 def small_size(n: int, side: float) -> int:
@@ -81,8 +81,6 @@ def small_size(n: int, side: float) -> int:
 def _run_view(model: torch.nn.Module, x: torch.Tensor, k: int, side: float, bf16: bool) -> torch.Tensor:
     """Sigmoid probabilities of view k of (B, 3, H, W) tiles, mapped back; with `side` < 1 the view is shrunk to
     `small_size` (area averaging) and its logits brought back to H x W (bilinear) before the sigmoid."""
-    import torch.nn.functional as F
-
     v = _view(x, k)
     size = v.shape[-2:]
     if side != 1.0:
