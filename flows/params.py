@@ -43,7 +43,7 @@ from pipeline.stages.ingest import IngestConfig
 from pipeline.stages.inpaint_stage import InpaintStageConfig
 
 Tta = Literal[1, 2, 4, 8]  # test-time augmentation views (pipeline.stages.detect_infer.VIEWS)
-# pipeline.stages.detect_infer.SECOND_VIEWS
+# pipeline.stages.detect_infer.SECOND_VIEWS (a test checks)
 SecondView = Literal["mirror", "half-turn", "quarter-turn", "small-mirror", "small-half-turn"]
 
 

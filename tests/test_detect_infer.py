@@ -210,6 +210,11 @@ def test_tta_setting_is_checked_everywhere(tmp_path) -> None:
     from pipeline.stages import detect_infer
 
     assert SECOND_VIEWS == tuple(detect_infer.SECOND_VIEWS)
+    from typing import get_args
+
+    from flows.params import SecondView
+
+    assert get_args(SecondView) == tuple(detect_infer.SECOND_VIEWS)  # the flows' parameter type names the same views
     assert DEFAULT_SECOND_VIEW == detect.DEFAULT_SECOND_VIEW == DetectConfig().second_view == EvalOptions().second_view
     assert DEFAULT_SECOND_VIEW == DetectParams().second_view
     assert DEFAULT_LOSS_AGREEMENT == detect.DEFAULT_LOSS_AGREEMENT == DetectConfig().loss_agreement
